@@ -1,0 +1,60 @@
+# Shoal's two user-facing commands are `make run` and `make test`; everything else here
+# serves them or the benchmarks.
+
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/shoal-target
+VENV ?= $(HOME)/.cache/shoal-venv
+PY := $(VENV)/bin/python
+DATA ?= $(HOME)/.cache/shoal-bench-data
+RESULTS ?= benches/results
+
+.PHONY: all setup test lint unit pytest run build bench-ann bench-kernels filter-threshold clean
+
+all: test
+
+setup:
+	@scripts/setup.sh
+
+## Everything CI checks: formatting, lints, Rust tests, Python tests.
+test: setup lint unit pytest
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+unit:
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		cargo nextest run --workspace --no-fail-fast; \
+	else \
+		cargo test --workspace --no-fail-fast; \
+	fi
+
+pytest:
+	cargo build -p shoal-bench
+	SHOAL_BENCH=$(CARGO_TARGET_DIR)/debug/shoal-bench $(PY) -m pytest -q benches/tests
+
+build:
+	cargo build --release --workspace
+
+## Starts Shoal. The server arrives with issue #3; until then this says so.
+run: setup build
+	@echo "Shoal's server is not there yet: this build has the vector index (crates/index)"
+	@echo "and its benchmarks. Try: make bench-ann"
+
+## hnswlib, faiss and Shoal on the same 200k x 128 dataset, side by side.
+bench-ann: setup
+	cargo build --release -p shoal-bench
+	PY=$(PY) DATA=$(DATA) RESULTS=$(RESULTS) BENCH=$(CARGO_TARGET_DIR)/release/shoal-bench \
+		benches/run_ann.sh
+
+## criterion micro-benchmarks of the distance kernels.
+bench-kernels:
+	cargo bench -p shoal-bench --bench distance
+
+## Where an exact scan of a filter's ids beats the filtered walk.
+filter-threshold: setup
+	cargo build --release -p shoal-bench
+	$(PY) benches/gen_dataset.py --n 200000 --dim 128 --clusters 1000 --queries 1000 --seed 42 --out $(DATA)
+	$(CARGO_TARGET_DIR)/release/shoal-bench filter-threshold --base $(DATA)/base.fvecs --queries $(DATA)/queries.fvecs
+
+clean:
+	cargo clean

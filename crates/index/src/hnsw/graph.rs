@@ -1,0 +1,253 @@
+//! Where an HNSW node's data lives and how its links are read and written.
+//!
+//! ```text
+//! records   (one per slot)  [count0][links0 × M0][label][vector × dim]
+//! nodes     (one per slot)  [meta][first upper block + 1, or 0]
+//! upper     (blocks)        [count][links × M]       one block per level above 0
+//! meta bits                 0..8 level | 8..16 upper blocks reserved | 31 writer lock
+//! ```
+//!
+//! The label sits right before the vector so the check "is this node deleted / allowed"
+//! and the distance computation touch the same cache lines. Links are atomics: a reader
+//! may see a list mid-update (a mix of old and new ids), which is harmless because every
+//! id it can see names a node that is reachable and fully written. Writers of one node's
+//! links hold that node's lock bit, so "one node's update" is the longest any writer
+//! blocks another, and readers never block.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::words::{as_f32, load, WordArena};
+
+const LEVEL_MASK: u32 = 0xff;
+const RESERVED_SHIFT: u32 = 8;
+const LOCK: u32 = 1 << 31;
+
+/// Highest level a node may have. With M >= 2 a level past 16 has probability < 2^-16
+/// per node; capping keeps the upper-block bookkeeping in a byte.
+pub(crate) const MAX_LEVEL: usize = 16;
+
+/// The storage of an HNSW graph.
+#[derive(Debug)]
+pub(crate) struct Graph {
+    pub(crate) dim: usize,
+    /// Links per node at level 0 (2·M).
+    pub(crate) m0: usize,
+    /// Links per node above level 0 (M).
+    pub(crate) m: usize,
+    records: WordArena,
+    nodes: WordArena,
+    upper: WordArena,
+    upper_next: Mutex<u32>,
+}
+
+impl Graph {
+    pub(crate) fn new(dim: usize, m: usize, initial_cap: usize) -> Graph {
+        let m0 = 2 * m;
+        Graph {
+            dim,
+            m0,
+            m,
+            records: WordArena::new(1 + m0 + 1 + dim, initial_cap),
+            nodes: WordArena::new(2, initial_cap),
+            upper: WordArena::new(1 + m, (initial_cap / m.max(1)).max(16)),
+            upper_next: Mutex::new(0),
+        }
+    }
+
+    #[inline]
+    fn label_at(&self) -> usize {
+        1 + self.m0
+    }
+
+    /// Max links of a node at `level`.
+    #[inline]
+    pub(crate) fn max_links(&self, level: usize) -> usize {
+        if level == 0 {
+            self.m0
+        } else {
+            self.m
+        }
+    }
+
+    pub(crate) fn is_backed(&self, slot: u32) -> bool {
+        self.records.is_backed(slot) && self.nodes.is_backed(slot)
+    }
+
+    /// The stored vector of `slot`.
+    // #[PerformanceCriticalPath]
+    #[inline]
+    pub(crate) fn vector(&self, slot: u32) -> &[f32] {
+        let at = self.label_at() + 1;
+        as_f32(&self.records.record(slot)[at..at + self.dim])
+    }
+
+    /// Pointer to a node's label and vector, for prefetching.
+    #[inline]
+    pub(crate) fn vector_ptr(&self, slot: u32) -> *const AtomicU32 {
+        self.records.record(slot)[self.label_at()..].as_ptr()
+    }
+
+    /// Raw label word of `slot` (see `slots`).
+    #[inline]
+    pub(crate) fn label_word(&self, slot: u32) -> u32 {
+        load(&self.records.record(slot)[self.label_at()])
+    }
+
+    pub(crate) fn set_label_word(&self, slot: u32, word: u32) {
+        self.records.record(slot)[self.label_at()].store(word, Ordering::Release);
+    }
+
+    /// Sets or clears the tombstone bit, returning the previous word.
+    pub(crate) fn mark_deleted(&self, slot: u32) -> u32 {
+        self.records.record(slot)[self.label_at()].fetch_or(crate::slots::DELETED, Ordering::AcqRel)
+    }
+
+    #[inline]
+    fn meta(&self, slot: u32) -> &AtomicU32 {
+        &self.nodes.record(slot)[0]
+    }
+
+    /// Level of `slot`.
+    #[inline]
+    pub(crate) fn level(&self, slot: u32) -> usize {
+        (load(self.meta(slot)) & LEVEL_MASK) as usize
+    }
+
+    /// The link list of `slot` at `level`: its count word and its entries.
+    // #[PerformanceCriticalPath]
+    #[inline]
+    fn list(&self, slot: u32, level: usize) -> (&AtomicU32, &[AtomicU32]) {
+        if level == 0 {
+            let rec = self.records.record(slot);
+            (&rec[0], &rec[1..1 + self.m0])
+        } else {
+            let first = load(&self.nodes.record(slot)[1]).wrapping_sub(1);
+            let block = self.upper.record(first + level as u32 - 1);
+            (&block[0], &block[1..])
+        }
+    }
+
+    /// The current neighbours of `slot` at `level`. May reflect a concurrent update
+    /// partially; every id in it is a valid slot.
+    #[inline]
+    pub(crate) fn links(&self, slot: u32, level: usize) -> &[AtomicU32] {
+        let (count, entries) = self.list(slot, level);
+        let n = (load(count) as usize).min(entries.len());
+        &entries[..n]
+    }
+
+    /// Copies the neighbours of `slot` at `level` into `out`.
+    pub(crate) fn links_into(&self, slot: u32, level: usize, out: &mut Vec<u32>) {
+        out.clear();
+        out.extend(self.links(slot, level).iter().map(load));
+    }
+
+    /// Replaces the neighbours of `slot` at `level`. Caller holds the node's lock (or the
+    /// node is not yet reachable).
+    pub(crate) fn set_links(&self, slot: u32, level: usize, new: &[u32]) {
+        let (count, entries) = self.list(slot, level);
+        let n = new.len().min(entries.len());
+        // Shrink first so a reader never pairs the new count with stale entries beyond it.
+        if (load(count) as usize) > n {
+            count.store(n as u32, Ordering::Release);
+        }
+        for (e, v) in entries.iter().zip(&new[..n]) {
+            e.store(*v, Ordering::Release);
+        }
+        count.store(n as u32, Ordering::Release);
+    }
+
+    /// Appends one neighbour if there is room; returns false when the list is full.
+    pub(crate) fn try_push_link(&self, slot: u32, level: usize, new: u32) -> bool {
+        let (count, entries) = self.list(slot, level);
+        let n = load(count) as usize;
+        if n >= entries.len() {
+            return false;
+        }
+        entries[n].store(new, Ordering::Release);
+        count.store(n as u32 + 1, Ordering::Release);
+        true
+    }
+
+    /// Takes the writer lock of `slot`. Held only while one link list is rewritten.
+    pub(crate) fn lock(&self, slot: u32) -> NodeLock<'_> {
+        let meta = self.meta(slot);
+        let mut spins = 0u32;
+        loop {
+            let cur = meta.load(Ordering::Relaxed);
+            if cur & LOCK == 0
+                && meta
+                    .compare_exchange_weak(cur, cur | LOCK, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return NodeLock { meta };
+            }
+            spins += 1;
+            if spins < 128 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Prepares an unreachable slot for a node of `level` holding `vector`: backs its
+    /// memory, empties its lists and reserves upper blocks (reusing the slot's old ones when
+    /// they are enough). The label is written last, by the caller, to publish the node.
+    pub(crate) fn init_slot(&self, slot: u32, level: usize, vector: &[f32]) {
+        self.records.ensure(slot);
+        self.nodes.ensure(slot);
+        let node = self.nodes.record(slot);
+        let old_meta = load(&node[0]);
+        let reserved = ((old_meta >> RESERVED_SHIFT) & LEVEL_MASK) as usize;
+        let reserved = if level > reserved || load(&node[1]) == 0 {
+            if level > 0 {
+                let mut next = self.upper_next.lock();
+                let first = *next;
+                *next += level as u32;
+                for b in first..first + level as u32 {
+                    self.upper.ensure(b);
+                }
+                node[1].store(first + 1, Ordering::Relaxed);
+            }
+            level
+        } else {
+            reserved
+        };
+        node[0].store(
+            (level as u32) | ((reserved as u32) << RESERVED_SHIFT),
+            Ordering::Release,
+        );
+        let rec = self.records.record(slot);
+        rec[0].store(0, Ordering::Relaxed);
+        crate::words::store_f32(&rec[self.label_at() + 1..], vector);
+        for l in 1..=level {
+            let (count, _) = self.list(slot, l);
+            count.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes reserved by the graph's storage.
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        self.records.allocated_bytes() + self.nodes.allocated_bytes() + self.upper.allocated_bytes()
+    }
+
+    /// Vectors the graph holds without allocating.
+    pub(crate) fn capacity(&self) -> usize {
+        self.records.capacity()
+    }
+}
+
+/// A held node lock; released on drop.
+#[derive(Debug)]
+pub(crate) struct NodeLock<'a> {
+    meta: &'a AtomicU32,
+}
+
+impl Drop for NodeLock<'_> {
+    fn drop(&mut self) {
+        self.meta.fetch_and(!LOCK, Ordering::Release);
+    }
+}

@@ -1,0 +1,97 @@
+//! Repairing tombstones out of the graph, so deletes keep recall and their memory is reused.
+//!
+//! A removed node stays in the graph as a tombstone: searches step through it but never
+//! return it. Once tombstones reach `repair_fraction` of the nodes, one batch repair runs
+//! (in the spirit of FreshDiskANN's consolidation):
+//!
+//! 1. every surviving node whose list names a tombstone gets a new list, chosen with the
+//!    heuristic from its surviving neighbours plus the tombstones' own neighbours, so the
+//!    paths that ran through the deleted node still exist;
+//! 2. the entry point moves to a surviving node of the highest level;
+//! 3. after a grace period (no search that could still hold a tombstone is running) the
+//!    tombstones' slots are emptied and handed to the slot pool for reuse.
+//!
+//! Inserts and removes wait during a repair (structure lock); searches do not.
+
+use super::HnswIndex;
+use crate::slots::{id_of, DELETED};
+use crate::words::load;
+
+impl HnswIndex {
+    /// Repairs every tombstone now. Deterministic: the same graph gives the same result.
+    pub fn repair(&self) {
+        let _exclusive = self.structure.write();
+        let high = self.pool.high_water();
+        let dead: Vec<bool> = (0..high)
+            .map(|s| self.graph.is_backed(s) && self.graph.label_word(s) & DELETED != 0)
+            .collect();
+        let doomed: Vec<u32> = (0..high).filter(|&s| dead[s as usize]).collect();
+        if doomed.is_empty() {
+            return;
+        }
+
+        if let Some((ep, _)) = self.entry() {
+            if dead[ep as usize] {
+                self.set_entry(self.highest_survivor(&dead));
+            }
+        }
+
+        let mut links = Vec::new();
+        let mut candidates = Vec::new();
+        for s in 0..high {
+            if dead[s as usize]
+                || !self.graph.is_backed(s)
+                || id_of(self.graph.label_word(s)).is_none()
+            {
+                continue;
+            }
+            for level in 0..=self.graph.level(s) {
+                self.graph.links_into(s, level, &mut links);
+                if !links.iter().any(|&n| dead[n as usize]) {
+                    continue;
+                }
+                candidates.clear();
+                for &n in &links {
+                    if dead[n as usize] {
+                        candidates.extend(
+                            self.graph
+                                .links(n, level)
+                                .iter()
+                                .map(load)
+                                .filter(|&m| m != s && !dead[m as usize]),
+                        );
+                    } else {
+                        candidates.push(n);
+                    }
+                }
+                let chosen = self.prune(s, &candidates, level);
+                let _lock = self.graph.lock(s);
+                self.graph.set_links(s, level, &chosen);
+            }
+        }
+
+        // No live list names a doomed slot any more; wait out searches that began before.
+        self.grace.synchronize();
+        for &s in &doomed {
+            self.graph.set_label_word(s, 0);
+        }
+        self.tombstones
+            .fetch_sub(doomed.len(), std::sync::atomic::Ordering::AcqRel);
+        self.pool.release(doomed);
+    }
+
+    /// The surviving node of the highest level (lowest slot on ties), if any survives.
+    fn highest_survivor(&self, dead: &[bool]) -> Option<(u32, usize)> {
+        (0..dead.len() as u32)
+            .filter(|&s| {
+                !dead[s as usize]
+                    && self.graph.is_backed(s)
+                    && id_of(self.graph.label_word(s)).is_some()
+            })
+            .map(|s| (s, self.graph.level(s)))
+            .fold(None, |best: Option<(u32, usize)>, (s, l)| match best {
+                Some((_, bl)) if bl >= l => best,
+                Some(_) | None => Some((s, l)),
+            })
+    }
+}

@@ -1,0 +1,269 @@
+//! Walking the graph: greedy descent through the upper levels, the beam search of one
+//! level with a filter applied inside it, the exact path for very selective filters, and
+//! range search.
+
+use super::{FilterStrategy, HnswIndex};
+use crate::filter::IdFilter;
+use crate::prefetch::prefetch;
+use crate::slots::{id_of, DELETED};
+use crate::topk::{unique_neighbors, Candidates, Key, Neighbor, TopK};
+use crate::visited::Visited;
+use crate::words::load;
+
+/// Cache lines of each neighbour's label and vector fetched ahead of the distance loop.
+const PREFETCH_LINES: usize = 4;
+
+/// Reusable buffers of one walk.
+#[derive(Debug, Default)]
+pub(super) struct WalkState {
+    pub(super) visited: Visited,
+    pub(super) candidates: Candidates,
+    pub(super) fresh: Vec<u32>,
+}
+
+impl HnswIndex {
+    /// Distance from a prepared query to a stored node.
+    #[inline]
+    pub(super) fn dist(&self, q: &[f32], slot: u32) -> f32 {
+        self.metric.distance(q, self.graph.vector(slot))
+    }
+
+    /// Greedy descent at one upper level: moves to the closest neighbour until none is
+    /// closer. Deleted nodes are fine stepping stones.
+    pub(super) fn greedy(
+        &self,
+        q: &[f32],
+        mut cur: u32,
+        mut cur_d: f32,
+        level: usize,
+    ) -> (u32, f32) {
+        loop {
+            let mut moved = false;
+            for link in self.graph.links(cur, level) {
+                let n = load(link);
+                let d = self.dist(q, n);
+                if d < cur_d {
+                    (cur, cur_d, moved) = (n, d, true);
+                }
+            }
+            if !moved {
+                return (cur, cur_d);
+            }
+        }
+    }
+
+    /// Descends from the entry point to `stop_level + 1`'s closest node; returns the node
+    /// and its distance, or None for an empty graph.
+    pub(super) fn descend(&self, q: &[f32], stop_level: usize) -> Option<(u32, f32, usize)> {
+        let (ep, top) = self.entry()?;
+        let (mut cur, mut cur_d) = (ep, self.dist(q, ep));
+        for level in (stop_level + 1..=top).rev() {
+            (cur, cur_d) = self.greedy(q, cur, cur_d, level);
+        }
+        Some((cur, cur_d, top))
+    }
+
+    /// Beam search of width `results.k` at `level` from `start`. Every reachable node may
+    /// be traversed; only those `accept` admits enter `results`. Without a filter this is
+    /// the search of the HNSW paper; with one, the walk goes on until `ef` admitted nodes
+    /// are found or the reachable region is exhausted.
+    // #[PerformanceCriticalPath]: the inner loop of every query and every insert.
+    pub(super) fn walk_layer(
+        &self,
+        q: &[f32],
+        start: (u32, f32),
+        level: usize,
+        accept: impl Fn(u32) -> bool,
+        state: &mut WalkState,
+        results: &mut TopK,
+    ) {
+        let WalkState {
+            visited,
+            candidates,
+            fresh,
+        } = state;
+        candidates.clear();
+        visited.begin(self.pool.high_water() as usize);
+        visited.insert(start.0);
+        let start_key = Key::new(start.1, start.0);
+        candidates.push(start_key);
+        if accept(start.0) {
+            results.push(start_key);
+        }
+        while let Some(c) = candidates.pop() {
+            if results.is_full() && c.distance() > results.bound() {
+                break;
+            }
+            // First pass: unvisited neighbours, with their vectors requested from memory
+            // all at once so the loads overlap.
+            fresh.clear();
+            for link in self.graph.links(c.id(), level) {
+                let n = load(link);
+                if visited.insert(n) {
+                    prefetch(self.graph.vector_ptr(n), PREFETCH_LINES);
+                    fresh.push(n);
+                }
+            }
+            for &n in fresh.iter() {
+                let d = self.dist(q, n);
+                if !results.is_full() || d < results.bound() {
+                    let key = Key::new(d, n);
+                    candidates.push(key);
+                    if accept(n) {
+                        results.push(key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `slot` may be returned: not deleted and allowed by the filter.
+    #[inline]
+    fn admits(&self, slot: u32, filter: Option<&dyn IdFilter>) -> bool {
+        let word = self.graph.label_word(slot);
+        if word & DELETED != 0 {
+            return false;
+        }
+        match (filter, id_of(word)) {
+            (None, Some(_)) => true,
+            (Some(f), Some(id)) => f.allows(id),
+            (_, None) => false,
+        }
+    }
+
+    /// Converts ascending slot keys to at most `limit` neighbours by caller id.
+    fn to_neighbors(&self, keys: impl IntoIterator<Item = Key>, limit: usize) -> Vec<Neighbor> {
+        let ids = keys
+            .into_iter()
+            .filter_map(|k| id_of(self.graph.label_word(k.id())).map(|id| (k.distance(), id)));
+        unique_neighbors(ids, limit)
+    }
+
+    /// The filter to answer by an exact scan of its ids, if `strategy` says so.
+    fn use_exact<'f>(
+        &self,
+        filter: Option<&'f dyn IdFilter>,
+        strategy: FilterStrategy,
+    ) -> Option<&'f dyn IdFilter> {
+        let f = filter?;
+        match strategy {
+            FilterStrategy::Walk => None,
+            FilterStrategy::Exact => Some(f),
+            FilterStrategy::Auto => {
+                let card = f.cardinality()?;
+                let limit = self.params.exact_filter_fraction * self.ids.len() as f64;
+                ((card as f64) < limit).then_some(f)
+            }
+        }
+    }
+
+    /// Distances to every allowed, present id, by id lookup. None if the filter cannot
+    /// enumerate its ids.
+    fn scan_allowed(&self, q: &[f32], f: &dyn IdFilter, mut sink: impl FnMut(Key)) -> bool {
+        self.ids.with_read(|map| {
+            f.for_each_allowed(&mut |id| {
+                if let Some(&slot) = map.get(&id) {
+                    sink(Key::new(self.dist(q, slot), slot));
+                }
+            })
+        })
+    }
+
+    /// K nearest neighbours of a prepared query.
+    pub(super) fn knn(
+        &self,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        filter: Option<&dyn IdFilter>,
+        strategy: FilterStrategy,
+    ) -> Vec<Neighbor> {
+        let _reading = self.grace.read();
+        if let Some(f) = self.use_exact(filter, strategy) {
+            let mut top = TopK::new(k);
+            if self.scan_allowed(q, f, |key| top.push(key)) {
+                return self.to_neighbors(top.into_sorted(), k);
+            }
+        }
+        let Some((cur, cur_d, _)) = self.descend(q, 0) else {
+            return Vec::new();
+        };
+        let mut state = WalkState {
+            visited: self.visited.take(),
+            ..WalkState::default()
+        };
+        let mut results = TopK::new(ef);
+        if filter.is_none() && self.tombstones() == 0 {
+            self.walk_layer(q, (cur, cur_d), 0, |_| true, &mut state, &mut results);
+        } else {
+            let accept = |slot| self.admits(slot, filter);
+            self.walk_layer(q, (cur, cur_d), 0, accept, &mut state, &mut results);
+        }
+        self.visited.give_back(state.visited);
+        self.to_neighbors(results.into_sorted(), k)
+    }
+
+    /// Every admitted node within `radius` of a prepared query.
+    ///
+    /// The walk keeps a dynamic range: the distance of the closest node seen (never below
+    /// `radius`). It expands candidates within `range · (1 + epsilon)`, so it crosses the
+    /// gap between the entry point and the query's neighbourhood and then stays a little
+    /// beyond the radius, where the graph's paths between in-radius nodes run.
+    pub(super) fn range(
+        &self,
+        q: &[f32],
+        radius: f32,
+        epsilon: f32,
+        filter: Option<&dyn IdFilter>,
+    ) -> Vec<Neighbor> {
+        let _reading = self.grace.read();
+        let mut hits = Vec::new();
+        if let Some(f) = self.use_exact(filter, FilterStrategy::Auto) {
+            if self.scan_allowed(q, f, |key| {
+                if key.distance() <= radius {
+                    hits.push(key);
+                }
+            }) {
+                hits.sort_unstable();
+                return self.to_neighbors(hits, usize::MAX);
+            }
+        }
+        let Some((start, start_d, _)) = self.descend(q, 0) else {
+            return Vec::new();
+        };
+        let boundary = |range: f32| range + range.abs() * epsilon;
+        let mut dynamic = start_d.max(radius);
+        let mut visited = self.visited.take();
+        visited.begin(self.pool.high_water() as usize);
+        visited.insert(start);
+        let mut candidates = Candidates::default();
+        candidates.push(Key::new(start_d, start));
+        if start_d <= radius && self.admits(start, filter) {
+            hits.push(Key::new(start_d, start));
+        }
+        while let Some(c) = candidates.pop() {
+            if c.distance() > boundary(dynamic) {
+                break;
+            }
+            for link in self.graph.links(c.id(), 0) {
+                let n = load(link);
+                if !visited.insert(n) {
+                    continue;
+                }
+                let d = self.dist(q, n);
+                if d <= boundary(dynamic) {
+                    candidates.push(Key::new(d, n));
+                    if d <= radius && self.admits(n, filter) {
+                        hits.push(Key::new(d, n));
+                    }
+                }
+                if d < dynamic {
+                    dynamic = d.max(radius);
+                }
+            }
+        }
+        self.visited.give_back(visited);
+        hits.sort_unstable();
+        self.to_neighbors(hits, usize::MAX)
+    }
+}

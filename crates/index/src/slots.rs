@@ -1,0 +1,163 @@
+//! Slots and ids: the index stores vectors in dense internal slots and maps the caller's
+//! ids onto them, so an id can be removed and added again at once while the slot it used
+//! waits until no search can reach it. Freed slots are reused before new ones are made,
+//! which is how the memory of deleted vectors is reclaimed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::{IndexError, Result};
+
+/// Largest id an index accepts. The top bit of a stored label is a tombstone flag and 0
+/// marks an empty slot, so labels are stored as `id + 1` below 2^31.
+pub const MAX_ID: u32 = (1 << 31) - 2;
+
+/// Tombstone bit of a stored label word.
+pub(crate) const DELETED: u32 = 1 << 31;
+
+/// Checks an id against [`MAX_ID`].
+pub(crate) fn check_id(id: u32) -> Result<()> {
+    if id > MAX_ID {
+        Err(IndexError::IdOutOfRange(id))
+    } else {
+        Ok(())
+    }
+}
+
+/// The label word stored for `id`.
+#[inline]
+pub(crate) fn label_word(id: u32) -> u32 {
+    id + 1
+}
+
+/// The id in a label word, if the slot holds one (deleted or not).
+#[inline]
+pub(crate) fn id_of(word: u32) -> Option<u32> {
+    let w = word & !DELETED;
+    w.checked_sub(1)
+}
+
+/// Hands out slot numbers: freed ones first, then fresh ones.
+#[derive(Debug, Default)]
+pub(crate) struct SlotPool {
+    next: AtomicU32,
+    free: Mutex<Vec<u32>>,
+}
+
+impl SlotPool {
+    /// A pool whose fresh slots start at `next`, with `free` ready for reuse.
+    pub(crate) fn with_state(next: u32, free: Vec<u32>) -> SlotPool {
+        SlotPool {
+            next: AtomicU32::new(next),
+            free: Mutex::new(free),
+        }
+    }
+
+    pub(crate) fn alloc(&self) -> Result<u32> {
+        if let Some(slot) = self.free.lock().pop() {
+            return Ok(slot);
+        }
+        let slot = self.next.fetch_add(1, Ordering::AcqRel);
+        if slot > MAX_ID {
+            self.next.fetch_sub(1, Ordering::AcqRel);
+            return Err(IndexError::Full(slot as usize));
+        }
+        Ok(slot)
+    }
+
+    /// Returns slots that no search can reach any more.
+    pub(crate) fn release(&self, slots: impl IntoIterator<Item = u32>) {
+        self.free.lock().extend(slots);
+    }
+
+    /// One past the highest slot ever handed out: the bound of every scan.
+    #[inline]
+    pub(crate) fn high_water(&self) -> u32 {
+        self.next.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn free_count(&self) -> usize {
+        self.free.lock().len()
+    }
+}
+
+/// Caller id → slot.
+#[derive(Debug, Default)]
+pub(crate) struct IdMap(RwLock<HashMap<u32, u32>>);
+
+impl IdMap {
+    pub(crate) fn with_capacity(n: usize) -> IdMap {
+        IdMap(RwLock::new(HashMap::with_capacity(n)))
+    }
+
+    pub(crate) fn get(&self, id: u32) -> Option<u32> {
+        self.0.read().get(&id).copied()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.read().len()
+    }
+
+    /// Claims `id` with a slot from `pool`, or fails if `id` is present.
+    pub(crate) fn claim(&self, id: u32, pool: &SlotPool) -> Result<u32> {
+        let mut map = self.0.write();
+        if map.contains_key(&id) {
+            return Err(IndexError::DuplicateId(id));
+        }
+        let slot = pool.alloc()?;
+        map.insert(id, slot);
+        Ok(slot)
+    }
+
+    pub(crate) fn remove(&self, id: u32) -> Option<u32> {
+        self.0.write().remove(&id)
+    }
+
+    /// Runs `f` with read access to the whole map (an exact scan of filtered ids).
+    pub(crate) fn with_read<R>(&self, f: impl FnOnce(&HashMap<u32, u32>) -> R) -> R {
+        f(&self.0.read())
+    }
+
+    pub(crate) fn insert(&self, id: u32, slot: u32) {
+        self.0.write().insert(id, slot);
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        // hashbrown: 8 bytes of entry plus one control byte per bucket.
+        self.0.read().capacity() * 9
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_words_round_trip() {
+        for id in [0, 1, 77, MAX_ID] {
+            assert_eq!(id_of(label_word(id)), Some(id));
+            assert_eq!(id_of(label_word(id) | DELETED), Some(id));
+        }
+        assert_eq!(id_of(0), None);
+        assert!(check_id(MAX_ID).is_ok());
+        assert_eq!(
+            check_id(MAX_ID + 1),
+            Err(IndexError::IdOutOfRange(MAX_ID + 1))
+        );
+    }
+
+    #[test]
+    fn freed_slots_are_reused_first() {
+        let pool = SlotPool::default();
+        let ids = IdMap::default();
+        assert_eq!(ids.claim(10, &pool), Ok(0));
+        assert_eq!(ids.claim(11, &pool), Ok(1));
+        assert_eq!(ids.claim(10, &pool), Err(IndexError::DuplicateId(10)));
+        assert_eq!(ids.remove(10), Some(0));
+        pool.release([0]);
+        assert_eq!(ids.claim(12, &pool), Ok(0));
+        assert_eq!(pool.high_water(), 2);
+    }
+}

@@ -1,0 +1,220 @@
+//! A growable array of fixed-size records made of `AtomicU32` words whose records never
+//! move. Readers index it without locks while writers append: growth adds a chunk instead
+//! of reallocating, so a reference a search holds stays valid.
+//!
+//! Chunk 0 holds exactly `first` records (the index's INITIAL_CAP, so preallocation costs
+//! what was asked for); chunk `i >= 1` holds `step << (i - 1)` records with `step` a power
+//! of two, so locating a record past chunk 0 is a shift and a leading-zeros count.
+//! Chunks are allocated zeroed, which the OS backs lazily: untouched capacity costs address
+//! space, not memory.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+/// Enough chunks to address every u32 record id.
+const MAX_CHUNKS: usize = 33;
+
+/// A record-addressed, append-friendly store of atomic words.
+#[derive(Debug)]
+pub(crate) struct WordArena {
+    stride: usize,
+    first: usize,
+    step_shift: u32,
+    chunks: [OnceLock<Box<[AtomicU32]>>; MAX_CHUNKS],
+}
+
+impl WordArena {
+    /// An arena of records of `stride` words with room for `first` records in chunk 0.
+    pub(crate) fn new(stride: usize, first: usize) -> Self {
+        let first = first.max(1);
+        let step_shift = first.next_power_of_two().trailing_zeros().clamp(6, 20);
+        WordArena {
+            stride: stride.max(1),
+            first,
+            step_shift,
+            chunks: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// Words per record.
+    #[inline]
+    pub(crate) fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Which chunk holds record `i`, and where in it.
+    #[inline]
+    fn locate(&self, i: u32) -> (usize, usize) {
+        let i = i as usize;
+        if i < self.first {
+            return (0, i);
+        }
+        let r = i - self.first;
+        let q = (r >> self.step_shift) + 1;
+        let hb = (usize::BITS - 1 - q.leading_zeros()) as usize;
+        let offset = r - (((1usize << hb) - 1) << self.step_shift);
+        (hb + 1, offset)
+    }
+
+    fn chunk_len(&self, chunk: usize) -> usize {
+        if chunk == 0 {
+            self.first
+        } else {
+            1usize << (self.step_shift as usize + chunk - 1)
+        }
+    }
+
+    /// Makes sure record `i` is backed by memory. Safe to race: one allocation wins.
+    pub(crate) fn ensure(&self, i: u32) {
+        let (chunk, _) = self.locate(i);
+        self.chunks[chunk].get_or_init(|| zeroed_words(self.chunk_len(chunk) * self.stride));
+    }
+
+    /// Whether record `i` is backed by memory.
+    pub(crate) fn is_backed(&self, i: u32) -> bool {
+        let (chunk, _) = self.locate(i);
+        self.chunks[chunk].get().is_some()
+    }
+
+    /// The words of record `i`.
+    ///
+    /// Panics if the record was never [`ensure`](Self::ensure)d: ids reach readers only
+    /// after their record was written, so that would be a bug in this crate, not input.
+    // #[PerformanceCriticalPath]
+    #[inline]
+    pub(crate) fn record(&self, i: u32) -> &[AtomicU32] {
+        let (chunk, offset) = self.locate(i);
+        let words = self.chunks[chunk]
+            .get()
+            .expect("records are backed before their id is published");
+        &words[offset * self.stride..(offset + 1) * self.stride]
+    }
+
+    /// Records addressable without allocating.
+    pub(crate) fn capacity(&self) -> usize {
+        (0..MAX_CHUNKS)
+            .filter(|&c| self.chunks[c].get().is_some())
+            .map(|c| self.chunk_len(c))
+            .sum()
+    }
+
+    /// Bytes of memory reserved by the allocated chunks.
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        self.capacity() * self.stride * std::mem::size_of::<AtomicU32>()
+    }
+
+    /// Calls `f` on each allocated chunk's records in id order, as contiguous word slices
+    /// covering records `[start, start + n)`: the shape a scan or a GEMM wants.
+    pub(crate) fn for_each_chunk<'a>(
+        &'a self,
+        limit: u32,
+        mut f: impl FnMut(u32, &'a [AtomicU32]),
+    ) {
+        let mut start = 0usize;
+        for c in 0..MAX_CHUNKS {
+            if start >= limit as usize {
+                break;
+            }
+            let len = self.chunk_len(c);
+            if let Some(words) = self.chunks[c].get() {
+                let n = len.min(limit as usize - start);
+                f(start as u32, &words[..n * self.stride]);
+            }
+            start += len;
+        }
+    }
+}
+
+/// Reads a word.
+#[inline]
+pub(crate) fn load(w: &AtomicU32) -> u32 {
+    w.load(Ordering::Acquire)
+}
+
+/// Views words as the f32 values stored in them.
+///
+/// Only for words no thread writes while the view lives: the vector part of a record is
+/// written before its id is published (Release) and reused only after a grace period
+/// ([`crate::grace`]) has proven that no search can still reach it.
+#[inline]
+pub(crate) fn as_f32(words: &[AtomicU32]) -> &[f32] {
+    // SAFETY: AtomicU32 has the size, alignment and bit validity of u32, and every bit
+    // pattern is a valid f32, so the cast is a reinterpretation of initialised memory.
+    // The caller holds the invariant above, so no write races with this shared view.
+    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<f32>(), words.len()) }
+}
+
+/// Writes f32 values into words that no reader can reach yet.
+pub(crate) fn store_f32(words: &[AtomicU32], values: &[f32]) {
+    for (w, v) in words.iter().zip(values) {
+        w.store(v.to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// A zero-filled boxed slice of atomics, allocated with `alloc_zeroed` so that the OS only
+/// commits the pages that are touched.
+fn zeroed_words(n: usize) -> Box<[AtomicU32]> {
+    let plain: Box<[u32]> = vec![0u32; n].into_boxed_slice();
+    let raw = Box::into_raw(plain);
+    // SAFETY: AtomicU32 has the same size, alignment and in-memory representation as u32
+    // (documented in std), so a Box<[u32]> of n zeroes is a valid Box<[AtomicU32]> of n
+    // zeroes and is freed with the same layout.
+    unsafe { Box::from_raw(raw as *mut [AtomicU32]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_never_overlap_and_survive_growth() {
+        let arena = WordArena::new(3, 5);
+        for i in 0..2_000u32 {
+            arena.ensure(i);
+            let r = arena.record(i);
+            assert_eq!(r.len(), 3);
+            for (k, w) in r.iter().enumerate() {
+                assert_eq!(w.load(Ordering::Relaxed), 0, "fresh memory is zeroed");
+                w.store(i * 3 + k as u32, Ordering::Relaxed);
+            }
+        }
+        for i in 0..2_000u32 {
+            let r = arena.record(i);
+            for (k, w) in r.iter().enumerate() {
+                assert_eq!(w.load(Ordering::Relaxed), i * 3 + k as u32);
+            }
+        }
+        assert!(arena.capacity() >= 2_000);
+        let mut seen = 0u32;
+        arena.for_each_chunk(2_000, |start, words| {
+            assert_eq!(start, seen);
+            seen += (words.len() / 3) as u32;
+        });
+        assert_eq!(seen, 2_000);
+    }
+
+    #[test]
+    fn f32_views_round_trip() {
+        let arena = WordArena::new(4, 2);
+        arena.ensure(1);
+        let values = [1.5f32, -0.0, f32::MIN_POSITIVE, 3.25];
+        store_f32(arena.record(1), &values);
+        assert_eq!(as_f32(arena.record(1)), &values);
+    }
+
+    #[test]
+    fn locate_is_dense_and_ordered() {
+        let arena = WordArena::new(1, 100);
+        let mut last = (0, 0);
+        for i in 1..100_000u32 {
+            let loc = arena.locate(i);
+            if loc.0 == last.0 {
+                assert_eq!(loc.1, last.1 + 1);
+            } else {
+                assert_eq!((loc.0, loc.1), (last.0 + 1, 0));
+                assert_eq!(last.1 + 1, arena.chunk_len(last.0));
+            }
+            last = loc;
+        }
+    }
+}

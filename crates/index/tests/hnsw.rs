@@ -1,0 +1,300 @@
+//! HNSW quality and behaviour: recall floors, filters inside the walk, range search,
+//! deletes, growth, parallel build, typed errors.
+#![allow(clippy::unwrap_used)] // test helpers panic on failure by design
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use shoal_index::{
+    build, Algorithm, HnswIndex, HnswParams, IdFilter, IndexConfig, IndexError, Metric, Predicate,
+    RoaringBitmap, VectorIndex, MAX_ID,
+};
+
+fn hnsw(dim: usize, metric: Metric, cap: usize, params: HnswParams) -> HnswIndex {
+    HnswIndex::new(dim, metric, cap, params).unwrap()
+}
+
+#[test]
+fn recall_at_ef_64_is_at_least_095_on_every_metric() {
+    let data = clustered(10_000, 32, 50, 11);
+    let queries = clustered(100, 32, 50, 12);
+    for metric in [Metric::L2, Metric::Ip, Metric::Cosine] {
+        let index = build(&hnsw_config(32, metric, 10_000)).unwrap();
+        fill(index.as_ref(), &data);
+        let r = mean_recall(index.as_ref(), &data, &queries, 10, 64, None);
+        assert!(r >= 0.95, "{metric:?}: recall {r}");
+    }
+}
+
+#[test]
+fn parallel_build_keeps_recall_and_grows_past_initial_cap() {
+    let data = clustered(8_000, 24, 40, 13);
+    let queries = clustered(100, 24, 40, 14);
+    // INITIAL_CAP of 10: everything past it lives in chunks added while building.
+    let index = build(&hnsw_config(24, Metric::L2, 10)).unwrap();
+    let ids: Vec<u32> = (0..data.len() as u32).collect();
+    let flat: Vec<f32> = data.iter().flatten().copied().collect();
+    index.add_parallel(&ids, &flat, 2).unwrap();
+    assert_eq!(index.len(), 8_000);
+    assert!(index.capacity() >= 8_000);
+    let r = mean_recall(index.as_ref(), &data, &queries, 10, 64, None);
+    assert!(r >= 0.95, "recall {r}");
+}
+
+#[test]
+fn deleting_and_reinserting_a_fifth_keeps_recall_and_reuses_memory() {
+    let data = clustered(10_000, 32, 50, 15);
+    let queries = clustered(200, 32, 50, 16);
+    let fresh = build(&hnsw_config(32, Metric::L2, 10_000)).unwrap();
+    fill(fresh.as_ref(), &data);
+    let base_recall = mean_recall(fresh.as_ref(), &data, &queries, 10, 64, None);
+    let memory = fresh.memory_usage();
+
+    // Remove every fifth vector, then put them all back.
+    for i in (0..10_000u32).step_by(5) {
+        fresh.remove(i).unwrap();
+    }
+    for i in (0..10_000u32).step_by(5) {
+        fresh.add(i, &data[i as usize]).unwrap();
+    }
+    assert_eq!(fresh.len(), 10_000);
+    let after = mean_recall(fresh.as_ref(), &data, &queries, 10, 64, None);
+    assert!(
+        after >= base_recall - 0.01,
+        "recall {base_recall} -> {after}"
+    );
+    assert!(
+        fresh.memory_usage() <= memory + memory / 10,
+        "memory {memory} -> {}: deleted slots were not reused",
+        fresh.memory_usage()
+    );
+}
+
+#[test]
+fn removed_ids_are_never_returned() {
+    let data = clustered(3_000, 16, 10, 17);
+    let params = HnswParams {
+        repair_fraction: 1.0, // keep tombstones in the graph
+        ..HnswParams::default()
+    };
+    let index = hnsw(16, Metric::L2, 3_000, params);
+    fill(&index, &data);
+    for i in 0..1_000u32 {
+        index.remove(i).unwrap();
+    }
+    assert_eq!(index.tombstones(), 1_000);
+    for q in data.iter().take(50) {
+        let found = index.search(q, 10, Some(50), None).unwrap();
+        assert_eq!(found.len(), 10);
+        assert!(found.iter().all(|n| n.id >= 1_000));
+    }
+    index.repair();
+    assert_eq!(index.tombstones(), 0);
+    assert_eq!(index.len(), 2_000);
+    let found = index.search(&data[1_500], 1, Some(50), None).unwrap();
+    assert_eq!(found[0].id, 1_500);
+    assert!(found[0].distance.abs() < 1e-3);
+}
+
+#[test]
+fn removing_everything_then_adding_again_works() {
+    let data = clustered(500, 8, 5, 18);
+    let index = build(&hnsw_config(8, Metric::Cosine, 0)).unwrap();
+    fill(index.as_ref(), &data);
+    for i in 0..500u32 {
+        index.remove(i).unwrap();
+    }
+    assert!(index.is_empty());
+    assert!(index.search(&data[0], 5, None, None).unwrap().is_empty());
+    fill(index.as_ref(), &data[..100]);
+    let found = index.search(&data[42], 1, Some(32), None).unwrap();
+    assert_eq!(found[0].id, 42);
+}
+
+#[test]
+fn replace_moves_a_vector() {
+    let data = clustered(1_000, 8, 5, 19);
+    let index = build(&hnsw_config(8, Metric::L2, 1_000)).unwrap();
+    fill(index.as_ref(), &data);
+    index.replace(3, &data[900]).unwrap();
+    let found = index.search(&data[900], 2, Some(64), None).unwrap();
+    let ids: Vec<u32> = found.iter().map(|n| n.id).collect();
+    assert!(ids.contains(&3) && ids.contains(&900), "{ids:?}");
+    index.replace(5_000, &data[1]).unwrap();
+    assert!(index.contains(5_000));
+}
+
+#[test]
+fn range_search_finds_what_brute_force_finds() {
+    let data = clustered(5_000, 16, 20, 20);
+    let index = build(&hnsw_config(16, Metric::L2, 5_000)).unwrap();
+    fill(index.as_ref(), &data);
+    let mut found_total = 0usize;
+    let mut truth_total = 0usize;
+    for qi in (0..5_000).step_by(250) {
+        let q = &data[qi];
+        let truth: Vec<u32> = brute_force(&data, q, 5_000, Metric::L2, None)
+            .into_iter()
+            .filter(|t| t.1 <= 30.0)
+            .map(|t| t.0)
+            .collect();
+        let hits = index.range_search(q, 30.0, Some(0.5), None).unwrap();
+        assert!(
+            hits.iter().all(|h| h.distance <= 30.0),
+            "a hit beyond the radius"
+        );
+        assert!(hits.iter().all(|h| truth.contains(&h.id)));
+        assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance));
+        found_total += hits.len();
+        truth_total += truth.len();
+    }
+    assert!(truth_total > 0);
+    let r = found_total as f64 / truth_total as f64;
+    assert!(r >= 0.95, "range recall {r}");
+}
+
+#[test]
+fn filtered_range_search_respects_filter() {
+    let data = clustered(2_000, 8, 10, 21);
+    let index = build(&hnsw_config(8, Metric::L2, 2_000)).unwrap();
+    fill(index.as_ref(), &data);
+    let pred = Predicate(|i: u32| i % 2 == 0);
+    let hits = index
+        .range_search(&data[10], 50.0, None, Some(&pred))
+        .unwrap();
+    assert!(!hits.is_empty());
+    assert!(hits.iter().all(|h| h.id % 2 == 0 && h.distance <= 50.0));
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let index = build(&hnsw_config(4, Metric::Cosine, 10)).unwrap();
+    assert_eq!(
+        index.add(1, &[1.0, 2.0]),
+        Err(IndexError::DimensionMismatch {
+            expected: 4,
+            got: 2
+        })
+    );
+    assert_eq!(
+        index.add(1, &[1.0, f32::NAN, 0.0, 0.0]),
+        Err(IndexError::NonFinite { position: 1 })
+    );
+    assert_eq!(index.add(1, &[0.0; 4]), Err(IndexError::ZeroVector));
+    assert_eq!(
+        index.add(MAX_ID + 1, &[1.0; 4]),
+        Err(IndexError::IdOutOfRange(MAX_ID + 1))
+    );
+    index.add(1, &[1.0; 4]).unwrap();
+    assert_eq!(index.add(1, &[1.0; 4]), Err(IndexError::DuplicateId(1)));
+    assert_eq!(index.remove(2), Err(IndexError::UnknownId(2)));
+    assert_eq!(
+        index.search(&[1.0; 4], 0, None, None),
+        Err(IndexError::ZeroK)
+    );
+    assert_eq!(
+        index.search(&[0.0; 4], 1, None, None),
+        Err(IndexError::ZeroVector)
+    );
+    assert_eq!(
+        index.search(&[1.0; 3], 1, None, None),
+        Err(IndexError::DimensionMismatch {
+            expected: 4,
+            got: 3
+        })
+    );
+    assert!(matches!(
+        index.search(&[1.0; 4], 1, Some(0), None),
+        Err(IndexError::InvalidParameter(_))
+    ));
+    assert!(matches!(
+        index.range_search(&[1.0; 4], f32::NAN, None, None),
+        Err(IndexError::InvalidParameter(_))
+    ));
+    let bad = IndexConfig {
+        dim: 4,
+        metric: Metric::L2,
+        initial_cap: 0,
+        algorithm: Algorithm::Hnsw(HnswParams {
+            m: 1,
+            ..HnswParams::default()
+        }),
+    };
+    assert!(matches!(build(&bad), Err(IndexError::InvalidParameter(_))));
+    let zero_dim = IndexConfig { dim: 0, ..bad };
+    assert!(matches!(
+        build(&zero_dim),
+        Err(IndexError::InvalidParameter(_))
+    ));
+    // The index still serves after every refusal.
+    assert_eq!(index.search(&[1.0; 4], 1, None, None).unwrap()[0].id, 1);
+}
+
+#[test]
+fn same_writes_build_the_same_graph() {
+    let data = clustered(2_000, 16, 10, 22);
+    let a = build(&hnsw_config(16, Metric::L2, 100)).unwrap();
+    let b = build(&hnsw_config(16, Metric::L2, 100)).unwrap();
+    for index in [&a, &b] {
+        fill(index.as_ref(), &data);
+        for i in (0..2_000u32).step_by(3) {
+            index.remove(i).unwrap();
+        }
+    }
+    let (mut sa, mut sb) = (Vec::new(), Vec::new());
+    a.serialize(&mut sa).unwrap();
+    b.serialize(&mut sb).unwrap();
+    assert!(sa == sb, "replicas applying the same writes diverged");
+}
+
+/// Filtered walk (exact path disabled) at a selectivity: recall against brute force over
+/// the allowed set.
+fn filtered_walk_recall(index: &HnswIndex, data: &[Vec<f32>], keep_every: u32, seed: u64) -> f64 {
+    let queries = clustered(30, 16, 20, seed);
+    let bitmap: RoaringBitmap = (0..data.len() as u32)
+        .filter(|i| i % keep_every == 0)
+        .collect();
+    mean_recall(
+        index,
+        data,
+        &queries,
+        10,
+        64,
+        Some(&bitmap as &dyn IdFilter),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(6))]
+
+    /// The filter is applied inside the walk: even at 1% selectivity the walk returns k
+    /// results with recall >= 0.9, and at 10% and 50%.
+    #[test]
+    fn filtered_walk_keeps_recall(seed in 0u64..10_000) {
+        let data = clustered(5_000, 16, 20, seed);
+        let params = HnswParams { exact_filter_fraction: 0.0, ..HnswParams::default() };
+        let index = hnsw(16, Metric::L2, 5_000, params);
+        fill(&index, &data);
+        for keep_every in [100u32, 10, 2] {
+            let r = filtered_walk_recall(&index, &data, keep_every, seed + 1);
+            prop_assert!(r >= 0.9, "1/{} kept: recall {}", keep_every, r);
+        }
+    }
+}
+
+#[test]
+fn selective_filters_take_the_exact_path_and_agree_with_the_walk() {
+    let data = clustered(5_000, 16, 20, 23);
+    let exact = hnsw(16, Metric::L2, 5_000, HnswParams::default());
+    fill(&exact, &data);
+    let bitmap: RoaringBitmap = (0..5_000u32).filter(|i| i % 100 == 7).collect();
+    for q in clustered(20, 16, 20, 24) {
+        let found = exact.search(&q, 10, None, Some(&bitmap)).unwrap();
+        let truth = brute_force(&data, &q, 10, Metric::L2, Some(&bitmap));
+        assert_eq!(
+            found.iter().map(|n| n.id).collect::<Vec<_>>(),
+            truth.iter().map(|t| t.0).collect::<Vec<_>>()
+        );
+    }
+}
