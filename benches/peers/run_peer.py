@@ -56,6 +56,8 @@ def parse_args():
     parser.add_argument("--json", type=Path, help="write the result here")
     args = parser.parse_args()
     args.ef_search = [int(ef) for ef in args.ef_search.split(",")]
+    if args.k < 1:
+        parser.error("--k must be at least 1")  # as the Rust tool; recall divides by k
     if args.engine == "hnswlib" and args.algo != "hnsw":
         parser.error("hnswlib supports only --algo hnsw")
     return args

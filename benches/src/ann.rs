@@ -99,6 +99,7 @@ struct Run {
 #[derive(Debug, Serialize)]
 struct Report {
     engine: &'static str,
+    engine_version: &'static str,
     algo: &'static str,
     metric: &'static str,
     n: usize,
@@ -257,7 +258,11 @@ pub fn run(args: &AnnArgs) -> Result<()> {
     if base.cols != queries.cols {
         bail!("base has dimension {}, queries {}", base.cols, queries.cols);
     }
-    let truth = ground_truth(args, &base, &queries)?;
+    if let Some(dir) = args.json.as_ref().and_then(|p| p.parent()) {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+    }
     let metric = args.metric.metric();
     let (n, dim) = (base.rows, base.cols);
 
@@ -283,6 +288,9 @@ pub fn run(args: &AnnArgs) -> Result<()> {
     let build_seconds = started.elapsed().as_secs_f64();
     let bytes_per_vector = rss_bytes().saturating_sub(rss_before) as f64 / n as f64;
     eprintln!("built {n} x {dim} in {build_seconds:.2} s");
+    // After the build and its RSS reading: ground truth computed earlier would leave freed
+    // pages behind for the index to reuse, hiding its memory.
+    let truth = ground_truth(args, &base, &queries)?;
 
     let efs: Vec<Option<usize>> = match args.algo {
         AlgoArg::Hnsw => args.ef_search.iter().map(|&e| Some(e)).collect(),
@@ -327,6 +335,7 @@ pub fn run(args: &AnnArgs) -> Result<()> {
     let hnsw = args.algo == AlgoArg::Hnsw;
     let report = Report {
         engine: "shoal",
+        engine_version: env!("CARGO_PKG_VERSION"),
         algo: if hnsw { "hnsw" } else { "flat" },
         metric: args.metric.name(),
         n,
@@ -348,8 +357,9 @@ pub fn run(args: &AnnArgs) -> Result<()> {
     print_table(&report);
     if let Some(path) = &args.json {
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(&report)?)?;
-        std::fs::rename(&tmp, path)?;
+        std::fs::write(&tmp, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

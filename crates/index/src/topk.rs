@@ -144,6 +144,17 @@ impl TopK {
     pub(crate) fn into_sorted(self) -> Vec<Key> {
         self.heap.into_sorted_vec()
     }
+
+    /// Moves the kept keys, closest first, into `out`, keeping this heap's allocation.
+    pub(crate) fn drain_sorted(&mut self, out: &mut Vec<Key>) {
+        out.clear();
+        out.extend(self.heap.drain());
+        out.sort_unstable();
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.heap.capacity() * std::mem::size_of::<Key>()
+    }
 }
 
 /// Min-heap of candidates still to expand, closest on top.
@@ -158,6 +169,13 @@ impl Candidates {
     #[inline]
     pub(crate) fn pop(&mut self) -> Option<Key> {
         self.0.pop().map(|Reverse(k)| k)
+    }
+    #[inline]
+    pub(crate) fn peek(&self) -> Option<Key> {
+        self.0.peek().map(|Reverse(k)| *k)
+    }
+    pub(crate) fn bytes(&self) -> usize {
+        self.0.capacity() * std::mem::size_of::<Key>()
     }
     pub(crate) fn clear(&mut self) {
         self.0.clear();

@@ -1,25 +1,30 @@
-//! The visited set of a graph walk: a generation-tagged array reused across searches, so
-//! starting a search costs an increment instead of clearing n entries (hnswlib's trick).
+//! The visited set of a graph walk: one bit per slot, plus the list of slots marked, so
+//! starting the next walk clears only what this one touched. At 200k slots the bits take
+//! 25 KB and stay in L1 cache, where a walk's random probes are cheapest.
 
 use parking_lot::Mutex;
 
-/// Marks of one walk. `tags[i] == generation` means slot i was visited.
+/// Marks of one walk.
 #[derive(Debug, Default)]
 pub(crate) struct Visited {
-    tags: Vec<u16>,
-    generation: u16,
+    bits: Vec<u64>,
+    touched: Vec<u32>,
 }
 
 impl Visited {
     /// Starts a new walk over at least `n` slots.
     pub(crate) fn begin(&mut self, n: usize) {
-        if self.tags.len() < n {
-            self.tags.resize(n, 0);
+        if self.touched.len() * 8 > self.bits.len() {
+            self.bits.iter_mut().for_each(|w| *w = 0);
+        } else {
+            for &slot in &self.touched {
+                self.bits[(slot >> 6) as usize] = 0;
+            }
         }
-        self.generation = self.generation.wrapping_add(1);
-        if self.generation == 0 {
-            self.tags.iter_mut().for_each(|t| *t = 0);
-            self.generation = 1;
+        self.touched.clear();
+        let words = n.div_ceil(64);
+        if self.bits.len() < words {
+            self.bits.resize(words, 0);
         }
     }
 
@@ -27,40 +32,49 @@ impl Visited {
     // #[PerformanceCriticalPath]
     #[inline]
     pub(crate) fn insert(&mut self, slot: u32) -> bool {
-        let i = slot as usize;
-        if i >= self.tags.len() {
+        let word = (slot >> 6) as usize;
+        let bit = 1u64 << (slot & 63);
+        if word >= self.bits.len() {
             // A slot added after the walk began; grow rather than miss it.
-            self.tags.resize((i + 1).next_power_of_two(), 0);
+            self.bits.resize((word + 1).next_power_of_two(), 0);
         }
-        let tag = &mut self.tags[i];
-        if *tag == self.generation {
-            false
-        } else {
-            *tag = self.generation;
-            true
+        let w = &mut self.bits[word];
+        if *w & bit != 0 {
+            return false;
         }
+        *w |= bit;
+        self.touched.push(slot);
+        true
     }
 
     pub(crate) fn bytes(&self) -> usize {
-        self.tags.capacity() * 2
+        self.bits.capacity() * 8 + self.touched.capacity() * 4
     }
 }
 
-/// A pool of visited sets, one taken per concurrent search.
-#[derive(Debug, Default)]
-pub(crate) struct VisitedPool(Mutex<Vec<Visited>>);
+/// Scratch state reused across searches, one taken per concurrent search, so a query
+/// allocates nothing on the hot path once the pool is warm.
+#[derive(Debug)]
+pub(crate) struct Pool<T>(Mutex<Vec<T>>);
 
-impl VisitedPool {
-    pub(crate) fn take(&self) -> Visited {
+impl<T> Default for Pool<T> {
+    fn default() -> Self {
+        Pool(Mutex::new(Vec::new()))
+    }
+}
+
+impl<T: Default> Pool<T> {
+    pub(crate) fn take(&self) -> T {
         self.0.lock().pop().unwrap_or_default()
     }
 
-    pub(crate) fn give_back(&self, v: Visited) {
+    pub(crate) fn give_back(&self, v: T) {
         self.0.lock().push(v);
     }
 
-    pub(crate) fn bytes(&self) -> usize {
-        self.0.lock().iter().map(Visited::bytes).sum()
+    /// Sums `f` over the pooled values (memory accounting).
+    pub(crate) fn sum(&self, f: impl Fn(&T) -> usize) -> usize {
+        self.0.lock().iter().map(f).sum()
     }
 }
 
@@ -69,15 +83,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn generations_isolate_walks_even_across_wraparound() {
+    fn walks_do_not_see_each_others_marks() {
         let mut v = Visited::default();
-        for round in 0..70_000u32 {
-            v.begin(10);
-            let slot = round % 10;
+        for round in 0..1_000u32 {
+            v.begin(1_000);
+            let slot = (round * 7) % 1_000;
             assert!(v.insert(slot));
             assert!(!v.insert(slot));
-            assert!(v.insert((slot + 1) % 10), "a neighbour is unmarked");
+            assert!(v.insert((slot + 1) % 1_000), "a neighbour is unmarked");
         }
+        // A walk that touches most slots clears by memset; the next sees nothing.
+        v.begin(1_000);
+        for s in 0..1_000 {
+            assert!(v.insert(s));
+        }
+        v.begin(1_000);
+        assert!((0..1_000).all(|s| v.insert(s)));
         v.begin(4);
         assert!(v.insert(1_000), "slots beyond the initial size are tracked");
         assert!(!v.insert(1_000));

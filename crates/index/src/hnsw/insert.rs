@@ -2,11 +2,10 @@
 //! heuristic, link both ways. Several inserts run at once; each link list is rewritten
 //! under its node's lock only.
 
-use super::search::WalkState;
 use super::HnswIndex;
 use crate::error::Result;
 use crate::slots::{label_word, DELETED};
-use crate::topk::{Key, TopK};
+use crate::topk::Key;
 use crate::words::load;
 
 impl HnswIndex {
@@ -38,16 +37,17 @@ impl HnswIndex {
         for l in (level + 1..=top).rev() {
             (cur, cur_d) = self.greedy(q, cur, cur_d, l);
         }
-        let mut state = WalkState {
-            visited: self.visited.take(),
-            ..WalkState::default()
-        };
-        let mut found = TopK::new(self.params.ef_construction);
+        let mut state = self.scratch.take();
+        let mut found = std::mem::take(&mut state.results);
+        let mut sorted = std::mem::take(&mut state.sorted);
         for l in (0..=level.min(top)).rev() {
             found.reset(self.params.ef_construction);
             let accept = |s: u32| s != slot && self.graph.label_word(s) & DELETED == 0;
             self.walk_layer(q, (cur, cur_d), l, accept, &mut state, &mut found);
-            let sorted = std::mem::take(&mut found).into_sorted();
+            found.drain_sorted(&mut sorted);
+            // New nodes get M links at every level (level 0 can grow to 2·M through back
+            // links), as in hnswlib: measured, it gives the same recall per ef with fewer
+            // distance computations per hop.
             let chosen = self.select(&sorted, self.graph.m);
             self.link_self(slot, l, &chosen);
             for &n in &chosen {
@@ -57,7 +57,8 @@ impl HnswIndex {
                 (cur, cur_d) = (best.id(), best.distance());
             }
         }
-        self.visited.give_back(state.visited);
+        (state.results, state.sorted) = (found, sorted);
+        self.scratch.give_back(state);
         if level > top {
             self.set_entry(Some((slot, level)));
         }

@@ -23,7 +23,7 @@ use crate::grace::Grace;
 use crate::metric::Metric;
 use crate::slots::{check_id, IdMap, SlotPool};
 use crate::topk::Neighbor;
-use crate::visited::VisitedPool;
+use crate::visited::Pool;
 use crate::{check_dim, VectorIndex};
 
 use graph::{Graph, MAX_LEVEL};
@@ -131,7 +131,7 @@ pub struct HnswIndex {
     structure: RwLock<()>,
     tombstones: AtomicUsize,
     grace: Grace,
-    visited: VisitedPool,
+    scratch: Pool<search::WalkState>,
 }
 
 impl HnswIndex {
@@ -156,7 +156,7 @@ impl HnswIndex {
             structure: RwLock::new(()),
             tombstones: AtomicUsize::new(0),
             grace: Grace::default(),
-            visited: VisitedPool::default(),
+            scratch: Pool::default(),
         })
     }
 
@@ -311,7 +311,7 @@ impl VectorIndex for HnswIndex {
     fn memory_usage(&self) -> usize {
         self.graph.allocated_bytes()
             + self.ids.bytes()
-            + self.visited.bytes()
+            + self.scratch.sum(search::WalkState::bytes)
             + self.pool.free_count() * 4
     }
 

@@ -10,15 +10,27 @@ use crate::topk::{unique_neighbors, Candidates, Key, Neighbor, TopK};
 use crate::visited::Visited;
 use crate::words::load;
 
-/// Cache lines of each neighbour's label and vector fetched ahead of the distance loop.
-const PREFETCH_LINES: usize = 4;
+/// Neighbours whose vectors are requested ahead of the one being measured: enough to
+/// overlap memory latency, few enough not to flood the core's fill buffers.
+const AHEAD: usize = 4;
 
-/// Reusable buffers of one walk.
+/// Reusable buffers of one walk, pooled per index.
 #[derive(Debug, Default)]
-pub(super) struct WalkState {
+pub(crate) struct WalkState {
     pub(super) visited: Visited,
     pub(super) candidates: Candidates,
     pub(super) fresh: Vec<u32>,
+    pub(super) results: TopK,
+    pub(super) sorted: Vec<Key>,
+}
+
+impl WalkState {
+    pub(crate) fn bytes(&self) -> usize {
+        self.visited.bytes()
+            + self.candidates.bytes()
+            + self.results.bytes()
+            + (self.fresh.capacity() + 2 * self.sorted.capacity()) * 4
+    }
 }
 
 impl HnswIndex {
@@ -81,6 +93,7 @@ impl HnswIndex {
             visited,
             candidates,
             fresh,
+            ..
         } = state;
         candidates.clear();
         visited.begin(self.pool.high_water() as usize);
@@ -100,19 +113,31 @@ impl HnswIndex {
             for link in self.graph.links(c.id(), level) {
                 let n = load(link);
                 if visited.insert(n) {
-                    prefetch(self.graph.vector_ptr(n), PREFETCH_LINES);
+                    if fresh.len() < AHEAD {
+                        prefetch(self.graph.vector_ptr(n), self.graph.prefetch_lines);
+                    }
                     fresh.push(n);
                 }
             }
-            for &n in fresh.iter() {
+            let mut bound = results.bound();
+            for (i, &n) in fresh.iter().enumerate() {
+                if let Some(&later) = fresh.get(i + AHEAD) {
+                    prefetch(self.graph.vector_ptr(later), self.graph.prefetch_lines);
+                }
                 let d = self.dist(q, n);
-                if !results.is_full() || d < results.bound() {
+                if d < bound {
                     let key = Key::new(d, n);
                     candidates.push(key);
                     if accept(n) {
                         results.push(key);
+                        bound = results.bound();
                     }
                 }
+            }
+            // The closest candidate is most likely expanded next: fetch its list now.
+            if let Some(next) = candidates.peek() {
+                let (ptr, lines) = self.graph.links_ptr(next.id());
+                prefetch(ptr, lines);
             }
         }
     }
@@ -188,19 +213,20 @@ impl HnswIndex {
         let Some((cur, cur_d, _)) = self.descend(q, 0) else {
             return Vec::new();
         };
-        let mut state = WalkState {
-            visited: self.visited.take(),
-            ..WalkState::default()
-        };
-        let mut results = TopK::new(ef);
+        let mut state = self.scratch.take();
+        let mut results = std::mem::take(&mut state.results);
+        results.reset(ef);
         if filter.is_none() && self.tombstones() == 0 {
             self.walk_layer(q, (cur, cur_d), 0, |_| true, &mut state, &mut results);
         } else {
             let accept = |slot| self.admits(slot, filter);
             self.walk_layer(q, (cur, cur_d), 0, accept, &mut state, &mut results);
         }
-        self.visited.give_back(state.visited);
-        self.to_neighbors(results.into_sorted(), k)
+        results.drain_sorted(&mut state.sorted);
+        let answer = self.to_neighbors(state.sorted.iter().copied(), k);
+        state.results = results;
+        self.scratch.give_back(state);
+        answer
     }
 
     /// Every admitted node within `radius` of a prepared query.
@@ -233,10 +259,15 @@ impl HnswIndex {
         };
         let boundary = |range: f32| range + range.abs() * epsilon;
         let mut dynamic = start_d.max(radius);
-        let mut visited = self.visited.take();
+        let mut state = self.scratch.take();
+        let WalkState {
+            visited,
+            candidates,
+            ..
+        } = &mut state;
         visited.begin(self.pool.high_water() as usize);
         visited.insert(start);
-        let mut candidates = Candidates::default();
+        candidates.clear();
         candidates.push(Key::new(start_d, start));
         if start_d <= radius && self.admits(start, filter) {
             hits.push(Key::new(start_d, start));
@@ -262,7 +293,7 @@ impl HnswIndex {
                 }
             }
         }
-        self.visited.give_back(visited);
+        self.scratch.give_back(state);
         hits.sort_unstable();
         self.to_neighbors(hits, usize::MAX)
     }

@@ -1,0 +1,266 @@
+"""Tests of the benchmark tooling: dataset generator, peer runner, Rust tool, compare.py.
+
+The numbers these tools produce are only comparable if the pieces agree on
+file formats, metric definitions, JSON schema and timing policy; each test
+below pins one of those agreements down on a tiny dataset (see conftest.py).
+Timings themselves are never asserted: they depend on the machine.
+"""
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from conftest import (BUILD_THREADS, COMPARE, DIM, HNSW_EFS, K, METRICS, N, QUERIES,
+                      common_args, gen_dataset_cmd, run_script, shoal_bench_binary)
+from vecs import load_ids, load_vectors
+
+# Top-level keys both the Rust tool and run_peer.py must write (compare.py reads
+# them). FLAT adds the batched-search keys; every run has RUN_KEYS.
+SHARED_KEYS = ["engine", "algo", "metric", "n", "dim", "k", "num_queries", "m",
+               "ef_construction", "build_threads", "search_threads", "build_seconds",
+               "bytes_per_vector", "runs"]
+FLAT_KEYS = SHARED_KEYS + ["batch_qps", "batch_threads"]
+RUN_KEYS = ["ef", "recall", "qps", "p50_us", "p99_us"]
+# Keys only the Python peers write: they describe the peer, not the result.
+PEER_ONLY_KEYS = {"engine_version", "latency_includes_python_call"}
+# Exact search must find every true neighbour; with k=10 and 50 queries a
+# single miss would already give 0.998.
+EXACT_RECALL = 0.999
+HNSW_MIN_RECALL = 0.9
+DATASET_FILES = ["base.fvecs", "queries.fvecs", "params.json"] + [f"gt_{m}.ivecs" for m in METRICS]
+
+
+def mtimes(directory):
+    """mtime in ns of every dataset file, to tell a skipped run from a rewrite."""
+    return {name: (directory / name).stat().st_mtime_ns for name in DATASET_FILES}
+
+
+def runs_by_ef(result):
+    """Map ef -> run of one result."""
+    return {run["ef"]: run for run in result["runs"]}
+
+
+def check_common(result, engine, algo, metric):
+    """Settings every result must echo back, whichever engine wrote it."""
+    assert result["engine"] == engine
+    assert (result["algo"], result["metric"]) == (algo, metric)
+    assert (result["n"], result["dim"], result["k"]) == (N, DIM, K)
+    assert result["num_queries"] == QUERIES
+    assert result["build_threads"] == BUILD_THREADS
+    assert result["search_threads"] == 1
+    assert result["build_seconds"] > 0
+    for run in result["runs"]:
+        assert sorted(run) == sorted(RUN_KEYS)
+        assert run["qps"] > 0 and 0 < run["p50_us"] <= run["p99_us"]
+
+
+# a. gen_dataset.py
+
+def test_gen_dataset_shapes_skip_and_regenerate(tmp_path):
+    """The generator writes the files the runners read, with the right shapes, and
+    its cache check works: same parameters -> untouched, new ones -> rewritten.
+
+    A stale cache would silently benchmark the wrong data; a cache that never
+    hits would regenerate 200k x 128 vectors and their ground truth every run.
+    """
+    out = tmp_path / "data"
+    run_script(*gen_dataset_cmd(out))
+    assert load_vectors(out / "base.fvecs").shape == (N, DIM)
+    assert load_vectors(out / "queries.fvecs").shape == (QUERIES, DIM)
+    for metric in METRICS:
+        gt = load_ids(out / f"gt_{metric}.ivecs")
+        assert gt.shape == (QUERIES, 100), metric
+        assert gt.min() >= 0 and gt.max() < N, metric
+        assert all(len(set(row)) == len(row) for row in gt.tolist()), metric
+    assert json.loads((out / "params.json").read_text())["n"] == N
+
+    before = mtimes(out)
+    proc = run_script(*gen_dataset_cmd(out))
+    assert "skipping" in proc.stdout
+    assert mtimes(out) == before
+
+    run_script(*gen_dataset_cmd(out, n=N // 2))
+    assert load_vectors(out / "base.fvecs").shape == (N // 2, DIM)
+    assert load_ids(out / "gt_l2.ivecs").max() < N // 2
+    assert json.loads((out / "params.json").read_text())["n"] == N // 2
+    assert all(after != before[name] for name, after in mtimes(out).items())
+
+
+# b. run_peer.py, faiss FLAT
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_faiss_flat_exact_and_schema(faiss_flat, metric):
+    """Exact faiss search finds exactly the generator's ground truth for each metric.
+
+    This is what ties the metric definitions together: gen_dataset.py ranks
+    with l2 = squared euclidean, ip = 1 - dot, cosine = 1 - cos in float64,
+    faiss with its own kernels (cosine via normalised inner product). Any
+    disagreement shows up as FLAT recall below 1 and would otherwise be
+    misread as an index losing recall. Also checks the JSON schema compare.py
+    and the Rust tool share.
+    """
+    result = faiss_flat[metric]
+    check_common(result, "faiss", "flat", metric)
+    assert sorted(set(result) - PEER_ONLY_KEYS) == sorted(FLAT_KEYS)
+    assert result["m"] is None and result["ef_construction"] is None
+    assert result["bytes_per_vector"] >= 0
+    [run] = result["runs"]
+    assert run["ef"] is None
+    assert run["recall"] > EXACT_RECALL
+    assert result["batch_qps"] > 0
+    assert result["batch_threads"] == BUILD_THREADS
+
+
+# c. run_peer.py, hnswlib HNSW
+
+def test_hnswlib_hnsw_recall(hnswlib_hnsw_l2):
+    """hnswlib finds most true neighbours at ef 64, and every ef gets its own run.
+
+    Low recall here would mean the runner mislabels ids or mis-sets ef, which
+    would make hnswlib look worse than it is next to Shoal.
+    """
+    _, result = hnswlib_hnsw_l2
+    check_common(result, "hnswlib", "hnsw", "l2")
+    assert (result["m"], result["ef_construction"]) == (16, 200)
+    assert [run["ef"] for run in result["runs"]] == list(HNSW_EFS)
+    assert runs_by_ef(result)[64]["recall"] >= HNSW_MIN_RECALL
+    assert "batch_qps" not in result
+
+
+def test_time_passes_policy(monkeypatch):
+    """run_peer.time_passes follows the Rust tool's policy exactly, on a fake clock:
+    >= 200 ms of whole warm-up passes, then >= 3 timed passes AND >= 1 s, median
+    reported (upper middle for an even count, like `times[len / 2]` in ann.rs).
+
+    Both tools must time the same way, or QPS ratios between them are skewed.
+    """
+    import run_peer
+
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(run_peer, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+
+    def scripted(durations):
+        """A pass that advances the fake clock by the next duration; counts calls."""
+        durations = list(durations)
+        calls = []
+
+        def run_pass():
+            calls.append(durations[len(calls)])
+            clock.now += calls[-1]
+        return run_pass, calls
+
+    # Warm-up: 0.125 + 0.125 >= 0.2. Timed: 0.875 s after 3 passes, so a 4th
+    # is needed for 1 s; median of [0.125, 0.25, 0.375, 0.5] -> 0.375.
+    run_pass, calls = scripted([0.125, 0.125, 0.5, 0.125, 0.25, 0.375, 9.0])
+    assert run_peer.time_passes(run_pass) == 0.375
+    assert len(calls) == 6
+
+    # Slow passes: one pass covers the warm-up and 1 s is reached after one timed
+    # pass, but 3 timed passes are still required.
+    run_pass, calls = scripted([2.0, 4.0, 2.0, 3.0, 9.0])
+    assert run_peer.time_passes(run_pass) == 3.0
+    assert len(calls) == 4
+
+
+# d. the Rust tool, end to end
+
+def run_shoal(binary, dataset, out_json, algo, metric, *extra, groundtruth=True):
+    """Run `shoal-bench ann` and return its JSON result."""
+    run_script(binary, "ann", "--algo", algo, *common_args(dataset, metric, groundtruth),
+               *extra, "--json", out_json)
+    return json.loads(out_json.read_text())
+
+
+def test_shoal_hnsw_end_to_end(dataset, tmp_path):
+    """`shoal-bench ann --algo hnsw` reads the generator's files and ground truth and
+    writes the shared schema with sensible recall.
+
+    This is the CLI and file contract benches/run_ann.sh relies on; the Rust
+    unit tests cannot see it.
+    """
+    binary = shoal_bench_binary()
+    result = run_shoal(binary, dataset, tmp_path / "shoal_hnsw_l2.json", "hnsw", "l2",
+                       "--ef-search", ",".join(map(str, HNSW_EFS)))
+    check_common(result, "shoal", "hnsw", "l2")
+    assert set(SHARED_KEYS) <= set(result)
+    assert (result["m"], result["ef_construction"]) == (16, 200)
+    assert [run["ef"] for run in result["runs"]] == list(HNSW_EFS)
+    assert runs_by_ef(result)[64]["recall"] >= HNSW_MIN_RECALL
+    assert "batch_qps" not in result
+
+
+def test_shoal_flat_end_to_end_and_schema(dataset, faiss_flat, tmp_path):
+    """`shoal-bench ann --algo flat` computes its own exact ground truth (no
+    --groundtruth), finds all of it, reports batched QPS, and writes every key
+    the peers' FLAT JSON has apart from the peer-only ones.
+
+    The key check is what keeps compare.py from showing "—" for a Shoal column
+    because one side renamed or dropped a field.
+    """
+    binary = shoal_bench_binary()
+    result = run_shoal(binary, dataset, tmp_path / "shoal_flat_cosine.json", "flat", "cosine",
+                       groundtruth=False)
+    check_common(result, "shoal", "flat", "cosine")
+    [run] = result["runs"]
+    assert run["ef"] is None
+    assert run["recall"] > EXACT_RECALL
+    assert result["batch_qps"] > 0
+    assert result["batch_threads"] == BUILD_THREADS
+    assert result["m"] is None and result["ef_construction"] is None
+
+    peer_keys = set(faiss_flat["cosine"]) - PEER_ONLY_KEYS
+    assert peer_keys == set(FLAT_KEYS), "update FLAT_KEYS: the peers' schema changed"
+    missing = sorted(set(FLAT_KEYS) - set(result))
+    assert not missing, f"shoal JSON lacks keys the peers write: {missing}"
+
+
+# e. compare.py
+
+def test_compare_prints_both_engines_and_targets(hnswlib_hnsw_l2, tmp_path):
+    """compare.py puts a Shoal and an hnswlib HNSW result side by side and checks
+    the targets, exiting 0.
+
+    The Shoal result is synthetic (the hnswlib one with the engine renamed and
+    1.5x its QPS) so this test needs no Rust build and its target verdicts are
+    known: QPS targets met (1.5 >= 1.2), recall targets met (equal recall).
+    """
+    hnswlib_path, hnswlib = hnswlib_hnsw_l2
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / hnswlib_path.name).write_text(hnswlib_path.read_text())
+    shoal = {key: value for key, value in hnswlib.items() if key not in PEER_ONLY_KEYS}
+    shoal["engine"] = "shoal"
+    shoal["runs"] = [dict(run, qps=run["qps"] * 1.5) for run in hnswlib["runs"]]
+    (results / "shoal_hnsw_l2.json").write_text(json.dumps(shoal))
+
+    proc = subprocess.run([sys.executable, str(COMPARE), str(results)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "## HNSW l2" in out
+    assert "shoal" in out and "hnswlib" in out
+    assert "Settings differ" not in out
+    targets = out.split("## Targets", 1)[1]
+    for ef in HNSW_EFS:
+        assert f"- met — hnsw l2 ef={ef} recall" in targets
+        assert f"- met — hnsw l2 ef={ef} QPS" in targets
+    assert "n/a" not in targets
+    # Exact values rendered in the table: hnswlib's QPS at the largest ef.
+    assert f"{runs_by_ef(hnswlib)[HNSW_EFS[-1]]['qps']:.0f}" in out
+
+
+def test_vecs_round_trip(tmp_path):
+    """vecs.py writes and reads TEXMEX files losslessly; every other test relies on it."""
+    from vecs import write_fvecs, write_ivecs
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((7, 5)).astype(np.float32)
+    ids = rng.integers(0, 1000, (7, 3))
+    write_fvecs(tmp_path / "v.fvecs", vectors)
+    write_ivecs(tmp_path / "i.ivecs", ids)
+    np.testing.assert_array_equal(load_vectors(tmp_path / "v.fvecs"), vectors)
+    np.testing.assert_array_equal(load_ids(tmp_path / "i.ivecs"), ids)
