@@ -1,7 +1,9 @@
 //! FLAT: exact search by scanning every stored vector.
 //!
-//! Records are `[label][vector]` laid end to end in a [`WordArena`], so a scan streams
-//! through memory in order, which is what lets it run near memory bandwidth. A removed
+//! Vectors are laid end to end in one [`WordArena`] and their labels in another (same
+//! chunk geometry), so a scan streams through both in order, which is what lets it run
+//! near memory bandwidth, and every vector starts where the one before it ended (64-byte
+//! aligned for dimensions that are multiples of 16). A removed
 //! vector's slot waits in `pending` until a grace period shows no scan can be reading it,
 //! then is reused. The batched path turns many queries into matrix products (the
 //! `matrixmultiply` crate's SGEMM) over blocks of stored vectors, split across threads.
@@ -18,13 +20,15 @@ use crate::grace::Grace;
 use crate::metric::{dot, Metric};
 use crate::slots::{check_id, id_of, label_word, IdMap, SlotPool};
 use crate::topk::{unique_neighbors, Key, Neighbor, TopK};
-use crate::words::{as_f32, load, store_f32, WordArena};
+use crate::words::{as_f32, load, store_f32, WordArena, MAX_CHUNKS};
 use crate::{check_dim, VectorIndex};
 
 /// Stored vectors per block of the batched path: 1024 × dim floats stay in L2 cache.
 const BATCH_BLOCK: usize = 1024;
 /// Queries per SGEMM call of the batched path.
 const QUERY_BLOCK: usize = 256;
+/// How far ahead of the scan position vectors are prefetched.
+const SCAN_PREFETCH_BYTES: usize = 8 << 10;
 /// A filter allowing fewer than this fraction of the vectors is answered by looking up
 /// its ids instead of scanning everything.
 const ID_LOOKUP_FRACTION: f64 = 0.05;
@@ -34,7 +38,9 @@ const ID_LOOKUP_FRACTION: f64 = 0.05;
 pub struct FlatIndex {
     dim: usize,
     metric: Metric,
-    records: WordArena,
+    /// `id + 1` per slot, 0 for an empty slot.
+    labels: WordArena,
+    vectors: WordArena,
     pool: SlotPool,
     ids: IdMap,
     /// Slots of removed vectors waiting for a grace period before reuse.
@@ -49,7 +55,8 @@ impl FlatIndex {
         Ok(FlatIndex {
             dim,
             metric,
-            records: WordArena::new(1 + dim, initial_cap),
+            labels: WordArena::new(1, initial_cap),
+            vectors: WordArena::new(dim, initial_cap),
             pool: SlotPool::default(),
             ids: IdMap::with_capacity(initial_cap),
             pending: Mutex::new(Vec::new()),
@@ -69,7 +76,7 @@ impl FlatIndex {
         let mut pending = self.pending.lock();
         let threshold = (self.pool.high_water() as usize / 64).max(64);
         let would_grow =
-            self.pool.free_count() == 0 && !self.records.is_backed(self.pool.high_water());
+            self.pool.free_count() == 0 && !self.labels.is_backed(self.pool.high_water());
         if pending.len() >= threshold || (would_grow && !pending.is_empty()) {
             // Holding `pending` serialises synchronize calls, as Grace requires.
             self.grace.synchronize();
@@ -81,30 +88,53 @@ impl FlatIndex {
         check_id(id)?;
         self.recycle_pending();
         let slot = self.ids.claim(id, &self.pool)?;
-        self.records.ensure(slot);
-        let rec = self.records.record(slot);
+        self.vectors.ensure(slot);
+        self.labels.ensure(slot);
         // The slot is unreachable: its label is 0 (fresh or recycled after a grace period).
-        store_f32(&rec[1..], prepared);
-        rec[0].store(label_word(id), std::sync::atomic::Ordering::Release);
+        store_f32(self.vectors.record(slot), prepared);
+        self.labels.record(slot)[0].store(label_word(id), std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
-    /// Distance from a prepared query to the record, if it holds a vector the filter allows.
+    /// Distance from a prepared query to a slot's vector, if the slot holds one the filter
+    /// allows.
     // #[PerformanceCriticalPath]: the body of every scan.
     #[inline]
     fn score(
         &self,
         q: &[f32],
-        rec: &[AtomicU32],
+        label: &AtomicU32,
+        vector: &[AtomicU32],
         filter: Option<&dyn IdFilter>,
     ) -> Option<(f32, u32)> {
-        let id = id_of(load(&rec[0]))?;
+        let id = id_of(load(label))?;
         if let Some(f) = filter {
             if !f.allows(id) {
                 return None;
             }
         }
-        Some((self.metric.distance(q, as_f32(&rec[1..])), id))
+        Some((self.metric.distance(q, as_f32(vector)), id))
+    }
+
+    fn score_slot(&self, q: &[f32], slot: u32) -> Option<(f32, u32)> {
+        self.score(
+            q,
+            &self.labels.record(slot)[0],
+            self.vectors.record(slot),
+            None,
+        )
+    }
+
+    /// Calls `f` with each chunk's labels and vectors, slot ranges in lockstep.
+    fn for_each_block<'a>(&'a self, mut f: impl FnMut(&'a [AtomicU32], &'a [AtomicU32])) {
+        let limit = self.pool.high_water();
+        for c in 0..MAX_CHUNKS {
+            if let (Some((_, labels)), Some((_, vectors))) =
+                (self.labels.chunk(c, limit), self.vectors.chunk(c, limit))
+            {
+                f(labels, vectors);
+            }
+        }
     }
 
     /// Calls `f` with (distance, id) of every allowed vector: by id lookup when the
@@ -124,7 +154,7 @@ impl FlatIndex {
             let looked_up = self.ids.with_read(|map| {
                 flt.for_each_allowed(&mut |id| {
                     if let Some(&slot) = map.get(&id) {
-                        if let Some((d, id)) = self.score(q, self.records.record(slot), None) {
+                        if let Some((d, id)) = self.score_slot(q, slot) {
                             f(d, id);
                         }
                     }
@@ -134,15 +164,24 @@ impl FlatIndex {
                 return;
             }
         }
-        let stride = self.records.stride();
-        self.records
-            .for_each_chunk(self.pool.high_water(), |_, words| {
-                for rec in words.chunks_exact(stride) {
-                    if let Some((d, id)) = self.score(q, rec, filter) {
-                        f(d, id);
-                    }
+        // The hardware prefetcher stops at 4 KiB page boundaries; requesting each vector
+        // a few pages ahead keeps the stream going (measured: 251 -> 327 QPS at 200k x 128).
+        let ahead = (SCAN_PREFETCH_BYTES / (4 * self.dim)).max(1) * self.dim;
+        let lines = (self.dim * 4).div_ceil(64);
+        self.for_each_block(|labels, vectors| {
+            for (i, (label, v)) in labels
+                .iter()
+                .zip(vectors.chunks_exact(self.dim))
+                .enumerate()
+            {
+                if let Some(p) = vectors.get(i * self.dim + ahead) {
+                    crate::prefetch::prefetch(p, lines);
                 }
-            });
+                if let Some((d, id)) = self.score(q, label, v, filter) {
+                    f(d, id);
+                }
+            }
+        });
     }
 
     /// Answers many queries at once (`queries` holds rows of `dim` floats) on `threads`
@@ -208,7 +247,7 @@ impl FlatIndex {
                     let mut exact = TopK::new(k_candidates);
                     for key in candidates.into_sorted() {
                         if let Some(&slot) = map.get(&key.id()) {
-                            if let Some((d, id)) = self.score(q, self.records.record(slot), None) {
+                            if let Some((d, id)) = self.score_slot(q, slot) {
                                 exact.push(Key::new(d, id));
                             }
                         }
@@ -242,15 +281,15 @@ impl FlatIndex {
             block_ids.clear();
             block_norms.clear();
             while slot < range.end && block_ids.len() < BATCH_BLOCK {
-                let rec = self.records.record(slot as u32);
+                let s = slot as u32;
                 slot += 1;
-                let Some(id) = id_of(load(&rec[0])) else {
+                let Some(id) = id_of(load(&self.labels.record(s)[0])) else {
                     continue;
                 };
                 if filter.is_some_and(|f| !f.allows(id)) {
                     continue;
                 }
-                let v = as_f32(&rec[1..]);
+                let v = as_f32(self.vectors.record(s));
                 block.extend_from_slice(v);
                 block_norms.push(dot(v, v));
                 block_ids.push(id);
@@ -341,7 +380,7 @@ impl VectorIndex for FlatIndex {
 
     fn remove(&self, id: u32) -> Result<()> {
         let slot = self.ids.remove(id).ok_or(IndexError::UnknownId(id))?;
-        self.records.record(slot)[0].store(0, std::sync::atomic::Ordering::Release);
+        self.labels.record(slot)[0].store(0, std::sync::atomic::Ordering::Release);
         self.pending.lock().push(slot);
         Ok(())
     }
@@ -399,25 +438,26 @@ impl VectorIndex for FlatIndex {
     }
 
     fn capacity(&self) -> usize {
-        self.records.capacity()
+        self.labels.capacity()
     }
 
     fn memory_usage(&self) -> usize {
-        self.records.allocated_bytes() + self.ids.bytes() + self.pool.free_count() * 4
+        self.labels.allocated_bytes()
+            + self.vectors.allocated_bytes()
+            + self.ids.bytes()
+            + self.pool.free_count() * 4
     }
 
     fn serialize(&self, w: &mut dyn Write) -> Result<()> {
         let _reading = self.grace.read();
         let mut live = Vec::new();
-        let stride = self.records.stride();
-        self.records
-            .for_each_chunk(self.pool.high_water(), |_, words| {
-                for rec in words.chunks_exact(stride) {
-                    if let Some(id) = id_of(load(&rec[0])) {
-                        live.push((id, as_f32(&rec[1..])));
-                    }
+        self.for_each_block(|labels, vectors| {
+            for (label, v) in labels.iter().zip(vectors.chunks_exact(self.dim)) {
+                if let Some(id) = id_of(load(label)) {
+                    live.push((id, as_f32(v)));
                 }
-            });
+            }
+        });
         let mut e = Encoder::new(Kind::Flat, self.metric, self.dim);
         e.u32(live.len() as u32);
         for (id, v) in live {

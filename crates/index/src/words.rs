@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 /// Enough chunks to address every u32 record id.
-const MAX_CHUNKS: usize = 33;
+pub(crate) const MAX_CHUNKS: usize = 33;
 
 /// A record-addressed, append-friendly store of atomic words.
 #[derive(Debug)]
@@ -81,12 +81,6 @@ impl WordArena {
         }
     }
 
-    /// Words per record.
-    #[inline]
-    pub(crate) fn stride(&self) -> usize {
-        self.stride
-    }
-
     /// Which chunk holds record `i`, and where in it.
     #[inline]
     fn locate(&self, i: u32) -> (usize, usize) {
@@ -149,26 +143,16 @@ impl WordArena {
         self.capacity() * self.stride * std::mem::size_of::<AtomicU32>()
     }
 
-    /// Calls `f` on each allocated chunk's records in id order, as contiguous word slices
-    /// covering records `[start, start + n)`: the shape a scan or a GEMM wants.
-    pub(crate) fn for_each_chunk<'a>(
-        &'a self,
-        limit: u32,
-        mut f: impl FnMut(u32, &'a [AtomicU32]),
-    ) {
-        let mut start = 0usize;
-        for c in 0..MAX_CHUNKS {
-            if start >= limit as usize {
-                break;
-            }
-            let len = self.chunk_len(c);
-            if let Some(chunk) = self.chunks[c].get() {
-                let words = chunk.words();
-                let n = len.min(limit as usize - start);
-                f(start as u32, &words[..n * self.stride]);
-            }
-            start += len;
+    /// Chunk `c`'s first record id and its words for the records below `limit`, if the
+    /// chunk is allocated and starts below `limit`: the contiguous shape a scan wants.
+    pub(crate) fn chunk(&self, c: usize, limit: u32) -> Option<(u32, &[AtomicU32])> {
+        let start: usize = (0..c).map(|i| self.chunk_len(i)).sum();
+        if start >= limit as usize {
+            return None;
         }
+        let words = self.chunks.get(c)?.get()?.words();
+        let n = self.chunk_len(c).min(limit as usize - start);
+        Some((start as u32, &words[..n * self.stride]))
     }
 }
 
@@ -233,10 +217,12 @@ mod tests {
         }
         assert!(arena.capacity() >= 2_000);
         let mut seen = 0u32;
-        arena.for_each_chunk(2_000, |start, words| {
-            assert_eq!(start, seen);
-            seen += (words.len() / 3) as u32;
-        });
+        for c in 0..MAX_CHUNKS {
+            if let Some((start, words)) = arena.chunk(c, 2_000) {
+                assert_eq!(start, seen);
+                seen += (words.len() / 3) as u32;
+            }
+        }
         assert_eq!(seen, 2_000);
     }
 
