@@ -7,6 +7,12 @@ Reads every *.json in RESULT_DIR (written by Shoal's benchmark tool or by
 benches/peers/run_peer.py, same schema), prints one table per (algo, metric)
 and then checks Shoal's performance targets. Missing engines or runs show as
 "—" / "n/a" instead of failing, so partial result sets can still be read.
+
+A result may come from several builds of the index (--builds N): its recall
+is then the mean over builds, shown with the min–max range of the builds,
+and its QPS and build seconds are medians over builds. Targets are judged on
+those means and medians. Results written before --builds existed count as
+one build.
 """
 
 import argparse
@@ -19,8 +25,10 @@ ENGINES = ("shoal", "hnswlib", "faiss")
 ALGOS = ("hnsw", "flat")
 METRICS = ("l2", "ip", "cosine")
 # Settings that must agree for a comparison to be meaningful.
-SETTINGS = ("n", "dim", "k", "num_queries", "build_threads", "search_threads")
+SETTINGS = ("n", "dim", "k", "num_queries", "build_threads", "search_threads", "builds")
 HNSW_SETTINGS = SETTINGS + ("m", "ef_construction")
+# Values of settings absent from older result files.
+SETTING_DEFAULTS = {"builds": 1}
 # Targets for Shoal relative to the peers.
 RECALL_SLACK = 0.005
 HNSW_QPS_FACTOR = 1.2
@@ -55,6 +63,33 @@ def fmt(value, spec):
     return "—" if value is None else format(value, spec)
 
 
+def setting(result, key):
+    """result[key], defaulting for settings older files lack; None when absent."""
+    return result.get(key, SETTING_DEFAULTS.get(key))
+
+
+def fmt_recall(run):
+    """Mean recall of a run, plus the min–max over builds when there were several,
+    e.g. `0.9591 (0.956–0.962)`; a dash when the run is missing."""
+    mean = run.get("recall")
+    if mean is None:
+        return "—"
+    every = run.get("recall_all") or []
+    if len(every) < 2:
+        return f"{mean:.4f}"
+    return f"{mean:.4f} ({min(every):.3f}–{max(every):.3f})"
+
+
+def builds_heading(group):
+    """Number of builds behind a group's results, for its heading: `3 builds`,
+    or per engine when they differ."""
+    counts = {engine: setting(result, "builds") for engine, result in group.items()}
+    if len(set(counts.values())) == 1:
+        count = next(iter(counts.values()))
+        return f"{count} build" + ("s" if count != 1 else "")
+    return "builds " + ", ".join(f"{engine}={count}" for engine, count in counts.items())
+
+
 def ratio(a, b):
     """a / b, or None when either side is missing or b is zero."""
     return a / b if a is not None and b else None
@@ -86,7 +121,8 @@ def settings_warning(algo, group):
     """Describe settings that differ between engines of one (algo, metric) group."""
     diffs = []
     for key in HNSW_SETTINGS if algo == "hnsw" else SETTINGS:
-        values = {engine: r[key] for engine, r in group.items() if key in r}
+        values = {engine: setting(r, key) for engine, r in group.items()
+                  if setting(r, key) is not None}
         if len(set(values.values())) > 1:
             diffs.append(f"{key} " + ", ".join(f"{e}={v}" for e, v in values.items()))
     return "**Settings differ:** " + "; ".join(diffs) if diffs else None
@@ -101,9 +137,9 @@ def hnsw_tables(group):
         s_rec, s_qps = run_value(shoal, ef, "recall"), run_value(shoal, ef, "qps")
         h_rec, h_qps = run_value(hnswlib, ef, "recall"), run_value(hnswlib, ef, "qps")
         delta = s_rec - h_rec if s_rec is not None and h_rec is not None else None
-        rows.append([str(ef), fmt(s_rec, ".4f"), fmt(s_qps, ".0f"),
-                     fmt(h_rec, ".4f"), fmt(h_qps, ".0f"),
-                     fmt(run_value(faiss, ef, "recall"), ".4f"),
+        rows.append([str(ef), fmt_recall(shoal.get(ef, {})), fmt(s_qps, ".0f"),
+                     fmt_recall(hnswlib.get(ef, {})), fmt(h_qps, ".0f"),
+                     fmt_recall(faiss.get(ef, {})),
                      fmt(run_value(faiss, ef, "qps"), ".0f"),
                      fmt(ratio(s_qps, h_qps), ".2f"), fmt(delta, "+.4f")])
     search = markdown_table(
@@ -128,7 +164,7 @@ def flat_table(group):
     """Recall, one-at-a-time QPS and batched QPS, Shoal vs faiss."""
     shoal, faiss = group.get("shoal", {}), group.get("faiss", {})
     s_run, f_run = flat_run(shoal), flat_run(faiss)
-    rows = [["recall", fmt(s_run.get("recall"), ".4f"), fmt(f_run.get("recall"), ".4f"), "—"]]
+    rows = [["recall", fmt_recall(s_run), fmt_recall(f_run), "—"]]
     for label, s_val, f_val in (
             ("single-query QPS", s_run.get("qps"), f_run.get("qps")),
             (f"batch QPS (threads {shoal.get('batch_threads', '—')}"
@@ -185,6 +221,12 @@ def flat_targets(metric, group):
     ]
 
 
+def engine_order(item):
+    """Sort key for ((engine, algo, metric), result): ENGINES order, unknown engines last."""
+    engine = item[0][0]
+    return (ENGINES.index(engine) if engine in ENGINES else len(ENGINES), engine)
+
+
 def report_order(item):
     """Sort key for ((algo, metric), group): HNSW before FLAT, metrics l2, ip, cosine."""
     (algo, metric), _ = item
@@ -200,12 +242,14 @@ def main():
     if not results:
         sys.exit(f"{args.result_dir}: no result files")
     groups = {}
-    for (engine, algo, metric), data in results.items():
+    # Engines in ENGINES order within each group, so headings and warnings list
+    # them as the tables do.
+    for (engine, algo, metric), data in sorted(results.items(), key=engine_order):
         groups.setdefault((algo, metric), {})[engine] = data
 
     targets = []
     for (algo, metric), group in sorted(groups.items(), key=report_order):
-        print(f"## {algo.upper()} {metric}\n")
+        print(f"## {algo.upper()} {metric} ({builds_heading(group)})\n")
         warning = settings_warning(algo, group)
         if warning:
             print(warning + "\n")
@@ -218,6 +262,8 @@ def main():
             targets += flat_targets(metric, group)
 
     print("## Targets\n")
+    print("Judged on the mean recall and the median QPS over each result's builds "
+          "(build seconds: median over builds; bytes/vector: first build).\n")
     print("\n".join(targets))
 
 

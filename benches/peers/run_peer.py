@@ -9,10 +9,13 @@ native call over all queries, and only the per-query latency percentiles
 include the Python call overhead, which the JSON flags explicitly. Every QPS
 figure follows the Rust tool's policy (benches/src/ann.rs, `time_passes`):
 warm up, repeat the pass until both a minimum count and a minimum time are
-reached, report the median pass.
+reached, report the median pass. With --builds N the index is built N
+times (hnswlib random_seed 100, 101, ...) and recall is averaged over the
+builds, QPS and build time are their medians (see the README, "Builds").
 """
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -35,6 +38,9 @@ ENGINE_PACKAGES = {"hnswlib": "hnswlib", "faiss": "faiss-cpu"}
 WARMUP_SECONDS = 0.2
 MIN_PASSES = 3
 MIN_TIMED_SECONDS = 1.0
+# hnswlib random_seed of build 0; build i uses HNSW_SEED + i. There is no --seed
+# flag: the peers always start from 100, the Rust tool from its --seed.
+HNSW_SEED = 100
 
 
 def parse_args():
@@ -53,11 +59,16 @@ def parse_args():
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="search threads")
     parser.add_argument("--build-threads", type=int, default=2)
+    parser.add_argument("--builds", type=int, default=1,
+                        help="build the index this many times (hnswlib random_seed 100 + i); "
+                             "recall is the mean over builds, QPS and build time the median")
     parser.add_argument("--json", type=Path, help="write the result here")
     args = parser.parse_args()
     args.ef_search = [int(ef) for ef in args.ef_search.split(",")]
     if args.k < 1:
         parser.error("--k must be at least 1")  # as the Rust tool; recall divides by k
+    if args.builds < 1:
+        parser.error("--builds must be at least 1")
     if args.engine == "hnswlib" and args.algo != "hnsw":
         parser.error("hnswlib supports only --algo hnsw")
     return args
@@ -80,6 +91,17 @@ def single_rows(queries):
     return [queries[i:i + 1] for i in range(len(queries))]
 
 
+def median(values):
+    """Median of values; for an even count the upper middle one, the same
+    convention as time_passes and `times[len / 2]` in benches/src/ann.rs."""
+    return sorted(values)[len(values) // 2]
+
+
+def mean(values):
+    """Arithmetic mean of values."""
+    return sum(values) / len(values)
+
+
 def time_passes(run_pass):
     """Median wall seconds of run_pass(), which answers every query once.
 
@@ -97,8 +119,7 @@ def time_passes(run_pass):
         t0 = time.perf_counter()
         run_pass()
         times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
+    return median(times)
 
 
 def latency_stats(single_search, queries):
@@ -118,18 +139,22 @@ def latency_stats(single_search, queries):
 
 
 class HnswlibEngine:
-    """hnswlib HNSW; its 'ip' and 'cosine' spaces match our 1-dot / 1-cos."""
+    """hnswlib HNSW; its 'ip' and 'cosine' spaces match our 1-dot / 1-cos.
 
-    def __init__(self, args, dim):
+    seed is init_index's random_seed, which drives the level draws.
+    """
+
+    def __init__(self, args, dim, seed):
         import hnswlib
         self.index = hnswlib.Index(space=args.metric, dim=dim)
         self.args = args
+        self.seed = seed
         self.threads = args.threads
 
     def build(self, base):
         self.index.set_num_threads(self.args.build_threads)
         self.index.init_index(max_elements=len(base), ef_construction=self.args.ef_construction,
-                              M=self.args.m, random_seed=100)
+                              M=self.args.m, random_seed=self.seed)
         self.index.add_items(base, np.arange(len(base)), num_threads=self.args.build_threads)
 
     def prepare_search(self, ef, threads):
@@ -143,9 +168,13 @@ class HnswlibEngine:
 
 
 class FaissEngine:
-    """faiss IndexFlat* / IndexHNSWFlat; cosine = normalised vectors + inner product."""
+    """faiss IndexFlat* / IndexHNSWFlat; cosine = normalised vectors + inner product.
 
-    def __init__(self, args, dim):
+    seed is ignored: faiss keeps its own default level generator (see the
+    README, "Builds"), so a rebuild is just a rebuild.
+    """
+
+    def __init__(self, args, dim, seed):
         import faiss
         self.faiss = faiss
         self.args = args
@@ -171,25 +200,27 @@ class FaissEngine:
         return labels
 
 
-def measure(engine, queries, truth, args, ef):
-    """One HNSW row: recall from a batched call, QPS as the median batched pass,
-    then per-query latencies."""
+def measure(engine, queries, truth, args, ef, latency):
+    """One HNSW row of one build: recall from a batched call, QPS as the median
+    batched pass, then (when latency is true) per-query latencies."""
     engine.prepare_search(ef, args.threads)
     labels = engine.search(queries)
     pass_seconds = time_passes(lambda: engine.search(queries))
-    p50, p99 = latency_stats(engine.search, queries)
-    return {"ef": ef, "recall": recall(labels, truth, args.k),
-            "qps": len(queries) / pass_seconds, "p50_us": p50, "p99_us": p99}
+    run = {"ef": ef, "recall": recall(labels, truth, args.k), "qps": len(queries) / pass_seconds}
+    if latency:
+        run["p50_us"], run["p99_us"] = latency_stats(engine.search, queries)
+    return run
 
 
-def measure_flat(engine, queries, truth, args):
+def measure_flat(engine, queries, truth, args, latency):
     """FLAT row: QPS one query at a time, plus batched QPS on all build threads.
 
     A pass of the one-at-a-time QPS is a Python loop of single-query calls
     with --threads threads; a single exhaustive query costs milliseconds, so
     the Python call overhead in it is negligible. A pass of batch_qps is one
     call over all queries with --build-threads threads (the BLAS path). Both
-    are timed by time_passes, like the Rust tool.
+    are timed by time_passes, like the Rust tool. Latencies only when latency
+    is true. Returns (run, batch QPS).
     """
     engine.prepare_search(None, args.threads)
     rows = single_rows(queries)
@@ -199,24 +230,47 @@ def measure_flat(engine, queries, truth, args):
             engine.search(row)
 
     single_seconds = time_passes(one_at_a_time)
-    p50, p99 = latency_stats(engine.search, queries)
+    run = {"ef": None, "qps": len(queries) / single_seconds}
+    if latency:
+        run["p50_us"], run["p99_us"] = latency_stats(engine.search, queries)
     engine.prepare_search(None, args.build_threads)
     labels = engine.search(queries)
+    run["recall"] = recall(labels, truth, args.k)
     batch_seconds = time_passes(lambda: engine.search(queries))
-    run = {"ef": None, "recall": recall(labels, truth, args.k),
-           "qps": len(queries) / single_seconds, "p50_us": p50, "p99_us": p99}
     return run, len(queries) / batch_seconds
+
+
+def combine_builds(per_build):
+    """Merge the runs of every build into the reported runs.
+
+    per_build[b][j] is run j (one ef) of build b. Each merged run has the
+    mean recall and the median QPS over builds, every build's values in
+    recall_all / qps_all (in build order), and build 0's latencies.
+    """
+    runs = []
+    for j, first in enumerate(per_build[0]):
+        recalls = [build[j]["recall"] for build in per_build]
+        qps = [build[j]["qps"] for build in per_build]
+        runs.append({"ef": first["ef"], "recall": mean(recalls), "qps": median(qps),
+                     "p50_us": first["p50_us"], "p99_us": first["p99_us"],
+                     "recall_all": recalls, "qps_all": qps})
+    return runs
 
 
 def print_table(result):
     """Human-readable summary of the JSON result."""
+    builds = result["builds"]
     print(f"{result['engine']} {result['algo']} {result['metric']}  n={result['n']} "
           f"dim={result['dim']} k={result['k']}  build {result['build_seconds']:.2f}s  "
-          f"{result['bytes_per_vector']:.1f} B/vec")
-    print(f"{'ef':>6} {'recall':>8} {'qps':>10} {'p50_us':>9} {'p99_us':>9}")
+          f"{result['bytes_per_vector']:.1f} B/vec  builds={builds}")
+    if builds > 1:
+        print("recall: mean (min-max) over builds; qps, build: median over builds; "
+              "B/vec, p50/p99: build 0")
+    print(f"{'ef':>6} {'recall':>8} {'(min-max)':>15} {'qps':>10} {'p50_us':>9} {'p99_us':>9}")
     for run in result["runs"]:
         ef = "-" if run["ef"] is None else run["ef"]
-        print(f"{ef:>6} {run['recall']:>8.4f} {run['qps']:>10.1f} "
+        spread = f"({min(run['recall_all']):.4f}-{max(run['recall_all']):.4f})"
+        print(f"{ef:>6} {run['recall']:>8.4f} {spread:>15} {run['qps']:>10.1f} "
               f"{run['p50_us']:>9.1f} {run['p99_us']:>9.1f}")
     if "batch_qps" in result:
         print(f"batch qps ({result['batch_threads']} threads): {result['batch_qps']:.1f}")
@@ -247,12 +301,31 @@ def main():
         base, queries = normalized(base), normalized(queries)
     n, dim = base.shape
 
-    engine = (HnswlibEngine if args.engine == "hnswlib" else FaissEngine)(args, dim)
-    rss_before = rss_bytes()
-    t0 = time.perf_counter()
-    engine.build(base)
-    build_seconds = time.perf_counter() - t0
-    bytes_per_vector = (rss_bytes() - rss_before) / n
+    engine_class = HnswlibEngine if args.engine == "hnswlib" else FaissEngine
+    build_seconds_all, per_build, batch_qps_all = [], [], []
+    for i in range(args.builds):
+        if i > 0:
+            # Free the previous index before the next one is built, so at most
+            # one index is resident and the builds do not compete for memory.
+            del engine
+            gc.collect()
+        engine = engine_class(args, dim, HNSW_SEED + i)
+        rss_before = rss_bytes()
+        t0 = time.perf_counter()
+        engine.build(base)
+        build_seconds_all.append(time.perf_counter() - t0)
+        if i == 0:
+            # Build 0 only: later builds reuse pages the previous index freed.
+            bytes_per_vector = (rss_bytes() - rss_before) / n
+        print(f"build {i + 1}/{args.builds}: {build_seconds_all[-1]:.2f} s", file=sys.stderr)
+        # Latency percentiles from build 0 only.
+        if args.algo == "flat":
+            run, batch_qps = measure_flat(engine, queries, truth, args, latency=i == 0)
+            per_build.append([run])
+            batch_qps_all.append(batch_qps)
+        else:
+            per_build.append([measure(engine, queries, truth, args, ef, latency=i == 0)
+                              for ef in args.ef_search])
 
     result = {
         "engine": args.engine, "engine_version": version(ENGINE_PACKAGES[args.engine]),
@@ -261,14 +334,15 @@ def main():
         "m": args.m if args.algo == "hnsw" else None,
         "ef_construction": args.ef_construction if args.algo == "hnsw" else None,
         "build_threads": args.build_threads, "search_threads": args.threads,
-        "build_seconds": build_seconds, "bytes_per_vector": bytes_per_vector,
+        "builds": args.builds,
+        "build_seconds": median(build_seconds_all), "build_seconds_all": build_seconds_all,
+        "bytes_per_vector": bytes_per_vector,
         "latency_includes_python_call": True,
+        "runs": combine_builds(per_build),
     }
     if args.algo == "flat":
-        run, batch_qps = measure_flat(engine, queries, truth, args)
-        result.update(runs=[run], batch_qps=batch_qps, batch_threads=args.build_threads)
-    else:
-        result["runs"] = [measure(engine, queries, truth, args, ef) for ef in args.ef_search]
+        result.update(batch_qps=median(batch_qps_all), batch_qps_all=batch_qps_all,
+                      batch_threads=args.build_threads)
 
     print_table(result)
     if args.json:

@@ -1,9 +1,10 @@
 //! `shoal-bench ann`: the side-by-side ANN benchmark.
 //!
-//! Measurement rules match `benches/peers/run_peer.py`: build with `--build-threads`,
-//! memory as the process RSS growth over the build divided by n, search with `--threads`
-//! after a warm-up, QPS as the median of several timed passes over all queries, latency
-//! percentiles from per-query timings, recall@k against the ground truth.
+//! Measurement rules match `benches/peers/run_peer.py`: build `--builds` times with
+//! `--build-threads`; memory as the process RSS growth over the first build divided by n;
+//! search with `--threads` after a warm-up; QPS as the median of several timed passes over
+//! all queries (then the median over builds); recall@k against the ground truth (the mean
+//! over builds); latency percentiles from per-query timings of the first build.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -76,6 +77,13 @@ pub struct AnnArgs {
     pub ef_search: Vec<usize>,
     #[arg(long, default_value_t = 10)]
     pub k: usize,
+    /// Seed of the HNSW level draws (build i uses seed + i).
+    #[arg(long, default_value_t = HnswParams::default().seed)]
+    pub seed: u64,
+    /// Build the index this many times and report mean recall and median QPS: recall at
+    /// low ef varies by up to ±0.01 from one HNSW build to the next.
+    #[arg(long, default_value_t = 1)]
+    pub builds: usize,
     /// Search threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -90,10 +98,15 @@ pub struct AnnArgs {
 #[derive(Debug, Serialize)]
 struct Run {
     ef: Option<usize>,
+    /// Mean over builds.
     recall: f64,
+    /// Median over builds.
     qps: f64,
+    /// Of the first build.
     p50_us: f64,
     p99_us: f64,
+    recall_all: Vec<f64>,
+    qps_all: Vec<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -110,11 +123,15 @@ struct Report {
     ef_construction: Option<usize>,
     build_threads: usize,
     search_threads: usize,
+    builds: usize,
     build_seconds: f64,
+    build_seconds_all: Vec<f64>,
     bytes_per_vector: f64,
     index_bytes_per_vector: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     batch_qps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch_qps_all: Option<Vec<f64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     batch_threads: Option<usize>,
     cpu: String,
@@ -249,9 +266,81 @@ fn ground_truth(
         .collect())
 }
 
+/// An index under test.
+enum Built {
+    Flat(FlatIndex),
+    Hnsw(HnswIndex),
+}
+
+impl Built {
+    fn index(&self) -> &dyn VectorIndex {
+        match self {
+            Built::Flat(f) => f,
+            Built::Hnsw(h) => h,
+        }
+    }
+}
+
+/// Builds the index for build number `build` (its seed is `--seed + build`).
+fn build(args: &AnnArgs, base: &Matrix<f32>, build: usize) -> Result<(Built, f64)> {
+    let (n, dim) = (base.rows, base.cols);
+    let metric = args.metric.metric();
+    let started = Instant::now();
+    let built = match args.algo {
+        AlgoArg::Hnsw => Built::Hnsw(HnswIndex::new(
+            dim,
+            metric,
+            n,
+            HnswParams {
+                m: args.m,
+                ef_construction: args.ef_construction,
+                seed: args.seed.wrapping_add(build as u64),
+                ..HnswParams::default()
+            },
+        )?),
+        AlgoArg::Flat => Built::Flat(FlatIndex::new(dim, metric, n)?),
+    };
+    let ids: Vec<u32> = (0..n as u32).collect();
+    built
+        .index()
+        .add_parallel(&ids, &base.data, args.build_threads)
+        .context("building the index")?;
+    Ok((built, started.elapsed().as_secs_f64()))
+}
+
+/// Recall and QPS of one build at one ef.
+fn measure(
+    args: &AnnArgs,
+    index: &dyn VectorIndex,
+    queries: &Matrix<f32>,
+    truth: &[Vec<u32>],
+    ef: Option<usize>,
+) -> Result<(f64, f64)> {
+    let results = search_all(index, queries, args.k, ef, args.threads, None)?;
+    let rec = results
+        .iter()
+        .zip(truth)
+        .map(|(f, t)| recall(f, t))
+        .sum::<f64>()
+        / queries.rows as f64;
+    let pass =
+        time_passes(|| search_all(index, queries, args.k, ef, args.threads, None).map(|_| ()))?;
+    Ok((rec, queries.rows as f64 / pass.as_secs_f64()))
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len().max(1) as f64
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
 pub fn run(args: &AnnArgs) -> Result<()> {
-    if args.k == 0 {
-        bail!("--k must be at least 1");
+    if args.k == 0 || args.builds == 0 {
+        bail!("--k and --builds must be at least 1");
     }
     let base = read_vectors(&args.base)?;
     let queries = read_vectors(&args.queries)?;
@@ -263,76 +352,69 @@ pub fn run(args: &AnnArgs) -> Result<()> {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
     }
-    let metric = args.metric.metric();
     let (n, dim) = (base.rows, base.cols);
-
-    let rss_before = rss_bytes();
-    let started = Instant::now();
-    let index: Box<dyn VectorIndex> = match args.algo {
-        AlgoArg::Hnsw => Box::new(HnswIndex::new(
-            dim,
-            metric,
-            n,
-            HnswParams {
-                m: args.m,
-                ef_construction: args.ef_construction,
-                ..HnswParams::default()
-            },
-        )?),
-        AlgoArg::Flat => Box::new(FlatIndex::new(dim, metric, n)?),
-    };
-    let ids: Vec<u32> = (0..n as u32).collect();
-    index
-        .add_parallel(&ids, &base.data, args.build_threads)
-        .context("building the index")?;
-    let build_seconds = started.elapsed().as_secs_f64();
-    let bytes_per_vector = rss_bytes().saturating_sub(rss_before) as f64 / n as f64;
-    eprintln!("built {n} x {dim} in {build_seconds:.2} s");
-    // After the build and its RSS reading: ground truth computed earlier would leave freed
-    // pages behind for the index to reuse, hiding its memory.
-    let truth = ground_truth(args, &base, &queries)?;
-
     let efs: Vec<Option<usize>> = match args.algo {
         AlgoArg::Hnsw => args.ef_search.iter().map(|&e| Some(e)).collect(),
         AlgoArg::Flat => vec![None],
     };
-    let mut runs = Vec::new();
-    for ef in efs {
-        let results = search_all(index.as_ref(), &queries, args.k, ef, args.threads, None)?;
-        let rec = results
-            .iter()
-            .zip(&truth)
-            .map(|(f, t)| recall(f, t))
-            .sum::<f64>()
-            / queries.rows as f64;
-        let pass = time_passes(|| {
-            search_all(index.as_ref(), &queries, args.k, ef, args.threads, None).map(|_| ())
-        })?;
-        let mut lat = Vec::with_capacity(queries.rows);
-        search_all(index.as_ref(), &queries, args.k, ef, 1, Some(&mut lat))?;
-        lat.sort_by(f64::total_cmp);
-        runs.push(Run {
+
+    let mut truth = None;
+    let mut build_seconds_all = Vec::new();
+    let mut recall_all = vec![Vec::new(); efs.len()];
+    let mut qps_all = vec![Vec::new(); efs.len()];
+    let mut latencies = vec![(0.0, 0.0); efs.len()];
+    let mut batch_qps_all = Vec::new();
+    let (mut bytes_per_vector, mut index_bytes_per_vector) = (0.0, 0.0);
+    for b in 0..args.builds {
+        let rss_before = rss_bytes();
+        let (built, seconds) = build(args, &base, b)?;
+        eprintln!("build {b}: {n} x {dim} in {seconds:.2} s");
+        build_seconds_all.push(seconds);
+        let index = built.index();
+        if b == 0 {
+            bytes_per_vector = rss_bytes().saturating_sub(rss_before) as f64 / n as f64;
+            index_bytes_per_vector = index.memory_usage() as f64 / n as f64;
+            // After the first build's RSS reading: ground truth computed earlier would leave
+            // freed pages behind for the index to reuse, hiding its memory.
+            truth = Some(ground_truth(args, &base, &queries)?);
+        }
+        let truth = truth.as_deref().context("ground truth")?;
+        for (i, &ef) in efs.iter().enumerate() {
+            let (rec, qps) = measure(args, index, &queries, truth, ef)?;
+            recall_all[i].push(rec);
+            qps_all[i].push(qps);
+            if b == 0 {
+                let mut lat = Vec::with_capacity(queries.rows);
+                search_all(index, &queries, args.k, ef, 1, Some(&mut lat))?;
+                lat.sort_by(f64::total_cmp);
+                latencies[i] = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+            }
+        }
+        if let Built::Flat(flat) = &built {
+            let pass = time_passes(|| {
+                flat.search_batch(&queries.data, args.k, None, args.build_threads)
+                    .map(|_| ())
+                    .map_err(Into::into)
+            })?;
+            batch_qps_all.push(queries.rows as f64 / pass.as_secs_f64());
+        }
+    }
+
+    let runs = efs
+        .iter()
+        .enumerate()
+        .map(|(i, &ef)| Run {
             ef,
-            recall: rec,
-            qps: queries.rows as f64 / pass.as_secs_f64(),
-            p50_us: percentile(&lat, 0.5),
-            p99_us: percentile(&lat, 0.99),
-        });
-    }
-
-    let mut batch_qps = None;
-    if args.algo == AlgoArg::Flat {
-        let flat = FlatIndex::new(dim, metric, n)?;
-        flat.add_parallel(&ids, &base.data, args.build_threads)?;
-        let pass = time_passes(|| {
-            flat.search_batch(&queries.data, args.k, None, args.build_threads)
-                .map(|_| ())
-                .map_err(Into::into)
-        })?;
-        batch_qps = Some(queries.rows as f64 / pass.as_secs_f64());
-    }
-
+            recall: mean(&recall_all[i]),
+            qps: median(&qps_all[i]),
+            p50_us: latencies[i].0,
+            p99_us: latencies[i].1,
+            recall_all: recall_all[i].clone(),
+            qps_all: qps_all[i].clone(),
+        })
+        .collect();
     let hnsw = args.algo == AlgoArg::Hnsw;
+    let flat = !hnsw;
     let report = Report {
         engine: "shoal",
         engine_version: env!("CARGO_PKG_VERSION"),
@@ -346,11 +428,14 @@ pub fn run(args: &AnnArgs) -> Result<()> {
         ef_construction: hnsw.then_some(args.ef_construction),
         build_threads: args.build_threads,
         search_threads: args.threads,
-        build_seconds,
+        builds: args.builds,
+        build_seconds: median(&build_seconds_all),
+        build_seconds_all,
         bytes_per_vector,
-        index_bytes_per_vector: index.memory_usage() as f64 / n as f64,
-        batch_qps,
-        batch_threads: batch_qps.map(|_| args.build_threads),
+        index_bytes_per_vector,
+        batch_qps: flat.then(|| median(&batch_qps_all)),
+        batch_qps_all: flat.then_some(batch_qps_all),
+        batch_threads: flat.then_some(args.build_threads),
         cpu: cpu_model(),
         runs,
     };
@@ -366,12 +451,13 @@ pub fn run(args: &AnnArgs) -> Result<()> {
 
 fn print_table(r: &Report) {
     println!(
-        "shoal {} {} n={} dim={} k={} build {:.2}s ({} threads) {:.1} B/vector (index {:.1})",
+        "shoal {} {} n={} dim={} k={} builds={} build {:.2}s ({} threads) {:.1} B/vector (index {:.1})",
         r.algo,
         r.metric,
         r.n,
         r.dim,
         r.k,
+        r.builds,
         r.build_seconds,
         r.build_threads,
         r.bytes_per_vector,

@@ -16,15 +16,17 @@ import pytest
 
 from conftest import (BUILD_THREADS, COMPARE, DIM, HNSW_EFS, K, METRICS, N, QUERIES,
                       common_args, gen_dataset_cmd, run_script, shoal_bench_binary)
+from conftest import run_peer as run_peer_json
 from vecs import load_ids, load_vectors
 
 # Top-level keys both the Rust tool and run_peer.py must write (compare.py reads
-# them). FLAT adds the batched-search keys; every run has RUN_KEYS.
+# them). FLAT adds the batched-search keys; every run has RUN_KEYS. The *_all
+# keys hold one value per build (--builds), in build order.
 SHARED_KEYS = ["engine", "algo", "metric", "n", "dim", "k", "num_queries", "m",
-               "ef_construction", "build_threads", "search_threads", "build_seconds",
-               "bytes_per_vector", "runs"]
-FLAT_KEYS = SHARED_KEYS + ["batch_qps", "batch_threads"]
-RUN_KEYS = ["ef", "recall", "qps", "p50_us", "p99_us"]
+               "ef_construction", "build_threads", "search_threads", "builds",
+               "build_seconds", "build_seconds_all", "bytes_per_vector", "runs"]
+FLAT_KEYS = SHARED_KEYS + ["batch_qps", "batch_qps_all", "batch_threads"]
+RUN_KEYS = ["ef", "recall", "qps", "p50_us", "p99_us", "recall_all", "qps_all"]
 # Keys only the Python peers write: they describe the peer, not the result.
 PEER_ONLY_KEYS = {"engine_version", "latency_includes_python_call"}
 # Exact search must find every true neighbour; with k=10 and 50 queries a
@@ -44,18 +46,36 @@ def runs_by_ef(result):
     return {run["ef"]: run for run in result["runs"]}
 
 
-def check_common(result, engine, algo, metric):
-    """Settings every result must echo back, whichever engine wrote it."""
+def is_median(value, values):
+    """value is a median of values: between the two middle ones (the tools report
+    the upper middle one for an even count; this accepts either convention)."""
+    ordered = sorted(values)
+    return ordered[(len(ordered) - 1) // 2] <= value <= ordered[len(ordered) // 2]
+
+
+def check_common(result, engine, algo, metric, builds=1):
+    """Settings every result must echo back, whichever engine wrote it, and the
+    per-build aggregation: one value per build in every *_all list, recall the
+    mean over builds, QPS and build seconds the median."""
     assert result["engine"] == engine
     assert (result["algo"], result["metric"]) == (algo, metric)
     assert (result["n"], result["dim"], result["k"]) == (N, DIM, K)
     assert result["num_queries"] == QUERIES
     assert result["build_threads"] == BUILD_THREADS
     assert result["search_threads"] == 1
-    assert result["build_seconds"] > 0
+    assert result["builds"] == builds
+    assert len(result["build_seconds_all"]) == builds
+    assert all(seconds > 0 for seconds in result["build_seconds_all"])
+    assert is_median(result["build_seconds"], result["build_seconds_all"])
     for run in result["runs"]:
         assert sorted(run) == sorted(RUN_KEYS)
         assert run["qps"] > 0 and 0 < run["p50_us"] <= run["p99_us"]
+        assert len(run["recall_all"]) == len(run["qps_all"]) == builds
+        assert run["recall"] == pytest.approx(sum(run["recall_all"]) / builds, abs=1e-12)
+        assert is_median(run["qps"], run["qps_all"])
+    if "batch_qps" in result:
+        assert len(result["batch_qps_all"]) == builds
+        assert is_median(result["batch_qps"], result["batch_qps_all"])
 
 
 # a. gen_dataset.py
@@ -131,6 +151,37 @@ def test_hnswlib_hnsw_recall(hnswlib_hnsw_l2):
     assert "batch_qps" not in result
 
 
+def test_hnswlib_builds(dataset, tmp_path):
+    """--builds 2 builds hnswlib twice and reports both builds' recall and QPS,
+    recall as their mean and QPS as their median (the upper middle one, i.e. the
+    larger of two, as time_passes and the Rust tool do).
+
+    One build's recall at low ef is noise of about ±0.01 (random level draws,
+    multithreaded insertion); the mean over builds is what compare.py judges.
+    """
+    result = run_peer_json(dataset, tmp_path / "hnswlib_hnsw_ip.json", "hnswlib", "hnsw", "ip",
+                      "--ef-search", ",".join(map(str, HNSW_EFS)), "--builds", "2")
+    check_common(result, "hnswlib", "hnsw", "ip", builds=2)
+    assert [run["ef"] for run in result["runs"]] == list(HNSW_EFS)
+    for run in result["runs"]:
+        assert len(run["recall_all"]) == 2 and len(run["qps_all"]) == 2
+        assert run["recall"] == sum(run["recall_all"]) / 2
+        assert run["qps"] == max(run["qps_all"])
+    assert result["build_seconds"] == max(result["build_seconds_all"])
+    assert runs_by_ef(result)[64]["recall"] >= HNSW_MIN_RECALL
+
+
+def test_median_convention():
+    """run_peer.median takes the upper middle value for an even count, like
+    `times[len / 2]` / `v[len / 2]` in benches/src/ann.rs, for passes and builds alike."""
+    import run_peer
+
+    assert run_peer.median([3.0, 1.0, 2.0]) == 2.0
+    assert run_peer.median([4.0, 1.0]) == 4.0
+    assert run_peer.median([5.0]) == 5.0
+    assert run_peer.mean([0.25, 0.75]) == 0.5
+
+
 def test_time_passes_policy(monkeypatch):
     """run_peer.time_passes follows the Rust tool's policy exactly, on a fake clock:
     >= 200 ms of whole warm-up passes, then >= 3 timed passes AND >= 1 s, median
@@ -176,16 +227,17 @@ def run_shoal(binary, dataset, out_json, algo, metric, *extra, groundtruth=True)
 
 
 def test_shoal_hnsw_end_to_end(dataset, tmp_path):
-    """`shoal-bench ann --algo hnsw` reads the generator's files and ground truth and
-    writes the shared schema with sensible recall.
+    """`shoal-bench ann --algo hnsw --builds 2` reads the generator's files and
+    ground truth and writes the shared schema with sensible recall, aggregated
+    over both builds like the peers (mean recall, median QPS, *_all lists).
 
     This is the CLI and file contract benches/run_ann.sh relies on; the Rust
     unit tests cannot see it.
     """
     binary = shoal_bench_binary()
     result = run_shoal(binary, dataset, tmp_path / "shoal_hnsw_l2.json", "hnsw", "l2",
-                       "--ef-search", ",".join(map(str, HNSW_EFS)))
-    check_common(result, "shoal", "hnsw", "l2")
+                       "--ef-search", ",".join(map(str, HNSW_EFS)), "--builds", "2")
+    check_common(result, "shoal", "hnsw", "l2", builds=2)
     assert set(SHARED_KEYS) <= set(result)
     assert (result["m"], result["ef_construction"]) == (16, 200)
     assert [run["ef"] for run in result["runs"]] == list(HNSW_EFS)
@@ -234,14 +286,15 @@ def test_compare_prints_both_engines_and_targets(hnswlib_hnsw_l2, tmp_path):
     (results / hnswlib_path.name).write_text(hnswlib_path.read_text())
     shoal = {key: value for key, value in hnswlib.items() if key not in PEER_ONLY_KEYS}
     shoal["engine"] = "shoal"
-    shoal["runs"] = [dict(run, qps=run["qps"] * 1.5) for run in hnswlib["runs"]]
+    shoal["runs"] = [dict(run, qps=run["qps"] * 1.5, qps_all=[q * 1.5 for q in run["qps_all"]])
+                     for run in hnswlib["runs"]]
     (results / "shoal_hnsw_l2.json").write_text(json.dumps(shoal))
 
     proc = subprocess.run([sys.executable, str(COMPARE), str(results)], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "## HNSW l2" in out
+    assert "## HNSW l2 (1 build)" in out
     assert "shoal" in out and "hnswlib" in out
     assert "Settings differ" not in out
     targets = out.split("## Targets", 1)[1]
@@ -249,8 +302,75 @@ def test_compare_prints_both_engines_and_targets(hnswlib_hnsw_l2, tmp_path):
         assert f"- met — hnsw l2 ef={ef} recall" in targets
         assert f"- met — hnsw l2 ef={ef} QPS" in targets
     assert "n/a" not in targets
+    assert "mean recall and the median QPS" in targets
     # Exact values rendered in the table: hnswlib's QPS at the largest ef.
     assert f"{runs_by_ef(hnswlib)[HNSW_EFS[-1]]['qps']:.0f}" in out
+
+
+def synthetic_hnsw(engine, recalls_by_ef, qps, builds=None, build_seconds=1.0):
+    """A minimal HNSW result: ef -> per-build recalls, one QPS for every build.
+
+    builds=None writes the result as tools did before --builds existed: no
+    builds, *_all or build_seconds_all keys at all.
+    """
+    result = {"engine": engine, "algo": "hnsw", "metric": "l2", "n": N, "dim": DIM, "k": K,
+              "num_queries": QUERIES, "m": 16, "ef_construction": 200,
+              "build_threads": BUILD_THREADS, "search_threads": 1,
+              "build_seconds": build_seconds, "bytes_per_vector": 100.0, "runs": []}
+    for ef, recalls in recalls_by_ef.items():
+        run = {"ef": ef, "recall": sum(recalls) / len(recalls), "qps": qps,
+               "p50_us": 10.0, "p99_us": 20.0}
+        if builds is not None:
+            run.update(recall_all=recalls, qps_all=[qps] * len(recalls))
+        result["runs"].append(run)
+    if builds is not None:
+        result.update(builds=builds, build_seconds_all=[build_seconds] * builds)
+    return result
+
+
+def run_compare(results_dir, results):
+    """Write results as JSON files into results_dir and return compare.py's stdout."""
+    results_dir.mkdir()
+    for result in results:
+        name = f"{result['engine']}_{result['algo']}_{result['metric']}.json"
+        (results_dir / name).write_text(json.dumps(result))
+    proc = subprocess.run([sys.executable, str(COMPARE), str(results_dir)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_compare_builds(tmp_path):
+    """compare.py shows mean recall with the builds' min–max range, the number of
+    builds in the heading, judges targets on the means, and flags engines whose
+    number of builds differs; results without a "builds" key count as one build.
+
+    Synthetic results, so the rendered numbers are known exactly.
+    """
+    shoal = synthetic_hnsw("shoal", {10: [0.956, 0.9622]}, qps=1300.0, builds=2)
+    hnswlib = synthetic_hnsw("hnswlib", {10: [0.9601, 0.9581]}, qps=1000.0, builds=2)
+    out = run_compare(tmp_path / "agree", [shoal, hnswlib])
+    assert "## HNSW l2 (2 builds)" in out
+    assert "Settings differ" not in out
+    # Shoal's mean 0.9591 with its range, hnswlib's mean 0.9591 with its range.
+    assert "| 10 | 0.9591 (0.956–0.962) | 1300 | 0.9591 (0.958–0.960) | 1000 |" in out
+    targets = out.split("## Targets", 1)[1]
+    assert "- met — hnsw l2 ef=10 recall" in targets
+    assert "- met — hnsw l2 ef=10 QPS" in targets
+
+    # An old single-build hnswlib file (no builds key) against a 2-build Shoal.
+    old = synthetic_hnsw("hnswlib", {10: [0.9591]}, qps=1000.0, builds=None)
+    out = run_compare(tmp_path / "mixed", [shoal, old])
+    assert "## HNSW l2 (builds shoal=2, hnswlib=1)" in out
+    assert "**Settings differ:** builds shoal=2, hnswlib=1" in out
+    assert "| 10 | 0.9591 (0.956–0.962) | 1300 | 0.9591 | 1000 |" in out
+
+    # Both old: one build each, no ranges, no warning.
+    shoal_old = synthetic_hnsw("shoal", {10: [0.9591]}, qps=1300.0, builds=None)
+    out = run_compare(tmp_path / "old", [shoal_old, old])
+    assert "## HNSW l2 (1 build)" in out
+    assert "Settings differ" not in out
+    assert "| 10 | 0.9591 | 1300 | 0.9591 | 1000 |" in out
 
 
 def test_vecs_round_trip(tmp_path):

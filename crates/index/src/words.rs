@@ -82,7 +82,7 @@ impl WordArena {
     }
 
     /// Which chunk holds record `i`, and where in it.
-    #[inline]
+    #[inline(always)]
     fn locate(&self, i: u32) -> (usize, usize) {
         let i = i as usize;
         if i < self.first {
@@ -120,7 +120,7 @@ impl WordArena {
     /// Panics if the record was never [`ensure`](Self::ensure)d: ids reach readers only
     /// after their record was written, so that would be a bug in this crate, not input.
     // #[PerformanceCriticalPath]
-    #[inline]
+    #[inline(always)]
     pub(crate) fn record(&self, i: u32) -> &[AtomicU32] {
         let (chunk, offset) = self.locate(i);
         let words = self.chunks[chunk]

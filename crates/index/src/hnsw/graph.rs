@@ -93,26 +93,26 @@ impl Graph {
 
     /// The stored vector of `slot`.
     // #[PerformanceCriticalPath]
-    #[inline]
+    #[inline(always)]
     pub(crate) fn vector(&self, slot: u32) -> &[f32] {
         as_f32(&self.records.record(slot)[..self.dim])
     }
 
     /// Pointer to a node's vector and label, for prefetching.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn vector_ptr(&self, slot: u32) -> *const AtomicU32 {
         self.records.record(slot).as_ptr()
     }
 
     /// Pointer to a node's level-0 list and the cache lines it spans, for prefetching.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn links_ptr(&self, slot: u32) -> (*const AtomicU32, usize) {
         let ptr = self.records.record(slot)[self.count0_at()..].as_ptr();
         (ptr, (self.m0 + 1).div_ceil(16) + 1)
     }
 
     /// Raw label word of `slot` (see `slots`).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn label_word(&self, slot: u32) -> u32 {
         load(&self.records.record(slot)[self.label_at()])
     }
@@ -139,7 +139,7 @@ impl Graph {
 
     /// The link list of `slot` at `level`: its count word and its entries.
     // #[PerformanceCriticalPath]
-    #[inline]
+    #[inline(always)]
     fn list(&self, slot: u32, level: usize) -> (&AtomicU32, &[AtomicU32]) {
         if level == 0 {
             let rec = self.records.record(slot);
@@ -154,7 +154,7 @@ impl Graph {
 
     /// The current neighbours of `slot` at `level`. May reflect a concurrent update
     /// partially; every id in it is a valid slot.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn links(&self, slot: u32, level: usize) -> &[AtomicU32] {
         let (count, entries) = self.list(slot, level);
         let n = (load(count) as usize).min(entries.len());

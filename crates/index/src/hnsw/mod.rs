@@ -58,7 +58,7 @@ impl Default for HnswParams {
             ef_runtime: 10,
             epsilon: crate::DEFAULT_EPSILON,
             seed: 0x5eed,
-            exact_filter_fraction: 0.02,
+            exact_filter_fraction: 0.03,
             repair_fraction: 0.1,
         }
     }

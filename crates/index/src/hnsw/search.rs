@@ -51,7 +51,11 @@ impl HnswIndex {
     ) -> (u32, f32) {
         loop {
             let mut moved = false;
-            for link in self.graph.links(cur, level) {
+            let links = self.graph.links(cur, level);
+            for link in links {
+                prefetch(self.graph.vector_ptr(load(link)), self.graph.prefetch_lines);
+            }
+            for link in links {
                 let n = load(link);
                 let d = self.dist(q, n);
                 if d < cur_d {
