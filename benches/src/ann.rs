@@ -268,15 +268,15 @@ fn ground_truth(
 
 /// An index under test.
 enum Built {
-    Flat(FlatIndex),
-    Hnsw(HnswIndex),
+    Flat(Box<FlatIndex>),
+    Hnsw(Box<HnswIndex>),
 }
 
 impl Built {
     fn index(&self) -> &dyn VectorIndex {
         match self {
-            Built::Flat(f) => f,
-            Built::Hnsw(h) => h,
+            Built::Flat(f) => f.as_ref(),
+            Built::Hnsw(h) => h.as_ref(),
         }
     }
 }
@@ -287,7 +287,7 @@ fn build(args: &AnnArgs, base: &Matrix<f32>, build: usize) -> Result<(Built, f64
     let metric = args.metric.metric();
     let started = Instant::now();
     let built = match args.algo {
-        AlgoArg::Hnsw => Built::Hnsw(HnswIndex::new(
+        AlgoArg::Hnsw => Built::Hnsw(Box::new(HnswIndex::new(
             dim,
             metric,
             n,
@@ -297,8 +297,8 @@ fn build(args: &AnnArgs, base: &Matrix<f32>, build: usize) -> Result<(Built, f64
                 seed: args.seed.wrapping_add(build as u64),
                 ..HnswParams::default()
             },
-        )?),
-        AlgoArg::Flat => Built::Flat(FlatIndex::new(dim, metric, n)?),
+        )?)),
+        AlgoArg::Flat => Built::Flat(Box::new(FlatIndex::new(dim, metric, n)?)),
     };
     let ids: Vec<u32> = (0..n as u32).collect();
     built
