@@ -13,7 +13,7 @@ common() {
     echo --base "$DATA/base.fvecs" --queries "$DATA/queries.fvecs" \
         --groundtruth "$DATA/gt_$1.ivecs" --metric "$1" \
         --m 16 --ef-construction 200 --ef-search 10,20,40,80,160 --k 10 \
-        --threads 1 --build-threads 2
+        --threads 1 --build-threads 2 --builds "${BUILDS:-3}"
 }
 
 for metric in l2 ip cosine; do

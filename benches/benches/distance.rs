@@ -17,6 +17,9 @@ fn vectors(dim: usize) -> (Vec<f32>, Vec<f32>) {
 fn kernels(c: &mut Criterion) {
     for metric in [Metric::L2, Metric::Ip, Metric::Cosine] {
         let mut group = c.benchmark_group(format!("distance/{}", metric.name()));
+        group
+            .warm_up_time(std::time::Duration::from_millis(500))
+            .measurement_time(std::time::Duration::from_secs(2));
         for dim in [128usize, 384, 768, 1536] {
             let (a, b) = vectors(dim);
             let (mut pa, mut pb) = (Vec::new(), Vec::new());

@@ -170,8 +170,8 @@ class HnswlibEngine:
 class FaissEngine:
     """faiss IndexFlat* / IndexHNSWFlat; cosine = normalised vectors + inner product.
 
-    seed is ignored: faiss keeps its own default level generator (see the
-    README, "Builds"), so a rebuild is just a rebuild.
+    For HNSW, seed drives the level draws through hnsw.rng (faiss's own default
+    is a fixed 12345), so builds differ the way hnswlib's do.
     """
 
     def __init__(self, args, dim, seed):
@@ -185,6 +185,7 @@ class FaissEngine:
             metric = faiss.METRIC_INNER_PRODUCT if inner else faiss.METRIC_L2
             self.index = faiss.IndexHNSWFlat(dim, args.m, metric)
             self.index.hnsw.efConstruction = args.ef_construction
+            self.index.hnsw.rng = faiss.RandomGenerator(seed)
 
     def build(self, base):
         self.faiss.omp_set_num_threads(self.args.build_threads)
