@@ -87,9 +87,10 @@ impl FlatIndex {
     fn write(&self, id: u32, prepared: &[f32]) -> Result<()> {
         check_id(id)?;
         self.recycle_pending();
-        let slot = self.ids.claim(id, &self.pool)?;
-        self.vectors.ensure(slot);
-        self.labels.ensure(slot);
+        let slot = self.ids.claim(id, &self.pool, |s| {
+            self.vectors.ensure(s);
+            self.labels.ensure(s);
+        })?;
         // The slot is unreachable: its label is 0 (fresh or recycled after a grace period).
         store_f32(self.vectors.record(slot), prepared);
         self.labels.record(slot)[0].store(label_word(id), std::sync::atomic::Ordering::Release);
@@ -283,7 +284,11 @@ impl FlatIndex {
             while slot < range.end && block_ids.len() < BATCH_BLOCK {
                 let s = slot as u32;
                 slot += 1;
-                let Some(id) = id_of(load(&self.labels.record(s)[0])) else {
+                // A slot just handed out may not have its memory yet; it holds nothing.
+                let Some(label) = self.labels.get(s) else {
+                    continue;
+                };
+                let Some(id) = id_of(load(&label[0])) else {
                     continue;
                 };
                 if filter.is_some_and(|f| !f.allows(id)) {

@@ -100,13 +100,17 @@ impl IdMap {
         self.0.read().len()
     }
 
-    /// Claims `id` with a slot from `pool`, or fails if `id` is present.
-    pub(crate) fn claim(&self, id: u32, pool: &SlotPool) -> Result<u32> {
+    /// Claims `id` with a slot from `pool`, or fails if `id` is present. `back` runs
+    /// before the id becomes visible and must give the slot its memory: a reader that
+    /// finds the id in the map may then look at the slot (and sees its label still 0
+    /// until the writer publishes it).
+    pub(crate) fn claim(&self, id: u32, pool: &SlotPool, back: impl FnOnce(u32)) -> Result<u32> {
         let mut map = self.0.write();
         if map.contains_key(&id) {
             return Err(IndexError::DuplicateId(id));
         }
         let slot = pool.alloc()?;
+        back(slot);
         map.insert(id, slot);
         Ok(slot)
     }
@@ -152,12 +156,34 @@ mod tests {
     fn freed_slots_are_reused_first() {
         let pool = SlotPool::default();
         let ids = IdMap::default();
-        assert_eq!(ids.claim(10, &pool), Ok(0));
-        assert_eq!(ids.claim(11, &pool), Ok(1));
-        assert_eq!(ids.claim(10, &pool), Err(IndexError::DuplicateId(10)));
+        assert_eq!(ids.claim(10, &pool, |_| {}), Ok(0));
+        assert_eq!(ids.claim(11, &pool, |_| {}), Ok(1));
+        assert_eq!(
+            ids.claim(10, &pool, |_| {}),
+            Err(IndexError::DuplicateId(10))
+        );
         assert_eq!(ids.remove(10), Some(0));
         pool.release([0]);
-        assert_eq!(ids.claim(12, &pool), Ok(0));
+        assert_eq!(ids.claim(12, &pool, |_| {}), Ok(0));
         assert_eq!(pool.high_water(), 2);
+    }
+
+    #[test]
+    fn claim_backs_the_slot_before_publishing_the_id() {
+        let pool = SlotPool::default();
+        let ids = IdMap::default();
+        let mut backed = Vec::new();
+        let slot = ids
+            .claim(7, &pool, |s| {
+                // The map is still write-locked: no reader can have found id 7 yet.
+                assert!(ids.0.try_read().is_none());
+                backed.push(s);
+            })
+            .unwrap();
+        assert_eq!(backed, vec![slot]);
+        assert_eq!(ids.get(7), Some(slot));
+        assert!(ids
+            .claim(7, &pool, |_| panic!("backed a duplicate"))
+            .is_err());
     }
 }

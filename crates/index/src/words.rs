@@ -130,6 +130,14 @@ impl WordArena {
         &words[offset * self.stride..(offset + 1) * self.stride]
     }
 
+    /// The words of record `i`, or None if its chunk is not allocated.
+    #[inline]
+    pub(crate) fn get(&self, i: u32) -> Option<&[AtomicU32]> {
+        let (chunk, offset) = self.locate(i);
+        let words = self.chunks.get(chunk)?.get()?.words();
+        words.get(offset * self.stride..(offset + 1) * self.stride)
+    }
+
     /// Records addressable without allocating.
     pub(crate) fn capacity(&self) -> usize {
         (0..MAX_CHUNKS)

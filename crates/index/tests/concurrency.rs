@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use shoal_index::{build, FlatIndex, IndexError, Metric, Predicate, VectorIndex};
+use shoal_index::{build, FlatIndex, IndexError, Metric, Predicate, RoaringBitmap, VectorIndex};
 
 const DIM: usize = 16;
 const IDS: u32 = 3_000;
@@ -83,8 +83,14 @@ fn stress(index: &dyn VectorIndex, flat: Option<&FlatIndex>) {
                 while writers_left.load(Ordering::SeqCst) > 0 || i < r + 400 {
                     let q = vector_of((i * 7_919) % IDS);
                     let odd = Predicate(|id: u32| id % 2 == 1);
-                    let filter: Option<&dyn shoal_index::IdFilter> =
-                        if i % 3 == 0 { Some(&odd) } else { None };
+                    // Few enough ids that both indexes answer by id lookup (the exact path),
+                    // which reads slots that inserts are claiming at the same moment.
+                    let sparse: RoaringBitmap = (0..IDS).filter(|id| id % 50 == i % 50).collect();
+                    let filter: Option<&dyn shoal_index::IdFilter> = match i % 3 {
+                        0 => Some(&odd),
+                        1 => Some(&sparse),
+                        _ => None,
+                    };
                     let found = index.search(&q, 10, Some(32), filter).unwrap();
                     check_answer(metric, &q, &found, 10);
                     if let Some(f) = filter {

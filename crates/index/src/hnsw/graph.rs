@@ -87,6 +87,12 @@ impl Graph {
         }
     }
 
+    /// Gives `slot` its memory.
+    pub(crate) fn ensure(&self, slot: u32) {
+        self.records.ensure(slot);
+        self.nodes.ensure(slot);
+    }
+
     pub(crate) fn is_backed(&self, slot: u32) -> bool {
         self.records.is_backed(slot) && self.nodes.is_backed(slot)
     }
@@ -220,8 +226,7 @@ impl Graph {
     /// memory, empties its lists and reserves upper blocks (reusing the slot's old ones when
     /// they are enough). The label is written last, by the caller, to publish the node.
     pub(crate) fn init_slot(&self, slot: u32, level: usize, vector: &[f32]) {
-        self.records.ensure(slot);
-        self.nodes.ensure(slot);
+        self.ensure(slot);
         let node = self.nodes.record(slot);
         let old_meta = load(&node[0]);
         let reserved = ((old_meta >> RESERVED_SHIFT) & LEVEL_MASK) as usize;

@@ -11,7 +11,7 @@ use crate::words::load;
 impl HnswIndex {
     /// Inserts a prepared vector. Caller holds the structure lock shared.
     pub(super) fn insert(&self, id: u32, q: &[f32]) -> Result<()> {
-        let slot = self.ids.claim(id, &self.pool)?;
+        let slot = self.ids.claim(id, &self.pool, |s| self.graph.ensure(s))?;
         let level = self.level_for(id);
         self.graph.init_slot(slot, level, q);
         // Published before any link points here, so every reachable node has a label.

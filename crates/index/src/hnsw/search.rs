@@ -5,7 +5,7 @@
 use super::{FilterStrategy, HnswIndex};
 use crate::filter::IdFilter;
 use crate::prefetch::prefetch;
-use crate::slots::{id_of, DELETED};
+use crate::slots::{id_of, label_word, DELETED};
 use crate::topk::{unique_neighbors, Candidates, Key, Neighbor, TopK};
 use crate::visited::Visited;
 use crate::words::load;
@@ -186,13 +186,17 @@ impl HnswIndex {
         }
     }
 
-    /// Distances to every allowed, present id, by id lookup. None if the filter cannot
+    /// Distances to every allowed, present id, by id lookup. False if the filter cannot
     /// enumerate its ids.
     fn scan_allowed(&self, q: &[f32], f: &dyn IdFilter, mut sink: impl FnMut(Key)) -> bool {
         self.ids.with_read(|map| {
             f.for_each_allowed(&mut |id| {
+                // The map names a slot as soon as an insert claims it; its vector may be
+                // read only once the insert has published the label (release/acquire).
                 if let Some(&slot) = map.get(&id) {
-                    sink(Key::new(self.dist(q, slot), slot));
+                    if self.graph.label_word(slot) == label_word(id) {
+                        sink(Key::new(self.dist(q, slot), slot));
+                    }
                 }
             })
         })
