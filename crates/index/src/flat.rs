@@ -404,7 +404,7 @@ impl VectorIndex for FlatIndex {
         if k == 0 {
             return Err(IndexError::ZeroK);
         }
-        let q = self.prepare(query)?;
+        let q = self.metric.prepare_borrowed(query, self.dim)?;
         // Room for duplicates: an id removed and re-added during the scan can be met twice.
         let mut top = TopK::new(k + 8);
         let mut bound = f32::INFINITY;
@@ -427,7 +427,7 @@ impl VectorIndex for FlatIndex {
         if !radius.is_finite() {
             return Err(IndexError::InvalidParameter("radius must be finite".into()));
         }
-        let q = self.prepare(query)?;
+        let q = self.metric.prepare_borrowed(query, self.dim)?;
         let mut hits = Vec::new();
         self.for_each_scored(&q, filter, |d, id| {
             if d <= radius {

@@ -5,6 +5,8 @@
 //! once per search) and then using the inner-product kernel: `1 - dot(â, b̂)` is the cosine
 //! distance, and it saves two norms per distance on the hot path, as hnswlib does.
 
+use std::borrow::Cow;
+
 use simsimd::SpatialSimilarity;
 
 use crate::error::{IndexError, Result};
@@ -82,6 +84,22 @@ impl Metric {
             out.iter_mut().for_each(|x| *x *= inv);
         }
         Ok(())
+    }
+
+    /// [`Metric::prepare`] without a copy where none is needed: L2 and IP compare the
+    /// caller's vector as it is, so only COSINE allocates (for the unit vector).
+    pub fn prepare_borrowed(self, v: &[f32], dim: usize) -> Result<Cow<'_, [f32]>> {
+        match self {
+            Metric::L2 | Metric::Ip => {
+                validate(v, dim)?;
+                Ok(Cow::Borrowed(v))
+            }
+            Metric::Cosine => {
+                let mut out = Vec::with_capacity(dim);
+                self.prepare(v, dim, &mut out)?;
+                Ok(Cow::Owned(out))
+            }
+        }
     }
 
     /// The reference distance on *raw* vectors, computed in f64 without SIMD.

@@ -1,15 +1,18 @@
 //! Where an HNSW node's data lives and how its links are read and written.
 //!
 //! ```text
-//! records   (one per slot)  [vector × dim][label][count0][links0 × M0][pad]
-//! nodes     (one per slot)  [meta][first upper block + 1, or 0]
+//! records   (one per slot)  [vector × dim][label][upper][count0][links0 × M0][pad]
+//! nodes     (one per slot)  [meta]
+//! upper                     first upper block + 1, or 0 when the slot never had one
 //! upper     (blocks)        [count][links × M]       one block per level above 0
 //! meta bits                 0..8 level | 8..16 upper blocks reserved | 31 writer lock
 //! ```
 //!
 //! The vector comes first and records are padded to whole cache lines (when that costs at
 //! most an eighth more memory), so reading a vector touches exactly `dim / 16` lines; the
-//! label follows it, so the check "is this node deleted / allowed" costs at most one more. Links are atomics: a reader
+//! label follows it, so the check "is this node deleted / allowed" costs at most one more.
+//! The upper-block pointer shares that line, so a hop through an upper level finds the
+//! node's upper links without another dependent miss. Links are atomics: a reader
 //! may see a list mid-update (a mix of old and new ids), which is harmless because every
 //! id it can see names a node that is reachable and fully written. Writers of one node's
 //! links hold that node's lock bit, so "one node's update" is the longest any writer
@@ -48,7 +51,7 @@ pub(crate) struct Graph {
 impl Graph {
     pub(crate) fn new(dim: usize, m: usize, initial_cap: usize) -> Graph {
         let m0 = 2 * m;
-        let raw = dim + 2 + m0;
+        let raw = dim + 3 + m0;
         let padded = raw.next_multiple_of(16);
         let stride = if (padded - raw) * 8 <= raw {
             padded
@@ -61,7 +64,7 @@ impl Graph {
             m,
             prefetch_lines: (dim + 1).div_ceil(16).min(16),
             records: WordArena::new(stride, initial_cap),
-            nodes: WordArena::new(2, initial_cap),
+            nodes: WordArena::new(1, initial_cap),
             upper: WordArena::new(1 + m, (initial_cap / m.max(1)).max(16)),
             upper_next: Mutex::new(0),
         }
@@ -73,8 +76,13 @@ impl Graph {
     }
 
     #[inline]
-    fn count0_at(&self) -> usize {
+    fn upper_at(&self) -> usize {
         self.dim + 1
+    }
+
+    #[inline]
+    fn count0_at(&self) -> usize {
+        self.dim + 2
     }
 
     /// Max links of a node at `level`.
@@ -117,6 +125,13 @@ impl Graph {
         (ptr, (self.m0 + 1).div_ceil(16) + 1)
     }
 
+    /// Pointer to a node's list at an upper `level`, for prefetching; the node's record
+    /// line that names the block is read, so call it for nodes just measured.
+    #[inline(always)]
+    pub(crate) fn upper_links_ptr(&self, slot: u32, level: usize) -> *const AtomicU32 {
+        self.list(slot, level).0
+    }
+
     /// Raw label word of `slot` (see `slots`).
     #[inline(always)]
     pub(crate) fn label_word(&self, slot: u32) -> u32 {
@@ -152,7 +167,7 @@ impl Graph {
             let at = self.count0_at();
             (&rec[at], &rec[at + 1..at + 1 + self.m0])
         } else {
-            let first = load(&self.nodes.record(slot)[1]).wrapping_sub(1);
+            let first = load(&self.records.record(slot)[self.upper_at()]).wrapping_sub(1);
             let block = self.upper.record(first + level as u32 - 1);
             (&block[0], &block[1..])
         }
@@ -227,10 +242,11 @@ impl Graph {
     /// they are enough). The label is written last, by the caller, to publish the node.
     pub(crate) fn init_slot(&self, slot: u32, level: usize, vector: &[f32]) {
         self.ensure(slot);
-        let node = self.nodes.record(slot);
-        let old_meta = load(&node[0]);
-        let reserved = ((old_meta >> RESERVED_SHIFT) & LEVEL_MASK) as usize;
-        let reserved = if level > reserved || load(&node[1]) == 0 {
+        let meta = &self.nodes.record(slot)[0];
+        let rec = self.records.record(slot);
+        let upper = &rec[self.upper_at()];
+        let reserved = ((load(meta) >> RESERVED_SHIFT) & LEVEL_MASK) as usize;
+        let reserved = if level > reserved || load(upper) == 0 {
             if level > 0 {
                 let mut next = self.upper_next.lock();
                 let first = *next;
@@ -238,17 +254,16 @@ impl Graph {
                 for b in first..first + level as u32 {
                     self.upper.ensure(b);
                 }
-                node[1].store(first + 1, Ordering::Relaxed);
+                upper.store(first + 1, Ordering::Relaxed);
             }
             level
         } else {
             reserved
         };
-        node[0].store(
+        meta.store(
             (level as u32) | ((reserved as u32) << RESERVED_SHIFT),
             Ordering::Release,
         );
-        let rec = self.records.record(slot);
         rec[self.count0_at()].store(0, Ordering::Relaxed);
         crate::words::store_f32(&rec[..self.dim], vector);
         for l in 1..=level {

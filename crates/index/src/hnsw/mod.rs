@@ -184,7 +184,7 @@ impl HnswIndex {
                 "EF_RUNTIME must be at least 1".into(),
             ));
         }
-        let q = self.prepare(query)?;
+        let q = self.metric.prepare_borrowed(query, self.graph.dim)?;
         Ok(self.knn(&q, k, ef.max(k), filter, strategy))
     }
 
@@ -296,7 +296,7 @@ impl VectorIndex for HnswIndex {
                 "radius must be finite and epsilon non-negative".into(),
             ));
         }
-        let q = self.prepare(query)?;
+        let q = self.metric.prepare_borrowed(query, self.graph.dim)?;
         Ok(self.range(&q, radius, epsilon, filter))
     }
 

@@ -60,6 +60,8 @@ impl HnswIndex {
                 let d = self.dist(q, n);
                 if d < cur_d {
                     (cur, cur_d, moved) = (n, d, true);
+                    // Likely the next hop: start loading its links at this level.
+                    prefetch(self.graph.upper_links_ptr(n, level), 2);
                 }
             }
             if !moved {
