@@ -8,7 +8,7 @@
 //! ```
 //! All integers are little-endian; the CRC covers every byte before it.
 
-use std::io::{Read, Write};
+use std::io::Read;
 
 use crate::error::{IndexError, Result};
 use crate::metric::Metric;
@@ -65,12 +65,12 @@ impl Encoder {
         self.buf.reserve(vs.len() * 4);
         vs.iter().for_each(|v| self.f32(*v));
     }
-    /// Appends the CRC and writes everything out.
-    pub(crate) fn finish(mut self, w: &mut dyn Write) -> Result<()> {
+    /// Appends the CRC and returns the finished stream. Callers write it out after
+    /// releasing their locks, so a slow writer never stalls the index.
+    pub(crate) fn finish(mut self) -> Vec<u8> {
         let crc = crc32fast::hash(&self.buf);
         self.u32(crc);
-        w.write_all(&self.buf)?;
-        Ok(())
+        self.buf
     }
 }
 

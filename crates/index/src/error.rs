@@ -30,6 +30,9 @@ pub enum IndexError {
     /// A construction or query parameter is outside what the index supports.
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),
+    /// Memory for more vectors could not be had.
+    #[error("out of memory: could not allocate {0} bytes for the index")]
+    OutOfMemory(usize),
     /// The index already holds as many vectors as slot ids can address.
     #[error("the index is full ({0} slots)")]
     Full(usize),

@@ -21,7 +21,7 @@ use crate::metric::{dot, Metric};
 use crate::slots::{check_id, id_of, label_word, IdMap, SlotPool};
 use crate::topk::{unique_neighbors, Key, Neighbor, TopK};
 use crate::words::{as_f32, load, store_f32, WordArena, MAX_CHUNKS};
-use crate::{check_dim, VectorIndex};
+use crate::{check_capacity, check_dim, VectorIndex, MAX_THREADS};
 
 /// Stored vectors per block of the batched path: 1024 × dim floats stay in L2 cache.
 const BATCH_BLOCK: usize = 1024;
@@ -52,6 +52,7 @@ impl FlatIndex {
     /// An empty index with room for `initial_cap` vectors.
     pub fn new(dim: usize, metric: Metric, initial_cap: usize) -> Result<FlatIndex> {
         check_dim(dim)?;
+        check_capacity(initial_cap)?;
         Ok(FlatIndex {
             dim,
             metric,
@@ -87,13 +88,15 @@ impl FlatIndex {
     fn write(&self, id: u32, prepared: &[f32]) -> Result<()> {
         check_id(id)?;
         self.recycle_pending();
-        let slot = self.ids.claim(id, &self.pool, |s| {
-            self.vectors.ensure(s);
-            self.labels.ensure(s);
+        self.ids.claim(id, &self.pool, |s| {
+            self.vectors.ensure(s)?;
+            self.labels.ensure(s)?;
+            // The slot is unreachable: its label is 0 (fresh, or recycled after a grace
+            // period). The vector is complete before the label says so.
+            store_f32(self.vectors.record(s), prepared);
+            self.labels.record(s)[0].store(label_word(id), std::sync::atomic::Ordering::Release);
+            Ok(())
         })?;
-        // The slot is unreachable: its label is 0 (fresh or recycled after a grace period).
-        store_f32(self.vectors.record(slot), prepared);
-        self.labels.record(slot)[0].store(label_word(id), std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
@@ -200,10 +203,12 @@ impl FlatIndex {
         if queries.len() % self.dim != 0 {
             return Err(IndexError::DimensionMismatch {
                 expected: self.dim,
-                got: queries.len() % self.dim,
+                got: queries.len(),
             });
         }
+        let threads = threads.clamp(1, MAX_THREADS);
         let nq = queries.len() / self.dim;
+        let k = k.min(self.len().max(1));
         let mut prepared = Vec::with_capacity(queries.len());
         let mut row = Vec::with_capacity(self.dim);
         for q in queries.chunks_exact(self.dim) {
@@ -216,7 +221,6 @@ impl FlatIndex {
         let k_candidates = 2 * k + 8;
         let _reading = self.grace.read();
         let high = self.pool.high_water() as usize;
-        let threads = threads.max(1);
         let per_thread = high.div_ceil(threads).max(1);
         let partials: Vec<Vec<TopK>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
@@ -334,7 +338,16 @@ impl FlatIndex {
                     let mut bound = heap.bound();
                     for (j, &ip) in row.iter().enumerate() {
                         let d = match self.metric {
-                            Metric::L2 => (qn + block_norms[j] - 2.0 * ip).max(0.0),
+                            // Rounding can dip below 0; overflow gives NaN, which no
+                            // comparison admits (f32::max would turn it into 0).
+                            Metric::L2 => {
+                                let d = qn + block_norms[j] - 2.0 * ip;
+                                if d < 0.0 {
+                                    0.0
+                                } else {
+                                    d
+                                }
+                            }
                             Metric::Ip | Metric::Cosine => 1.0 - ip,
                         };
                         if d < bound {
@@ -356,6 +369,11 @@ impl FlatIndex {
         for _ in 0..n {
             let id = d.u32()?;
             d.f32s(d.dim, &mut v)?;
+            if !d.metric.is_prepared(&v) {
+                return Err(IndexError::Corrupt(
+                    "a COSINE vector is not of unit length".into(),
+                ));
+            }
             index
                 .write(id, &v)
                 .map_err(|e| IndexError::Corrupt(format!("record of id {id}: {e}")))?;
@@ -405,6 +423,7 @@ impl VectorIndex for FlatIndex {
             return Err(IndexError::ZeroK);
         }
         let q = self.metric.prepare_borrowed(query, self.dim)?;
+        let k = k.min(self.len().max(1));
         // Room for duplicates: an id removed and re-added during the scan can be met twice.
         let mut top = TopK::new(k + 8);
         let mut bound = f32::INFINITY;
@@ -421,11 +440,15 @@ impl VectorIndex for FlatIndex {
         &self,
         query: &[f32],
         radius: f32,
-        _epsilon: Option<f32>,
+        epsilon: Option<f32>,
         filter: Option<&dyn IdFilter>,
     ) -> Result<Vec<Neighbor>> {
-        if !radius.is_finite() {
-            return Err(IndexError::InvalidParameter("radius must be finite".into()));
+        // FLAT is exact, so epsilon changes nothing, but it is checked like HNSW's.
+        let epsilon_ok = epsilon.is_none_or(|e| e.is_finite() && e >= 0.0);
+        if !(radius.is_finite() && epsilon_ok) {
+            return Err(IndexError::InvalidParameter(
+                "radius must be finite and epsilon non-negative".into(),
+            ));
         }
         let q = self.metric.prepare_borrowed(query, self.dim)?;
         let mut hits = Vec::new();
@@ -454,21 +477,21 @@ impl VectorIndex for FlatIndex {
     }
 
     fn serialize(&self, w: &mut dyn Write) -> Result<()> {
-        let _reading = self.grace.read();
-        let mut live = Vec::new();
-        self.for_each_block(|labels, vectors| {
-            for (label, v) in labels.iter().zip(vectors.chunks_exact(self.dim)) {
-                if let Some(id) = id_of(load(label)) {
-                    live.push((id, as_f32(v)));
-                }
+        // The id map is one consistent state (a scan of the slots could meet an id twice
+        // if it moved during the scan); holding it read blocks writers for the encoding
+        // only, and the bytes are written out after it is released.
+        let bytes = self.ids.with_read(|map| {
+            let mut live: Vec<(u32, u32)> = map.iter().map(|(&id, &slot)| (id, slot)).collect();
+            live.sort_unstable();
+            let mut e = Encoder::new(Kind::Flat, self.metric, self.dim);
+            e.u32(live.len() as u32);
+            for (id, slot) in live {
+                e.u32(id);
+                e.f32s(as_f32(self.vectors.record(slot)));
             }
+            e.finish()
         });
-        let mut e = Encoder::new(Kind::Flat, self.metric, self.dim);
-        e.u32(live.len() as u32);
-        for (id, v) in live {
-            e.u32(id);
-            e.f32s(v);
-        }
-        e.finish(w)
+        w.write_all(&bytes)?;
+        Ok(())
     }
 }

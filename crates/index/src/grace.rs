@@ -97,9 +97,17 @@ mod tests {
                 "returned while an earlier reader was active"
             );
         });
-        std::thread::sleep(Duration::from_millis(50));
-        // A reader that starts now must not hold the writer up, nor be held up by it.
+        // Wait (without a timing guess) until the writer has moved the epoch: a reader
+        // that starts after that must neither hold the writer up nor be held up by it.
+        while grace.epoch.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
         let later = grace.read();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            !writer.is_finished(),
+            "the writer did not wait for the earlier reader"
+        );
         released.store(true, Ordering::SeqCst);
         drop(guard);
         writer.join().unwrap();

@@ -123,7 +123,7 @@ pub trait VectorIndex: Send + Sync + std::fmt::Debug {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let failed = parking_lot::Mutex::new(None);
         std::thread::scope(|s| {
-            for _ in 0..threads.max(1) {
+            for _ in 0..threads.clamp(1, MAX_THREADS) {
                 s.spawn(|| loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if i >= ids.len() || failed.lock().is_some() {
@@ -163,6 +163,21 @@ pub fn deserialize(r: &mut dyn Read) -> Result<Box<dyn VectorIndex>> {
     match decoder.kind {
         codec::Kind::Flat => Ok(Box::new(FlatIndex::decode(decoder)?)),
         codec::Kind::Hnsw => Ok(Box::new(HnswIndex::decode(decoder)?)),
+    }
+}
+
+/// Most threads a batched call spawns, whatever it is asked for.
+pub(crate) const MAX_THREADS: usize = 256;
+
+/// Checks INITIAL_CAP: slot ids are below 2^31.
+pub(crate) fn check_capacity(initial_cap: usize) -> Result<()> {
+    if initial_cap > MAX_ID as usize + 1 {
+        Err(IndexError::InvalidParameter(format!(
+            "INITIAL_CAP must be at most {}, got {initial_cap}",
+            MAX_ID as usize + 1
+        )))
+    } else {
+        Ok(())
     }
 }
 

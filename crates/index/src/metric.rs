@@ -76,14 +76,25 @@ impl Metric {
         out.clear();
         out.extend_from_slice(v);
         if self == Metric::Cosine {
-            let norm = dot(v, v).sqrt();
-            if norm == 0.0 || !norm.is_finite() {
+            // In f64: squares of large f32 components would overflow an f32 sum.
+            let norm = scalar::dot(v, v).sqrt();
+            if norm == 0.0 {
                 return Err(IndexError::ZeroVector);
             }
-            let inv = 1.0 / norm;
-            out.iter_mut().for_each(|x| *x *= inv);
+            out.iter_mut()
+                .for_each(|x| *x = (f64::from(*x) / norm) as f32);
         }
         Ok(())
+    }
+
+    /// Whether `v` is in the form [`Metric::prepare`] stores: any vector for L2 and IP, a
+    /// unit vector for COSINE. Decoding checks it, so a stream cannot smuggle in a vector
+    /// the index would answer wrongly for.
+    pub fn is_prepared(self, v: &[f32]) -> bool {
+        match self {
+            Metric::L2 | Metric::Ip => true,
+            Metric::Cosine => (scalar::dot(v, v) - 1.0).abs() < 1e-3,
+        }
     }
 
     /// [`Metric::prepare`] without a copy where none is needed: L2 and IP compare the

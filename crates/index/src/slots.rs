@@ -88,8 +88,9 @@ impl SlotPool {
 pub(crate) struct IdMap(RwLock<HashMap<u32, u32>>);
 
 impl IdMap {
+    /// A map with room for `n` ids (at most a million up front; it grows past that).
     pub(crate) fn with_capacity(n: usize) -> IdMap {
-        IdMap(RwLock::new(HashMap::with_capacity(n)))
+        IdMap(RwLock::new(HashMap::with_capacity(n.min(1 << 20))))
     }
 
     pub(crate) fn get(&self, id: u32) -> Option<u32> {
@@ -100,17 +101,26 @@ impl IdMap {
         self.0.read().len()
     }
 
-    /// Claims `id` with a slot from `pool`, or fails if `id` is present. `back` runs
-    /// before the id becomes visible and must give the slot its memory: a reader that
-    /// finds the id in the map may then look at the slot (and sees its label still 0
-    /// until the writer publishes it).
-    pub(crate) fn claim(&self, id: u32, pool: &SlotPool, back: impl FnOnce(u32)) -> Result<u32> {
+    /// Claims `id` with a slot from `pool`, or fails if `id` is present. `publish` runs
+    /// under the map's write lock, before the id becomes visible, and must write the slot
+    /// completely (vector, then label): so a reader that finds the id in the map finds a
+    /// published slot, and a `remove` of the id cannot slip in between the claim and the
+    /// publication. If `publish` fails the slot goes back to the pool.
+    pub(crate) fn claim(
+        &self,
+        id: u32,
+        pool: &SlotPool,
+        publish: impl FnOnce(u32) -> Result<()>,
+    ) -> Result<u32> {
         let mut map = self.0.write();
         if map.contains_key(&id) {
             return Err(IndexError::DuplicateId(id));
         }
         let slot = pool.alloc()?;
-        back(slot);
+        if let Err(e) = publish(slot) {
+            pool.release([slot]);
+            return Err(e);
+        }
         map.insert(id, slot);
         Ok(slot)
     }
@@ -156,15 +166,15 @@ mod tests {
     fn freed_slots_are_reused_first() {
         let pool = SlotPool::default();
         let ids = IdMap::default();
-        assert_eq!(ids.claim(10, &pool, |_| {}), Ok(0));
-        assert_eq!(ids.claim(11, &pool, |_| {}), Ok(1));
+        assert_eq!(ids.claim(10, &pool, |_| Ok(())), Ok(0));
+        assert_eq!(ids.claim(11, &pool, |_| Ok(())), Ok(1));
         assert_eq!(
-            ids.claim(10, &pool, |_| {}),
+            ids.claim(10, &pool, |_| Ok(())),
             Err(IndexError::DuplicateId(10))
         );
         assert_eq!(ids.remove(10), Some(0));
         pool.release([0]);
-        assert_eq!(ids.claim(12, &pool, |_| {}), Ok(0));
+        assert_eq!(ids.claim(12, &pool, |_| Ok(())), Ok(0));
         assert_eq!(pool.high_water(), 2);
     }
 
@@ -178,6 +188,7 @@ mod tests {
                 // The map is still write-locked: no reader can have found id 7 yet.
                 assert!(ids.0.try_read().is_none());
                 backed.push(s);
+                Ok(())
             })
             .unwrap();
         assert_eq!(backed, vec![slot]);
@@ -185,5 +196,10 @@ mod tests {
         assert!(ids
             .claim(7, &pool, |_| panic!("backed a duplicate"))
             .is_err());
+        // A failed publication returns the slot and leaves the id absent.
+        let failed = ids.claim(8, &pool, |_| Err(IndexError::OutOfMemory(1)));
+        assert_eq!(failed, Err(IndexError::OutOfMemory(1)));
+        assert_eq!(ids.get(8), None);
+        assert_eq!(ids.claim(9, &pool, |_| Ok(())), Ok(slot + 1));
     }
 }

@@ -13,6 +13,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
+use crate::error::{IndexError, Result};
+
 /// Enough chunks to address every u32 record id.
 pub(crate) const MAX_CHUNKS: usize = 33;
 
@@ -32,24 +34,25 @@ const MAP_THRESHOLD: usize = 1 << 20;
 #[derive(Debug)]
 enum Chunk {
     Heap(Box<[AtomicU32]>),
-    Mapped { map: memmap2::MmapMut, words: usize },
+    Mapped { map: memmap2::MmapRaw, words: usize },
 }
 
 impl Chunk {
-    /// A zero-filled chunk of `n` words.
-    fn zeroed(n: usize) -> Chunk {
-        let bytes = n * std::mem::size_of::<AtomicU32>();
+    /// A zero-filled chunk of `n` words, or None when the memory cannot be had.
+    fn zeroed(n: usize) -> Option<Chunk> {
+        let bytes = n.checked_mul(std::mem::size_of::<AtomicU32>())?;
         if bytes >= MAP_THRESHOLD {
-            if let Ok(map) = memmap2::MmapMut::map_anon(bytes) {
+            if let Ok(map) = memmap2::MmapOptions::new().len(bytes).map_anon() {
+                let map = memmap2::MmapRaw::from(map);
                 #[cfg(target_os = "linux")]
                 {
                     // A hint: where THP is off the mapping simply keeps 4 KiB pages.
                     let _ = map.advise(memmap2::Advice::HugePage);
                 }
-                return Chunk::Mapped { map, words: n };
+                return Some(Chunk::Mapped { map, words: n });
             }
         }
-        Chunk::Heap(zeroed_words(n))
+        zeroed_words(n).map(Chunk::Heap)
     }
 
     #[inline]
@@ -58,11 +61,11 @@ impl Chunk {
             Chunk::Heap(words) => words,
             Chunk::Mapped { map, words } => {
                 // SAFETY: the mapping is page-aligned (so 4-byte aligned), at least
-                // `words * 4` bytes long, zero-filled by the OS, and lives as long as
-                // `self`. Its bytes are only ever accessed through these atomics (the
-                // MmapMut itself is never read or written through), so viewing them as
-                // `AtomicU32`s introduces no unsynchronised access.
-                unsafe { std::slice::from_raw_parts(map.as_ptr().cast::<AtomicU32>(), *words) }
+                // `words * 4` bytes long, zero-filled by the OS, writable, and lives as long
+                // as `self`. `MmapRaw` hands out its raw pointer without creating a
+                // reference to the bytes, and the bytes are only ever accessed through
+                // these atomics, so the shared `AtomicU32` view is the only access path.
+                unsafe { std::slice::from_raw_parts(map.as_mut_ptr().cast::<AtomicU32>(), *words) }
             }
         }
     }
@@ -104,9 +107,17 @@ impl WordArena {
     }
 
     /// Makes sure record `i` is backed by memory. Safe to race: one allocation wins.
-    pub(crate) fn ensure(&self, i: u32) {
+    pub(crate) fn ensure(&self, i: u32) -> Result<()> {
         let (chunk, _) = self.locate(i);
-        self.chunks[chunk].get_or_init(|| Chunk::zeroed(self.chunk_len(chunk) * self.stride));
+        let cell = &self.chunks[chunk];
+        if cell.get().is_some() {
+            return Ok(());
+        }
+        let words = self.chunk_len(chunk).saturating_mul(self.stride);
+        let fresh = Chunk::zeroed(words).ok_or(IndexError::OutOfMemory(words.saturating_mul(4)))?;
+        // Losing a race drops `fresh`; the winner's chunk is the one everybody uses.
+        let _ = cell.set(fresh);
+        Ok(())
     }
 
     /// Whether record `i` is backed by memory.
@@ -190,15 +201,17 @@ pub(crate) fn store_f32(words: &[AtomicU32], values: &[f32]) {
     }
 }
 
-/// A zero-filled boxed slice of atomics, allocated with `alloc_zeroed` so that the OS only
-/// commits the pages that are touched.
-fn zeroed_words(n: usize) -> Box<[AtomicU32]> {
-    let plain: Box<[u32]> = vec![0u32; n].into_boxed_slice();
+/// A zero-filled boxed slice of atomics, or None when the allocation fails.
+fn zeroed_words(n: usize) -> Option<Box<[AtomicU32]>> {
+    let mut plain: Vec<u32> = Vec::new();
+    plain.try_reserve_exact(n).ok()?;
+    plain.resize(n, 0);
+    let plain = plain.into_boxed_slice();
     let raw = Box::into_raw(plain);
     // SAFETY: AtomicU32 has the same size, alignment and in-memory representation as u32
     // (documented in std), so a Box<[u32]> of n zeroes is a valid Box<[AtomicU32]> of n
     // zeroes and is freed with the same layout.
-    unsafe { Box::from_raw(raw as *mut [AtomicU32]) }
+    Some(unsafe { Box::from_raw(raw as *mut [AtomicU32]) })
 }
 
 #[cfg(test)]
@@ -209,7 +222,7 @@ mod tests {
     fn records_never_overlap_and_survive_growth() {
         let arena = WordArena::new(3, 5);
         for i in 0..2_000u32 {
-            arena.ensure(i);
+            arena.ensure(i).unwrap();
             let r = arena.record(i);
             assert_eq!(r.len(), 3);
             for (k, w) in r.iter().enumerate() {
@@ -238,7 +251,7 @@ mod tests {
     fn mapped_chunks_behave_like_heap_chunks() {
         // 300k records of 1 word: chunk 0 is 1.2 MB, above MAP_THRESHOLD, so mapped.
         let arena = WordArena::new(1, 300_000);
-        arena.ensure(0);
+        arena.ensure(0).unwrap();
         assert!(matches!(arena.chunks[0].get(), Some(Chunk::Mapped { .. })));
         for i in (0..300_000u32).step_by(997) {
             assert_eq!(arena.record(i)[0].load(Ordering::Relaxed), 0);
@@ -248,14 +261,14 @@ mod tests {
             assert_eq!(arena.record(i)[0].load(Ordering::Relaxed), i);
         }
         let small = WordArena::new(1, 10);
-        small.ensure(0);
+        small.ensure(0).unwrap();
         assert!(matches!(small.chunks[0].get(), Some(Chunk::Heap(_))));
     }
 
     #[test]
     fn f32_views_round_trip() {
         let arena = WordArena::new(4, 2);
-        arena.ensure(1);
+        arena.ensure(1).unwrap();
         let values = [1.5f32, -0.0, f32::MIN_POSITIVE, 3.25];
         store_f32(arena.record(1), &values);
         assert_eq!(as_f32(arena.record(1)), &values);

@@ -136,6 +136,9 @@ fn structurally_invalid_streams_with_valid_checksums_are_errors() {
     bad_kind[12] = 7;
     let mut bad_entry = good.clone();
     bad_entry[62..70].copy_from_slice(&u64::MAX.to_le_bytes());
+    // A slot count the stream cannot hold: decoding must refuse before allocating for it.
+    let mut bad_slots = good.clone();
+    bad_slots[58..62].copy_from_slice(&1_000_000u32.to_le_bytes());
     let mut bad_m = good.clone();
     bad_m[18..22].copy_from_slice(&0u32.to_le_bytes());
     for (what, bytes) in [
@@ -145,6 +148,7 @@ fn structurally_invalid_streams_with_valid_checksums_are_errors() {
         ("kind", bad_kind),
         ("entry", bad_entry),
         ("M", bad_m),
+        ("slot count", bad_slots),
     ] {
         let result = deserialize(&mut reseal(bytes).as_slice());
         assert!(

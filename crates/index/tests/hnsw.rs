@@ -222,7 +222,12 @@ fn bad_input_is_a_typed_error() {
         }),
     };
     assert!(matches!(build(&bad), Err(IndexError::InvalidParameter(_))));
-    let zero_dim = IndexConfig { dim: 0, ..bad };
+    // Valid parameters, so only the dimension is wrong.
+    let zero_dim = IndexConfig {
+        dim: 0,
+        algorithm: Algorithm::Hnsw(HnswParams::default()),
+        ..bad
+    };
     assert!(matches!(
         build(&zero_dim),
         Err(IndexError::InvalidParameter(_))
@@ -296,5 +301,31 @@ fn selective_filters_take_the_exact_path_and_agree_with_the_walk() {
             found.iter().map(|n| n.id).collect::<Vec<_>>(),
             truth.iter().map(|t| t.0).collect::<Vec<_>>()
         );
+    }
+}
+
+#[test]
+fn a_survivor_of_a_deleted_neighbourhood_stays_reachable() {
+    // Two clusters far apart; all of the first but one point is removed, so the survivor's
+    // neighbours and their neighbours die: repair must still connect it.
+    let near = clustered(600, 8, 1, 40);
+    let far: Vec<Vec<f32>> = clustered(600, 8, 1, 41)
+        .into_iter()
+        .map(|v| v.into_iter().map(|x| x + 1_000.0).collect())
+        .collect();
+    let index = build(&hnsw_config(8, Metric::L2, 1_200)).unwrap();
+    fill(index.as_ref(), &near);
+    for (i, v) in far.iter().enumerate() {
+        index.add(600 + i as u32, v).unwrap();
+    }
+    for i in 1..600u32 {
+        index.remove(i).unwrap();
+    }
+    assert_eq!(index.len(), 601);
+    let found = index.search(&near[0], 1, Some(16), None).unwrap();
+    assert_eq!(found[0].id, 0, "the survivor was cut off: {found:?}");
+    for (i, v) in far.iter().enumerate().step_by(50) {
+        let found = index.search(v, 1, Some(32), None).unwrap();
+        assert_eq!(found[0].id, 600 + i as u32);
     }
 }

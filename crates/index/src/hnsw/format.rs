@@ -7,10 +7,11 @@
 //!           then the stored vector (dim f32)
 //! ```
 //!
-//! Slots keep their numbers, so loading is linear and needs no rebuild. Every id, count,
-//! level and link is checked before the index is assembled.
-
-use std::io::Write;
+//! Only occupied slots are written (live and tombstoned nodes), renumbered densely: no link
+//! ever names a free slot, so the renumbering is total, and every slot in a stream costs at
+//! least `4 · dim` bytes of it, which bounds what decoding may allocate. Loading is linear
+//! and needs no rebuild. Every id, count, level and link is checked before the index is
+//! assembled.
 
 use super::graph::MAX_LEVEL;
 use super::{HnswIndex, HnswParams, EMPTY};
@@ -31,8 +32,8 @@ struct SlotImage {
 }
 
 impl HnswIndex {
-    /// Writes the index. Caller holds the structure lock exclusively.
-    pub(super) fn encode(&self, w: &mut dyn Write) -> Result<()> {
+    /// Encodes the index. Caller holds the structure lock exclusively.
+    pub(super) fn encode(&self) -> Vec<u8> {
         let p = &self.params;
         let mut e = Encoder::new(Kind::Hnsw, self.metric, self.graph.dim);
         e.u32(p.m as u32);
@@ -43,28 +44,43 @@ impl HnswIndex {
         e.u64(p.exact_filter_fraction.to_bits());
         e.u64(p.repair_fraction.to_bits());
         let high = self.pool.high_water();
-        e.u32(high);
-        e.u64(self.entry.load(std::sync::atomic::Ordering::Acquire));
-        for s in 0..high {
-            let label = if self.graph.is_backed(s) {
-                self.graph.label_word(s)
-            } else {
-                0
-            };
-            e.u32(label);
-            if label == 0 {
-                continue;
+        let occupied: Vec<u32> = (0..high)
+            .filter(|&s| self.graph.is_backed(s) && self.graph.label_word(s) != 0)
+            .collect();
+        let mut renumber = std::collections::HashMap::with_capacity(occupied.len());
+        for (new, &old) in occupied.iter().enumerate() {
+            renumber.insert(old, new as u32);
+        }
+        // Links only ever name occupied slots (repair unlinks a slot before freeing it);
+        // should one not, it is dropped rather than written as garbage.
+        let to_new = |old: u32| renumber.get(&old).copied();
+        e.u32(occupied.len() as u32);
+        let entry = match self.entry() {
+            Some((slot, level)) => {
+                to_new(slot).map_or(EMPTY, |s| ((level as u64) << 32) | u64::from(s))
             }
+            None => EMPTY,
+        };
+        e.u64(entry);
+        let mut list = Vec::new();
+        for &s in &occupied {
+            e.u32(self.graph.label_word(s));
             let level = self.graph.level(s);
             e.u8(level as u8);
             for l in 0..=level {
-                let links = self.graph.links(s, l);
-                e.u32(links.len() as u32);
-                links.iter().for_each(|x| e.u32(load(x)));
+                list.clear();
+                list.extend(
+                    self.graph
+                        .links(s, l)
+                        .iter()
+                        .filter_map(|x| to_new(load(x))),
+                );
+                e.u32(list.len() as u32);
+                list.iter().for_each(|&x| e.u32(x));
             }
             e.f32s(self.graph.vector(s));
         }
-        e.finish(w)
+        e.finish()
     }
 
     pub(crate) fn decode(mut d: Decoder<'_>) -> Result<HnswIndex> {
@@ -83,19 +99,15 @@ impl HnswIndex {
             return Err(corrupt("slot count out of range"));
         }
         let entry = d.u64()?;
-        d.expect_records(u64::from(high), 4)?;
+        // Every written slot carries at least its label, level, one count and its vector.
+        d.expect_records(u64::from(high), 9 + 4 * d.dim as u64)?;
         let (dim, m0, m) = (d.dim, 2 * params.m, params.m);
 
         let mut images = Vec::with_capacity(high as usize);
         for _ in 0..high {
             let label = d.u32()?;
             if label == 0 {
-                images.push(SlotImage {
-                    label,
-                    lists: Vec::new(),
-                    vector: Vec::new(),
-                });
-                continue;
+                return Err(corrupt("an empty slot in the stream"));
             }
             let level = d.u8()? as usize;
             if level > MAX_LEVEL {
@@ -114,6 +126,9 @@ impl HnswIndex {
             }
             let mut vector = Vec::with_capacity(dim);
             d.f32s(dim, &mut vector)?;
+            if !d.metric.is_prepared(&vector) {
+                return Err(corrupt("a COSINE vector is not of unit length"));
+            }
             images.push(SlotImage {
                 label,
                 lists,
@@ -171,7 +186,7 @@ impl HnswIndex {
                 free.push(s);
                 continue;
             }
-            index.graph.init_slot(s, img.lists.len() - 1, &img.vector);
+            index.graph.init_slot(s, img.lists.len() - 1, &img.vector)?;
             for (l, list) in img.lists.iter().enumerate() {
                 index.graph.set_links(s, l, list);
             }

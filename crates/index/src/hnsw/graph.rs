@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use parking_lot::Mutex;
 
+use crate::error::Result;
 use crate::words::{as_f32, load, WordArena};
 
 const LEVEL_MASK: u32 = 0xff;
@@ -96,9 +97,9 @@ impl Graph {
     }
 
     /// Gives `slot` its memory.
-    pub(crate) fn ensure(&self, slot: u32) {
-        self.records.ensure(slot);
-        self.nodes.ensure(slot);
+    pub(crate) fn ensure(&self, slot: u32) -> Result<()> {
+        self.records.ensure(slot)?;
+        self.nodes.ensure(slot)
     }
 
     pub(crate) fn is_backed(&self, slot: u32) -> bool {
@@ -240,8 +241,8 @@ impl Graph {
     /// Prepares an unreachable slot for a node of `level` holding `vector`: backs its
     /// memory, empties its lists and reserves upper blocks (reusing the slot's old ones when
     /// they are enough). The label is written last, by the caller, to publish the node.
-    pub(crate) fn init_slot(&self, slot: u32, level: usize, vector: &[f32]) {
-        self.ensure(slot);
+    pub(crate) fn init_slot(&self, slot: u32, level: usize, vector: &[f32]) -> Result<()> {
+        self.ensure(slot)?;
         let meta = &self.nodes.record(slot)[0];
         let rec = self.records.record(slot);
         let upper = &rec[self.upper_at()];
@@ -252,7 +253,7 @@ impl Graph {
                 let first = *next;
                 *next += level as u32;
                 for b in first..first + level as u32 {
-                    self.upper.ensure(b);
+                    self.upper.ensure(b)?;
                 }
                 upper.store(first + 1, Ordering::Relaxed);
             }
@@ -270,6 +271,7 @@ impl Graph {
             let (count, _) = self.list(slot, l);
             count.store(0, Ordering::Relaxed);
         }
+        Ok(())
     }
 
     /// Bytes reserved by the graph's storage.

@@ -11,11 +11,13 @@ use crate::words::load;
 impl HnswIndex {
     /// Inserts a prepared vector. Caller holds the structure lock shared.
     pub(super) fn insert(&self, id: u32, q: &[f32]) -> Result<()> {
-        let slot = self.ids.claim(id, &self.pool, |s| self.graph.ensure(s))?;
         let level = self.level_for(id);
-        self.graph.init_slot(slot, level, q);
         // Published before any link points here, so every reachable node has a label.
-        self.graph.set_label_word(slot, label_word(id));
+        let slot = self.ids.claim(id, &self.pool, |s| {
+            self.graph.init_slot(s, level, q)?;
+            self.graph.set_label_word(s, label_word(id));
+            Ok(())
+        })?;
 
         // A node rising above the current top must hold the entry lock for its whole
         // insert, so that two such nodes do not both become the entry.
@@ -106,7 +108,7 @@ impl HnswIndex {
     }
 
     /// Adds `new` to `n`'s list at `level`, pruning with the heuristic when it is full.
-    fn link_back(&self, n: u32, new: u32, level: usize) {
+    pub(super) fn link_back(&self, n: u32, new: u32, level: usize) {
         let _lock = self.graph.lock(n);
         let links = self.graph.links(n, level);
         if links.iter().any(|l| load(l) == new) || self.graph.try_push_link(n, level, new) {

@@ -24,7 +24,7 @@ use crate::metric::Metric;
 use crate::slots::{check_id, IdMap, SlotPool};
 use crate::topk::Neighbor;
 use crate::visited::Pool;
-use crate::{check_dim, VectorIndex};
+use crate::{check_capacity, check_dim, VectorIndex};
 
 use graph::{Graph, MAX_LEVEL};
 
@@ -143,6 +143,7 @@ impl HnswIndex {
         params: HnswParams,
     ) -> Result<HnswIndex> {
         check_dim(dim)?;
+        check_capacity(initial_cap)?;
         params.check()?;
         Ok(HnswIndex {
             metric,
@@ -185,7 +186,11 @@ impl HnswIndex {
             ));
         }
         let q = self.metric.prepare_borrowed(query, self.graph.dim)?;
-        Ok(self.knn(&q, k, ef.max(k), filter, strategy))
+        // Neither can usefully exceed the number of vectors; clamping keeps a huge k or ef
+        // from sizing allocations.
+        let k = k.min(self.ids.len().max(1));
+        let ef = ef.max(k).min(self.ids.len().max(k));
+        Ok(self.knn(&q, k, ef, filter, strategy))
     }
 
     /// Removed vectors not yet repaired out of the graph.
@@ -316,7 +321,11 @@ impl VectorIndex for HnswIndex {
     }
 
     fn serialize(&self, w: &mut dyn Write) -> Result<()> {
-        let _exclusive = self.structure.write();
-        self.encode(w)
+        let bytes = {
+            let _exclusive = self.structure.write();
+            self.encode()
+        };
+        w.write_all(&bytes)?;
+        Ok(())
     }
 }

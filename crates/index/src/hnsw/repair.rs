@@ -38,6 +38,7 @@ impl HnswIndex {
 
         let mut links = Vec::new();
         let mut candidates = Vec::new();
+        let mut isolated = Vec::new();
         for s in 0..high {
             if dead[s as usize]
                 || !self.graph.is_backed(s)
@@ -65,9 +66,17 @@ impl HnswIndex {
                     }
                 }
                 let chosen = self.prune(s, &candidates, level);
+                if chosen.is_empty() {
+                    isolated.push((s, level));
+                }
                 let _lock = self.graph.lock(s);
                 self.graph.set_links(s, level, &chosen);
             }
+        }
+        // A survivor whose whole neighbourhood died (two hops deep) would be cut off:
+        // find it new neighbours by a search, as an insert would.
+        for (s, level) in isolated {
+            self.relink(s, level);
         }
 
         // No live list names a doomed slot any more; wait out searches that began before.
@@ -80,7 +89,8 @@ impl HnswIndex {
         self.pool.release(doomed);
     }
 
-    /// The surviving node of the highest level (lowest slot on ties), if any survives.
+    /// The surviving node of the highest level, preferring one with level-0 links (an
+    /// entry point without them would strand every search), lowest slot on ties.
     fn highest_survivor(&self, dead: &[bool]) -> Option<(u32, usize)> {
         (0..dead.len() as u32)
             .filter(|&s| {
@@ -88,10 +98,45 @@ impl HnswIndex {
                     && self.graph.is_backed(s)
                     && id_of(self.graph.label_word(s)).is_some()
             })
-            .map(|s| (s, self.graph.level(s)))
-            .fold(None, |best: Option<(u32, usize)>, (s, l)| match best {
-                Some((_, bl)) if bl >= l => best,
-                Some(_) | None => Some((s, l)),
+            .map(|s| {
+                let linked = self
+                    .graph
+                    .links(s, 0)
+                    .iter()
+                    .any(|n| !dead[load(n) as usize]);
+                (s, (linked, self.graph.level(s)))
             })
+            .fold(
+                None,
+                |best: Option<(u32, (bool, usize))>, (s, rank)| match best {
+                    Some((_, best_rank)) if best_rank >= rank => best,
+                    Some(_) | None => Some((s, rank)),
+                },
+            )
+            .map(|(s, (_, level))| (s, level))
+    }
+
+    /// Gives `s` neighbours at `level` by searching from the entry point, and links back.
+    fn relink(&self, s: u32, level: usize) {
+        let q: Vec<f32> = self.graph.vector(s).to_vec();
+        let Some((cur, cur_d, _)) = self.descend(&q, level) else {
+            return;
+        };
+        let mut state = self.scratch.take();
+        let mut found = std::mem::take(&mut state.results);
+        found.reset(self.params.ef_construction);
+        let accept = |n: u32| n != s && self.graph.label_word(n) & DELETED == 0;
+        self.walk_layer(&q, (cur, cur_d), level, accept, &mut state, &mut found);
+        found.drain_sorted(&mut state.sorted);
+        let chosen = self.select(&state.sorted, self.graph.m);
+        state.results = found;
+        self.scratch.give_back(state);
+        {
+            let _lock = self.graph.lock(s);
+            self.graph.set_links(s, level, &chosen);
+        }
+        for n in chosen {
+            self.link_back(n, s, level);
+        }
     }
 }
