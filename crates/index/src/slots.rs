@@ -4,7 +4,7 @@
 //! which is how the memory of deleted vectors is reclaimed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -85,20 +85,27 @@ impl SlotPool {
 
 /// Caller id → slot.
 #[derive(Debug, Default)]
-pub(crate) struct IdMap(RwLock<HashMap<u32, u32>>);
+pub(crate) struct IdMap {
+    map: RwLock<HashMap<u32, u32>>,
+    /// The map's length, readable without the lock (every search consults it).
+    len: AtomicUsize,
+}
 
 impl IdMap {
     /// A map with room for `n` ids (at most a million up front; it grows past that).
     pub(crate) fn with_capacity(n: usize) -> IdMap {
-        IdMap(RwLock::new(HashMap::with_capacity(n.min(1 << 20))))
+        IdMap {
+            map: RwLock::new(HashMap::with_capacity(n.min(1 << 20))),
+            len: AtomicUsize::new(0),
+        }
     }
 
     pub(crate) fn get(&self, id: u32) -> Option<u32> {
-        self.0.read().get(&id).copied()
+        self.map.read().get(&id).copied()
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.0.read().len()
+        self.len.load(Ordering::Acquire)
     }
 
     /// Claims `id` with a slot from `pool`, or fails if `id` is present. `publish` runs
@@ -112,7 +119,7 @@ impl IdMap {
         pool: &SlotPool,
         publish: impl FnOnce(u32) -> Result<()>,
     ) -> Result<u32> {
-        let mut map = self.0.write();
+        let mut map = self.map.write();
         if map.contains_key(&id) {
             return Err(IndexError::DuplicateId(id));
         }
@@ -122,25 +129,31 @@ impl IdMap {
             return Err(e);
         }
         map.insert(id, slot);
+        self.len.store(map.len(), Ordering::Release);
         Ok(slot)
     }
 
     pub(crate) fn remove(&self, id: u32) -> Option<u32> {
-        self.0.write().remove(&id)
+        let mut map = self.map.write();
+        let slot = map.remove(&id);
+        self.len.store(map.len(), Ordering::Release);
+        slot
     }
 
     /// Runs `f` with read access to the whole map (an exact scan of filtered ids).
     pub(crate) fn with_read<R>(&self, f: impl FnOnce(&HashMap<u32, u32>) -> R) -> R {
-        f(&self.0.read())
+        f(&self.map.read())
     }
 
     pub(crate) fn insert(&self, id: u32, slot: u32) {
-        self.0.write().insert(id, slot);
+        let mut map = self.map.write();
+        map.insert(id, slot);
+        self.len.store(map.len(), Ordering::Release);
     }
 
     pub(crate) fn bytes(&self) -> usize {
         // hashbrown: 8 bytes of entry plus one control byte per bucket.
-        self.0.read().capacity() * 9
+        self.map.read().capacity() * 9
     }
 }
 
@@ -186,7 +199,7 @@ mod tests {
         let slot = ids
             .claim(7, &pool, |s| {
                 // The map is still write-locked: no reader can have found id 7 yet.
-                assert!(ids.0.try_read().is_none());
+                assert!(ids.map.try_read().is_none());
                 backed.push(s);
                 Ok(())
             })

@@ -329,3 +329,33 @@ fn a_survivor_of_a_deleted_neighbourhood_stays_reachable() {
         assert_eq!(found[0].id, 600 + i as u32);
     }
 }
+
+#[test]
+fn churn_does_not_grow_memory() {
+    // Each round replaces every vector under new ids, so reused slots get new levels and
+    // their upper-level blocks must be recycled, not leaked.
+    let data = clustered(2_000, 8, 10, 42);
+    let index = build(&hnsw_config(8, Metric::L2, 2_000)).unwrap();
+    let mut after_first = 0;
+    for round in 0..20u32 {
+        for (i, v) in data.iter().enumerate() {
+            index.add(round * 10_000 + i as u32, v).unwrap();
+        }
+        if round > 0 {
+            for i in 0..data.len() as u32 {
+                index.remove((round - 1) * 10_000 + i).unwrap();
+            }
+        }
+        if round == 1 {
+            after_first = index.memory_usage();
+        }
+    }
+    assert_eq!(index.len(), 2_000);
+    assert!(
+        index.memory_usage() <= after_first + after_first / 20,
+        "memory grew under churn: {after_first} -> {}",
+        index.memory_usage()
+    );
+    let found = index.search(&data[5], 1, Some(32), None).unwrap();
+    assert_eq!(found[0].id, 190_005);
+}

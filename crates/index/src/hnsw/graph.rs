@@ -46,7 +46,33 @@ pub(crate) struct Graph {
     records: WordArena,
     nodes: WordArena,
     upper: WordArena,
-    upper_next: Mutex<u32>,
+    upper_ranges: Mutex<UpperRanges>,
+}
+
+/// Allocation of upper-level blocks: a bump pointer, and ranges given back by reused
+/// slots, kept by length so a node of level L takes a free range of L blocks first.
+#[derive(Debug, Default)]
+struct UpperRanges {
+    next: u32,
+    free: Vec<Vec<u32>>,
+}
+
+impl UpperRanges {
+    fn take(&mut self, blocks: usize) -> u32 {
+        if let Some(first) = self.free.get_mut(blocks).and_then(Vec::pop) {
+            return first;
+        }
+        let first = self.next;
+        self.next += blocks as u32;
+        first
+    }
+
+    fn give_back(&mut self, first: u32, blocks: usize) {
+        if self.free.len() <= blocks {
+            self.free.resize_with(blocks + 1, Vec::new);
+        }
+        self.free[blocks].push(first);
+    }
 }
 
 impl Graph {
@@ -67,7 +93,7 @@ impl Graph {
             records: WordArena::new(stride, initial_cap),
             nodes: WordArena::new(1, initial_cap),
             upper: WordArena::new(1 + m, (initial_cap / m.max(1)).max(16)),
-            upper_next: Mutex::new(0),
+            upper_ranges: Mutex::new(UpperRanges::default()),
         }
     }
 
@@ -247,11 +273,18 @@ impl Graph {
         let rec = self.records.record(slot);
         let upper = &rec[self.upper_at()];
         let reserved = ((load(meta) >> RESERVED_SHIFT) & LEVEL_MASK) as usize;
-        let reserved = if level > reserved || load(upper) == 0 {
+        // The slot is unreachable, and so is the range of upper blocks it had: keep the
+        // range if it has exactly the length needed, else give it back and take one that
+        // has (keeping a longer one would let every slot drift towards holding the
+        // largest range it ever had).
+        let reserved = if level != reserved || (level > 0 && load(upper) == 0) {
+            let mut ranges = self.upper_ranges.lock();
+            if reserved > 0 && load(upper) != 0 {
+                ranges.give_back(load(upper) - 1, reserved);
+            }
+            upper.store(0, Ordering::Relaxed);
             if level > 0 {
-                let mut next = self.upper_next.lock();
-                let first = *next;
-                *next += level as u32;
+                let first = ranges.take(level);
                 for b in first..first + level as u32 {
                     self.upper.ensure(b)?;
                 }
