@@ -193,8 +193,8 @@ impl HnswIndex {
     fn scan_allowed(&self, q: &[f32], f: &dyn IdFilter, mut sink: impl FnMut(Key)) -> bool {
         self.ids.with_read(|map| {
             f.for_each_allowed(&mut |id| {
-                // The map names a slot as soon as an insert claims it; its vector may be
-                // read only once the insert has published the label (release/acquire).
+                // Claims publish the slot before the id enters the map; the label check
+                // skips a slot that a concurrent remove has just tombstoned.
                 if let Some(&slot) = map.get(&id) {
                     if self.graph.label_word(slot) == label_word(id) {
                         sink(Key::new(self.dist(q, slot), slot));
