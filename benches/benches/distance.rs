@@ -44,5 +44,24 @@ fn kernels(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, kernels);
+/// What every query pays before the first distance: validation, and for COSINE the
+/// normalization into a unit vector.
+fn prepare(c: &mut Criterion) {
+    let mut group = c.benchmark_group("prepare");
+    group
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2));
+    for metric in [Metric::L2, Metric::Cosine] {
+        for dim in [128usize, 1536] {
+            let (a, _) = vectors(dim);
+            let mut out = Vec::with_capacity(dim);
+            group.bench_with_input(BenchmarkId::new(metric.name(), dim), &dim, |bench, _| {
+                bench.iter(|| metric.prepare(std::hint::black_box(&a), dim, &mut out))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, kernels, prepare);
 criterion_main!(benches);
