@@ -6,6 +6,8 @@ VENV ?= $(HOME)/.cache/shoal-venv
 PY := $(VENV)/bin/python
 DATA ?= $(HOME)/.cache/shoal-bench-data
 RESULTS ?= benches/results
+RESP ?= 127.0.0.1:6379
+DATA_DIR ?= data
 
 .PHONY: all setup test lint unit pytest run build bench-ann bench-kernels filter-threshold clean
 
@@ -28,17 +30,19 @@ unit:
 		cargo test --workspace --no-fail-fast; \
 	fi
 
+## Python tests: the benchmark harness, and the real clients against the real binary.
 pytest:
-	cargo build -p shoal-bench
+	cargo build -p shoal-bench -p shoal-server
 	SHOAL_BENCH=$(CARGO_TARGET_DIR)/debug/shoal-bench $(PY) -m pytest -q benches/tests
+	SHOAL_BIN=$(CARGO_TARGET_DIR)/debug/shoal $(PY) -m pytest -q tests/clients
 
 build:
 	cargo build --release --workspace
 
-## Starts Shoal. The server arrives with issue #3; until then this says so.
-run: setup build
-	@echo "Shoal's server is not there yet: this build has the vector index (crates/index)"
-	@echo "and its benchmarks. Try: make bench-ann"
+## Starts a Shoal node on $(RESP) with its snapshot in $(DATA_DIR); Ctrl-C stops it.
+run: setup
+	cargo build --release -p shoal-server
+	$(CARGO_TARGET_DIR)/release/shoal dev --resp $(RESP) --data-dir $(DATA_DIR)
 
 ## hnswlib, faiss and Shoal on the same 200k x 128 dataset, side by side.
 bench-ann: setup

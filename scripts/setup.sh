@@ -11,9 +11,10 @@ as_root() {
 }
 
 # System packages: a C/C++ toolchain for simsimd (and RocksDB later), libclang for
-# bindgen, Python's venv module for the peer benchmarks and client tests.
+# bindgen, Python's venv module for the peer benchmarks and client tests, redis-tools
+# for redis-cli (client tests) and redis-benchmark.
 missing=()
-for pkg in build-essential pkg-config libclang-dev clang python3-venv python3-dev; do
+for pkg in build-essential pkg-config libclang-dev clang python3-venv python3-dev redis-tools; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
         || missing+=("$pkg")
 done
@@ -38,7 +39,7 @@ done
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
-reqs=(benches/peers/requirements.txt)
+reqs=(benches/peers/requirements.txt tests/clients/requirements.txt)
 stamp="$VENV/.shoal-requirements.sha"
 want=$(cat "${reqs[@]}" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then

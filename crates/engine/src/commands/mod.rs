@@ -1,0 +1,193 @@
+//! Command dispatch: a write goes to [`execute`] (inside `apply`), a read to [`read`].
+//!
+//! Each submodule implements one family; all of them return `Result<Reply>` and the
+//! error's text is the wire text. Arity is checked here as well as in the server's
+//! command table, so a malformed log entry can never index out of bounds.
+
+pub(crate) mod ft;
+mod hash;
+mod json;
+pub(crate) mod keys;
+mod strings;
+
+use crate::error::{EngineError, Result};
+use crate::reply::Reply;
+use crate::{Engine, ReadContext};
+
+/// The command's arguments after its name, with arity already checked.
+pub(crate) struct Args<'a> {
+    name: &'a str,
+    items: &'a [Vec<u8>],
+}
+
+impl<'a> Args<'a> {
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn get(&self, i: usize) -> Result<&'a [u8]> {
+        self.items
+            .get(i)
+            .map(Vec::as_slice)
+            .ok_or_else(|| EngineError::Arity(self.name.to_ascii_lowercase()))
+    }
+
+    fn rest(&self, from: usize) -> &'a [Vec<u8>] {
+        self.items.get(from..).unwrap_or_default()
+    }
+
+    fn int(&self, i: usize) -> Result<i64> {
+        parse_int(self.get(i)?)
+    }
+
+    /// Exactly `n` arguments, or at least `n` when `at_least`.
+    fn arity(&self, n: usize, at_least: bool) -> Result<()> {
+        let ok = if at_least {
+            self.len() >= n
+        } else {
+            self.len() == n
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(EngineError::Arity(self.name.to_ascii_lowercase()))
+        }
+    }
+}
+
+pub(crate) fn parse_int(bytes: &[u8]) -> Result<i64> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(EngineError::NotInteger)
+}
+
+pub(crate) fn parse_float(bytes: &[u8]) -> Result<f64> {
+    shoal_query::args::parse_f64(bytes).ok_or(EngineError::NotFloat)
+}
+
+fn split(args: &[Vec<u8>]) -> Option<(String, Args<'_>)> {
+    let (name, items) = args.split_first()?;
+    let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+    Some((name, Args { name: "", items }))
+}
+
+/// Runs a command inside `apply`: writes change state; reads (inside a transaction)
+/// answer from the state as it is at that point of the batch.
+pub(crate) fn execute(engine: &mut Engine, args: &[Vec<u8>], now: u64) -> Reply {
+    let Some((name, mut a)) = split(args) else {
+        return Reply::err("empty command");
+    };
+    a.name = &name;
+    let result = match name.as_str() {
+        "SET" => strings::set(engine, &a, now),
+        "MSET" => strings::mset(engine, &a, now),
+        "INCR" => strings::incr_by(engine, &a, now, Some(1)),
+        "DECR" => strings::incr_by(engine, &a, now, Some(-1)),
+        "INCRBY" => strings::incr_by(engine, &a, now, None),
+        "DEL" | "UNLINK" => keys::del(engine, &a, now),
+        "EXPIRE" => keys::expire(engine, &a, now, 1000, false),
+        "PEXPIRE" => keys::expire(engine, &a, now, 1, false),
+        "EXPIREAT" => keys::expire(engine, &a, now, 1000, true),
+        "PEXPIREAT" => keys::expire(engine, &a, now, 1, true),
+        "PERSIST" => keys::persist(engine, &a, now),
+        "FLUSHALL" | "FLUSHDB" => keys::flushall(engine, &a),
+        "HSET" | "HMSET" => hash::hset(engine, &a, now, name == "HMSET"),
+        "HSETNX" => hash::hsetnx(engine, &a, now),
+        "HDEL" => hash::hdel(engine, &a, now),
+        "HINCRBY" => hash::hincrby(engine, &a, now),
+        "HINCRBYFLOAT" => hash::hincrbyfloat(engine, &a, now),
+        "JSON.SET" => json::set(engine, &a, now),
+        "JSON.DEL" | "JSON.FORGET" => json::del(engine, &a, now),
+        "JSON.NUMINCRBY" => json::numincrby(engine, &a, now),
+        "JSON.ARRAPPEND" => json::arrappend(engine, &a, now),
+        "FT.CREATE" => ft::create(engine, &a, now),
+        "FT.DROPINDEX" | "FT.DROP" => ft::dropindex(engine, &a, now),
+        _ => {
+            return read(
+                engine,
+                args,
+                ReadContext {
+                    now_ms: now,
+                    resp3: false,
+                },
+            )
+        }
+    };
+    result.unwrap_or_else(|e| Reply::Error(e.to_string()))
+}
+
+/// Whether `apply` changes state for this command (the server sends these through the
+/// log; everything else is a read).
+pub fn is_write(name: &str) -> bool {
+    matches!(
+        name.to_ascii_uppercase().as_str(),
+        "SET"
+            | "MSET"
+            | "INCR"
+            | "DECR"
+            | "INCRBY"
+            | "DEL"
+            | "UNLINK"
+            | "EXPIRE"
+            | "PEXPIRE"
+            | "EXPIREAT"
+            | "PEXPIREAT"
+            | "PERSIST"
+            | "FLUSHALL"
+            | "FLUSHDB"
+            | "HSET"
+            | "HMSET"
+            | "HSETNX"
+            | "HDEL"
+            | "HINCRBY"
+            | "HINCRBYFLOAT"
+            | "JSON.SET"
+            | "JSON.DEL"
+            | "JSON.FORGET"
+            | "JSON.NUMINCRBY"
+            | "JSON.ARRAPPEND"
+            | "FT.CREATE"
+            | "FT.DROPINDEX"
+            | "FT.DROP"
+    )
+}
+
+/// Answers a read.
+pub(crate) fn read(engine: &Engine, args: &[Vec<u8>], ctx: ReadContext) -> Reply {
+    let Some((name, mut a)) = split(args) else {
+        return Reply::err("empty command");
+    };
+    a.name = &name;
+    let now = ctx.now_ms;
+    let result = match name.as_str() {
+        "GET" => strings::get(engine, &a, now),
+        "MGET" => strings::mget(engine, &a, now),
+        "STRLEN" => strings::strlen(engine, &a, now),
+        "EXISTS" => keys::exists(engine, &a, now),
+        "TYPE" => keys::type_of(engine, &a, now),
+        "TTL" => keys::ttl(engine, &a, now, 1000),
+        "PTTL" => keys::ttl(engine, &a, now, 1),
+        "KEYS" => keys::keys(engine, &a, now),
+        "SCAN" => keys::scan(engine, &a, now),
+        "DBSIZE" => Ok(Reply::Int(engine.dbsize(now) as i64)),
+        "HGET" => hash::hget(engine, &a, now),
+        "HMGET" => hash::hmget(engine, &a, now),
+        "HGETALL" => hash::hgetall(engine, &a, now),
+        "HLEN" => hash::hlen(engine, &a, now),
+        "HEXISTS" => hash::hexists(engine, &a, now),
+        "HKEYS" => hash::hkeys(engine, &a, now, true),
+        "HVALS" => hash::hkeys(engine, &a, now, false),
+        "JSON.GET" => json::get(engine, &a, now),
+        "JSON.MGET" => json::mget(engine, &a, now),
+        "JSON.TYPE" => json::type_of(engine, &a, now),
+        "FT.SEARCH" => ft::search(engine, &a, ctx),
+        "FT.AGGREGATE" => ft::aggregate(engine, &a, ctx),
+        "FT.INFO" => ft::info(engine, &a, ctx),
+        "FT._LIST" => Ok(Reply::Array(
+            engine.index_names().map(Reply::bulk).collect(),
+        )),
+        _ => Err(EngineError::UnknownCommand(name.to_ascii_lowercase())),
+    };
+    result.unwrap_or_else(|e| Reply::Error(e.to_string()))
+}

@@ -1,0 +1,163 @@
+//! Shoal's engine: the deterministic state machine behind every replica.
+//!
+//! [`Engine::apply`] takes a [`Write`] — commands plus the time the leader stamped on
+//! them — and changes state; [`Engine::query`] answers reads without changing anything.
+//! Nothing inside `apply` reads a clock or draws a random number: expiry compares with
+//! the write's time, HNSW levels are a hash of (index, field, document id), and document
+//! ids are handed out in a fixed order. So the same writes in the same order give the
+//! same keyspace and the same index contents on every replica, which is what lets the
+//! Raft layer (crates/raft) replicate it by replaying its log.
+//!
+//! Layout: [`keyspace`] holds values; [`search_index`] keeps one search index exact
+//! through [`docs`], [`tags`], [`numeric`] and `shoal-index`; [`commands`] implements the
+//! Redis and FT commands on top; [`search`] and [`aggregate`] evaluate queries;
+//! [`snapshot`] serializes it all.
+
+pub mod aggregate;
+pub mod commands;
+pub mod docs;
+pub mod error;
+pub mod fields;
+pub mod info;
+pub mod keyspace;
+pub mod numeric;
+pub mod reply;
+pub mod search;
+pub mod search_index;
+pub mod snapshot;
+pub mod tags;
+
+use std::collections::BTreeMap;
+
+pub use error::{EngineError, Result};
+pub use keyspace::{Entry, Keyspace, Value};
+pub use reply::{format_g12, Reply};
+pub use search::{Hit, SearchResults};
+pub use search_index::{IndexState, SearchIndex};
+
+/// One entry of the replicated log: commands applied together, atomically, at `now_ms`.
+///
+/// A single command is a one-element batch; `MULTI`/`EXEC` is a batch of many; a batch of
+/// none only advances time (it fires expiries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    /// Leader time in milliseconds since the epoch. Expiry compares against it.
+    pub now_ms: u64,
+    pub commands: Vec<Vec<Vec<u8>>>,
+}
+
+impl Write {
+    pub fn single(now_ms: u64, args: Vec<Vec<u8>>) -> Self {
+        Write {
+            now_ms,
+            commands: vec![args],
+        }
+    }
+}
+
+/// How a read is asked: at what time, and whether the connection speaks RESP3 (some
+/// replies, FT.SEARCH's above all, differ in shape and not only in framing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadContext {
+    pub now_ms: u64,
+    pub resp3: bool,
+}
+
+/// Engine-wide counters for INFO.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub expired_keys: u64,
+    pub active_queries: u64,
+}
+
+/// Keyspace plus search indexes.
+#[derive(Debug, Default)]
+pub struct Engine {
+    pub(crate) keyspace: Keyspace,
+    /// Indexes by name; ordered so that iteration (and snapshots) agree everywhere.
+    pub(crate) indexes: BTreeMap<String, SearchIndex>,
+    pub(crate) stats: Stats,
+}
+
+impl Engine {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies a log entry. Returns one reply per command.
+    // #[PerformanceCriticalPath]: every write of every replica passes here.
+    pub fn apply(&mut self, write: &Write) -> Vec<Reply> {
+        self.expire_due(write.now_ms);
+        write
+            .commands
+            .iter()
+            .map(|args| commands::execute(self, args, write.now_ms))
+            .collect()
+    }
+
+    /// Answers a read. Write commands are refused (they must go through `apply`).
+    pub fn query(&self, args: &[Vec<u8>], ctx: ReadContext) -> Reply {
+        commands::read(self, args, ctx)
+    }
+
+    /// Removes keys whose time has come, and their documents.
+    fn expire_due(&mut self, now: u64) {
+        for key in self.keyspace.due(now) {
+            if let Some(old) = self.keyspace.remove(&key) {
+                self.stats.expired_keys += 1;
+                self.indexes_changed(&key, Some(&old.value), None);
+            }
+        }
+    }
+
+    /// Tells every index covering `key` that its value went from `old` to `new`.
+    pub(crate) fn indexes_changed(&mut self, key: &[u8], old: Option<&Value>, new: Option<&Value>) {
+        for index in self.indexes.values_mut() {
+            if index.schema.covers(key) {
+                index.on_change(key, old, new);
+            }
+        }
+    }
+
+    /// Whether any index covers `key` (writers skip copying old values otherwise).
+    pub(crate) fn indexed(&self, key: &[u8]) -> bool {
+        self.indexes.values().any(|i| i.schema.covers(key))
+    }
+
+    /// Advances backfills by up to `budget` keys. Returns whether any is still pending.
+    ///
+    /// Backfill is local work, not a log entry: every replica runs it against the same
+    /// keyspace and writes keep the index exact meanwhile, so contents converge.
+    pub fn backfill(&mut self, budget: usize, now: u64) -> bool {
+        let mut left = budget;
+        for index in self.indexes.values_mut() {
+            if left == 0 {
+                break;
+            }
+            left -= index.backfill_step(&self.keyspace, left, now);
+        }
+        self.indexes.values().any(|i| i.backfill.in_progress())
+    }
+
+    /// Number of live keys.
+    pub fn dbsize(&self, now: u64) -> usize {
+        self.keyspace.len(now)
+    }
+
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.keyspace
+    }
+
+    pub fn index(&self, name: &str) -> Option<&SearchIndex> {
+        self.indexes.get(name)
+    }
+
+    /// Keys removed by expiry so far.
+    pub fn expired_keys(&self) -> u64 {
+        self.stats.expired_keys
+    }
+
+    pub fn index_names(&self) -> impl Iterator<Item = &str> {
+        self.indexes.keys().map(String::as_str)
+    }
+}

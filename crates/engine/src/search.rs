@@ -1,0 +1,445 @@
+//! FT.SEARCH on one index: evaluate the filter to a set of documents, run KNN or range
+//! search restricted to it, order, page and load the fields asked for.
+//!
+//! The result is typed ([`SearchResults`]) so that a router can merge the answers of
+//! many shards before anything is framed.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use shoal_index::{RoaringBitmap, VectorIndex};
+use shoal_query::{FieldKind, Filter, KnnPlan, SearchPlan, SearchRequest};
+
+use crate::error::{EngineError, Result};
+use crate::fields::{raw_field, words};
+use crate::keyspace::{Keyspace, Value};
+use crate::reply::format_g12;
+use crate::search_index::{FieldIndex, SearchIndex};
+
+/// One returned document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub key: Vec<u8>,
+    /// The KNN distance, when the query had a KNN clause.
+    pub distance: Option<f32>,
+    /// What SORTBY ordered by, so a router can merge shards in the same order.
+    pub sort_value: Option<SortValue>,
+    /// (name, value) pairs in reply order.
+    pub fields: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// A value SORTBY compares: numbers before strings, missing values last.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortValue {
+    Number(f64),
+    Text(String),
+}
+
+fn compare_sort(a: &Option<SortValue>, b: &Option<SortValue>) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a, b) {
+        (Some(SortValue::Number(x)), Some(SortValue::Number(y))) => x.total_cmp(y),
+        (Some(SortValue::Text(x)), Some(SortValue::Text(y))) => x.cmp(y),
+        (Some(SortValue::Number(_)), Some(SortValue::Text(_))) => Ordering::Less,
+        (Some(SortValue::Text(_)), Some(SortValue::Number(_))) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchResults {
+    /// Matches before LIMIT (for KNN: the neighbours found, at most k).
+    pub total: usize,
+    pub hits: Vec<Hit>,
+}
+
+struct Evaluation<'a> {
+    index: &'a SearchIndex,
+    keyspace: &'a Keyspace,
+    now: u64,
+    deadline: Option<Instant>,
+    /// Distances of VECTOR_RANGE matches, by the name they are yielded as.
+    yielded: Vec<(String, HashMap<u32, f32>)>,
+}
+
+impl Evaluation<'_> {
+    fn check_deadline(&self) -> Result<()> {
+        match self.deadline {
+            Some(d) if Instant::now() > d => Err(EngineError::Timeout),
+            Some(_) | None => Ok(()),
+        }
+    }
+
+    fn vector_index(&self, field: usize) -> Result<&dyn VectorIndex> {
+        match &self.index.fields[field] {
+            FieldIndex::Vector(v) => Ok(v.as_ref()),
+            FieldIndex::Numeric(_) | FieldIndex::Tag(_) | FieldIndex::Text => Err(
+                EngineError::Query(shoal_query::QueryError::WrongFieldType {
+                    field: self.index.schema.fields[field].alias.clone(),
+                    expected: "VECTOR",
+                }),
+            ),
+        }
+    }
+
+    /// The documents a filter keeps; `None` for "every document" (no bitmap built).
+    fn documents(&mut self, filter: &Filter) -> Result<Option<RoaringBitmap>> {
+        match filter {
+            Filter::All => Ok(None),
+            other @ (Filter::Numeric { .. }
+            | Filter::Tag { .. }
+            | Filter::Text { .. }
+            | Filter::Range(_)
+            | Filter::And(_)
+            | Filter::Or(_)
+            | Filter::Not(_)) => self.bitmap(other).map(Some),
+        }
+    }
+
+    fn bitmap(&mut self, filter: &Filter) -> Result<RoaringBitmap> {
+        self.check_deadline()?;
+        Ok(match filter {
+            Filter::All => self.index.docs.all().clone(),
+            Filter::Numeric {
+                field,
+                lo,
+                lo_exclusive,
+                hi,
+                hi_exclusive,
+            } => match &self.index.fields[*field] {
+                FieldIndex::Numeric(n) => n.range(*lo, *lo_exclusive, *hi, *hi_exclusive),
+                FieldIndex::Tag(_) | FieldIndex::Text | FieldIndex::Vector(_) => {
+                    RoaringBitmap::new()
+                }
+            },
+            Filter::Tag { field, patterns } => match &self.index.fields[*field] {
+                FieldIndex::Tag(t) => t.matching(patterns),
+                FieldIndex::Numeric(_) | FieldIndex::Text | FieldIndex::Vector(_) => {
+                    RoaringBitmap::new()
+                }
+            },
+            Filter::Text {
+                field,
+                words: wanted,
+            } => self.text(*field, wanted),
+            Filter::Range(range) => {
+                let index = self.vector_index(range.field)?;
+                let found = index
+                    .range_search(&range.vector, range.radius, range.epsilon, None)
+                    .map_err(|e| EngineError::Index(e.to_string()))?;
+                let bitmap: RoaringBitmap = found.iter().map(|n| n.id).collect();
+                if let Some(name) = &range.yield_as {
+                    self.yielded.push((
+                        name.clone(),
+                        found.iter().map(|n| (n.id, n.distance)).collect(),
+                    ));
+                }
+                bitmap
+            }
+            Filter::And(parts) => {
+                let mut acc: Option<RoaringBitmap> = None;
+                for part in parts {
+                    let b = self.bitmap(part)?;
+                    acc = Some(match acc {
+                        Some(a) => a & b,
+                        None => b,
+                    });
+                    if acc.as_ref().is_some_and(RoaringBitmap::is_empty) {
+                        break;
+                    }
+                }
+                acc.unwrap_or_default()
+            }
+            Filter::Or(parts) => {
+                let mut acc = RoaringBitmap::new();
+                for part in parts {
+                    acc |= self.bitmap(part)?;
+                }
+                acc
+            }
+            Filter::Not(inner) => self.index.docs.all() - self.bitmap(inner)?,
+        })
+    }
+
+    /// TEXT is matched word by word against the stored document (full-text indexing is a
+    /// later goal): every wanted word, or prefix, must occur.
+    fn text(&self, field: Option<usize>, wanted: &[shoal_query::TextWord]) -> RoaringBitmap {
+        let schema = &self.index.schema;
+        let text_fields: Vec<usize> = match field {
+            Some(f) => vec![f],
+            None => (0..schema.fields.len())
+                .filter(|&i| matches!(schema.fields[i].kind, FieldKind::Text))
+                .collect(),
+        };
+        let mut out = RoaringBitmap::new();
+        for doc in self.index.docs.all() {
+            let Some(value) = self.document(doc) else {
+                continue;
+            };
+            let mut found: Vec<String> = Vec::new();
+            for &f in &text_fields {
+                if let Some(raw) = raw_field(value, &schema.fields[f]) {
+                    found.extend(words(&raw.as_text()));
+                }
+            }
+            let all = wanted.iter().all(|w| {
+                found.iter().any(|f| {
+                    if w.prefix {
+                        f.starts_with(&w.text)
+                    } else {
+                        *f == w.text
+                    }
+                })
+            });
+            if all {
+                out.insert(doc);
+            }
+        }
+        out
+    }
+
+    fn document(&self, doc: u32) -> Option<&Value> {
+        let key = self.index.docs.key(doc)?;
+        self.keyspace.get(key, self.now).map(|e| &e.value)
+    }
+
+    fn knn(&self, knn: &KnnPlan, allowed: Option<&RoaringBitmap>) -> Result<Vec<(u32, f32)>> {
+        let index = self.vector_index(knn.field)?;
+        if allowed.is_some_and(RoaringBitmap::is_empty) || index.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The planner: with a bitmap the index knows the filter's cardinality and scans
+        // its ids exactly when it is small, walking the graph otherwise (shoal-index's
+        // `exact_filter_fraction`, measured in docs/index.md).
+        let filter = allowed.map(|b| b as &dyn shoal_index::IdFilter);
+        let found = index
+            .search(&knn.vector, knn.k, knn.ef_runtime, filter)
+            .map_err(|e| EngineError::Index(e.to_string()))?;
+        Ok(found.into_iter().map(|n| (n.id, n.distance)).collect())
+    }
+}
+
+/// Documents a plan matches (live keys only), with their KNN distance when there is a
+/// KNN clause, and the distances VECTOR_RANGE clauses yielded.
+#[allow(clippy::type_complexity)]
+pub fn matching(
+    index: &SearchIndex,
+    keyspace: &Keyspace,
+    plan: &SearchPlan,
+    now: u64,
+    deadline: Option<Instant>,
+) -> Result<(Vec<(u32, Option<f32>)>, Vec<(String, HashMap<u32, f32>)>)> {
+    let mut eval = Evaluation {
+        index,
+        keyspace,
+        now,
+        deadline,
+        yielded: Vec::new(),
+    };
+    let allowed = eval.documents(&plan.filter)?;
+    eval.check_deadline()?;
+    let live = |doc: u32| {
+        index
+            .docs
+            .key(doc)
+            .is_some_and(|k| keyspace.get(k, now).is_some())
+    };
+    let matches: Vec<(u32, Option<f32>)> = match &plan.knn {
+        Some(knn) => eval
+            .knn(knn, allowed.as_ref())?
+            .into_iter()
+            .filter(|(d, _)| live(*d))
+            .map(|(d, dist)| (d, Some(dist)))
+            .collect(),
+        None => match &allowed {
+            Some(b) => b.iter().filter(|d| live(*d)).map(|d| (d, None)).collect(),
+            None => index
+                .docs
+                .all()
+                .iter()
+                .filter(|d| live(*d))
+                .map(|d| (d, None))
+                .collect(),
+        },
+    };
+    eval.check_deadline()?;
+    Ok((matches, eval.yielded))
+}
+
+/// Runs a bound query against one index.
+pub fn execute(
+    index: &SearchIndex,
+    keyspace: &Keyspace,
+    request: &SearchRequest,
+    plan: &SearchPlan,
+    now: u64,
+    deadline: Option<Instant>,
+) -> Result<SearchResults> {
+    let (mut matches, yielded) = matching(index, keyspace, plan, now, deadline)?;
+    let eval = Evaluation {
+        index,
+        keyspace,
+        now,
+        deadline,
+        yielded,
+    };
+    let total = matches.len();
+    let key_of = |doc: u32| index.docs.key(doc).unwrap_or_default();
+
+    let knn_alias = plan.knn.as_ref().map(|k| k.alias.as_str());
+    let yielded_distance = |name: &str, doc: u32| {
+        eval.yielded
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, m)| m.get(&doc).copied())
+    };
+    // Sort values, computed once per match.
+    let sort_value = |doc: u32, distance: Option<f32>| -> Option<SortValue> {
+        let sort = request.sort_by.as_ref()?;
+        if Some(sort.field.as_str()) == knn_alias {
+            return distance.map(|d| SortValue::Number(f64::from(d)));
+        }
+        if let Some(d) = yielded_distance(&sort.field, doc) {
+            return Some(SortValue::Number(f64::from(d)));
+        }
+        if let Some((position, field)) = index.schema.field(&sort.field) {
+            if let FieldIndex::Numeric(n) = &index.fields[position] {
+                return n.value(doc).map(SortValue::Number);
+            }
+            let value = eval.document(doc)?;
+            return raw_field(value, field).map(|r| SortValue::Text(r.as_text()));
+        }
+        let value = eval.document(doc)?;
+        match value {
+            Value::Hash(h) => h.get(sort.field.as_bytes()).map(|v| {
+                let text = String::from_utf8_lossy(v).into_owned();
+                match shoal_query::args::parse_f64(v) {
+                    Some(n) => SortValue::Number(n),
+                    None => SortValue::Text(text),
+                }
+            }),
+            Value::Json(_) | Value::Str(_) => None,
+        }
+    };
+
+    let mut ordered: Vec<(u32, Option<f32>, Option<SortValue>)> = matches
+        .drain(..)
+        .map(|(d, dist)| (d, dist, sort_value(d, dist)))
+        .collect();
+    match &request.sort_by {
+        Some(sort) => ordered.sort_by(|a, b| {
+            let by_value = compare_sort(&a.2, &b.2);
+            let by_value = if sort.ascending || a.2.is_none() || b.2.is_none() {
+                by_value
+            } else {
+                by_value.reverse()
+            };
+            by_value.then_with(|| key_of(a.0).cmp(key_of(b.0)))
+        }),
+        None if plan.knn.is_some() => ordered.sort_by(|a, b| {
+            let (x, y) = (a.1.unwrap_or(f32::INFINITY), b.1.unwrap_or(f32::INFINITY));
+            x.total_cmp(&y).then_with(|| key_of(a.0).cmp(key_of(b.0)))
+        }),
+        // Without an order asked for, key order: deterministic, and mergeable across shards.
+        None => ordered.sort_by(|a, b| key_of(a.0).cmp(key_of(b.0))),
+    }
+
+    let page = ordered.into_iter().skip(request.offset).take(request.num);
+    let mut hits = Vec::new();
+    for (doc, distance, sort_value) in page {
+        eval.check_deadline()?;
+        let key = key_of(doc).to_vec();
+        let fields = if request.nocontent {
+            Vec::new()
+        } else {
+            load_fields(&eval, doc, distance, knn_alias, request, &yielded_distance)
+        };
+        hits.push(Hit {
+            key,
+            distance,
+            sort_value,
+            fields,
+        });
+    }
+    Ok(SearchResults { total, hits })
+}
+
+fn distance_text(d: f32) -> Vec<u8> {
+    format_g12(f64::from(d)).into_bytes()
+}
+
+fn load_fields(
+    eval: &Evaluation<'_>,
+    doc: u32,
+    distance: Option<f32>,
+    knn_alias: Option<&str>,
+    request: &SearchRequest,
+    yielded_distance: &dyn Fn(&str, u32) -> Option<f32>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let schema = &eval.index.schema;
+    let value = eval.document(doc);
+    let mut out = Vec::new();
+    match &request.return_fields {
+        None => {
+            if let (Some(alias), Some(d)) = (knn_alias, distance) {
+                out.push((alias.as_bytes().to_vec(), distance_text(d)));
+            }
+            for (name, _) in &eval.yielded {
+                if let Some(d) = yielded_distance(name, doc) {
+                    out.push((name.as_bytes().to_vec(), distance_text(d)));
+                }
+            }
+            match value {
+                Some(Value::Hash(h)) => {
+                    out.extend(h.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+                Some(Value::Json(j)) => out.push((b"$".to_vec(), j.to_string().into_bytes())),
+                Some(Value::Str(_)) | None => {}
+            }
+        }
+        Some(list) => {
+            for wanted in list {
+                let name = wanted.name.as_bytes().to_vec();
+                if Some(wanted.field.as_str()) == knn_alias {
+                    if let Some(d) = distance {
+                        out.push((name, distance_text(d)));
+                    }
+                    continue;
+                }
+                if let Some(d) = yielded_distance(&wanted.field, doc) {
+                    out.push((name, distance_text(d)));
+                    continue;
+                }
+                let Some(value) = value else {
+                    continue;
+                };
+                if let Some((_, field)) = schema.field(&wanted.field) {
+                    if let Some(raw) = raw_field(value, field) {
+                        out.push((name, raw.reply_bytes()));
+                    }
+                    continue;
+                }
+                match value {
+                    Value::Hash(h) => {
+                        if let Some(v) = h.get(wanted.field.as_bytes()) {
+                            out.push((name, v.clone()));
+                        }
+                    }
+                    Value::Json(j) => {
+                        if wanted.field.starts_with('$') {
+                            if let Some(nodes) = crate::fields::json_query(j, &wanted.field) {
+                                if !nodes.is_empty() {
+                                    out.push((name, crate::fields::Raw::Json(nodes).reply_bytes()));
+                                }
+                            }
+                        }
+                    }
+                    Value::Str(_) => {}
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,335 @@
+//! One search index: its schema, its documents and one index per field, kept exact as
+//! keys change.
+//!
+//! [`SearchIndex::on_change`] is the only way documents enter or leave. It is called with
+//! the value before and after every mutation of a covered key and touches only the fields
+//! whose raw value changed, so an `HSET` of a tag does not re-insert the vector.
+
+use std::collections::VecDeque;
+
+use shoal_index::{IndexConfig, VectorIndex};
+use shoal_query::{DistanceMetric, FieldKind, IndexSchema, KeyType, VectorAlgorithm};
+
+use crate::docs::DocTable;
+use crate::error::{EngineError, Result};
+use crate::fields::{raw_field, Raw};
+use crate::keyspace::{hash_key, Keyspace, Value};
+use crate::numeric::NumericIndex;
+use crate::tags::TagIndex;
+
+/// The index kept for one schema field.
+#[derive(Debug)]
+pub enum FieldIndex {
+    Numeric(NumericIndex),
+    Tag(TagIndex),
+    /// TEXT is stored in the document and matched there; nothing is kept here.
+    Text,
+    Vector(Box<dyn VectorIndex>),
+}
+
+/// Backfill over the keys that existed when the index was created.
+#[derive(Debug, Default)]
+pub struct Backfill {
+    pub(crate) pending: VecDeque<Vec<u8>>,
+    pub total: usize,
+    pub done: usize,
+}
+
+impl Backfill {
+    pub fn in_progress(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub fn percent(&self) -> f64 {
+        if self.total == 0 {
+            1.0
+        } else {
+            self.done as f64 / self.total as f64
+        }
+    }
+}
+
+/// The index lifecycle FT.INFO reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexState {
+    Backfilling,
+    Ready,
+}
+
+impl IndexState {
+    pub fn name(self) -> &'static str {
+        match self {
+            IndexState::Backfilling => "backfill_in_progress",
+            IndexState::Ready => "ready",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct SearchIndex {
+    pub schema: IndexSchema,
+    /// The FT.CREATE arguments the index came from; snapshots store these.
+    pub definition: Vec<Vec<u8>>,
+    pub docs: DocTable,
+    pub fields: Vec<FieldIndex>,
+    /// Field values that could not be indexed (wrong vector size, not a number, ...).
+    pub failures: u64,
+    pub backfill: Backfill,
+}
+
+impl SearchIndex {
+    /// Creates the index and, unless SKIPINITIALSCAN, queues the covered keys that exist
+    /// now for backfill.
+    pub fn create(
+        schema: IndexSchema,
+        definition: Vec<Vec<u8>>,
+        keyspace: &Keyspace,
+        now: u64,
+    ) -> Result<Self> {
+        let mut fields = Vec::with_capacity(schema.fields.len());
+        for field in &schema.fields {
+            fields.push(match &field.kind {
+                FieldKind::Numeric => FieldIndex::Numeric(NumericIndex::default()),
+                FieldKind::Tag(options) => FieldIndex::Tag(TagIndex::new(*options)),
+                FieldKind::Text => FieldIndex::Text,
+                FieldKind::Vector(options) => {
+                    let metric = match options.metric {
+                        DistanceMetric::L2 => shoal_index::Metric::L2,
+                        DistanceMetric::Ip => shoal_index::Metric::Ip,
+                        DistanceMetric::Cosine => shoal_index::Metric::Cosine,
+                    };
+                    let algorithm = match &options.algorithm {
+                        VectorAlgorithm::Flat(_) => shoal_index::Algorithm::Flat,
+                        VectorAlgorithm::Hnsw(h) => {
+                            shoal_index::Algorithm::Hnsw(shoal_index::HnswParams {
+                                m: h.m,
+                                ef_construction: h.ef_construction,
+                                ef_runtime: h.ef_runtime,
+                                epsilon: h.epsilon.unwrap_or(shoal_index::DEFAULT_EPSILON),
+                                // Every replica derives the same seed from the names.
+                                seed: hash_key(
+                                    format!("{}\0{}", schema.name, field.alias).as_bytes(),
+                                ),
+                                ..shoal_index::HnswParams::default()
+                            })
+                        }
+                    };
+                    let config = IndexConfig {
+                        dim: options.dim,
+                        metric,
+                        // Preallocating INITIAL_CAP up front costs memory for indexes that
+                        // stay small; growth past it is cheap.
+                        initial_cap: options.initial_cap.min(1 << 16),
+                        algorithm,
+                    };
+                    FieldIndex::Vector(
+                        shoal_index::build(&config)
+                            .map_err(|e| EngineError::Index(e.to_string()))?,
+                    )
+                }
+            });
+        }
+        let mut backfill = Backfill::default();
+        if !schema.skip_initial_scan {
+            backfill.pending = keyspace
+                .iter(now)
+                .filter(|(key, entry)| {
+                    schema.covers(key) && type_matches(schema.key_type, &entry.value)
+                })
+                .map(|(key, _)| key.to_vec())
+                .collect();
+            backfill.total = backfill.pending.len();
+        }
+        Ok(SearchIndex {
+            schema,
+            definition,
+            docs: DocTable::default(),
+            fields,
+            failures: 0,
+            backfill,
+        })
+    }
+
+    pub fn state(&self) -> IndexState {
+        if self.backfill.in_progress() {
+            IndexState::Backfilling
+        } else {
+            IndexState::Ready
+        }
+    }
+
+    /// Indexes up to `budget` queued keys; returns how many were taken off the queue.
+    pub fn backfill_step(&mut self, keyspace: &Keyspace, budget: usize, now: u64) -> usize {
+        let mut taken = 0;
+        while taken < budget {
+            let Some(key) = self.backfill.pending.pop_front() else {
+                break;
+            };
+            taken += 1;
+            self.backfill.done += 1;
+            // A key written since creation was indexed by that write; one removed since
+            // is gone. Either way there is nothing left to do for it.
+            if self.docs.id(&key).is_some() {
+                continue;
+            }
+            if let Some(entry) = keyspace.get(&key, now) {
+                self.on_change(&key, None, Some(&entry.value));
+            }
+        }
+        taken
+    }
+
+    /// Brings the index up to date with a change of `key` from `old` to `new` (`None`:
+    /// absent). Callers pass only keys the schema's prefixes cover.
+    pub fn on_change(&mut self, key: &[u8], old: Option<&Value>, new: Option<&Value>) {
+        let new = new.filter(|v| type_matches(self.schema.key_type, v));
+        let Some(new) = new else {
+            self.remove_doc(key);
+            return;
+        };
+        let (doc, fresh) = self.docs.assign(key);
+        let old = if fresh {
+            None
+        } else {
+            old.filter(|v| type_matches(self.schema.key_type, v))
+        };
+        for (position, field) in self.schema.fields.iter().enumerate() {
+            let after = raw_field(new, field);
+            if !fresh {
+                let before = old.and_then(|o| raw_field(o, field));
+                if before == after {
+                    continue;
+                }
+            }
+            let ok = update_field(&mut self.fields[position], &field.kind, doc, after);
+            if !ok {
+                self.failures += 1;
+            }
+        }
+    }
+
+    /// Re-derives the tag and numeric entries of a document restored from a snapshot
+    /// (its vectors came back with the vector index).
+    pub(crate) fn reload_doc(&mut self, doc: u32, value: &Value) {
+        for (position, field) in self.schema.fields.iter().enumerate() {
+            if matches!(field.kind, FieldKind::Vector(_)) {
+                continue;
+            }
+            let raw = raw_field(value, field);
+            update_field(&mut self.fields[position], &field.kind, doc, raw);
+        }
+    }
+
+    fn remove_doc(&mut self, key: &[u8]) {
+        let Some(doc) = self.docs.release(key) else {
+            return;
+        };
+        for field in &mut self.fields {
+            match field {
+                FieldIndex::Numeric(n) => n.remove(doc),
+                FieldIndex::Tag(t) => t.remove(doc),
+                FieldIndex::Text => {}
+                FieldIndex::Vector(v) => {
+                    // Absent when its value never indexed; nothing else can fail here.
+                    let _ = v.remove(doc);
+                }
+            }
+        }
+    }
+
+    /// Vectors held by the vector fields.
+    pub fn vectors(&self) -> usize {
+        self.fields
+            .iter()
+            .map(|f| match f {
+                FieldIndex::Vector(v) => v.len(),
+                FieldIndex::Numeric(_) | FieldIndex::Tag(_) | FieldIndex::Text => 0,
+            })
+            .sum()
+    }
+
+    /// Bytes the index holds, as FT.INFO and INFO SEARCH report it.
+    pub fn memory(&self) -> usize {
+        self.docs.bytes()
+            + self
+                .fields
+                .iter()
+                .map(|f| match f {
+                    FieldIndex::Numeric(n) => n.bytes(),
+                    FieldIndex::Tag(t) => t.bytes(),
+                    FieldIndex::Text => 0,
+                    FieldIndex::Vector(v) => v.memory_usage(),
+                })
+                .sum::<usize>()
+    }
+
+    /// Entries across the non-vector field indexes (FT.INFO `num_records`).
+    pub fn records(&self) -> usize {
+        self.fields
+            .iter()
+            .map(|f| match f {
+                FieldIndex::Numeric(n) => n.len(),
+                FieldIndex::Tag(_) | FieldIndex::Text => self.docs.len(),
+                FieldIndex::Vector(v) => v.len(),
+            })
+            .sum()
+    }
+}
+
+/// Whether a value is of the kind the index covers.
+pub fn type_matches(key_type: KeyType, value: &Value) -> bool {
+    matches!(
+        (key_type, value),
+        (KeyType::Hash, Value::Hash(_)) | (KeyType::Json, Value::Json(_))
+    )
+}
+
+/// Sets one field of one document; false when the value could not be indexed (the
+/// field is then absent for that document).
+fn update_field(index: &mut FieldIndex, kind: &FieldKind, doc: u32, raw: Option<Raw<'_>>) -> bool {
+    match (index, kind) {
+        (FieldIndex::Numeric(n), _) => {
+            n.remove(doc);
+            match raw.map(|r| r.as_number()) {
+                None => true,
+                Some(Some(v)) => {
+                    n.insert(doc, v);
+                    true
+                }
+                Some(None) => false,
+            }
+        }
+        (FieldIndex::Tag(t), _) => {
+            t.remove(doc);
+            match raw.map(|r| r.as_tags(|s| t.split(s))) {
+                None => true,
+                Some(Some(tags)) => {
+                    t.insert(doc, tags);
+                    true
+                }
+                Some(None) => false,
+            }
+        }
+        (FieldIndex::Text, _) => true,
+        (FieldIndex::Vector(v), FieldKind::Vector(options)) => {
+            let Some(raw) = raw else {
+                let _ = v.remove(doc);
+                return true;
+            };
+            match raw.as_vector(options.dim) {
+                Some(vector) => match v.replace(doc, &vector) {
+                    Ok(()) => true,
+                    Err(_) => {
+                        let _ = v.remove(doc);
+                        false
+                    }
+                },
+                None => {
+                    let _ = v.remove(doc);
+                    false
+                }
+            }
+        }
+        (FieldIndex::Vector(_), FieldKind::Numeric | FieldKind::Tag(_) | FieldKind::Text) => false,
+    }
+}

@@ -1,0 +1,274 @@
+//! The whole engine as one byte stream: what Raft ships to a lagging replica and what a
+//! restart loads.
+//!
+//! Layout: `SHOALENG`, format version (u32), the keyspace, the indexes, a CRC32 of
+//! everything before it. Every length is checked against what is left before anything
+//! is allocated, so a truncated or corrupted stream is an error, never a panic or a
+//! huge allocation. Vector indexes travel in their own versioned format (shoal-index);
+//! tag and numeric indexes are rebuilt from the documents, which is cheap.
+
+use std::collections::VecDeque;
+
+use shoal_query::schema::parse_create;
+
+use crate::docs::DocTable;
+use crate::error::{EngineError, Result};
+use crate::keyspace::{Entry, HashValue, Value};
+use crate::search_index::{FieldIndex, SearchIndex};
+use crate::Engine;
+
+const MAGIC: &[u8; 8] = b"SHOALENG";
+const VERSION: u32 = 1;
+
+struct Out(Vec<u8>);
+
+impl Out {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.u64(b.len() as u64);
+        self.0.extend_from_slice(b);
+    }
+}
+
+struct In<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+fn corrupt(what: &str) -> EngineError {
+    EngineError::Snapshot(what.to_owned())
+}
+
+impl<'a> In<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.data.len())
+            .ok_or_else(|| corrupt("truncated"))?;
+        let out = &self.data[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    /// A count of items each at least `min_size` bytes long, checked against what is left.
+    fn count(&mut self, min_size: usize) -> Result<usize> {
+        let n = usize::try_from(self.u64()?).map_err(|_| corrupt("count"))?;
+        if n.saturating_mul(min_size.max(1)) > self.data.len() - self.pos {
+            return Err(corrupt("count exceeds the stream"));
+        }
+        Ok(n)
+    }
+    fn bytes(&mut self) -> Result<&'a [u8]> {
+        let n = self.count(1)?;
+        self.take(n)
+    }
+}
+
+impl Engine {
+    /// Serializes the engine.
+    pub fn snapshot(&self) -> Result<Vec<u8>> {
+        let mut out = Out(Vec::new());
+        out.0.extend_from_slice(MAGIC);
+        out.u32(VERSION);
+        let entries: Vec<(&[u8], &Entry)> = self.keyspace.iter(0).collect();
+        out.u64(entries.len() as u64);
+        for (key, entry) in entries {
+            out.bytes(key);
+            match entry.expires_at {
+                Some(t) => {
+                    out.u8(1);
+                    out.u64(t);
+                }
+                None => out.u8(0),
+            }
+            match &entry.value {
+                Value::Str(s) => {
+                    out.u8(0);
+                    out.bytes(s);
+                }
+                Value::Hash(h) => {
+                    out.u8(1);
+                    out.u64(h.len() as u64);
+                    for (k, v) in h {
+                        out.bytes(k);
+                        out.bytes(v);
+                    }
+                }
+                Value::Json(j) => {
+                    out.u8(2);
+                    out.bytes(&serde_json::to_vec(j).map_err(|e| corrupt(&e.to_string()))?);
+                }
+            }
+        }
+        out.u64(self.indexes.len() as u64);
+        for index in self.indexes.values() {
+            out.u64(index.definition.len() as u64);
+            for arg in &index.definition {
+                out.bytes(arg);
+            }
+            let (slots, free) = index.docs.parts();
+            out.u64(slots.len() as u64);
+            for slot in slots {
+                match slot {
+                    Some(k) => {
+                        out.u8(1);
+                        out.bytes(k);
+                    }
+                    None => out.u8(0),
+                }
+            }
+            out.u64(free.len() as u64);
+            for f in free {
+                out.u32(*f);
+            }
+            out.u64(index.failures);
+            out.u64(index.backfill.total as u64);
+            out.u64(index.backfill.done as u64);
+            out.u64(index.backfill.pending.len() as u64);
+            for key in &index.backfill.pending {
+                out.bytes(key);
+            }
+            for field in &index.fields {
+                if let FieldIndex::Vector(v) = field {
+                    let mut buf = Vec::new();
+                    v.serialize(&mut buf)
+                        .map_err(|e| EngineError::Index(e.to_string()))?;
+                    out.bytes(&buf);
+                }
+            }
+        }
+        let crc = crc32fast::hash(&out.0);
+        out.u32(crc);
+        Ok(out.0)
+    }
+
+    /// Rebuilds an engine from [`Engine::snapshot`]'s bytes.
+    pub fn restore(data: &[u8]) -> Result<Engine> {
+        if data.len() < MAGIC.len() + 8 {
+            return Err(corrupt("truncated"));
+        }
+        let (body, tail) = data.split_at(data.len() - 4);
+        let crc = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+        if crc32fast::hash(body) != crc {
+            return Err(corrupt("checksum mismatch"));
+        }
+        let mut r = In { data: body, pos: 0 };
+        if r.take(MAGIC.len())? != MAGIC {
+            return Err(corrupt("not a Shoal engine snapshot"));
+        }
+        let version = r.u32()?;
+        if version != VERSION {
+            return Err(corrupt(&format!("unsupported format version {version}")));
+        }
+        let mut engine = Engine::new();
+        let keys = r.count(10)?;
+        for _ in 0..keys {
+            let key = r.bytes()?.to_vec();
+            let expires_at = match r.u8()? {
+                0 => None,
+                1 => Some(r.u64()?),
+                _ => return Err(corrupt("expiry flag")),
+            };
+            let value = match r.u8()? {
+                0 => Value::Str(r.bytes()?.to_vec()),
+                1 => {
+                    let n = r.count(16)?;
+                    let mut h = HashValue::with_capacity(n);
+                    for _ in 0..n {
+                        let k = r.bytes()?.to_vec();
+                        let v = r.bytes()?.to_vec();
+                        h.insert(k, v);
+                    }
+                    Value::Hash(h)
+                }
+                2 => Value::Json(
+                    serde_json::from_slice(r.bytes()?).map_err(|e| corrupt(&e.to_string()))?,
+                ),
+                _ => return Err(corrupt("value type")),
+            };
+            engine.keyspace.insert(&key, Entry { value, expires_at });
+        }
+        let indexes = r.count(8)?;
+        for _ in 0..indexes {
+            let n = r.count(8)?;
+            let mut definition = Vec::with_capacity(n);
+            for _ in 0..n {
+                definition.push(r.bytes()?.to_vec());
+            }
+            let schema = parse_create(&definition).map_err(|e| corrupt(&e.to_string()))?;
+            let mut index = SearchIndex::create(schema, definition, &engine.keyspace, 0)?;
+            index.backfill.pending.clear();
+            let slots = r.count(1)?;
+            let mut keys = Vec::with_capacity(slots);
+            for _ in 0..slots {
+                keys.push(match r.u8()? {
+                    0 => None,
+                    1 => Some(r.bytes()?.to_vec()),
+                    _ => return Err(corrupt("slot flag")),
+                });
+            }
+            let free_n = r.count(4)?;
+            let mut free = Vec::with_capacity(free_n);
+            for _ in 0..free_n {
+                free.push(r.u32()?);
+            }
+            index.docs =
+                DocTable::from_parts(keys, free).ok_or_else(|| corrupt("document table"))?;
+            index.failures = r.u64()?;
+            index.backfill.total = usize::try_from(r.u64()?).map_err(|_| corrupt("backfill"))?;
+            index.backfill.done = usize::try_from(r.u64()?).map_err(|_| corrupt("backfill"))?;
+            let pending = r.count(8)?;
+            let mut queue = VecDeque::with_capacity(pending);
+            for _ in 0..pending {
+                queue.push_back(r.bytes()?.to_vec());
+            }
+            index.backfill.pending = queue;
+            for field in &mut index.fields {
+                if let FieldIndex::Vector(v) = field {
+                    let mut bytes = r.bytes()?;
+                    *v = shoal_index::deserialize(&mut bytes)
+                        .map_err(|e| corrupt(&format!("vector index: {e}")))?;
+                }
+            }
+            // Tags and numbers come back from the documents themselves.
+            let docs: Vec<(u32, Vec<u8>)> = index
+                .docs
+                .all()
+                .iter()
+                .filter_map(|d| index.docs.key(d).map(|k| (d, k.to_vec())))
+                .collect();
+            for (doc, key) in docs {
+                let Some(entry) = engine.keyspace.get(&key, 0) else {
+                    return Err(corrupt("indexed document missing from the keyspace"));
+                };
+                index.reload_doc(doc, &entry.value);
+            }
+            engine.indexes.insert(index.schema.name.clone(), index);
+        }
+        if r.pos != body.len() {
+            return Err(corrupt("trailing bytes"));
+        }
+        Ok(engine)
+    }
+}

@@ -1,0 +1,182 @@
+//! Replies: one [`Value`] tree, framed as RESP2 or RESP3 for the connection.
+//!
+//! The shapes differ only where RESP3 has a type RESP2 lacks: a map flattens to an
+//! array of alternating keys and values, a double and a verbatim string become bulk
+//! strings, a boolean an integer, null the null bulk string.
+
+use bytes::{Bytes, BytesMut};
+use redis_protocol::resp2::types::BytesFrame as Frame2;
+use redis_protocol::resp3::types::{BytesFrame as Frame3, FrameMap, VerbatimStringFormat};
+
+/// The protocol a connection negotiated with HELLO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    Resp2,
+    Resp3,
+}
+
+/// A reply before framing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Bytes),
+    Null,
+    Array(Vec<Value>),
+    Map(Vec<(Value, Value)>),
+    Double(f64),
+    Bool(bool),
+    Verbatim(String),
+}
+
+impl Value {
+    pub fn ok() -> Value {
+        Value::Simple("OK".into())
+    }
+
+    pub fn bulk(b: impl Into<Bytes>) -> Value {
+        Value::Bulk(b.into())
+    }
+}
+
+/// Appends `value`, framed for `protocol`, to `out`.
+pub fn encode(value: &Value, protocol: Protocol, out: &mut BytesMut) {
+    // Frames built here are always encodable; redis-protocol reports errors only for
+    // frames it cannot represent (e.g. a Hello frame in a reply), which never occur.
+    match protocol {
+        Protocol::Resp2 => {
+            let _ = redis_protocol::resp2::encode::extend_encode(out, &to_resp2(value), false);
+        }
+        Protocol::Resp3 => {
+            let _ = redis_protocol::resp3::encode::complete::extend_encode(
+                out,
+                &to_resp3(value),
+                false,
+            );
+        }
+    }
+}
+
+fn to_resp2(value: &Value) -> Frame2 {
+    match value {
+        Value::Simple(s) => Frame2::SimpleString(Bytes::from(s.clone())),
+        Value::Error(e) => Frame2::Error(e.as_str().into()),
+        Value::Int(i) => Frame2::Integer(*i),
+        Value::Bulk(b) => Frame2::BulkString(b.clone()),
+        Value::Null => Frame2::Null,
+        Value::Array(items) => Frame2::Array(items.iter().map(to_resp2).collect()),
+        Value::Map(pairs) => Frame2::Array(
+            pairs
+                .iter()
+                .flat_map(|(k, v)| [to_resp2(k), to_resp2(v)])
+                .collect(),
+        ),
+        Value::Double(d) => Frame2::BulkString(Bytes::from(format_double(*d))),
+        Value::Bool(b) => Frame2::Integer(i64::from(*b)),
+        Value::Verbatim(s) => Frame2::BulkString(Bytes::from(s.clone())),
+    }
+}
+
+fn to_resp3(value: &Value) -> Frame3 {
+    match value {
+        Value::Simple(s) => Frame3::SimpleString {
+            data: Bytes::from(s.clone()),
+            attributes: None,
+        },
+        Value::Error(e) => Frame3::SimpleError {
+            data: e.as_str().into(),
+            attributes: None,
+        },
+        Value::Int(i) => Frame3::Number {
+            data: *i,
+            attributes: None,
+        },
+        Value::Bulk(b) => Frame3::BlobString {
+            data: b.clone(),
+            attributes: None,
+        },
+        Value::Null => Frame3::Null,
+        Value::Array(items) => Frame3::Array {
+            data: items.iter().map(to_resp3).collect(),
+            attributes: None,
+        },
+        Value::Map(pairs) => {
+            let mut map = FrameMap::with_capacity(pairs.len());
+            for (k, v) in pairs {
+                map.insert(to_resp3(k), to_resp3(v));
+            }
+            Frame3::Map {
+                data: map,
+                attributes: None,
+            }
+        }
+        Value::Double(d) => Frame3::Double {
+            data: *d,
+            attributes: None,
+        },
+        Value::Bool(b) => Frame3::Boolean {
+            data: *b,
+            attributes: None,
+        },
+        Value::Verbatim(s) => Frame3::VerbatimString {
+            data: Bytes::from(s.clone()),
+            format: VerbatimStringFormat::Text,
+            attributes: None,
+        },
+    }
+}
+
+/// Doubles as Redis prints them in RESP2 (`%.17g`, shortest round trip here).
+fn format_double(d: f64) -> String {
+    if d.is_infinite() {
+        return if d > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    format!("{d}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(v: &Value, p: Protocol) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        encode(v, p, &mut out);
+        out.to_vec()
+    }
+
+    #[test]
+    fn maps_flatten_in_resp2_and_keep_order_in_resp3() {
+        let v = Value::Map(vec![
+            (Value::bulk("b"), Value::Int(1)),
+            (Value::bulk("a"), Value::Null),
+        ]);
+        assert_eq!(
+            bytes(&v, Protocol::Resp2),
+            b"*4\r\n$1\r\nb\r\n:1\r\n$1\r\na\r\n$-1\r\n"
+        );
+        assert_eq!(
+            bytes(&v, Protocol::Resp3),
+            b"%2\r\n$1\r\nb\r\n:1\r\n$1\r\na\r\n_\r\n"
+        );
+    }
+
+    #[test]
+    fn scalars() {
+        assert_eq!(bytes(&Value::ok(), Protocol::Resp2), b"+OK\r\n");
+        assert_eq!(
+            bytes(&Value::Error("ERR x".into()), Protocol::Resp3),
+            b"-ERR x\r\n"
+        );
+        assert_eq!(
+            bytes(&Value::Double(1.5), Protocol::Resp2),
+            b"$3\r\n1.5\r\n"
+        );
+        assert_eq!(bytes(&Value::Double(1.5), Protocol::Resp3), b",1.5\r\n");
+        assert_eq!(
+            bytes(&Value::Verbatim("a".into()), Protocol::Resp3),
+            b"=5\r\ntxt:a\r\n"
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! The Redis protocol at Shoal's edge: requests in, replies out, and the table of
+//! commands the server knows.
+//!
+//! Framing is redis-protocol's; this crate adds what a server needs around it: limits on
+//! what a client may declare before it is believed ([`decode::Limits`]), inline commands
+//! for people typing at a socket, reply encoding for RESP2 and RESP3 from one [`Value`]
+//! tree, and the command table (arity, flags, ACL categories) that COMMAND reports and
+//! the server checks before dispatching.
+
+pub mod commands;
+pub mod decode;
+pub mod encode;
+
+pub use commands::{lookup, Command, COMMANDS};
+pub use decode::{Decoder, Limits, RespError};
+pub use encode::{encode, Protocol, Value};

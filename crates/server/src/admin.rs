@@ -1,0 +1,291 @@
+//! Commands the node answers itself — the connection, the server, COMMAND, INFO, CONFIG —
+//! and the hand-off of reads to the engine.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use shoal_resp::{lookup, Protocol, Value, COMMANDS};
+
+use crate::connection::Client;
+use crate::convert::to_value;
+use crate::node::Node;
+
+/// Commands the connection or the node answer, not the engine.
+const NODE_COMMANDS: &[&str] = &[
+    "PING", "ECHO", "HELLO", "AUTH", "SELECT", "CLIENT", "QUIT", "RESET", "COMMAND", "INFO",
+    "CONFIG", "ACL", "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH",
+];
+
+pub fn is_engine_command(args: &[Vec<u8>]) -> bool {
+    args.first().is_some_and(|name| {
+        !NODE_COMMANDS
+            .iter()
+            .any(|c| c.as_bytes().eq_ignore_ascii_case(name))
+    })
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub fn answer(node: &Arc<Node>, client: &mut Client, name: &str, args: &[Bytes]) -> Value {
+    match name {
+        "PING" => match args.get(1) {
+            Some(msg) => Value::Bulk(msg.clone()),
+            None => Value::Simple("PONG".into()),
+        },
+        "ECHO" => Value::Bulk(args[1].clone()),
+        "HELLO" => hello(client, args),
+        "AUTH" => Value::Error(
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?".into(),
+        ),
+        "SELECT" => match args[1].as_ref() {
+            b"0" => Value::ok(),
+            _ => Value::Error("ERR DB index is out of range".into()),
+        },
+        "CLIENT" => client_command(client, args),
+        "QUIT" => {
+            client_closing(client);
+            Value::ok()
+        }
+        "RESET" => {
+            client.protocol = Protocol::Resp2;
+            client.name = None;
+            Value::Simple("RESET".into())
+        }
+        "COMMAND" => command(args),
+        "INFO" => {
+            let sections: Vec<String> = args[1..].iter().map(|a| text(a).to_ascii_lowercase()).collect();
+            let body = crate::info::render(node, &sections);
+            match client.protocol {
+                Protocol::Resp3 => Value::Verbatim(body),
+                Protocol::Resp2 => Value::Bulk(body.into()),
+            }
+        }
+        "CONFIG" => config(args),
+        "ACL" => match text(&args[1]).to_ascii_uppercase().as_str() {
+            "WHOAMI" => Value::bulk("default"),
+            "USERS" => Value::Array(vec![Value::bulk("default")]),
+            "CAT" => Value::Array(
+                [
+                    "keyspace", "read", "write", "string", "hash", "fast", "slow", "admin",
+                    "dangerous", "connection", "transaction", "search", "json",
+                ]
+                .iter()
+                .map(|c| Value::bulk(*c))
+                .collect(),
+            ),
+            other => Value::Error(format!(
+                "ERR unknown subcommand '{}'. Try ACL HELP.",
+                other.to_ascii_lowercase()
+            )),
+        },
+        _ => {
+            let owned: Vec<Vec<u8>> = args.iter().map(|b| b.to_vec()).collect();
+            to_value(node.read(&owned, client.protocol == Protocol::Resp3))
+        }
+    }
+}
+
+fn client_closing(client: &mut Client) {
+    client.mark_closing();
+}
+
+fn hello(client: &mut Client, args: &[Bytes]) -> Value {
+    let mut i = 1;
+    if let Some(version) = args.get(1) {
+        match version.as_ref() {
+            b"2" => client.protocol = Protocol::Resp2,
+            b"3" => client.protocol = Protocol::Resp3,
+            other => {
+                if text(other).parse::<i64>().is_err() {
+                    return Value::Error(
+                        "ERR Protocol version is not an integer or out of range".into(),
+                    );
+                }
+                return Value::Error("NOPROTO unsupported protocol version".into());
+            }
+        }
+        i = 2;
+    }
+    while i < args.len() {
+        match text(&args[i]).to_ascii_uppercase().as_str() {
+            "AUTH" if i + 2 < args.len() => {
+                // Only the default user exists until ACLs arrive; any credentials for it pass.
+                if text(&args[i + 1]) != "default" {
+                    return Value::Error(
+                        "WRONGPASS invalid username-password pair or user is disabled.".into(),
+                    );
+                }
+                i += 3;
+            }
+            "SETNAME" if i + 1 < args.len() => {
+                client.name = Some(text(&args[i + 1]));
+                i += 2;
+            }
+            _ => return Value::Error("ERR Syntax error in HELLO option".into()),
+        }
+    }
+    Value::Map(vec![
+        (Value::bulk("server"), Value::bulk("redis")),
+        (
+            Value::bulk("version"),
+            Value::bulk(crate::info::REDIS_VERSION),
+        ),
+        (
+            Value::bulk("proto"),
+            Value::Int(match client.protocol {
+                Protocol::Resp2 => 2,
+                Protocol::Resp3 => 3,
+            }),
+        ),
+        (Value::bulk("id"), Value::Int(client.id as i64)),
+        (Value::bulk("mode"), Value::bulk("standalone")),
+        (Value::bulk("role"), Value::bulk("master")),
+        (Value::bulk("modules"), modules()),
+    ])
+}
+
+/// The modules a client looking for search support expects to see listed.
+fn modules() -> Value {
+    Value::Array(vec![Value::Map(vec![
+        (Value::bulk("name"), Value::bulk("search")),
+        (Value::bulk("ver"), Value::Int(10000)),
+    ])])
+}
+
+fn client_command(client: &mut Client, args: &[Bytes]) -> Value {
+    let sub = text(&args[1]).to_ascii_uppercase();
+    match sub.as_str() {
+        "SETNAME" if args.len() == 3 => {
+            let name = text(&args[2]);
+            if name.contains(' ') || name.contains('\n') {
+                return Value::Error(
+                    "ERR Client names cannot contain spaces, newlines or special characters."
+                        .into(),
+                );
+            }
+            client.name = (!name.is_empty()).then_some(name);
+            Value::ok()
+        }
+        "GETNAME" => client
+            .name
+            .as_ref()
+            .map_or(Value::Null, |n| Value::bulk(n.clone())),
+        "ID" => Value::Int(client.id as i64),
+        "SETINFO" if args.len() == 4 => {
+            let value = text(&args[3]);
+            match text(&args[2]).to_ascii_uppercase().as_str() {
+                "LIB-NAME" => client.lib_name = Some(value),
+                "LIB-VER" => client.lib_ver = Some(value),
+                other => {
+                    return Value::Error(format!("ERR Unrecognized option '{other}'"));
+                }
+            }
+            Value::ok()
+        }
+        "INFO" => Value::bulk(client_line(client)),
+        "LIST" => Value::bulk(client_line(client)),
+        _ => Value::Error(format!(
+            "ERR unknown subcommand '{}'. Try CLIENT HELP.",
+            text(&args[1])
+        )),
+    }
+}
+
+fn client_line(client: &Client) -> String {
+    format!(
+        "id={} addr={} name={} lib-name={} lib-ver={} resp={}\n",
+        client.id,
+        client.addr,
+        client.name.as_deref().unwrap_or(""),
+        client.lib_name.as_deref().unwrap_or(""),
+        client.lib_ver.as_deref().unwrap_or(""),
+        match client.protocol {
+            Protocol::Resp2 => 2,
+            Protocol::Resp3 => 3,
+        }
+    )
+}
+
+fn command(args: &[Bytes]) -> Value {
+    let Some(sub) = args.get(1) else {
+        return Value::Array(COMMANDS.iter().map(|c| c.info()).collect());
+    };
+    match text(sub).to_ascii_uppercase().as_str() {
+        "COUNT" => Value::Int(COMMANDS.len() as i64),
+        "INFO" => Value::Array(
+            args[2..]
+                .iter()
+                .map(|n| lookup(n).map_or(Value::Null, |c| c.info()))
+                .collect(),
+        ),
+        "DOCS" => {
+            let pairs: Vec<(Value, Value)> = if args.len() > 2 {
+                args[2..]
+                    .iter()
+                    .filter_map(|n| lookup(n))
+                    .map(|c| {
+                        let [k, v] = c.docs();
+                        (k, v)
+                    })
+                    .collect()
+            } else {
+                COMMANDS
+                    .iter()
+                    .map(|c| {
+                        let [k, v] = c.docs();
+                        (k, v)
+                    })
+                    .collect()
+            };
+            Value::Map(pairs)
+        }
+        "LIST" => Value::Array(
+            COMMANDS
+                .iter()
+                .map(|c| Value::bulk(c.name.to_ascii_lowercase()))
+                .collect(),
+        ),
+        _ => Value::Error(format!(
+            "ERR unknown subcommand '{}'. Try COMMAND HELP.",
+            text(sub)
+        )),
+    }
+}
+
+fn config(args: &[Bytes]) -> Value {
+    match text(&args[1]).to_ascii_uppercase().as_str() {
+        "GET" => {
+            // The handful of parameters clients ask about, with Redis's defaults.
+            let known = [
+                ("maxmemory", "0"),
+                ("maxmemory-policy", "noeviction"),
+                ("appendonly", "no"),
+                ("save", ""),
+                ("databases", "1"),
+                ("timeout", "0"),
+                ("proto-max-bulk-len", "536870912"),
+            ];
+            let mut out = Vec::new();
+            for pattern in &args[2..] {
+                let matcher = text(pattern).to_ascii_lowercase();
+                for (k, v) in known {
+                    let hit = matcher == "*"
+                        || matcher == k
+                        || matcher.strip_suffix('*').is_some_and(|p| k.starts_with(p));
+                    if hit {
+                        out.push((Value::bulk(k), Value::bulk(v)));
+                    }
+                }
+            }
+            Value::Map(out)
+        }
+        "SET" => Value::Error("ERR CONFIG SET is not supported by Shoal yet".into()),
+        "RESETSTAT" => Value::ok(),
+        other => Value::Error(format!(
+            "ERR unknown subcommand '{}'. Try CONFIG HELP.",
+            other.to_ascii_lowercase()
+        )),
+    }
+}

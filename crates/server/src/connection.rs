@@ -1,0 +1,271 @@
+//! One client connection: read requests, answer them in order, write replies back.
+//!
+//! Every complete request in the input buffer is answered before the replies are
+//! written, so a pipelining client gets one write per read; runs of plain writes are
+//! applied under one engine lock. A protocol error is answered and the connection
+//! closed, as Redis does; nothing a client sends can affect another connection.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use shoal_resp::{encode, lookup, Decoder, Limits, Protocol, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::Instrument;
+
+use crate::convert::to_value;
+use crate::node::Node;
+
+/// Where a connection is in the MULTI/EXEC protocol.
+#[derive(Debug)]
+enum TransactionState {
+    None,
+    /// Queuing; `failed` once a queued command was rejected (EXEC then aborts).
+    Queuing {
+        commands: Vec<Vec<Vec<u8>>>,
+        failed: bool,
+    },
+}
+
+/// Per-connection state.
+#[derive(Debug)]
+pub struct Client {
+    pub id: u64,
+    pub protocol: Protocol,
+    pub name: Option<String>,
+    pub lib_name: Option<String>,
+    pub lib_ver: Option<String>,
+    pub addr: String,
+    transaction: TransactionState,
+    closing: bool,
+}
+
+impl Client {
+    /// QUIT: answer, then close.
+    pub fn mark_closing(&mut self) {
+        self.closing = true;
+    }
+}
+
+/// What to do with one request.
+enum Step {
+    /// A write to apply (may be batched with the writes around it).
+    Write(Vec<Vec<u8>>),
+    /// An answer, already known.
+    Reply(Value),
+}
+
+pub async fn serve(node: Arc<Node>, mut stream: TcpStream, limits: Limits) {
+    let addr = stream
+        .peer_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+    let mut client = Client {
+        id: node.client_id(),
+        protocol: Protocol::Resp2,
+        name: None,
+        lib_name: None,
+        lib_ver: None,
+        addr,
+        transaction: TransactionState::None,
+        closing: false,
+    };
+    node.counters
+        .connected_clients
+        .fetch_add(1, Ordering::Relaxed);
+    node.counters
+        .connections_received
+        .fetch_add(1, Ordering::Relaxed);
+    let span = tracing::debug_span!("connection", id = client.id, peer = %client.addr);
+    let _ = stream.set_nodelay(true);
+    run(&node, &mut stream, &mut client, limits)
+        .instrument(span)
+        .await;
+    node.counters
+        .connected_clients
+        .fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, limits: Limits) {
+    let decoder = Decoder::new(limits);
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut output = BytesMut::with_capacity(16 * 1024);
+    loop {
+        match stream.read_buf(&mut input).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let mut pending_writes: Vec<Vec<Vec<u8>>> = Vec::new();
+        loop {
+            let request = match decoder.decode(&mut input) {
+                Ok(Some(args)) => args,
+                Ok(None) => break,
+                Err(e) => {
+                    flush_writes(node, client, &mut pending_writes, &mut output);
+                    encode(&Value::Error(e.to_string()), client.protocol, &mut output);
+                    let _ = stream.write_all(&output).await;
+                    return;
+                }
+            };
+            if request.is_empty() {
+                continue;
+            }
+            node.counters
+                .commands_processed
+                .fetch_add(1, Ordering::Relaxed);
+            match step(node, client, request) {
+                Step::Write(args) => pending_writes.push(args),
+                Step::Reply(value) => {
+                    flush_writes(node, client, &mut pending_writes, &mut output);
+                    encode(&value, client.protocol, &mut output);
+                }
+            }
+            if client.closing {
+                break;
+            }
+        }
+        flush_writes(node, client, &mut pending_writes, &mut output);
+        if !output.is_empty() {
+            if stream.write_all(&output).await.is_err() {
+                return;
+            }
+            output.clear();
+        }
+        if client.closing {
+            return;
+        }
+    }
+}
+
+fn flush_writes(
+    node: &Node,
+    client: &Client,
+    pending: &mut Vec<Vec<Vec<u8>>>,
+    output: &mut BytesMut,
+) {
+    if pending.is_empty() {
+        return;
+    }
+    let batch = std::mem::take(pending);
+    let span = tracing::trace_span!("apply", commands = batch.len());
+    let _entered = span.enter();
+    for reply in node.apply_each(batch) {
+        encode(&to_value(reply), client.protocol, output);
+    }
+}
+
+fn owned(args: Vec<Bytes>) -> Vec<Vec<u8>> {
+    args.into_iter().map(|b| b.to_vec()).collect()
+}
+
+fn upper(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_ascii_uppercase()
+}
+
+/// Decides what a request needs.
+fn step(node: &Arc<Node>, client: &mut Client, request: Vec<Bytes>) -> Step {
+    let name = upper(&request[0]);
+    let _span = tracing::debug_span!("request", cmd = %name).entered();
+    let Some(command) = lookup(name.as_bytes()) else {
+        let args: Vec<String> = request[1..]
+            .iter()
+            .take(8)
+            .map(|a| format!("'{}'", String::from_utf8_lossy(a)))
+            .collect();
+        return reject(
+            client,
+            format!(
+                "ERR unknown command '{}', with args beginning with: {}",
+                String::from_utf8_lossy(&request[0]),
+                args.join(" ")
+            ),
+        );
+    };
+    if !command.arity_ok(request.len()) {
+        return reject(
+            client,
+            format!(
+                "ERR wrong number of arguments for '{}' command",
+                name.to_ascii_lowercase()
+            ),
+        );
+    }
+    // Inside MULTI everything but the transaction commands is queued.
+    if let TransactionState::Queuing { commands, .. } = &mut client.transaction {
+        match name.as_str() {
+            "EXEC" | "DISCARD" | "MULTI" | "WATCH" | "QUIT" | "RESET" => {}
+            _ => {
+                commands.push(owned(request));
+                return Step::Reply(Value::Simple("QUEUED".into()));
+            }
+        }
+    }
+    match name.as_str() {
+        "MULTI" => Step::Reply(match client.transaction {
+            TransactionState::Queuing { .. } => {
+                Value::Error("ERR MULTI calls can not be nested".into())
+            }
+            TransactionState::None => {
+                client.transaction = TransactionState::Queuing {
+                    commands: Vec::new(),
+                    failed: false,
+                };
+                Value::ok()
+            }
+        }),
+        "EXEC" => Step::Reply(
+            match std::mem::replace(&mut client.transaction, TransactionState::None) {
+                TransactionState::None => Value::Error("ERR EXEC without MULTI".into()),
+                TransactionState::Queuing { failed: true, .. } => Value::Error(
+                    "EXECABORT Transaction discarded because of previous errors.".into(),
+                ),
+                TransactionState::Queuing { commands, .. } => exec(node, client, commands),
+            },
+        ),
+        "DISCARD" => Step::Reply(
+            match std::mem::replace(&mut client.transaction, TransactionState::None) {
+                TransactionState::None => Value::Error("ERR DISCARD without MULTI".into()),
+                TransactionState::Queuing { .. } => Value::ok(),
+            },
+        ),
+        "WATCH" => Step::Reply(match client.transaction {
+            TransactionState::Queuing { .. } => {
+                Value::Error("ERR WATCH inside MULTI is not allowed".into())
+            }
+            TransactionState::None => Value::ok(),
+        }),
+        "UNWATCH" => Step::Reply(Value::ok()),
+        _ if command.is_write() => Step::Write(owned(request)),
+        _ => Step::Reply(crate::admin::answer(node, client, &name, &request)),
+    }
+}
+
+/// An error reply that, inside MULTI, also dooms the transaction.
+fn reject(client: &mut Client, message: String) -> Step {
+    if let TransactionState::Queuing { failed, .. } = &mut client.transaction {
+        *failed = true;
+    }
+    Step::Reply(Value::Error(message))
+}
+
+/// EXEC: engine commands apply as one log entry; connection commands in the queue are
+/// answered in place.
+fn exec(node: &Arc<Node>, client: &mut Client, commands: Vec<Vec<Vec<u8>>>) -> Value {
+    let engine_commands: Vec<Vec<Vec<u8>>> = commands
+        .iter()
+        .filter(|c| crate::admin::is_engine_command(c))
+        .cloned()
+        .collect();
+    let mut engine_replies = node.apply_batch(engine_commands).into_iter();
+    let mut out = Vec::with_capacity(commands.len());
+    for c in commands {
+        if crate::admin::is_engine_command(&c) {
+            out.push(engine_replies.next().map_or(Value::Null, to_value));
+        } else {
+            let args: Vec<Bytes> = c.into_iter().map(Bytes::from).collect();
+            let name = upper(&args[0]);
+            out.push(crate::admin::answer(node, client, &name, &args));
+        }
+    }
+    Value::Array(out)
+}

@@ -1,0 +1,132 @@
+//! INFO: Redis's sections plus the search sections of SPEC.md.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use shoal_engine::info::human_bytes;
+
+use crate::node::{now_ms, Node};
+
+/// The Redis version Shoal reports; clients gate features on it.
+pub const REDIS_VERSION: &str = "7.2.4";
+
+const DEFAULT: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "cluster",
+    "keyspace",
+    "search",
+];
+
+/// Resident set size of this process, from /proc (0 where unavailable).
+fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+pub fn render(node: &Arc<Node>, asked: &[String]) -> String {
+    let wanted = |section: &str| {
+        asked.is_empty()
+            || asked.iter().any(|a| {
+                a == section
+                    || a == "all"
+                    || a == "everything"
+                    || (a == "default" && DEFAULT.contains(&section))
+            })
+    };
+    let c = &node.counters;
+    let mut out = String::new();
+    let mut section = |title: &str, body: String| {
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        out.push_str(&format!("# {title}\r\n{body}"));
+    };
+    if wanted("server") {
+        section(
+            "Server",
+            format!(
+                "redis_version:{REDIS_VERSION}\r\nshoal_version:{}\r\nredis_mode:standalone\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\n",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::OS,
+                std::process::id(),
+                node.port,
+                node.started.elapsed().as_secs()
+            ),
+        );
+    }
+    if wanted("clients") {
+        section(
+            "Clients",
+            format!(
+                "connected_clients:{}\r\nblocked_clients:0\r\n",
+                c.connected_clients.load(Ordering::Relaxed)
+            ),
+        );
+    }
+    if wanted("memory") {
+        let (keyspace, search) = node.with_engine(|e| (e.keyspace_memory(), e.search_memory()));
+        let used = keyspace + search;
+        let rss = rss_bytes();
+        section(
+            "Memory",
+            format!(
+                "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_dataset:{keyspace}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\n",
+                human_bytes(used),
+                human_bytes(rss)
+            ),
+        );
+    }
+    if wanted("persistence") {
+        section(
+            "Persistence",
+            format!(
+                "loading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_last_save_time:{}\r\naof_enabled:0\r\n",
+                c.dirty.load(Ordering::Relaxed),
+                c.last_save_unix.load(Ordering::Relaxed)
+            ),
+        );
+    }
+    if wanted("stats") {
+        let expired = node.with_engine(|e| e.expired_keys());
+        section(
+            "Stats",
+            format!(
+                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\nexpired_keys:{expired}\r\n",
+                c.connections_received.load(Ordering::Relaxed),
+                c.commands_processed.load(Ordering::Relaxed)
+            ),
+        );
+    }
+    if wanted("replication") {
+        section(
+            "Replication",
+            "role:master\r\nconnected_slaves:0\r\n".into(),
+        );
+    }
+    if wanted("cpu") {
+        section("CPU", String::new());
+    }
+    if wanted("cluster") {
+        section("Cluster", "cluster_enabled:0\r\n".into());
+    }
+    if wanted("keyspace") {
+        section("Keyspace", node.with_engine(|e| e.info_keyspace(now_ms())));
+    }
+    if wanted("search") {
+        let active = c.active_queries.load(Ordering::Relaxed);
+        let body = node.with_engine(|e| e.info_search(active));
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        out.push_str(&body);
+    }
+    out
+}

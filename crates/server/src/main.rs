@@ -1,0 +1,131 @@
+//! `shoal`: runs a Shoal node.
+//!
+//! `shoal dev` serves RESP on one address with the whole keyspace in this process and a
+//! snapshot in `--data-dir` (until the Raft log of #4 makes every write durable).
+
+mod admin;
+mod connection;
+mod convert;
+mod info;
+mod node;
+mod persist;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use shoal_resp::Limits;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shoal",
+    version,
+    about = "A sharded vector search cluster that speaks Redis"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs one node serving RESP.
+    Dev(DevArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DevArgs {
+    /// Address to serve RESP on.
+    #[arg(long, default_value = "127.0.0.1:6379")]
+    resp: SocketAddr,
+    /// Directory for the snapshot; without it nothing is kept across restarts.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Seconds between snapshots (when something changed).
+    #[arg(long, default_value_t = 60)]
+    snapshot_interval: u64,
+    /// Longest argument a client may send, in bytes.
+    #[arg(long, default_value_t = 512 * 1024 * 1024)]
+    max_bulk_len: usize,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    match cli.command {
+        Command::Dev(args) => runtime.block_on(dev(args)),
+    }
+}
+
+async fn dev(args: DevArgs) -> Result<()> {
+    let listener = TcpListener::bind(args.resp)
+        .await
+        .with_context(|| format!("binding {}", args.resp))?;
+    let local = listener.local_addr()?;
+    let node = node::Node::open(args.data_dir.clone(), local.port())?;
+    node.spawn_background(Duration::from_secs(args.snapshot_interval.max(1)));
+    let limits = Limits {
+        max_bulk_len: args.max_bulk_len,
+        ..Limits::default()
+    };
+    tracing::info!(resp = %local, data_dir = ?args.data_dir, "shoal dev ready");
+    // The line tests and scripts wait for.
+    println!("shoal dev listening on {local}");
+
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(connection::serve(node.clone(), stream, limits));
+                }
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!("shutting down");
+    let saver = node.clone();
+    tokio::task::spawn_blocking(move || saver.save())
+        .await
+        .context("snapshot task")??;
+    tracing::info!("snapshot written, bye");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,111 @@
+"""Starts the real `shoal` binary for the client tests.
+
+Every test module gets its own server on a free loopback port with its own data
+directory; `SHOAL_BIN` points at the binary (the Makefile passes the one it built).
+"""
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+import redis
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def binary() -> str:
+    default = pathlib.Path(
+        os.environ.get("CARGO_TARGET_DIR", pathlib.Path.home() / ".cache/shoal-target")
+    ) / "debug" / "shoal"
+    path = os.environ.get("SHOAL_BIN", str(default))
+    if not os.path.exists(path):
+        pytest.fail(f"shoal binary not found at {path}; build it or set SHOAL_BIN")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A running `shoal dev` process."""
+
+    def __init__(self, data_dir: pathlib.Path):
+        self.data_dir = data_dir
+        self.port = None
+        self.proc = None
+
+    def start(self):
+        # The port is picked free just before binding; retry if another process takes it.
+        for _ in range(5):
+            self.port = free_port()
+            self.proc = subprocess.Popen(
+                [binary(), "dev", "--resp", f"127.0.0.1:{self.port}",
+                 "--data-dir", str(self.data_dir)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+            line = self.proc.stdout.readline()
+            if "listening" in line:
+                return self
+            self.proc.wait(timeout=10)
+        raise RuntimeError(f"shoal did not start: {self.proc.stderr.read()}")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def client(self, **kwargs) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("shoal")).start()
+    yield s
+    s.stop()
+
+
+def clean_client(server, **kwargs):
+    """A client on an empty server: no keys, no indexes."""
+    client = server.client(**kwargs)
+    client.flushall()
+    for name in client.execute_command("FT._LIST"):
+        client.execute_command("FT.DROPINDEX", name)
+    return client
+
+
+@pytest.fixture
+def r(server):
+    """redis-py as users get it: its default protocol (RESP3 in redis-py 8)."""
+    client = server.client()
+    client.flushall()
+    for name in client.execute_command("FT._LIST"):
+        client.execute_command("FT.DROPINDEX", name)
+    yield client
+    client.close()
+
+
+def wait_ready(client, index, timeout=30.0):
+    """Waits until an index's backfill is done."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        info = client.ft(index).info()
+        if info.get("state") in ("ready", b"ready"):
+            return info
+        time.sleep(0.05)
+    raise TimeoutError(f"index {index} still backfilling")
