@@ -75,7 +75,21 @@ pub struct SearchIndex {
     /// Field values that could not be indexed (wrong vector size, not a number, ...).
     pub failures: u64,
     pub backfill: Backfill,
+    /// Vector changes not yet applied to the vector indexes (see [`Self::flush_vectors`]).
+    pending: Vec<PendingVector>,
 }
+
+/// One deferred change of one document's vector in one field: set it, or remove it.
+#[derive(Debug)]
+struct PendingVector {
+    field: usize,
+    doc: u32,
+    vector: Option<Vec<f32>>,
+}
+
+/// Fewer additions than this are made on the calling thread: starting threads costs
+/// more than it saves.
+const PARALLEL_MIN: usize = 64;
 
 impl SearchIndex {
     /// Creates the index and, unless SKIPINITIALSCAN, queues the covered keys that exist
@@ -147,6 +161,7 @@ impl SearchIndex {
             fields,
             failures: 0,
             backfill,
+            pending: Vec::new(),
         })
     }
 
@@ -201,6 +216,24 @@ impl SearchIndex {
                     continue;
                 }
             }
+            if let FieldKind::Vector(options) = &field.kind {
+                let vector = match after {
+                    None => None,
+                    Some(raw) => {
+                        let parsed = raw.as_vector(options.dim);
+                        if parsed.is_none() {
+                            self.failures += 1;
+                        }
+                        parsed
+                    }
+                };
+                self.pending.push(PendingVector {
+                    field: position,
+                    doc,
+                    vector,
+                });
+                continue;
+            }
             let ok = update_field(&mut self.fields[position], &field.kind, doc, after);
             if !ok {
                 self.failures += 1;
@@ -224,17 +257,89 @@ impl SearchIndex {
         let Some(doc) = self.docs.release(key) else {
             return;
         };
-        for field in &mut self.fields {
+        for (position, field) in self.fields.iter_mut().enumerate() {
             match field {
                 FieldIndex::Numeric(n) => n.remove(doc),
                 FieldIndex::Tag(t) => t.remove(doc),
                 FieldIndex::Text => {}
-                FieldIndex::Vector(v) => {
-                    // Absent when its value never indexed; nothing else can fail here.
-                    let _ = v.remove(doc);
-                }
+                FieldIndex::Vector(_) => self.pending.push(PendingVector {
+                    field: position,
+                    doc,
+                    vector: None,
+                }),
             }
         }
+    }
+
+    /// Applies the deferred vector changes: the last change of each (field, document)
+    /// wins, removals first, then additions — on several threads for a large batch.
+    ///
+    /// Deferring lets a pipeline of HSETs insert its vectors in parallel while the
+    /// keyspace, tags and numbers stay strictly sequential. Nothing reads in between:
+    /// the engine flushes before any read and before `apply` returns. The graph that
+    /// results may differ between replicas (insertion order); its contents do not.
+    // #[PerformanceCriticalPath]: every vector write ends here.
+    pub(crate) fn flush_vectors(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let mut last: std::collections::HashMap<(usize, u32), usize> =
+            std::collections::HashMap::with_capacity(pending.len());
+        for (i, p) in pending.iter().enumerate() {
+            last.insert((p.field, p.doc), i);
+        }
+        let mut keep: Vec<usize> = last.into_values().collect();
+        keep.sort_unstable();
+        let mut additions: Vec<&PendingVector> = Vec::with_capacity(keep.len());
+        for i in keep {
+            let p = &pending[i];
+            match (&self.fields[p.field], &p.vector) {
+                (FieldIndex::Vector(v), None) => {
+                    // Absent when its value never indexed; nothing else can fail here.
+                    let _ = v.remove(p.doc);
+                }
+                (FieldIndex::Vector(_), Some(_)) => additions.push(p),
+                (FieldIndex::Numeric(_) | FieldIndex::Tag(_) | FieldIndex::Text, _) => {}
+            }
+        }
+        // Neighbours written one after another (a document's chunks, a time series) are
+        // often near each other; two threads inserting near neighbours at once may each
+        // miss the other and one can end up unreachable. A fixed pseudo-random order
+        // makes concurrent insertions unlikely to be neighbours.
+        additions.sort_by_key(|p| hash_key(&p.doc.to_le_bytes()));
+        let failures = std::sync::atomic::AtomicU64::new(0);
+        let fields = &self.fields;
+        let add = |p: &PendingVector| {
+            let (FieldIndex::Vector(v), Some(vector)) = (&fields[p.field], &p.vector) else {
+                return;
+            };
+            if v.replace(p.doc, vector).is_err() {
+                // NaN components or a zero vector under COSINE: the field is absent.
+                let _ = v.remove(p.doc);
+                failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(8);
+        if additions.len() < PARALLEL_MIN || threads == 1 {
+            additions.iter().for_each(|p| add(p));
+        } else {
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            std::thread::scope(|scope| {
+                for _ in 0..threads {
+                    scope.spawn(|| loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(p) = additions.get(i) else {
+                            break;
+                        };
+                        add(p);
+                    });
+                }
+            });
+        }
+        self.failures += failures.into_inner();
     }
 
     /// Vectors held by the vector fields.
@@ -311,25 +416,7 @@ fn update_field(index: &mut FieldIndex, kind: &FieldKind, doc: u32, raw: Option<
             }
         }
         (FieldIndex::Text, _) => true,
-        (FieldIndex::Vector(v), FieldKind::Vector(options)) => {
-            let Some(raw) = raw else {
-                let _ = v.remove(doc);
-                return true;
-            };
-            match raw.as_vector(options.dim) {
-                Some(vector) => match v.replace(doc, &vector) {
-                    Ok(()) => true,
-                    Err(_) => {
-                        let _ = v.remove(doc);
-                        false
-                    }
-                },
-                None => {
-                    let _ = v.remove(doc);
-                    false
-                }
-            }
-        }
-        (FieldIndex::Vector(_), FieldKind::Numeric | FieldKind::Tag(_) | FieldKind::Text) => false,
+        // Vectors go through `pending` and `flush_vectors`.
+        (FieldIndex::Vector(_), _) => true,
     }
 }

@@ -72,10 +72,11 @@ impl Node {
         let now = now_ms();
         let mut engine = self.engine.write();
         let n = commands.len() as u64;
-        let replies = commands
+        let writes: Vec<Write> = commands
             .into_iter()
-            .flat_map(|args| engine.apply(&Write::single(now, args)))
+            .map(|args| Write::single(now, args))
             .collect();
+        let replies = engine.apply_many(&writes).into_iter().flatten().collect();
         self.counters.dirty.fetch_add(n, Ordering::Relaxed);
         replies
     }

@@ -104,6 +104,8 @@ pub(crate) fn execute(engine: &mut Engine, args: &[Vec<u8>], now: u64) -> Reply 
         "FT.CREATE" => ft::create(engine, &a, now),
         "FT.DROPINDEX" | "FT.DROP" => ft::dropindex(engine, &a, now),
         _ => {
+            // A read inside a transaction sees every write before it.
+            engine.flush_vectors();
             return read(
                 engine,
                 args,
@@ -111,7 +113,7 @@ pub(crate) fn execute(engine: &mut Engine, args: &[Vec<u8>], now: u64) -> Reply 
                     now_ms: now,
                     resp3: false,
                 },
-            )
+            );
         }
     };
     result.unwrap_or_else(|e| Reply::Error(e.to_string()))

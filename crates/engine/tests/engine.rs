@@ -1,0 +1,364 @@
+//! The engine as a state machine: determinism, snapshots, expiry, backfill, the planner.
+
+use shoal_engine::{Engine, ReadContext, Reply, Write};
+
+fn cmd(parts: &[&[u8]]) -> Vec<Vec<u8>> {
+    parts.iter().map(|p| p.to_vec()).collect()
+}
+
+fn s(text: &str) -> Vec<Vec<u8>> {
+    text.split_whitespace()
+        .map(|t| t.as_bytes().to_vec())
+        .collect()
+}
+
+fn blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn bulk(r: &Reply) -> Vec<u8> {
+    let Reply::Bulk(b) = r else {
+        panic!("not a bulk string: {r:?}")
+    };
+    b.clone()
+}
+
+fn apply(e: &mut Engine, now: u64, args: Vec<Vec<u8>>) -> Reply {
+    e.apply(&Write::single(now, args)).remove(0)
+}
+
+fn read(e: &Engine, now: u64, args: Vec<Vec<u8>>) -> Reply {
+    e.query(
+        &args,
+        ReadContext {
+            now_ms: now,
+            resp3: false,
+        },
+    )
+}
+
+/// A deterministic stream of writes touching every kind of value and index.
+fn workload(seed: u64, n: usize) -> Vec<Write> {
+    let mut x = seed;
+    let mut next = || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        x >> 33
+    };
+    let mut writes = vec![Write::single(
+        1,
+        s("FT.CREATE idx ON HASH PREFIX 1 d: SCHEMA v VECTOR HNSW 6 TYPE FLOAT32 DIM 4 DISTANCE_METRIC L2 t TAG n NUMERIC"),
+    )];
+    for i in 0..n {
+        let now = 10 + i as u64;
+        let key = format!("d:{}", next() % 200);
+        let write = match next() % 10 {
+            0 => Write::single(now, s(&format!("DEL {key}"))),
+            1 => Write::single(now, s(&format!("PEXPIRE {key} {}", next() % 50))),
+            2 => Write::single(now, s(&format!("HDEL {key} t"))),
+            3 => Write::single(
+                now,
+                cmd(&[
+                    b"JSON.SET",
+                    format!("j:{}", next() % 20).as_bytes(),
+                    b"$",
+                    b"{\"a\":[1,2]}",
+                ]),
+            ),
+            _ => {
+                let v: Vec<f32> = (0..4).map(|_| (next() % 100) as f32).collect();
+                Write::single(
+                    now,
+                    cmd(&[
+                        b"HSET",
+                        key.as_bytes(),
+                        b"v",
+                        &blob(&v),
+                        b"t",
+                        format!("tag{}", next() % 5).as_bytes(),
+                        b"n",
+                        format!("{}", next() % 1000).as_bytes(),
+                    ]),
+                )
+            }
+        };
+        writes.push(write);
+    }
+    writes
+}
+
+#[test]
+fn same_writes_same_state() {
+    let writes = workload(7, 3000);
+    let mut a = Engine::new();
+    let mut b = Engine::new();
+    for w in &writes {
+        a.apply(w);
+    }
+    // The other replica applies the same log in batches of varying size.
+    for chunk in writes.chunks(97) {
+        b.apply_many(chunk);
+    }
+    assert_eq!(a.digest(), b.digest());
+    let now = 10_000;
+    for q in ["@t:{tag1}", "@n:[100 (500]", "-@t:{tag2}"] {
+        let args = cmd(&[
+            b"FT.SEARCH",
+            b"idx",
+            q.as_bytes(),
+            b"NOCONTENT",
+            b"LIMIT",
+            b"0",
+            b"1000",
+        ]);
+        assert_eq!(read(&a, now, args.clone()), read(&b, now, args), "{q}");
+    }
+    let mut c = Engine::new();
+    for w in &workload(8, 3000) {
+        c.apply(w);
+    }
+    assert_ne!(a.digest(), c.digest(), "the digest must see differences");
+}
+
+#[test]
+fn snapshot_round_trip_keeps_everything() {
+    let mut e = Engine::new();
+    for w in &workload(11, 2000) {
+        e.apply(w);
+    }
+    apply(
+        &mut e,
+        5000,
+        s("FT.CREATE late PREFIX 1 d: SCHEMA n NUMERIC"),
+    );
+    let bytes = e.snapshot().unwrap();
+    let r = Engine::restore(&bytes).unwrap();
+    assert_eq!(e.digest(), r.digest());
+    let q = blob(&[10.0, 20.0, 30.0, 40.0]);
+    let args = cmd(&[
+        b"FT.SEARCH",
+        b"idx",
+        b"*=>[KNN 5 @v $q]",
+        b"PARAMS",
+        b"2",
+        b"q",
+        &q,
+        b"DIALECT",
+        b"2",
+    ]);
+    assert_eq!(read(&e, 6000, args.clone()), read(&r, 6000, args));
+    let args = cmd(&[
+        b"FT.SEARCH",
+        b"idx",
+        b"@t:{tag3} @n:[0 600]",
+        b"NOCONTENT",
+        b"LIMIT",
+        b"0",
+        b"500",
+    ]);
+    assert_eq!(read(&e, 6000, args.clone()), read(&r, 6000, args));
+    // Snapshot of a snapshot is byte-identical: nothing depends on history.
+    assert_eq!(r.snapshot().unwrap(), bytes);
+}
+
+#[test]
+fn corrupt_snapshots_are_errors() {
+    let mut e = Engine::new();
+    for w in &workload(3, 300) {
+        e.apply(w);
+    }
+    let bytes = e.snapshot().unwrap();
+    for cut in (0..bytes.len()).step_by(bytes.len() / 97 + 1) {
+        assert!(
+            Engine::restore(&bytes[..cut]).is_err(),
+            "truncated at {cut}"
+        );
+    }
+    for pos in (0..bytes.len()).step_by(bytes.len() / 61 + 1) {
+        let mut bad = bytes.clone();
+        bad[pos] ^= 0x40;
+        assert!(Engine::restore(&bad).is_err(), "flipped at {pos}");
+    }
+}
+
+#[test]
+fn expiry_travels_with_the_write_time() {
+    let mut e = Engine::new();
+    apply(&mut e, 0, s("FT.CREATE idx PREFIX 1 k: SCHEMA n NUMERIC"));
+    apply(&mut e, 1000, s("HSET k:1 n 5"));
+    apply(&mut e, 1000, s("PEXPIRE k:1 100"));
+    assert_eq!(read(&e, 1099, s("EXISTS k:1")), Reply::Int(1));
+    // A read at a later time already hides the key; only a write removes it.
+    assert_eq!(read(&e, 1100, s("EXISTS k:1")), Reply::Int(0));
+    assert_eq!(e.index("idx").unwrap().docs.len(), 1);
+    e.apply(&Write {
+        now_ms: 1100,
+        commands: Vec::new(),
+    });
+    assert_eq!(e.index("idx").unwrap().docs.len(), 0);
+    assert_eq!(e.expired_keys(), 1);
+}
+
+#[test]
+fn backfill_indexes_existing_keys_and_reports_progress() {
+    let mut e = Engine::new();
+    for i in 0..100 {
+        apply(&mut e, 1, s(&format!("HSET k:{i} n {i}")));
+    }
+    apply(&mut e, 2, s("FT.CREATE idx PREFIX 1 k: SCHEMA n NUMERIC"));
+    let index = e.index("idx").unwrap();
+    assert!(index.backfill.in_progress());
+    assert_eq!(index.docs.len(), 0);
+    // A write during backfill is indexed at once; a delete is not resurrected.
+    apply(&mut e, 3, s("HSET k:5 n 500"));
+    apply(&mut e, 3, s("DEL k:6"));
+    assert!(e.backfill(40, 4));
+    assert!((e.index("idx").unwrap().backfill.percent() - 0.4).abs() < 1e-9);
+    while e.backfill(40, 4) {}
+    let index = e.index("idx").unwrap();
+    assert_eq!(index.docs.len(), 99);
+    let hits = read(
+        &e,
+        5,
+        cmd(&[b"FT.SEARCH", b"idx", b"@n:[500 500]", b"NOCONTENT"]),
+    );
+    assert_eq!(
+        hits,
+        Reply::Array(vec![Reply::Int(1), Reply::Bulk(b"k:5".to_vec())])
+    );
+}
+
+#[test]
+fn a_big_batch_inserts_every_vector() {
+    let mut e = Engine::new();
+    apply(&mut e, 0, s("FT.CREATE idx PREFIX 1 d: SCHEMA v VECTOR HNSW 6 TYPE FLOAT32 DIM 2 DISTANCE_METRIC L2"));
+    let writes: Vec<Write> = (0..2000)
+        .map(|i| {
+            Write::single(
+                1,
+                cmd(&[
+                    b"HSET",
+                    format!("d:{i}").as_bytes(),
+                    b"v",
+                    &blob(&[i as f32, 0.0]),
+                ]),
+            )
+        })
+        .chain(std::iter::once(Write::single(1, s("DEL d:7"))))
+        .chain(std::iter::once(Write::single(
+            1,
+            cmd(&[b"HSET", b"d:9", b"v", &blob(&[f32::NAN, 0.0])]),
+        )))
+        .collect();
+    e.apply_many(&writes);
+    let index = e.index("idx").unwrap();
+    assert_eq!(index.vectors(), 1998);
+    assert_eq!(index.failures, 1);
+    for target in [0.0f32, 7.0, 1234.0] {
+        let q = blob(&[target, 0.0]);
+        let reply = read(
+            &e,
+            2,
+            cmd(&[
+                b"FT.SEARCH",
+                b"idx",
+                b"*=>[KNN 2 @v $q EF_RUNTIME 100]",
+                b"PARAMS",
+                b"2",
+                b"q",
+                &q,
+                b"NOCONTENT",
+                b"DIALECT",
+                b"2",
+            ]),
+        );
+        let Reply::Array(items) = reply else {
+            panic!("{reply:?}")
+        };
+        let got: Vec<Vec<u8>> = items[1..]
+            .iter()
+            .map(bulk)
+            .collect();
+        // d:7 was deleted: its two neighbours tie.
+        let want: Vec<Vec<u8>> = match target as u32 {
+            7 => vec![b"d:6".to_vec(), b"d:8".to_vec()],
+            t => vec![format!("d:{t}").into_bytes()],
+        };
+        assert!(want.iter().all(|w| got.contains(w)), "{target}: {got:?}");
+    }
+}
+
+#[test]
+fn selective_and_broad_filters_agree_with_brute_force() {
+    // 2,000 documents on a line; tag `rare` on 1% of them, `common` on half.
+    let mut e = Engine::new();
+    apply(&mut e, 0, s("FT.CREATE idx PREFIX 1 d: SCHEMA v VECTOR HNSW 6 TYPE FLOAT32 DIM 2 DISTANCE_METRIC L2 t TAG"));
+    let writes: Vec<Write> = (0..2000)
+        .map(|i| {
+            let tag = if i % 100 == 0 {
+                "rare,common"
+            } else if i % 2 == 0 {
+                "common"
+            } else {
+                "other"
+            };
+            let angle = i as f32 * 0.01;
+            Write::single(
+                1,
+                cmd(&[
+                    b"HSET",
+                    format!("d:{i}").as_bytes(),
+                    b"v",
+                    &blob(&[angle.cos() * i as f32, angle.sin() * i as f32]),
+                    b"t",
+                    tag.as_bytes(),
+                ]),
+            )
+        })
+        .collect();
+    e.apply_many(&writes);
+    let point = |i: usize| {
+        let angle = i as f32 * 0.01;
+        [angle.cos() * i as f32, angle.sin() * i as f32]
+    };
+    for (tag, keep) in [("rare", 100usize), ("common", 2)] {
+        let q = [300.0f32, 40.0];
+        let mut want: Vec<(f32, usize)> = (0..2000)
+            .filter(|i| i % keep == 0)
+            .map(|i| {
+                let p = point(i);
+                ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2), i)
+            })
+            .collect();
+        want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let want: Vec<Vec<u8>> = want
+            .iter()
+            .take(10)
+            .map(|(_, i)| format!("d:{i}").into_bytes())
+            .collect();
+        let query = format!("@t:{{{tag}}}=>[KNN 10 @v $q EF_RUNTIME 200]");
+        let reply = read(
+            &e,
+            2,
+            cmd(&[
+                b"FT.SEARCH",
+                b"idx",
+                query.as_bytes(),
+                b"PARAMS",
+                b"2",
+                b"q",
+                &blob(&q),
+                b"NOCONTENT",
+                b"DIALECT",
+                b"2",
+            ]),
+        );
+        let Reply::Array(items) = reply else { panic!() };
+        let got: Vec<Vec<u8>> = items[1..]
+            .iter()
+            .map(bulk)
+            .collect();
+        assert_eq!(got, want, "{tag}");
+    }
+}
