@@ -62,6 +62,56 @@ impl Slot {
     }
 }
 
+/// A slot to look up without building one: lookups happen on every command, and a
+/// `Slot` would copy the key. `Slot` borrows as this trait object and both order by
+/// (hash, key), which is what `BTreeMap` needs of a borrowed key.
+trait SlotKey {
+    fn parts(&self) -> (u64, &[u8]);
+}
+
+impl SlotKey for Slot {
+    fn parts(&self) -> (u64, &[u8]) {
+        (self.hash, &self.key)
+    }
+}
+
+impl SlotKey for (u64, &[u8]) {
+    fn parts(&self) -> (u64, &[u8]) {
+        *self
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn SlotKey + 'a> for Slot {
+    fn borrow(&self) -> &(dyn SlotKey + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn SlotKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn SlotKey + '_ {}
+
+impl PartialOrd for dyn SlotKey + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn SlotKey + '_ {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.parts().cmp(&other.parts())
+    }
+}
+
+/// The borrowed lookup key of `key`.
+fn probe(key: &[u8]) -> (u64, &[u8]) {
+    (hash_key(key), key)
+}
+
 /// The stable hash that orders the keyspace.
 pub fn hash_key(key: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(key)
@@ -82,37 +132,52 @@ impl Keyspace {
     /// The live entry of `key` at `now` (an expired key reads as absent).
     pub fn get(&self, key: &[u8], now: u64) -> Option<&Entry> {
         self.map
-            .get(&Slot::of(key))
+            .get(&probe(key) as &dyn SlotKey)
             .filter(|e| e.expires_at.is_none_or(|t| t > now))
     }
 
     /// The live entry of `key`, mutably. Writers have already removed due keys.
     pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
         self.map
-            .get_mut(&Slot::of(key))
+            .get_mut(&probe(key) as &dyn SlotKey)
             .filter(|e| e.expires_at.is_none_or(|t| t > now))
     }
 
     /// Stores `entry` under `key`, returning what was there.
     pub fn insert(&mut self, key: &[u8], entry: Entry) -> Option<Entry> {
-        let slot = Slot::of(key);
+        let probe = probe(key);
+        if let Some(current) = self.map.get_mut(&probe as &dyn SlotKey) {
+            let old = std::mem::replace(current, entry);
+            let expires_at = current.expires_at;
+            if old.expires_at != expires_at {
+                let slot = Slot {
+                    hash: probe.0,
+                    key: key.to_vec(),
+                };
+                if let Some(t) = old.expires_at {
+                    self.expiries.remove(&(t, slot.clone()));
+                }
+                if let Some(t) = expires_at {
+                    self.expiries.insert((t, slot));
+                }
+            }
+            return Some(old);
+        }
+        let slot = Slot {
+            hash: probe.0,
+            key: key.to_vec(),
+        };
         if let Some(t) = entry.expires_at {
             self.expiries.insert((t, slot.clone()));
         }
-        let old = self.map.insert(slot.clone(), entry);
-        if let Some(t) = old.as_ref().and_then(|o| o.expires_at) {
-            if self.map.get(&slot).and_then(|e| e.expires_at) != Some(t) {
-                self.expiries.remove(&(t, slot));
-            }
-        }
-        old
+        self.map.insert(slot, entry);
+        None
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let slot = Slot::of(key);
-        let old = self.map.remove(&slot)?;
+        let old = self.map.remove(&probe(key) as &dyn SlotKey)?;
         if let Some(t) = old.expires_at {
-            self.expiries.remove(&(t, slot));
+            self.expiries.remove(&(t, Slot::of(key)));
         }
         Some(old)
     }

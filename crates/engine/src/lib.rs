@@ -120,8 +120,9 @@ impl Engine {
     }
 
     /// Answers a read. Write commands are refused (they must go through `apply`).
-    pub fn query(&self, args: &[Vec<u8>], ctx: ReadContext) -> Reply {
-        commands::read(self, args, ctx)
+    pub fn query<A: AsRef<[u8]>>(&self, args: &[A], ctx: ReadContext) -> Reply {
+        let refs: Vec<&[u8]> = args.iter().map(AsRef::as_ref).collect();
+        commands::read(self, &refs, ctx)
     }
 
     /// Removes keys whose time has come, and their documents.

@@ -276,10 +276,7 @@ fn a_big_batch_inserts_every_vector() {
         let Reply::Array(items) = reply else {
             panic!("{reply:?}")
         };
-        let got: Vec<Vec<u8>> = items[1..]
-            .iter()
-            .map(bulk)
-            .collect();
+        let got: Vec<Vec<u8>> = items[1..].iter().map(bulk).collect();
         // d:7 was deleted: its two neighbours tie.
         let want: Vec<Vec<u8>> = match target as u32 {
             7 => vec![b"d:6".to_vec(), b"d:8".to_vec()],
@@ -355,10 +352,7 @@ fn selective_and_broad_filters_agree_with_brute_force() {
             ]),
         );
         let Reply::Array(items) = reply else { panic!() };
-        let got: Vec<Vec<u8>> = items[1..]
-            .iter()
-            .map(bulk)
-            .collect();
+        let got: Vec<Vec<u8>> = items[1..].iter().map(bulk).collect();
         assert_eq!(got, want, "{tag}");
     }
 }

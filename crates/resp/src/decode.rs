@@ -77,10 +77,12 @@ impl Decoder {
                     other => return Ok(other),
                 }
             }
-            self.check_pending(buf)?;
             return match decode_bytes_mut(buf) {
                 Ok(Some((frame, _, _))) => self.arguments(frame).map(Some),
                 Ok(None) => {
+                    // Incomplete: believe the declared lengths only if they are within
+                    // the limits, before waiting for more.
+                    self.check_pending(buf)?;
                     if buf.len() > self.limits.max_buffer {
                         return Err(RespError::BufferFull(self.limits.max_buffer));
                     }
@@ -100,11 +102,16 @@ impl Decoder {
         items
             .into_iter()
             .map(|item| match item {
-                BytesFrame::BulkString(b) | BytesFrame::SimpleString(b) => Ok(b),
-                BytesFrame::Integer(i) => Ok(Bytes::from(i.to_string())),
-                BytesFrame::Error(_) | BytesFrame::Array(_) | BytesFrame::Null => Err(
-                    RespError::Malformed("expected an array of bulk strings".into()),
-                ),
+                BytesFrame::BulkString(b) if b.len() > self.limits.max_bulk_len => {
+                    Err(RespError::BulkLength)
+                }
+                BytesFrame::BulkString(b) => Ok(b),
+                // Requests are arrays of bulk strings; Redis refuses anything else.
+                BytesFrame::SimpleString(_) => Err(RespError::ExpectedBulk('+')),
+                BytesFrame::Integer(_) => Err(RespError::ExpectedBulk(':')),
+                BytesFrame::Error(_) => Err(RespError::ExpectedBulk('-')),
+                BytesFrame::Array(_) => Err(RespError::ExpectedBulk('*')),
+                BytesFrame::Null => Err(RespError::ExpectedBulk('$')),
             })
             .collect()
     }

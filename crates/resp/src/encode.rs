@@ -19,7 +19,8 @@ pub enum Protocol {
 /// A reply before framing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
-    Simple(String),
+    /// A status line; `Bytes` so that `OK`, `QUEUED` and `PONG` cost no allocation.
+    Simple(Bytes),
     Error(String),
     Int(i64),
     Bulk(Bytes),
@@ -33,7 +34,11 @@ pub enum Value {
 
 impl Value {
     pub fn ok() -> Value {
-        Value::Simple("OK".into())
+        Value::Simple(Bytes::from_static(b"OK"))
+    }
+
+    pub fn simple(text: impl Into<String>) -> Value {
+        Value::Simple(Bytes::from(text.into()))
     }
 
     pub fn bulk(b: impl Into<Bytes>) -> Value {
@@ -61,7 +66,7 @@ pub fn encode(value: &Value, protocol: Protocol, out: &mut BytesMut) {
 
 fn to_resp2(value: &Value) -> Frame2 {
     match value {
-        Value::Simple(s) => Frame2::SimpleString(Bytes::from(s.clone())),
+        Value::Simple(s) => Frame2::SimpleString(s.clone()),
         Value::Error(e) => Frame2::Error(e.as_str().into()),
         Value::Int(i) => Frame2::Integer(*i),
         Value::Bulk(b) => Frame2::BulkString(b.clone()),
@@ -82,7 +87,7 @@ fn to_resp2(value: &Value) -> Frame2 {
 fn to_resp3(value: &Value) -> Frame3 {
     match value {
         Value::Simple(s) => Frame3::SimpleString {
-            data: Bytes::from(s.clone()),
+            data: s.clone(),
             attributes: None,
         },
         Value::Error(e) => Frame3::SimpleError {

@@ -28,11 +28,16 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Reads the engine answers (everything that is neither a write nor a node command).
+pub fn is_engine_read(name: &str) -> bool {
+    !NODE_COMMANDS.contains(&name)
+}
+
 pub fn answer(node: &Arc<Node>, client: &mut Client, name: &str, args: &[Bytes]) -> Value {
     match name {
         "PING" => match args.get(1) {
             Some(msg) => Value::Bulk(msg.clone()),
-            None => Value::Simple("PONG".into()),
+            None => Value::Simple(Bytes::from_static(b"PONG")),
         },
         "ECHO" => Value::Bulk(args[1].clone()),
         "HELLO" => hello(client, args),
@@ -51,7 +56,7 @@ pub fn answer(node: &Arc<Node>, client: &mut Client, name: &str, args: &[Bytes])
         "RESET" => {
             client.protocol = Protocol::Resp2;
             client.name = None;
-            Value::Simple("RESET".into())
+            Value::Simple(Bytes::from_static(b"RESET"))
         }
         "COMMAND" => command(args),
         "INFO" => {
@@ -80,10 +85,7 @@ pub fn answer(node: &Arc<Node>, client: &mut Client, name: &str, args: &[Bytes])
                 other.to_ascii_lowercase()
             )),
         },
-        _ => {
-            let owned: Vec<Vec<u8>> = args.iter().map(|b| b.to_vec()).collect();
-            to_value(node.read(&owned, client.protocol == Protocol::Resp3))
-        }
+        _ => to_value(node.read(args, client.protocol == Protocol::Resp3)),
     }
 }
 

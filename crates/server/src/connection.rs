@@ -50,10 +50,39 @@ impl Client {
 
 /// What to do with one request.
 enum Step {
-    /// A write to apply (may be batched with the writes around it).
+    /// A write to apply (batched with the writes around it).
     Write(Vec<Vec<u8>>),
+    /// An engine read (batched with the reads around it).
+    Read(Vec<Bytes>),
     /// An answer, already known.
     Reply(Value),
+}
+
+/// Consecutive requests of one kind, answered together under one engine lock.
+#[derive(Debug, Default)]
+struct Run {
+    writes: Vec<Vec<Vec<u8>>>,
+    reads: Vec<Vec<Bytes>>,
+}
+
+impl Run {
+    /// Answers whatever is pending, in order, into `output`.
+    fn flush(&mut self, node: &Node, client: &Client, output: &mut BytesMut) {
+        if !self.writes.is_empty() {
+            let batch = std::mem::take(&mut self.writes);
+            let _span = tracing::trace_span!("apply", commands = batch.len()).entered();
+            for reply in node.apply_each(batch) {
+                encode(&to_value(reply), client.protocol, output);
+            }
+        }
+        if !self.reads.is_empty() {
+            let batch = std::mem::take(&mut self.reads);
+            let _span = tracing::trace_span!("read", commands = batch.len()).entered();
+            for reply in node.read_each(&batch, client.protocol == Protocol::Resp3) {
+                encode(&to_value(reply), client.protocol, output);
+            }
+        }
+    }
 }
 
 pub async fn serve(node: Arc<Node>, mut stream: TcpStream, limits: Limits) {
@@ -95,13 +124,13 @@ async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, limi
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        let mut pending_writes: Vec<Vec<Vec<u8>>> = Vec::new();
+        let mut run = Run::default();
         loop {
             let request = match decoder.decode(&mut input) {
                 Ok(Some(args)) => args,
                 Ok(None) => break,
                 Err(e) => {
-                    flush_writes(node, client, &mut pending_writes, &mut output);
+                    run.flush(node, client, &mut output);
                     encode(&Value::Error(e.to_string()), client.protocol, &mut output);
                     let _ = stream.write_all(&output).await;
                     return;
@@ -114,9 +143,20 @@ async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, limi
                 .commands_processed
                 .fetch_add(1, Ordering::Relaxed);
             match step(node, client, request) {
-                Step::Write(args) => pending_writes.push(args),
+                Step::Write(args) => {
+                    if !run.reads.is_empty() {
+                        run.flush(node, client, &mut output);
+                    }
+                    run.writes.push(args);
+                }
+                Step::Read(args) => {
+                    if !run.writes.is_empty() {
+                        run.flush(node, client, &mut output);
+                    }
+                    run.reads.push(args);
+                }
                 Step::Reply(value) => {
-                    flush_writes(node, client, &mut pending_writes, &mut output);
+                    run.flush(node, client, &mut output);
                     encode(&value, client.protocol, &mut output);
                 }
             }
@@ -124,7 +164,7 @@ async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, limi
                 break;
             }
         }
-        flush_writes(node, client, &mut pending_writes, &mut output);
+        run.flush(node, client, &mut output);
         if !output.is_empty() {
             if stream.write_all(&output).await.is_err() {
                 return;
@@ -137,36 +177,13 @@ async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, limi
     }
 }
 
-fn flush_writes(
-    node: &Node,
-    client: &Client,
-    pending: &mut Vec<Vec<Vec<u8>>>,
-    output: &mut BytesMut,
-) {
-    if pending.is_empty() {
-        return;
-    }
-    let batch = std::mem::take(pending);
-    let span = tracing::trace_span!("apply", commands = batch.len());
-    let _entered = span.enter();
-    for reply in node.apply_each(batch) {
-        encode(&to_value(reply), client.protocol, output);
-    }
-}
-
 fn owned(args: Vec<Bytes>) -> Vec<Vec<u8>> {
     args.into_iter().map(|b| b.to_vec()).collect()
 }
 
-fn upper(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).to_ascii_uppercase()
-}
-
 /// Decides what a request needs.
 fn step(node: &Arc<Node>, client: &mut Client, request: Vec<Bytes>) -> Step {
-    let name = upper(&request[0]);
-    let _span = tracing::debug_span!("request", cmd = %name).entered();
-    let Some(command) = lookup(name.as_bytes()) else {
+    let Some(command) = lookup(&request[0]) else {
         let args: Vec<String> = request[1..]
             .iter()
             .take(8)
@@ -181,6 +198,8 @@ fn step(node: &Arc<Node>, client: &mut Client, request: Vec<Bytes>) -> Step {
             ),
         );
     };
+    let name = command.name;
+    let _span = tracing::debug_span!("request", cmd = name).entered();
     if !command.arity_ok(request.len()) {
         return reject(
             client,
@@ -192,15 +211,15 @@ fn step(node: &Arc<Node>, client: &mut Client, request: Vec<Bytes>) -> Step {
     }
     // Inside MULTI everything but the transaction commands is queued.
     if let TransactionState::Queuing { commands, .. } = &mut client.transaction {
-        match name.as_str() {
+        match name {
             "EXEC" | "DISCARD" | "MULTI" | "WATCH" | "QUIT" | "RESET" => {}
             _ => {
                 commands.push(owned(request));
-                return Step::Reply(Value::Simple("QUEUED".into()));
+                return Step::Reply(Value::Simple(Bytes::from_static(b"QUEUED")));
             }
         }
     }
-    match name.as_str() {
+    match name {
         "MULTI" => Step::Reply(match client.transaction {
             TransactionState::Queuing { .. } => {
                 Value::Error("ERR MULTI calls can not be nested".into())
@@ -236,7 +255,8 @@ fn step(node: &Arc<Node>, client: &mut Client, request: Vec<Bytes>) -> Step {
         }),
         "UNWATCH" => Step::Reply(Value::ok()),
         _ if command.is_write() => Step::Write(owned(request)),
-        _ => Step::Reply(crate::admin::answer(node, client, &name, &request)),
+        _ if crate::admin::is_engine_read(name) => Step::Read(request),
+        _ => Step::Reply(crate::admin::answer(node, client, name, &request)),
     }
 }
 
@@ -263,8 +283,8 @@ fn exec(node: &Arc<Node>, client: &mut Client, commands: Vec<Vec<Vec<u8>>>) -> V
             out.push(engine_replies.next().map_or(Value::Null, to_value));
         } else {
             let args: Vec<Bytes> = c.into_iter().map(Bytes::from).collect();
-            let name = upper(&args[0]);
-            out.push(crate::admin::answer(node, client, &name, &args));
+            let name = lookup(&args[0]).map_or("", |c| c.name);
+            out.push(crate::admin::answer(node, client, name, &args));
         }
     }
     Value::Array(out)

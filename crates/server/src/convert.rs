@@ -6,7 +6,7 @@ use shoal_resp::Value;
 pub fn to_value(reply: Reply) -> Value {
     match reply {
         Reply::Ok => Value::ok(),
-        Reply::Simple(s) => Value::Simple(s),
+        Reply::Simple(s) => Value::simple(s),
         Reply::Error(e) => Value::Error(e),
         Reply::Int(i) => Value::Int(i),
         Reply::Bulk(b) => Value::Bulk(b.into()),

@@ -19,6 +19,11 @@ use clap::{Parser, Subcommand};
 use shoal_resp::Limits;
 use tokio::net::TcpListener;
 
+/// mimalloc: every request allocates a few small buffers, and glibc's allocator was a
+/// tenth of the profile of a pipelined SET load.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "shoal",

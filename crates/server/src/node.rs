@@ -92,7 +92,7 @@ impl Node {
         replies
     }
 
-    pub fn read(&self, args: &[Vec<u8>], resp3: bool) -> Reply {
+    pub fn read<A: AsRef<[u8]>>(&self, args: &[A], resp3: bool) -> Reply {
         self.counters.active_queries.fetch_add(1, Ordering::Relaxed);
         let reply = self.engine.read().query(
             args,
@@ -103,6 +103,24 @@ impl Node {
         );
         self.counters.active_queries.fetch_sub(1, Ordering::Relaxed);
         reply
+    }
+
+    /// Answers consecutive reads of one connection under one read lock.
+    // #[PerformanceCriticalPath]: pipelined reads arrive here in batches.
+    pub fn read_each(&self, requests: &[Vec<bytes::Bytes>], resp3: bool) -> Vec<Reply> {
+        self.counters.active_queries.fetch_add(1, Ordering::Relaxed);
+        let ctx = ReadContext {
+            now_ms: now_ms(),
+            resp3,
+        };
+        let engine = self.engine.read();
+        let replies = requests
+            .iter()
+            .map(|args| engine.query(args, ctx))
+            .collect();
+        drop(engine);
+        self.counters.active_queries.fetch_sub(1, Ordering::Relaxed);
+        replies
     }
 
     /// Runs `f` with shared access to the engine (INFO, DBSIZE).

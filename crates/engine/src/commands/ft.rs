@@ -21,7 +21,8 @@ pub(super) fn create(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<Repl
         return Err(EngineError::IndexExists(schema.name));
     }
     let name = schema.name.clone();
-    let index = SearchIndex::create(schema, a.rest(0).to_vec(), &engine.keyspace, now)?;
+    let definition = a.rest(0).iter().map(|x| x.to_vec()).collect();
+    let index = SearchIndex::create(schema, definition, &engine.keyspace, now)?;
     engine.indexes.insert(name, index);
     Ok(Reply::Ok)
 }
@@ -63,7 +64,7 @@ fn deadline(timeout_ms: Option<u64>) -> Option<Instant> {
 }
 
 /// Parses, binds and runs an FT.SEARCH; the typed result, for routers to merge.
-pub fn run_search(engine: &Engine, args: &[Vec<u8>], now: u64) -> Result<SearchResults> {
+pub fn run_search<A: AsRef<[u8]>>(engine: &Engine, args: &[A], now: u64) -> Result<SearchResults> {
     let request = parse_search(args)?;
     let index = engine
         .indexes

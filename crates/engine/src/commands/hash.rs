@@ -15,6 +15,36 @@ fn modify<T>(
     change: impl FnOnce(&mut HashValue) -> Result<T>,
 ) -> Result<T> {
     let indexed = engine.indexed(key);
+    if !indexed {
+        // Nothing to keep exact: change the hash where it lies.
+        return match engine.keyspace.get_mut(key, now) {
+            Some(Entry {
+                value: Value::Hash(h),
+                ..
+            }) => {
+                let out = change(h)?;
+                if h.is_empty() {
+                    engine.keyspace.remove(key);
+                }
+                Ok(out)
+            }
+            Some(_) => Err(EngineError::WrongType),
+            None => {
+                let mut h = HashValue::new();
+                let out = change(&mut h)?;
+                if !h.is_empty() {
+                    engine.keyspace.insert(
+                        key,
+                        Entry {
+                            value: Value::Hash(h),
+                            expires_at: None,
+                        },
+                    );
+                }
+                Ok(out)
+            }
+        };
+    }
     let (mut hash, expires_at, old) = match engine.keyspace.get(key, now) {
         None => (HashValue::new(), None, None),
         Some(Entry {
@@ -30,13 +60,11 @@ fn modify<T>(
     let out = change(&mut hash)?;
     if hash.is_empty() {
         engine.keyspace.remove(key);
-        if indexed {
-            engine.indexes_changed(key, old.as_ref(), None);
-        }
+        engine.indexes_changed(key, old.as_ref(), None);
         return Ok(out);
     }
     let new = Value::Hash(hash);
-    let after = indexed.then(|| new.clone());
+    let after = new.clone();
     engine.keyspace.insert(
         key,
         Entry {
@@ -44,9 +72,7 @@ fn modify<T>(
             expires_at,
         },
     );
-    if indexed {
-        engine.indexes_changed(key, old.as_ref(), after.as_ref());
-    }
+    engine.indexes_changed(key, old.as_ref(), Some(&after));
     Ok(out)
 }
 
@@ -67,7 +93,7 @@ pub(super) fn hset(engine: &mut Engine, a: &Args<'_>, now: u64, hmset: bool) -> 
     let added = modify(engine, key, now, |h| {
         let mut added = 0;
         for pair in pairs.chunks_exact(2) {
-            if h.insert(pair[0].clone(), pair[1].clone()).is_none() {
+            if h.insert(pair[0].to_vec(), pair[1].to_vec()).is_none() {
                 added += 1;
             }
         }
@@ -99,7 +125,7 @@ pub(super) fn hdel(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<Reply>
     let removed = modify(engine, key, now, |h| {
         Ok(fields
             .iter()
-            .filter(|f| h.shift_remove(f.as_slice()).is_some())
+            .filter(|f| h.shift_remove(**f).is_some())
             .count())
     })?;
     Ok(Reply::Int(removed as i64))
@@ -161,7 +187,7 @@ pub(super) fn hmget(engine: &Engine, a: &Args<'_>, now: u64) -> Result<Reply> {
         a.rest(1)
             .iter()
             .map(|f| {
-                hash.and_then(|h| h.get(f.as_slice()))
+                hash.and_then(|h| h.get(*f))
                     .map_or(Reply::Null, |v| Reply::Bulk(v.clone()))
             })
             .collect(),

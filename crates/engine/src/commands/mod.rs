@@ -17,7 +17,7 @@ use crate::{Engine, ReadContext};
 /// The command's arguments after its name, with arity already checked.
 pub(crate) struct Args<'a> {
     name: &'a str,
-    items: &'a [Vec<u8>],
+    items: &'a [&'a [u8]],
 }
 
 impl<'a> Args<'a> {
@@ -28,11 +28,11 @@ impl<'a> Args<'a> {
     fn get(&self, i: usize) -> Result<&'a [u8]> {
         self.items
             .get(i)
-            .map(Vec::as_slice)
+            .copied()
             .ok_or_else(|| EngineError::Arity(self.name.to_ascii_lowercase()))
     }
 
-    fn rest(&self, from: usize) -> &'a [Vec<u8>] {
+    fn rest(&self, from: usize) -> &'a [&'a [u8]] {
         self.items.get(from..).unwrap_or_default()
     }
 
@@ -66,20 +66,29 @@ pub(crate) fn parse_float(bytes: &[u8]) -> Result<f64> {
     shoal_query::args::parse_f64(bytes).ok_or(EngineError::NotFloat)
 }
 
-fn split(args: &[Vec<u8>]) -> Option<(String, Args<'_>)> {
-    let (name, items) = args.split_first()?;
-    let name = String::from_utf8_lossy(name).to_ascii_uppercase();
-    Some((name, Args { name: "", items }))
+/// The command name upper-cased into `buf` (no allocation on the hot path); empty for
+/// names no command has.
+fn upper<'b>(name: &[u8], buf: &'b mut [u8; 32]) -> &'b str {
+    let Some(dst) = buf.get_mut(..name.len()) else {
+        return "";
+    };
+    for (d, s) in dst.iter_mut().zip(name) {
+        *d = s.to_ascii_uppercase();
+    }
+    std::str::from_utf8(dst).unwrap_or("")
 }
 
 /// Runs a command inside `apply`: writes change state; reads (inside a transaction)
 /// answer from the state as it is at that point of the batch.
 pub(crate) fn execute(engine: &mut Engine, args: &[Vec<u8>], now: u64) -> Reply {
-    let Some((name, mut a)) = split(args) else {
+    let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+    let Some((first, items)) = refs.split_first() else {
         return Reply::err("empty command");
     };
-    a.name = &name;
-    let result = match name.as_str() {
+    let mut buf = [0u8; 32];
+    let name = upper(first, &mut buf);
+    let a = Args { name, items };
+    let result = match name {
         "SET" => strings::set(engine, &a, now),
         "MSET" => strings::mset(engine, &a, now),
         "INCR" => strings::incr_by(engine, &a, now, Some(1)),
@@ -108,7 +117,7 @@ pub(crate) fn execute(engine: &mut Engine, args: &[Vec<u8>], now: u64) -> Reply 
             engine.flush_vectors();
             return read(
                 engine,
-                args,
+                &refs,
                 ReadContext {
                     now_ms: now,
                     resp3: false,
@@ -156,13 +165,15 @@ pub fn is_write(name: &str) -> bool {
 }
 
 /// Answers a read.
-pub(crate) fn read(engine: &Engine, args: &[Vec<u8>], ctx: ReadContext) -> Reply {
-    let Some((name, mut a)) = split(args) else {
+pub(crate) fn read(engine: &Engine, args: &[&[u8]], ctx: ReadContext) -> Reply {
+    let Some((first, items)) = args.split_first() else {
         return Reply::err("empty command");
     };
-    a.name = &name;
+    let mut buf = [0u8; 32];
+    let name = upper(first, &mut buf);
+    let a = Args { name, items };
     let now = ctx.now_ms;
-    let result = match name.as_str() {
+    let result = match name {
         "GET" => strings::get(engine, &a, now),
         "MGET" => strings::mget(engine, &a, now),
         "STRLEN" => strings::strlen(engine, &a, now),
@@ -189,7 +200,9 @@ pub(crate) fn read(engine: &Engine, args: &[Vec<u8>], ctx: ReadContext) -> Reply
         "FT._LIST" => Ok(Reply::Array(
             engine.index_names().map(Reply::bulk).collect(),
         )),
-        _ => Err(EngineError::UnknownCommand(name.to_ascii_lowercase())),
+        _ => Err(EngineError::UnknownCommand(
+            String::from_utf8_lossy(first).to_ascii_lowercase(),
+        )),
     };
     result.unwrap_or_else(|e| Reply::Error(e.to_string()))
 }

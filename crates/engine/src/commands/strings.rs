@@ -75,9 +75,9 @@ pub(super) fn mset(engine: &mut Engine, a: &Args<'_>, _now: u64) -> Result<Reply
     for pair in a.rest(0).chunks_exact(2) {
         store(
             engine,
-            &pair[0],
+            pair[0],
             Entry {
-                value: Value::Str(pair[1].clone()),
+                value: Value::Str(pair[1].to_vec()),
                 expires_at: None,
             },
         );
