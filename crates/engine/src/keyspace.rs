@@ -46,82 +46,21 @@ pub struct Entry {
     pub expires_at: Option<u64>,
 }
 
-/// Position of a key in the map.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Slot {
-    hash: u64,
-    key: Vec<u8>,
-}
-
-impl Slot {
-    fn of(key: &[u8]) -> Slot {
-        Slot {
-            hash: hash_key(key),
-            key: key.to_vec(),
-        }
-    }
-}
-
-/// A slot to look up without building one: lookups happen on every command, and a
-/// `Slot` would copy the key. `Slot` borrows as this trait object and both order by
-/// (hash, key), which is what `BTreeMap` needs of a borrowed key.
-trait SlotKey {
-    fn parts(&self) -> (u64, &[u8]);
-}
-
-impl SlotKey for Slot {
-    fn parts(&self) -> (u64, &[u8]) {
-        (self.hash, &self.key)
-    }
-}
-
-impl SlotKey for (u64, &[u8]) {
-    fn parts(&self) -> (u64, &[u8]) {
-        *self
-    }
-}
-
-impl<'a> std::borrow::Borrow<dyn SlotKey + 'a> for Slot {
-    fn borrow(&self) -> &(dyn SlotKey + 'a) {
-        self
-    }
-}
-
-impl PartialEq for dyn SlotKey + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
-    }
-}
-
-impl Eq for dyn SlotKey + '_ {}
-
-impl PartialOrd for dyn SlotKey + '_ {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for dyn SlotKey + '_ {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.parts().cmp(&other.parts())
-    }
-}
-
-/// The borrowed lookup key of `key`.
-fn probe(key: &[u8]) -> (u64, &[u8]) {
-    (hash_key(key), key)
-}
-
 /// The stable hash that orders the keyspace.
 pub fn hash_key(key: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(key)
 }
 
+/// The keys sharing one hash: almost always exactly one.
+type Bucket = Vec<(Vec<u8>, Entry)>;
+
 #[derive(Debug, Default, Clone)]
 pub struct Keyspace {
-    map: BTreeMap<Slot, Entry>,
-    /// (expiry time, key) for every key with a TTL, so due keys are found in order.
-    expiries: BTreeSet<(u64, Slot)>,
+    /// Buckets by key hash. A u64 key keeps B-tree lookups to integer compares.
+    map: BTreeMap<u64, Bucket>,
+    /// (expiry time, key hash, key) for every key with a TTL, so due keys come in order.
+    expiries: BTreeSet<(u64, u64, Vec<u8>)>,
+    len: usize,
 }
 
 impl Keyspace {
@@ -129,119 +68,148 @@ impl Keyspace {
         Self::default()
     }
 
+    fn entry(&self, key: &[u8]) -> Option<&Entry> {
+        self.map
+            .get(&hash_key(key))?
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, e)| e)
+    }
+
+    fn entry_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        self.map
+            .get_mut(&hash_key(key))?
+            .iter_mut()
+            .find(|(k, _)| k == key)
+            .map(|(_, e)| e)
+    }
+
     /// The live entry of `key` at `now` (an expired key reads as absent).
     pub fn get(&self, key: &[u8], now: u64) -> Option<&Entry> {
-        self.map
-            .get(&probe(key) as &dyn SlotKey)
+        self.entry(key)
             .filter(|e| e.expires_at.is_none_or(|t| t > now))
     }
 
     /// The live entry of `key`, mutably. Writers have already removed due keys.
     pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
-        self.map
-            .get_mut(&probe(key) as &dyn SlotKey)
+        self.entry_mut(key)
             .filter(|e| e.expires_at.is_none_or(|t| t > now))
     }
 
     /// Stores `entry` under `key`, returning what was there.
     pub fn insert(&mut self, key: &[u8], entry: Entry) -> Option<Entry> {
-        let probe = probe(key);
-        if let Some(current) = self.map.get_mut(&probe as &dyn SlotKey) {
-            let old = std::mem::replace(current, entry);
-            let expires_at = current.expires_at;
-            if old.expires_at != expires_at {
-                let slot = Slot {
-                    hash: probe.0,
-                    key: key.to_vec(),
-                };
-                if let Some(t) = old.expires_at {
-                    self.expiries.remove(&(t, slot.clone()));
-                }
-                if let Some(t) = expires_at {
-                    self.expiries.insert((t, slot));
-                }
+        let hash = hash_key(key);
+        let new_expiry = entry.expires_at;
+        let bucket = self.map.entry(hash).or_default();
+        let old = match bucket.iter_mut().find(|(k, _)| k == key) {
+            Some((_, current)) => Some(std::mem::replace(current, entry)),
+            None => {
+                bucket.push((key.to_vec(), entry));
+                self.len += 1;
+                None
             }
-            return Some(old);
-        }
-        let slot = Slot {
-            hash: probe.0,
-            key: key.to_vec(),
         };
-        if let Some(t) = entry.expires_at {
-            self.expiries.insert((t, slot.clone()));
+        let old_expiry = old.as_ref().and_then(|o| o.expires_at);
+        if old_expiry != new_expiry {
+            if let Some(t) = old_expiry {
+                self.expiries.remove(&(t, hash, key.to_vec()));
+            }
+            if let Some(t) = new_expiry {
+                self.expiries.insert((t, hash, key.to_vec()));
+            }
         }
-        self.map.insert(slot, entry);
-        None
+        old
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let old = self.map.remove(&probe(key) as &dyn SlotKey)?;
+        let hash = hash_key(key);
+        let bucket = self.map.get_mut(&hash)?;
+        let position = bucket.iter().position(|(k, _)| k == key)?;
+        let (_, old) = bucket.swap_remove(position);
+        if bucket.is_empty() {
+            self.map.remove(&hash);
+        }
+        self.len -= 1;
         if let Some(t) = old.expires_at {
-            self.expiries.remove(&(t, Slot::of(key)));
+            self.expiries.remove(&(t, hash, key.to_vec()));
         }
         Some(old)
     }
 
     /// Sets or clears the expiry of a present key; false when the key is absent.
     pub fn set_expiry(&mut self, key: &[u8], expires_at: Option<u64>) -> bool {
-        let slot = Slot::of(key);
-        let Some(entry) = self.map.get_mut(&slot) else {
+        let hash = hash_key(key);
+        let Some(entry) = self.entry_mut(key) else {
             return false;
         };
-        if let Some(t) = entry.expires_at {
-            self.expiries.remove(&(t, slot.clone()));
-        }
-        entry.expires_at = expires_at;
-        if let Some(t) = expires_at {
-            self.expiries.insert((t, slot));
+        let old = std::mem::replace(&mut entry.expires_at, expires_at);
+        if old != expires_at {
+            if let Some(t) = old {
+                self.expiries.remove(&(t, hash, key.to_vec()));
+            }
+            if let Some(t) = expires_at {
+                self.expiries.insert((t, hash, key.to_vec()));
+            }
         }
         true
+    }
+
+    /// Whether some key is past its expiry at `now` but not yet removed (readers then
+    /// have to check every key they return).
+    pub fn any_expired(&self, now: u64) -> bool {
+        self.expiries.first().is_some_and(|(t, _, _)| *t <= now)
     }
 
     /// Keys whose expiry is at or before `now`, earliest first.
     pub fn due(&self, now: u64) -> Vec<Vec<u8>> {
         self.expiries
             .iter()
-            .take_while(|(t, _)| *t <= now)
-            .map(|(_, slot)| slot.key.clone())
+            .take_while(|(t, _, _)| *t <= now)
+            .map(|(_, _, key)| key.clone())
             .collect()
     }
 
     /// Live keys at `now`.
     pub fn len(&self, now: u64) -> usize {
-        let expired = self.expiries.iter().take_while(|(t, _)| *t <= now).count();
-        self.map.len() - expired
+        let expired = self
+            .expiries
+            .iter()
+            .take_while(|(t, _, _)| *t <= now)
+            .count();
+        self.len - expired
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
     }
 
-    /// Every live entry at `now`, in keyspace order.
+    /// Every live entry at `now`, in keyspace order (by hash, then key).
     pub fn iter(&self, now: u64) -> impl Iterator<Item = (&[u8], &Entry)> {
         self.map
-            .iter()
+            .values()
+            .flat_map(|bucket| {
+                let mut sorted: Vec<&(Vec<u8>, Entry)> = bucket.iter().collect();
+                sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                sorted
+            })
             .filter(move |(_, e)| e.expires_at.is_none_or(|t| t > now))
-            .map(|(s, e)| (s.key.as_slice(), e))
+            .map(|(k, e)| (k.as_slice(), e))
     }
 
     /// Up to about `count` live keys from `cursor` on, and the cursor to continue from
     /// (0 when done). Keys sharing a hash are never split across calls.
     pub fn scan(&self, cursor: u64, count: usize, now: u64) -> (u64, Vec<&[u8]>) {
-        let start = Slot {
-            hash: cursor,
-            key: Vec::new(),
-        };
         let mut out = Vec::new();
-        let mut last_hash = None;
-        for (slot, entry) in self.map.range(start..) {
-            if out.len() >= count.max(1) && last_hash != Some(slot.hash) {
-                return (slot.hash, out);
+        for (&hash, bucket) in self.map.range(cursor..) {
+            if out.len() >= count.max(1) {
+                return (hash, out);
             }
-            last_hash = Some(slot.hash);
-            if entry.expires_at.is_none_or(|t| t > now) {
-                out.push(slot.key.as_slice());
-            }
+            out.extend(
+                bucket
+                    .iter()
+                    .filter(|(_, e)| e.expires_at.is_none_or(|t| t > now))
+                    .map(|(k, _)| k.as_slice()),
+            );
         }
         (0, out)
     }
@@ -249,13 +217,15 @@ impl Keyspace {
     pub fn clear(&mut self) {
         self.map.clear();
         self.expiries.clear();
+        self.len = 0;
     }
 
     /// Rough bytes held, for INFO memory.
     pub fn approximate_size(&self) -> usize {
         self.map
-            .iter()
-            .map(|(s, e)| s.key.len() + e.value.approximate_size() + 64)
+            .values()
+            .flatten()
+            .map(|(k, e)| k.len() + e.value.approximate_size() + 64)
             .sum()
     }
 }

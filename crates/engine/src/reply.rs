@@ -72,18 +72,48 @@ pub fn format_g12(v: f64) -> String {
         };
     }
     const PRECISION: i32 = 12;
-    // Scientific form first: it fixes the exponent after rounding to 12 digits.
+    // One formatting pass (scientific, which fixes the digits and the exponent after
+    // rounding); the fixed form is rebuilt from its digits. Scores are formatted for
+    // every returned document, so this is on the reply path.
     let sci = format!("{:.*e}", (PRECISION - 1) as usize, v);
     let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
     if !(-4..PRECISION).contains(&exponent) {
         let mantissa = trim_zeros(mantissa);
         let sign = if exponent < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exponent.abs())
-    } else {
-        let decimals = (PRECISION - 1 - exponent).max(0) as usize;
-        trim_zeros(&format!("{v:.decimals$}")).to_owned()
+        return format!("{mantissa}e{sign}{:02}", exponent.abs());
     }
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let digits = digits.trim_end_matches('0');
+    let digits = if digits.is_empty() { "0" } else { digits };
+    let mut out = String::with_capacity(20);
+    if negative {
+        out.push('-');
+    }
+    if exponent < 0 {
+        out.push_str("0.");
+        for _ in 0..(-exponent - 1) {
+            out.push('0');
+        }
+        out.push_str(digits);
+    } else {
+        let int_len = exponent as usize + 1;
+        if digits.len() <= int_len {
+            out.push_str(digits);
+            for _ in digits.len()..int_len {
+                out.push('0');
+            }
+        } else {
+            out.push_str(&digits[..int_len]);
+            out.push('.');
+            out.push_str(&digits[int_len..]);
+        }
+    }
+    out
 }
 
 fn trim_zeros(s: &str) -> &str {
@@ -111,5 +141,11 @@ mod tests {
         assert_eq!(format_g12(1234567890123.0), "1.23456789012e+12");
         assert_eq!(format_g12(0.0001), "0.0001");
         assert_eq!(format_g12(f64::INFINITY), "inf");
+        assert_eq!(format_g12(-0.5), "-0.5");
+        assert_eq!(format_g12(100.0), "100");
+        assert_eq!(format_g12(99999999999.95), "99999999999.9");
+        assert_eq!(format_g12(999999999999.5), "1e+12");
+        assert_eq!(format_g12(0.000123456789012345), "0.000123456789012");
+        assert_eq!(format_g12(-1234.5), "-1234.5");
     }
 }

@@ -240,11 +240,15 @@ pub fn matching(
     };
     let allowed = eval.documents(&plan.filter)?;
     eval.check_deadline()?;
+    // Every document's key exists (writes keep the table exact); only one that expired
+    // and was not yet removed by a write must be hidden, and there is rarely any.
+    let check_expiry = keyspace.any_expired(now);
     let live = |doc: u32| {
-        index
-            .docs
-            .key(doc)
-            .is_some_and(|k| keyspace.get(k, now).is_some())
+        !check_expiry
+            || index
+                .docs
+                .key(doc)
+                .is_some_and(|k| keyspace.get(k, now).is_some())
     };
     let matches: Vec<(u32, Option<f32>)> = match &plan.knn {
         Some(knn) => eval
@@ -379,7 +383,9 @@ fn load_fields(
     yielded_distance: &dyn Fn(&str, u32) -> Option<f32>,
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
     let schema = &eval.index.schema;
-    let value = eval.document(doc);
+    // Looked up only when a field needs the document (a RETURN of the score alone does not).
+    let document = std::cell::OnceCell::new();
+    let value = || *document.get_or_init(|| eval.document(doc));
     let mut out = Vec::new();
     match &request.return_fields {
         None => {
@@ -391,7 +397,7 @@ fn load_fields(
                     out.push((name.as_bytes().to_vec(), distance_text(d)));
                 }
             }
-            match value {
+            match value() {
                 Some(Value::Hash(h)) => {
                     out.extend(h.iter().map(|(k, v)| (k.clone(), v.clone())));
                 }
@@ -412,7 +418,7 @@ fn load_fields(
                     out.push((name, distance_text(d)));
                     continue;
                 }
-                let Some(value) = value else {
+                let Some(value) = value() else {
                     continue;
                 };
                 if let Some((_, field)) = schema.field(&wanted.field) {

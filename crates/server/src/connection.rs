@@ -17,6 +17,11 @@ use tracing::Instrument;
 use crate::convert::to_value;
 use crate::node::Node;
 
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 64 * 1024;
+/// Input gathered before requests are answered (a batch of a few thousand writes).
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
 /// Where a connection is in the MULTI/EXEC protocol.
 #[derive(Debug)]
 enum TransactionState {
@@ -120,9 +125,23 @@ async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, limi
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
     loop {
+        if input.capacity() - input.len() < READ_CHUNK / 2 {
+            input.reserve(READ_CHUNK);
+        }
         match stream.read_buf(&mut input).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
+        }
+        // Take everything already waiting, up to a bound: a pipeline's writes are then
+        // applied as one batch, whose vector inserts run in parallel.
+        while input.len() < MAX_BATCH_BYTES {
+            input.reserve(READ_CHUNK);
+            match stream.try_read_buf(&mut input) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => return,
+            }
         }
         let mut run = Run::default();
         loop {

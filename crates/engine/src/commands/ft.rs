@@ -63,8 +63,13 @@ fn deadline(timeout_ms: Option<u64>) -> Option<Instant> {
     timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms))
 }
 
-/// Parses, binds and runs an FT.SEARCH; the typed result, for routers to merge.
-pub fn run_search<A: AsRef<[u8]>>(engine: &Engine, args: &[A], now: u64) -> Result<SearchResults> {
+/// Parses, binds and runs an FT.SEARCH; the typed result, for routers to merge, and
+/// whether the request asked for NOCONTENT.
+pub fn run_search<A: AsRef<[u8]>>(
+    engine: &Engine,
+    args: &[A],
+    now: u64,
+) -> Result<(SearchResults, bool)> {
     let request = parse_search(args)?;
     let index = engine
         .indexes
@@ -72,41 +77,43 @@ pub fn run_search<A: AsRef<[u8]>>(engine: &Engine, args: &[A], now: u64) -> Resu
         .ok_or_else(|| EngineError::UnknownIndex(request.index.clone()))?;
     let parsed = parse_query(&request.query)?;
     let plan = bind(&index.schema, &parsed, &request.params)?;
-    crate::search::execute(
+    let results = crate::search::execute(
         index,
         &engine.keyspace,
         &request,
         &plan,
         now,
         deadline(request.timeout_ms),
-    )
+    )?;
+    Ok((results, request.nocontent))
 }
 
 pub(super) fn search(engine: &Engine, a: &Args<'_>, ctx: ReadContext) -> Result<Reply> {
     a.arity(2, true)?;
-    let results = run_search(engine, a.rest(0), ctx.now_ms)?;
-    let nocontent = results.hits.iter().all(|h| h.fields.is_empty())
-        && parse_search(a.rest(0)).is_ok_and(|r| r.nocontent);
-    Ok(render_search(&results, nocontent, ctx.resp3))
+    let (results, nocontent) = run_search(engine, a.rest(0), ctx.now_ms)?;
+    Ok(render_search(results, nocontent, ctx.resp3))
 }
 
 /// FT.SEARCH's reply: `[total, key, [field, value, ...], ...]` in RESP2, RediSearch's map
 /// (`total_results`, `results` of `{id, extra_attributes, values}`) in RESP3.
-pub fn render_search(results: &SearchResults, nocontent: bool, resp3: bool) -> Reply {
-    let fields = |hit: &crate::search::Hit| {
-        hit.fields
-            .iter()
-            .map(|(k, v)| (Reply::Bulk(k.clone()), Reply::Bulk(v.clone())))
-            .collect::<Vec<_>>()
-    };
+pub fn render_search(results: SearchResults, nocontent: bool, resp3: bool) -> Reply {
+    let total = results.total as i64;
     if resp3 {
         let rows = results
             .hits
-            .iter()
+            .into_iter()
             .map(|hit| {
-                let mut row = vec![("id", Reply::Bulk(hit.key.clone()))];
+                let mut row = vec![("id", Reply::Bulk(hit.key))];
                 if !nocontent {
-                    row.push(("extra_attributes", Reply::Map(fields(hit))));
+                    row.push((
+                        "extra_attributes",
+                        Reply::Map(
+                            hit.fields
+                                .into_iter()
+                                .map(|(k, v)| (Reply::Bulk(k), Reply::Bulk(v)))
+                                .collect(),
+                        ),
+                    ));
                 }
                 row.push(("values", Reply::Array(Vec::new())));
                 Reply::map(row)
@@ -115,20 +122,20 @@ pub fn render_search(results: &SearchResults, nocontent: bool, resp3: bool) -> R
         return Reply::map([
             ("attributes", Reply::Array(Vec::new())),
             ("warning", Reply::Array(Vec::new())),
-            ("total_results", Reply::Int(results.total as i64)),
+            ("total_results", Reply::Int(total)),
             ("format", Reply::Simple("STRING".into())),
             ("results", Reply::Array(rows)),
         ]);
     }
     let mut out = Vec::with_capacity(1 + results.hits.len() * 2);
-    out.push(Reply::Int(results.total as i64));
-    for hit in &results.hits {
-        out.push(Reply::Bulk(hit.key.clone()));
+    out.push(Reply::Int(total));
+    for hit in results.hits {
+        out.push(Reply::Bulk(hit.key));
         if !nocontent {
             out.push(Reply::Array(
                 hit.fields
-                    .iter()
-                    .flat_map(|(k, v)| [Reply::Bulk(k.clone()), Reply::Bulk(v.clone())])
+                    .into_iter()
+                    .flat_map(|(k, v)| [Reply::Bulk(k), Reply::Bulk(v)])
                     .collect(),
             ));
         }

@@ -1,0 +1,186 @@
+"""FT.SEARCH latency and vector ingest through the RESP port, against the issue's bars.
+
+1. Ingest: the 200k x 128 base set as pipelined `HSET v:<i> vec <blob>` into an HNSW index
+   (M 16, EF_CONSTRUCTION 200) over one connection, two chunks of 1,000 in flight. The
+   rate is compared with hnswlib's 2-thread build of the same vectors, measured in the
+   same run by benches/peers/run_peer.py.
+2. Latency: one client, `FT.SEARCH idx "*=>[KNN 10 @vec $q EF_RUNTIME 20]" ... RETURN 1
+   __vec_score` for the 1,000 queries, three passes; p50 and p99. Compared with the
+   in-process search latency at ef 20 (shoal-bench ann, same data) plus 1.3 x the PING
+   round trip measured by the same client.
+
+Requests are pre-encoded and replies parsed with hiredis, so the client costs the same
+for PING and for FT.SEARCH and does not decide the ingest rate.
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import hiredis
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vecs import load_vectors  # noqa: E402
+
+
+def encode(*args) -> bytes:
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class Conn:
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = hiredis.Reader()
+
+    def replies(self, n):
+        out = []
+        while len(out) < n:
+            reply = self.reader.gets()
+            if reply is False:
+                self.reader.feed(self.sock.recv(1 << 20))
+                continue
+            if isinstance(reply, hiredis.ReplyError):
+                raise RuntimeError(reply)
+            out.append(reply)
+        return out
+
+    def call(self, payload):
+        self.sock.sendall(payload)
+        return self.replies(1)[0]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(binary):
+    port = free_port()
+    proc = subprocess.Popen([binary, "dev", "--resp", f"127.0.0.1:{port}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    if "listening" not in proc.stdout.readline():
+        raise RuntimeError("shoal did not start")
+    return proc, port
+
+
+def ingest(conn, base, chunk=1000):
+    dim = base.shape[1]
+    conn.call(encode("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "v:", "SCHEMA",
+                     "vec", "VECTOR", "HNSW", "12", "TYPE", "FLOAT32", "DIM", dim,
+                     "DISTANCE_METRIC", "L2", "M", "16", "EF_CONSTRUCTION", "200",
+                     "INITIAL_CAP", len(base)))
+    payloads = [
+        b"".join(encode("HSET", f"v:{i}", "vec", base[i].tobytes())
+                 for i in range(start, min(start + chunk, len(base))))
+        for start in range(0, len(base), chunk)
+    ]
+    counts = [min(chunk, len(base) - s) for s in range(0, len(base), chunk)]
+    t0 = time.perf_counter()
+    in_flight = []
+    for payload, count in zip(payloads, counts):
+        conn.sock.sendall(payload)
+        in_flight.append(count)
+        if len(in_flight) == 2:
+            conn.replies(in_flight.pop(0))
+    for count in in_flight:
+        conn.replies(count)
+    seconds = time.perf_counter() - t0
+    return len(base) / seconds, seconds
+
+
+def latencies(conn, payloads, passes):
+    out = []
+    for _ in range(passes):
+        for p in payloads:
+            t0 = time.perf_counter_ns()
+            conn.call(p)
+            out.append((time.perf_counter_ns() - t0) / 1000)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shoal", required=True, help="release shoal binary")
+    ap.add_argument("--bench", required=True, help="release shoal-bench binary")
+    ap.add_argument("--data", required=True, help="dataset directory (make bench-ann's)")
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args()
+    data = Path(args.data)
+    base = load_vectors(data / "base.fvecs")
+    queries = load_vectors(data / "queries.fvecs")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        inproc_json = Path(tmp) / "shoal.json"
+        subprocess.run([args.bench, "ann", "--base", data / "base.fvecs", "--queries",
+                        data / "queries.fvecs", "--groundtruth", data / "gt_l2.ivecs",
+                        "--metric", "l2", "--algo", "hnsw", "--ef-search", "20",
+                        "--builds", "1", "--json", inproc_json],
+                       check=True, stdout=subprocess.DEVNULL)
+        inproc = json.loads(inproc_json.read_text())["runs"][0]
+        peer_json = Path(tmp) / "hnswlib.json"
+        subprocess.run([sys.executable, Path(__file__).resolve().parents[1] / "peers/run_peer.py",
+                        "--engine", "hnswlib", "--algo", "hnsw", "--base", data / "base.fvecs",
+                        "--queries", data / "queries.fvecs", "--groundtruth",
+                        data / "gt_l2.ivecs", "--metric", "l2", "--m", "16",
+                        "--ef-construction", "200", "--ef-search", "20", "--k", "10",
+                        "--build-threads", "2", "--builds", "1", "--json", peer_json],
+                       check=True, stdout=subprocess.DEVNULL)
+        hnswlib_build = json.loads(peer_json.read_text())["build_seconds"]
+
+    proc, port = start(args.shoal)
+    try:
+        conn = Conn(port)
+        rate, seconds = ingest(conn, base)
+        info = conn.call(encode("FT.INFO", "idx"))
+        fields = dict(zip(info[::2], info[1::2]))
+        assert int(fields[b"num_docs"]) == len(base), fields[b"num_docs"]
+        ping = latencies(conn, [encode("PING")] * 10000, 1)
+        search = latencies(conn, [
+            encode("FT.SEARCH", "idx", "*=>[KNN 10 @vec $q EF_RUNTIME 20]", "PARAMS", "2",
+                   "q", q.tobytes(), "RETURN", "1", "__vec_score", "DIALECT", "2")
+            for q in queries], 3)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+    hnswlib_rate = len(base) / hnswlib_build
+    ping_p50 = statistics.median(ping)
+    search_p50 = statistics.median(search)
+    search_p99 = float(np.percentile(search, 99))
+    bar = inproc["p50_us"] + 1.3 * ping_p50
+    result = {
+        "n": len(base), "dim": base.shape[1],
+        "ingest_vectors_per_second": rate, "ingest_seconds": seconds,
+        "hnswlib_build_seconds_2_threads": hnswlib_build,
+        "hnswlib_vectors_per_second": hnswlib_rate,
+        "ping_p50_us": ping_p50, "search_p50_us": search_p50, "search_p99_us": search_p99,
+        "inprocess_p50_us_ef20": inproc["p50_us"], "latency_bar_us": bar,
+    }
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2))
+    print("| measure | shoal | reference | target | verdict |")
+    print("|---|---|---|---|---|")
+    print(f"| ingest, vectors/s (pipelined HSET) | {rate:,.0f} | hnswlib 2-thread build "
+          f"{hnswlib_rate:,.0f} | >= 0.8 x = {0.8 * hnswlib_rate:,.0f} | "
+          f"{'met' if rate >= 0.8 * hnswlib_rate else 'NOT met'} ({rate / hnswlib_rate:.2f} x) |")
+    print(f"| FT.SEARCH KNN 10 ef 20 p50, us | {search_p50:.1f} (p99 {search_p99:.1f}) | "
+          f"in-process p50 {inproc['p50_us']:.1f} + 1.3 x PING p50 {ping_p50:.1f} | "
+          f"<= {bar:.1f} | {'met' if search_p50 <= bar else 'NOT met'} |")
+
+
+if __name__ == "__main__":
+    main()
