@@ -1,0 +1,10 @@
+//! FT.SEARCH options: any token sequence parses or errors, never panics.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+#[path = "tokens.rs"]
+mod tokens;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = shoal_query::search::parse_search(&tokens::tokens(data));
+});
