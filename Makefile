@@ -9,7 +9,7 @@ RESULTS ?= benches/results
 RESP ?= 127.0.0.1:6379
 DATA_DIR ?= data
 
-.PHONY: all setup test lint unit pytest run build bench-ann bench-kernels filter-threshold clean
+.PHONY: all setup test lint unit pytest run build bench-ann bench-resp bench-kernels filter-threshold clean
 
 all: test
 
@@ -49,6 +49,18 @@ bench-ann: setup
 	cargo build --release -p shoal-bench
 	PY=$(PY) DATA=$(DATA) RESULTS=$(RESULTS) BENCH=$(CARGO_TARGET_DIR)/release/shoal-bench \
 		benches/run_ann.sh
+
+## The RESP front: redis-benchmark against Debian's redis-server in the same run, then
+## FT.SEARCH latency and pipelined-HSET ingest on the bench-ann dataset.
+bench-resp: setup
+	@command -v redis-server >/dev/null || { echo "installing redis-server (for comparison only)"; \
+		sudo_cmd=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		$$sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	cargo build --release -p shoal-server -p shoal-bench
+	$(PY) benches/gen_dataset.py --n 200000 --dim 128 --clusters 1000 --queries 1000 --seed 42 --out $(DATA)
+	SHOAL=$(CARGO_TARGET_DIR)/release/shoal OUT=$(RESULTS)/redis_benchmark.csv benches/resp/redis_benchmark.sh
+	$(PY) benches/resp/search_ingest.py --shoal $(CARGO_TARGET_DIR)/release/shoal \
+		--bench $(CARGO_TARGET_DIR)/release/shoal-bench --data $(DATA) --json $(RESULTS)/search_ingest.json
 
 ## criterion micro-benchmarks of the distance kernels.
 bench-kernels:

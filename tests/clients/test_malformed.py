@@ -99,6 +99,8 @@ CASES = [
     ("bulk length text", b"*1\r\n$abc\r\n", CLOSED),
     ("binary garbage", b"\x00\xff\xfe\xfd garbage \x01\r\n", ERROR),
     ("unbalanced inline quote", b'SET "k v\r\n', CLOSED),
+    ("nested arrays", b"*1\r\n" * 100_000, CLOSED),
+    ("crlf in an echoed name", resp("FT.INFO", "x\r\n+OK"), ERROR),
 ]
 
 
@@ -167,6 +169,30 @@ def test_client_closing_mid_frame_applies_nothing(server, prepared):
         s.shutdown(socket.SHUT_WR)
     assert prepared.exists("half") == 0
     assert prepared.dbsize() == 100
+
+
+def test_reply_lines_cannot_be_injected(server, prepared):
+    kind, data = exchange(server.port, resp("FT.INFO", "x\r\n+OK") + resp("PING"))
+    assert kind == ERROR
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(resp("FT.INFO", "x\r\n+OK") + resp("PING"))
+        data = b""
+        while data.count(b"\r\n") < 2:
+            data += s.recv(4096)
+    assert data.split(b"\r\n")[:2] == [b"-Index with name 'x  +OK' not found in database 0", b"+PONG"]
+
+
+def test_empty_ranges_and_reset_in_multi(server, prepared):
+    from redis.commands.search.query import Query
+    assert prepared.ft("idx").search(Query("@n:[(5 (5]").dialect(2)).total == 0
+    assert prepared.ft("idx").search(Query("@n:[6 5]").dialect(2)).total == 0
+    assert prepared.ft("idx").search(Query("@n:[5 5]").dialect(2)).total == 1
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(resp("MULTI") + resp("SET", "k", "v") + resp("RESET") + resp("GET", "nokey"))
+        data = b""
+        while data.count(b"\r\n") < 4:
+            data += s.recv(4096)
+    assert data == b"+OK\r\n+QUEUED\r\n+RESET\r\n$-1\r\n"
 
 
 def test_wrong_size_vector_is_acknowledged_and_counted(server, prepared):

@@ -159,8 +159,8 @@ pub fn execute(
                     }
                 }
                 Some(fields) => {
-                    for f in fields {
-                        cells.insert(f.clone(), source.field(*doc, f));
+                    for (field, name) in fields {
+                        cells.insert(name.clone(), source.field(*doc, field));
                     }
                 }
                 None => {}
@@ -226,16 +226,27 @@ pub fn execute(
     Ok(rows)
 }
 
+/// A total order, as `sort_by` requires: numbers (or text that reads as one) first, by
+/// value; then other text; missing values last.
 fn compare(a: &Cell, b: &Cell) -> std::cmp::Ordering {
     use std::cmp::Ordering;
+    let class = |c: &Cell| match c {
+        Cell::Null => 2,
+        Cell::Number(_) | Cell::Text(_) | Cell::List(_) => {
+            if c.scalar().as_number().is_some() {
+                0
+            } else {
+                1
+            }
+        }
+    };
+    let by_class = class(a).cmp(&class(b));
+    if by_class != Ordering::Equal {
+        return by_class;
+    }
     match (a.scalar().as_number(), b.scalar().as_number()) {
         (Some(x), Some(y)) => x.total_cmp(&y),
-        _ => match (a, b) {
-            (Cell::Null, Cell::Null) => Ordering::Equal,
-            (Cell::Null, _) => Ordering::Greater,
-            (_, Cell::Null) => Ordering::Less,
-            _ => a.key_text().cmp(&b.key_text()),
-        },
+        _ => a.key_text().cmp(&b.key_text()),
     }
 }
 

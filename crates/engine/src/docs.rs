@@ -71,6 +71,10 @@ impl DocTable {
 
     /// Rebuilds a table from [`DocTable::parts`]; `None` if they are inconsistent.
     pub fn from_parts(keys: Vec<Option<Vec<u8>>>, free: Vec<u32>) -> Option<Self> {
+        let free_set: std::collections::HashSet<u32> = free.iter().copied().collect();
+        if free_set.len() != free.len() {
+            return None;
+        }
         let mut table = DocTable {
             keys,
             free,
@@ -86,7 +90,7 @@ impl DocTable {
                     table.live.insert(id);
                 }
                 None => {
-                    if !table.free.contains(&id) {
+                    if !free_set.contains(&id) {
                         return None;
                     }
                 }

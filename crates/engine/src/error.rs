@@ -43,6 +43,8 @@ pub enum EngineError {
     JsonNewAtRoot,
     #[error("ERR could not create the vector index: {0}")]
     Index(String),
+    #[error("Error parsing vector similarity parameters: {0}")]
+    QueryVector(String),
     #[error("ERR snapshot is corrupt: {0}")]
     Snapshot(String),
 }

@@ -44,6 +44,9 @@ pub struct Write {
     /// Leader time in milliseconds since the epoch. Expiry compares against it.
     pub now_ms: u64,
     pub commands: Vec<Vec<Vec<u8>>>,
+    /// Shape of the replies to reads inside a transaction (RESP3 maps or RESP2 arrays).
+    /// It changes no state.
+    pub resp3: bool,
 }
 
 impl Write {
@@ -51,6 +54,7 @@ impl Write {
         Write {
             now_ms,
             commands: vec![args],
+            resp3: false,
         }
     }
 }
@@ -61,6 +65,9 @@ impl Write {
 pub struct ReadContext {
     pub now_ms: u64,
     pub resp3: bool,
+    /// Inside `apply` (a read in a transaction): TIMEOUT is ignored there, because a
+    /// reply may not depend on how fast this replica happens to be.
+    pub in_apply: bool,
 }
 
 /// Engine-wide counters for INFO.
@@ -104,7 +111,7 @@ impl Engine {
                 write
                     .commands
                     .iter()
-                    .map(|args| commands::execute(self, args, write.now_ms))
+                    .map(|args| commands::execute(self, args, write.now_ms, write.resp3))
                     .collect()
             })
             .collect();
@@ -153,13 +160,13 @@ impl Engine {
     ///
     /// Backfill is local work, not a log entry: every replica runs it against the same
     /// keyspace and writes keep the index exact meanwhile, so contents converge.
-    pub fn backfill(&mut self, budget: usize, now: u64) -> bool {
+    pub fn backfill(&mut self, budget: usize) -> bool {
         let mut left = budget;
         for index in self.indexes.values_mut() {
             if left == 0 {
                 break;
             }
-            left -= index.backfill_step(&self.keyspace, left, now);
+            left -= index.backfill_step(&self.keyspace, left);
             index.flush_vectors();
         }
         self.indexes.values().any(|i| i.backfill.in_progress())
@@ -179,7 +186,7 @@ impl Engine {
     }
 
     /// A digest of the contents every replica must agree on: the keyspace and, per
-    /// index, which key is which document and what failed to index. (HNSW graphs may
+    /// index, which keys are documents and what failed to index. (HNSW graphs may
     /// differ between replicas; what they contain does not.)
     pub fn digest(&self) -> u64 {
         use std::hash::Hasher;
@@ -208,9 +215,16 @@ impl Engine {
         for (name, index) in &self.indexes {
             h.write(name.as_bytes());
             h.write_u64(index.failures);
-            for doc in index.docs.all() {
-                h.write_u32(doc);
-                h.write(index.docs.key(doc).unwrap_or_default());
+            // Documents by key: ids depend on when backfill reached each key.
+            let mut keys: Vec<&[u8]> = index
+                .docs
+                .all()
+                .iter()
+                .filter_map(|d| index.docs.key(d))
+                .collect();
+            keys.sort_unstable();
+            for key in keys {
+                h.write(key);
             }
             h.write_u64(index.vectors() as u64);
         }

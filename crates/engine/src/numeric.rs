@@ -61,7 +61,13 @@ impl NumericIndex {
         } else {
             Bound::Included((Key(hi), u32::MAX))
         };
-        if Key(lo) > Key(hi) {
+        // An empty range ((5 (5], [6 5]) would make the B-tree's range panic.
+        let empty = match Key(lo).cmp(&Key(hi)) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Equal => lo_exclusive || hi_exclusive,
+            std::cmp::Ordering::Less => false,
+        };
+        if empty {
             return RoaringBitmap::new();
         }
         self.entries.range((start, end)).map(|(_, d)| *d).collect()
@@ -100,6 +106,9 @@ mod tests {
         );
         assert_eq!(ids(n.range(-0.0, false, -0.0, false)), vec![1]);
         assert!(n.range(5.0, false, 1.0, false).is_empty());
+        assert!(n.range(10.0, true, 10.0, true).is_empty());
+        assert!(n.range(10.0, true, 10.0, false).is_empty());
+        assert_eq!(ids(n.range(10.0, false, 10.0, false)), vec![2, 3]);
         n.insert(2, 3.0);
         n.remove(3);
         assert_eq!(ids(n.range(10.0, false, 10.0, false)), Vec::<u32>::new());

@@ -128,7 +128,7 @@ impl Evaluation<'_> {
                 let index = self.vector_index(range.field)?;
                 let found = index
                     .range_search(&range.vector, range.radius, range.epsilon, None)
-                    .map_err(|e| EngineError::Index(e.to_string()))?;
+                    .map_err(|e| EngineError::QueryVector(e.to_string()))?;
                 let bitmap: RoaringBitmap = found.iter().map(|n| n.id).collect();
                 if let Some(name) = &range.yield_as {
                     self.yielded.push((
@@ -216,7 +216,7 @@ impl Evaluation<'_> {
         let filter = allowed.map(|b| b as &dyn shoal_index::IdFilter);
         let found = index
             .search(&knn.vector, knn.k, knn.ef_runtime, filter)
-            .map_err(|e| EngineError::Index(e.to_string()))?;
+            .map_err(|e| EngineError::QueryVector(e.to_string()))?;
         Ok(found.into_iter().map(|n| (n.id, n.distance)).collect())
     }
 }

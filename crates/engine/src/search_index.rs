@@ -174,7 +174,7 @@ impl SearchIndex {
     }
 
     /// Indexes up to `budget` queued keys; returns how many were taken off the queue.
-    pub fn backfill_step(&mut self, keyspace: &Keyspace, budget: usize, now: u64) -> usize {
+    pub fn backfill_step(&mut self, keyspace: &Keyspace, budget: usize) -> usize {
         let mut taken = 0;
         while taken < budget {
             let Some(key) = self.backfill.pending.pop_front() else {
@@ -187,7 +187,9 @@ impl SearchIndex {
             if self.docs.id(&key).is_some() {
                 continue;
             }
-            if let Some(entry) = keyspace.get(&key, now) {
+            // Present entries are indexed whatever their TTL: expiry removes them through
+            // a write, so the outcome does not depend on this replica's clock.
+            if let Some(entry) = keyspace.get(&key, 0) {
                 self.on_change(&key, None, Some(&entry.value));
             }
         }

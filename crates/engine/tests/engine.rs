@@ -33,6 +33,7 @@ fn read(e: &Engine, now: u64, args: Vec<Vec<u8>>) -> Reply {
         ReadContext {
             now_ms: now,
             resp3: false,
+            in_apply: false,
         },
     )
 }
@@ -195,6 +196,7 @@ fn expiry_travels_with_the_write_time() {
     e.apply(&Write {
         now_ms: 1100,
         commands: Vec::new(),
+        resp3: false,
     });
     assert_eq!(e.index("idx").unwrap().docs.len(), 0);
     assert_eq!(e.expired_keys(), 1);
@@ -213,9 +215,9 @@ fn backfill_indexes_existing_keys_and_reports_progress() {
     // A write during backfill is indexed at once; a delete is not resurrected.
     apply(&mut e, 3, s("HSET k:5 n 500"));
     apply(&mut e, 3, s("DEL k:6"));
-    assert!(e.backfill(40, 4));
+    assert!(e.backfill(40));
     assert!((e.index("idx").unwrap().backfill.percent() - 0.4).abs() < 1e-9);
-    while e.backfill(40, 4) {}
+    while e.backfill(40) {}
     let index = e.index("idx").unwrap();
     assert_eq!(index.docs.len(), 99);
     let hits = read(

@@ -81,9 +81,9 @@ pub enum AggregateStep {
 pub struct AggregateRequest {
     pub index: String,
     pub query: String,
-    /// Fields loaded from the documents before the steps; `None` loads nothing extra,
-    /// `Some(empty)` is `LOAD *`.
-    pub load: Option<Vec<String>>,
+    /// Fields loaded from the documents before the steps, as (field, name in the row);
+    /// `None` loads nothing extra, `Some(empty)` is `LOAD *`.
+    pub load: Option<Vec<(String, String)>>,
     pub steps: Vec<AggregateStep>,
     pub params: Vec<(String, Vec<u8>)>,
     pub timeout_ms: Option<u64>,
@@ -130,12 +130,12 @@ pub fn parse_aggregate<A: AsRef<[u8]>>(items: &[A]) -> Result<AggregateRequest> 
                 let mut group = args.take(n)?;
                 while !group.is_empty() {
                     let field = field_name(group.next_str()?);
-                    // `AS` renames are accepted and the field keeps the new name.
-                    if group.eat("AS") {
-                        fields.push(group.next_str()?.to_owned());
+                    let name = if group.eat("AS") {
+                        group.next_str()?.to_owned()
                     } else {
-                        fields.push(field);
-                    }
+                        field.clone()
+                    };
+                    fields.push((field, name));
                 }
                 request.load = Some(fields);
             }
@@ -332,7 +332,15 @@ mod tests {
             "5",
         ])
         .unwrap();
-        assert_eq!(r.load, Some(vec!["price".into(), "title".into()]));
+        assert_eq!(
+            r.load,
+            Some(vec![
+                ("price".into(), "price".into()),
+                ("title".into(), "title".into())
+            ])
+        );
+        let renamed = parse_aggregate(&["i", "*", "LOAD", "3", "@price", "AS", "p"]).unwrap();
+        assert_eq!(renamed.load, Some(vec![("price".into(), "p".into())]));
         assert_eq!(r.steps.len(), 4);
         let AggregateStep::GroupBy { reducers, .. } = &r.steps[2] else {
             panic!()

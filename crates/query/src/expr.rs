@@ -222,10 +222,15 @@ fn call(f: Function, args: &[Scalar]) -> Scalar {
     }
 }
 
+/// Longest APPLY/FILTER expression. Operator chains build left-deep trees that are
+/// evaluated (and dropped) recursively, so the length bounds the depth: at most about a
+/// thousand operators, far inside a worker thread's stack.
+pub const MAX_EXPR_LEN: usize = 2048;
+
 /// Parses an APPLY or FILTER expression.
 pub fn parse_expr(text: &str) -> Result<Expr> {
-    if text.len() > crate::MAX_QUERY_LEN {
-        return Err(QueryError::QueryTooLong(crate::MAX_QUERY_LEN));
+    if text.len() > MAX_EXPR_LEN {
+        return Err(QueryError::QueryTooLong(MAX_EXPR_LEN));
     }
     delimited(multispace0, |i: &mut &str| or_expr(i, 0), multispace0)
         .parse(text)
@@ -433,6 +438,16 @@ mod tests {
         assert!(parse_expr("(1").is_err());
         let deep = format!("{}1{}", "(".repeat(500), ")".repeat(500));
         assert!(parse_expr(&deep).is_err());
+        let long = "1+".repeat(2000) + "1";
+        assert!(matches!(
+            parse_expr(&long),
+            Err(QueryError::QueryTooLong(_))
+        ));
+        let chain = "1+".repeat(1000) + "1";
+        assert_eq!(
+            parse_expr(&chain).unwrap().eval(&|_| None),
+            Scalar::Number(1001.0)
+        );
     }
 
     #[test]

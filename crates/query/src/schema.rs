@@ -187,14 +187,22 @@ pub fn parse_create<A: AsRef<[u8]>>(items: &[A]) -> Result<IndexSchema> {
     }
     while !args.is_empty() {
         let identifier = args.next_str()?.to_owned();
-        let field = parse_field(&mut args, &identifier)
+        let mut field = parse_field(&mut args, &identifier)
             .map_err(|detail| QueryError::field(&identifier, detail))?;
+        if schema.key_type == KeyType::Json {
+            // Legacy paths (`title`, `.title`) name the same value as `$.title`, as the
+            // JSON commands read them.
+            field.identifier = json_path(&field.identifier);
+        }
         if schema
             .fields
             .iter()
             .any(|f| f.identifier == field.identifier)
         {
             return Err(QueryError::DuplicateField(identifier));
+        }
+        if schema.fields.iter().any(|f| f.alias == field.alias) {
+            return Err(QueryError::DuplicateField(field.alias));
         }
         if schema.fields.len() == MAX_ATTRIBUTES {
             return Err(QueryError::TooManyAttributes(MAX_ATTRIBUTES));
@@ -484,6 +492,19 @@ fn vector_options<A: AsRef<[u8]>>(
     })
 }
 
+/// A field identifier of a JSON index as JSONPath.
+fn json_path(identifier: &str) -> String {
+    if identifier.starts_with('$') {
+        identifier.to_owned()
+    } else if identifier == "." {
+        "$".to_owned()
+    } else if let Some(rest) = identifier.strip_prefix('.') {
+        format!("$.{rest}")
+    } else {
+        format!("$.{identifier}")
+    }
+}
+
 /// `v` within `[min, max]`, or the reference's range error.
 fn bounded(
     v: u64,
@@ -561,6 +582,16 @@ mod tests {
             })
         );
         assert!(s.covers(b"b:1") && !s.covers(b"c:1"));
+        let s = parse("j ON JSON SCHEMA title TEXT .n AS n NUMERIC").unwrap();
+        assert_eq!(s.fields[0].identifier, "$.title");
+        assert_eq!(s.fields[0].alias, "title");
+        assert_eq!(s.fields[1].identifier, "$.n");
+        assert_eq!(
+            parse("i SCHEMA a AS x NUMERIC b AS x TAG")
+                .unwrap_err()
+                .to_string(),
+            "Duplicate field in schema - x"
+        );
     }
 
     #[test]

@@ -152,11 +152,12 @@ pub fn parse_params<A: AsRef<[u8]>>(args: &mut Args<'_, A>) -> Result<Vec<(Strin
     let mut group = args
         .take(n)
         .map_err(|_| QueryError::param("PARAMS", "Missing argument"))?;
-    let mut params: Vec<(String, Vec<u8>)> = Vec::with_capacity(n / 2);
+    let mut params: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     while !group.is_empty() {
         let name = group.next_str()?.to_owned();
         let value = group.next_bytes()?.to_vec();
-        if params.iter().any(|(p, _)| *p == name) {
+        if !seen.insert(name.clone()) {
             return Err(QueryError::param(
                 "PARAMS",
                 format!("Parameter {name} is already defined."),

@@ -77,12 +77,14 @@ impl Decoder {
                     other => return Ok(other),
                 }
             }
+            // The declared structure is checked before redis-protocol's framer sees it:
+            // the framer recurses into nested arrays, and a request of a hundred
+            // thousand nested `*1` headers would exhaust the stack. Requests are flat
+            // arrays of bulk strings, so anything else is refused here.
+            self.check_pending(buf)?;
             return match decode_bytes_mut(buf) {
                 Ok(Some((frame, _, _))) => self.arguments(frame).map(Some),
                 Ok(None) => {
-                    // Incomplete: believe the declared lengths only if they are within
-                    // the limits, before waiting for more.
-                    self.check_pending(buf)?;
                     if buf.len() > self.limits.max_buffer {
                         return Err(RespError::BufferFull(self.limits.max_buffer));
                     }
@@ -285,6 +287,12 @@ mod tests {
         });
         let mut buf = BytesMut::from(&b"*1\r\n$5\r\nabcde\r\n"[..]);
         assert_eq!(decoder.decode(&mut buf), Err(RespError::BulkLength));
+    }
+
+    #[test]
+    fn nested_arrays_are_refused_before_framing() {
+        let deep = b"*1\r\n".repeat(200_000);
+        assert_eq!(decode_all(&deep), Err(RespError::ExpectedBulk('*')));
     }
 
     #[test]

@@ -64,10 +64,32 @@ pub fn encode(value: &Value, protocol: Protocol, out: &mut BytesMut) {
     }
 }
 
+/// A status or error line may not contain CR or LF: text echoed from a request (an index
+/// name, a bad argument) would otherwise inject replies. Redis replaces them too.
+fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(['\r', '\n']) {
+        std::borrow::Cow::Owned(text.replace(['\r', '\n'], " "))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+fn one_line_bytes(bytes: &Bytes) -> Bytes {
+    if bytes.iter().any(|b| *b == b'\r' || *b == b'\n') {
+        bytes
+            .iter()
+            .map(|b| if *b == b'\r' || *b == b'\n' { b' ' } else { *b })
+            .collect::<Vec<u8>>()
+            .into()
+    } else {
+        bytes.clone()
+    }
+}
+
 fn to_resp2(value: &Value) -> Frame2 {
     match value {
-        Value::Simple(s) => Frame2::SimpleString(s.clone()),
-        Value::Error(e) => Frame2::Error(e.as_str().into()),
+        Value::Simple(s) => Frame2::SimpleString(one_line_bytes(s)),
+        Value::Error(e) => Frame2::Error(one_line(e).as_ref().into()),
         Value::Int(i) => Frame2::Integer(*i),
         Value::Bulk(b) => Frame2::BulkString(b.clone()),
         Value::Null => Frame2::Null,
@@ -87,11 +109,11 @@ fn to_resp2(value: &Value) -> Frame2 {
 fn to_resp3(value: &Value) -> Frame3 {
     match value {
         Value::Simple(s) => Frame3::SimpleString {
-            data: s.clone(),
+            data: one_line_bytes(s),
             attributes: None,
         },
         Value::Error(e) => Frame3::SimpleError {
-            data: e.as_str().into(),
+            data: one_line(e).as_ref().into(),
             attributes: None,
         },
         Value::Int(i) => Frame3::Number {
@@ -164,6 +186,15 @@ mod tests {
         assert_eq!(
             bytes(&v, Protocol::Resp3),
             b"%2\r\n$1\r\nb\r\n:1\r\n$1\r\na\r\n_\r\n"
+        );
+    }
+
+    #[test]
+    fn error_lines_cannot_inject_replies() {
+        let v = Value::Error("Index with name 'x\r\n+OK' not found".into());
+        assert_eq!(
+            bytes(&v, Protocol::Resp2),
+            b"-Index with name 'x  +OK' not found\r\n"
         );
     }
 

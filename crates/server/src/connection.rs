@@ -273,6 +273,12 @@ fn step(node: &Arc<Node>, client: &mut Client, request: Vec<Bytes>) -> Step {
             TransactionState::None => Value::ok(),
         }),
         "UNWATCH" => Step::Reply(Value::ok()),
+        "RESET" => {
+            client.transaction = TransactionState::None;
+            client.lib_name = None;
+            client.lib_ver = None;
+            Step::Reply(crate::admin::answer(node, client, name, &request))
+        }
         _ if command.is_write() => Step::Write(owned(request)),
         _ if crate::admin::is_engine_read(name) => Step::Read(request),
         _ => Step::Reply(crate::admin::answer(node, client, name, &request)),
@@ -295,7 +301,9 @@ fn exec(node: &Arc<Node>, client: &mut Client, commands: Vec<Vec<Vec<u8>>>) -> V
         .filter(|c| crate::admin::is_engine_command(c))
         .cloned()
         .collect();
-    let mut engine_replies = node.apply_batch(engine_commands).into_iter();
+    let mut engine_replies = node
+        .apply_batch(engine_commands, client.protocol == Protocol::Resp3)
+        .into_iter();
     let mut out = Vec::with_capacity(commands.len());
     for c in commands {
         if crate::admin::is_engine_command(&c) {

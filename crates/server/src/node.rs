@@ -69,8 +69,9 @@ impl Node {
     /// Applies each command as its own log entry, under one lock acquisition.
     // #[PerformanceCriticalPath]: pipelined writes arrive here in batches.
     pub fn apply_each(&self, commands: Vec<Vec<Vec<u8>>>) -> Vec<Reply> {
-        let now = now_ms();
         let mut engine = self.engine.write();
+        // Stamped under the lock, so log order and time order agree.
+        let now = now_ms();
         let n = commands.len() as u64;
         let writes: Vec<Write> = commands
             .into_iter()
@@ -82,12 +83,15 @@ impl Node {
     }
 
     /// Applies a transaction as one log entry.
-    pub fn apply_batch(&self, commands: Vec<Vec<Vec<u8>>>) -> Vec<Reply> {
+    pub fn apply_batch(&self, commands: Vec<Vec<Vec<u8>>>, resp3: bool) -> Vec<Reply> {
+        let mut engine = self.engine.write();
         let write = Write {
             now_ms: now_ms(),
             commands,
+            resp3,
         };
-        let replies = self.engine.write().apply(&write);
+        let replies = engine.apply(&write);
+        drop(engine);
         self.counters.dirty.fetch_add(1, Ordering::Relaxed);
         replies
     }
@@ -99,6 +103,7 @@ impl Node {
             ReadContext {
                 now_ms: now_ms(),
                 resp3,
+                in_apply: false,
             },
         );
         self.counters.active_queries.fetch_sub(1, Ordering::Relaxed);
@@ -112,6 +117,7 @@ impl Node {
         let ctx = ReadContext {
             now_ms: now_ms(),
             resp3,
+            in_apply: false,
         };
         let engine = self.engine.read();
         let replies = requests
@@ -130,16 +136,18 @@ impl Node {
 
     /// Fires due expiries (an empty log entry carrying the time).
     pub fn tick(&self) {
+        let mut engine = self.engine.write();
         let write = Write {
             now_ms: now_ms(),
             commands: Vec::new(),
+            resp3: false,
         };
-        self.engine.write().apply(&write);
+        engine.apply(&write);
     }
 
     /// Advances index backfills; whether work remains.
     pub fn backfill(&self, budget: usize) -> bool {
-        self.engine.write().backfill(budget, now_ms())
+        self.engine.write().backfill(budget)
     }
 
     /// Writes a snapshot if there is a data directory; the bytes are taken under the

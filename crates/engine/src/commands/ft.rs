@@ -46,11 +46,16 @@ pub(super) fn dropindex(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<R
         .remove(&name)
         .ok_or(EngineError::UnknownIndex(name))?;
     if delete_docs {
-        let keys: Vec<Vec<u8>> = index
-            .docs
-            .all()
-            .iter()
-            .filter_map(|d| index.docs.key(d).map(<[u8]>::to_vec))
+        // Every key the index covers, whether or not backfill has reached it yet: what
+        // DD deletes must not depend on how far a replica's backfill got.
+        let keys: Vec<Vec<u8>> = engine
+            .keyspace
+            .iter(0)
+            .filter(|(key, entry)| {
+                index.schema.covers(key)
+                    && crate::search_index::type_matches(index.schema.key_type, &entry.value)
+            })
+            .map(|(key, _)| key.to_vec())
             .collect();
         for key in keys {
             super::keys::remove(engine, &key, now);
@@ -59,7 +64,10 @@ pub(super) fn dropindex(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<R
     Ok(Reply::Ok)
 }
 
-fn deadline(timeout_ms: Option<u64>) -> Option<Instant> {
+fn deadline(timeout_ms: Option<u64>, in_apply: bool) -> Option<Instant> {
+    if in_apply {
+        return None;
+    }
     timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms))
 }
 
@@ -68,8 +76,9 @@ fn deadline(timeout_ms: Option<u64>) -> Option<Instant> {
 pub fn run_search<A: AsRef<[u8]>>(
     engine: &Engine,
     args: &[A],
-    now: u64,
+    ctx: ReadContext,
 ) -> Result<(SearchResults, bool)> {
+    let now = ctx.now_ms;
     let request = parse_search(args)?;
     let index = engine
         .indexes
@@ -83,14 +92,14 @@ pub fn run_search<A: AsRef<[u8]>>(
         &request,
         &plan,
         now,
-        deadline(request.timeout_ms),
+        deadline(request.timeout_ms, ctx.in_apply),
     )?;
     Ok((results, request.nocontent))
 }
 
 pub(super) fn search(engine: &Engine, a: &Args<'_>, ctx: ReadContext) -> Result<Reply> {
     a.arity(2, true)?;
-    let (results, nocontent) = run_search(engine, a.rest(0), ctx.now_ms)?;
+    let (results, nocontent) = run_search(engine, a.rest(0), ctx)?;
     Ok(render_search(results, nocontent, ctx.resp3))
 }
 
@@ -155,7 +164,7 @@ pub(super) fn aggregate(engine: &Engine, a: &Args<'_>, ctx: ReadContext) -> Resu
         &engine.keyspace,
         &request,
         ctx.now_ms,
-        deadline(request.timeout_ms),
+        deadline(request.timeout_ms, ctx.in_apply),
     )?;
     Ok(crate::aggregate::render(&rows, ctx.resp3))
 }

@@ -123,10 +123,11 @@ pub(super) fn hdel(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<Reply>
     }
     let fields = a.rest(1);
     let removed = modify(engine, key, now, |h| {
-        Ok(fields
-            .iter()
-            .filter(|f| h.shift_remove(**f).is_some())
-            .count())
+        // One pass over the hash, whatever the number of fields named.
+        let doomed: std::collections::HashSet<&[u8]> = fields.iter().copied().collect();
+        let before = h.len();
+        h.retain(|k, _| !doomed.contains(k.as_slice()));
+        Ok(before - h.len())
     })?;
     Ok(Reply::Int(removed as i64))
 }

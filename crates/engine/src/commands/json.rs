@@ -299,9 +299,9 @@ pub(crate) fn del(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<Reply> 
             return Ok((None, Reply::Int(1)));
         }
         let mut found = pointers(&p, &doc);
-        // Deepest and last first, so removing one does not shift another's position.
-        found.sort();
-        found.reverse();
+        // Deepest and highest index first, so removing one does not shift another's
+        // position; array indices compare as numbers ("/a/10" after "/a/9").
+        found.sort_by(|a, b| pointer_order(b, a));
         let mut removed = 0;
         for pointer in found {
             let Some(split) = pointer.rfind('/') else {
@@ -330,6 +330,27 @@ pub(crate) fn del(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<Reply> 
     })
 }
 
+/// Orders JSON pointers segment by segment, numeric segments as numbers.
+fn pointer_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let (mut x, mut y) = (a.split('/'), b.split('/'));
+    loop {
+        match (x.next(), y.next()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, Some(_)) => return std::cmp::Ordering::Less,
+            (Some(_), None) => return std::cmp::Ordering::Greater,
+            (Some(p), Some(q)) => {
+                let o = match (p.parse::<u64>(), q.parse::<u64>()) {
+                    (Ok(m), Ok(n)) => m.cmp(&n),
+                    _ => p.cmp(q),
+                };
+                if o != std::cmp::Ordering::Equal {
+                    return o;
+                }
+            }
+        }
+    }
+}
+
 pub(crate) fn numincrby(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<Reply> {
     a.arity(3, false)?;
     let key = a.get(0)?;
@@ -348,6 +369,9 @@ pub(crate) fn numincrby(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<R
                     let current = slot.as_f64().unwrap_or(0.0);
                     let both_int = slot.is_i64() && by.fract() == 0.0;
                     let next = current + by;
+                    if !next.is_finite() {
+                        return Err(EngineError::Json("result is an infinite number".into()));
+                    }
                     *slot = if both_int && next.abs() < 9e15 {
                         Json::from(next as i64)
                     } else {
@@ -411,6 +435,13 @@ pub(crate) fn arrappend(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pointers_order_numerically() {
+        let mut p = vec!["/a/9", "/a/10", "/a/2", "/b"];
+        p.sort_by(|a, b| pointer_order(b, a));
+        assert_eq!(p, vec!["/b", "/a/10", "/a/9", "/a/2"]);
+    }
 
     #[test]
     fn parent_and_member_split() {

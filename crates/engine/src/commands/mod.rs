@@ -80,7 +80,7 @@ fn upper<'b>(name: &[u8], buf: &'b mut [u8; 32]) -> &'b str {
 
 /// Runs a command inside `apply`: writes change state; reads (inside a transaction)
 /// answer from the state as it is at that point of the batch.
-pub(crate) fn execute(engine: &mut Engine, args: &[Vec<u8>], now: u64) -> Reply {
+pub(crate) fn execute(engine: &mut Engine, args: &[Vec<u8>], now: u64, resp3: bool) -> Reply {
     let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
     let Some((first, items)) = refs.split_first() else {
         return Reply::err("empty command");
@@ -120,7 +120,8 @@ pub(crate) fn execute(engine: &mut Engine, args: &[Vec<u8>], now: u64) -> Reply 
                 &refs,
                 ReadContext {
                     now_ms: now,
-                    resp3: false,
+                    resp3,
+                    in_apply: true,
                 },
             );
         }
