@@ -1,13 +1,37 @@
 """Seed 000 (LangChain's MemoryDB vector store) run through langchain-aws against Shoal.
 
-The seed embeds with Bedrock; here a deterministic fake embedding stands in (the same
-text always gives the same vector), so the seed's *shape* is asserted: three `foo` at
-distance 0.0, then `bar`.
+The seed embeds with Bedrock; here a deterministic fake embedding stands in. It puts
+`bar` at the cosine distance the seed printed for it (0.1566), so the seed's results
+come back as printed: three `foo` at 0.0, then `bar` at 0.1566 (relevance 0.8434).
 """
+
+import hashlib
+import math
 
 import pytest
 from langchain_aws.vectorstores.inmemorydb import InMemoryVectorStore
-from langchain_core.embeddings import DeterministicFakeEmbedding
+from langchain_core.embeddings import Embeddings
+
+DIM = 16
+
+
+class SeedEmbeddings(Embeddings):
+    """`foo` and `bar` where the seed's scores put them; anything else from a hash."""
+
+    def _vector(self, text):
+        if text == "foo":
+            return [1.0] + [0.0] * (DIM - 1)
+        if text == "bar":
+            cos = 1 - 0.1566
+            return [cos, math.sqrt(1 - cos * cos)] + [0.0] * (DIM - 2)
+        digest = hashlib.sha256(text.encode()).digest()
+        return [b / 255.0 - 0.5 for b in digest[:DIM]]
+
+    def embed_documents(self, texts):
+        return [self._vector(t) for t in texts]
+
+    def embed_query(self, text):
+        return self._vector(text)
 
 METADATA = [
     {"user": "john", "age": 18, "job": "engineer", "credit_score": "high"},
@@ -27,7 +51,7 @@ def url(server, r):
 @pytest.fixture
 def vds(url):
     store = InMemoryVectorStore.from_texts(
-        TEXTS, DeterministicFakeEmbedding(size=16), metadatas=METADATA,
+        TEXTS, SeedEmbeddings(), metadatas=METADATA,
         index_name="users", redis_url=url,
     )
     yield store
@@ -46,8 +70,7 @@ def test_with_score_shape(vds):
     contents = [doc.page_content for doc, _ in results]
     scores = [score for _, score in results]
     assert contents == ["foo", "foo", "foo", "bar", "bar"]
-    assert scores[:3] == [0.0, 0.0, 0.0]
-    assert scores[3] == scores[4] > 0.0
+    assert scores == [0.0, 0.0, 0.0, 0.1566, 0.1566]
     first = results[0][0].metadata
     assert first["id"].startswith("doc:users:")
     assert {"user", "job", "credit_score", "age"} <= set(first)
@@ -61,8 +84,7 @@ def test_distance_threshold(vds):
 def test_relevance_scores(vds):
     results = vds.similarity_search_with_relevance_scores("foo", k=5)
     scores = [s for _, s in results]
-    assert scores[:3] == [1.0, 1.0, 1.0]
-    assert scores[3] < 1.0
+    assert scores == [1.0, 1.0, 1.0, 0.8434, 0.8434]
 
 
 def test_add_texts_returns_keys(vds):
