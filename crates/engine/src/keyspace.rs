@@ -51,8 +51,9 @@ pub fn hash_key(key: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(key)
 }
 
-/// The keys sharing one hash: almost always exactly one.
-type Bucket = Vec<(Vec<u8>, Entry)>;
+/// The keys sharing one hash (almost always exactly one), each with the version of its
+/// last change.
+type Bucket = Vec<(Vec<u8>, Entry, u64)>;
 
 #[derive(Debug, Default, Clone)]
 pub struct Keyspace {
@@ -61,6 +62,9 @@ pub struct Keyspace {
     /// (expiry time, key hash, key) for every key with a TTL, so due keys come in order.
     expiries: BTreeSet<(u64, u64, Vec<u8>)>,
     len: usize,
+    /// Counts changes; a key's version is the count at its last change, which is what
+    /// WATCH compares. Deterministic: only writes move it.
+    clock: u64,
 }
 
 impl Keyspace {
@@ -72,16 +76,31 @@ impl Keyspace {
         self.map
             .get(&hash_key(key))?
             .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, e)| e)
+            .find(|(k, _, _)| k == key)
+            .map(|(_, e, _)| e)
     }
 
+    /// The entry, for changing it: its version moves.
     fn entry_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        self.clock += 1;
+        let clock = self.clock;
         self.map
             .get_mut(&hash_key(key))?
             .iter_mut()
-            .find(|(k, _)| k == key)
-            .map(|(_, e)| e)
+            .find(|(k, _, _)| k == key)
+            .map(|(_, e, version)| {
+                *version = clock;
+                e
+            })
+    }
+
+    /// The version of a live key (None when absent or expired at `now`).
+    pub fn version(&self, key: &[u8], now: u64) -> Option<u64> {
+        self.map
+            .get(&hash_key(key))?
+            .iter()
+            .find(|(k, e, _)| k == key && e.expires_at.is_none_or(|t| t > now))
+            .map(|(_, _, v)| *v)
     }
 
     /// The live entry of `key` at `now` (an expired key reads as absent).
@@ -100,11 +119,16 @@ impl Keyspace {
     pub fn insert(&mut self, key: &[u8], entry: Entry) -> Option<Entry> {
         let hash = hash_key(key);
         let new_expiry = entry.expires_at;
+        self.clock += 1;
+        let clock = self.clock;
         let bucket = self.map.entry(hash).or_default();
-        let old = match bucket.iter_mut().find(|(k, _)| k == key) {
-            Some((_, current)) => Some(std::mem::replace(current, entry)),
+        let old = match bucket.iter_mut().find(|(k, _, _)| k == key) {
+            Some((_, current, version)) => {
+                *version = clock;
+                Some(std::mem::replace(current, entry))
+            }
             None => {
-                bucket.push((key.to_vec(), entry));
+                bucket.push((key.to_vec(), entry, clock));
                 self.len += 1;
                 None
             }
@@ -124,8 +148,8 @@ impl Keyspace {
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let hash = hash_key(key);
         let bucket = self.map.get_mut(&hash)?;
-        let position = bucket.iter().position(|(k, _)| k == key)?;
-        let (_, old) = bucket.swap_remove(position);
+        let position = bucket.iter().position(|(k, _, _)| k == key)?;
+        let (_, old, _) = bucket.swap_remove(position);
         if bucket.is_empty() {
             self.map.remove(&hash);
         }
@@ -188,12 +212,12 @@ impl Keyspace {
         self.map
             .values()
             .flat_map(|bucket| {
-                let mut sorted: Vec<&(Vec<u8>, Entry)> = bucket.iter().collect();
+                let mut sorted: Vec<&(Vec<u8>, Entry, u64)> = bucket.iter().collect();
                 sorted.sort_by(|a, b| a.0.cmp(&b.0));
                 sorted
             })
-            .filter(move |(_, e)| e.expires_at.is_none_or(|t| t > now))
-            .map(|(k, e)| (k.as_slice(), e))
+            .filter(move |(_, e, _)| e.expires_at.is_none_or(|t| t > now))
+            .map(|(k, e, _)| (k.as_slice(), e))
     }
 
     /// Up to about `count` live keys from `cursor` on, and the cursor to continue from
@@ -207,14 +231,15 @@ impl Keyspace {
             out.extend(
                 bucket
                     .iter()
-                    .filter(|(_, e)| e.expires_at.is_none_or(|t| t > now))
-                    .map(|(k, _)| k.as_slice()),
+                    .filter(|(_, e, _)| e.expires_at.is_none_or(|t| t > now))
+                    .map(|(k, _, _)| k.as_slice()),
             );
         }
         (0, out)
     }
 
     pub fn clear(&mut self) {
+        self.clock += 1;
         self.map.clear();
         self.expiries.clear();
         self.len = 0;
@@ -225,7 +250,7 @@ impl Keyspace {
         self.map
             .values()
             .flatten()
-            .map(|(k, e)| k.len() + e.value.approximate_size() + 64)
+            .map(|(k, e, _)| k.len() + e.value.approximate_size() + 64)
             .sum()
     }
 }

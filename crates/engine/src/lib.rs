@@ -172,6 +172,11 @@ impl Engine {
         self.indexes.values().any(|i| i.backfill.in_progress())
     }
 
+    /// Versions of `keys` at `now` (None: absent), for WATCH.
+    pub fn versions(&self, keys: &[Vec<u8>], now: u64) -> Vec<Option<u64>> {
+        keys.iter().map(|k| self.keyspace.version(k, now)).collect()
+    }
+
     /// Number of live keys.
     pub fn dbsize(&self, now: u64) -> usize {
         self.keyspace.len(now)

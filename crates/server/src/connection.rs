@@ -43,6 +43,8 @@ pub struct Client {
     pub lib_ver: Option<String>,
     pub addr: String,
     transaction: TransactionState,
+    /// Keys under WATCH and their versions then; EXEC aborts if any moved.
+    watched: Vec<(Vec<u8>, Option<u64>)>,
     closing: bool,
 }
 
@@ -102,6 +104,7 @@ pub async fn serve(node: Arc<Node>, mut stream: TcpStream, limits: Limits) {
         lib_ver: None,
         addr,
         transaction: TransactionState::None,
+        watched: Vec::new(),
         closing: false,
     };
     node.counters
@@ -254,27 +257,42 @@ fn step(node: &Arc<Node>, client: &mut Client, request: Vec<Bytes>) -> Step {
         "EXEC" => Step::Reply(
             match std::mem::replace(&mut client.transaction, TransactionState::None) {
                 TransactionState::None => Value::Error("ERR EXEC without MULTI".into()),
-                TransactionState::Queuing { failed: true, .. } => Value::Error(
-                    "EXECABORT Transaction discarded because of previous errors.".into(),
-                ),
+                TransactionState::Queuing { failed: true, .. } => {
+                    client.watched.clear();
+                    Value::Error(
+                        "EXECABORT Transaction discarded because of previous errors.".into(),
+                    )
+                }
                 TransactionState::Queuing { commands, .. } => exec(node, client, commands),
             },
         ),
         "DISCARD" => Step::Reply(
             match std::mem::replace(&mut client.transaction, TransactionState::None) {
                 TransactionState::None => Value::Error("ERR DISCARD without MULTI".into()),
-                TransactionState::Queuing { .. } => Value::ok(),
+                TransactionState::Queuing { .. } => {
+                    client.watched.clear();
+                    Value::ok()
+                }
             },
         ),
         "WATCH" => Step::Reply(match client.transaction {
             TransactionState::Queuing { .. } => {
                 Value::Error("ERR WATCH inside MULTI is not allowed".into())
             }
-            TransactionState::None => Value::ok(),
+            TransactionState::None => {
+                let keys: Vec<Vec<u8>> = request[1..].iter().map(|k| k.to_vec()).collect();
+                let versions = node.versions(&keys);
+                client.watched.extend(keys.into_iter().zip(versions));
+                Value::ok()
+            }
         }),
-        "UNWATCH" => Step::Reply(Value::ok()),
+        "UNWATCH" => {
+            client.watched.clear();
+            Step::Reply(Value::ok())
+        }
         "RESET" => {
             client.transaction = TransactionState::None;
+            client.watched.clear();
             client.lib_name = None;
             client.lib_ver = None;
             Step::Reply(crate::admin::answer(node, client, name, &request))
@@ -301,9 +319,16 @@ fn exec(node: &Arc<Node>, client: &mut Client, commands: Vec<Vec<Vec<u8>>>) -> V
         .filter(|c| crate::admin::is_engine_command(c))
         .cloned()
         .collect();
-    let mut engine_replies = node
-        .apply_batch(engine_commands, client.protocol == Protocol::Resp3)
-        .into_iter();
+    let watched = std::mem::take(&mut client.watched);
+    let Some(engine_replies) = node.apply_batch(
+        engine_commands,
+        client.protocol == Protocol::Resp3,
+        &watched,
+    ) else {
+        // A watched key changed: the transaction is not run (a null reply).
+        return Value::Null;
+    };
+    let mut engine_replies = engine_replies.into_iter();
     let mut out = Vec::with_capacity(commands.len());
     for c in commands {
         if crate::admin::is_engine_command(&c) {

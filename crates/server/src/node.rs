@@ -83,8 +83,23 @@ impl Node {
     }
 
     /// Applies a transaction as one log entry.
-    pub fn apply_batch(&self, commands: Vec<Vec<Vec<u8>>>, resp3: bool) -> Vec<Reply> {
+    /// Applies a transaction as one log entry, unless a watched key changed since WATCH
+    /// (then `None`, and nothing is applied). The check and the apply share one lock.
+    pub fn apply_batch(
+        &self,
+        commands: Vec<Vec<Vec<u8>>>,
+        resp3: bool,
+        watched: &[(Vec<u8>, Option<u64>)],
+    ) -> Option<Vec<Reply>> {
         let mut engine = self.engine.write();
+        if !watched.is_empty() {
+            let keys: Vec<Vec<u8>> = watched.iter().map(|(k, _)| k.clone()).collect();
+            let now = now_ms();
+            let current = engine.versions(&keys, now);
+            if current.iter().zip(watched).any(|(c, (_, w))| c != w) {
+                return None;
+            }
+        }
         let write = Write {
             now_ms: now_ms(),
             commands,
@@ -93,7 +108,12 @@ impl Node {
         let replies = engine.apply(&write);
         drop(engine);
         self.counters.dirty.fetch_add(1, Ordering::Relaxed);
-        replies
+        Some(replies)
+    }
+
+    /// The current versions of keys, for WATCH.
+    pub fn versions(&self, keys: &[Vec<u8>]) -> Vec<Option<u64>> {
+        self.engine.read().versions(keys, now_ms())
     }
 
     pub fn read<A: AsRef<[u8]>>(&self, args: &[A], resp3: bool) -> Reply {
