@@ -74,7 +74,6 @@ pub struct ReadContext {
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
     pub expired_keys: u64,
-    pub active_queries: u64,
 }
 
 /// Keyspace plus search indexes.

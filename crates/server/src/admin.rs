@@ -68,6 +68,8 @@ pub fn answer(node: &Arc<Node>, client: &mut Client, name: &str, args: &[Bytes])
             }
         }
         "CONFIG" => config(args),
+        // Queued inside MULTI and answered at EXEC: nothing left to unwatch by then.
+        "UNWATCH" => Value::ok(),
         "ACL" => match text(&args[1]).to_ascii_uppercase().as_str() {
             "WHOAMI" => Value::bulk("default"),
             "USERS" => Value::Array(vec![Value::bulk("default")]),
