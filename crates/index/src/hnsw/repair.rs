@@ -78,6 +78,11 @@ impl HnswIndex {
         for (s, level) in isolated {
             self.relink(s, level);
         }
+        // Then every survivor no search can reach any more gets linked from reachable
+        // nodes, as an insert would be.
+        for (s, level) in self.unreachable(&dead) {
+            self.relink(s, level);
+        }
 
         // No live list names a doomed slot any more; wait out searches that began before.
         self.grace.synchronize();
@@ -114,6 +119,48 @@ impl HnswIndex {
                 },
             )
             .map(|(s, (_, level))| (s, level))
+    }
+
+    /// Survivors that no path from the entry point reaches, per level. Relinked lists
+    /// can cut a stretch of nodes off from the rest when the heuristic keeps few links
+    /// per node (points on a line): each of them then has links, and incoming ones from
+    /// its neighbours, but searches never get there.
+    fn unreachable(&self, dead: &[bool]) -> Vec<(u32, usize)> {
+        let high = dead.len();
+        let Some((ep, top)) = self.entry() else {
+            return Vec::new();
+        };
+        let alive = |s: u32| {
+            !dead[s as usize]
+                && self.graph.is_backed(s)
+                && id_of(self.graph.label_word(s)).is_some()
+        };
+        let mut out = Vec::new();
+        let mut seen = vec![false; high];
+        let mut stack = Vec::new();
+        for level in 0..=top {
+            seen.iter_mut().for_each(|x| *x = false);
+            stack.clear();
+            if (ep as usize) < high {
+                seen[ep as usize] = true;
+            }
+            stack.push(ep);
+            while let Some(x) = stack.pop() {
+                for n in self.graph.links(x, level) {
+                    let n = load(n);
+                    if (n as usize) < high && !seen[n as usize] && alive(n) {
+                        seen[n as usize] = true;
+                        stack.push(n);
+                    }
+                }
+            }
+            out.extend(
+                (0..high as u32)
+                    .filter(|&s| alive(s) && self.graph.level(s) >= level && !seen[s as usize])
+                    .map(|s| (s, level)),
+            );
+        }
+        out
     }
 
     /// Gives `s` neighbours at `level` by searching from the entry point, and links back.
