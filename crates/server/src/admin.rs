@@ -7,7 +7,6 @@ use bytes::Bytes;
 use shoal_resp::{lookup, Protocol, Value, COMMANDS};
 
 use crate::connection::Client;
-use crate::convert::to_value;
 use crate::node::Node;
 
 /// Commands the connection or the node answer, not the engine.
@@ -16,12 +15,11 @@ const NODE_COMMANDS: &[&str] = &[
     "CONFIG", "ACL", "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH",
 ];
 
+/// Whether a queued transaction command is the engine's (by its table name).
 pub fn is_engine_command(args: &[Vec<u8>]) -> bool {
-    args.first().is_some_and(|name| {
-        !NODE_COMMANDS
-            .iter()
-            .any(|c| c.as_bytes().eq_ignore_ascii_case(name))
-    })
+    args.first()
+        .and_then(|name| shoal_resp::lookup(name))
+        .is_some_and(|c| is_engine_read(c.name))
 }
 
 fn text(b: &[u8]) -> String {
@@ -87,7 +85,9 @@ pub fn answer(node: &Arc<Node>, client: &mut Client, name: &str, args: &[Bytes])
                 other.to_ascii_lowercase()
             )),
         },
-        _ => to_value(node.read(args, client.protocol == Protocol::Resp3)),
+        // Engine commands never reach here: the connection batches them (`Step::Read`,
+        // `Step::Write`) and EXEC applies them as one entry.
+        other => Value::Error(format!("ERR unknown command '{}'", other.to_ascii_lowercase())),
     }
 }
 

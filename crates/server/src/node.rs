@@ -116,20 +116,6 @@ impl Node {
         self.engine.read().versions(keys, now_ms())
     }
 
-    pub fn read<A: AsRef<[u8]>>(&self, args: &[A], resp3: bool) -> Reply {
-        self.counters.active_queries.fetch_add(1, Ordering::Relaxed);
-        let reply = self.engine.read().query(
-            args,
-            ReadContext {
-                now_ms: now_ms(),
-                resp3,
-                in_apply: false,
-            },
-        );
-        self.counters.active_queries.fetch_sub(1, Ordering::Relaxed);
-        reply
-    }
-
     /// Answers consecutive reads of one connection under one read lock.
     // #[PerformanceCriticalPath]: pipelined reads arrive here in batches.
     pub fn read_each(&self, requests: &[Vec<bytes::Bytes>], resp3: bool) -> Vec<Reply> {
