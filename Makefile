@@ -60,7 +60,8 @@ bench-resp: setup
 	$(PY) benches/gen_dataset.py --n 200000 --dim 128 --clusters 1000 --queries 1000 --seed 42 --out $(DATA)
 	SHOAL=$(CARGO_TARGET_DIR)/release/shoal OUT=$(RESULTS)/redis_benchmark.csv benches/resp/redis_benchmark.sh
 	$(PY) benches/resp/search_ingest.py --shoal $(CARGO_TARGET_DIR)/release/shoal \
-		--bench $(CARGO_TARGET_DIR)/release/shoal-bench --data $(DATA) --json $(RESULTS)/search_ingest.json
+		--bench $(CARGO_TARGET_DIR)/release/shoal-bench --data $(DATA) --json $(RESULTS)/search_ingest.json \
+		--busy-poll-us 200
 
 ## criterion micro-benchmarks of the distance kernels.
 bench-kernels:

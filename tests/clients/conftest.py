@@ -36,8 +36,9 @@ def free_port() -> int:
 class Server:
     """A running `shoal dev` process."""
 
-    def __init__(self, data_dir: pathlib.Path):
+    def __init__(self, data_dir: pathlib.Path, *extra_args: str):
         self.data_dir = data_dir
+        self.extra_args = list(extra_args)
         self.port = None
         self.proc = None
 
@@ -47,7 +48,7 @@ class Server:
             self.port = free_port()
             self.proc = subprocess.Popen(
                 [binary(), "dev", "--resp", f"127.0.0.1:{self.port}",
-                 "--data-dir", str(self.data_dir)],
+                 "--data-dir", str(self.data_dir), *self.extra_args],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
             line = self.proc.stdout.readline()

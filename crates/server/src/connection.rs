@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
+use crate::busy_poll::{poll_for, Polled};
 use crate::convert::to_value;
 use crate::node::Node;
 
@@ -21,6 +22,15 @@ use crate::node::Node;
 const READ_CHUNK: usize = 64 * 1024;
 /// Input gathered before requests are answered (a batch of a few thousand writes).
 const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// How every connection of a node is served.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub limits: Limits,
+    /// How long an answered connection polls for its next request before parking
+    /// (see `busy_poll`); zero parks at once.
+    pub busy_poll: std::time::Duration,
+}
 
 /// Where a connection is in the MULTI/EXEC protocol.
 #[derive(Debug)]
@@ -92,7 +102,7 @@ impl Run {
     }
 }
 
-pub async fn serve(node: Arc<Node>, mut stream: TcpStream, limits: Limits) {
+pub async fn serve(node: Arc<Node>, mut stream: TcpStream, settings: Settings) {
     let addr = stream
         .peer_addr()
         .map_or_else(|_| "?".to_owned(), |a| a.to_string());
@@ -115,7 +125,7 @@ pub async fn serve(node: Arc<Node>, mut stream: TcpStream, limits: Limits) {
         .fetch_add(1, Ordering::Relaxed);
     let span = tracing::debug_span!("connection", id = client.id, peer = %client.addr);
     let _ = stream.set_nodelay(true);
-    run(&node, &mut stream, &mut client, limits)
+    run(&node, &mut stream, &mut client, settings)
         .instrument(span)
         .await;
     node.counters
@@ -123,17 +133,21 @@ pub async fn serve(node: Arc<Node>, mut stream: TcpStream, limits: Limits) {
         .fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, limits: Limits) {
-    let decoder = Decoder::new(limits);
+async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, settings: Settings) {
+    let decoder = Decoder::new(settings.limits);
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
     loop {
         if input.capacity() - input.len() < READ_CHUNK / 2 {
             input.reserve(READ_CHUNK);
         }
-        match stream.read_buf(&mut input).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+        match poll_for(stream, &mut input, settings.busy_poll) {
+            Polled::Data => {}
+            Polled::Closed => return,
+            Polled::Idle => match stream.read_buf(&mut input).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
         }
         // Take everything already waiting, up to a bound: a pipeline's writes are then
         // applied as one batch, whose vector inserts run in parallel.
