@@ -10,11 +10,12 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# System packages: a C/C++ toolchain for simsimd (and RocksDB later), libclang for
-# bindgen, Python's venv module for the peer benchmarks and client tests, redis-tools
-# for redis-cli (client tests) and redis-benchmark.
+# System packages: a C/C++ toolchain for simsimd and RocksDB, libclang for bindgen
+# (RocksDB's bindings), protoc for the gRPC code, Python's venv module for the peer
+# benchmarks and client tests, redis-tools for redis-cli (client tests) and
+# redis-benchmark.
 missing=()
-for pkg in build-essential pkg-config libclang-dev clang python3-venv python3-dev redis-tools; do
+for pkg in build-essential pkg-config libclang-dev clang protobuf-compiler python3-venv python3-dev redis-tools; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
         || missing+=("$pkg")
 done

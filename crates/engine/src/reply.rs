@@ -4,8 +4,9 @@
 //! the connection, and the cluster router of a later layer merges typed results before
 //! they become replies. `Map` is a RESP3 map that RESP2 flattens into an array.
 
-/// A reply value.
-#[derive(Debug, Clone, PartialEq)]
+/// A reply value. Serializable because replies cross processes: from a shard group's
+/// leader to the node that proposed the write, and from shards to the router.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Reply {
     /// `+OK`.
     Ok,

@@ -85,6 +85,30 @@ impl<'a> In<'a> {
     }
 }
 
+/// Checks that `data` is a whole, uncorrupted engine snapshot (its checksum and header)
+/// without building the engine: what a replica does with a snapshot it received before
+/// it lets go of its own state.
+pub fn verify(data: &[u8]) -> Result<()> {
+    let body = checked_body(data)?;
+    if !body.starts_with(MAGIC) {
+        return Err(corrupt("not a Shoal engine snapshot"));
+    }
+    Ok(())
+}
+
+/// The bytes a snapshot's trailing CRC covers, once the CRC matches.
+fn checked_body(data: &[u8]) -> Result<&[u8]> {
+    if data.len() < MAGIC.len() + 8 {
+        return Err(corrupt("truncated"));
+    }
+    let (body, tail) = data.split_at(data.len() - 4);
+    let crc = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+    if crc32fast::hash(body) != crc {
+        return Err(corrupt("checksum mismatch"));
+    }
+    Ok(body)
+}
+
 impl Engine {
     /// Serializes the engine.
     pub fn snapshot(&self) -> Result<Vec<u8>> {
@@ -165,14 +189,7 @@ impl Engine {
 
     /// Rebuilds an engine from [`Engine::snapshot`]'s bytes.
     pub fn restore(data: &[u8]) -> Result<Engine> {
-        if data.len() < MAGIC.len() + 8 {
-            return Err(corrupt("truncated"));
-        }
-        let (body, tail) = data.split_at(data.len() - 4);
-        let crc = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
-        if crc32fast::hash(body) != crc {
-            return Err(corrupt("checksum mismatch"));
-        }
+        let body = checked_body(data)?;
         let mut r = In { data: body, pos: 0 };
         if r.take(MAGIC.len())? != MAGIC {
             return Err(corrupt("not a Shoal engine snapshot"));

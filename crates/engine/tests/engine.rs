@@ -170,16 +170,25 @@ fn corrupt_snapshots_are_errors() {
         e.apply(w);
     }
     let bytes = e.snapshot().unwrap();
+    assert!(shoal_engine::snapshot::verify(&bytes).is_ok());
     for cut in (0..bytes.len()).step_by(bytes.len() / 97 + 1) {
         assert!(
             Engine::restore(&bytes[..cut]).is_err(),
             "truncated at {cut}"
+        );
+        assert!(
+            shoal_engine::snapshot::verify(&bytes[..cut]).is_err(),
+            "verify: truncated at {cut}"
         );
     }
     for pos in (0..bytes.len()).step_by(bytes.len() / 61 + 1) {
         let mut bad = bytes.clone();
         bad[pos] ^= 0x40;
         assert!(Engine::restore(&bad).is_err(), "flipped at {pos}");
+        assert!(
+            shoal_engine::snapshot::verify(&bad).is_err(),
+            "verify: flipped at {pos}"
+        );
     }
 }
 

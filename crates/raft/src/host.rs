@@ -1,0 +1,118 @@
+//! A node's share of the cluster: the Raft groups it hosts, over one RocksDB, one
+//! outgoing [`Network`] and one incoming [`TransportService`].
+//!
+//! ```text
+//! <data dir>/raft-log/          RocksDB: every group's log, votes and commit marks
+//! <data dir>/groups/<id>/       the group's current snapshot
+//! <data dir>/spool/             snapshots being received
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::db::{GroupId, LogDb};
+use crate::error::{RaftError, Result};
+use crate::log_store::LogStore;
+use crate::network::{GroupNetwork, Groups, Network, Raft, TransportService};
+use crate::state_machine::{Replica, StateMachine};
+use crate::types::NodeId;
+
+/// The Raft groups of one node.
+#[derive(Debug)]
+pub struct Host {
+    id: NodeId,
+    dir: PathBuf,
+    db: Arc<LogDb>,
+    network: Network,
+    groups: Groups,
+    replicas: Mutex<HashMap<GroupId, Arc<RwLock<Replica>>>>,
+    config: Arc<openraft::Config>,
+}
+
+impl Host {
+    /// Opens the node's storage under `dir`. `config` applies to every group.
+    pub fn open(id: NodeId, dir: &Path, config: openraft::Config) -> Result<Host> {
+        let config = config
+            .validate()
+            .map_err(|e| RaftError::Config(e.to_string()))?;
+        Ok(Host {
+            id,
+            dir: dir.to_path_buf(),
+            db: LogDb::open(&dir.join("raft-log"))?,
+            network: Network::new(),
+            groups: Groups::default(),
+            replicas: Mutex::new(HashMap::new()),
+            config: Arc::new(config),
+        })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Starts (or restarts, from what is on disk) this node's replica of `group`.
+    pub async fn open_group(&self, group: GroupId) -> Result<Raft> {
+        if let Some(raft) = self.groups.get(group) {
+            return Ok(raft);
+        }
+        let sm = StateMachine::open(self.dir.join("groups").join(group.to_string()))
+            .map_err(|e| RaftError::Io(e.to_string()))?;
+        let replica = sm.replica();
+        let raft = Raft::new(
+            self.id,
+            self.config.clone(),
+            GroupNetwork::new(self.network.clone(), group),
+            LogStore::new(self.db.clone(), group),
+            sm,
+        )
+        .await
+        .map_err(|e| RaftError::Raft(e.to_string()))?;
+        self.groups.insert(group, raft.clone());
+        self.replicas.lock().insert(group, replica);
+        Ok(raft)
+    }
+
+    /// Stops this node's replica of `group` (its data stays on disk).
+    pub async fn close_group(&self, group: GroupId) -> Result<()> {
+        self.replicas.lock().remove(&group);
+        if let Some(raft) = self.groups.remove(group) {
+            raft.shutdown()
+                .await
+                .map_err(|e| RaftError::Raft(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Stops every group.
+    pub async fn shutdown(&self) -> Result<()> {
+        for group in self.groups.ids() {
+            self.close_group(group).await?;
+        }
+        Ok(())
+    }
+
+    pub fn raft(&self, group: GroupId) -> Option<Raft> {
+        self.groups.get(group)
+    }
+
+    /// The engine of this node's replica of `group`, for local reads.
+    pub fn replica(&self, group: GroupId) -> Option<Arc<RwLock<Replica>>> {
+        self.replicas.lock().get(&group).cloned()
+    }
+
+    pub fn group_ids(&self) -> Vec<GroupId> {
+        self.groups.ids()
+    }
+
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// The gRPC service to serve on the node's Raft address.
+    pub fn service(&self) -> TransportService {
+        TransportService::new(self.groups.clone(), self.dir.join("spool"))
+    }
+}

@@ -1,0 +1,21 @@
+//! Replication of shard groups: one openraft group per shard group, its log in the node's
+//! RocksDB ([`db`], [`log_store`]), the engine as its state machine ([`state_machine`]).
+//!
+//! openraft's types stay behind this crate: other crates use [`types`].
+
+pub mod db;
+pub mod error;
+pub mod host;
+pub mod log_store;
+pub mod network;
+mod snapshot_file;
+pub mod state_machine;
+pub mod types;
+
+pub use db::{GroupId, LogDb};
+pub use error::{RaftError, Result};
+pub use host::Host;
+pub use log_store::LogStore;
+pub use network::{Faults, Network, Raft};
+pub use state_machine::{Replica, StateMachine};
+pub use types::{NodeAddr, NodeId, Request, Response, TypeConfig};

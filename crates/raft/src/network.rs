@@ -1,0 +1,528 @@
+//! Raft traffic over gRPC (`proto/raft.proto`): the client side openraft calls for every
+//! group of the node ([`Network`], through openraft-multi's per-group adapter) and the
+//! one service that receives every group's messages ([`TransportService`]).
+//!
+//! One channel per peer node is shared by all groups, so a node with many groups holds
+//! one HTTP/2 connection per peer. Each unary call has its own deadline; a peer that is
+//! slow or gone costs only the calls addressed to it. [`Faults`] lets tests drop, delay
+//! and partition traffic on the real transport.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft_multi::{GroupNetworkAdapter, GroupNetworkFactory, GroupRouter};
+use parking_lot::{Mutex, RwLock};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use shoal_proto::raft::raft_transport_client::RaftTransportClient;
+use shoal_proto::raft::raft_transport_server::RaftTransport;
+use shoal_proto::raft::{GroupReply, GroupRequest, SnapshotChunk};
+use tokio::io::AsyncWriteExt;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::db::GroupId;
+use crate::log_store::{decode, encode};
+use crate::snapshot_file;
+use crate::state_machine::StateMachine;
+use crate::types::{NodeAddr, NodeId, Snapshot, SnapshotMeta, TypeConfig, Vote};
+
+/// A Raft group as this node runs it.
+pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
+
+/// The network factory of one group.
+pub type GroupNetwork = GroupNetworkFactory<Network, GroupId>;
+
+/// Largest gRPC message either side accepts: snapshot chunks and append batches of
+/// vectors are far beyond tonic's 4 MiB default.
+const MAX_MESSAGE: usize = 64 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// A snapshot chunk that takes longer than this to go through means the peer is stuck.
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Injected faults on the outgoing side of one node: what tests use to partition, delay
+/// and lose messages on the real transport.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    inner: Arc<Mutex<FaultState>>,
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    blocked: HashSet<NodeId>,
+    delay: Duration,
+    drop_per_mille: u64,
+    rng: u64,
+}
+
+impl Faults {
+    /// Cuts (or restores) every message from this node to `peer`.
+    pub fn block(&self, peer: NodeId, blocked: bool) {
+        let mut s = self.inner.lock();
+        if blocked {
+            s.blocked.insert(peer);
+        } else {
+            s.blocked.remove(&peer);
+        }
+    }
+
+    /// Delays every outgoing message by `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        self.inner.lock().delay = delay;
+    }
+
+    /// Loses `per_mille` of outgoing messages, chosen by a generator seeded with `seed`.
+    pub fn set_drop(&self, per_mille: u64, seed: u64) {
+        let mut s = self.inner.lock();
+        s.drop_per_mille = per_mille.min(1000);
+        s.rng = seed | 1;
+    }
+
+    /// Clears every fault.
+    pub fn heal(&self) {
+        *self.inner.lock() = FaultState::default();
+    }
+
+    async fn before_send(&self, target: NodeId) -> Result<(), RPCError<TypeConfig>> {
+        let (blocked, delay, dropped) = {
+            let mut s = self.inner.lock();
+            let dropped = s.drop_per_mille > 0 && {
+                // xorshift64: deterministic for a seed, which is all a test needs.
+                s.rng ^= s.rng << 13;
+                s.rng ^= s.rng >> 7;
+                s.rng ^= s.rng << 17;
+                s.rng % 1000 < s.drop_per_mille
+            };
+            (s.blocked.contains(&target), s.delay, dropped)
+        };
+        if blocked {
+            return Err(RPCError::Unreachable(Unreachable::from_string(format!(
+                "partitioned from node {target}"
+            ))));
+        }
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if dropped {
+            return Err(RPCError::Network(NetworkError::from_string(
+                "message dropped by fault injection",
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The client side of the transport for every group of a node.
+#[derive(Debug, Clone, Default)]
+pub struct Network {
+    peers: Arc<Mutex<HashMap<NodeId, Peer>>>,
+    faults: Faults,
+}
+
+#[derive(Debug)]
+struct Peer {
+    addr: String,
+    channel: Channel,
+}
+
+/// Which unary RPC to make.
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    Append,
+    Vote,
+    PreVote,
+}
+
+fn network_err(e: impl std::fmt::Display) -> RPCError<TypeConfig> {
+    RPCError::Network(NetworkError::from_string(e.to_string()))
+}
+
+fn status_err(status: &Status) -> RPCError<TypeConfig> {
+    // Nothing listening, or the connection could not be made: back off at once. Any
+    // other status (a deadline, a group not hosted there yet) is worth retrying soon.
+    if status.code() == tonic::Code::Unavailable {
+        RPCError::Unreachable(Unreachable::from_string(status.message().to_owned()))
+    } else {
+        network_err(status.message())
+    }
+}
+
+impl Network {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Records where `node` listens. The channel connects lazily, on first use.
+    pub fn set_peer(&self, node: NodeId, addr: &str) {
+        let mut peers = self.peers.lock();
+        if peers.get(&node).is_some_and(|p| p.addr == addr) {
+            return;
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}")).map(|e| {
+            e.connect_timeout(CONNECT_TIMEOUT)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(5))
+                .keep_alive_timeout(Duration::from_secs(5))
+        });
+        match endpoint {
+            Ok(endpoint) => {
+                peers.insert(
+                    node,
+                    Peer {
+                        addr: addr.to_owned(),
+                        channel: endpoint.connect_lazy(),
+                    },
+                );
+            }
+            Err(e) => tracing::warn!(node, addr, error = %e, "unusable peer address"),
+        }
+    }
+
+    fn client(&self, target: NodeId) -> Result<RaftTransportClient<Channel>, RPCError<TypeConfig>> {
+        let peers = self.peers.lock();
+        let peer = peers.get(&target).ok_or_else(|| {
+            RPCError::Unreachable(Unreachable::from_string(format!(
+                "no address for node {target}"
+            )))
+        })?;
+        Ok(RaftTransportClient::new(peer.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
+    }
+
+    async fn unary<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        call: Call,
+        rpc: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        self.faults.before_send(target).await?;
+        let payload = encode(rpc).map_err(network_err)?;
+        let mut client = self.client(target)?;
+        let mut request = Request::new(GroupRequest { group, payload });
+        request.set_timeout(ttl);
+        let response = tokio::time::timeout(ttl, async {
+            match call {
+                Call::Append => client.append(request).await,
+                Call::Vote => client.vote(request).await,
+                Call::PreVote => client.pre_vote(request).await,
+            }
+        })
+        .await
+        .map_err(|_| network_err(format!("{call:?} to node {target} timed out after {ttl:?}")))?
+        .map_err(|s| status_err(&s))?;
+        let result: Result<Resp, String> =
+            decode(&response.into_inner().payload, "raft reply").map_err(network_err)?;
+        result.map_err(network_err)
+    }
+}
+
+impl GroupRouter<TypeConfig, GroupId> for Network {
+    type SnapshotData = File;
+
+    async fn append_entries(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        // A batch of vectors needs more than a heartbeat's soft deadline.
+        let ttl = option.soft_ttl().max(Duration::from_millis(500));
+        self.unary(target, group, Call::Append, &rpc, ttl).await
+    }
+
+    async fn vote(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.unary(target, group, Call::Vote, &rpc, option.soft_ttl())
+            .await
+    }
+
+    async fn pre_vote(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.unary(target, group, Call::PreVote, &rpc, option.soft_ttl())
+            .await
+    }
+
+    async fn full_snapshot(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        self.faults.before_send(target).await?;
+        let chunk_size = option
+            .snapshot_chunk_size()
+            .unwrap_or(1 << 20)
+            .clamp(64 << 10, MAX_MESSAGE / 2);
+        let first = SnapshotChunk {
+            group,
+            vote: encode(&vote).map_err(network_err)?,
+            meta: encode(&snapshot.meta).map_err(network_err)?,
+            data: Vec::new(),
+        };
+        // The file is read on a blocking thread, a few chunks ahead of the network.
+        let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(4);
+        let mut file = snapshot.snapshot;
+        let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            file.seek(SeekFrom::Start(0))?;
+            if tx.blocking_send(first).is_err() {
+                return Ok(());
+            }
+            loop {
+                let mut data = vec![0u8; chunk_size];
+                let n = read_full(&mut file, &mut data)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                data.truncate(n);
+                let chunk = SnapshotChunk {
+                    group,
+                    data,
+                    ..SnapshotChunk::default()
+                };
+                if tx.blocking_send(chunk).is_err() {
+                    return Ok(());
+                }
+            }
+        });
+        // Every chunk must get through within CHUNK_TIMEOUT, or the stream ends early
+        // and the receiver rejects the incomplete snapshot.
+        let chunks = futures::stream::unfold(rx, |mut rx| async move {
+            match tokio::time::timeout(CHUNK_TIMEOUT, rx.recv()).await {
+                Ok(Some(chunk)) => Some((chunk, rx)),
+                Ok(None) | Err(_) => None,
+            }
+        });
+        let mut client = self.client(target)?;
+        let call = client.install_snapshot(chunks);
+        let response = tokio::select! {
+            r = call => r.map_err(|s| StreamingError::from(status_err(&s)))?,
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+        };
+        match reader.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(StreamingError::from(network_err(e))),
+            Err(e) => return Err(StreamingError::from(network_err(e))),
+        }
+        let result: Result<SnapshotResponse<TypeConfig>, String> =
+            decode(&response.into_inner().payload, "snapshot reply")
+                .map_err(|e| StreamingError::from(network_err(e)))?;
+        result.map_err(|e| StreamingError::from(network_err(e)))
+    }
+}
+
+/// Reads until `buf` is full or the file ends.
+fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+impl RaftNetworkFactory<TypeConfig> for GroupNetworkFactory<Network, GroupId> {
+    type Network = GroupNetworkAdapter<TypeConfig, GroupId, Network>;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> Self::Network {
+        self.factory.set_peer(target, &node.raft);
+        GroupNetworkAdapter::new(self.factory.clone(), target, self.group_id)
+    }
+}
+
+/// The groups a node hosts, by id: where the transport service delivers messages.
+#[derive(Debug, Clone, Default)]
+pub struct Groups {
+    inner: Arc<RwLock<HashMap<GroupId, Raft>>>,
+}
+
+impl Groups {
+    pub fn insert(&self, group: GroupId, raft: Raft) {
+        self.inner.write().insert(group, raft);
+    }
+
+    pub fn remove(&self, group: GroupId) -> Option<Raft> {
+        self.inner.write().remove(&group)
+    }
+
+    pub fn get(&self, group: GroupId) -> Option<Raft> {
+        self.inner.read().get(&group).cloned()
+    }
+
+    pub fn ids(&self) -> Vec<GroupId> {
+        let mut ids: Vec<_> = self.inner.read().keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
+/// The gRPC service that receives every group's Raft messages on a node.
+#[derive(Debug, Clone)]
+pub struct TransportService {
+    groups: Groups,
+    /// Where incoming snapshots are spooled before they are installed.
+    spool: PathBuf,
+}
+
+impl TransportService {
+    pub fn new(groups: Groups, spool: PathBuf) -> Self {
+        TransportService { groups, spool }
+    }
+
+    /// The service, wrapped for tonic, with message limits raised for snapshots.
+    pub fn into_server(
+        self,
+    ) -> shoal_proto::raft::raft_transport_server::RaftTransportServer<TransportService> {
+        shoal_proto::raft::raft_transport_server::RaftTransportServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    /// Decodes a unary request, hands it to its group's Raft, and encodes the outcome
+    /// (a Raft error travels inside the reply, not as a gRPC status).
+    async fn dispatch<Req, Resp, E, F, Fut>(
+        &self,
+        request: Request<GroupRequest>,
+        what: &'static str,
+        call: F,
+    ) -> Result<Response<GroupReply>, Status>
+    where
+        Req: DeserializeOwned,
+        Resp: Serialize,
+        E: std::fmt::Display,
+        F: FnOnce(Raft, Req) -> Fut,
+        Fut: std::future::Future<Output = Result<Resp, E>>,
+    {
+        let req = request.into_inner();
+        let raft = self.raft(req.group)?;
+        let rpc: Req = decode(&req.payload, what).map_err(bad_request)?;
+        let result = call(raft, rpc).await.map_err(|e| e.to_string());
+        reply(&result)
+    }
+
+    fn raft(&self, group: GroupId) -> Result<Raft, Status> {
+        self.groups
+            .get(group)
+            .ok_or_else(|| Status::not_found(format!("group {group} is not hosted here")))
+    }
+}
+
+fn reply<T: Serialize>(result: &Result<T, String>) -> Result<Response<GroupReply>, Status> {
+    let payload = encode(result).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(GroupReply { payload }))
+}
+
+fn bad_request(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+#[tonic::async_trait]
+impl RaftTransport for TransportService {
+    async fn append(&self, request: Request<GroupRequest>) -> Result<Response<GroupReply>, Status> {
+        self.dispatch(request, "append request", |raft, rpc| async move {
+            raft.append_entries(rpc).await
+        })
+        .await
+    }
+
+    async fn vote(&self, request: Request<GroupRequest>) -> Result<Response<GroupReply>, Status> {
+        self.dispatch(request, "vote request", |raft, rpc| async move {
+            raft.vote(rpc).await
+        })
+        .await
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<GroupRequest>,
+    ) -> Result<Response<GroupReply>, Status> {
+        self.dispatch(request, "pre-vote request", |raft, rpc| async move {
+            raft.pre_vote(rpc).await
+        })
+        .await
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<GroupReply>, Status> {
+        let mut chunks = request.into_inner();
+        let first = chunks
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let raft = self.raft(first.group)?;
+        let vote: Vote = decode(&first.vote, "snapshot vote").map_err(bad_request)?;
+        let meta: SnapshotMeta = decode(&first.meta, "snapshot metadata").map_err(bad_request)?;
+        std::fs::create_dir_all(&self.spool).map_err(|e| Status::internal(e.to_string()))?;
+        let spooled =
+            tempfile::tempfile_in(&self.spool).map_err(|e| Status::internal(e.to_string()))?;
+        let mut file = tokio::fs::File::from_std(spooled);
+        file.write_all(&first.data)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        while let Some(chunk) = chunks.message().await? {
+            if chunk.group != first.group {
+                return Err(Status::invalid_argument(
+                    "snapshot chunks of two groups mixed",
+                ));
+            }
+            file.write_all(&chunk.data)
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let mut file = file.into_std().await;
+        // Checked here, not in the state machine: a state machine that fails to install
+        // stops its Raft group, while a refused transfer is simply sent again.
+        let file =
+            tokio::task::spawn_blocking(move || snapshot_file::verify(&mut file).map(|()| file))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::data_loss(e.to_string()))?;
+        let result = raft
+            .install_full_snapshot(
+                vote,
+                Snapshot {
+                    meta,
+                    snapshot: file,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string());
+        reply(&result)
+    }
+}

@@ -1,0 +1,216 @@
+//! The engine as a group's Raft state machine.
+//!
+//! The engine lives in memory; what makes it durable is the log plus snapshots. On
+//! restart a replica loads its latest snapshot and openraft re-applies the committed
+//! entries after it. Readers on the node (FT.SEARCH, GET) share the same [`Replica`]
+//! through [`StateMachine::replica`].
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use openraft::entry::RaftEntry;
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::EntryPayload;
+use parking_lot::RwLock;
+use shoal_engine::{Engine, Write};
+
+use crate::snapshot_file;
+use crate::types::{LogId, Response, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
+
+/// Entries taken from openraft's apply stream per engine batch: enough that a pipelined
+/// ingest inserts its vectors in parallel, few enough that readers wait little.
+const APPLY_BATCH: usize = 1024;
+
+/// A group's engine and how far the log has been applied to it. One lock covers both,
+/// so a snapshot's metadata always matches its contents.
+#[derive(Debug, Default)]
+pub struct Replica {
+    pub engine: Engine,
+    applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+impl Replica {
+    /// The last log entry applied to the engine.
+    pub fn applied(&self) -> Option<LogId> {
+        self.applied
+    }
+}
+
+/// The state machine of one group, cheap to clone (the snapshot builder is a clone).
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    replica: Arc<RwLock<Replica>>,
+    dir: Arc<PathBuf>,
+}
+
+fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl StateMachine {
+    /// Opens the state machine whose snapshots live in `dir`, restoring the latest one.
+    pub fn open(dir: PathBuf) -> io::Result<StateMachine> {
+        std::fs::create_dir_all(&dir)?;
+        let path = snapshot_file::current_path(&dir);
+        let replica = match std::fs::File::open(&path) {
+            Ok(mut file) => {
+                let (meta, engine) = snapshot_file::read(&mut file)?;
+                Replica {
+                    engine: Engine::restore(&engine).map_err(io_err)?,
+                    applied: meta.last_log_id,
+                    membership: meta.last_membership,
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Replica::default(),
+            Err(e) => return Err(e),
+        };
+        Ok(StateMachine {
+            replica: Arc::new(RwLock::new(replica)),
+            dir: Arc::new(dir),
+        })
+    }
+
+    /// The replica, for reads on this node.
+    pub fn replica(&self) -> Arc<RwLock<Replica>> {
+        self.replica.clone()
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = std::fs::File;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
+        let r = self.replica.read();
+        Ok((r.applied, r.membership.clone()))
+    }
+
+    async fn apply<S>(&mut self, entries: S) -> io::Result<()>
+    where
+        S: futures::Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + Send,
+    {
+        // Whatever openraft has ready is applied as one engine batch, in log order.
+        let mut chunks = entries.ready_chunks(APPLY_BATCH);
+        while let Some(chunk) = chunks.next().await {
+            let mut writes = Vec::with_capacity(chunk.len());
+            let mut responders = Vec::with_capacity(chunk.len());
+            let mut last = None;
+            let mut membership = None;
+            let mut failed = None;
+            for item in chunk {
+                let (entry, responder) = match item {
+                    Ok(e) => e,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                };
+                let log_id = entry.log_id();
+                match entry.payload {
+                    EntryPayload::Blank => responders.push((responder, None)),
+                    EntryPayload::Normal(request) => {
+                        responders.push((responder, Some(writes.len())));
+                        writes.push(Write::from(request));
+                    }
+                    EntryPayload::Membership(m) => {
+                        membership = Some(StoredMembership::new(Some(log_id), m));
+                        responders.push((responder, None));
+                    }
+                }
+                last = Some(log_id);
+            }
+            let mut replies = {
+                let mut r = self.replica.write();
+                let replies = r.engine.apply_many(&writes);
+                if last.is_some() {
+                    r.applied = last;
+                }
+                if let Some(m) = membership {
+                    r.membership = m;
+                }
+                replies
+            };
+            for (responder, at) in responders {
+                if let Some(responder) = responder {
+                    let reply = at
+                        .and_then(|i| replies.get_mut(i))
+                        .map(std::mem::take)
+                        .unwrap_or_default();
+                    responder.send(Response(reply));
+                }
+            }
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        mut snapshot: std::fs::File,
+    ) -> io::Result<()> {
+        let dir = self.dir.clone();
+        let meta = meta.clone();
+        let (engine, meta) = tokio::task::spawn_blocking(move || -> io::Result<_> {
+            let (_, bytes) = snapshot_file::read(&mut snapshot)?;
+            let engine = Engine::restore(&bytes).map_err(io_err)?;
+            snapshot_file::write(&dir, &meta, &bytes)?;
+            Ok((engine, meta))
+        })
+        .await
+        .map_err(io_err)??;
+        let mut r = self.replica.write();
+        r.engine = engine;
+        r.applied = meta.last_log_id;
+        r.membership = meta.last_membership;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
+        let path = snapshot_file::current_path(&self.dir);
+        let Some(meta) = snapshot_file::read_meta(&path)? else {
+            return Ok(None);
+        };
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: std::fs::File::open(path)?,
+        }))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    type SnapshotData = std::fs::File;
+
+    async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
+        let replica = self.replica.clone();
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || -> io::Result<_> {
+            // Serialized under the read lock (reads go on; applies wait until the bytes
+            // are taken), written to disk after it is released.
+            let (meta, bytes) = {
+                let r = replica.read();
+                let meta = SnapshotMeta {
+                    last_log_id: r.applied,
+                    last_membership: r.membership.clone(),
+                };
+                (meta, r.engine.snapshot().map_err(io_err)?)
+            };
+            let file = snapshot_file::write(&dir, &meta, &bytes)?;
+            Ok(Snapshot {
+                meta,
+                snapshot: file,
+            })
+        })
+        .await
+        .map_err(io_err)?
+    }
+}

@@ -1,0 +1,363 @@
+//! Three replicas of a group in one process, each with its own RocksDB, talking over the
+//! real gRPC transport on loopback, with faults injected on the sending side.
+
+#![allow(clippy::unwrap_used)] // test helpers panic on failure by design
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::ServerState;
+use shoal_engine::Reply;
+use shoal_raft::{Host, NodeAddr, NodeId, Raft, Request, Response};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+
+const GROUP: u64 = 1;
+const WAIT: Option<Duration> = Some(Duration::from_secs(10));
+
+struct Node {
+    id: NodeId,
+    addr: String,
+    host: Arc<Host>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn config() -> openraft::Config {
+    openraft::Config {
+        heartbeat_interval: 50,
+        election_timeout_min: 300,
+        election_timeout_max: 600,
+        ..Default::default()
+    }
+}
+
+async fn serve(
+    host: &Arc<Host>,
+    listener: TcpListener,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let service = host.service().into_server();
+    let server = tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let _ = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    (tx, server)
+}
+
+impl Node {
+    async fn start(
+        id: NodeId,
+        dir: &std::path::Path,
+        listener: TcpListener,
+        config: openraft::Config,
+    ) -> Node {
+        let addr = listener.local_addr().unwrap().to_string();
+        let host = Arc::new(Host::open(id, &dir.join(format!("node-{id}")), config).unwrap());
+        host.open_group(GROUP).await.unwrap();
+        let (stop, server) = serve(&host, listener).await;
+        Node {
+            id,
+            addr,
+            host,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    fn raft(&self) -> Raft {
+        self.host.raft(GROUP).unwrap()
+    }
+
+    fn digest(&self) -> u64 {
+        self.host.replica(GROUP).unwrap().read().engine.digest()
+    }
+
+    fn hget(&self, key: &str) -> Reply {
+        let replica = self.host.replica(GROUP).unwrap();
+        let r = replica.read();
+        r.engine.query(
+            &["HGET", key, "f"],
+            shoal_engine::ReadContext {
+                now_ms: 1,
+                resp3: false,
+                in_apply: false,
+            },
+        )
+    }
+
+    async fn stop(&mut self) {
+        self.host.shutdown().await.unwrap();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+struct Cluster {
+    _dir: TempDir,
+    nodes: Vec<Node>,
+}
+
+impl Cluster {
+    async fn start(config: openraft::Config) -> Cluster {
+        let dir = TempDir::new().unwrap();
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            nodes.push(Node::start(id, dir.path(), listener, config.clone()).await);
+        }
+        let members: BTreeMap<NodeId, NodeAddr> = nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.id,
+                    NodeAddr {
+                        zone: format!("zone-{}", n.id),
+                        raft: n.addr.clone(),
+                        resp: String::new(),
+                    },
+                )
+            })
+            .collect();
+        nodes[0].raft().initialize(members).await.unwrap();
+        Cluster { _dir: dir, nodes }
+    }
+
+    fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id as usize - 1]
+    }
+
+    /// Waits until `among` agree on a leader that is one of them; returns it.
+    async fn leader(&self, among: &[NodeId]) -> NodeId {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let views: Vec<Option<NodeId>> = among
+                .iter()
+                .map(|&id| {
+                    let m = self.node(id).raft().metrics().borrow_watched().clone();
+                    m.current_leader
+                })
+                .collect();
+            if let Some(Some(l)) = views.first() {
+                let l = *l;
+                if among.contains(&l)
+                    && views.iter().all(|v| *v == Some(l))
+                    && self.node(l).raft().metrics().borrow_watched().state == ServerState::Leader
+                {
+                    return l;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no leader among {among:?}: {views:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Cuts `id` off from every other node, both ways (or heals it).
+    fn isolate(&self, id: NodeId, cut: bool) {
+        for other in &self.nodes {
+            if other.id != id {
+                other.host.network().faults().block(id, cut);
+                self.node(id).host.network().faults().block(other.id, cut);
+            }
+        }
+    }
+
+    /// Waits until every node has applied `index`, then checks their digests agree.
+    async fn converge(&self, index: u64) -> u64 {
+        for n in &self.nodes {
+            n.raft()
+                .wait(WAIT)
+                .applied_index_at_least(Some(index), "replica catches up")
+                .await
+                .unwrap_or_else(|e| panic!("node {} did not catch up: {e}", n.id));
+        }
+        let digests: Vec<u64> = self.nodes.iter().map(Node::digest).collect();
+        assert!(
+            digests.windows(2).all(|w| w[0] == w[1]),
+            "digests differ: {digests:?}"
+        );
+        digests[0]
+    }
+}
+
+fn hset(key: &str, value: &str) -> Request {
+    Request {
+        now_ms: 1,
+        commands: vec![vec![
+            b"HSET".to_vec(),
+            key.into(),
+            b"f".to_vec(),
+            value.into(),
+        ]],
+        resp3: false,
+    }
+}
+
+async fn write(raft: &Raft, key: &str) -> u64 {
+    let resp = raft.client_write(hset(key, "v")).await.unwrap();
+    assert_eq!(resp.data, Response(vec![Reply::Int(1)]));
+    resp.log_id.index
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_elect_replicate_and_converge() {
+    let cluster = Cluster::start(config()).await;
+    let leader = cluster.leader(&[1, 2, 3]).await;
+    let raft = cluster.node(leader).raft();
+    let mut last = 0;
+    for i in 0..200 {
+        last = write(&raft, &format!("k{i}")).await;
+    }
+    cluster.converge(last).await;
+    for n in &cluster.nodes {
+        assert_eq!(n.hget("k199"), Reply::bulk("v"), "node {}", n.id);
+        assert_eq!(n.host.replica(GROUP).unwrap().read().engine.dbsize(1), 200);
+    }
+    // A follower refuses writes and names the leader.
+    let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap();
+    let err = follower
+        .raft()
+        .client_write(hset("x", "v"))
+        .await
+        .unwrap_err();
+    let forward = err.forward_to_leader().expect("forward to leader");
+    assert_eq!(forward.leader_id, Some(leader));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_does_not_commit_and_is_overwritten() {
+    let mut cluster = Cluster::start(config()).await;
+    let old = cluster.leader(&[1, 2, 3]).await;
+    let before = write(&cluster.node(old).raft(), "before").await;
+    cluster.converge(before).await;
+
+    cluster.isolate(old, true);
+    let stranded = cluster.node(old).raft();
+    let attempt = tokio::spawn(async move {
+        tokio::time::timeout(
+            Duration::from_secs(3),
+            stranded.client_write(hset("lost", "v")),
+        )
+        .await
+    });
+    let rest: Vec<NodeId> = [1, 2, 3].into_iter().filter(|&id| id != old).collect();
+    let new = cluster.leader(&rest).await;
+    assert_ne!(new, old);
+    let after = write(&cluster.node(new).raft(), "after").await;
+    match attempt.await.unwrap() {
+        Err(_elapsed) => {}
+        Ok(Err(e)) => assert!(e.forward_to_leader().is_some(), "unexpected error {e}"),
+        Ok(Ok(r)) => panic!("an isolated leader committed {:?}", r.log_id),
+    }
+
+    cluster.isolate(old, false);
+    cluster.converge(after).await;
+    for n in &cluster.nodes {
+        assert_eq!(n.hget("before"), Reply::bulk("v"), "node {}", n.id);
+        assert_eq!(n.hget("after"), Reply::bulk("v"), "node {}", n.id);
+        assert_eq!(
+            n.hget("lost"),
+            Reply::Null,
+            "node {} kept an uncommitted write",
+            n.id
+        );
+    }
+    for n in &mut cluster.nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_replica_catches_up_by_snapshot() {
+    let cfg = openraft::Config {
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(30),
+        max_in_snapshot_log_to_keep: 0,
+        ..config()
+    };
+    let cluster = Cluster::start(cfg).await;
+    let leader = cluster.leader(&[1, 2, 3]).await;
+    let lagging = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+    cluster.isolate(lagging, true);
+    let raft = cluster.node(leader).raft();
+    let mut last = 0;
+    for i in 0..120 {
+        last = write(&raft, &format!("s{i}")).await;
+    }
+    // The leader has snapshotted and purged what the lagging replica lacks.
+    raft.wait(WAIT)
+        .metrics(
+            |m| m.purged.is_some_and(|p| p.index > 30),
+            "leader purged its log",
+        )
+        .await
+        .unwrap();
+    cluster.isolate(lagging, false);
+    cluster.converge(last).await;
+    let m = cluster
+        .node(lagging)
+        .raft()
+        .metrics()
+        .borrow_watched()
+        .clone();
+    assert!(
+        m.snapshot.is_some(),
+        "the lagging replica installed a snapshot: {m:?}"
+    );
+    assert_eq!(cluster.node(lagging).hget("s119"), Reply::bulk("v"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_replica_recovers_from_rocksdb_and_catches_up() {
+    let mut cluster = Cluster::start(config()).await;
+    let leader = cluster.leader(&[1, 2, 3]).await;
+    let raft = cluster.node(leader).raft();
+    let mut last = 0;
+    for i in 0..50 {
+        last = write(&raft, &format!("r{i}")).await;
+    }
+    cluster.converge(last).await;
+    let restarted = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+    let at = restarted as usize - 1;
+    let addr = cluster.nodes[at].addr.clone();
+    let dir = cluster._dir.path().to_path_buf();
+    let mut old = cluster.nodes.remove(at);
+    old.stop().await;
+    // The node's RocksDB is closed only when the last handle to it goes.
+    drop(old);
+    for i in 50..80 {
+        last = write(&raft, &format!("r{i}")).await;
+    }
+    {
+        // Before it can hear from anyone, the replica rebuilds its engine from its own
+        // log: everything it had applied is back.
+        let host = Host::open(restarted, &dir.join(format!("node-{restarted}")), config()).unwrap();
+        host.open_group(GROUP).await.unwrap();
+        let keys = host.replica(GROUP).unwrap().read().engine.dbsize(1);
+        assert_eq!(keys, 50, "replayed from the local log");
+        host.shutdown().await.unwrap();
+    }
+    let listener = TcpListener::bind(&addr).await.unwrap();
+    cluster
+        .nodes
+        .insert(at, Node::start(restarted, &dir, listener, config()).await);
+    cluster.converge(last).await;
+    assert_eq!(cluster.nodes[at].hget("r0"), Reply::bulk("v"));
+    assert_eq!(cluster.nodes[at].hget("r79"), Reply::bulk("v"));
+}
