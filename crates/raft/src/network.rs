@@ -508,11 +508,27 @@ impl RaftTransport for TransportService {
         let mut file = file.into_std().await;
         // Checked here, not in the state machine: a state machine that fails to install
         // stops its Raft group, while a refused transfer is simply sent again.
-        let file =
-            tokio::task::spawn_blocking(move || snapshot_file::verify(&mut file).map(|()| file))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(|e| Status::data_loss(e.to_string()))?;
+        let (carried, file) = tokio::task::spawn_blocking(move || {
+            snapshot_file::verify(&mut file).map(|m| (m, file))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::data_loss(e.to_string()))?;
+        if carried != meta {
+            return Err(Status::invalid_argument(
+                "snapshot metadata differs from the file's own",
+            ));
+        }
+        // openraft asserts (panics) on a snapshot newer than the vote that sends it; a
+        // message that claims one is refused here instead of stopping the group.
+        if meta
+            .last_log_id
+            .is_some_and(|l| l.leader_id > vote.leader_id)
+        {
+            return Err(Status::invalid_argument(
+                "snapshot from a term later than its sender's vote",
+            ));
+        }
         let result = raft
             .install_full_snapshot(
                 vote,

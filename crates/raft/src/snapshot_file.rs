@@ -61,27 +61,44 @@ pub(crate) fn read(file: &mut File) -> io::Result<(SnapshotMeta, Vec<u8>)> {
 }
 
 /// Checks a received snapshot file end to end (header, metadata and engine checksums)
-/// without building an engine from it.
-pub(crate) fn verify(file: &mut File) -> io::Result<()> {
-    let (_, engine) = read(file)?;
-    shoal_engine::snapshot::verify(&engine).map_err(|e| corrupt(e.to_string()))
+/// without building an engine from it; returns the metadata the file carries.
+pub(crate) fn verify(file: &mut File) -> io::Result<SnapshotMeta> {
+    let (meta, engine) = read(file)?;
+    shoal_engine::snapshot::verify(&engine).map_err(|e| corrupt(e.to_string()))?;
+    Ok(meta)
 }
 
-/// Reads only the metadata of a snapshot file.
-pub(crate) fn read_meta(path: &Path) -> io::Result<Option<SnapshotMeta>> {
-    let mut file = match File::open(path) {
+/// Opens the current snapshot of `dir`: its metadata, read from the same handle that is
+/// returned (positioned at the start), so metadata and data cannot come from two
+/// different files when a new snapshot replaces this one meanwhile.
+pub(crate) fn open_current(dir: &Path) -> io::Result<Option<(SnapshotMeta, File)>> {
+    let mut file = match File::open(current_path(dir)) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
+    let meta = read_meta(&mut file)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(Some((meta, file)))
+}
+
+/// Metadata longer than this is corruption, not a membership list.
+const MAX_META: usize = 1 << 20;
+
+/// Reads only the metadata of a snapshot file.
+fn read_meta(file: &mut File) -> io::Result<SnapshotMeta> {
+    file.seek(SeekFrom::Start(0))?;
     let mut head = [0u8; 16];
     file.read_exact(&mut head)?;
     let meta_len = u32::from_le_bytes([head[12], head[13], head[14], head[15]]) as usize;
+    if meta_len > MAX_META {
+        return Err(corrupt("metadata length"));
+    }
     let mut rest = vec![0u8; meta_len + 4];
     file.read_exact(&mut rest)?;
     let mut whole = head.to_vec();
     whole.extend_from_slice(&rest);
-    parse_header(&whole).map(|(meta, _)| Some(meta))
+    parse_header(&whole).map(|(meta, _)| meta)
 }
 
 fn corrupt(detail: impl Into<String>) -> io::Error {
@@ -144,8 +161,9 @@ mod tests {
         let (read_meta_back, read_engine) = read(&mut file).unwrap();
         assert_eq!(read_meta_back, meta);
         assert_eq!(read_engine, engine);
-        assert_eq!(read_meta(&current_path(dir.path())).unwrap(), Some(meta));
-        verify(&mut file).unwrap();
+        let (current, _) = open_current(dir.path()).unwrap().unwrap();
+        assert_eq!(current, meta);
+        assert_eq!(verify(&mut file).unwrap(), meta);
 
         let whole = fs::read(current_path(dir.path())).unwrap();
         let bad_path = dir.path().join("bad");
@@ -161,6 +179,6 @@ mod tests {
             let mut f = File::open(&bad_path).unwrap();
             assert!(verify(&mut f).is_err(), "flipped at {pos}");
         }
-        assert_eq!(read_meta(&dir.path().join("absent")).unwrap(), None);
+        assert!(open_current(&dir.path().join("absent")).unwrap().is_none());
     }
 }

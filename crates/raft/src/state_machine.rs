@@ -44,6 +44,9 @@ impl Replica {
 pub struct StateMachine {
     replica: Arc<RwLock<Replica>>,
     dir: Arc<PathBuf>,
+    /// Serializes replacing the snapshot file: openraft builds snapshots in a task of
+    /// their own, which can overlap installing one received from the leader.
+    snapshot_writes: Arc<parking_lot::Mutex<()>>,
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -70,6 +73,7 @@ impl StateMachine {
         Ok(StateMachine {
             replica: Arc::new(RwLock::new(replica)),
             dir: Arc::new(dir),
+            snapshot_writes: Arc::default(),
         })
     }
 
@@ -160,9 +164,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> io::Result<()> {
         let dir = self.dir.clone();
         let meta = meta.clone();
+        let writes = self.snapshot_writes.clone();
         let (engine, meta) = tokio::task::spawn_blocking(move || -> io::Result<_> {
             let (_, bytes) = snapshot_file::read(&mut snapshot)?;
             let engine = Engine::restore(&bytes).map_err(io_err)?;
+            let _writing = writes.lock();
             snapshot_file::write(&dir, &meta, &bytes)?;
             Ok((engine, meta))
         })
@@ -176,14 +182,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
-        let path = snapshot_file::current_path(&self.dir);
-        let Some(meta) = snapshot_file::read_meta(&path)? else {
-            return Ok(None);
-        };
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: std::fs::File::open(path)?,
-        }))
+        Ok(snapshot_file::open_current(&self.dir)?
+            .map(|(meta, snapshot)| Snapshot { meta, snapshot }))
     }
 }
 
@@ -193,6 +193,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
         let replica = self.replica.clone();
         let dir = self.dir.clone();
+        let writes = self.snapshot_writes.clone();
         tokio::task::spawn_blocking(move || -> io::Result<_> {
             // Serialized under the read lock (reads go on; applies wait until the bytes
             // are taken), written to disk after it is released.
@@ -204,6 +205,17 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 };
                 (meta, r.engine.snapshot().map_err(io_err)?)
             };
+            let _writing = writes.lock();
+            // An install may have replaced the file with a newer snapshot while this one
+            // was being serialized: never put an older one back over it.
+            if let Some((current, file)) = snapshot_file::open_current(&dir)? {
+                if current.last_log_id >= meta.last_log_id {
+                    return Ok(Snapshot {
+                        meta: current,
+                        snapshot: file,
+                    });
+                }
+            }
             let file = snapshot_file::write(&dir, &meta, &bytes)?;
             Ok(Snapshot {
                 meta,
@@ -212,5 +224,55 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         })
         .await
         .map_err(io_err)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::testing::{blank_ent, log_id};
+
+    #[tokio::test]
+    async fn a_build_never_puts_an_older_snapshot_back_over_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(dir.path().to_path_buf()).unwrap();
+        let entries: Vec<io::Result<EntryResponder<TypeConfig>>> = (1..=5)
+            .map(|i| Ok((blank_ent::<TypeConfig>(1, 1, i), None)))
+            .collect();
+        sm.apply(futures::stream::iter(entries)).await.unwrap();
+        // An install of a newer snapshot finished while this build was serializing.
+        let newer = SnapshotMeta {
+            last_log_id: Some(log_id::<TypeConfig>(2, 1, 10)),
+            ..SnapshotMeta::default()
+        };
+        let engine = Engine::new().snapshot().unwrap();
+        snapshot_file::write(dir.path(), &newer, &engine).unwrap();
+
+        let built = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert_eq!(built.meta, newer, "the build hands back the newer snapshot");
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta, newer, "and leaves it in place");
+
+        // With nothing newer on disk, a build writes its own.
+        let dir2 = tempfile::tempdir().unwrap();
+        let mut sm2 = StateMachine::open(dir2.path().to_path_buf()).unwrap();
+        let entries: Vec<io::Result<EntryResponder<TypeConfig>>> = (1..=3)
+            .map(|i| Ok((blank_ent::<TypeConfig>(1, 1, i), None)))
+            .collect();
+        sm2.apply(futures::stream::iter(entries)).await.unwrap();
+        let built = sm2
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert_eq!(built.meta.last_log_id, Some(log_id::<TypeConfig>(1, 1, 3)));
+        let current = sm2.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta, built.meta);
     }
 }

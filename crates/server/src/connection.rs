@@ -141,7 +141,7 @@ async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, sett
         if input.capacity() - input.len() < READ_CHUNK / 2 {
             input.reserve(READ_CHUNK);
         }
-        match poll_for(stream, &mut input, settings.busy_poll) {
+        match poll_for(stream, &mut input, settings.busy_poll, MAX_BATCH_BYTES) {
             Polled::Data => {}
             Polled::Closed => return,
             Polled::Idle => match stream.read_buf(&mut input).await {
