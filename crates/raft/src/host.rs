@@ -30,6 +30,9 @@ pub struct Host {
     groups: Groups,
     replicas: Mutex<HashMap<GroupId, Arc<RwLock<Replica>>>>,
     config: Arc<openraft::Config>,
+    /// Held while a group is opened or closed, so two callers never start two Rafts
+    /// over the same log and snapshot directory.
+    lifecycle: tokio::sync::Mutex<()>,
 }
 
 impl Host {
@@ -46,6 +49,7 @@ impl Host {
             groups: Groups::default(),
             replicas: Mutex::new(HashMap::new()),
             config: Arc::new(config),
+            lifecycle: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -55,6 +59,7 @@ impl Host {
 
     /// Starts (or restarts, from what is on disk) this node's replica of `group`.
     pub async fn open_group(&self, group: GroupId) -> Result<Raft> {
+        let _opening = self.lifecycle.lock().await;
         if let Some(raft) = self.groups.get(group) {
             return Ok(raft);
         }
@@ -77,6 +82,7 @@ impl Host {
 
     /// Stops this node's replica of `group` (its data stays on disk).
     pub async fn close_group(&self, group: GroupId) -> Result<()> {
+        let _closing = self.lifecycle.lock().await;
         self.replicas.lock().remove(&group);
         if let Some(raft) = self.groups.remove(group) {
             raft.shutdown()

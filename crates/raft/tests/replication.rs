@@ -361,3 +361,22 @@ async fn a_restarted_replica_recovers_from_rocksdb_and_catches_up() {
     assert_eq!(cluster.nodes[at].hget("r0"), Reply::bulk("v"));
     assert_eq!(cluster.nodes[at].hget("r79"), Reply::bulk("v"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_a_group_twice_at_once_starts_one_raft() {
+    let dir = TempDir::new().unwrap();
+    let host = Arc::new(Host::open(9, dir.path(), config()).unwrap());
+    let (a, b) = tokio::join!(host.open_group(GROUP), host.open_group(GROUP));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    // Both callers got the same group (one Raft over the log), not two.
+    a.initialize(BTreeMap::from([(9, NodeAddr::default())]))
+        .await
+        .unwrap();
+    b.wait(WAIT)
+        .state(ServerState::Leader, "the one raft leads")
+        .await
+        .unwrap();
+    write(&a, "once").await;
+    assert_eq!(host.group_ids(), vec![GROUP]);
+    host.shutdown().await.unwrap();
+}
