@@ -9,7 +9,7 @@ RESULTS ?= benches/results
 RESP ?= 127.0.0.1:6379
 DATA_DIR ?= data
 
-.PHONY: all setup test lint unit pytest run build bench-ann bench-resp bench-kernels filter-threshold clean
+.PHONY: all setup test lint unit pytest run build bench-ann bench-resp bench-replication bench-kernels filter-threshold clean
 
 all: test
 
@@ -62,6 +62,15 @@ bench-resp: setup
 	$(PY) benches/resp/search_ingest.py --shoal $(CARGO_TARGET_DIR)/release/shoal \
 		--bench $(CARGO_TARGET_DIR)/release/shoal-bench --data $(DATA) --json $(RESULTS)/search_ingest.json \
 		--busy-poll-us 200
+
+## Replicated HSET (3 shoal node processes) beside one unreplicated shoal dev, fsync
+## on its own, and the CPU of 64 idle groups per node.
+bench-replication: setup
+	@command -v redis-benchmark >/dev/null || { sudo_cmd=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		$$sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools >/dev/null; }
+	cargo build --release -p shoal-server
+	$(PY) benches/replication/replication_bench.py --shoal $(CARGO_TARGET_DIR)/release/shoal \
+		--json $(RESULTS)/replication.json
 
 ## criterion micro-benchmarks of the distance kernels.
 bench-kernels:

@@ -193,6 +193,11 @@ impl Keyspace {
             .collect()
     }
 
+    /// Whether some key's expiry time has come by `now`.
+    pub fn any_due(&self, now: u64) -> bool {
+        self.expiries.first().is_some_and(|(t, _, _)| *t <= now)
+    }
+
     /// Live keys at `now`.
     pub fn len(&self, now: u64) -> usize {
         let expired = self
@@ -218,6 +223,34 @@ impl Keyspace {
             })
             .filter(move |(_, e, _)| e.expires_at.is_none_or(|t| t > now))
             .map(|(k, e, _)| (k.as_slice(), e))
+    }
+
+    /// Every entry with its version, in keyspace order, and the change clock: what a
+    /// snapshot keeps so that WATCH decides the same way on a replica restored from it.
+    pub(crate) fn versioned(&self) -> (u64, impl Iterator<Item = (&[u8], &Entry, u64)>) {
+        let entries = self.map.values().flat_map(|bucket| {
+            let mut sorted: Vec<&(Vec<u8>, Entry, u64)> = bucket.iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            sorted.into_iter().map(|(k, e, v)| (k.as_slice(), e, *v))
+        });
+        (self.clock, entries)
+    }
+
+    /// Puts back a snapshot's entry with its version; `clock` is restored afterwards
+    /// with [`Keyspace::set_clock`].
+    pub(crate) fn restore_versioned(&mut self, key: &[u8], entry: Entry, version: u64) {
+        self.insert(key, entry);
+        if let Some(slot) = self
+            .map
+            .get_mut(&hash_key(key))
+            .and_then(|b| b.iter_mut().find(|(k, _, _)| k == key))
+        {
+            slot.2 = version;
+        }
+    }
+
+    pub(crate) fn set_clock(&mut self, clock: u64) {
+        self.clock = clock;
     }
 
     /// Up to about `count` live keys from `cursor` on, and the cursor to continue from

@@ -176,6 +176,12 @@ impl Engine {
         keys.iter().map(|k| self.keyspace.version(k, now)).collect()
     }
 
+    /// Whether a write at `now` would expire some key: a replicated leader proposes an
+    /// empty entry (a tick) only then, so idle groups write nothing.
+    pub fn expiry_due(&self, now: u64) -> bool {
+        self.keyspace.any_due(now)
+    }
+
     /// Number of live keys.
     pub fn dbsize(&self, now: u64) -> usize {
         self.keyspace.len(now)
@@ -195,8 +201,12 @@ impl Engine {
     pub fn digest(&self) -> u64 {
         use std::hash::Hasher;
         let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for (key, entry) in self.keyspace.iter(0) {
+        let (clock, entries) = self.keyspace.versioned();
+        h.write_u64(clock);
+        for (key, entry, version) in entries {
             h.write(key);
+            // WATCH versions too: a transaction guarded by them must decide alike.
+            h.write_u64(version);
             h.write_u64(entry.expires_at.unwrap_or(0));
             match &entry.value {
                 Value::Str(s) => {

@@ -18,7 +18,9 @@ use crate::search_index::{FieldIndex, SearchIndex};
 use crate::Engine;
 
 const MAGIC: &[u8; 8] = b"SHOALENG";
-const VERSION: u32 = 1;
+/// 2 added each key's WATCH version and the keyspace's change clock; 1 still loads (its
+/// versions restart from the load).
+const VERSION: u32 = 2;
 
 struct Out(Vec<u8>);
 
@@ -115,10 +117,13 @@ impl Engine {
         let mut out = Out(Vec::new());
         out.0.extend_from_slice(MAGIC);
         out.u32(VERSION);
-        let entries: Vec<(&[u8], &Entry)> = self.keyspace.iter(0).collect();
+        let (clock, entries) = self.keyspace.versioned();
+        let entries: Vec<(&[u8], &Entry, u64)> = entries.collect();
+        out.u64(clock);
         out.u64(entries.len() as u64);
-        for (key, entry) in entries {
+        for (key, entry, version) in entries {
             out.bytes(key);
+            out.u64(version);
             match entry.expires_at {
                 Some(t) => {
                     out.u8(1);
@@ -195,13 +200,16 @@ impl Engine {
             return Err(corrupt("not a Shoal engine snapshot"));
         }
         let version = r.u32()?;
-        if version != VERSION {
+        if version != VERSION && version != 1 {
             return Err(corrupt(&format!("unsupported format version {version}")));
         }
+        let versioned = version >= 2;
         let mut engine = Engine::new();
+        let clock = if versioned { Some(r.u64()?) } else { None };
         let keys = r.count(10)?;
         for _ in 0..keys {
             let key = r.bytes()?.to_vec();
+            let key_version = if versioned { Some(r.u64()?) } else { None };
             let expires_at = match r.u8()? {
                 0 => None,
                 1 => Some(r.u64()?),
@@ -224,7 +232,16 @@ impl Engine {
                 ),
                 _ => return Err(corrupt("value type")),
             };
-            engine.keyspace.insert(&key, Entry { value, expires_at });
+            let entry = Entry { value, expires_at };
+            match key_version {
+                Some(v) => engine.keyspace.restore_versioned(&key, entry, v),
+                None => {
+                    engine.keyspace.insert(&key, entry);
+                }
+            }
+        }
+        if let Some(clock) = clock {
+            engine.keyspace.set_clock(clock);
         }
         let indexes = r.count(8)?;
         for _ in 0..indexes {

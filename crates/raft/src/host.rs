@@ -15,6 +15,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::db::{GroupId, LogDb};
 use crate::error::{RaftError, Result};
+use crate::group::Group;
 use crate::log_store::LogStore;
 use crate::network::{GroupNetwork, Groups, Network, Raft, TransportService};
 use crate::state_machine::{Replica, StateMachine};
@@ -104,6 +105,13 @@ impl Host {
         self.groups.get(group)
     }
 
+    /// The handle the node's fronts use for `group`, if this node hosts it.
+    pub fn group(&self, group: GroupId) -> Option<Group> {
+        let raft = self.groups.get(group)?;
+        let replica = self.replica(group)?;
+        Some(Group::new(group, raft, replica))
+    }
+
     /// The engine of this node's replica of `group`, for local reads.
     pub fn replica(&self, group: GroupId) -> Option<Arc<RwLock<Replica>>> {
         self.replicas.lock().get(&group).cloned()
@@ -120,5 +128,22 @@ impl Host {
     /// The gRPC service to serve on the node's Raft address.
     pub fn service(&self) -> TransportService {
         TransportService::new(self.groups.clone(), self.dir.join("spool"))
+    }
+
+    /// Serves the Raft transport on `listener` until `shutdown` completes.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<()> {
+        // No Nagle: a heartbeat's small reply must not wait for the ACK of the last one
+        // (that stalled every ReadIndex read by up to a delayed-ACK period).
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        tonic::transport::Server::builder()
+            .add_service(self.service().into_server())
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+            .map_err(|e| RaftError::Io(e.to_string()))
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod db;
 pub mod error;
+pub mod group;
 pub mod host;
 pub mod log_store;
 pub mod network;
@@ -14,8 +15,9 @@ pub mod types;
 
 pub use db::{GroupId, LogDb};
 pub use error::{RaftError, Result};
+pub use group::{Group, GroupError, GroupStatus, ReadMode};
 pub use host::Host;
 pub use log_store::LogStore;
 pub use network::{Faults, Network, Raft};
 pub use state_machine::{Replica, StateMachine};
-pub use types::{NodeAddr, NodeId, Request, Response, TypeConfig};
+pub use types::{raft_config, NodeAddr, NodeId, RaftConfig, Request, Response, TypeConfig};

@@ -23,6 +23,9 @@ use crate::types::{LogId, Response, Snapshot, SnapshotMeta, StoredMembership, Ty
 /// ingest inserts its vectors in parallel, few enough that readers wait little.
 const APPLY_BATCH: usize = 1024;
 
+/// Up to this many commands, a batch is applied on the runtime thread (see `apply`).
+const INLINE_APPLY_COMMANDS: usize = 32;
+
 /// A group's engine and how far the log has been applied to it. One lock covers both,
 /// so a snapshot's metadata always matches its contents.
 #[derive(Debug, Default)]
@@ -36,6 +39,62 @@ impl Replica {
     /// The last log entry applied to the engine.
     pub fn applied(&self) -> Option<LogId> {
         self.applied
+    }
+
+    /// Applies consecutive entries, one response each. Unguarded writes go to the engine
+    /// together (their vector inserts run in parallel); a WATCH-guarded entry first
+    /// applies everything before it, so its guard sees the state its log position gives.
+    fn apply_entries(&mut self, items: &mut [EntryResponder<TypeConfig>]) -> Vec<Response> {
+        let mut out: Vec<Response> = Vec::with_capacity(items.len());
+        // Unguarded writes waiting for the engine, and the response slot of each.
+        let mut batch: Vec<Write> = Vec::new();
+        let mut slots: Vec<usize> = Vec::new();
+        for (entry, _) in items.iter_mut() {
+            let log_id = entry.log_id();
+            match std::mem::replace(&mut entry.payload, EntryPayload::Blank) {
+                EntryPayload::Blank => out.push(Response::default()),
+                EntryPayload::Normal(request) if request.guard.is_empty() => {
+                    slots.push(out.len());
+                    out.push(Response::default());
+                    batch.push(Write::from(request));
+                }
+                EntryPayload::Normal(mut request) => {
+                    self.flush(&mut batch, &mut slots, &mut out);
+                    let guard = std::mem::take(&mut request.guard);
+                    let keys: Vec<Vec<u8>> = guard.iter().map(|(k, _)| k.clone()).collect();
+                    let current = self.engine.versions(&keys, request.now_ms);
+                    let moved = current.iter().zip(&guard).any(|(c, (_, w))| c != w);
+                    out.push(if moved {
+                        Response {
+                            replies: Vec::new(),
+                            aborted: true,
+                        }
+                    } else {
+                        Response::replies(self.engine.apply(&Write::from(request)))
+                    });
+                }
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(log_id), m);
+                    out.push(Response::default());
+                }
+            }
+            self.applied = Some(log_id);
+        }
+        self.flush(&mut batch, &mut slots, &mut out);
+        out
+    }
+
+    fn flush(&mut self, batch: &mut Vec<Write>, slots: &mut Vec<usize>, out: &mut [Response]) {
+        if batch.is_empty() {
+            return;
+        }
+        let replies = self.engine.apply_many(batch);
+        for (slot, replies) in slots.drain(..).zip(replies) {
+            if let Some(r) = out.get_mut(slot) {
+                r.replies = replies;
+            }
+        }
+        batch.clear();
     }
 }
 
@@ -99,51 +158,43 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // Whatever openraft has ready is applied as one engine batch, in log order.
         let mut chunks = entries.ready_chunks(APPLY_BATCH);
         while let Some(chunk) = chunks.next().await {
-            let mut writes = Vec::with_capacity(chunk.len());
-            let mut responders = Vec::with_capacity(chunk.len());
-            let mut last = None;
-            let mut membership = None;
+            let mut items = Vec::with_capacity(chunk.len());
             let mut failed = None;
             for item in chunk {
-                let (entry, responder) = match item {
-                    Ok(e) => e,
+                match item {
+                    Ok(e) => items.push(e),
                     Err(e) => {
                         failed = Some(e);
                         break;
                     }
-                };
-                let log_id = entry.log_id();
-                match entry.payload {
-                    EntryPayload::Blank => responders.push((responder, None)),
-                    EntryPayload::Normal(request) => {
-                        responders.push((responder, Some(writes.len())));
-                        writes.push(Write::from(request));
-                    }
-                    EntryPayload::Membership(m) => {
-                        membership = Some(StoredMembership::new(Some(log_id), m));
-                        responders.push((responder, None));
-                    }
                 }
-                last = Some(log_id);
             }
-            let mut replies = {
-                let mut r = self.replica.write();
-                let replies = r.engine.apply_many(&writes);
-                if last.is_some() {
-                    r.applied = last;
-                }
-                if let Some(m) = membership {
-                    r.membership = m;
-                }
-                replies
+            let commands: usize = items
+                .iter()
+                .map(|(e, _)| match &e.payload {
+                    EntryPayload::Normal(r) => r.commands.len(),
+                    EntryPayload::Blank | EntryPayload::Membership(_) => 0,
+                })
+                .sum();
+            // A big batch (a pipelined ingest: vector inserts) is applied on a blocking
+            // thread, so it does not hold up the runtime thread that also carries other
+            // groups' heartbeats; a few commands are cheaper applied in place.
+            let (items_back, outcomes) = if commands > INLINE_APPLY_COMMANDS {
+                let replica = self.replica.clone();
+                tokio::task::spawn_blocking(move || {
+                    let outcomes = replica.write().apply_entries(&mut items);
+                    (items, outcomes)
+                })
+                .await
+                .map_err(io_err)?
+            } else {
+                let outcomes = self.replica.write().apply_entries(&mut items);
+                (items, outcomes)
             };
-            for (responder, at) in responders {
+            let items = items_back;
+            for ((_, responder), response) in items.into_iter().zip(outcomes) {
                 if let Some(responder) = responder {
-                    let reply = at
-                        .and_then(|i| replies.get_mut(i))
-                        .map(std::mem::take)
-                        .unwrap_or_default();
-                    responder.send(Response(reply));
+                    responder.send(response);
                 }
             }
             if let Some(e) = failed {
@@ -274,5 +325,54 @@ mod tests {
         assert_eq!(built.meta.last_log_id, Some(log_id::<TypeConfig>(1, 1, 3)));
         let current = sm2.get_current_snapshot().await.unwrap().unwrap();
         assert_eq!(current.meta, built.meta);
+    }
+    fn normal(index: u64, request: crate::types::Request) -> EntryResponder<TypeConfig> {
+        let mut entry = blank_ent::<TypeConfig>(1, 1, index);
+        entry.payload = EntryPayload::Normal(request);
+        (entry, None)
+    }
+
+    fn set(
+        now: u64,
+        key: &str,
+        value: &str,
+        guard: Vec<(Vec<u8>, Option<u64>)>,
+    ) -> crate::types::Request {
+        crate::types::Request {
+            now_ms: now,
+            commands: vec![vec![b"SET".to_vec(), key.into(), value.into()]],
+            resp3: false,
+            guard,
+        }
+    }
+
+    #[test]
+    fn a_guard_sees_the_entries_before_it_in_the_same_batch() {
+        let mut replica = Replica::default();
+        let mut first = vec![normal(1, set(1, "k", "1", Vec::new()))];
+        replica.apply_entries(&mut first);
+        let seen = replica.engine.versions(&[b"k".to_vec()], 2)[0];
+        // One batch: a plain write to k, then a transaction guarded by k's old version
+        // (aborted), then one guarded by a key nobody touched (applied).
+        let mut batch = vec![
+            normal(2, set(2, "k", "2", Vec::new())),
+            normal(3, set(3, "k", "guarded", vec![(b"k".to_vec(), seen)])),
+            normal(4, set(4, "j", "ok", vec![(b"j".to_vec(), None)])),
+        ];
+        let out = replica.apply_entries(&mut batch);
+        assert!(!out[0].aborted);
+        assert!(out[1].aborted && out[1].replies.is_empty(), "{:?}", out[1]);
+        assert!(!out[2].aborted);
+        assert_eq!(out[2].replies, vec![shoal_engine::Reply::Ok]);
+        assert_eq!(replica.applied().map(|l| l.index), Some(4));
+        let ctx = shoal_engine::ReadContext {
+            now_ms: 5,
+            resp3: false,
+            in_apply: false,
+        };
+        assert_eq!(
+            replica.engine.query(&[b"GET".as_slice(), b"k"], ctx),
+            shoal_engine::Reply::Bulk(b"2".to_vec())
+        );
     }
 }

@@ -8,6 +8,31 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use shoal_engine::{Reply, Write};
 
+/// openraft's per-group settings (timeouts, snapshot policy), re-exported so callers need
+/// not name openraft.
+pub use openraft::Config as RaftConfig;
+
+/// The settings a node gives every group it hosts. Elections start after
+/// `election_timeout_ms`..2×`election_timeout_ms` without a heartbeat; a snapshot is
+/// built every `snapshot_after_logs` entries, and the log before it is purged (but for
+/// the last `min(snapshot_after_logs, 1000)` entries).
+pub fn raft_config(
+    heartbeat_ms: u64,
+    election_timeout_ms: u64,
+    snapshot_after_logs: u64,
+) -> RaftConfig {
+    RaftConfig {
+        heartbeat_interval: heartbeat_ms,
+        election_timeout_min: election_timeout_ms,
+        election_timeout_max: election_timeout_ms * 2,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_after_logs),
+        // Entries kept behind a snapshot, so a follower a little behind catches up by
+        // log rather than by a whole snapshot; never more than a snapshot's worth.
+        max_in_snapshot_log_to_keep: snapshot_after_logs.min(1000),
+        ..RaftConfig::default()
+    }
+}
+
 /// Identifies a node in the cluster.
 pub type NodeId = u64;
 
@@ -32,12 +57,30 @@ pub struct NodeAddr {
     pub resp: String,
 }
 
-/// One log entry's worth of client writes: the engine's [`Write`] in a serializable form.
+/// One log entry's worth of client writes: the engine's [`Write`] in a serializable form,
+/// with an optional WATCH guard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub now_ms: u64,
     pub commands: Vec<Vec<Vec<u8>>>,
     pub resp3: bool,
+    /// `(key, version)` pairs read at WATCH time. If any key's version differs when the
+    /// entry is applied, no command runs and the entry answers "aborted". Versions are
+    /// part of the replicated state (and of snapshots), so every replica decides alike.
+    #[serde(default)]
+    pub guard: Vec<(Vec<u8>, Option<u64>)>,
+}
+
+impl Request {
+    /// An entry that only advances time (it fires due expiries).
+    pub fn tick(now_ms: u64) -> Request {
+        Request {
+            now_ms,
+            commands: Vec::new(),
+            resp3: false,
+            guard: Vec::new(),
+        }
+    }
 }
 
 impl From<Write> for Request {
@@ -46,6 +89,7 @@ impl From<Write> for Request {
             now_ms: w.now_ms,
             commands: w.commands,
             resp3: w.resp3,
+            guard: Vec::new(),
         }
     }
 }
@@ -77,9 +121,22 @@ impl fmt::Display for Request {
     }
 }
 
-/// The replies to one entry's commands, in order.
+/// The replies to one entry's commands, in order; `aborted` when its WATCH guard failed
+/// and nothing ran.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Response(pub Vec<Reply>);
+pub struct Response {
+    pub replies: Vec<Reply>,
+    pub aborted: bool,
+}
+
+impl Response {
+    pub fn replies(replies: Vec<Reply>) -> Response {
+        Response {
+            replies,
+            aborted: false,
+        }
+    }
+}
 
 pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
 pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;

@@ -42,12 +42,10 @@ async fn serve(
     tokio::task::JoinHandle<()>,
 ) {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let service = host.service().into_server();
+    let host = host.clone();
     let server = tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let _ = tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming_shutdown(incoming, async {
+        let _ = host
+            .serve(listener, async {
                 let _ = rx.await;
             })
             .await;
@@ -207,12 +205,13 @@ fn hset(key: &str, value: &str) -> Request {
             value.into(),
         ]],
         resp3: false,
+        guard: Vec::new(),
     }
 }
 
 async fn write(raft: &Raft, key: &str) -> u64 {
     let resp = raft.client_write(hset(key, "v")).await.unwrap();
-    assert_eq!(resp.data, Response(vec![Reply::Int(1)]));
+    assert_eq!(resp.data, Response::replies(vec![Reply::Int(1)]));
     resp.log_id.index
 }
 

@@ -314,6 +314,50 @@ pub static COMMANDS: &[Command] = &[
         "server",
         "A container for Access List Control commands."
     ),
+    cmd!(
+        "READONLY",
+        1,
+        ["loading", "stale", "fast"],
+        0,
+        0,
+        0,
+        ["fast", "connection"],
+        "cluster",
+        "Lets this connection read from a replica that does not lead (reads may be stale)."
+    ),
+    cmd!(
+        "READWRITE",
+        1,
+        ["loading", "stale", "fast"],
+        0,
+        0,
+        0,
+        ["fast", "connection"],
+        "cluster",
+        "Sends this connection's reads to the leader again."
+    ),
+    cmd!(
+        "RAFT",
+        -2,
+        ["admin", "noscript", "loading", "stale"],
+        0,
+        0,
+        0,
+        ["admin", "slow", "dangerous"],
+        "cluster",
+        "Shard group administration: STATUS, ADD-LEARNER, PROMOTE, REMOVE, SNAPSHOT."
+    ),
+    cmd!(
+        "DEBUG",
+        -2,
+        ["admin", "noscript", "loading", "stale"],
+        0,
+        0,
+        0,
+        ["admin", "slow", "dangerous"],
+        "server",
+        "Debugging commands (DIGEST: a hash of this replica's dataset)."
+    ),
     // Generic keyspace.
     cmd!(
         "KEYS",

@@ -11,8 +11,27 @@ use crate::node::Node;
 
 /// Commands the connection or the node answer, not the engine.
 const NODE_COMMANDS: &[&str] = &[
-    "PING", "ECHO", "HELLO", "AUTH", "SELECT", "CLIENT", "QUIT", "RESET", "COMMAND", "INFO",
-    "CONFIG", "ACL", "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH",
+    "PING",
+    "ECHO",
+    "HELLO",
+    "AUTH",
+    "SELECT",
+    "CLIENT",
+    "QUIT",
+    "RESET",
+    "COMMAND",
+    "INFO",
+    "CONFIG",
+    "ACL",
+    "MULTI",
+    "EXEC",
+    "DISCARD",
+    "WATCH",
+    "UNWATCH",
+    "READONLY",
+    "READWRITE",
+    "RAFT",
+    "DEBUG",
 ];
 
 /// Whether a queued transaction command is the engine's (by its table name).
@@ -66,6 +85,25 @@ pub fn answer(node: &Arc<Node>, client: &mut Client, name: &str, args: &[Bytes])
             }
         }
         "CONFIG" => config(args),
+        "READONLY" => {
+            client.readonly = true;
+            Value::ok()
+        }
+        "READWRITE" => {
+            client.readonly = false;
+            Value::ok()
+        }
+        // Queued inside MULTI: membership changes are not transactional.
+        "RAFT" => Value::Error("ERR RAFT is not allowed inside MULTI".into()),
+        "DEBUG" => match text(&args[1]).to_ascii_uppercase().as_str() {
+            // This replica's dataset, as replicas compare it (keys, values, expiries,
+            // WATCH versions, index membership).
+            "DIGEST" => Value::bulk(format!("{:016x}", node.with_engine(|e| e.digest()))),
+            other => Value::Error(format!(
+                "ERR DEBUG subcommand '{}' is not supported (only DIGEST)",
+                other.to_ascii_lowercase()
+            )),
+        },
         // Queued inside MULTI and answered at EXEC: nothing left to unwatch by then.
         "UNWATCH" => Value::ok(),
         "ACL" => match text(&args[1]).to_ascii_uppercase().as_str() {

@@ -55,6 +55,9 @@ pub struct Client {
     transaction: TransactionState,
     /// Keys under WATCH and their versions then; EXEC aborts if any moved.
     watched: Vec<(Vec<u8>, Option<u64>)>,
+    /// `READONLY`: reads may be served by this replica even when it does not lead (and
+    /// may be stale). Writes still go to the leader.
+    pub readonly: bool,
     closing: bool,
 }
 
@@ -73,6 +76,10 @@ enum Step {
     Read(Vec<Bytes>),
     /// An answer, already known.
     Reply(Value),
+    /// EXEC of a queued transaction (one log entry).
+    Exec(Vec<Vec<Vec<u8>>>),
+    /// Shard group administration, which waits on Raft.
+    Raft(Vec<Bytes>),
 }
 
 /// Consecutive requests of one kind, answered together under one engine lock.
@@ -84,18 +91,22 @@ struct Run {
 
 impl Run {
     /// Answers whatever is pending, in order, into `output`.
-    fn flush(&mut self, node: &Node, client: &Client, output: &mut BytesMut) {
+    async fn flush(&mut self, node: &Node, client: &Client, output: &mut BytesMut) {
         if !self.writes.is_empty() {
             let batch = std::mem::take(&mut self.writes);
-            let _span = tracing::trace_span!("apply", commands = batch.len()).entered();
-            for reply in node.apply_each(batch) {
+            let span = tracing::trace_span!("apply", commands = batch.len());
+            for reply in node.apply_each(batch).instrument(span).await {
                 encode(&to_value(reply), client.protocol, output);
             }
         }
         if !self.reads.is_empty() {
             let batch = std::mem::take(&mut self.reads);
-            let _span = tracing::trace_span!("read", commands = batch.len()).entered();
-            for reply in node.read_each(&batch, client.protocol == Protocol::Resp3) {
+            let span = tracing::trace_span!("read", commands = batch.len());
+            let replies = node
+                .read_each(&batch, client.protocol == Protocol::Resp3, client.readonly)
+                .instrument(span)
+                .await;
+            for reply in replies {
                 encode(&to_value(reply), client.protocol, output);
             }
         }
@@ -115,6 +126,7 @@ pub async fn serve(node: Arc<Node>, mut stream: TcpStream, settings: Settings) {
         addr,
         transaction: TransactionState::None,
         watched: Vec::new(),
+        readonly: false,
         closing: false,
     };
     node.counters
@@ -166,7 +178,7 @@ async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, sett
                 Ok(Some(args)) => args,
                 Ok(None) => break,
                 Err(e) => {
-                    run.flush(node, client, &mut output);
+                    run.flush(node, client, &mut output).await;
                     encode(&Value::Error(e.to_string()), client.protocol, &mut output);
                     let _ = stream.write_all(&output).await;
                     return;
@@ -181,18 +193,28 @@ async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, sett
             match step(node, client, request) {
                 Step::Write(args) => {
                     if !run.reads.is_empty() {
-                        run.flush(node, client, &mut output);
+                        run.flush(node, client, &mut output).await;
                     }
                     run.writes.push(args);
                 }
                 Step::Read(args) => {
                     if !run.writes.is_empty() {
-                        run.flush(node, client, &mut output);
+                        run.flush(node, client, &mut output).await;
                     }
                     run.reads.push(args);
                 }
                 Step::Reply(value) => {
-                    run.flush(node, client, &mut output);
+                    run.flush(node, client, &mut output).await;
+                    encode(&value, client.protocol, &mut output);
+                }
+                Step::Raft(args) => {
+                    run.flush(node, client, &mut output).await;
+                    let value = crate::raft_admin::answer(node, &args).await;
+                    encode(&value, client.protocol, &mut output);
+                }
+                Step::Exec(commands) => {
+                    run.flush(node, client, &mut output).await;
+                    let value = exec(node, client, commands).await;
                     encode(&value, client.protocol, &mut output);
                 }
             }
@@ -200,7 +222,7 @@ async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, sett
                 break;
             }
         }
-        run.flush(node, client, &mut output);
+        run.flush(node, client, &mut output).await;
         if !output.is_empty() {
             if stream.write_all(&output).await.is_err() {
                 return;
@@ -268,18 +290,16 @@ fn step(node: &Arc<Node>, client: &mut Client, request: Vec<Bytes>) -> Step {
                 Value::ok()
             }
         }),
-        "EXEC" => Step::Reply(
-            match std::mem::replace(&mut client.transaction, TransactionState::None) {
-                TransactionState::None => Value::Error("ERR EXEC without MULTI".into()),
-                TransactionState::Queuing { failed: true, .. } => {
-                    client.watched.clear();
-                    Value::Error(
-                        "EXECABORT Transaction discarded because of previous errors.".into(),
-                    )
-                }
-                TransactionState::Queuing { commands, .. } => exec(node, client, commands),
-            },
-        ),
+        "EXEC" => match std::mem::replace(&mut client.transaction, TransactionState::None) {
+            TransactionState::None => Step::Reply(Value::Error("ERR EXEC without MULTI".into())),
+            TransactionState::Queuing { failed: true, .. } => {
+                client.watched.clear();
+                Step::Reply(Value::Error(
+                    "EXECABORT Transaction discarded because of previous errors.".into(),
+                ))
+            }
+            TransactionState::Queuing { commands, .. } => Step::Exec(commands),
+        },
         "DISCARD" => Step::Reply(
             match std::mem::replace(&mut client.transaction, TransactionState::None) {
                 TransactionState::None => Value::Error("ERR DISCARD without MULTI".into()),
@@ -311,6 +331,7 @@ fn step(node: &Arc<Node>, client: &mut Client, request: Vec<Bytes>) -> Step {
             client.lib_ver = None;
             Step::Reply(crate::admin::answer(node, client, name, &request))
         }
+        "RAFT" => Step::Raft(request),
         _ if command.is_write() => Step::Write(owned(request)),
         _ if crate::admin::is_engine_read(name) => Step::Read(request),
         _ => Step::Reply(crate::admin::answer(node, client, name, &request)),
@@ -327,20 +348,21 @@ fn reject(client: &mut Client, message: String) -> Step {
 
 /// EXEC: engine commands apply as one log entry; connection commands in the queue are
 /// answered in place.
-fn exec(node: &Arc<Node>, client: &mut Client, commands: Vec<Vec<Vec<u8>>>) -> Value {
+async fn exec(node: &Arc<Node>, client: &mut Client, commands: Vec<Vec<Vec<u8>>>) -> Value {
     let engine_commands: Vec<Vec<Vec<u8>>> = commands
         .iter()
         .filter(|c| crate::admin::is_engine_command(c))
         .cloned()
         .collect();
     let watched = std::mem::take(&mut client.watched);
-    let Some(engine_replies) = node.apply_batch(
-        engine_commands,
-        client.protocol == Protocol::Resp3,
-        &watched,
-    ) else {
+    let engine_replies = match node
+        .apply_batch(engine_commands, client.protocol == Protocol::Resp3, watched)
+        .await
+    {
+        Ok(Some(replies)) => replies,
         // A watched key changed: the transaction is not run (a null reply).
-        return Value::Null;
+        Ok(None) => return Value::Null,
+        Err(message) => return Value::Error(message),
     };
     let mut engine_replies = engine_replies.into_iter();
     let mut out = Vec::with_capacity(commands.len());

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use shoal_engine::info::human_bytes;
 
-use crate::node::{now_ms, Node};
+use crate::node::{now_ms, Node, Store};
 
 /// The Redis version Shoal reports; clients gate features on it.
 pub const REDIS_VERSION: &str = "7.2.4";
@@ -21,6 +21,7 @@ const DEFAULT: &[&str] = &[
     "cluster",
     "keyspace",
     "search",
+    "raft",
 ];
 
 /// Resident set size of this process, from /proc (0 where unavailable).
@@ -105,11 +106,29 @@ pub fn render(node: &Arc<Node>, asked: &[String]) -> String {
             ),
         );
     }
+    let raft = match &node.store {
+        Store::Replicated(r) => Some(r.group.status()),
+        Store::Local { .. } => None,
+    };
     if wanted("replication") {
+        // Redis's words: the group's leader is the master, the other replicas slaves.
+        let role = match &raft {
+            Some(s) if s.role != "leader" => "slave",
+            _ => "master",
+        };
+        let slaves = raft
+            .as_ref()
+            .filter(|s| s.role == "leader")
+            .map_or(0, |s| s.members.len().saturating_sub(1));
         section(
             "Replication",
-            "role:master\r\nconnected_slaves:0\r\n".into(),
+            format!("role:{role}\r\nconnected_slaves:{slaves}\r\n"),
         );
+    }
+    if let Some(status) = &raft {
+        if wanted("raft") {
+            section("Raft", crate::raft_admin::info(status));
+        }
     }
     if wanted("cpu") {
         section("CPU", String::new());

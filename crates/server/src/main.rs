@@ -1,7 +1,8 @@
 //! `shoal`: runs a Shoal node.
 //!
 //! `shoal dev` serves RESP on one address with the whole keyspace in this process and a
-//! snapshot in `--data-dir` (until the Raft log of #4 makes every write durable).
+//! snapshot in `--data-dir`. `shoal node` is one replica of replicated shard groups: its
+//! writes are committed to a Raft log (RocksDB) on a quorum before they are answered.
 
 mod admin;
 mod busy_poll;
@@ -9,10 +10,13 @@ mod connection;
 mod convert;
 mod info;
 mod node;
+mod node_config;
 mod persist;
+mod raft_admin;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -38,8 +42,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs one node serving RESP.
+    /// Runs one node serving RESP, unreplicated.
     Dev(DevArgs),
+    /// Runs a replica of Raft-replicated shard groups (flags or a TOML file).
+    Node(Box<node_config::NodeArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -78,6 +84,10 @@ fn main() -> Result<()> {
         .context("starting the runtime")?;
     match cli.command {
         Command::Dev(args) => runtime.block_on(dev(args)),
+        Command::Node(args) => {
+            let config = (*args).resolve()?;
+            runtime.block_on(replicated_node(config))
+        }
     }
 }
 
@@ -99,8 +109,23 @@ async fn dev(args: DevArgs) -> Result<()> {
     tracing::info!(resp = %local, data_dir = ?args.data_dir, "shoal dev ready");
     // The line tests and scripts wait for.
     println!("shoal dev listening on {local}");
+    serve_resp(&node, listener, settings, shutdown_signal()).await;
+    tracing::info!("shutting down");
+    let saver = node.clone();
+    tokio::task::spawn_blocking(move || saver.save())
+        .await
+        .context("snapshot task")??;
+    tracing::info!("snapshot written, bye");
+    Ok(())
+}
 
-    let shutdown = shutdown_signal();
+/// Accepts RESP connections until `shutdown` completes.
+async fn serve_resp(
+    node: &Arc<node::Node>,
+    listener: TcpListener,
+    settings: connection::Settings,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -113,12 +138,87 @@ async fn dev(args: DevArgs) -> Result<()> {
             () = &mut shutdown => break,
         }
     }
-    tracing::info!("shutting down");
-    let saver = node.clone();
-    tokio::task::spawn_blocking(move || saver.save())
+}
+
+/// `shoal node`: opens the node's groups over its RocksDB, serves the Raft transport and
+/// RESP, and bootstraps the groups from the configured members if they are new.
+async fn replicated_node(config: node_config::NodeConfig) -> Result<()> {
+    let grpc = TcpListener::bind(config.grpc)
         .await
-        .context("snapshot task")??;
-    tracing::info!("snapshot written, bye");
+        .with_context(|| format!("binding gRPC {}", config.grpc))?;
+    let resp = TcpListener::bind(config.resp)
+        .await
+        .with_context(|| format!("binding RESP {}", config.resp))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let raft_config = shoal_raft::raft_config(
+        config.heartbeat_ms,
+        config.election_timeout_ms,
+        config.snapshot_after_logs,
+    );
+    let host = Arc::new(
+        shoal_raft::Host::open(config.id, &config.data_dir, raft_config)
+            .context("opening the Raft log")?,
+    );
+    for group in 0..config.groups {
+        host.open_group(group)
+            .await
+            .with_context(|| format!("opening group {group}"))?;
+    }
+    let (stop_grpc, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = {
+        let host = host.clone();
+        tokio::spawn(async move {
+            let stop = async {
+                let _ = grpc_stopped.await;
+            };
+            if let Err(e) = host.serve(grpc, stop).await {
+                tracing::error!(error = %e, "raft transport stopped");
+            }
+        })
+    };
+    if !config.members.is_empty() {
+        for group in 0..config.groups {
+            let handle = host
+                .group(group)
+                .with_context(|| format!("group {group} is not open"))?;
+            handle
+                .initialize(config.members.clone())
+                .await
+                .with_context(|| format!("bootstrapping group {group}"))?;
+        }
+    }
+    let group = host.group(0).context("group 0 is not open")?;
+    let node = node::Node::replicated(
+        node::Replicated {
+            host: host.clone(),
+            group,
+            read_mode: config.read_mode,
+            quorum_timeout: config.quorum_timeout,
+        },
+        config.resp.port(),
+    );
+    node.spawn_background(Duration::from_secs(60));
+    let settings = connection::Settings {
+        limits: Limits {
+            max_bulk_len: config.max_bulk_len,
+            ..Limits::default()
+        },
+        busy_poll: Duration::from_micros(config.busy_poll_us.min(1_000)),
+    };
+    tracing::info!(id = config.id, zone = %config.zone, resp = %config.resp, grpc = %config.grpc,
+        groups = config.groups, members = config.members.len(), "shoal node ready");
+    // The line tests and scripts wait for.
+    println!(
+        "shoal node {} listening on resp {} grpc {}",
+        config.id, config.resp, config.grpc
+    );
+    serve_resp(&node, resp, settings, shutdown_signal()).await;
+    tracing::info!("shutting down");
+    host.shutdown().await.context("stopping groups")?;
+    let _ = stop_grpc.send(());
+    let _ = server.await;
+    tracing::info!("bye");
     Ok(())
 }
 

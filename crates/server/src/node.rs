@@ -1,9 +1,11 @@
-//! One node: the engine behind a lock, the clock that stamps writes, persistence and
-//! the background work (backfill, expiry).
+//! One node: where its engine lives (in this process, or a replica of a Raft group), the
+//! clock that stamps writes, and the background work (backfill, expiry).
 //!
-//! Writes are serialized through the engine's write lock, which is the order a Raft log
-//! will impose in #4; reads share the read lock. Both sides hold the lock only for the
-//! engine call itself, never across I/O.
+//! A `shoal dev` node applies writes to its own engine under a write lock. A `shoal node`
+//! proposes them to its group's Raft log and answers once they are committed and applied;
+//! reads on it are linearized through the leader (or served locally on a `READONLY`
+//! connection). Both hold the engine lock only for the engine call itself, never across
+//! I/O.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use parking_lot::RwLock;
 use shoal_engine::{Engine, ReadContext, Reply, Write};
+use shoal_raft::{Group, GroupError, Host, ReadMode, Request};
 
 use crate::persist;
 
@@ -28,9 +31,28 @@ pub struct Counters {
     pub last_save_unix: AtomicU64,
 }
 
+/// Where the node's engine is.
+#[derive(Debug)]
+pub enum Store {
+    /// In this process only (`shoal dev`); durability is the periodic snapshot.
+    Local { engine: RwLock<Engine> },
+    /// A replica of a Raft group (`shoal node`).
+    Replicated(Replicated),
+}
+
+/// A node's replica of the group its RESP front serves.
+#[derive(Debug)]
+pub struct Replicated {
+    pub host: Arc<Host>,
+    pub group: Group,
+    pub read_mode: ReadMode,
+    /// How long a write or a read's leadership check may wait for a quorum.
+    pub quorum_timeout: Duration,
+}
+
 #[derive(Debug)]
 pub struct Node {
-    engine: RwLock<Engine>,
+    pub store: Store,
     pub data_dir: Option<PathBuf>,
     pub port: u16,
     pub started: Instant,
@@ -45,125 +67,238 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The error a client gets when its group could not serve it. `MOVED <group> <addr>`
+/// has the shape of Redis Cluster's redirect, with the group in the slot's place.
+pub fn group_error(e: &GroupError) -> String {
+    match e {
+        GroupError::NotLeader {
+            group,
+            leader: Some((_, addr)),
+        } => format!("MOVED {group} {}", addr.resp),
+        GroupError::NotLeader {
+            group,
+            leader: None,
+        } => format!("CLUSTERDOWN shard group {group} has no leader at the moment, try again"),
+        GroupError::Timeout { group, timeout } => format!(
+            "TRYAGAIN shard group {group} reached no quorum within {} ms; the write may or may not have been applied",
+            timeout.as_millis()
+        ),
+        GroupError::Raft { .. } => format!("ERR {e}"),
+    }
+}
+
 impl Node {
-    /// Opens the node, loading the snapshot in `data_dir` if there is one.
-    pub fn open(data_dir: Option<PathBuf>, port: u16) -> Result<Arc<Node>> {
-        let engine = match &data_dir {
-            Some(dir) => persist::load(dir)?,
-            None => Engine::new(),
-        };
-        Ok(Arc::new(Node {
-            engine: RwLock::new(engine),
+    fn with_store(store: Store, data_dir: Option<PathBuf>, port: u16) -> Arc<Node> {
+        Arc::new(Node {
+            store,
             data_dir,
             port,
             started: Instant::now(),
             counters: Counters::default(),
             next_client_id: AtomicU64::new(1),
-        }))
+        })
+    }
+
+    /// Opens a `shoal dev` node, loading the snapshot in `data_dir` if there is one.
+    pub fn open(data_dir: Option<PathBuf>, port: u16) -> Result<Arc<Node>> {
+        let engine = match &data_dir {
+            Some(dir) => persist::load(dir)?,
+            None => Engine::new(),
+        };
+        Ok(Self::with_store(
+            Store::Local {
+                engine: RwLock::new(engine),
+            },
+            data_dir,
+            port,
+        ))
+    }
+
+    /// A `shoal node` serving `replicated.group` (its data lives under the host's dir).
+    pub fn replicated(replicated: Replicated, port: u16) -> Arc<Node> {
+        Self::with_store(Store::Replicated(replicated), None, port)
     }
 
     pub fn client_id(&self) -> u64 {
         self.next_client_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Applies each command as its own log entry, under one lock acquisition.
+    /// Applies each command as its own write (one log entry for the whole run when
+    /// replicated). A command the group could not take is answered with the reason.
     // #[PerformanceCriticalPath]: pipelined writes arrive here in batches.
-    pub fn apply_each(&self, commands: Vec<Vec<Vec<u8>>>) -> Vec<Reply> {
-        let mut engine = self.engine.write();
-        // Stamped under the lock, so log order and time order agree.
-        let now = now_ms();
-        let n = commands.len() as u64;
-        let writes: Vec<Write> = commands
-            .into_iter()
-            .map(|args| Write::single(now, args))
-            .collect();
-        let replies = engine.apply_many(&writes).into_iter().flatten().collect();
-        self.counters.dirty.fetch_add(n, Ordering::Relaxed);
-        replies
+    pub async fn apply_each(&self, commands: Vec<Vec<Vec<u8>>>) -> Vec<Reply> {
+        let n = commands.len();
+        match &self.store {
+            Store::Local { engine } => {
+                let mut engine = engine.write();
+                // Stamped under the lock, so log order and time order agree.
+                let now = now_ms();
+                let writes: Vec<Write> = commands
+                    .into_iter()
+                    .map(|args| Write::single(now, args))
+                    .collect();
+                let replies = engine.apply_many(&writes).into_iter().flatten().collect();
+                self.counters.dirty.fetch_add(n as u64, Ordering::Relaxed);
+                replies
+            }
+            Store::Replicated(r) => {
+                // One entry: the commands apply in order, and no other entry interleaves,
+                // which is what a pipeline on one connection observes anyway.
+                let request = Request {
+                    now_ms: now_ms(),
+                    commands,
+                    resp3: false,
+                    guard: Vec::new(),
+                };
+                match r.group.write(request, r.quorum_timeout).await {
+                    Ok(response) => response.replies,
+                    Err(e) => vec![Reply::Error(group_error(&e)); n],
+                }
+            }
+        }
     }
 
-    /// Applies a transaction as one log entry.
     /// Applies a transaction as one log entry, unless a watched key changed since WATCH
-    /// (then `None`, and nothing is applied). The check and the apply share one lock.
-    pub fn apply_batch(
+    /// (then `Ok(None)`, and nothing is applied). `Err` is the error EXEC answers when
+    /// the group could not take the transaction.
+    pub async fn apply_batch(
         &self,
         commands: Vec<Vec<Vec<u8>>>,
         resp3: bool,
-        watched: &[(Vec<u8>, Option<u64>)],
-    ) -> Option<Vec<Reply>> {
-        let mut engine = self.engine.write();
-        if !watched.is_empty() {
-            let keys: Vec<Vec<u8>> = watched.iter().map(|(k, _)| k.clone()).collect();
-            let now = now_ms();
-            let current = engine.versions(&keys, now);
-            if current.iter().zip(watched).any(|(c, (_, w))| c != w) {
-                return None;
+        watched: Vec<(Vec<u8>, Option<u64>)>,
+    ) -> std::result::Result<Option<Vec<Reply>>, String> {
+        match &self.store {
+            Store::Local { engine } => {
+                let mut engine = engine.write();
+                let now = now_ms();
+                if !watched.is_empty() {
+                    let keys: Vec<Vec<u8>> = watched.iter().map(|(k, _)| k.clone()).collect();
+                    let current = engine.versions(&keys, now);
+                    if current.iter().zip(&watched).any(|(c, (_, w))| c != w) {
+                        return Ok(None);
+                    }
+                }
+                let write = Write {
+                    now_ms: now,
+                    commands,
+                    resp3,
+                };
+                let replies = engine.apply(&write);
+                drop(engine);
+                self.counters.dirty.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(replies))
+            }
+            Store::Replicated(r) => {
+                // The guard travels in the entry: every replica checks it at the entry's
+                // log position, against versions that are part of the replicated state.
+                let request = Request {
+                    now_ms: now_ms(),
+                    commands,
+                    resp3,
+                    guard: watched,
+                };
+                match r.group.write(request, r.quorum_timeout).await {
+                    Ok(response) if response.aborted => Ok(None),
+                    Ok(response) => Ok(Some(response.replies)),
+                    Err(e) => Err(group_error(&e)),
+                }
             }
         }
-        let write = Write {
-            now_ms: now_ms(),
-            commands,
-            resp3,
-        };
-        let replies = engine.apply(&write);
-        drop(engine);
-        self.counters.dirty.fetch_add(1, Ordering::Relaxed);
-        Some(replies)
     }
 
     /// The current versions of keys, for WATCH.
     pub fn versions(&self, keys: &[Vec<u8>]) -> Vec<Option<u64>> {
-        self.engine.read().versions(keys, now_ms())
+        self.with_engine(|e| e.versions(keys, now_ms()))
     }
 
-    /// Answers consecutive reads of one connection under one read lock.
+    /// Answers consecutive reads of one connection together. On a replicated node the
+    /// leader first confirms it still leads and has applied everything acknowledged
+    /// (once for the whole run); `stale_ok` (a `READONLY` connection) reads this replica
+    /// as it is, leader or not.
     // #[PerformanceCriticalPath]: pipelined reads arrive here in batches.
-    pub fn read_each(&self, requests: &[Vec<bytes::Bytes>], resp3: bool) -> Vec<Reply> {
+    pub async fn read_each(
+        &self,
+        requests: &[Vec<bytes::Bytes>],
+        resp3: bool,
+        stale_ok: bool,
+    ) -> Vec<Reply> {
+        if let Store::Replicated(r) = &self.store {
+            if !stale_ok {
+                if let Err(e) = r.group.linearize(r.read_mode, r.quorum_timeout).await {
+                    return vec![Reply::Error(group_error(&e)); requests.len()];
+                }
+            }
+        }
         self.counters.active_queries.fetch_add(1, Ordering::Relaxed);
         let ctx = ReadContext {
             now_ms: now_ms(),
             resp3,
             in_apply: false,
         };
-        let engine = self.engine.read();
-        let replies = requests
-            .iter()
-            .map(|args| engine.query(args, ctx))
-            .collect();
-        drop(engine);
+        let replies = self.with_engine(|engine| {
+            requests
+                .iter()
+                .map(|args| engine.query(args, ctx))
+                .collect()
+        });
         self.counters.active_queries.fetch_sub(1, Ordering::Relaxed);
         replies
     }
 
-    /// Runs `f` with shared access to the engine (INFO, DBSIZE).
+    /// Runs `f` with shared access to this node's engine (INFO, DBSIZE, WATCH).
     pub fn with_engine<T>(&self, f: impl FnOnce(&Engine) -> T) -> T {
-        f(&self.engine.read())
+        match &self.store {
+            Store::Local { engine } => f(&engine.read()),
+            Store::Replicated(r) => f(&r.group.replica().read().engine),
+        }
     }
 
-    /// Fires due expiries (an empty log entry carrying the time).
-    pub fn tick(&self) {
-        let mut engine = self.engine.write();
-        let write = Write {
-            now_ms: now_ms(),
-            commands: Vec::new(),
-            resp3: false,
-        };
-        engine.apply(&write);
+    fn with_engine_mut<T>(&self, f: impl FnOnce(&mut Engine) -> T) -> T {
+        match &self.store {
+            Store::Local { engine } => f(&mut engine.write()),
+            Store::Replicated(r) => f(&mut r.group.replica().write().engine),
+        }
     }
 
-    /// Advances index backfills; whether work remains.
+    /// Fires due expiries: an empty write carrying the time. Replicated, only the leader
+    /// proposes it, and only when some key is due, so idle groups append nothing.
+    pub async fn tick(&self) {
+        let now = now_ms();
+        match &self.store {
+            Store::Local { engine } => {
+                let mut engine = engine.write();
+                engine.apply(&Write {
+                    now_ms: now,
+                    commands: Vec::new(),
+                    resp3: false,
+                });
+            }
+            Store::Replicated(r) => {
+                if !r.group.is_leader() || !self.with_engine(|e| e.expiry_due(now)) {
+                    return;
+                }
+                if let Err(e) = r.group.write(Request::tick(now), r.quorum_timeout).await {
+                    tracing::debug!(error = %e, "expiry tick not committed");
+                }
+            }
+        }
+    }
+
+    /// Advances index backfills; whether work remains. Backfill is local work on every
+    /// replica (see `Engine::backfill`).
     pub fn backfill(&self, budget: usize) -> bool {
-        self.engine.write().backfill(budget)
+        self.with_engine_mut(|e| e.backfill(budget))
     }
 
-    /// Writes a snapshot if there is a data directory; the bytes are taken under the
-    /// read lock and written without it.
+    /// Writes a snapshot if this is a `shoal dev` node with a data directory; the bytes
+    /// are taken under the read lock and written without it. (A replicated node's
+    /// snapshots are Raft's.)
     pub fn save(&self) -> Result<()> {
-        let Some(dir) = &self.data_dir else {
+        let (Store::Local { engine }, Some(dir)) = (&self.store, &self.data_dir) else {
             return Ok(());
         };
         let dirty = self.counters.dirty.load(Ordering::Relaxed);
-        let bytes = self.engine.read().snapshot()?;
+        let bytes = engine.read().snapshot()?;
         persist::save(dir, &bytes)?;
         self.counters.dirty.fetch_sub(dirty, Ordering::Relaxed);
         self.counters
@@ -192,10 +327,10 @@ impl Node {
             let mut interval = tokio::time::interval(Duration::from_millis(100));
             loop {
                 interval.tick().await;
-                node.tick();
+                node.tick().await;
             }
         });
-        if self.data_dir.is_some() {
+        if self.data_dir.is_some() && matches!(self.store, Store::Local { .. }) {
             let node = Arc::clone(self);
             tokio::spawn(async move {
                 let mut interval = tokio::time::interval(snapshot_every);

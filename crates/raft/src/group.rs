@@ -1,0 +1,298 @@
+//! A node's handle on one of its groups: what the RESP front needs from Raft — write,
+//! read linearizably, report status, change membership — without openraft's types.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::{ChangeMembers, ReadPolicy, ServerState};
+use parking_lot::RwLock;
+use tracing::Instrument;
+
+use crate::db::GroupId;
+use crate::network::Raft;
+use crate::state_machine::Replica;
+use crate::types::{NodeAddr, NodeId, Request, Response};
+
+/// How a leader makes sure it still leads before it answers a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// A heartbeat round to a quorum per read batch (Raft's ReadIndex): safe whatever
+    /// the clocks do.
+    ReadIndex,
+    /// The leader's lease: no round trip while a quorum acknowledged it within the
+    /// lease, which assumes bounded clock drift between nodes.
+    Lease,
+}
+
+/// Why a group could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    /// This replica does not lead; `leader` is the one it knows of, if any.
+    #[error("not the leader of group {group}")]
+    NotLeader {
+        group: GroupId,
+        leader: Option<(NodeId, NodeAddr)>,
+    },
+    /// No quorum answered in time; a write's outcome is unknown.
+    #[error("group {group} did not reach a quorum within {timeout:?}")]
+    Timeout { group: GroupId, timeout: Duration },
+    #[error("group {group}: {message}")]
+    Raft { group: GroupId, message: String },
+}
+
+/// This replica's view of its group, for INFO and `RAFT STATUS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupStatus {
+    pub group: GroupId,
+    pub id: NodeId,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub role: &'static str,
+    pub term: u64,
+    pub leader: Option<(NodeId, NodeAddr)>,
+    pub last_log_index: u64,
+    pub committed_index: u64,
+    pub applied_index: u64,
+    pub snapshot_index: u64,
+    pub purged_index: u64,
+    /// Every member with its address and whether it votes.
+    pub members: Vec<(NodeId, NodeAddr, bool)>,
+}
+
+/// One group on this node.
+#[derive(Debug, Clone)]
+pub struct Group {
+    id: GroupId,
+    raft: Raft,
+    replica: Arc<RwLock<Replica>>,
+}
+
+impl Group {
+    pub(crate) fn new(id: GroupId, raft: Raft, replica: Arc<RwLock<Replica>>) -> Group {
+        Group { id, raft, replica }
+    }
+
+    pub fn id(&self) -> GroupId {
+        self.id
+    }
+
+    /// The local replica (engine, applied position) for reads.
+    pub fn replica(&self) -> &Arc<RwLock<Replica>> {
+        &self.replica
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> GroupError {
+        GroupError::Raft {
+            group: self.id,
+            message: e.to_string(),
+        }
+    }
+
+    fn not_leader(&self, leader_id: Option<NodeId>, leader: Option<NodeAddr>) -> GroupError {
+        // openraft may know the leader's id but not its address; the membership has it.
+        let leader = leader_id.and_then(|id| {
+            leader
+                .or_else(|| self.member_addr(id))
+                .map(|addr| (id, addr))
+        });
+        GroupError::NotLeader {
+            group: self.id,
+            leader,
+        }
+    }
+
+    fn member_addr(&self, id: NodeId) -> Option<NodeAddr> {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        metrics.membership_config.get_node(&id).cloned()
+    }
+
+    /// Makes `members` the group's first membership if the group has none yet (static
+    /// bootstrap). Every member may call it with the same set; it is a no-op once the
+    /// group holds a membership, so a restart never re-initializes.
+    pub async fn initialize(&self, members: BTreeMap<NodeId, NodeAddr>) -> Result<(), GroupError> {
+        if self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| self.error(e))?
+        {
+            return Ok(());
+        }
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            // Another member's initialization reached this one first.
+            Err(e) if self.raft.is_initialized().await.unwrap_or(false) => {
+                tracing::debug!(group = self.id, error = %e, "already initialized");
+                Ok(())
+            }
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// Proposes `request` and waits until it is committed and applied here.
+    ///
+    /// Decision table for the outcome a client is told:
+    ///
+    /// | what happened                     | answer                      | applied?  |
+    /// |-----------------------------------|-----------------------------|-----------|
+    /// | committed and applied             | `Ok(response)`              | yes       |
+    /// | not the leader when proposed      | `NotLeader` (redirect)      | no        |
+    /// | no quorum within `timeout`        | `Timeout`                   | unknown   |
+    /// | leadership lost after proposing   | `NotLeader` from openraft   | unknown   |
+    pub async fn write(&self, request: Request, timeout: Duration) -> Result<Response, GroupError> {
+        let span = tracing::debug_span!("raft_write", group = self.id);
+        let write = self.raft.client_write(request).instrument(span);
+        match tokio::time::timeout(timeout, write).await {
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(e)) => match e.forward_to_leader() {
+                Some(f) => Err(self.not_leader(f.leader_id, f.leader_node.clone())),
+                None => Err(self.error(e)),
+            },
+            Err(_) => Err(GroupError::Timeout {
+                group: self.id,
+                timeout,
+            }),
+        }
+    }
+
+    /// Waits until a read on this replica sees every write acknowledged before the call
+    /// (this replica leads, and has applied up to the read index).
+    pub async fn linearize(&self, mode: ReadMode, timeout: Duration) -> Result<(), GroupError> {
+        let policy = match mode {
+            ReadMode::ReadIndex => ReadPolicy::ReadIndex,
+            ReadMode::Lease => ReadPolicy::LeaseRead,
+        };
+        let span = tracing::debug_span!("raft_read_index", group = self.id);
+        let check = self.raft.ensure_linearizable(policy).instrument(span);
+        match tokio::time::timeout(timeout, check).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => match e.forward_to_leader() {
+                Some(f) => Err(self.not_leader(f.leader_id, f.leader_node.clone())),
+                None => Err(self.error(e)),
+            },
+            Err(_) => Err(GroupError::Timeout {
+                group: self.id,
+                timeout,
+            }),
+        }
+    }
+
+    /// Whether this replica currently believes it leads (cheap; for background work
+    /// such as proposing expiry ticks, not for correctness).
+    pub fn is_leader(&self) -> bool {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        metrics.state == ServerState::Leader
+    }
+
+    /// The leader this replica knows of.
+    pub fn leader(&self) -> Option<(NodeId, NodeAddr)> {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let id = metrics.current_leader?;
+        metrics
+            .membership_config
+            .get_node(&id)
+            .cloned()
+            .map(|addr| (id, addr))
+    }
+
+    pub fn status(&self) -> GroupStatus {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        let index = |l: Option<&crate::types::LogId>| l.map_or(0, |l| l.index);
+        let voters: BTreeSet<NodeId> = m.membership_config.voter_ids().collect();
+        let members = m
+            .membership_config
+            .nodes()
+            .map(|(id, addr)| (*id, addr.clone(), voters.contains(id)))
+            .collect();
+        let leader = m.current_leader.and_then(|id| {
+            m.membership_config
+                .get_node(&id)
+                .cloned()
+                .map(|addr| (id, addr))
+        });
+        GroupStatus {
+            group: self.id,
+            id: m.id,
+            role,
+            term: m.current_term,
+            leader,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            committed_index: index(m.cluster_committed.as_ref()),
+            applied_index: index(m.last_applied.as_ref()),
+            snapshot_index: index(m.snapshot.as_ref()),
+            purged_index: index(m.purged.as_ref()),
+            members,
+        }
+    }
+
+    fn membership_result<T, E>(
+        &self,
+        r: Result<T, openraft::error::RaftError<crate::TypeConfig, E>>,
+    ) -> Result<(), GroupError>
+    where
+        E: std::error::Error
+            + openraft::TryAsRef<openraft::error::ForwardToLeader<crate::TypeConfig>>,
+    {
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) => match e.forward_to_leader() {
+                Some(f) => Err(self.not_leader(f.leader_id, f.leader_node.clone())),
+                None => Err(self.error(e)),
+            },
+        }
+    }
+
+    /// Adds `id` as a learner: it receives the log (or a snapshot) but does not vote.
+    /// Returns once the membership entry is committed, not when the learner caught up.
+    pub async fn add_learner(&self, id: NodeId, addr: NodeAddr) -> Result<(), GroupError> {
+        let r = self.raft.add_learner(id, addr, false).await;
+        self.membership_result(r)
+    }
+
+    /// Makes a learner a voter (through joint consensus).
+    pub async fn promote(&self, id: NodeId) -> Result<(), GroupError> {
+        let r = self
+            .raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await;
+        self.membership_result(r)
+    }
+
+    /// Removes `id` from the group, voter or learner.
+    pub async fn remove(&self, id: NodeId) -> Result<(), GroupError> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        if m.membership_config.voter_ids().any(|v| v == id) {
+            let r = self
+                .raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                .await;
+            self.membership_result(r)?;
+        }
+        let m = self.raft.metrics().borrow_watched().clone();
+        if m.membership_config.get_node(&id).is_some() {
+            let r = self
+                .raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                .await;
+            self.membership_result(r)?;
+        }
+        Ok(())
+    }
+
+    /// Builds a snapshot now (the log before it is then purged per the config).
+    pub async fn snapshot(&self) -> Result<(), GroupError> {
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| self.error(e))
+    }
+}

@@ -1,0 +1,423 @@
+//! `shoal node`'s settings: a TOML file, flags, or both (a flag wins over the file).
+//!
+//! ```toml
+//! id = 1
+//! zone = "a"
+//! resp = "127.0.0.1:7001"
+//! grpc = "127.0.0.1:7101"
+//! data_dir = "/var/lib/shoal/1"
+//!
+//! [[members]]            # the initial voters of every group (static bootstrap)
+//! id = 1
+//! zone = "a"
+//! grpc = "127.0.0.1:7101"
+//! resp = "127.0.0.1:7001"
+//! ```
+//!
+//! Without members the node starts empty and waits to be added to its groups
+//! (`RAFT ADD-LEARNER` on a leader).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use shoal_raft::{NodeAddr, NodeId, ReadMode};
+
+/// Why the settings are unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Toml {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{0} is required (flag --{0} or `{0}` in the config file)")]
+    Missing(&'static str),
+    #[error("member {0:?}: expected ID,ZONE,GRPC_ADDR,RESP_ADDR")]
+    Member(String),
+    #[error("read_mode {0:?}: expected read-index or lease")]
+    ReadMode(String),
+    #[error("members do not include this node (id {0})")]
+    SelfMissing(NodeId),
+    #[error("member {id} appears twice")]
+    Duplicate { id: NodeId },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// One initial member of the groups.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub id: NodeId,
+    pub zone: String,
+    pub grpc: String,
+    pub resp: String,
+}
+
+/// The file's form: every key optional, flags fill or override.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub id: Option<NodeId>,
+    pub zone: Option<String>,
+    pub resp: Option<SocketAddr>,
+    pub grpc: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub groups: Option<u64>,
+    #[serde(default)]
+    pub members: Vec<Member>,
+    pub heartbeat_ms: Option<u64>,
+    pub election_timeout_ms: Option<u64>,
+    pub snapshot_after_logs: Option<u64>,
+    pub quorum_timeout_ms: Option<u64>,
+    pub read_mode: Option<String>,
+    pub max_bulk_len: Option<usize>,
+    pub busy_poll_us: Option<u64>,
+}
+
+/// `shoal node`'s flags; each overrides the same key of `--config`.
+#[derive(Debug, Default, clap::Args)]
+pub struct NodeArgs {
+    /// A TOML file with any of the settings below (flags win).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// This node's id, unique in the cluster (required).
+    #[arg(long)]
+    pub id: Option<NodeId>,
+    /// Availability zone, for placement [default: default].
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// Address to serve RESP on [default: 127.0.0.1:6379].
+    #[arg(long)]
+    pub resp: Option<SocketAddr>,
+    /// Address to serve the Raft transport (gRPC) on [default: 127.0.0.1:50051].
+    #[arg(long)]
+    pub grpc: Option<SocketAddr>,
+    /// Where the Raft log (RocksDB) and snapshots live (required).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Number of shard groups this node hosts (ids 0..N); RESP serves group 0 until the
+    /// router of #5 [default: 1].
+    #[arg(long)]
+    pub groups: Option<u64>,
+    /// An initial voter of every group, as ID,ZONE,GRPC_ADDR,RESP_ADDR; repeat per node.
+    /// Omit on a node that will be added later with RAFT ADD-LEARNER.
+    #[arg(long = "member")]
+    pub members: Vec<String>,
+    /// Leader heartbeat interval [default: 100].
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// A follower that hears no leader for this long (up to twice as long, randomized)
+    /// starts an election [default: 500].
+    #[arg(long)]
+    pub election_timeout_ms: Option<u64>,
+    /// Build a snapshot (and purge the log before it) every this many entries
+    /// [default: 10000].
+    #[arg(long)]
+    pub snapshot_after_logs: Option<u64>,
+    /// How long a write or a leader's read check waits for a quorum before the client
+    /// gets TRYAGAIN [default: 5000].
+    #[arg(long)]
+    pub quorum_timeout_ms: Option<u64>,
+    /// How the leader confirms it still leads before a read: read-index (a quorum
+    /// round per read batch) or lease [default: read-index].
+    #[arg(long)]
+    pub read_mode: Option<String>,
+    /// Longest argument a client may send, in bytes [default: 536870912].
+    #[arg(long)]
+    pub max_bulk_len: Option<usize>,
+    /// See `shoal dev --busy-poll-us` [default: 0].
+    #[arg(long)]
+    pub busy_poll_us: Option<u64>,
+}
+
+/// The settings `shoal node` runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    pub zone: String,
+    pub resp: SocketAddr,
+    pub grpc: SocketAddr,
+    pub data_dir: PathBuf,
+    pub groups: u64,
+    pub members: BTreeMap<NodeId, NodeAddr>,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
+    pub snapshot_after_logs: u64,
+    pub quorum_timeout: Duration,
+    pub read_mode: ReadMode,
+    pub max_bulk_len: usize,
+    pub busy_poll_us: u64,
+}
+
+/// Parses `ID,ZONE,GRPC_ADDR,RESP_ADDR`.
+fn parse_member(s: &str) -> Result<Member, ConfigError> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    match parts.as_slice() {
+        [id, zone, grpc, resp] if !zone.is_empty() && !grpc.is_empty() && !resp.is_empty() => {
+            Ok(Member {
+                id: id.parse().map_err(|_| ConfigError::Member(s.to_owned()))?,
+                zone: (*zone).to_owned(),
+                grpc: (*grpc).to_owned(),
+                resp: (*resp).to_owned(),
+            })
+        }
+        _ => Err(ConfigError::Member(s.to_owned())),
+    }
+}
+
+fn parse_read_mode(s: &str) -> Result<ReadMode, ConfigError> {
+    match s {
+        "read-index" | "read_index" | "readindex" => Ok(ReadMode::ReadIndex),
+        "lease" => Ok(ReadMode::Lease),
+        other => Err(ConfigError::ReadMode(other.to_owned())),
+    }
+}
+
+impl NodeArgs {
+    /// The file (if any) overlaid with the flags, checked.
+    pub fn resolve(self) -> Result<NodeConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|source| ConfigError::Toml {
+                    path: path.clone(),
+                    source: Box::new(source),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let members = if self.members.is_empty() {
+            file.members
+        } else {
+            self.members
+                .iter()
+                .map(|m| parse_member(m))
+                .collect::<Result<_, _>>()?
+        };
+        let id = self.id.or(file.id).ok_or(ConfigError::Missing("id"))?;
+        let mut by_id = BTreeMap::new();
+        for m in members {
+            let addr = NodeAddr {
+                zone: m.zone,
+                raft: m.grpc,
+                resp: m.resp,
+            };
+            if by_id.insert(m.id, addr).is_some() {
+                return Err(ConfigError::Duplicate { id: m.id });
+            }
+        }
+        if !by_id.is_empty() && !by_id.contains_key(&id) {
+            return Err(ConfigError::SelfMissing(id));
+        }
+        let read_mode = match self.read_mode.or(file.read_mode) {
+            Some(s) => parse_read_mode(&s)?,
+            None => ReadMode::ReadIndex,
+        };
+        let config = NodeConfig {
+            id,
+            zone: self
+                .zone
+                .or(file.zone)
+                .unwrap_or_else(|| "default".to_owned()),
+            resp: self
+                .resp
+                .or(file.resp)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 6379))),
+            grpc: self
+                .grpc
+                .or(file.grpc)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051))),
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .ok_or(ConfigError::Missing("data_dir"))?,
+            groups: self.groups.or(file.groups).unwrap_or(1),
+            members: by_id,
+            heartbeat_ms: self.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(100),
+            election_timeout_ms: self
+                .election_timeout_ms
+                .or(file.election_timeout_ms)
+                .unwrap_or(500),
+            snapshot_after_logs: self
+                .snapshot_after_logs
+                .or(file.snapshot_after_logs)
+                .unwrap_or(10_000),
+            quorum_timeout: Duration::from_millis(
+                self.quorum_timeout_ms
+                    .or(file.quorum_timeout_ms)
+                    .unwrap_or(5_000),
+            ),
+            read_mode,
+            max_bulk_len: self
+                .max_bulk_len
+                .or(file.max_bulk_len)
+                .unwrap_or(512 * 1024 * 1024),
+            busy_poll_us: self.busy_poll_us.or(file.busy_poll_us).unwrap_or(0),
+        };
+        config.check()?;
+        Ok(config)
+    }
+}
+
+impl NodeConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.groups == 0 {
+            return Err(ConfigError::Invalid("groups must be at least 1".into()));
+        }
+        if self.heartbeat_ms == 0 || self.election_timeout_ms <= self.heartbeat_ms {
+            return Err(ConfigError::Invalid(format!(
+                "election_timeout_ms ({}) must exceed heartbeat_ms ({}), which must be positive",
+                self.election_timeout_ms, self.heartbeat_ms
+            )));
+        }
+        if let Some(me) = self.members.get(&self.id) {
+            if me.raft != self.grpc.to_string() || me.resp != self.resp.to_string() {
+                return Err(ConfigError::Invalid(format!(
+                    "member {} is listed at grpc {} / resp {}, but this node serves grpc {} / resp {}",
+                    self.id, me.raft, me.resp, self.grpc, self.resp
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn args(id: Option<u64>) -> NodeArgs {
+        NodeArgs {
+            id,
+            data_dir: Some("/tmp/x".into()),
+            ..NodeArgs::default()
+        }
+    }
+
+    #[test]
+    fn flags_alone_give_defaults() {
+        let c = args(Some(3)).resolve().unwrap();
+        assert_eq!(c.id, 3);
+        assert_eq!(c.resp.to_string(), "127.0.0.1:6379");
+        assert_eq!(c.grpc.to_string(), "127.0.0.1:50051");
+        assert_eq!(c.groups, 1);
+        assert!(c.members.is_empty());
+        assert_eq!(c.read_mode, ReadMode::ReadIndex);
+    }
+
+    #[test]
+    fn members_parse_and_must_include_this_node() {
+        let mut a = args(Some(1));
+        a.resp = Some("127.0.0.1:7001".parse().unwrap());
+        a.grpc = Some("127.0.0.1:7101".parse().unwrap());
+        a.members = vec![
+            "1,a,127.0.0.1:7101,127.0.0.1:7001".into(),
+            "2, b, 127.0.0.1:7102, 127.0.0.1:7002".into(),
+        ];
+        let c = a.resolve().unwrap();
+        assert_eq!(c.members.len(), 2);
+        assert_eq!(c.members[&2].zone, "b");
+        assert_eq!(c.members[&2].raft, "127.0.0.1:7102");
+
+        let mut a = args(Some(9));
+        a.members = vec!["1,a,127.0.0.1:7101,127.0.0.1:7001".into()];
+        assert!(matches!(a.resolve(), Err(ConfigError::SelfMissing(9))));
+
+        let mut a = args(Some(1));
+        a.members = vec!["1,a,127.0.0.1:7101".into()];
+        assert!(matches!(a.resolve(), Err(ConfigError::Member(_))));
+
+        let mut a = args(Some(1));
+        a.members = vec![
+            "1,a,127.0.0.1:6379,127.0.0.1:50051".into(),
+            "1,b,x:1,y:2".into(),
+        ];
+        assert!(matches!(a.resolve(), Err(ConfigError::Duplicate { id: 1 })));
+    }
+
+    #[test]
+    fn a_member_entry_for_this_node_must_match_its_addresses() {
+        let mut a = args(Some(1));
+        a.members = vec!["1,a,127.0.0.1:9999,127.0.0.1:6379".into()];
+        assert!(matches!(a.resolve(), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn the_file_is_read_and_flags_override_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            r#"
+id = 2
+zone = "b"
+resp = "127.0.0.1:7002"
+grpc = "127.0.0.1:7102"
+data_dir = "/var/lib/shoal/2"
+groups = 4
+read_mode = "lease"
+election_timeout_ms = 800
+
+[[members]]
+id = 2
+zone = "b"
+grpc = "127.0.0.1:7102"
+resp = "127.0.0.1:7002"
+"#,
+        )
+        .unwrap();
+        let c = NodeArgs {
+            config: Some(path.clone()),
+            groups: Some(2),
+            ..NodeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.id, 2);
+        assert_eq!(c.zone, "b");
+        assert_eq!(c.groups, 2, "the flag wins");
+        assert_eq!(c.read_mode, ReadMode::Lease);
+        assert_eq!(c.election_timeout_ms, 800);
+        assert_eq!(c.members.len(), 1);
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/shoal/2"));
+
+        std::fs::write(&path, "id = 1\nunknown_key = 3\n").unwrap();
+        let e = NodeArgs {
+            config: Some(path),
+            ..NodeArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown_key"), "{e}");
+    }
+
+    #[test]
+    fn missing_and_invalid_settings_are_named() {
+        let e = NodeArgs::default().resolve().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "id is required (flag --id or `id` in the config file)"
+        );
+        let mut a = args(Some(1));
+        a.read_mode = Some("eventual".into());
+        assert!(matches!(a.resolve(), Err(ConfigError::ReadMode(_))));
+        let mut a = args(Some(1));
+        a.heartbeat_ms = Some(500);
+        a.election_timeout_ms = Some(400);
+        assert!(matches!(a.resolve(), Err(ConfigError::Invalid(_))));
+    }
+}
