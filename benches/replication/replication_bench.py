@@ -102,11 +102,22 @@ def start_cluster(shoal, root, procs, groups=1):
                          "--groups", str(groups), *members])
         pids.append(p.pid)
     ports = [n[2] for n in nodes]
-    deadline = time.time() + 30
+    # Settled: every node names the same leader, and it says so itself, twice in a row
+    # a second apart (a first election may still be followed by another).
+    deadline = time.time() + 60
+    agreed = None
     while time.time() < deadline:
-        for port in ports:
-            if info_fields(port, "raft").get("raft_role") == "leader":
-                return port, ports, pids
+        fields = [info_fields(port, "raft") for port in ports]
+        leaders = {f.get("raft_leader_resp") for f in fields}
+        roles = [f.get("raft_role") for f in fields]
+        leader = leaders.pop() if len(leaders) == 1 else None
+        if leader and roles.count("leader") == 1:
+            if agreed == leader:
+                return int(leader.rsplit(":", 1)[1]), ports, pids
+            agreed = leader
+            time.sleep(1.0)
+            continue
+        agreed = None
         time.sleep(0.1)
     raise TimeoutError("no leader")
 
@@ -118,6 +129,8 @@ def bench(port, clients, pipeline, requests):
          "-r", "1000000"],
         capture_output=True, text=True, timeout=600)
     rows = [line.replace('"', "").split(",") for line in out.stdout.strip().splitlines()]
+    if len(rows) < 2:
+        raise RuntimeError(f"redis-benchmark gave no result: {out.stderr.strip()[-500:]}")
     header, values = rows[0], rows[-1]
     row = dict(zip(header, values))
     return {"rps": float(row["rps"]), "p50_ms": float(row["p50_latency_ms"]),

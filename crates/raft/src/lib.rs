@@ -9,6 +9,7 @@ pub mod group;
 pub mod host;
 pub mod log_store;
 pub mod network;
+pub mod runtime;
 mod snapshot_file;
 pub mod state_machine;
 pub mod types;

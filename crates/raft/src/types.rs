@@ -43,6 +43,7 @@ openraft::declare_raft_types!(
         R = Response,
         NodeId = NodeId,
         Node = NodeAddr,
+        AsyncRuntime = crate::runtime::GridRuntime,
 );
 
 /// Where a node is and how to reach it; carried in membership entries so that every

@@ -112,11 +112,11 @@ pub struct NodeArgs {
     /// Omit on a node that will be added later with RAFT ADD-LEARNER.
     #[arg(long = "member")]
     pub members: Vec<String>,
-    /// Leader heartbeat interval [default: 100].
+    /// Leader heartbeat interval [default: 150].
     #[arg(long)]
     pub heartbeat_ms: Option<u64>,
     /// A follower that hears no leader for this long (up to twice as long, randomized)
-    /// starts an election [default: 500].
+    /// starts an election [default: 750].
     #[arg(long)]
     pub election_timeout_ms: Option<u64>,
     /// Build a snapshot (and purge the log before it) every this many entries
@@ -245,11 +245,11 @@ impl NodeArgs {
                 .ok_or(ConfigError::Missing("data_dir"))?,
             groups: self.groups.or(file.groups).unwrap_or(1),
             members: by_id,
-            heartbeat_ms: self.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(100),
+            heartbeat_ms: self.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(150),
             election_timeout_ms: self
                 .election_timeout_ms
                 .or(file.election_timeout_ms)
-                .unwrap_or(500),
+                .unwrap_or(750),
             snapshot_after_logs: self
                 .snapshot_after_logs
                 .or(file.snapshot_after_logs)
