@@ -35,6 +35,9 @@ pub enum GroupError {
         group: GroupId,
         leader: Option<(NodeId, NodeAddr)>,
     },
+    /// Leadership changed after the write was proposed; its outcome is unknown.
+    #[error("leadership of group {group} changed while the write was in flight")]
+    Unknown { group: GroupId },
     /// No quorum answered in time; a write's outcome is unknown.
     #[error("group {group} did not reach a quorum within {timeout:?}")]
     Timeout { group: GroupId, timeout: Duration },
@@ -139,12 +142,17 @@ impl Group {
     /// | committed and applied             | `Ok(response)`              | yes       |
     /// | not the leader when proposed      | `NotLeader` (redirect)      | no        |
     /// | no quorum within `timeout`        | `Timeout`                   | unknown   |
-    /// | leadership lost after proposing   | `NotLeader` from openraft   | unknown   |
+    /// | leadership lost after proposing   | `Unknown`                   | unknown   |
     pub async fn write(&self, request: Request, timeout: Duration) -> Result<Response, GroupError> {
         let span = tracing::debug_span!("raft_write", group = self.id);
         let write = self.raft.client_write(request).instrument(span);
         match tokio::time::timeout(timeout, write).await {
             Ok(Ok(resp)) => Ok(resp.data),
+            // Proposed, then the leader changed and the entry was dropped from this log:
+            // it may have committed elsewhere, so the client must not be told to redirect.
+            Ok(Err(openraft::error::RaftError::APIError(
+                openraft::error::ClientWriteError::LogEntryDiscarded(_),
+            ))) => Err(GroupError::Unknown { group: self.id }),
             Ok(Err(e)) => match e.forward_to_leader() {
                 Some(f) => Err(self.not_leader(f.leader_id, f.leader_node.clone())),
                 None => Err(self.error(e)),

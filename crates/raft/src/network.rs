@@ -34,7 +34,8 @@ use crate::db::GroupId;
 use crate::log_store::{decode, encode};
 use crate::snapshot_file;
 use crate::state_machine::StateMachine;
-use crate::types::{NodeAddr, NodeId, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use crate::types::{Entry, NodeAddr, NodeId, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use openraft::entry::RaftEntry;
 
 /// A Raft group as this node runs it.
 pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
@@ -45,6 +46,34 @@ pub type GroupNetwork = GroupNetworkFactory<Network, GroupId>;
 /// Largest gRPC message either side accepts: snapshot chunks and append batches of
 /// vectors are far beyond tonic's 4 MiB default.
 const MAX_MESSAGE: usize = 64 << 20;
+/// Appends are cut so that one message stays well inside [`MAX_MESSAGE`].
+const MAX_APPEND_BYTES: usize = MAX_MESSAGE / 2;
+
+/// How many leading entries fit in `budget` bytes (at least one: a single entry is bounded
+/// by the node's argument-size limit, far below the budget).
+fn fitting_prefix(entries: &[Entry], budget: usize) -> usize {
+    let mut used = 0usize;
+    for (i, entry) in entries.iter().enumerate() {
+        // An estimate from the payload: every argument plus a few bytes of framing.
+        let size = 64
+            + match &entry.payload {
+                openraft::EntryPayload::Normal(r) => r
+                    .commands
+                    .iter()
+                    .flatten()
+                    .chain(r.guard.iter().map(|(k, _)| k))
+                    .map(|a| a.len() + 10)
+                    .sum::<usize>(),
+                openraft::EntryPayload::Blank | openraft::EntryPayload::Membership(_) => 256,
+            };
+        used = used.saturating_add(size);
+        if used > budget && i > 0 {
+            return i;
+        }
+    }
+    entries.len()
+}
+
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// A snapshot chunk that takes longer than this to go through means the peer is stuck.
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -244,7 +273,23 @@ impl GroupRouter<TypeConfig, GroupId> for Network {
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         // A batch of vectors needs more than a heartbeat's soft deadline.
         let ttl = option.soft_ttl().max(Duration::from_millis(500));
-        self.unary(target, group, Call::Append, &rpc, ttl).await
+        let mut rpc = rpc;
+        let fit = fitting_prefix(&rpc.entries, MAX_APPEND_BYTES);
+        if fit == rpc.entries.len() {
+            return self.unary(target, group, Call::Append, &rpc, ttl).await;
+        }
+        // Too big for one message (a lagging follower behind a pipelined ingest): send
+        // the prefix that fits and report how far it got; openraft sends the rest next.
+        rpc.entries.truncate(fit);
+        let last = rpc.entries.last().map(|e| e.log_id());
+        let response: AppendEntriesResponse<TypeConfig> =
+            self.unary(target, group, Call::Append, &rpc, ttl).await?;
+        Ok(match response {
+            AppendEntriesResponse::Success => AppendEntriesResponse::PartialSuccess(last),
+            other @ (AppendEntriesResponse::PartialSuccess(_)
+            | AppendEntriesResponse::Conflict
+            | AppendEntriesResponse::HigherVote(_)) => other,
+        })
     }
 
     async fn vote(
@@ -540,5 +585,31 @@ impl RaftTransport for TransportService {
             .await
             .map_err(|e| e.to_string());
         reply(&result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::testing::blank_ent;
+
+    fn big(index: u64, bytes: usize) -> Entry {
+        let mut e = blank_ent::<TypeConfig>(1, 1, index);
+        e.payload = openraft::EntryPayload::Normal(crate::types::Request {
+            now_ms: 0,
+            commands: vec![vec![b"SET".to_vec(), b"k".to_vec(), vec![0; bytes]]],
+            resp3: false,
+            guard: Vec::new(),
+        });
+        e
+    }
+
+    #[test]
+    fn appends_are_cut_to_the_budget_but_never_below_one_entry() {
+        let entries: Vec<Entry> = (1..=10).map(|i| big(i, 1000)).collect();
+        assert_eq!(fitting_prefix(&entries, 1_000_000), 10, "all fit");
+        assert_eq!(fitting_prefix(&entries, 3_500), 3, "three of ~1.1 KB each");
+        assert_eq!(fitting_prefix(&entries[..1], 10), 1, "one always goes");
+        assert_eq!(fitting_prefix(&[], 10), 0);
     }
 }

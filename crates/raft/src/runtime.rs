@@ -7,8 +7,9 @@
 //! took 7–11% of a core. Rounding every sleep's deadline up to the next multiple of
 //! [`GRID`] (counted from one process-wide origin) makes all groups' ticks land on the
 //! same instants, so one wake serves them all. A timer fires at most `GRID` late, which
-//! is small against heartbeats (≥ 50 ms) and election timeouts (≥ 150 ms). Timeouts
-//! (`timeout`, `timeout_at`) stay exact: they bound RPCs, not periodic work.
+//! is small against heartbeats (≥ 50 ms) and election timeouts (≥ 150 ms). Sleeps under
+//! 2 ms (openraft's short pauses on the write path) and timeouts (`timeout`,
+//! `timeout_at`, which bound RPCs) stay exact.
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -19,6 +20,9 @@ use openraft::rt::{AsyncRuntime, Instant as _, OptionalSend};
 
 /// The spacing of the instants sleeps end on.
 pub const GRID: Duration = Duration::from_millis(10);
+
+/// Sleeps shorter than this are not rounded.
+const EXACT_BELOW: Duration = Duration::from_millis(2);
 
 type TokioInstant = <TokioRuntime as AsyncRuntime>::Instant;
 
@@ -72,6 +76,11 @@ impl AsyncRuntime for GridRuntime {
     }
 
     fn sleep_until(deadline: Self::Instant) -> Self::Sleep {
+        // Short sleeps are not periodic work (openraft sleeps a microsecond to let I/O
+        // notifications gather before a flush): they stay exact.
+        if deadline.saturating_duration_since(TokioInstant::now()) < EXACT_BELOW {
+            return TokioRuntime::sleep_until(deadline);
+        }
         TokioRuntime::sleep_until(on_grid(deadline))
     }
 

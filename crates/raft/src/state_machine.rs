@@ -177,8 +177,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 })
                 .sum();
             // A big batch (a pipelined ingest: vector inserts) is applied on a blocking
-            // thread, so it does not hold up the runtime thread that also carries other
-            // groups' heartbeats; a few commands are cheaper applied in place.
+            // thread, so this task does not occupy a runtime thread meanwhile; a few
+            // commands are cheaper applied in place. Readers of this replica still wait
+            // for the write lock's release, on whatever thread they run.
             let (items_back, outcomes) = if commands > INLINE_APPLY_COMMANDS {
                 let replica = self.replica.clone();
                 tokio::task::spawn_blocking(move || {

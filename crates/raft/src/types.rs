@@ -68,7 +68,6 @@ pub struct Request {
     /// `(key, version)` pairs read at WATCH time. If any key's version differs when the
     /// entry is applied, no command runs and the entry answers "aborted". Versions are
     /// part of the replicated state (and of snapshots), so every replica decides alike.
-    #[serde(default)]
     pub guard: Vec<(Vec<u8>, Option<u64>)>,
 }
 

@@ -80,6 +80,8 @@ enum Step {
     Exec(Vec<Vec<Vec<u8>>>),
     /// Shard group administration, which waits on Raft.
     Raft(Vec<Bytes>),
+    /// WATCH: the versions must come from a linearized read.
+    Watch(Vec<Vec<u8>>),
 }
 
 /// Consecutive requests of one kind, answered together under one engine lock.
@@ -207,6 +209,17 @@ async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, sett
                     run.flush(node, client, &mut output).await;
                     encode(&value, client.protocol, &mut output);
                 }
+                Step::Watch(keys) => {
+                    run.flush(node, client, &mut output).await;
+                    let value = match node.versions(&keys).await {
+                        Ok(versions) => {
+                            client.watched.extend(keys.into_iter().zip(versions));
+                            Value::ok()
+                        }
+                        Err(message) => Value::Error(message),
+                    };
+                    encode(&value, client.protocol, &mut output);
+                }
                 Step::Raft(args) => {
                     run.flush(node, client, &mut output).await;
                     let value = crate::raft_admin::answer(node, &args).await;
@@ -314,10 +327,7 @@ fn step(node: &Arc<Node>, client: &mut Client, request: Vec<Bytes>) -> Step {
                 Value::Error("ERR WATCH inside MULTI is not allowed".into())
             }
             TransactionState::None => {
-                let keys: Vec<Vec<u8>> = request[1..].iter().map(|k| k.to_vec()).collect();
-                let versions = node.versions(&keys);
-                client.watched.extend(keys.into_iter().zip(versions));
-                Value::ok()
+                return Step::Watch(request[1..].iter().map(|k| k.to_vec()).collect());
             }
         }),
         "UNWATCH" => {

@@ -83,6 +83,9 @@ pub fn group_error(e: &GroupError) -> String {
             "TRYAGAIN shard group {group} reached no quorum within {} ms; the write may or may not have been applied",
             timeout.as_millis()
         ),
+        GroupError::Unknown { group } => format!(
+            "TRYAGAIN shard group {group} changed leader while the write was in flight; it may or may not have been applied"
+        ),
         GroupError::Raft { .. } => format!("ERR {e}"),
     }
 }
@@ -188,6 +191,10 @@ impl Node {
                 self.counters.dirty.fetch_add(1, Ordering::Relaxed);
                 Ok(Some(replies))
             }
+            // Nothing to apply and nothing to check (MULTI; PING; EXEC): no log entry.
+            Store::Replicated(_) if commands.is_empty() && watched.is_empty() => {
+                Ok(Some(Vec::new()))
+            }
             Store::Replicated(r) => {
                 // The guard travels in the entry: every replica checks it at the entry's
                 // log position, against versions that are part of the replicated state.
@@ -206,9 +213,19 @@ impl Node {
         }
     }
 
-    /// The current versions of keys, for WATCH.
-    pub fn versions(&self, keys: &[Vec<u8>]) -> Vec<Option<u64>> {
-        self.with_engine(|e| e.versions(keys, now_ms()))
+    /// The current versions of keys, for WATCH. Replicated, they are read like any read
+    /// on the leader (linearized), so a guard never starts from a stale view.
+    pub async fn versions(
+        &self,
+        keys: &[Vec<u8>],
+    ) -> std::result::Result<Vec<Option<u64>>, String> {
+        if let Store::Replicated(r) = &self.store {
+            r.group
+                .linearize(r.read_mode, r.quorum_timeout)
+                .await
+                .map_err(|e| group_error(&e))?;
+        }
+        Ok(self.with_engine(|e| e.versions(keys, now_ms())))
     }
 
     /// Answers consecutive reads of one connection together. On a replicated node the

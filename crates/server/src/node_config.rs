@@ -131,7 +131,8 @@ pub struct NodeArgs {
     /// round per read batch) or lease [default: read-index].
     #[arg(long)]
     pub read_mode: Option<String>,
-    /// Longest argument a client may send, in bytes [default: 536870912].
+    /// Longest argument a client may send, in bytes; at most 16 MiB, so that a log
+    /// entry always fits one Raft message [default: 16777216].
     #[arg(long)]
     pub max_bulk_len: Option<usize>,
     /// See `shoal dev --busy-poll-us` [default: 0].
@@ -263,7 +264,7 @@ impl NodeArgs {
             max_bulk_len: self
                 .max_bulk_len
                 .or(file.max_bulk_len)
-                .unwrap_or(512 * 1024 * 1024),
+                .unwrap_or(MAX_BULK_LEN),
             busy_poll_us: self.busy_poll_us.or(file.busy_poll_us).unwrap_or(0),
         };
         config.check()?;
@@ -271,8 +272,18 @@ impl NodeArgs {
     }
 }
 
+/// The largest argument a replicated node takes: an entry (a connection's batch of at
+/// most 4 MiB plus one argument) must fit the transport's 64 MiB messages with room.
+pub const MAX_BULK_LEN: usize = 16 << 20;
+
 impl NodeConfig {
     fn check(&self) -> Result<(), ConfigError> {
+        if self.max_bulk_len > MAX_BULK_LEN {
+            return Err(ConfigError::Invalid(format!(
+                "max_bulk_len ({}) may be at most {MAX_BULK_LEN} on a replicated node",
+                self.max_bulk_len
+            )));
+        }
         if self.groups == 0 {
             return Err(ConfigError::Invalid("groups must be at least 1".into()));
         }
