@@ -106,8 +106,9 @@ impl Group {
     }
 
     fn member_addr(&self, id: NodeId) -> Option<NodeAddr> {
-        let metrics = self.raft.metrics().borrow_watched().clone();
-        metrics.membership_config.get_node(&id).cloned()
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        m.membership_config.get_node(&id).cloned()
     }
 
     /// Makes `members` the group's first membership if the group has none yet (static
@@ -153,10 +154,7 @@ impl Group {
             Ok(Err(openraft::error::RaftError::APIError(
                 openraft::error::ClientWriteError::LogEntryDiscarded(_),
             ))) => Err(GroupError::Unknown { group: self.id }),
-            Ok(Err(e)) => match e.forward_to_leader() {
-                Some(f) => Err(self.not_leader(f.leader_id, f.leader_node.clone())),
-                None => Err(self.error(e)),
-            },
+            Ok(Err(e)) => Err(self.api_error(e)),
             Err(_) => Err(GroupError::Timeout {
                 group: self.id,
                 timeout,
@@ -175,10 +173,7 @@ impl Group {
         let check = self.raft.ensure_linearizable(policy).instrument(span);
         match tokio::time::timeout(timeout, check).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => match e.forward_to_leader() {
-                Some(f) => Err(self.not_leader(f.leader_id, f.leader_node.clone())),
-                None => Err(self.error(e)),
-            },
+            Ok(Err(e)) => Err(self.api_error(e)),
             Err(_) => Err(GroupError::Timeout {
                 group: self.id,
                 timeout,
@@ -189,8 +184,7 @@ impl Group {
     /// Whether this replica currently believes it leads (cheap; for background work
     /// such as proposing expiry ticks, not for correctness).
     pub fn is_leader(&self) -> bool {
-        let metrics = self.raft.metrics().borrow_watched().clone();
-        metrics.state == ServerState::Leader
+        self.raft.metrics().borrow_watched().state == ServerState::Leader
     }
 
     /// The leader this replica knows of.
@@ -241,6 +235,19 @@ impl Group {
         }
     }
 
+    /// An openraft API error as a [`GroupError`]: a redirect when openraft names (or
+    /// does not know) the leader, otherwise the error itself.
+    fn api_error<E>(&self, e: openraft::error::RaftError<crate::TypeConfig, E>) -> GroupError
+    where
+        E: std::error::Error
+            + openraft::TryAsRef<openraft::error::ForwardToLeader<crate::TypeConfig>>,
+    {
+        match e.forward_to_leader() {
+            Some(f) => self.not_leader(f.leader_id, f.leader_node.clone()),
+            None => self.error(e),
+        }
+    }
+
     fn membership_result<T, E>(
         &self,
         r: Result<T, openraft::error::RaftError<crate::TypeConfig, E>>,
@@ -251,10 +258,7 @@ impl Group {
     {
         match r {
             Ok(_) => Ok(()),
-            Err(e) => match e.forward_to_leader() {
-                Some(f) => Err(self.not_leader(f.leader_id, f.leader_node.clone())),
-                None => Err(self.error(e)),
-            },
+            Err(e) => Err(self.api_error(e)),
         }
     }
 
