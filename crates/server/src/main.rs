@@ -142,6 +142,9 @@ async fn serve_resp(
 
 /// `shoal node`: opens the node's groups over its RocksDB, serves the Raft transport and
 /// RESP, and bootstraps the groups from the configured members if they are new.
+/// How long a stopping node lets in-flight Raft calls finish.
+const GRPC_DRAIN: Duration = Duration::from_secs(1);
+
 async fn replicated_node(config: node_config::NodeConfig) -> Result<()> {
     let grpc = TcpListener::bind(config.grpc)
         .await
@@ -217,7 +220,12 @@ async fn replicated_node(config: node_config::NodeConfig) -> Result<()> {
     tracing::info!("shutting down");
     host.shutdown().await.context("stopping groups")?;
     let _ = stop_grpc.send(());
-    let _ = server.await;
+    // tonic's graceful stop waits for every peer to close its connection, and live peers
+    // keep theirs open: give in-flight calls a moment, then stop.
+    let abort = server.abort_handle();
+    if tokio::time::timeout(GRPC_DRAIN, server).await.is_err() {
+        abort.abort();
+    }
     tracing::info!("bye");
     Ok(())
 }
