@@ -19,16 +19,13 @@ import json
 import os
 import pathlib
 import platform
-import socket
 import subprocess
+import sys
 import tempfile
 import time
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests" / "clients"))
+from loopback import free_port  # noqa: E402
 
 
 def redis_cli(port, *args):

@@ -28,6 +28,8 @@ import hiredis
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "clients"))
+from loopback import free_port  # noqa: E402
 from vecs import load_vectors  # noqa: E402
 
 
@@ -62,10 +64,6 @@ class Conn:
         return self.replies(1)[0]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(binary, *extra):

@@ -7,12 +7,13 @@ directory; `SHOAL_BIN` points at the binary (the Makefile passes the one it buil
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
 import redis
+
+from loopback import free_port  # noqa: F401  (re-exported for the test modules)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -27,10 +28,6 @@ def binary() -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

@@ -54,7 +54,11 @@ class NodeProc:
         line = self.proc.stdout.readline()
         if "listening" not in line:
             self.proc.wait(timeout=10)
-            raise RuntimeError(f"node {self.id} did not start: {self.log.read_text()[-2000:]}")
+            log = self.log.read_text()
+            # The error, not the tail of the backtrace RUST_BACKTRACE appends to it.
+            at = log.rfind("Error:")
+            shown = log[at:at + 1500] if at >= 0 else log[-2000:]
+            raise RuntimeError(f"node {self.id} did not start: {shown}")
         return self
 
     def kill(self, sig=signal.SIGKILL):
