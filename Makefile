@@ -64,13 +64,16 @@ bench-resp: setup
 		--busy-poll-us 200
 
 ## Replicated HSET (3 shoal node processes) beside one unreplicated shoal dev, fsync
-## on its own, and the CPU of 64 idle groups per node.
+## on its own, the CPU of 64 idle groups per node, and how long a snapshot of 100k
+## vectors holds up writes.
 bench-replication: setup
 	@command -v redis-benchmark >/dev/null || { sudo_cmd=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
 		$$sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools >/dev/null; }
 	cargo build --release -p shoal-server
 	$(PY) benches/replication/replication_bench.py --shoal $(CARGO_TARGET_DIR)/release/shoal \
 		--json $(RESULTS)/replication.json
+	$(PY) benches/replication/snapshot_stall.py --shoal $(CARGO_TARGET_DIR)/release/shoal \
+		--json $(RESULTS)/snapshot_stall.json
 
 ## criterion micro-benchmarks of the distance kernels.
 bench-kernels:

@@ -86,7 +86,7 @@ class Procs:
         self.procs = []
 
 
-def start_cluster(shoal, root, procs, groups=1):
+def start_cluster(shoal, root, procs, groups=1, extra=()):
     nodes = [(i + 1, "abc"[i], free_port(), free_port()) for i in range(3)]
     members = []
     for node_id, zone, resp, grpc in nodes:
@@ -96,7 +96,7 @@ def start_cluster(shoal, root, procs, groups=1):
         p = procs.start([shoal, "node", "--id", str(node_id), "--zone", zone,
                          "--resp", f"127.0.0.1:{resp}", "--grpc", f"127.0.0.1:{grpc}",
                          "--data-dir", str(root / f"node-{node_id}"),
-                         "--groups", str(groups), *members])
+                         "--groups", str(groups), *extra, *members])
         pids.append(p.pid)
     ports = [n[2] for n in nodes]
     # Settled: every node names the same leader, and it says so itself, twice in a row

@@ -64,14 +64,15 @@ impl Host {
         if let Some(raft) = self.groups.get(group) {
             return Ok(raft);
         }
-        let sm = StateMachine::open(self.dir.join("groups").join(group.to_string()))
+        let log = LogStore::new(self.db.clone(), group);
+        let sm = StateMachine::open(self.dir.join("groups").join(group.to_string()), log.clone())
             .map_err(|e| RaftError::Io(e.to_string()))?;
         let replica = sm.replica();
         let raft = Raft::new(
             self.id,
             self.config.clone(),
             GroupNetwork::new(self.network.clone(), group),
-            LogStore::new(self.db.clone(), group),
+            log,
             sm,
         )
         .await

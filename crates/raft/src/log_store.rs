@@ -111,18 +111,23 @@ fn half_open(range: &impl RangeBounds<u64>) -> (u64, u64) {
     (start, end)
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
-        &mut self,
-        range: RB,
+impl LogStore {
+    /// The entries with indexes in `[start, end)` that the log holds, in order (purged
+    /// ones are absent), stopping after the first entry that brings the encoded size
+    /// read to `max_bytes`. Synchronous: the snapshot builder reads from a blocking thread.
+    pub(crate) fn read_range(
+        &self,
+        start: u64,
+        end: u64,
+        max_bytes: usize,
     ) -> io::Result<Vec<Entry>> {
-        let (start, end) = half_open(&range);
         if start >= end {
             return Ok(Vec::new());
         }
         let cf = self.db.cf(LOGS)?;
         let from = log_key(self.group, start);
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         for item in self
             .db
             .db()
@@ -133,8 +138,47 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 Some(i) if i < end => out.push(decode(&value, "log entry")?),
                 Some(_) | None => break,
             }
+            bytes = bytes.saturating_add(value.len());
+            if bytes >= max_bytes {
+                break;
+            }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+impl LogStore {
+    /// Puts `entries` in the log (visible, not synced): tests that drive the state
+    /// machine without a Raft.
+    pub(crate) fn put(&self, entries: &[Entry]) -> io::Result<()> {
+        let cf = self.db.cf(LOGS)?;
+        let mut batch = WriteBatch::default();
+        for entry in entries {
+            batch.put_cf(cf, log_key(self.group, entry.index()), encode(entry)?);
+        }
+        Ok(self.db.write(batch)?)
+    }
+
+    /// Deletes the entries below `index`, as a purge does.
+    pub(crate) fn drop_below(&self, index: u64) -> io::Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(
+            self.db.cf(LOGS)?,
+            log_key(self.group, 0),
+            log_key(self.group, index),
+        );
+        Ok(self.db.write(batch)?)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> io::Result<Vec<Entry>> {
+        let (start, end) = half_open(&range);
+        self.read_range(start, end, usize::MAX)
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
@@ -215,5 +259,39 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             log_key(self.group, log_id.index() + 1),
         );
         Ok(self.db.write_durable(batch).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::testing::blank_ent;
+
+    #[test]
+    fn a_range_read_stops_at_its_byte_budget_but_returns_one_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogStore::new(LogDb::open(dir.path()).unwrap(), 3);
+        let entries: Vec<Entry> = (0..10).map(|i| blank_ent::<TypeConfig>(1, 1, i)).collect();
+        log.put(&entries).unwrap();
+        let one = encode(&entries[0]).unwrap().len();
+        let indexes = |v: Vec<Entry>| v.iter().map(|e| e.index()).collect::<Vec<_>>();
+        assert_eq!(
+            indexes(log.read_range(0, 10, usize::MAX).unwrap()).len(),
+            10
+        );
+        assert_eq!(indexes(log.read_range(2, 10, 1).unwrap()), vec![2]);
+        assert_eq!(
+            indexes(log.read_range(2, 10, 3 * one).unwrap()),
+            vec![2, 3, 4]
+        );
+        assert_eq!(
+            indexes(log.read_range(8, 20, usize::MAX).unwrap()),
+            vec![8, 9]
+        );
+        log.drop_below(5).unwrap();
+        assert_eq!(
+            indexes(log.read_range(0, 7, usize::MAX).unwrap()),
+            vec![5, 6]
+        );
     }
 }

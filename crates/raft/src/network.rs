@@ -88,9 +88,11 @@ pub struct Faults {
 #[derive(Debug, Default)]
 struct FaultState {
     blocked: HashSet<NodeId>,
-    delay: Duration,
+    delays: HashMap<NodeId, Duration>,
     drop_per_mille: u64,
     rng: u64,
+    /// Messages lost so far (kept across `heal`, so a test can see its faults fired).
+    dropped: u64,
 }
 
 impl Faults {
@@ -104,9 +106,15 @@ impl Faults {
         }
     }
 
-    /// Delays every outgoing message by `delay`.
-    pub fn set_delay(&self, delay: Duration) {
-        self.inner.lock().delay = delay;
+    /// Delays every message from this node to `peer` by `delay` (zero: no delay): a
+    /// slow link, or a peer that is slow to answer.
+    pub fn set_delay(&self, peer: NodeId, delay: Duration) {
+        let mut s = self.inner.lock();
+        if delay.is_zero() {
+            s.delays.remove(&peer);
+        } else {
+            s.delays.insert(peer, delay);
+        }
     }
 
     /// Loses `per_mille` of outgoing messages, chosen by a generator seeded with `seed`.
@@ -118,7 +126,16 @@ impl Faults {
 
     /// Clears every fault.
     pub fn heal(&self) {
-        *self.inner.lock() = FaultState::default();
+        let mut s = self.inner.lock();
+        *s = FaultState {
+            dropped: s.dropped,
+            ..FaultState::default()
+        };
+    }
+
+    /// How many messages `set_drop` has lost.
+    pub fn dropped(&self) -> u64 {
+        self.inner.lock().dropped
     }
 
     async fn before_send(&self, target: NodeId) -> Result<(), RPCError<TypeConfig>> {
@@ -131,7 +148,9 @@ impl Faults {
                 s.rng ^= s.rng << 17;
                 s.rng % 1000 < s.drop_per_mille
             };
-            (s.blocked.contains(&target), s.delay, dropped)
+            s.dropped += u64::from(dropped);
+            let delay = s.delays.get(&target).copied().unwrap_or_default();
+            (s.blocked.contains(&target), delay, dropped)
         };
         if blocked {
             return Err(RPCError::Unreachable(Unreachable::from_string(format!(

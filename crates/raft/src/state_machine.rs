@@ -16,6 +16,7 @@ use openraft::EntryPayload;
 use parking_lot::RwLock;
 use shoal_engine::{Engine, Write};
 
+use crate::log_store::LogStore;
 use crate::snapshot_file;
 use crate::types::{LogId, Response, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 
@@ -25,6 +26,15 @@ const APPLY_BATCH: usize = 1024;
 
 /// Up to this many commands, a batch is applied on the runtime thread (see `apply`).
 const INLINE_APPLY_COMMANDS: usize = 32;
+
+/// Log entries read and replayed at a time while a snapshot is rebuilt: at most this
+/// many, and no more than `REPLAY_BYTES` of them past the first (an entry can be a
+/// 32 MiB pipeline).
+const REPLAY_CHUNK: u64 = 256;
+const REPLAY_BYTES: usize = 64 << 20;
+
+/// Keys a rebuilt snapshot's index backfill takes per step.
+const BACKFILL_STEP: usize = 4096;
 
 /// A group's engine and how far the log has been applied to it. One lock covers both,
 /// so a snapshot's metadata always matches its contents.
@@ -39,6 +49,14 @@ impl Replica {
     /// The last log entry applied to the engine.
     pub fn applied(&self) -> Option<LogId> {
         self.applied
+    }
+
+    /// The snapshot metadata of this state.
+    fn meta(&self) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: self.applied,
+            last_membership: self.membership.clone(),
+        }
     }
 
     /// Applies consecutive entries, one response each. Unguarded writes go to the engine
@@ -103,6 +121,11 @@ impl Replica {
 pub struct StateMachine {
     replica: Arc<RwLock<Replica>>,
     dir: Arc<PathBuf>,
+    /// The group's log: a snapshot is rebuilt from the previous one plus the entries
+    /// after it, beside the live replica (see `build_snapshot`).
+    log: LogStore,
+    /// Bytes of log read per replay step (`REPLAY_BYTES`; tests make it small).
+    replay_bytes: usize,
     /// Serializes replacing the snapshot file: openraft builds snapshots in a task of
     /// their own, which can overlap installing one received from the leader.
     snapshot_writes: Arc<parking_lot::Mutex<()>>,
@@ -113,8 +136,9 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 }
 
 impl StateMachine {
-    /// Opens the state machine whose snapshots live in `dir`, restoring the latest one.
-    pub fn open(dir: PathBuf) -> io::Result<StateMachine> {
+    /// Opens the state machine whose snapshots live in `dir`, restoring the latest one;
+    /// `log` is the group's log.
+    pub fn open(dir: PathBuf, log: LogStore) -> io::Result<StateMachine> {
         std::fs::create_dir_all(&dir)?;
         let path = snapshot_file::current_path(&dir);
         let replica = match std::fs::File::open(&path) {
@@ -132,6 +156,8 @@ impl StateMachine {
         Ok(StateMachine {
             replica: Arc::new(RwLock::new(replica)),
             dir: Arc::new(dir),
+            log,
+            replay_bytes: REPLAY_BYTES,
             snapshot_writes: Arc::default(),
         })
     }
@@ -243,51 +269,280 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     type SnapshotData = std::fs::File;
 
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
-        let replica = self.replica.clone();
-        let dir = self.dir.clone();
-        let writes = self.snapshot_writes.clone();
-        tokio::task::spawn_blocking(move || -> io::Result<_> {
-            // Serialized under the read lock (reads go on; applies wait until the bytes
-            // are taken), written to disk after it is released.
-            let (meta, bytes) = {
-                let r = replica.read();
-                let meta = SnapshotMeta {
-                    last_log_id: r.applied,
-                    last_membership: r.membership.clone(),
-                };
-                (meta, r.engine.snapshot().map_err(io_err)?)
-            };
-            let _writing = writes.lock();
-            // An install may have replaced the file with a newer snapshot while this one
-            // was being serialized: never put an older one back over it.
-            if let Some((current, file)) = snapshot_file::open_current(&dir)? {
-                if current.last_log_id >= meta.last_log_id {
-                    return Ok(Snapshot {
-                        meta: current,
-                        snapshot: file,
-                    });
+        let target = self.replica.read().applied;
+        let builder = self.clone();
+        tokio::task::spawn_blocking(move || builder.build_at(target))
+            .await
+            .map_err(io_err)?
+    }
+}
+
+impl StateMachine {
+    /// Builds the snapshot of the state after `target`, without the live replica's lock.
+    ///
+    /// The live engine cannot be serialized without stopping its applies for as long as
+    /// that takes (it is not copy-on-write), so the snapshot is rebuilt beside it: the
+    /// previous snapshot is loaded into a second replica and the log entries after it,
+    /// up to `target`, are replayed into that one. The engine is deterministic, so the
+    /// result is the state the live replica had at `target`. It costs CPU and, while it
+    /// runs, a second copy of the state in memory; writes go on meanwhile.
+    ///
+    /// | log holds (previous snapshot, target]   | snapshot is built from          |
+    /// |-----------------------------------------|---------------------------------|
+    /// | yes (openraft purges only what a        | previous snapshot + replay      |
+    /// | snapshot covers)                        |                                 |
+    /// | no: a newer snapshot was installed and  | that newer snapshot, as it is   |
+    /// | purged the log meanwhile                |                                 |
+    /// | no: entries were applied that the log   | the live replica, under its     |
+    /// | never had (openraft's storage suite)    | read lock                       |
+    fn build_at(&self, target: Option<LogId>) -> io::Result<Snapshot> {
+        let rebuilt = match snapshot_file::open_current(&self.dir)? {
+            Some((meta, file)) if meta.last_log_id >= target => {
+                return Ok(Snapshot {
+                    meta,
+                    snapshot: file,
+                });
+            }
+            base => self.replay(base, target)?,
+        };
+        let (meta, bytes) = match rebuilt {
+            Some(replica) => (replica.meta(), replica.engine.snapshot().map_err(io_err)?),
+            None => {
+                // Serialized under the read lock: reads go on, applies wait.
+                tracing::warn!(
+                    dir = %self.dir.display(),
+                    "the log lacks entries the state machine applied; snapshotting the live replica"
+                );
+                let r = self.replica.read();
+                (r.meta(), r.engine.snapshot().map_err(io_err)?)
+            }
+        };
+        let _writing = self.snapshot_writes.lock();
+        // An install may have replaced the file with a newer snapshot while this one
+        // was being built: never put an older one back over it.
+        if let Some((current, file)) = snapshot_file::open_current(&self.dir)? {
+            if current.last_log_id >= meta.last_log_id {
+                return Ok(Snapshot {
+                    meta: current,
+                    snapshot: file,
+                });
+            }
+        }
+        let file = snapshot_file::write(&self.dir, &meta, &bytes)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: file,
+        })
+    }
+
+    /// The replica at `target`: `base` (the current snapshot, if any) with the log's
+    /// entries after it applied, backfills finished. `None` when the log does not hold
+    /// every entry in between.
+    fn replay(
+        &self,
+        base: Option<(SnapshotMeta, std::fs::File)>,
+        target: Option<LogId>,
+    ) -> io::Result<Option<Replica>> {
+        let mut replica = match base {
+            Some((meta, mut file)) => {
+                let (_, bytes) = snapshot_file::read(&mut file)?;
+                Replica {
+                    engine: Engine::restore(&bytes).map_err(io_err)?,
+                    applied: meta.last_log_id,
+                    membership: meta.last_membership,
                 }
             }
-            let file = snapshot_file::write(&dir, &meta, &bytes)?;
-            Ok(Snapshot {
-                meta,
-                snapshot: file,
-            })
-        })
-        .await
-        .map_err(io_err)?
+            None => Replica::default(),
+        };
+        let end = target.map_or(0, |t| t.index + 1);
+        let mut next = replica.applied.map_or(0, |a| a.index + 1);
+        while next < end {
+            let upto = next.saturating_add(REPLAY_CHUNK).min(end);
+            let entries = self.log.read_range(next, upto, self.replay_bytes)?;
+            // Keys are unique and ordered, so entries starting at `next` and ending at
+            // `next + len - 1` are all there.
+            let contiguous = entries.first().map(|e| e.log_id().index) == Some(next)
+                && entries.last().map(|e| e.log_id().index)
+                    == Some(next + entries.len() as u64 - 1);
+            if !contiguous {
+                return Ok(None);
+            }
+            next += entries.len() as u64;
+            let mut items: Vec<EntryResponder<TypeConfig>> =
+                entries.into_iter().map(|e| (e, None)).collect();
+            replica.apply_entries(&mut items);
+        }
+        // Committed entries are never replaced, so the log's entry at the target index
+        // is the one applied; anything else means the log is not the one applied from.
+        if replica.applied != target {
+            return Ok(None);
+        }
+        // Backfill is local work the live replica does between applies; the snapshot
+        // carries finished indexes so a replica restored from it searches them at once.
+        while replica.engine.backfill(BACKFILL_STEP) {}
+        Ok(Some(replica))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::LogDb;
+    use crate::types::Entry;
     use openraft::testing::{blank_ent, log_id};
+
+    /// A state machine over a fresh log of its own in `dir`.
+    fn open(dir: &std::path::Path) -> (StateMachine, LogStore) {
+        let log = LogStore::new(LogDb::open(&dir.join("log")).unwrap(), 1);
+        (
+            StateMachine::open(dir.join("sm"), log.clone()).unwrap(),
+            log,
+        )
+    }
+
+    /// Appends `entries` to the log and applies them, as Raft would.
+    async fn commit(sm: &mut StateMachine, log: &LogStore, entries: Vec<Entry>) {
+        log.put(&entries).unwrap();
+        let items: Vec<io::Result<EntryResponder<TypeConfig>>> =
+            entries.into_iter().map(|e| Ok((e, None))).collect();
+        sm.apply(futures::stream::iter(items)).await.unwrap();
+    }
+
+    fn command_entry(index: u64, args: &[&str]) -> Entry {
+        let mut entry = blank_ent::<TypeConfig>(1, 1, index);
+        entry.payload = EntryPayload::Normal(crate::types::Request {
+            now_ms: index,
+            commands: vec![args.iter().map(|a| a.as_bytes().to_vec()).collect()],
+            resp3: false,
+            guard: Vec::new(),
+        });
+        entry
+    }
+
+    /// An index over `doc:` hashes, then hashes `from..to` with a tag and a vector.
+    fn writes(from: u64, to: u64) -> Vec<Entry> {
+        let mut out = Vec::new();
+        if from == 0 {
+            out.push(command_entry(
+                0,
+                &[
+                    "FT.CREATE",
+                    "idx",
+                    "ON",
+                    "HASH",
+                    "PREFIX",
+                    "1",
+                    "doc:",
+                    "SCHEMA",
+                    "t",
+                    "TAG",
+                    "v",
+                    "VECTOR",
+                    "HNSW",
+                    "6",
+                    "TYPE",
+                    "FLOAT32",
+                    "DIM",
+                    "2",
+                    "DISTANCE_METRIC",
+                    "L2",
+                ],
+            ));
+        }
+        for i in from.max(1)..to {
+            let vector: Vec<u8> = [i as f32, 1.0]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect();
+            let mut entry = command_entry(i, &["HSET", "", "t", "x"]);
+            if let EntryPayload::Normal(r) = &mut entry.payload {
+                r.commands[0][1] = format!("doc:{i}").into_bytes();
+                r.commands[0].extend([b"v".to_vec(), vector]);
+            }
+            out.push(entry);
+        }
+        out
+    }
+
+    fn restored(snapshot: &mut Snapshot) -> Engine {
+        let (_, bytes) = snapshot_file::read(&mut snapshot.snapshot).unwrap();
+        Engine::restore(&bytes).unwrap()
+    }
+
+    /// Builds a snapshot of what `sm` has applied while this thread holds the live
+    /// replica's write lock, as an apply does. A build that needed the replica would wait
+    /// forever, so it runs on a thread of its own and is given a minute.
+    fn build_while_applying(sm: &StateMachine) -> (Snapshot, u64) {
+        let live = sm.replica.write();
+        let target = live.applied;
+        let builder = sm.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(builder.build_at(target));
+        });
+        let built = rx.recv_timeout(std::time::Duration::from_secs(60));
+        let digest = live.engine.digest();
+        drop(live);
+        let built = built
+            .expect("the build waited for the live replica")
+            .unwrap();
+        assert_eq!(built.meta.last_log_id, target);
+        (built, digest)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_is_rebuilt_from_the_log_without_the_live_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, log) = open(dir.path());
+        commit(&mut sm, &log, writes(0, 200)).await;
+        let (mut built, live_digest) = build_while_applying(&sm);
+        let engine = restored(&mut built);
+        assert_eq!(
+            engine.digest(),
+            live_digest,
+            "the rebuilt state is the live one"
+        );
+        let index = engine.index("idx").unwrap();
+        assert_eq!(index.vectors(), 199, "and its vectors are indexed");
+        assert!(!index.backfill.in_progress(), "with the backfill finished");
+
+        // The next build starts from that snapshot and needs only the entries after it:
+        // what the first one covers may be purged.
+        commit(&mut sm, &log, writes(200, 300)).await;
+        log.drop_below(200).unwrap();
+        // One entry per read: a replay step may end anywhere inside its chunk.
+        sm.replay_bytes = 1;
+        let (mut built, live_digest) = build_while_applying(&sm);
+        assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(299));
+        let engine = restored(&mut built);
+        assert_eq!(engine.digest(), live_digest);
+        assert_eq!(engine.index("idx").unwrap().vectors(), 299);
+    }
+
+    #[tokio::test]
+    async fn entries_the_log_never_had_are_snapshotted_from_the_live_replica() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, _log) = open(dir.path());
+        let entries: Vec<io::Result<EntryResponder<TypeConfig>>> =
+            writes(0, 20).into_iter().map(|e| Ok((e, None))).collect();
+        sm.apply(futures::stream::iter(entries)).await.unwrap();
+        let mut built = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(19));
+        assert_eq!(
+            restored(&mut built).digest(),
+            sm.replica.read().engine.digest()
+        );
+    }
 
     #[tokio::test]
     async fn a_build_never_puts_an_older_snapshot_back_over_a_newer_one() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sm = StateMachine::open(dir.path().to_path_buf()).unwrap();
+        let (mut sm, _log) = open(dir.path());
         let entries: Vec<io::Result<EntryResponder<TypeConfig>>> = (1..=5)
             .map(|i| Ok((blank_ent::<TypeConfig>(1, 1, i), None)))
             .collect();
@@ -298,7 +553,7 @@ mod tests {
             ..SnapshotMeta::default()
         };
         let engine = Engine::new().snapshot().unwrap();
-        snapshot_file::write(dir.path(), &newer, &engine).unwrap();
+        snapshot_file::write(&dir.path().join("sm"), &newer, &engine).unwrap();
 
         let built = sm
             .get_snapshot_builder()
@@ -312,7 +567,7 @@ mod tests {
 
         // With nothing newer on disk, a build writes its own.
         let dir2 = tempfile::tempdir().unwrap();
-        let mut sm2 = StateMachine::open(dir2.path().to_path_buf()).unwrap();
+        let (mut sm2, _log2) = open(dir2.path());
         let entries: Vec<io::Result<EntryResponder<TypeConfig>>> = (1..=3)
             .map(|i| Ok((blank_ent::<TypeConfig>(1, 1, i), None)))
             .collect();

@@ -50,8 +50,9 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
         let db = LogDb::open(&dir.path().join("log")).map_err(err)?;
         neighbour(&db, 6).await?;
         neighbour(&db, 8).await?;
-        let sm = StateMachine::open(dir.path().join("group-7")).map_err(err)?;
-        Ok((dir, LogStore::new(db, 7), sm))
+        let log = LogStore::new(db, 7);
+        let sm = StateMachine::open(dir.path().join("group-7"), log.clone()).map_err(err)?;
+        Ok((dir, log, sm))
     }
 }
 

@@ -284,6 +284,108 @@ async fn a_partitioned_leader_does_not_commit_and_is_overwritten() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_goes_on_when_a_fifth_of_all_messages_are_lost() {
+    let cluster = Cluster::start(config()).await;
+    cluster.leader(&[1, 2, 3]).await;
+    for (seed, n) in cluster.nodes.iter().enumerate() {
+        n.host.network().faults().set_drop(200, seed as u64 + 7);
+    }
+    // A lost heartbeat streak can move leadership; a write refused by a node that is no
+    // longer leader is sent again to the new one (it sets the same value, so a retry
+    // of one that did commit changes nothing).
+    let mut last = 0;
+    for i in 0..60 {
+        let key = format!("lossy{i}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        last = loop {
+            let leader = cluster.leader(&[1, 2, 3]).await;
+            match cluster
+                .node(leader)
+                .raft()
+                .client_write(hset(&key, "v"))
+                .await
+            {
+                Ok(resp) => break resp.log_id.index,
+                Err(e) => {
+                    assert!(tokio::time::Instant::now() < deadline, "{key}: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+    }
+    let lost: u64 = cluster
+        .nodes
+        .iter()
+        .map(|n| n.host.network().faults().dropped())
+        .sum();
+    assert!(lost > 0, "no message was lost");
+    for n in &cluster.nodes {
+        n.host.network().faults().heal();
+    }
+    cluster.converge(last).await;
+    for n in &cluster.nodes {
+        for i in 0..60 {
+            assert_eq!(
+                n.hget(&format!("lossy{i}")),
+                Reply::bulk("v"),
+                "node {}",
+                n.id
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_follower_does_not_hold_up_commits() {
+    // Heartbeats reach the slow follower late but well inside its election timeout, so
+    // it stays a follower; it just acknowledges everything `SLOW` late.
+    const SLOW: Duration = Duration::from_millis(400);
+    let cfg = openraft::Config {
+        election_timeout_min: 1500,
+        election_timeout_max: 3000,
+        ..config()
+    };
+    let cluster = Cluster::start(cfg).await;
+    let leader = cluster.leader(&[1, 2, 3]).await;
+    let slow = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+    cluster
+        .node(leader)
+        .host
+        .network()
+        .faults()
+        .set_delay(slow, SLOW);
+    let raft = cluster.node(leader).raft();
+    let mut latencies = Vec::new();
+    let mut last = 0;
+    for i in 0..20 {
+        let started = std::time::Instant::now();
+        last = write(&raft, &format!("slow{i}")).await;
+        latencies.push(started.elapsed());
+    }
+    // The last write is committed; the slow follower cannot have it yet, since every
+    // message to it waits `SLOW` first: commits went at the fast follower's pace.
+    let slow_applied = cluster
+        .node(slow)
+        .raft()
+        .metrics()
+        .borrow_watched()
+        .last_applied;
+    assert!(
+        slow_applied.is_none_or(|l| l.index < last),
+        "the delay did not hold the slow follower back: {slow_applied:?} vs {last}"
+    );
+    latencies.sort();
+    // Waiting on the slow follower would make every write take at least `SLOW`.
+    assert!(
+        latencies[latencies.len() / 2] < SLOW / 2,
+        "writes waited for the slow follower: {latencies:?}"
+    );
+    // Slow is not lost: it catches up and agrees.
+    cluster.converge(last).await;
+    assert_eq!(cluster.node(slow).hget("slow19"), Reply::bulk("v"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_replica_catches_up_by_snapshot() {
     let cfg = openraft::Config {
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(30),
