@@ -65,7 +65,7 @@ impl Host {
             return Ok(raft);
         }
         let log = LogStore::new(self.db.clone(), group);
-        let sm = StateMachine::open(self.dir.join("groups").join(group.to_string()), log.clone())
+        let sm = StateMachine::open(self.dir.join("groups").join(group.to_string()), &log)
             .map_err(|e| RaftError::Io(e.to_string()))?;
         let replica = sm.replica();
         let raft = Raft::new(

@@ -18,7 +18,7 @@ pub use db::{GroupId, LogDb};
 pub use error::{RaftError, Result};
 pub use group::{Group, GroupError, GroupStatus, ReadMode};
 pub use host::Host;
-pub use log_store::LogStore;
+pub use log_store::{LogStore, WeakLog};
 pub use network::{Faults, Network, Raft};
 pub use state_machine::{Replica, StateMachine};
 pub use types::{raft_config, NodeAddr, NodeId, RaftConfig, Request, Response, TypeConfig};

@@ -7,7 +7,7 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -30,9 +30,46 @@ pub struct LogStore {
     group: GroupId,
 }
 
+/// A handle that reads a group's log without keeping the database open: what the state
+/// machine holds (it can outlive its Raft for a moment after shutdown, and RocksDB's
+/// lock must go with the host so a restart in the same process can reopen it).
+#[derive(Debug, Clone)]
+pub struct WeakLog {
+    db: Weak<LogDb>,
+    group: GroupId,
+}
+
+impl WeakLog {
+    /// `LogStore::read_range`, or an error once the database is closed.
+    pub(crate) fn read_range(
+        &self,
+        start: u64,
+        end: u64,
+        max_bytes: usize,
+    ) -> io::Result<Vec<Entry>> {
+        let db = self
+            .db
+            .upgrade()
+            .ok_or_else(|| io::Error::other("the Raft log is closed"))?;
+        LogStore {
+            db,
+            group: self.group,
+        }
+        .read_range(start, end, max_bytes)
+    }
+}
+
 impl LogStore {
     pub fn new(db: Arc<LogDb>, group: GroupId) -> Self {
         LogStore { db, group }
+    }
+
+    /// A reader of this log that does not keep the database open.
+    pub fn weak(&self) -> WeakLog {
+        WeakLog {
+            db: Arc::downgrade(&self.db),
+            group: self.group,
+        }
     }
 
     fn get_meta<T: DeserializeOwned>(&self, name: &str) -> io::Result<Option<T>> {

@@ -16,7 +16,7 @@ use openraft::EntryPayload;
 use parking_lot::RwLock;
 use shoal_engine::{Engine, Write};
 
-use crate::log_store::LogStore;
+use crate::log_store::{LogStore, WeakLog};
 use crate::snapshot_file;
 use crate::types::{LogId, Response, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 
@@ -123,7 +123,7 @@ pub struct StateMachine {
     dir: Arc<PathBuf>,
     /// The group's log: a snapshot is rebuilt from the previous one plus the entries
     /// after it, beside the live replica (see `build_snapshot`).
-    log: LogStore,
+    log: WeakLog,
     /// Bytes of log read per replay step (`REPLAY_BYTES`; tests make it small).
     replay_bytes: usize,
     /// Serializes replacing the snapshot file: openraft builds snapshots in a task of
@@ -138,7 +138,7 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 impl StateMachine {
     /// Opens the state machine whose snapshots live in `dir`, restoring the latest one;
     /// `log` is the group's log.
-    pub fn open(dir: PathBuf, log: LogStore) -> io::Result<StateMachine> {
+    pub fn open(dir: PathBuf, log: &LogStore) -> io::Result<StateMachine> {
         std::fs::create_dir_all(&dir)?;
         let path = snapshot_file::current_path(&dir);
         let replica = match std::fs::File::open(&path) {
@@ -156,7 +156,7 @@ impl StateMachine {
         Ok(StateMachine {
             replica: Arc::new(RwLock::new(replica)),
             dir: Arc::new(dir),
-            log,
+            log: log.weak(),
             replay_bytes: REPLAY_BYTES,
             snapshot_writes: Arc::default(),
         })
@@ -308,6 +308,14 @@ impl StateMachine {
         let (meta, bytes) = match rebuilt {
             Some(replica) => (replica.meta(), replica.engine.snapshot().map_err(io_err)?),
             None => {
+                if let Some((meta, file)) = snapshot_file::open_current(&self.dir)? {
+                    if meta.last_log_id >= target {
+                        return Ok(Snapshot {
+                            meta,
+                            snapshot: file,
+                        });
+                    }
+                }
                 // Serialized under the read lock: reads go on, applies wait.
                 tracing::warn!(
                     dir = %self.dir.display(),
@@ -394,10 +402,7 @@ mod tests {
     /// A state machine over a fresh log of its own in `dir`.
     fn open(dir: &std::path::Path) -> (StateMachine, LogStore) {
         let log = LogStore::new(LogDb::open(&dir.join("log")).unwrap(), 1);
-        (
-            StateMachine::open(dir.join("sm"), log.clone()).unwrap(),
-            log,
-        )
+        (StateMachine::open(dir.join("sm"), &log).unwrap(), log)
     }
 
     /// Appends `entries` to the log and applies them, as Raft would.

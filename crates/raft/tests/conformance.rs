@@ -51,7 +51,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
         neighbour(&db, 6).await?;
         neighbour(&db, 8).await?;
         let log = LogStore::new(db, 7);
-        let sm = StateMachine::open(dir.path().join("group-7"), log.clone()).map_err(err)?;
+        let sm = StateMachine::open(dir.path().join("group-7"), &log).map_err(err)?;
         Ok((dir, log, sm))
     }
 }
