@@ -265,6 +265,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+/// The current snapshot file (metadata and handle), opened.
+type Current = Option<(SnapshotMeta, std::fs::File)>;
+
+/// `current` as the snapshot to hand out when it already covers everything up to `upto`;
+/// otherwise `current` back, to build on.
+fn covering(current: Current, upto: Option<LogId>) -> Result<Snapshot, Current> {
+    match current {
+        Some((meta, snapshot)) if meta.last_log_id >= upto => Ok(Snapshot { meta, snapshot }),
+        other => Err(other),
+    }
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     type SnapshotData = std::fs::File;
 
@@ -296,25 +308,16 @@ impl StateMachine {
     /// | no: entries were applied that the log   | the live replica, under its     |
     /// | never had (openraft's storage suite)    | read lock                       |
     fn build_at(&self, target: Option<LogId>) -> io::Result<Snapshot> {
-        let rebuilt = match snapshot_file::open_current(&self.dir)? {
-            Some((meta, file)) if meta.last_log_id >= target => {
-                return Ok(Snapshot {
-                    meta,
-                    snapshot: file,
-                });
-            }
-            base => self.replay(base, target)?,
+        let base = match covering(snapshot_file::open_current(&self.dir)?, target) {
+            Ok(done) => return Ok(done),
+            Err(base) => base,
         };
+        let rebuilt = self.replay(base, target)?;
         let (meta, bytes) = match rebuilt {
             Some(replica) => (replica.meta(), replica.engine.snapshot().map_err(io_err)?),
             None => {
-                if let Some((meta, file)) = snapshot_file::open_current(&self.dir)? {
-                    if meta.last_log_id >= target {
-                        return Ok(Snapshot {
-                            meta,
-                            snapshot: file,
-                        });
-                    }
+                if let Ok(newer) = covering(snapshot_file::open_current(&self.dir)?, target) {
+                    return Ok(newer);
                 }
                 // Serialized under the read lock: reads go on, applies wait.
                 tracing::warn!(
@@ -328,13 +331,9 @@ impl StateMachine {
         let _writing = self.snapshot_writes.lock();
         // An install may have replaced the file with a newer snapshot while this one
         // was being built: never put an older one back over it.
-        if let Some((current, file)) = snapshot_file::open_current(&self.dir)? {
-            if current.last_log_id >= meta.last_log_id {
-                return Ok(Snapshot {
-                    meta: current,
-                    snapshot: file,
-                });
-            }
+        let current = snapshot_file::open_current(&self.dir)?;
+        if let Ok(newer) = covering(current, meta.last_log_id) {
+            return Ok(newer);
         }
         let file = snapshot_file::write(&self.dir, &meta, &bytes)?;
         Ok(Snapshot {
@@ -346,11 +345,7 @@ impl StateMachine {
     /// The replica at `target`: `base` (the current snapshot, if any) with the log's
     /// entries after it applied, backfills finished. `None` when the log does not hold
     /// every entry in between.
-    fn replay(
-        &self,
-        base: Option<(SnapshotMeta, std::fs::File)>,
-        target: Option<LogId>,
-    ) -> io::Result<Option<Replica>> {
+    fn replay(&self, base: Current, target: Option<LogId>) -> io::Result<Option<Replica>> {
         let mut replica = match base {
             Some((meta, mut file)) => {
                 let (_, bytes) = snapshot_file::read(&mut file)?;
