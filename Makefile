@@ -30,11 +30,19 @@ unit:
 		cargo test --workspace --no-fail-fast; \
 	fi
 
+CLUSTER_CLIENT_TESTS := test_redis_py_seed.py test_langchain.py test_errors.py test_json.py \
+	test_transactions.py test_resp3.py test_cluster.py
+
 ## Python tests: the benchmark harness, and the real clients against the real binary.
 pytest:
 	cargo build -p shoal-bench -p shoal-server
 	SHOAL_BENCH=$(CARGO_TARGET_DIR)/debug/shoal-bench $(PY) -m pytest -q benches/tests
 	SHOAL_BIN=$(CARGO_TARGET_DIR)/debug/shoal $(PY) -m pytest -q tests/clients
+	# The same client tests through a router over 3 processes and 3 shard groups. Not yet
+	# FT.AGGREGATE over several groups (issue #5 is open for it).
+	SHOAL_BIN=$(CARGO_TARGET_DIR)/debug/shoal SHOAL_CLUSTER_GROUPS=3 $(PY) -m pytest -q \
+		$(addprefix tests/clients/,$(CLUSTER_CLIENT_TESTS)) \
+		--deselect tests/clients/test_redis_py_seed.py::test_group_by_category_count
 
 build:
 	cargo build --release --workspace

@@ -71,9 +71,77 @@ class Server:
         return self.proc.poll() is None
 
 
+class ClusterServer:
+    """Real `shoal node` processes replicating SHOAL_CLUSTER_GROUPS shard groups; clients
+    talk to the first node's router, exactly as they talk to `shoal dev`."""
+
+    def __init__(self, data_dir: pathlib.Path, nodes: int, groups: int):
+        self.data_dir = data_dir
+        self.groups = groups
+        self.ports = [(free_port(), free_port()) for _ in range(nodes)]
+        self.procs = []
+        self.port = self.ports[0][0]
+
+    def start(self):
+        zones = "abc"
+        members = []
+        for i, (resp, grpc) in enumerate(self.ports):
+            members += ["--member",
+                        f"{i + 1},{zones[i % 3]},127.0.0.1:{grpc},127.0.0.1:{resp}"]
+        for i, (resp, grpc) in enumerate(self.ports):
+            log = open(self.data_dir / f"node-{i + 1}.log", "ab")
+            proc = subprocess.Popen(
+                [binary(), "node", "--id", str(i + 1), "--zone", zones[i % 3],
+                 "--resp", f"127.0.0.1:{resp}", "--grpc", f"127.0.0.1:{grpc}",
+                 "--data-dir", str(self.data_dir / f"node-{i + 1}"),
+                 "--groups", str(self.groups), "--election-timeout-ms", "500",
+                 "--heartbeat-ms", "100", *members],
+                stdout=subprocess.PIPE, stderr=log, text=True)
+            self.procs.append(proc)
+            if "listening" not in proc.stdout.readline():
+                raise RuntimeError(f"node {i + 1} did not start: see {log.name}")
+        # Ready once every group has elected a leader.
+        deadline = time.time() + 30
+        client = self.client(protocol=2)
+        while time.time() < deadline:
+            info = client.info("cluster")
+            leaders = [str(info.get(f"group{g}", "")) for g in range(self.groups)]
+            if all("leader=none" not in v and v for v in leaders):
+                return self
+            time.sleep(0.05)
+        raise RuntimeError(f"shard groups elected no leaders: {info}")
+
+    def stop(self, sig=signal.SIGTERM):
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(sig)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def client(self, **kwargs) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.procs)
+
+
+def cluster_groups() -> int:
+    """SHOAL_CLUSTER_GROUPS=N runs the client tests against a 3-node cluster of N
+    shard groups through a router instead of `shoal dev` (0 or unset: `shoal dev`)."""
+    return int(os.environ.get("SHOAL_CLUSTER_GROUPS", "0") or 0)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("shoal")).start()
+    groups = cluster_groups()
+    if groups:
+        s = ClusterServer(tmp_path_factory.mktemp("shoal-cluster"), 3, groups).start()
+    else:
+        s = Server(tmp_path_factory.mktemp("shoal")).start()
     yield s
     s.stop()
 

@@ -120,81 +120,102 @@ impl Engine {
 
     /// The `search_*` sections of INFO, in INFO's text form.
     pub fn info_search(&self, active_queries: u64) -> String {
-        let memory = self.search_memory();
-        let count =
-            |f: &dyn Fn(&SearchIndex) -> bool| self.indexes.values().filter(|i| f(i)).count();
-        let vector_indexes = count(&|i| {
-            i.schema
-                .fields
-                .iter()
-                .any(|f| matches!(f.kind, FieldKind::Vector(_)))
-        });
-        let hash_indexes = count(&|i| i.schema.key_type == KeyType::Hash);
-        let json_indexes = count(&|i| i.schema.key_type == KeyType::Json);
-        let backfilling: Vec<&SearchIndex> = self
-            .indexes
-            .values()
-            .filter(|i| i.backfill.in_progress())
-            .collect();
-        let progress = backfilling
-            .iter()
-            .map(|i| i.backfill.percent())
-            .fold(1.0f64, f64::min);
-        let docs: usize = self.indexes.values().map(|i| i.docs.len()).sum();
-        let vectors: usize = self.indexes.values().map(SearchIndex::vectors).sum();
-        let mut out = String::new();
-        out.push_str("# search_memory\r\n");
-        out.push_str(&format!("search_used_memory_bytes:{memory}\r\n"));
-        out.push_str(&format!(
-            "search_used_memory_human:{}\r\n",
-            human_bytes(memory)
-        ));
-        out.push_str("\r\n# search_index_stats\r\n");
-        out.push_str(&format!(
-            "search_number_of_indexes:{}\r\n",
-            self.indexes.len()
-        ));
-        out.push_str(&format!("search_num_vector_indexes:{vector_indexes}\r\n"));
-        out.push_str(&format!("search_num_hash_indexes:{hash_indexes}\r\n"));
-        out.push_str(&format!("search_num_json_indexes:{json_indexes}\r\n"));
-        out.push_str(&format!("search_total_indexed_keys:{docs}\r\n"));
-        out.push_str(&format!("search_total_indexed_vector:{vectors}\r\n"));
-        out.push_str(&format!("search_total_index_size:{memory}\r\n"));
-        out.push_str("search_max_index_lag_ms:0\r\n");
-        out.push_str("\r\n# search_ingestion\r\n");
-        let status = if backfilling.is_empty() {
-            "NO_ACTIVITY"
-        } else {
-            "IN_PROGRESS"
-        };
-        out.push_str(&format!("search_background_indexing_status:{status}\r\n"));
-        out.push_str("search_ingestion_paused:0\r\n");
-        out.push_str("\r\n# search_backfill\r\n");
-        out.push_str(&format!(
-            "search_num_active_backfills:{}\r\n",
-            backfilling.len()
-        ));
-        out.push_str(&format!(
-            "search_current_backfill_progress_percentage:{}\r\n",
-            format_g12((progress * 100.0).round())
-        ));
-        out.push_str("\r\n# search_query\r\n");
-        out.push_str(&format!("search_num_active_queries:{active_queries}\r\n"));
-        out
+        info_search(&[self], active_queries)
     }
 
     /// INFO keyspace's line.
     pub fn info_keyspace(&self, now: u64) -> String {
-        let keys = self.keyspace.len(now);
-        let expires = self
-            .keyspace
-            .iter(now)
-            .filter(|(_, e)| e.expires_at.is_some())
-            .count();
-        if keys == 0 {
-            String::new()
-        } else {
-            format!("db0:keys={keys},expires={expires},avg_ttl=0\r\n")
-        }
+        info_keyspace(&[self], now)
     }
+}
+
+/// INFO keyspace's line over the replicas of a node (each holds its groups' keys).
+pub fn info_keyspace(engines: &[&Engine], now: u64) -> String {
+    let keys: usize = engines.iter().map(|e| e.keyspace.len(now)).sum();
+    let expires: usize = engines
+        .iter()
+        .map(|e| {
+            e.keyspace
+                .iter(now)
+                .filter(|(_, entry)| entry.expires_at.is_some())
+                .count()
+        })
+        .sum();
+    if keys == 0 {
+        String::new()
+    } else {
+        format!("db0:keys={keys},expires={expires},avg_ttl=0\r\n")
+    }
+}
+
+/// The `search_*` sections of INFO over the replicas of a node: counts add up over
+/// the shard groups it hosts; an index defined on every group counts once.
+pub fn info_search(engines: &[&Engine], active_queries: u64) -> String {
+    let all = || engines.iter().flat_map(|e| e.indexes.iter());
+    let memory: usize = engines.iter().map(|e| e.search_memory()).sum();
+    let distinct = |f: &dyn Fn(&SearchIndex) -> bool| {
+        all()
+            .filter(|(_, i)| f(i))
+            .map(|(name, _)| name)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    let count = distinct;
+    let vector_indexes = count(&|i| {
+        i.schema
+            .fields
+            .iter()
+            .any(|f| matches!(f.kind, FieldKind::Vector(_)))
+    });
+    let hash_indexes = count(&|i| i.schema.key_type == KeyType::Hash);
+    let json_indexes = count(&|i| i.schema.key_type == KeyType::Json);
+    let backfilling: Vec<&SearchIndex> = all()
+        .map(|(_, i)| i)
+        .filter(|i| i.backfill.in_progress())
+        .collect();
+    let progress = backfilling
+        .iter()
+        .map(|i| i.backfill.percent())
+        .fold(1.0f64, f64::min);
+    let docs: usize = all().map(|(_, i)| i.docs.len()).sum();
+    let vectors: usize = all().map(|(_, i)| i.vectors()).sum();
+    let mut out = String::new();
+    out.push_str("# search_memory\r\n");
+    out.push_str(&format!("search_used_memory_bytes:{memory}\r\n"));
+    out.push_str(&format!(
+        "search_used_memory_human:{}\r\n",
+        human_bytes(memory)
+    ));
+    out.push_str("\r\n# search_index_stats\r\n");
+    out.push_str(&format!(
+        "search_number_of_indexes:{}\r\n",
+        distinct(&|_| true)
+    ));
+    out.push_str(&format!("search_num_vector_indexes:{vector_indexes}\r\n"));
+    out.push_str(&format!("search_num_hash_indexes:{hash_indexes}\r\n"));
+    out.push_str(&format!("search_num_json_indexes:{json_indexes}\r\n"));
+    out.push_str(&format!("search_total_indexed_keys:{docs}\r\n"));
+    out.push_str(&format!("search_total_indexed_vector:{vectors}\r\n"));
+    out.push_str(&format!("search_total_index_size:{memory}\r\n"));
+    out.push_str("search_max_index_lag_ms:0\r\n");
+    out.push_str("\r\n# search_ingestion\r\n");
+    let status = if backfilling.is_empty() {
+        "NO_ACTIVITY"
+    } else {
+        "IN_PROGRESS"
+    };
+    out.push_str(&format!("search_background_indexing_status:{status}\r\n"));
+    out.push_str("search_ingestion_paused:0\r\n");
+    out.push_str("\r\n# search_backfill\r\n");
+    out.push_str(&format!(
+        "search_num_active_backfills:{}\r\n",
+        backfilling.len()
+    ));
+    out.push_str(&format!(
+        "search_current_backfill_progress_percentage:{}\r\n",
+        format_g12((progress * 100.0).round())
+    ));
+    out.push_str("\r\n# search_query\r\n");
+    out.push_str(&format!("search_num_active_queries:{active_queries}\r\n"));
+    out
 }

@@ -29,10 +29,11 @@ pub mod tags;
 
 use std::collections::BTreeMap;
 
+pub use commands::ft::render_search;
 pub use error::{EngineError, Result};
 pub use keyspace::{Entry, Keyspace, Value};
 pub use reply::{format_g12, Reply};
-pub use search::{Hit, SearchResults};
+pub use search::{Hit, SearchResults, SortValue};
 pub use search_index::{IndexState, SearchIndex};
 
 /// One entry of the replicated log: commands applied together, atomically, at `now_ms`.
@@ -129,6 +130,20 @@ impl Engine {
     pub fn query<A: AsRef<[u8]>>(&self, args: &[A], ctx: ReadContext) -> Reply {
         let refs: Vec<&[u8]> = args.iter().map(AsRef::as_ref).collect();
         commands::read(self, &refs, ctx)
+    }
+
+    /// A shard's part of an FT.SEARCH (`args` after the command name): its first
+    /// `window` hits in order, or every KNN neighbour, for a router to merge with
+    /// `search::merge`. An error is the text the command would have answered.
+    pub fn search_part<A: AsRef<[u8]>>(
+        &self,
+        args: &[A],
+        ctx: ReadContext,
+        window: usize,
+    ) -> std::result::Result<SearchResults, String> {
+        commands::ft::run_search(self, args, ctx, Some(window))
+            .map(|(results, _)| results)
+            .map_err(|e| e.to_string())
     }
 
     /// Removes keys whose time has come, and their documents.

@@ -16,8 +16,8 @@ use crate::keyspace::{Keyspace, Value};
 use crate::reply::format_g12;
 use crate::search_index::{FieldIndex, SearchIndex};
 
-/// One returned document.
-#[derive(Debug, Clone, PartialEq)]
+/// One returned document. Serializable: shards send their hits to the router.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Hit {
     pub key: Vec<u8>,
     /// The KNN distance, when the query had a KNN clause.
@@ -29,7 +29,7 @@ pub struct Hit {
 }
 
 /// A value SORTBY compares: numbers before strings, missing values last.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum SortValue {
     Number(f64),
     Text(String),
@@ -48,11 +48,78 @@ fn compare_sort(a: &Option<SortValue>, b: &Option<SortValue>) -> std::cmp::Order
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SearchResults {
     /// Matches before LIMIT (for KNN: the neighbours found, at most k).
     pub total: usize,
     pub hits: Vec<Hit>,
+    /// The KNN clause's k, when there is one: merged shards report at most k in all.
+    pub knn: Option<usize>,
+}
+
+/// What two hits are compared by: the key, the KNN distance, the SORTBY value.
+type OrderKey<'a> = (&'a [u8], Option<f32>, &'a Option<SortValue>);
+
+fn key(h: &Hit) -> OrderKey<'_> {
+    (h.key.as_slice(), h.distance, &h.sort_value)
+}
+
+/// The order of FT.SEARCH results, one definition for a shard's sort and a router's
+/// merge (so merging sorted shard pages gives the single-node order):
+///
+/// | request          | order                                                     |
+/// |------------------|-----------------------------------------------------------|
+/// | SORTBY f [ASC]   | f ascending, documents without f last, then key           |
+/// | SORTBY f DESC    | f descending, documents without f last, then key          |
+/// | KNN, no SORTBY   | distance ascending, then key                              |
+/// | neither          | key                                                       |
+fn order(
+    sort: Option<&shoal_query::SortBy>,
+    knn: bool,
+    a: OrderKey<'_>,
+    b: OrderKey<'_>,
+) -> std::cmp::Ordering {
+    match sort {
+        Some(sort) => {
+            let by_value = compare_sort(a.2, b.2);
+            let by_value = if sort.ascending || a.2.is_none() || b.2.is_none() {
+                by_value
+            } else {
+                by_value.reverse()
+            };
+            by_value.then_with(|| a.0.cmp(b.0))
+        }
+        None if knn => {
+            let (x, y) = (a.1.unwrap_or(f32::INFINITY), b.1.unwrap_or(f32::INFINITY));
+            x.total_cmp(&y).then_with(|| a.0.cmp(b.0))
+        }
+        None => a.0.cmp(b.0),
+    }
+}
+
+/// Merges shards' answers to one FT.SEARCH into the page `offset..offset + num`.
+///
+/// Each part holds its shard's first `offset + num` hits in [`order`], or for a KNN
+/// query all of its (at most k) neighbours: the k nearest of the whole cluster are
+/// chosen by distance first, and only then ordered by SORTBY, as on one node. Totals
+/// add up, but a KNN query found at most k in all.
+pub fn merge(
+    parts: Vec<SearchResults>,
+    sort: Option<&shoal_query::SortBy>,
+    offset: usize,
+    num: usize,
+) -> SearchResults {
+    let knn = parts.iter().find_map(|p| p.knn);
+    let total: usize = parts.iter().map(|p| p.total).sum();
+    let total = knn.map_or(total, |k| total.min(k));
+    let mut hits: Vec<Hit> = parts.into_iter().flat_map(|p| p.hits).collect();
+    if let Some(k) = knn {
+        hits.sort_by(|a, b| order(None, true, key(a), key(b)));
+        hits.truncate(k);
+    }
+    hits.sort_by(|a, b| order(sort, knn.is_some(), key(a), key(b)));
+    let hits = hits.into_iter().skip(offset).take(num).collect();
+    SearchResults { total, hits, knn }
 }
 
 struct Evaluation<'a> {
@@ -272,7 +339,8 @@ pub fn matching(
     Ok((matches, eval.yielded))
 }
 
-/// Runs a bound query against one index.
+/// Runs a bound query against one index. `window`, for a shard's part of a cluster-wide
+/// search, replaces LIMIT: see [`merge`].
 pub fn execute(
     index: &SearchIndex,
     keyspace: &Keyspace,
@@ -280,6 +348,7 @@ pub fn execute(
     plan: &SearchPlan,
     now: u64,
     deadline: Option<Instant>,
+    window: Option<usize>,
 ) -> Result<SearchResults> {
     let (mut matches, yielded) = matching(index, keyspace, plan, now, deadline)?;
     let eval = Evaluation {
@@ -332,25 +401,30 @@ pub fn execute(
         .drain(..)
         .map(|(d, dist)| (d, dist, sort_value(d, dist)))
         .collect();
-    match &request.sort_by {
-        Some(sort) => ordered.sort_by(|a, b| {
-            let by_value = compare_sort(&a.2, &b.2);
-            let by_value = if sort.ascending || a.2.is_none() || b.2.is_none() {
-                by_value
-            } else {
-                by_value.reverse()
-            };
-            by_value.then_with(|| key_of(a.0).cmp(key_of(b.0)))
-        }),
-        None if plan.knn.is_some() => ordered.sort_by(|a, b| {
-            let (x, y) = (a.1.unwrap_or(f32::INFINITY), b.1.unwrap_or(f32::INFINITY));
-            x.total_cmp(&y).then_with(|| key_of(a.0).cmp(key_of(b.0)))
-        }),
-        // Without an order asked for, key order: deterministic, and mergeable across shards.
-        None => ordered.sort_by(|a, b| key_of(a.0).cmp(key_of(b.0))),
-    }
+    let knn = plan.knn.is_some();
+    ordered.sort_by(|a, b| {
+        order(
+            request.sort_by.as_ref(),
+            knn,
+            (key_of(a.0), a.1, &a.2),
+            (key_of(b.0), b.1, &b.2),
+        )
+    });
 
-    let page = ordered.into_iter().skip(request.offset).take(request.num);
+    let page: Vec<_> = match window {
+        // A shard's part of a cluster-wide search: every KNN neighbour (the router picks
+        // the k nearest of all shards), otherwise the first offset + num in order.
+        Some(_) if knn => ordered,
+        Some(w) => {
+            ordered.truncate(w);
+            ordered
+        }
+        None => ordered
+            .into_iter()
+            .skip(request.offset)
+            .take(request.num)
+            .collect(),
+    };
     let mut hits = Vec::new();
     for (doc, distance, sort_value) in page {
         eval.check_deadline()?;
@@ -367,7 +441,11 @@ pub fn execute(
             fields,
         });
     }
-    Ok(SearchResults { total, hits })
+    Ok(SearchResults {
+        total,
+        hits,
+        knn: plan.knn.as_ref().map(|k| k.k),
+    })
 }
 
 fn distance_text(d: f32) -> Vec<u8> {

@@ -5,3 +5,9 @@
 pub mod raft {
     tonic::include_proto!("shoal.raft.v1");
 }
+
+/// `proto/shard.proto`: a router's calls to the leaders of shard groups.
+#[allow(clippy::all, missing_debug_implementations)]
+pub mod shard {
+    tonic::include_proto!("shoal.shard.v1");
+}

@@ -26,8 +26,9 @@ pub enum ReadMode {
     Lease,
 }
 
-/// Why a group could not do what was asked.
-#[derive(Debug, thiserror::Error)]
+/// Why a group could not do what was asked. Serializable: a router learns it from the
+/// node it forwarded to.
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum GroupError {
     /// This replica does not lead; `leader` is the one it knows of, if any.
     #[error("not the leader of group {group}")]

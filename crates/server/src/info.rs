@@ -73,7 +73,11 @@ pub fn render(node: &Arc<Node>, asked: &[String]) -> String {
         );
     }
     if wanted("memory") {
-        let (keyspace, search) = node.with_engine(|e| (e.keyspace_memory(), e.search_memory()));
+        let (keyspace, search) = node.with_engines(|engines| {
+            engines.iter().fold((0, 0), |(k, s), e| {
+                (k + e.keyspace_memory(), s + e.search_memory())
+            })
+        });
         let used = keyspace + search;
         let rss = rss_bytes();
         section(
@@ -96,7 +100,8 @@ pub fn render(node: &Arc<Node>, asked: &[String]) -> String {
         );
     }
     if wanted("stats") {
-        let expired = node.with_engine(|e| e.expired_keys());
+        let expired: u64 =
+            node.with_engines(|engines| engines.iter().map(|e| e.expired_keys()).sum());
         section(
             "Stats",
             format!(
@@ -134,18 +139,52 @@ pub fn render(node: &Arc<Node>, asked: &[String]) -> String {
         section("CPU", String::new());
     }
     if wanted("cluster") {
-        section("Cluster", "cluster_enabled:0\r\n".into());
+        section("Cluster", cluster_section(node));
     }
     if wanted("keyspace") {
-        section("Keyspace", node.with_engine(|e| e.info_keyspace(now_ms())));
+        section(
+            "Keyspace",
+            node.with_engines(|e| shoal_engine::info::info_keyspace(e, now_ms())),
+        );
     }
     if wanted("search") {
         let active = c.active_queries.load(Ordering::Relaxed);
-        let body = node.with_engine(|e| e.info_search(active));
+        let body = node.with_engines(|e| shoal_engine::info::info_search(e, active));
         if !out.is_empty() {
             out.push_str("\r\n");
         }
         out.push_str(&body);
+    }
+    out
+}
+
+/// `INFO cluster`: the shard groups this node routes to and who leads each.
+fn cluster_section(node: &Node) -> String {
+    // cluster_enabled stays 0 even on a cluster: the router hides the shards, and a
+    // client that read 1 would switch to the Redis Cluster protocol (CLUSTER SLOTS,
+    // MOVED), which a router does not speak (LangChain does exactly that).
+    let Store::Replicated(r) = &node.store else {
+        return "cluster_enabled:0\r\n".into();
+    };
+    let groups = r.router.ring().groups();
+    let mut out = format!(
+        "cluster_enabled:0\r\nshoal_node_id:{}\r\nshoal_shard_groups:{}\r\n",
+        r.host.id(),
+        groups.len()
+    );
+    for &g in groups {
+        let (leader, role) = match r.host.group(g) {
+            Some(group) => {
+                let s = group.status();
+                (
+                    s.leader
+                        .map_or_else(|| "none".to_owned(), |(id, _)| id.to_string()),
+                    s.role,
+                )
+            }
+            None => ("unknown".to_owned(), "none"),
+        };
+        out.push_str(&format!("group{g}:leader={leader},local_role={role}\r\n"));
     }
     out
 }

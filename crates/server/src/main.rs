@@ -168,15 +168,30 @@ async fn replicated_node(config: node_config::NodeConfig) -> Result<()> {
             .await
             .with_context(|| format!("opening group {group}"))?;
     }
+    let local = shoal_cluster::Local {
+        host: host.clone(),
+        read_mode: config.read_mode,
+        quorum_timeout: config.quorum_timeout,
+    };
     let (stop_grpc, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = {
-        let host = host.clone();
+        let raft = host.service().into_server();
+        let shard = shoal_cluster::ShardService::new(local.clone()).into_server();
         tokio::spawn(async move {
             let stop = async {
                 let _ = grpc_stopped.await;
             };
-            if let Err(e) = host.serve(grpc, stop).await {
-                tracing::error!(error = %e, "raft transport stopped");
+            // No Nagle: a heartbeat's small reply must not wait for the ACK of the
+            // last one (that stalled every ReadIndex read by a delayed-ACK period).
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
+            let served = tonic::transport::Server::builder()
+                .add_service(raft)
+                .add_service(shard)
+                .serve_with_incoming_shutdown(incoming, stop)
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "gRPC server stopped");
             }
         })
     };
@@ -192,11 +207,22 @@ async fn replicated_node(config: node_config::NodeConfig) -> Result<()> {
         }
     }
     let group = host.group(0).context("group 0 is not open")?;
+    // Every node hosts every group (static placement): the ring covers groups 0..N,
+    // and a group's members are the configured voters.
+    let ring = shoal_cluster::Ring::new(0..config.groups);
+    let shards = shoal_cluster::Shards::new(
+        local,
+        config
+            .members
+            .iter()
+            .map(|(id, addr)| (*id, addr.clone()))
+            .collect(),
+    );
     let node = node::Node::replicated(
         node::Replicated {
             host: host.clone(),
             group,
-            read_mode: config.read_mode,
+            router: shoal_cluster::Router::new(ring, shards),
             quorum_timeout: config.quorum_timeout,
         },
         config.resp.port(),

@@ -2,10 +2,11 @@
 //! clock that stamps writes, and the background work (backfill, expiry).
 //!
 //! A `shoal dev` node applies writes to its own engine under a write lock. A `shoal node`
-//! proposes them to its group's Raft log and answers once they are committed and applied;
-//! reads on it are linearized through the leader (or served locally on a `READONLY`
-//! connection). Both hold the engine lock only for the engine call itself, never across
-//! I/O.
+//! hands every command to its router (shoal-cluster), which sends each shard group its
+//! part — to the local replica when this node leads the group, otherwise to the leader
+//! over gRPC — and answers once the groups committed and applied it; reads are
+//! linearized on each group's leader (or served by any replica on a `READONLY`
+//! connection). Engine locks are held for the engine call itself, never across I/O.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,8 +15,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use parking_lot::RwLock;
+use shoal_cluster::Router;
 use shoal_engine::{Engine, ReadContext, Reply, Write};
-use shoal_raft::{Group, GroupError, Host, ReadMode, Request};
+use shoal_raft::{Group, GroupError, Host, Replica, Request};
 
 use crate::persist;
 
@@ -40,14 +42,27 @@ pub enum Store {
     Replicated(Replicated),
 }
 
-/// A node's replica of the group its RESP front serves.
+/// A node hosting replicas of shard groups, with a router in front of all groups.
 #[derive(Debug)]
 pub struct Replicated {
     pub host: Arc<Host>,
+    /// The group `RAFT` and `INFO raft` talk about when none is named (the lowest this
+    /// node hosts).
     pub group: Group,
-    pub read_mode: ReadMode,
+    pub router: Router,
     /// How long a write or a read's leadership check may wait for a quorum.
     pub quorum_timeout: Duration,
+}
+
+impl Replicated {
+    /// The local replicas of every group this node hosts.
+    fn replicas(&self) -> Vec<Arc<RwLock<Replica>>> {
+        self.host
+            .group_ids()
+            .into_iter()
+            .filter_map(|g| self.host.replica(g))
+            .collect()
+    }
 }
 
 #[derive(Debug)]
@@ -67,8 +82,10 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The error a client gets when its group could not serve it. `MOVED <group> <addr>`
-/// has the shape of Redis Cluster's redirect, with the group in the slot's place.
+/// The error `RAFT` administration answers when the group could not do it: membership
+/// changes go to the leader, which `MOVED <group> <addr>` names (Redis Cluster's
+/// redirect, with the group in the slot's place). Data commands never see it: the
+/// router follows leaders itself.
 pub fn group_error(e: &GroupError) -> String {
     match e {
         GroupError::NotLeader {
@@ -144,20 +161,9 @@ impl Node {
                 self.counters.dirty.fetch_add(n as u64, Ordering::Relaxed);
                 replies
             }
-            Store::Replicated(r) => {
-                // One entry: the commands apply in order, and no other entry interleaves,
-                // which is what a pipeline on one connection observes anyway.
-                let request = Request {
-                    now_ms: now_ms(),
-                    commands,
-                    resp3: false,
-                    guard: Vec::new(),
-                };
-                match r.group.write(request, r.quorum_timeout).await {
-                    Ok(response) => response.replies,
-                    Err(e) => vec![Reply::Error(group_error(&e)); n],
-                }
-            }
+            // One entry per group: each group's commands apply in order, and no other
+            // entry interleaves, which is what a pipeline on one connection observes.
+            Store::Replicated(r) => r.router.write(commands, now_ms()).await,
         }
     }
 
@@ -195,20 +201,12 @@ impl Node {
             Store::Replicated(_) if commands.is_empty() && watched.is_empty() => {
                 Ok(Some(Vec::new()))
             }
+            // The guard travels in the entry: every replica checks it at the entry's log
+            // position, against versions that are part of the replicated state.
             Store::Replicated(r) => {
-                // The guard travels in the entry: every replica checks it at the entry's
-                // log position, against versions that are part of the replicated state.
-                let request = Request {
-                    now_ms: now_ms(),
-                    commands,
-                    resp3,
-                    guard: watched,
-                };
-                match r.group.write(request, r.quorum_timeout).await {
-                    Ok(response) if response.aborted => Ok(None),
-                    Ok(response) => Ok(Some(response.replies)),
-                    Err(e) => Err(group_error(&e)),
-                }
+                r.router
+                    .transaction(commands, resp3, watched, now_ms())
+                    .await
             }
         }
     }
@@ -219,13 +217,10 @@ impl Node {
         &self,
         keys: &[Vec<u8>],
     ) -> std::result::Result<Vec<Option<u64>>, String> {
-        if let Store::Replicated(r) = &self.store {
-            r.group
-                .linearize(r.read_mode, r.quorum_timeout)
-                .await
-                .map_err(|e| group_error(&e))?;
+        match &self.store {
+            Store::Local { engine } => Ok(engine.read().versions(keys, now_ms())),
+            Store::Replicated(r) => r.router.versions(keys, now_ms()).await,
         }
-        Ok(self.with_engine(|e| e.versions(keys, now_ms())))
     }
 
     /// Answers consecutive reads of one connection together. On a replicated node the
@@ -239,14 +234,12 @@ impl Node {
         resp3: bool,
         stale_ok: bool,
     ) -> Vec<Reply> {
-        if let Store::Replicated(r) = &self.store {
-            if !stale_ok {
-                if let Err(e) = r.group.linearize(r.read_mode, r.quorum_timeout).await {
-                    return vec![Reply::Error(group_error(&e)); requests.len()];
-                }
-            }
-        }
         self.counters.active_queries.fetch_add(1, Ordering::Relaxed);
+        if let Store::Replicated(r) = &self.store {
+            let replies = r.router.read(requests, resp3, stale_ok, now_ms()).await;
+            self.counters.active_queries.fetch_sub(1, Ordering::Relaxed);
+            return replies;
+        }
         let ctx = ReadContext {
             now_ms: now_ms(),
             resp3,
@@ -262,18 +255,26 @@ impl Node {
         replies
     }
 
-    /// Runs `f` with shared access to this node's engine (INFO, DBSIZE, WATCH).
+    /// Runs `f` over every engine on this node — one per group replica it hosts — for
+    /// INFO's node-wide figures.
+    pub fn with_engines<T>(&self, f: impl FnOnce(&[&Engine]) -> T) -> T {
+        match &self.store {
+            Store::Local { engine } => f(&[&engine.read()]),
+            Store::Replicated(r) => {
+                let replicas = r.replicas();
+                let guards: Vec<_> = replicas.iter().map(|r| r.read()).collect();
+                let engines: Vec<&Engine> = guards.iter().map(|g| &g.engine).collect();
+                f(&engines)
+            }
+        }
+    }
+
+    /// Runs `f` with shared access to this node's engine (its first group's replica
+    /// when replicated: DEBUG DIGEST).
     pub fn with_engine<T>(&self, f: impl FnOnce(&Engine) -> T) -> T {
         match &self.store {
             Store::Local { engine } => f(&engine.read()),
             Store::Replicated(r) => f(&r.group.replica().read().engine),
-        }
-    }
-
-    fn with_engine_mut<T>(&self, f: impl FnOnce(&mut Engine) -> T) -> T {
-        match &self.store {
-            Store::Local { engine } => f(&mut engine.write()),
-            Store::Replicated(r) => f(&mut r.group.replica().write().engine),
         }
     }
 
@@ -291,11 +292,16 @@ impl Node {
                 });
             }
             Store::Replicated(r) => {
-                if !r.group.is_leader() || !self.with_engine(|e| e.expiry_due(now)) {
-                    return;
-                }
-                if let Err(e) = r.group.write(Request::tick(now), r.quorum_timeout).await {
-                    tracing::debug!(error = %e, "expiry tick not committed");
+                for id in r.host.group_ids() {
+                    let Some(group) = r.host.group(id) else {
+                        continue;
+                    };
+                    if !group.is_leader() || !group.replica().read().engine.expiry_due(now) {
+                        continue;
+                    }
+                    if let Err(e) = group.write(Request::tick(now), r.quorum_timeout).await {
+                        tracing::debug!(group = id, error = %e, "expiry tick not committed");
+                    }
                 }
             }
         }
@@ -304,7 +310,16 @@ impl Node {
     /// Advances index backfills; whether work remains. Backfill is local work on every
     /// replica (see `Engine::backfill`).
     pub fn backfill(&self, budget: usize) -> bool {
-        self.with_engine_mut(|e| e.backfill(budget))
+        match &self.store {
+            Store::Local { engine } => engine.write().backfill(budget),
+            Store::Replicated(r) => {
+                let mut more = false;
+                for replica in r.replicas() {
+                    more |= replica.write().engine.backfill(budget);
+                }
+                more
+            }
+        }
     }
 
     /// Writes a snapshot if this is a `shoal dev` node with a data directory; the bytes

@@ -104,8 +104,9 @@ pub struct NodeArgs {
     /// Where the Raft log (RocksDB) and snapshots live (required).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Number of shard groups this node hosts (ids 0..N); RESP serves group 0 until the
-    /// router of #5 [default: 1].
+    /// Number of shard groups (ids 0..N), each replicated on every member; keys are
+    /// spread over them by a consistent-hash ring and searches fan out to all
+    /// [default: 1].
     #[arg(long)]
     pub groups: Option<u64>,
     /// An initial voter of every group, as ID,ZONE,GRPC_ADDR,RESP_ADDR; repeat per node.

@@ -72,11 +72,13 @@ fn deadline(timeout_ms: Option<u64>, in_apply: bool) -> Option<Instant> {
 }
 
 /// Parses, binds and runs an FT.SEARCH; the typed result, for routers to merge, and
-/// whether the request asked for NOCONTENT.
+/// whether the request asked for NOCONTENT. `window`: a shard's part of a cluster-wide
+/// search (see `search::merge`); `None` pages by the request's LIMIT.
 pub fn run_search<A: AsRef<[u8]>>(
     engine: &Engine,
     args: &[A],
     ctx: ReadContext,
+    window: Option<usize>,
 ) -> Result<(SearchResults, bool)> {
     let now = ctx.now_ms;
     let request = parse_search(args)?;
@@ -93,13 +95,14 @@ pub fn run_search<A: AsRef<[u8]>>(
         &plan,
         now,
         deadline(request.timeout_ms, ctx.in_apply),
+        window,
     )?;
     Ok((results, request.nocontent))
 }
 
 pub(super) fn search(engine: &Engine, a: &Args<'_>, ctx: ReadContext) -> Result<Reply> {
     a.arity(2, true)?;
-    let (results, nocontent) = run_search(engine, a.rest(0), ctx)?;
+    let (results, nocontent) = run_search(engine, a.rest(0), ctx, None)?;
     Ok(render_search(results, nocontent, ctx.resp3))
 }
 

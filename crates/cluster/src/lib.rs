@@ -1,0 +1,19 @@
+//! The cluster layer: which shard group owns a key ([`ring`]), how a command is split
+//! over groups and merged back ([`plan`], [`merge`]), and the router that sends each
+//! group its part ([`router`]) — through this node's replica when it leads the group
+//! ([`local`]), or a peer's shard service over gRPC ([`service`], [`shards`]).
+
+pub mod local;
+pub mod merge;
+pub mod plan;
+pub mod ring;
+pub mod router;
+pub mod service;
+pub mod shards;
+pub mod wire;
+
+pub use local::Local;
+pub use ring::Ring;
+pub use router::{error_text, Router};
+pub use service::ShardService;
+pub use shards::Shards;

@@ -1,0 +1,83 @@
+//! The groups this node hosts, as a router and the shard service use them: a write
+//! proposed to the local replica, reads linearized on it, a search part run on it.
+//! Both the remote path (a peer's router calls our shard service) and the local fast
+//! path (our router, when this node leads the group) end here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_engine::{ReadContext, SearchResults};
+use shoal_raft::{Group, GroupId, Host, ReadMode, Request, Response};
+
+use crate::wire::{ReadAnswer, ReadCall, SearchCall, ShardError};
+
+/// How this node's replicas answer.
+#[derive(Debug, Clone)]
+pub struct Local {
+    pub host: Arc<Host>,
+    pub read_mode: ReadMode,
+    /// How long a write or a read's leadership check may wait for a quorum.
+    pub quorum_timeout: Duration,
+}
+
+impl Local {
+    pub fn group(&self, group: GroupId) -> Result<Group, ShardError> {
+        self.host.group(group).ok_or(ShardError::NotHosted {
+            node: self.host.id(),
+            group,
+        })
+    }
+
+    /// Proposes one log entry and waits until it is applied here.
+    pub async fn write(&self, group: GroupId, request: Request) -> Result<Response, ShardError> {
+        let group = self.group(group)?;
+        Ok(group.write(request, self.quorum_timeout).await?)
+    }
+
+    async fn linearize(&self, group: &Group, stale_ok: bool) -> Result<(), ShardError> {
+        if !stale_ok {
+            group.linearize(self.read_mode, self.quorum_timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// Answers reads in order, after one leadership check for all of them.
+    pub async fn read(&self, group: GroupId, call: ReadCall) -> Result<ReadAnswer, ShardError> {
+        let group = self.group(group)?;
+        self.linearize(&group, call.stale_ok).await?;
+        let ctx = ReadContext {
+            now_ms: call.now_ms,
+            resp3: call.resp3,
+            in_apply: false,
+        };
+        let replica = group.replica().read();
+        Ok(ReadAnswer {
+            replies: call
+                .commands
+                .iter()
+                .map(|args| replica.engine.query(args, ctx))
+                .collect(),
+            versions: replica.engine.versions(&call.versions, call.now_ms),
+        })
+    }
+
+    /// This group's part of an FT.SEARCH.
+    pub async fn search(
+        &self,
+        group: GroupId,
+        call: SearchCall,
+    ) -> Result<SearchResults, ShardError> {
+        let group = self.group(group)?;
+        self.linearize(&group, call.stale_ok).await?;
+        let ctx = ReadContext {
+            now_ms: call.now_ms,
+            resp3: call.resp3,
+            in_apply: false,
+        };
+        let replica = group.replica().read();
+        replica
+            .engine
+            .search_part(&call.args, ctx, call.window)
+            .map_err(ShardError::Engine)
+    }
+}

@@ -1,0 +1,390 @@
+//! Where a command goes: which groups receive which part of it, and how their replies
+//! are put back together ([`Merge`]). Pure and synchronous, so every rule is tested
+//! without a cluster.
+//!
+//! | command                                  | parts                         | merge        |
+//! |------------------------------------------|-------------------------------|--------------|
+//! | one key, or keys all on one group         | that group, unchanged         | `Single`     |
+//! | DEL, UNLINK, EXISTS over groups           | each group its keys           | `Sum`        |
+//! | MGET, JSON.MGET over groups               | each group its keys (+ path)  | `Positional` |
+//! | MSET over groups                          | each group its pairs          | `AllOk`      |
+//! | DBSIZE                                    | every group                   | `Sum`        |
+//! | KEYS                                      | every group                   | `Concat`     |
+//! | SCAN cursor                               | the group the cursor is in    | `Scan`       |
+//! | FLUSHALL, FLUSHDB, FT.CREATE, FT.DROPINDEX| every group                   | `AllOk`      |
+//! | FT.INFO                                   | every group                   | `Info`       |
+//! | FT.SEARCH                                 | every group, a typed part     | `Search`     |
+//! | FT.AGGREGATE                              | every group                   | `Aggregate`  |
+//! | anything else without keys (FT._LIST)     | the first group               | `Single`     |
+
+use std::collections::BTreeMap;
+
+use shoal_query::SortBy;
+use shoal_raft::GroupId;
+
+use crate::ring::Ring;
+
+/// How the replies of a command's parts become its reply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Merge {
+    Single,
+    /// Integer replies added up.
+    Sum,
+    /// Every part must succeed (else the first error); the reply is the first part's.
+    AllOk,
+    /// Array replies reassembled: element j of part i goes to `positions[i][j]`.
+    Positional {
+        positions: Vec<Vec<usize>>,
+        len: usize,
+    },
+    /// Arrays concatenated.
+    Concat,
+    /// FT.INFO maps combined (counts added, the slowest backfill kept).
+    Info,
+    /// A SCAN over group number `index` of `count`: its cursor becomes a cluster cursor.
+    Scan {
+        index: usize,
+        count: usize,
+    },
+    /// FT.SEARCH: the parts are typed results, merged in order, then paged.
+    Search {
+        offset: usize,
+        num: usize,
+        sort: Option<SortBy>,
+        nocontent: bool,
+    },
+    /// FT.AGGREGATE over groups (see `merge::aggregate`).
+    Aggregate,
+}
+
+/// One part of a command: the group and the command it receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub group: GroupId,
+    pub args: Vec<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub parts: Vec<Part>,
+    pub merge: Merge,
+}
+
+impl Plan {
+    /// A search's parts go through the typed search call, not as commands.
+    pub fn is_search(&self) -> bool {
+        matches!(self.merge, Merge::Search { .. })
+    }
+}
+
+/// A cluster SCAN cursor keeps a group's own cursor in its high bits and `1 +` the
+/// group's position in its low byte, so that no position in any group encodes as 0
+/// (which means "done"). A group cursor is a hash position (keys are visited in hash
+/// order from it); its low byte is cleared, which makes a resumed scan start a little
+/// early: a key may come back twice, which SCAN allows, but none is skipped.
+const GROUP_MASK: u64 = 0xff;
+
+fn owned<A: AsRef<[u8]>>(args: &[A]) -> Vec<Vec<u8>> {
+    args.iter().map(|a| a.as_ref().to_vec()).collect()
+}
+
+fn upper(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).to_ascii_uppercase()
+}
+
+fn everywhere<A: AsRef<[u8]>>(ring: &Ring, args: &[A], merge: Merge) -> Plan {
+    let args = owned(args);
+    Plan {
+        parts: ring
+            .groups()
+            .iter()
+            .map(|&group| Part {
+                group,
+                args: args.clone(),
+            })
+            .collect(),
+        merge,
+    }
+}
+
+fn single<A: AsRef<[u8]>>(group: GroupId, args: &[A]) -> Plan {
+    Plan {
+        parts: vec![Part {
+            group,
+            args: owned(args),
+        }],
+        merge: Merge::Single,
+    }
+}
+
+/// Plans one command (`args[0]` is its name). `None` only when the ring is empty.
+pub fn plan<A: AsRef<[u8]>>(ring: &Ring, args: &[A]) -> Option<Plan> {
+    let first = *ring.groups().first()?;
+    let Some(name) = args.first() else {
+        return Some(single(first, args));
+    };
+    let name = upper(name.as_ref());
+    let keyed = shoal_resp::lookup(name.as_bytes()).filter(|c| c.first_key > 0);
+    let Some(command) = keyed else {
+        return Some(match name.as_str() {
+            "DBSIZE" => everywhere(ring, args, Merge::Sum),
+            "KEYS" => everywhere(ring, args, Merge::Concat),
+            "FLUSHALL" | "FLUSHDB" | "FT.CREATE" | "FT.DROPINDEX" => {
+                everywhere(ring, args, Merge::AllOk)
+            }
+            "FT.INFO" => everywhere(ring, args, Merge::Info),
+            "FT.SEARCH" => search(ring, args).unwrap_or_else(|| single(first, args)),
+            "FT.AGGREGATE" if ring.groups().len() > 1 => everywhere(ring, args, Merge::Aggregate),
+            "SCAN" => scan(ring, args).unwrap_or_else(|| single(first, args)),
+            _ => single(first, args),
+        });
+    };
+    let first_key = command.first_key as usize;
+    if args.len() <= first_key {
+        return Some(single(first, args));
+    }
+    // Key positions: last_key -1 is the last argument, -2 the one before it.
+    let last_key = match command.last_key {
+        k if k < 0 => args.len().saturating_sub(k.unsigned_abs() as usize),
+        k => (k as usize).min(args.len() - 1),
+    };
+    let step = command.step.max(1) as usize;
+    let positions: Vec<usize> = (first_key..=last_key).step_by(step).collect();
+    let group_of = |i: usize| ring.group_of(args[i].as_ref()).unwrap_or(first);
+    let home = group_of(first_key);
+    if positions.iter().all(|&i| group_of(i) == home) {
+        return Some(single(home, args));
+    }
+    // Keys over several groups: each gets the command with its own keys.
+    let mut by_group: BTreeMap<GroupId, Vec<usize>> = BTreeMap::new();
+    for (n, &i) in positions.iter().enumerate() {
+        by_group.entry(group_of(i)).or_default().push(n);
+    }
+    let tail = &args[last_key + 1..];
+    let parts: Vec<Part> = by_group
+        .iter()
+        .map(|(&group, keys)| {
+            let mut part = vec![args[0].as_ref().to_vec()];
+            for &n in keys {
+                let at = positions[n];
+                part.extend(args[at..at + step].iter().map(|a| a.as_ref().to_vec()));
+            }
+            part.extend(tail.iter().map(|a| a.as_ref().to_vec()));
+            Part { group, args: part }
+        })
+        .collect();
+    let merge = match name.as_str() {
+        "MGET" | "JSON.MGET" => Merge::Positional {
+            positions: by_group.into_values().collect(),
+            len: positions.len(),
+        },
+        "MSET" => Merge::AllOk,
+        // DEL, UNLINK, EXISTS; WATCH is planned by the router itself.
+        _ => Merge::Sum,
+    };
+    Some(Plan { parts, merge })
+}
+
+fn search<A: AsRef<[u8]>>(ring: &Ring, args: &[A]) -> Option<Plan> {
+    // Unparsable: one group answers with the engine's error.
+    let request = shoal_query::search::parse_search(&args[1..]).ok()?;
+    Some(everywhere(
+        ring,
+        args,
+        Merge::Search {
+            offset: request.offset,
+            num: request.num,
+            sort: request.sort_by,
+            nocontent: request.nocontent,
+        },
+    ))
+}
+
+/// The group position a cluster SCAN cursor is in, and the cursor within the group.
+pub fn split_cursor(cursor: u64) -> (usize, u64) {
+    match cursor & GROUP_MASK {
+        0 => (0, 0),
+        low => ((low - 1) as usize, cursor & !GROUP_MASK),
+    }
+}
+
+/// The cluster cursor after group position `index` (of `count`) answered `inner`:
+/// the same group while it has more, then the next group from its start, then 0.
+pub fn next_cursor(index: usize, count: usize, inner: u64) -> u64 {
+    if inner != 0 {
+        return (inner & !GROUP_MASK) | (index as u64 + 1);
+    }
+    if index + 1 < count {
+        index as u64 + 2
+    } else {
+        0
+    }
+}
+
+fn scan<A: AsRef<[u8]>>(ring: &Ring, args: &[A]) -> Option<Plan> {
+    let cursor: u64 = std::str::from_utf8(args.get(1)?.as_ref())
+        .ok()?
+        .parse()
+        .ok()?;
+    let (index, inner) = split_cursor(cursor);
+    // One byte names the group: a ring of more groups scans the first 255.
+    let group = *ring.groups().get(index)?;
+    let mut part = owned(args);
+    part[1] = inner.to_string().into_bytes();
+    Some(Plan {
+        parts: vec![Part { group, args: part }],
+        merge: Merge::Scan {
+            index,
+            count: ring.groups().len(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(s: &str) -> Vec<Vec<u8>> {
+        s.split(' ').map(|p| p.as_bytes().to_vec()).collect()
+    }
+
+    fn keys_on_distinct_groups(ring: &Ring, n: usize) -> Vec<String> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for i in 0.. {
+            let k = format!("k{i}");
+            if seen.insert(ring.group_of(k.as_bytes())) {
+                out.push(k);
+            }
+            if out.len() == n {
+                break;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn one_key_goes_to_its_group_unchanged() {
+        let ring = Ring::new(0..3);
+        let args = cmd("HSET doc:1 f v");
+        let p = plan(&ring, &args).unwrap_or_else(|| unreachable!());
+        assert_eq!(p.merge, Merge::Single);
+        assert_eq!(p.parts.len(), 1);
+        assert_eq!(Some(p.parts[0].group), ring.group_of(b"doc:1"));
+        assert_eq!(p.parts[0].args, args);
+    }
+
+    #[test]
+    fn multi_key_commands_split_by_group() {
+        let ring = Ring::new(0..3);
+        let k = keys_on_distinct_groups(&ring, 3);
+        let args = cmd(&format!("MGET {} {} {} {}", k[0], k[1], k[2], k[0]));
+        let p = plan(&ring, &args).unwrap_or_else(|| unreachable!());
+        assert_eq!(p.parts.len(), 3);
+        let Merge::Positional { positions, len } = &p.merge else {
+            panic!("{:?}", p.merge)
+        };
+        assert_eq!(*len, 4);
+        // Every position is covered once, by the group that owns the key there.
+        let mut all: Vec<usize> = positions.iter().flatten().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, vec![0, 1, 2, 3]);
+        for (part, pos) in p.parts.iter().zip(positions) {
+            assert_eq!(part.args.len(), 1 + pos.len());
+            for (arg, &n) in part.args[1..].iter().zip(pos) {
+                assert_eq!(arg, &args[1 + n]);
+                assert_eq!(ring.group_of(arg), Some(part.group));
+            }
+        }
+        let mset = cmd(&format!("MSET {} 1 {} 2", k[0], k[1]));
+        let p = plan(&ring, &mset).unwrap_or_else(|| unreachable!());
+        assert_eq!(p.merge, Merge::AllOk);
+        let mut pairs: Vec<Vec<Vec<u8>>> = p.parts.iter().map(|p| p.args.clone()).collect();
+        pairs.sort();
+        assert!(pairs.contains(&cmd(&format!("MSET {} 1", k[0]))));
+        assert!(pairs.contains(&cmd(&format!("MSET {} 2", k[1]))));
+        // The path of JSON.MGET goes to every part.
+        let jm = cmd(&format!("JSON.MGET {} {} $.a", k[0], k[1]));
+        let p = plan(&ring, &jm).unwrap_or_else(|| unreachable!());
+        assert!(p
+            .parts
+            .iter()
+            .all(|part| part.args.last() == Some(&b"$.a".to_vec())));
+        assert!(p.parts.iter().all(|part| part.args.len() == 3));
+        let del = cmd(&format!("DEL {} {}", k[1], k[2]));
+        assert_eq!(plan(&ring, &del).map(|p| p.merge), Some(Merge::Sum));
+    }
+
+    #[test]
+    fn hash_tagged_keys_stay_whole() {
+        let ring = Ring::new(0..6);
+        let args = cmd("DEL {u1}:a {u1}:b {u1}:c");
+        let p = plan(&ring, &args).unwrap_or_else(|| unreachable!());
+        assert_eq!(p.merge, Merge::Single);
+        assert_eq!(p.parts[0].args, args);
+    }
+
+    #[test]
+    fn index_commands_go_everywhere() {
+        let ring = Ring::new(0..3);
+        for (c, merge) in [
+            ("FT.CREATE idx SCHEMA a TAG", Merge::AllOk),
+            ("FT.DROPINDEX idx", Merge::AllOk),
+            ("FT.INFO idx", Merge::Info),
+            ("DBSIZE", Merge::Sum),
+            ("KEYS *", Merge::Concat),
+            ("FT.AGGREGATE idx *", Merge::Aggregate),
+        ] {
+            let p = plan(&ring, &cmd(c)).unwrap_or_else(|| unreachable!());
+            assert_eq!(p.merge, merge, "{c}");
+            assert_eq!(p.parts.len(), 3, "{c}");
+        }
+        let p = plan(
+            &ring,
+            &cmd("FT.SEARCH idx * LIMIT 5 7 SORTBY n DESC NOCONTENT"),
+        )
+        .unwrap_or_else(|| unreachable!());
+        assert!(p.is_search());
+        assert_eq!(
+            p.merge,
+            Merge::Search {
+                offset: 5,
+                num: 7,
+                sort: Some(SortBy {
+                    field: "n".into(),
+                    ascending: false
+                }),
+                nocontent: true
+            }
+        );
+        let one = Ring::new([0]);
+        let p = plan(&one, &cmd("FT.AGGREGATE idx *")).unwrap_or_else(|| unreachable!());
+        assert_eq!(p.merge, Merge::Single);
+        assert!(plan(&Ring::new([]), &cmd("GET a")).is_none());
+    }
+
+    #[test]
+    fn scan_cursors_walk_every_group_once() {
+        let ring = Ring::new([4, 7, 9]);
+        let p = plan(&ring, &cmd("SCAN 0 COUNT 5")).unwrap_or_else(|| unreachable!());
+        assert_eq!(p.parts[0].group, 4);
+        assert_eq!(p.parts[0].args, cmd("SCAN 0 COUNT 5"));
+        // Group 4 (position 0) is not done: its cursor, low byte cleared, comes back.
+        let c = next_cursor(0, 3, 0xabcd_ef12_3456_7891);
+        assert_eq!(c, 0xabcd_ef12_3456_7801);
+        assert_eq!(split_cursor(c), (0, 0xabcd_ef12_3456_7800));
+        let p = plan(&ring, &cmd(&format!("SCAN {c}"))).unwrap_or_else(|| unreachable!());
+        assert_eq!(p.parts[0].group, 4);
+        assert_eq!(p.parts[0].args[1], b"12379813812177893376".to_vec());
+        // Group 4 done: group 7 from its start; a cursor within group 0 is never 0.
+        assert_eq!(next_cursor(0, 3, 0), 2);
+        let p = plan(&ring, &cmd("SCAN 2")).unwrap_or_else(|| unreachable!());
+        assert_eq!(
+            (p.parts[0].group, p.parts[0].args[1].as_slice()),
+            (7, &b"0"[..])
+        );
+        assert_ne!(next_cursor(0, 3, 5), 0);
+        assert_eq!(next_cursor(2, 3, 0), 0);
+        assert_eq!(split_cursor(0), (0, 0));
+    }
+}

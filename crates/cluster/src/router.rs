@@ -1,0 +1,400 @@
+//! The router on every node: plans each command ([`crate::plan`]), sends each group
+//! its parts — one log entry per group for a run of writes, one call per group for a
+//! run of reads — and merges the answers in the commands' order.
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+use shoal_engine::{render_search, Reply, SearchResults};
+use shoal_raft::{GroupError, GroupId, Request};
+use tracing::Instrument;
+
+use crate::merge;
+use crate::plan::{plan, Merge, Plan};
+use crate::ring::Ring;
+use crate::shards::{Answer, Op, Shards};
+use crate::wire::{ReadCall, SearchCall, ShardError};
+
+/// What a client is told when a group could not answer. Redirects are the router's
+/// business, so a client never sees `MOVED`: only that a group is electing
+/// (`CLUSTERDOWN`, nothing applied) or that a write's outcome is unknown (`TRYAGAIN`).
+pub fn error_text(e: &ShardError) -> String {
+    match e {
+        ShardError::Group(GroupError::NotLeader { group, .. }) => {
+            format!("CLUSTERDOWN shard group {group} has no leader at the moment, try again")
+        }
+        ShardError::Group(GroupError::Timeout { group, timeout }) => format!(
+            "TRYAGAIN shard group {group} reached no quorum within {} ms; a write may or may not have been applied",
+            timeout.as_millis()
+        ),
+        ShardError::Group(GroupError::Unknown { group }) => format!(
+            "TRYAGAIN shard group {group} changed leader while the write was in flight; it may or may not have been applied"
+        ),
+        ShardError::Group(e @ GroupError::Raft { .. }) => format!("ERR {e}"),
+        ShardError::NotHosted { group, .. } | ShardError::NoRoute { group } => {
+            format!("CLUSTERDOWN shard group {group} has no reachable replica, try again")
+        }
+        ShardError::Unreachable {
+            group,
+            node,
+            message,
+            never_sent: true,
+        } => format!("CLUSTERDOWN shard group {group}: node {node} unreachable ({message})"),
+        ShardError::Unreachable {
+            group,
+            node,
+            message,
+            never_sent: false,
+        } => format!(
+            "TRYAGAIN shard group {group}: node {node} stopped answering ({message}); a write may or may not have been applied"
+        ),
+        ShardError::Engine(text) => text.clone(),
+        ShardError::Codec(text) => format!("ERR shard call: {text}"),
+    }
+}
+
+/// WATCH's guard: keys and their versions when watched.
+type Guard = Vec<(Vec<u8>, Option<u64>)>;
+/// Each search's parts, by command number.
+type SearchParts = BTreeMap<usize, Vec<Result<SearchResults, String>>>;
+
+/// Commands of one run, grouped: each group's commands in order, and where each
+/// command's parts landed.
+#[derive(Debug, Default)]
+struct Batches {
+    by_group: BTreeMap<GroupId, Vec<Vec<Vec<u8>>>>,
+    /// Per command: its merge, and (group, position in that group's batch) per part.
+    slots: Vec<(Merge, Vec<(GroupId, usize)>)>,
+    /// Search parts, called one by one: (command number, group, part args).
+    searches: Vec<(usize, GroupId, Vec<Vec<u8>>)>,
+}
+
+impl Batches {
+    fn add(&mut self, plan: Plan) {
+        let command = self.slots.len();
+        let mut slots = Vec::with_capacity(plan.parts.len());
+        let search = plan.is_search();
+        for part in plan.parts {
+            if search {
+                self.searches.push((command, part.group, part.args));
+                continue;
+            }
+            let batch = self.by_group.entry(part.group).or_default();
+            slots.push((part.group, batch.len()));
+            batch.push(part.args);
+        }
+        self.slots.push((plan.merge, slots));
+    }
+}
+
+#[derive(Debug)]
+pub struct Router {
+    ring: Ring,
+    shards: Shards,
+}
+
+impl Router {
+    pub fn new(ring: Ring, shards: Shards) -> Router {
+        Router { ring, shards }
+    }
+
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    pub fn shards(&self) -> &Shards {
+        &self.shards
+    }
+
+    fn batches<A: AsRef<[u8]>>(&self, commands: &[Vec<A>]) -> Option<Batches> {
+        let mut batches = Batches::default();
+        for command in commands {
+            batches.add(plan(&self.ring, command)?);
+        }
+        Some(batches)
+    }
+
+    fn no_groups(n: usize) -> Vec<Reply> {
+        vec![Reply::error("CLUSTERDOWN the cluster has no shard groups"); n]
+    }
+
+    /// Applies a run of writes: each group's share as one log entry, the groups in
+    /// parallel. Replies come back in the commands' order.
+    pub async fn write(&self, commands: Vec<Vec<Vec<u8>>>, now_ms: u64) -> Vec<Reply> {
+        let n = commands.len();
+        match self.transaction(commands, false, Vec::new(), now_ms).await {
+            Ok(Some(replies)) => replies,
+            // Without a guard nothing aborts; an error is every command's answer.
+            Ok(None) => vec![Reply::Null; n],
+            Err(message) => vec![Reply::Error(message); n],
+        }
+    }
+
+    /// Applies a transaction. On one group it is one log entry, checked against the
+    /// WATCH `guard` (`Ok(None)`: a watched key moved, nothing ran). Over several groups
+    /// each group's part is one entry, atomic within the group (docs/consistency.md);
+    /// WATCH then needs every key on one group.
+    pub async fn transaction(
+        &self,
+        commands: Vec<Vec<Vec<u8>>>,
+        resp3: bool,
+        guard: Guard,
+        now_ms: u64,
+    ) -> Result<Option<Vec<Reply>>, String> {
+        let Some(mut batches) = self.batches(&commands) else {
+            return Ok(Some(Self::no_groups(commands.len())));
+        };
+        let mut guards: BTreeMap<GroupId, Guard> = BTreeMap::new();
+        for (key, version) in guard {
+            let group = self.ring.group_of(&key).unwrap_or_default();
+            guards.entry(group).or_default().push((key, version));
+        }
+        // WATCH over groups. Decision table:
+        //
+        // | transaction's commands | watched keys           | how the guard is checked         |
+        // |------------------------|------------------------|----------------------------------|
+        // | on one group (or none) | on that group          | in the entry, at its log position|
+        // | on one group (or none) | also on other groups   | those: a linearized read of their|
+        // |                        |                        | versions just before proposing   |
+        // | on several groups      | any                    | refused: CROSSSLOT               |
+        //
+        // The read check of the second row misses a write to a watched key of another
+        // group that lands between the read and the commit (docs/consistency.md).
+        if !guards.is_empty() && batches.by_group.len() > 1 {
+            return Err(
+                "CROSSSLOT WATCH with a transaction over several shard groups; give its keys one {hash tag}"
+                    .into(),
+            );
+        }
+        let foreign: Vec<GroupId> = guards
+            .keys()
+            .filter(|g| !batches.by_group.contains_key(g))
+            .copied()
+            .collect();
+        for group in foreign {
+            let guard = guards.remove(&group).unwrap_or_default();
+            let keys: Vec<Vec<u8>> = guard.iter().map(|(k, _)| k.clone()).collect();
+            let now = self.versions(&keys, now_ms).await?;
+            if now.iter().zip(&guard).any(|(v, (_, w))| v != w) {
+                return Ok(None);
+            }
+        }
+        let touched: std::collections::BTreeSet<GroupId> = batches
+            .by_group
+            .keys()
+            .chain(guards.keys())
+            .copied()
+            .collect();
+        let calls = touched.iter().map(|&group| {
+            let request = Request {
+                now_ms,
+                commands: batches.by_group.remove(&group).unwrap_or_default(),
+                resp3,
+                guard: guards.remove(&group).unwrap_or_default(),
+            };
+            let span = tracing::debug_span!("group_write", group);
+            async move {
+                let result = self.shards.call(group, &Op::Write(request)).await;
+                (group, result)
+            }
+            .instrument(span)
+        });
+        let mut answers: BTreeMap<GroupId, Result<Vec<Reply>, String>> = BTreeMap::new();
+        for (group, result) in join_all(calls).await {
+            let replies = match result {
+                Ok(Answer::Write(response)) if response.aborted => return Ok(None),
+                Ok(Answer::Write(response)) => Ok(response.replies),
+                Ok(Answer::Read(_) | Answer::Search(_)) => {
+                    Err("ERR shard call: unexpected answer".to_owned())
+                }
+                Err(e) => Err(error_text(&e)),
+            };
+            answers.insert(group, replies);
+        }
+        Ok(Some(assemble(
+            batches.slots,
+            &answers,
+            SearchParts::new(),
+            resp3,
+        )))
+    }
+
+    /// Answers a run of reads: one call per group for the plain reads, one per group and
+    /// search; `stale_ok` reads whichever replica answers (`READONLY`).
+    pub async fn read<A: AsRef<[u8]>>(
+        &self,
+        requests: &[Vec<A>],
+        resp3: bool,
+        stale_ok: bool,
+        now_ms: u64,
+    ) -> Vec<Reply> {
+        let Some(mut batches) = self.batches(requests) else {
+            return Self::no_groups(requests.len());
+        };
+        let reads = std::mem::take(&mut batches.by_group)
+            .into_iter()
+            .map(|(group, commands)| {
+                let call = ReadCall {
+                    commands,
+                    resp3,
+                    now_ms,
+                    stale_ok,
+                    versions: Vec::new(),
+                };
+                let span = tracing::debug_span!("group_read", group);
+                async move {
+                    let result = match self.shards.call(group, &Op::Read(call)).await {
+                        Ok(Answer::Read(answer)) => Ok(answer.replies),
+                        Ok(Answer::Write(_) | Answer::Search(_)) => {
+                            Err("ERR shard call: unexpected answer".to_owned())
+                        }
+                        Err(e) => Err(error_text(&e)),
+                    };
+                    (group, result)
+                }
+                .instrument(span)
+            });
+        let searches =
+            std::mem::take(&mut batches.searches)
+                .into_iter()
+                .map(|(command, group, args)| {
+                    let window = match &batches.slots[command].0 {
+                        Merge::Search { offset, num, .. } => offset.saturating_add(*num),
+                        Merge::Single
+                        | Merge::Sum
+                        | Merge::AllOk
+                        | Merge::Positional { .. }
+                        | Merge::Concat
+                        | Merge::Info
+                        | Merge::Scan { .. }
+                        | Merge::Aggregate => 0,
+                    };
+                    let call = SearchCall {
+                        args: args.into_iter().skip(1).collect(),
+                        resp3,
+                        now_ms,
+                        window,
+                        stale_ok,
+                    };
+                    let span = tracing::debug_span!("group_search", group);
+                    async move {
+                        let result = match self.shards.call(group, &Op::Search(call)).await {
+                            Ok(Answer::Search(results)) => Ok(results),
+                            Ok(Answer::Write(_) | Answer::Read(_)) => {
+                                Err("ERR shard call: unexpected answer".to_owned())
+                            }
+                            Err(e) => Err(error_text(&e)),
+                        };
+                        (command, result)
+                    }
+                    .instrument(span)
+                });
+        let (reads, searches) = futures::join!(join_all(reads), join_all(searches));
+        let answers: BTreeMap<GroupId, Result<Vec<Reply>, String>> = reads.into_iter().collect();
+        let mut by_command = SearchParts::new();
+        for (command, result) in searches {
+            by_command.entry(command).or_default().push(result);
+        }
+        assemble(batches.slots, &answers, by_command, resp3)
+    }
+
+    /// The versions of `keys` for WATCH, read linearizably on their groups.
+    pub async fn versions(
+        &self,
+        keys: &[Vec<u8>],
+        now_ms: u64,
+    ) -> Result<Vec<Option<u64>>, String> {
+        let mut by_group: BTreeMap<GroupId, Vec<usize>> = BTreeMap::new();
+        for (i, key) in keys.iter().enumerate() {
+            let group = self
+                .ring
+                .group_of(key)
+                .ok_or("CLUSTERDOWN the cluster has no shard groups")?;
+            by_group.entry(group).or_default().push(i);
+        }
+        let calls = by_group.into_iter().map(|(group, positions)| {
+            let call = ReadCall {
+                commands: Vec::new(),
+                resp3: false,
+                now_ms,
+                stale_ok: false,
+                versions: positions.iter().map(|&i| keys[i].clone()).collect(),
+            };
+            async move { (positions, self.shards.call(group, &Op::Read(call)).await) }
+        });
+        let mut out = vec![None; keys.len()];
+        for (positions, result) in join_all(calls).await {
+            match result {
+                Ok(Answer::Read(answer)) => {
+                    for (i, v) in positions.into_iter().zip(answer.versions) {
+                        out[i] = v;
+                    }
+                }
+                Ok(Answer::Write(_) | Answer::Search(_)) => {
+                    return Err("ERR shard call: unexpected answer".into())
+                }
+                Err(e) => return Err(error_text(&e)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Every command's reply, in order, from its groups' answers.
+fn assemble(
+    slots: Vec<(Merge, Vec<(GroupId, usize)>)>,
+    answers: &BTreeMap<GroupId, Result<Vec<Reply>, String>>,
+    mut searches: SearchParts,
+    resp3: bool,
+) -> Vec<Reply> {
+    slots
+        .into_iter()
+        .enumerate()
+        .map(|(command, (merge, parts))| {
+            if let Merge::Search {
+                offset,
+                num,
+                sort,
+                nocontent,
+            } = &merge
+            {
+                let parts = searches.remove(&command).unwrap_or_default();
+                return search_reply(parts, *offset, *num, sort.as_ref(), *nocontent, resp3);
+            }
+            if merge == Merge::Aggregate {
+                return Reply::err(
+                    "FT.AGGREGATE over more than one shard group is not supported yet",
+                );
+            }
+            let replies = parts
+                .into_iter()
+                .map(|(group, at)| match answers.get(&group) {
+                    Some(Ok(replies)) => replies.get(at).cloned().unwrap_or(Reply::Null),
+                    Some(Err(message)) => Reply::Error(message.clone()),
+                    None => Reply::err("internal: a group's answer is missing"),
+                })
+                .collect();
+            merge::replies(&merge, replies)
+        })
+        .collect()
+}
+
+/// A search's reply from its groups' parts: the first error, or the merged page.
+pub fn search_reply(
+    parts: Vec<Result<SearchResults, String>>,
+    offset: usize,
+    num: usize,
+    sort: Option<&shoal_query::SortBy>,
+    nocontent: bool,
+    resp3: bool,
+) -> Reply {
+    let mut ok = Vec::with_capacity(parts.len());
+    for part in parts {
+        match part {
+            Ok(results) => ok.push(results),
+            Err(message) => return Reply::Error(message),
+        }
+    }
+    let merged = shoal_engine::search::merge(ok, sort, offset, num);
+    render_search(merged, nocontent, resp3)
+}

@@ -1,0 +1,78 @@
+//! The shard service (`proto/shard.proto`): peers' routers call it to reach the groups
+//! this node leads. Every call is decoded, run through [`Local`], and its result —
+//! answer or [`ShardError`] — encoded back; gRPC errors are left for transport failures.
+
+use shoal_proto::shard::shard_server::{Shard, ShardServer};
+use shoal_proto::shard::{ShardAnswer, ShardCall};
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use crate::local::Local;
+use crate::wire::{decode, encode, ShardError};
+
+/// Largest shard message: a batch of pipelined vector writes, or a search part that
+/// loads many fields.
+pub const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ShardService {
+    local: Local,
+}
+
+impl ShardService {
+    pub fn new(local: Local) -> Self {
+        ShardService { local }
+    }
+
+    pub fn into_server(self) -> ShardServer<Self> {
+        ShardServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+}
+
+fn answer<T: serde::Serialize>(
+    result: &Result<T, ShardError>,
+) -> Result<Response<ShardAnswer>, Status> {
+    let payload = encode(result).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(ShardAnswer { payload }))
+}
+
+#[tonic::async_trait]
+impl Shard for ShardService {
+    async fn write(&self, request: Request<ShardCall>) -> Result<Response<ShardAnswer>, Status> {
+        let call = request.into_inner();
+        let span = tracing::debug_span!("shard_write", group = call.group);
+        let result = async {
+            let write = decode(&call.payload)?;
+            self.local.write(call.group, write).await
+        }
+        .instrument(span)
+        .await;
+        answer(&result)
+    }
+
+    async fn read(&self, request: Request<ShardCall>) -> Result<Response<ShardAnswer>, Status> {
+        let call = request.into_inner();
+        let span = tracing::debug_span!("shard_read", group = call.group);
+        let result = async {
+            let read = decode(&call.payload)?;
+            self.local.read(call.group, read).await
+        }
+        .instrument(span)
+        .await;
+        answer(&result)
+    }
+
+    async fn search(&self, request: Request<ShardCall>) -> Result<Response<ShardAnswer>, Status> {
+        let call = request.into_inner();
+        let span = tracing::debug_span!("shard_search", group = call.group);
+        let result = async {
+            let search = decode(&call.payload)?;
+            self.local.search(call.group, search).await
+        }
+        .instrument(span)
+        .await;
+        answer(&result)
+    }
+}

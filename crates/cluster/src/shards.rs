@@ -1,0 +1,293 @@
+//! Reaching a shard group's leader from any node: the local replica when this node
+//! leads, otherwise the leader's shard service over gRPC, following leader hints.
+//!
+//! Decision table for one attempt's outcome (the loop stops at the deadline, the
+//! group's quorum timeout):
+//!
+//! | outcome                                   | next                                  |
+//! |-------------------------------------------|---------------------------------------|
+//! | answer                                    | done; remember who answered           |
+//! | `NotLeader` naming a leader               | retry there at once (bounded count)   |
+//! | `NotLeader` without one (election)        | pause, retry                          |
+//! | not hosted on the node asked              | forget it, pause, retry another       |
+//! | unreachable, call surely never sent       | forget it, pause, retry               |
+//! | unreachable after sending, read           | forget it, pause, retry (idempotent)  |
+//! | unreachable after sending, write          | fail: outcome unknown (TRYAGAIN)      |
+//! | no quorum / leadership lost mid-write     | fail: outcome unknown                 |
+//! | engine error                              | fail with its text                    |
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use shoal_engine::SearchResults;
+use shoal_proto::shard::shard_client::ShardClient;
+use shoal_proto::shard::ShardCall;
+use shoal_raft::{GroupError, GroupId, NodeAddr, NodeId, Request, Response};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::local::Local;
+use crate::service::MAX_MESSAGE;
+use crate::wire::{decode, encode, ReadAnswer, ReadCall, SearchCall, ShardError};
+
+/// Redirects followed within one call before pausing: leadership rarely moves twice
+/// while a call is in flight.
+const MAX_REDIRECTS: usize = 3;
+/// Pause between attempts while a group elects a leader.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Slack on top of the quorum timeout the remote node applies itself.
+const CALL_SLACK: Duration = Duration::from_secs(1);
+
+/// One call to a group.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Write(Request),
+    Read(ReadCall),
+    Search(SearchCall),
+}
+
+impl Op {
+    fn idempotent(&self) -> bool {
+        match self {
+            Op::Write(_) => false,
+            Op::Read(_) | Op::Search(_) => true,
+        }
+    }
+
+    /// A `READONLY` read: any replica may answer, as it is.
+    fn stale_ok(&self) -> bool {
+        match self {
+            Op::Write(_) => false,
+            Op::Read(call) => call.stale_ok,
+            Op::Search(call) => call.stale_ok,
+        }
+    }
+}
+
+/// What a call answers.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Write(Response),
+    Read(ReadAnswer),
+    Search(SearchResults),
+}
+
+/// Every group as one router sees it.
+#[derive(Debug)]
+pub struct Shards {
+    local: Local,
+    /// Nodes to try for a group this node knows no leader of: its members.
+    members: Vec<(NodeId, NodeAddr)>,
+    /// The leader each group answered from last (or was redirected to).
+    hints: Mutex<HashMap<GroupId, (NodeId, NodeAddr)>>,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Shards {
+    pub fn new(local: Local, members: Vec<(NodeId, NodeAddr)>) -> Shards {
+        Shards {
+            local,
+            members,
+            hints: Mutex::new(HashMap::new()),
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn local(&self) -> &Local {
+        &self.local
+    }
+
+    /// Where to send the next attempt: the last known leader, else the leader the
+    /// local replica knows of, else the members in turn.
+    fn target(&self, group: GroupId, attempt: usize) -> Option<(NodeId, NodeAddr)> {
+        if let Some(hint) = self.hints.lock().get(&group) {
+            return Some(hint.clone());
+        }
+        if let Some(leader) = self.local.host.group(group).and_then(|g| g.leader()) {
+            return Some(leader);
+        }
+        if self.members.is_empty() {
+            return None;
+        }
+        self.members.get(attempt % self.members.len()).cloned()
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock();
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let channel = endpoint.connect_lazy();
+        channels.insert(addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Runs `op` on `group`'s leader (see the module's decision table); a stale read
+    /// on the local replica when this node hosts one.
+    pub async fn call(&self, group: GroupId, op: &Op) -> Result<Answer, ShardError> {
+        if op.stale_ok() && self.local.host.group(group).is_some() {
+            return self.call_local(group, op).await;
+        }
+        let deadline = Instant::now() + self.local.quorum_timeout;
+        let mut redirects = 0;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some((node, addr)) = self.target(group, attempt) else {
+                return Err(ShardError::NoRoute { group });
+            };
+            let result = if node == self.local.host.id() {
+                self.call_local(group, op).await
+            } else {
+                self.call_remote(group, node, &addr, op).await
+            };
+            let pause = match result {
+                Ok(answer) => {
+                    self.hints.lock().insert(group, (node, addr));
+                    return Ok(answer);
+                }
+                Err(ShardError::Group(GroupError::NotLeader {
+                    leader: Some(leader),
+                    ..
+                })) if redirects < MAX_REDIRECTS && leader.0 != node => {
+                    redirects += 1;
+                    self.hints.lock().insert(group, leader);
+                    false
+                }
+                Err(
+                    e @ (ShardError::Group(GroupError::NotLeader { .. })
+                    | ShardError::NotHosted { .. }),
+                ) => {
+                    self.hints.lock().remove(&group);
+                    if Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    true
+                }
+                Err(ShardError::Unreachable {
+                    group,
+                    node,
+                    message,
+                    never_sent,
+                }) => {
+                    self.hints.lock().remove(&group);
+                    let retry = never_sent || op.idempotent();
+                    if !retry || Instant::now() >= deadline {
+                        return Err(ShardError::Unreachable {
+                            group,
+                            node,
+                            message,
+                            never_sent,
+                        });
+                    }
+                    true
+                }
+                Err(
+                    e @ (ShardError::Group(
+                        GroupError::Timeout { .. }
+                        | GroupError::Unknown { .. }
+                        | GroupError::Raft { .. },
+                    )
+                    | ShardError::NoRoute { .. }
+                    | ShardError::Engine(_)
+                    | ShardError::Codec(_)),
+                ) => return Err(e),
+            };
+            if pause {
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+
+    async fn call_local(&self, group: GroupId, op: &Op) -> Result<Answer, ShardError> {
+        match op {
+            Op::Write(request) => self
+                .local
+                .write(group, request.clone())
+                .await
+                .map(Answer::Write),
+            Op::Read(call) => self.local.read(group, call.clone()).await.map(Answer::Read),
+            Op::Search(call) => self
+                .local
+                .search(group, call.clone())
+                .await
+                .map(Answer::Search),
+        }
+    }
+
+    async fn call_remote(
+        &self,
+        group: GroupId,
+        node: NodeId,
+        addr: &NodeAddr,
+        op: &Op,
+    ) -> Result<Answer, ShardError> {
+        let unreachable = |message: String, never_sent: bool| ShardError::Unreachable {
+            group,
+            node,
+            message,
+            never_sent,
+        };
+        let channel = self
+            .channel(&addr.raft)
+            .map_err(|message| unreachable(message, true))?;
+        let mut client = ShardClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        let payload = match op {
+            Op::Write(r) => encode(r)?,
+            Op::Read(r) => encode(r)?,
+            Op::Search(r) => encode(r)?,
+        };
+        let ttl = self.local.quorum_timeout + CALL_SLACK;
+        let mut request = tonic::Request::new(ShardCall { group, payload });
+        request.set_timeout(ttl);
+        let sent = async {
+            match op {
+                Op::Write(_) => client.write(request).await,
+                Op::Read(_) => client.read(request).await,
+                Op::Search(_) => client.search(request).await,
+            }
+        };
+        let reply = match tokio::time::timeout(ttl, sent).await {
+            Ok(Ok(reply)) => reply.into_inner().payload,
+            Ok(Err(status)) => {
+                let refused = connection_refused(&status);
+                return Err(unreachable(status.message().to_owned(), refused));
+            }
+            Err(_) => return Err(unreachable(format!("no answer within {ttl:?}"), false)),
+        };
+        match op {
+            Op::Write(_) => answer::<Response>(&reply).map(Answer::Write),
+            Op::Read(_) => answer::<ReadAnswer>(&reply).map(Answer::Read),
+            Op::Search(_) => answer::<SearchResults>(&reply).map(Answer::Search),
+        }
+    }
+}
+
+fn answer<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ShardError> {
+    decode::<Result<T, ShardError>>(bytes)?
+}
+
+/// Whether a failed call never left this node: its connection was refused (the peer
+/// is down), so even a write may be retried elsewhere without being applied twice.
+fn connection_refused(status: &tonic::Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        source = e.source();
+    }
+    false
+}
