@@ -105,8 +105,10 @@ class ClusterServer:
         client = self.client(protocol=2)
         while time.time() < deadline:
             info = client.info("cluster")
-            leaders = [str(info.get(f"group{g}", "")) for g in range(self.groups)]
-            if all("leader=none" not in v and v for v in leaders):
+            # redis-py parses "group0:leader=2,local_role=follower" into a dict.
+            groups = [info.get(f"group{g}") for g in range(self.groups)]
+            if all(isinstance(g, dict) and g.get("leader") not in (None, "none")
+                   for g in groups):
                 return self
             time.sleep(0.05)
         raise RuntimeError(f"shard groups elected no leaders: {info}")
