@@ -45,11 +45,7 @@ impl Local {
     pub async fn read(&self, group: GroupId, call: ReadCall) -> Result<ReadAnswer, ShardError> {
         let group = self.group(group)?;
         self.linearize(&group, call.stale_ok).await?;
-        let ctx = ReadContext {
-            now_ms: call.now_ms,
-            resp3: call.resp3,
-            in_apply: false,
-        };
+        let ctx = read_context(call.now_ms, call.resp3);
         let replica = group.replica().read();
         Ok(ReadAnswer {
             replies: call
@@ -69,15 +65,19 @@ impl Local {
     ) -> Result<SearchResults, ShardError> {
         let group = self.group(group)?;
         self.linearize(&group, call.stale_ok).await?;
-        let ctx = ReadContext {
-            now_ms: call.now_ms,
-            resp3: call.resp3,
-            in_apply: false,
-        };
+        let ctx = read_context(call.now_ms, call.resp3);
         let replica = group.replica().read();
         replica
             .engine
             .search_part(&call.args, ctx, call.window)
             .map_err(ShardError::Engine)
+    }
+}
+
+fn read_context(now_ms: u64, resp3: bool) -> ReadContext {
+    ReadContext {
+        now_ms,
+        resp3,
+        in_apply: false,
     }
 }

@@ -14,6 +14,19 @@ fn args(parts: &[&[u8]]) -> Vec<Vec<u8>> {
     parts.iter().map(|p| p.to_vec()).collect()
 }
 
+/// A command from `;`-separated arguments, with `$VEC` replaced by `vector`.
+fn command(line: &str, vector: &[u8]) -> Vec<Vec<u8>> {
+    line.split(';')
+        .map(|a| {
+            if a == "$VEC" {
+                vector.to_vec()
+            } else {
+                a.as_bytes().to_vec()
+            }
+        })
+        .collect()
+}
+
 fn bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -167,131 +180,24 @@ fn flat_answers_are_identical_on_1_3_and_6_groups() {
         assert!(s.engines.iter().all(|e| e.dbsize(NOW) > 30));
     }
     let q = bytes(&vectors[3]);
-    let queries: Vec<Vec<Vec<u8>>> = vec![
-        args(&[
-            b"FT.SEARCH",
-            b"idx",
-            b"*=>[KNN 10 @v $q AS d]",
-            b"PARAMS",
-            b"2",
-            b"q",
-            &q,
-            b"DIALECT",
-            b"2",
-        ]),
-        args(&[
-            b"FT.SEARCH",
-            b"idx",
-            b"*=>[KNN 10 @v $q AS d]",
-            b"PARAMS",
-            b"2",
-            b"q",
-            &q,
-            b"SORTBY",
-            b"d",
-            b"RETURN",
-            b"2",
-            b"d",
-            b"tag",
-        ]),
-        args(&[
-            b"FT.SEARCH",
-            b"idx",
-            b"(@tag:{t1|t2})=>[KNN 7 @v $q]",
-            b"PARAMS",
-            b"2",
-            b"q",
-            &q,
-        ]),
-        args(&[
-            b"FT.SEARCH",
-            b"idx",
-            b"*=>[KNN 10 @v $q AS d]",
-            b"PARAMS",
-            b"2",
-            b"q",
-            &q,
-            b"LIMIT",
-            b"2",
-            b"5",
-        ]),
-        args(&[
-            b"FT.SEARCH",
-            b"idx",
-            b"*=>[KNN 20 @v $q AS d]",
-            b"PARAMS",
-            b"2",
-            b"q",
-            &q,
-            b"SORTBY",
-            b"price",
-            b"ASC",
-            b"LIMIT",
-            b"0",
-            b"10",
-            b"RETURN",
-            b"2",
-            b"price",
-            b"d",
-        ]),
-        args(&[
-            b"FT.SEARCH",
-            b"idx",
-            b"@price:[10 50]",
-            b"SORTBY",
-            b"price",
-            b"DESC",
-            b"LIMIT",
-            b"3",
-            b"12",
-            b"RETURN",
-            b"1",
-            b"price",
-        ]),
-        args(&[
-            b"FT.SEARCH",
-            b"idx",
-            b"@price:[(10 50]",
-            b"LIMIT",
-            b"0",
-            b"5",
-        ]),
-        args(&[
-            b"FT.SEARCH",
-            b"idx",
-            b"*",
-            b"NOCONTENT",
-            b"LIMIT",
-            b"0",
-            b"20",
-        ]),
-        args(&[
-            b"FT.SEARCH",
-            b"idx",
-            b"-@tag:{t3} @title:even",
-            b"SORTBY",
-            b"price",
-            b"LIMIT",
-            b"5",
-            b"10",
-        ]),
-        args(&[
-            b"FT.SEARCH",
-            b"idx",
-            b"@v:[VECTOR_RANGE 3 $q]=>{$YIELD_DISTANCE_AS: dist}",
-            b"PARAMS",
-            b"2",
-            b"q",
-            &q,
-            b"SORTBY",
-            b"dist",
-            b"LIMIT",
-            b"0",
-            b"15",
-        ]),
-        args(&[b"FT.SEARCH", b"idx", b"@tag:{t4}", b"LIMIT", b"0", b"0"]),
-        args(&[b"FT.SEARCH", b"nope", b"*"]),
-    ];
+    // `;` separates arguments; `$VEC` stands for the query vector's bytes.
+    let queries: Vec<Vec<Vec<u8>>> = [
+        "FT.SEARCH;idx;*=>[KNN 10 @v $q AS d];PARAMS;2;q;$VEC;DIALECT;2",
+        "FT.SEARCH;idx;*=>[KNN 10 @v $q AS d];PARAMS;2;q;$VEC;SORTBY;d;RETURN;2;d;tag",
+        "FT.SEARCH;idx;(@tag:{t1|t2})=>[KNN 7 @v $q];PARAMS;2;q;$VEC",
+        "FT.SEARCH;idx;*=>[KNN 10 @v $q AS d];PARAMS;2;q;$VEC;LIMIT;2;5",
+        "FT.SEARCH;idx;*=>[KNN 20 @v $q AS d];PARAMS;2;q;$VEC;SORTBY;price;ASC;LIMIT;0;10;RETURN;2;price;d",
+        "FT.SEARCH;idx;@price:[10 50];SORTBY;price;DESC;LIMIT;3;12;RETURN;1;price",
+        "FT.SEARCH;idx;@price:[(10 50];LIMIT;0;5",
+        "FT.SEARCH;idx;*;NOCONTENT;LIMIT;0;20",
+        "FT.SEARCH;idx;-@tag:{t3} @title:even;SORTBY;price;LIMIT;5;10",
+        "FT.SEARCH;idx;@v:[VECTOR_RANGE 3 $q]=>{$YIELD_DISTANCE_AS: dist};PARAMS;2;q;$VEC;SORTBY;dist;LIMIT;0;15",
+        "FT.SEARCH;idx;@tag:{t4};LIMIT;0;0",
+        "FT.SEARCH;nope;*",
+    ]
+    .iter()
+    .map(|line| command(line, &q))
+    .collect();
     for query in &queries {
         for resp3 in [false, true] {
             let expected = one.search(query, resp3);
