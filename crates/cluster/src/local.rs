@@ -42,7 +42,7 @@ impl Local {
     }
 
     /// Answers reads in order, after one leadership check for all of them.
-    pub async fn read(&self, group: GroupId, call: ReadCall) -> Result<ReadAnswer, ShardError> {
+    pub async fn read(&self, group: GroupId, call: &ReadCall) -> Result<ReadAnswer, ShardError> {
         let group = self.group(group)?;
         self.linearize(&group, call.stale_ok).await?;
         let ctx = read_context(call.now_ms, call.resp3);
@@ -61,7 +61,7 @@ impl Local {
     pub async fn search(
         &self,
         group: GroupId,
-        call: SearchCall,
+        call: &SearchCall,
     ) -> Result<SearchResults, ShardError> {
         let group = self.group(group)?;
         self.linearize(&group, call.stale_ok).await?;

@@ -57,7 +57,7 @@ impl Shard for ShardService {
         let span = tracing::debug_span!("shard_read", group = call.group);
         let result = async {
             let read = decode(&call.payload)?;
-            self.local.read(call.group, read).await
+            self.local.read(call.group, &read).await
         }
         .instrument(span)
         .await;
@@ -69,7 +69,7 @@ impl Shard for ShardService {
         let span = tracing::debug_span!("shard_search", group = call.group);
         let result = async {
             let search = decode(&call.payload)?;
-            self.local.search(call.group, search).await
+            self.local.search(call.group, &search).await
         }
         .instrument(span)
         .await;

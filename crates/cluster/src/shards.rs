@@ -214,12 +214,8 @@ impl Shards {
                 .write(group, request.clone())
                 .await
                 .map(Answer::Write),
-            Op::Read(call) => self.local.read(group, call.clone()).await.map(Answer::Read),
-            Op::Search(call) => self
-                .local
-                .search(group, call.clone())
-                .await
-                .map(Answer::Search),
+            Op::Read(call) => self.local.read(group, call).await.map(Answer::Read),
+            Op::Search(call) => self.local.search(group, call).await.map(Answer::Search),
         }
     }
 

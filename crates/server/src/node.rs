@@ -143,8 +143,8 @@ impl Node {
         self.next_client_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Applies each command as its own write (one log entry for the whole run when
-    /// replicated). A command the group could not take is answered with the reason.
+    /// Applies each command as its own write (replicated: one log entry per shard group
+    /// the run touches). A command a group could not take is answered with the reason.
     // #[PerformanceCriticalPath]: pipelined writes arrive here in batches.
     pub async fn apply_each(&self, commands: Vec<Vec<Vec<u8>>>) -> Vec<Reply> {
         let n = commands.len();
