@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import redis
 
+from conftest import cluster_groups
+
 DIM = 8
 
 
@@ -116,3 +118,78 @@ def test_filters_sortby_and_info_add_up_over_groups(server, r, flat):
     with pytest.raises(redis.ResponseError):
         r.ft("flat").info()
     assert r.dbsize() == 300
+
+
+def aggregate(server, *args):
+    return server.client(protocol=2).execute_command("FT.AGGREGATE", "flat", *args)
+
+
+def rows_of(res):
+    return [dict(zip(row[::2], row[1::2])) for row in res[1:]]
+
+
+def test_aggregate_reducers_are_exact_over_groups(server, r, flat):
+    # Each group reduces its own rows; the router merges the partial state, so AVG and
+    # COUNT_DISTINCT are the ones a single node computes, not averages of averages.
+    res = aggregate(server, "@n:[5 40]", "APPLY", "@n * 2", "AS", "dbl", "FILTER", "@dbl > 20",
+                    "GROUPBY", "1", "@t",
+                    "REDUCE", "COUNT", "0", "AS", "count",
+                    "REDUCE", "AVG", "1", "@n", "AS", "avg",
+                    "REDUCE", "COUNT_DISTINCT", "1", "@n", "AS", "distinct",
+                    "REDUCE", "SUM", "1", "@dbl", "AS", "sum",
+                    "REDUCE", "MIN", "1", "@n", "AS", "lo",
+                    "REDUCE", "MAX", "1", "@n", "AS", "hi",
+                    "SORTBY", "2", "@t", "ASC")
+    rows = rows_of(res)
+    assert [row[b"t"] for row in rows] == [b"t0", b"t1", b"t2"]
+    for row in rows:
+        t = int(row[b"t"][1:])
+        ns = [i % 50 for i in range(300) if i % 3 == t and 10 < i % 50 <= 40]
+        assert int(row[b"count"]) == len(ns)
+        assert float(row[b"avg"]) == pytest.approx(sum(ns) / len(ns))
+        assert int(row[b"distinct"]) == len(set(ns))
+        assert float(row[b"sum"]) == 2 * sum(ns)
+        assert (int(row[b"lo"]), int(row[b"hi"])) == (min(ns), max(ns))
+
+
+def test_aggregate_over_knn_keeps_the_k_nearest_of_all_groups(server, r, flat):
+    q = np.random.default_rng(3).standard_normal(DIM).astype(np.float32)
+    order = np.argsort(((flat - q) ** 2).sum(axis=1))
+    # The FILTER runs after the 12 nearest of the whole index are chosen: a group that
+    # filtered its own nearest first would let the 13th nearest in.
+    res = aggregate(server, "*=>[KNN 12 @v $q AS d]", "PARAMS", "2", "q", q.tobytes(),
+                    "LOAD", "2", "@__key", "@n", "FILTER", "@n < 25", "SORTBY", "2", "@d", "ASC",
+                    "DIALECT", "2")
+    expected = [f"f:{i}" for i in order[:12] if i % 50 < 25]
+    assert [row[b"__key"].decode() for row in rows_of(res)] == expected
+    # Grouped after the KNN: the counts cover exactly the 12 nearest.
+    res = aggregate(server, "*=>[KNN 12 @v $q AS d]", "PARAMS", "2", "q", q.tobytes(),
+                    "GROUPBY", "1", "@t", "REDUCE", "COUNT", "0", "AS", "c", "DIALECT", "2")
+    counts = {row[b"t"].decode(): int(row[b"c"]) for row in rows_of(res)}
+    want = {}
+    for i in order[:12]:
+        want[f"t{i % 3}"] = want.get(f"t{i % 3}", 0) + 1
+    assert counts == want
+
+
+def test_sorted_aggregate_pages_over_groups(server, r, flat):
+    res = aggregate(server, "@t:{t2}", "LOAD", "1", "@__key", "SORTBY", "4", "@n", "DESC",
+                    "@__key", "ASC", "LIMIT", "3", "6")
+    docs = sorted((i for i in range(300) if i % 3 == 2), key=lambda i: (-(i % 50), f"f:{i}"))
+    assert [row[b"__key"].decode() for row in rows_of(res)] == [f"f:{i}" for i in docs[3:9]]
+
+
+def test_a_search_inside_multi(server, r, flat):
+    with r.pipeline() as p:
+        p.set("m:{a}", 1)
+        p.execute_command("FT.SEARCH", "flat", "@t:{t0}", "LIMIT", "0", "0")
+        if cluster_groups() > 1:
+            # Its parts would run beside the log entries, not at the transaction's point:
+            # refused rather than answered from another moment.
+            with pytest.raises(redis.ResponseError, match="cannot run inside MULTI"):
+                p.execute()
+        else:
+            res = p.execute()[1]
+            total = res[0] if isinstance(res, list) else res[b"total_results"]
+            assert total == 100
+    assert r.get("m:{a}") == b"1"

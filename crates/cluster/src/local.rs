@@ -6,10 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use shoal_engine::aggregate::AggregatePart;
 use shoal_engine::{ReadContext, SearchResults};
 use shoal_raft::{Group, GroupId, Host, ReadMode, Request, Response};
 
-use crate::wire::{ReadAnswer, ReadCall, SearchCall, ShardError};
+use crate::wire::{AggregateCall, ReadAnswer, ReadCall, SearchCall, ShardError};
 
 /// How this node's replicas answer.
 #[derive(Debug, Clone)]
@@ -70,6 +71,22 @@ impl Local {
         replica
             .engine
             .search_part(&call.args, ctx, call.window)
+            .map_err(ShardError::Engine)
+    }
+
+    /// This group's part of an FT.AGGREGATE.
+    pub async fn aggregate(
+        &self,
+        group: GroupId,
+        call: &AggregateCall,
+    ) -> Result<AggregatePart, ShardError> {
+        let group = self.group(group)?;
+        self.linearize(&group, call.stale_ok).await?;
+        let ctx = read_context(call.now_ms, false);
+        let replica = group.replica().read();
+        replica
+            .engine
+            .aggregate_part(&call.args, ctx)
             .map_err(ShardError::Engine)
     }
 }

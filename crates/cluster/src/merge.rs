@@ -68,7 +68,7 @@ pub fn replies(merge: &Merge, parts: Vec<Reply>) -> Reply {
             None => Reply::Null,
         },
         Merge::Info => info(parts),
-        Merge::Search { .. } | Merge::Aggregate => Reply::err("internal: not a reply merge"),
+        Merge::Search { .. } | Merge::Aggregate(_) => Reply::err("internal: not a reply merge"),
     }
 }
 

@@ -14,12 +14,12 @@
 //! | FLUSHALL, FLUSHDB, FT.CREATE, FT.DROPINDEX| every group                   | `AllOk`      |
 //! | FT.INFO                                   | every group                   | `Info`       |
 //! | FT.SEARCH                                 | every group, a typed part     | `Search`     |
-//! | FT.AGGREGATE                              | every group                   | `Aggregate`  |
+//! | FT.AGGREGATE                              | every group, a typed part     | `Aggregate`  |
 //! | anything else without keys (FT._LIST)     | the first group               | `Single`     |
 
 use std::collections::BTreeMap;
 
-use shoal_query::SortBy;
+use shoal_query::{AggregateRequest, SortBy};
 use shoal_raft::GroupId;
 
 use crate::ring::Ring;
@@ -53,8 +53,9 @@ pub enum Merge {
         sort: Option<SortBy>,
         nocontent: bool,
     },
-    /// FT.AGGREGATE over groups (see `merge::aggregate`).
-    Aggregate,
+    /// FT.AGGREGATE over groups: the parts are rows or partial groups, finished by
+    /// `shoal_engine::aggregate::merge_parts`.
+    Aggregate(Box<AggregateRequest>),
 }
 
 /// One part of a command: the group and the command it receives.
@@ -71,9 +72,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// A search's parts go through the typed search call, not as commands.
-    pub fn is_search(&self) -> bool {
-        matches!(self.merge, Merge::Search { .. })
+    /// A search's or aggregation's parts go through a typed call, not as commands.
+    pub fn is_typed(&self) -> bool {
+        matches!(self.merge, Merge::Search { .. } | Merge::Aggregate(_))
     }
 }
 
@@ -134,7 +135,9 @@ pub fn plan<A: AsRef<[u8]>>(ring: &Ring, args: &[A]) -> Option<Plan> {
             }
             "FT.INFO" => everywhere(ring, args, Merge::Info),
             "FT.SEARCH" => search(ring, args).unwrap_or_else(|| single(first, args)),
-            "FT.AGGREGATE" if ring.groups().len() > 1 => everywhere(ring, args, Merge::Aggregate),
+            "FT.AGGREGATE" if ring.groups().len() > 1 => {
+                aggregate(ring, args).unwrap_or_else(|| single(first, args))
+            }
             "SCAN" => scan(ring, args).unwrap_or_else(|| single(first, args)),
             _ => single(first, args),
         });
@@ -198,6 +201,12 @@ fn search<A: AsRef<[u8]>>(ring: &Ring, args: &[A]) -> Option<Plan> {
             nocontent: request.nocontent,
         },
     ))
+}
+
+fn aggregate<A: AsRef<[u8]>>(ring: &Ring, args: &[A]) -> Option<Plan> {
+    // Unparsable: one group answers with the engine's error.
+    let request = shoal_query::aggregate::parse_aggregate(&args[1..]).ok()?;
+    Some(everywhere(ring, args, Merge::Aggregate(Box::new(request))))
 }
 
 /// The group position a cluster SCAN cursor is in, and the cursor within the group.
@@ -333,7 +342,6 @@ mod tests {
             ("FT.INFO idx", Merge::Info),
             ("DBSIZE", Merge::Sum),
             ("KEYS *", Merge::Concat),
-            ("FT.AGGREGATE idx *", Merge::Aggregate),
         ] {
             let p = plan(&ring, &cmd(c)).unwrap_or_else(|| unreachable!());
             assert_eq!(p.merge, merge, "{c}");
@@ -344,7 +352,15 @@ mod tests {
             &cmd("FT.SEARCH idx * LIMIT 5 7 SORTBY n DESC NOCONTENT"),
         )
         .unwrap_or_else(|| unreachable!());
-        assert!(p.is_search());
+        assert!(p.is_typed());
+        let agg =
+            plan(&ring, &cmd("FT.AGGREGATE idx * GROUPBY 1 @c")).unwrap_or_else(|| unreachable!());
+        assert!(matches!(&agg.merge, Merge::Aggregate(r) if r.steps.len() == 1));
+        assert_eq!(agg.parts.len(), 3);
+        // An unparsable request is one group's to refuse, with the engine's words.
+        let bad =
+            plan(&ring, &cmd("FT.AGGREGATE idx * GROUPBY 1 c")).unwrap_or_else(|| unreachable!());
+        assert_eq!((bad.merge, bad.parts.len()), (Merge::Single, 1));
         assert_eq!(
             p.merge,
             Merge::Search {

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use futures::future::join_all;
+use shoal_engine::aggregate::AggregatePart;
 use shoal_engine::{render_search, Reply, SearchResults};
+use shoal_query::AggregateRequest;
 use shoal_raft::{GroupError, GroupId, Request};
 use tracing::Instrument;
 
@@ -13,7 +15,7 @@ use crate::merge;
 use crate::plan::{plan, Merge, Plan};
 use crate::ring::Ring;
 use crate::shards::{Answer, Op, Shards};
-use crate::wire::{ReadCall, SearchCall, ShardError};
+use crate::wire::{AggregateCall, ReadCall, SearchCall, ShardError};
 
 /// What a client is told when a group could not answer. Redirects are the router's
 /// business, so a client never sees `MOVED`: only that a group is electing
@@ -53,10 +55,12 @@ pub fn error_text(e: &ShardError) -> String {
     }
 }
 
+const UNEXPECTED: &str = "ERR shard call: unexpected answer";
+
 /// WATCH's guard: keys and their versions when watched.
 type Guard = Vec<(Vec<u8>, Option<u64>)>;
-/// Each search's parts, by command number.
-type SearchParts = BTreeMap<usize, Vec<Result<SearchResults, String>>>;
+/// Each search's or aggregation's parts, by command number.
+type TypedParts = BTreeMap<usize, Vec<Result<Answer, String>>>;
 
 /// Commands of one run, grouped: each group's commands in order, and where each
 /// command's parts landed.
@@ -65,18 +69,18 @@ struct Batches {
     by_group: BTreeMap<GroupId, Vec<Vec<Vec<u8>>>>,
     /// Per command: its merge, and (group, position in that group's batch) per part.
     slots: Vec<(Merge, Vec<(GroupId, usize)>)>,
-    /// Search parts, called one by one: (command number, group, part args).
-    searches: Vec<(usize, GroupId, Vec<Vec<u8>>)>,
+    /// Search and aggregation parts, called one by one: (command number, group, args).
+    typed: Vec<(usize, GroupId, Vec<Vec<u8>>)>,
 }
 
 impl Batches {
     fn add(&mut self, plan: Plan) {
         let command = self.slots.len();
         let mut slots = Vec::with_capacity(plan.parts.len());
-        let search = plan.is_search();
+        let typed = plan.is_typed();
         for part in plan.parts {
-            if search {
-                self.searches.push((command, part.group, part.args));
+            if typed {
+                self.typed.push((command, part.group, part.args));
                 continue;
             }
             let batch = self.by_group.entry(part.group).or_default();
@@ -204,19 +208,25 @@ impl Router {
             let replies = match result {
                 Ok(Answer::Write(response)) if response.aborted => return Ok(None),
                 Ok(Answer::Write(response)) => Ok(response.replies),
-                Ok(Answer::Read(_) | Answer::Search(_)) => {
-                    Err("ERR shard call: unexpected answer".to_owned())
+                Ok(Answer::Read(_) | Answer::Search(_) | Answer::Aggregate(_)) => {
+                    Err(UNEXPECTED.to_owned())
                 }
                 Err(e) => Err(error_text(&e)),
             };
             answers.insert(group, replies);
         }
-        Ok(Some(assemble(
-            batches.slots,
-            &answers,
-            SearchParts::new(),
-            resp3,
-        )))
+        // A search or aggregation over groups has no place in a log entry: its parts
+        // are typed calls, which would not run at the transaction's point.
+        let mut refused = TypedParts::new();
+        for (command, _, args) in batches.typed {
+            let name = String::from_utf8_lossy(args.first().map_or(&[][..], |a| a)).to_uppercase();
+            refused.entry(command).or_insert_with(|| {
+                vec![Err(format!(
+                    "ERR {name} over several shard groups cannot run inside MULTI; send it outside the transaction"
+                ))]
+            });
+        }
+        Ok(Some(assemble(batches.slots, &answers, refused, resp3)))
     }
 
     /// Answers a run of reads: one call per group for the plain reads, one per group and
@@ -245,8 +255,8 @@ impl Router {
                 async move {
                     let result = match self.shards.call(group, &Op::Read(call)).await {
                         Ok(Answer::Read(answer)) => Ok(answer.replies),
-                        Ok(Answer::Write(_) | Answer::Search(_)) => {
-                            Err("ERR shard call: unexpected answer".to_owned())
+                        Ok(Answer::Write(_) | Answer::Search(_) | Answer::Aggregate(_)) => {
+                            Err(UNEXPECTED.to_owned())
                         }
                         Err(e) => Err(error_text(&e)),
                     };
@@ -254,45 +264,42 @@ impl Router {
                 }
                 .instrument(span)
             });
-        let searches =
-            std::mem::take(&mut batches.searches)
-                .into_iter()
-                .map(|(command, group, args)| {
-                    let window = match &batches.slots[command].0 {
-                        Merge::Search { offset, num, .. } => offset.saturating_add(*num),
-                        Merge::Single
-                        | Merge::Sum
-                        | Merge::AllOk
-                        | Merge::Positional { .. }
-                        | Merge::Concat
-                        | Merge::Info
-                        | Merge::Scan { .. }
-                        | Merge::Aggregate => 0,
-                    };
-                    let call = SearchCall {
-                        args: args.into_iter().skip(1).collect(),
+        let typed = std::mem::take(&mut batches.typed)
+            .into_iter()
+            .map(|(command, group, args)| {
+                let args: Vec<Vec<u8>> = args.into_iter().skip(1).collect();
+                let op = match &batches.slots[command].0 {
+                    Merge::Search { offset, num, .. } => Op::Search(SearchCall {
+                        args,
                         resp3,
                         now_ms,
-                        window,
+                        window: offset.saturating_add(*num),
                         stale_ok,
-                    };
-                    let span = tracing::debug_span!("group_search", group);
-                    async move {
-                        let result = match self.shards.call(group, &Op::Search(call)).await {
-                            Ok(Answer::Search(results)) => Ok(results),
-                            Ok(Answer::Write(_) | Answer::Read(_)) => {
-                                Err("ERR shard call: unexpected answer".to_owned())
-                            }
-                            Err(e) => Err(error_text(&e)),
-                        };
-                        (command, result)
-                    }
-                    .instrument(span)
-                });
-        let (reads, searches) = futures::join!(join_all(reads), join_all(searches));
+                    }),
+                    Merge::Aggregate(_)
+                    | Merge::Single
+                    | Merge::Sum
+                    | Merge::AllOk
+                    | Merge::Positional { .. }
+                    | Merge::Concat
+                    | Merge::Info
+                    | Merge::Scan { .. } => Op::Aggregate(AggregateCall {
+                        args,
+                        now_ms,
+                        stale_ok,
+                    }),
+                };
+                let span = tracing::debug_span!("group_part", group);
+                async move {
+                    let result = self.shards.call(group, &op).await;
+                    (command, result.map_err(|e| error_text(&e)))
+                }
+                .instrument(span)
+            });
+        let (reads, typed) = futures::join!(join_all(reads), join_all(typed));
         let answers: BTreeMap<GroupId, Result<Vec<Reply>, String>> = reads.into_iter().collect();
-        let mut by_command = SearchParts::new();
-        for (command, result) in searches {
+        let mut by_command = TypedParts::new();
+        for (command, result) in typed {
             by_command.entry(command).or_default().push(result);
         }
         assemble(batches.slots, &answers, by_command, resp3)
@@ -330,8 +337,8 @@ impl Router {
                         out[i] = v;
                     }
                 }
-                Ok(Answer::Write(_) | Answer::Search(_)) => {
-                    return Err("ERR shard call: unexpected answer".into())
+                Ok(Answer::Write(_) | Answer::Search(_) | Answer::Aggregate(_)) => {
+                    return Err(UNEXPECTED.into())
                 }
                 Err(e) => return Err(error_text(&e)),
             }
@@ -344,7 +351,7 @@ impl Router {
 fn assemble(
     slots: Vec<(Merge, Vec<(GroupId, usize)>)>,
     answers: &BTreeMap<GroupId, Result<Vec<Reply>, String>>,
-    mut searches: SearchParts,
+    mut typed: TypedParts,
     resp3: bool,
 ) -> Vec<Reply> {
     slots
@@ -358,13 +365,31 @@ fn assemble(
                 nocontent,
             } = &merge
             {
-                let parts = searches.remove(&command).unwrap_or_default();
-                return search_reply(parts, *offset, *num, sort.as_ref(), *nocontent, resp3);
-            }
-            if merge == Merge::Aggregate {
-                return Reply::err(
-                    "FT.AGGREGATE over more than one shard group is not supported yet",
+                let parts = typed.remove(&command).unwrap_or_default();
+                let parts = parts.into_iter().map(|p| match p? {
+                    Answer::Search(results) => Ok(results),
+                    Answer::Write(_) | Answer::Read(_) | Answer::Aggregate(_) => {
+                        Err(UNEXPECTED.to_owned())
+                    }
+                });
+                return search_reply(
+                    parts.collect(),
+                    *offset,
+                    *num,
+                    sort.as_ref(),
+                    *nocontent,
+                    resp3,
                 );
+            }
+            if let Merge::Aggregate(request) = &merge {
+                let parts = typed.remove(&command).unwrap_or_default();
+                let parts = parts.into_iter().map(|p| match p? {
+                    Answer::Aggregate(part) => Ok(part),
+                    Answer::Write(_) | Answer::Read(_) | Answer::Search(_) => {
+                        Err(UNEXPECTED.to_owned())
+                    }
+                });
+                return aggregate_reply(request, parts.collect(), resp3);
             }
             let replies = parts
                 .into_iter()
@@ -377,6 +402,23 @@ fn assemble(
             merge::replies(&merge, replies)
         })
         .collect()
+}
+
+/// An FT.AGGREGATE's reply from its groups' parts: the first error, or the rows the
+/// router finishes from them.
+pub fn aggregate_reply(
+    request: &AggregateRequest,
+    parts: Vec<Result<AggregatePart, String>>,
+    resp3: bool,
+) -> Reply {
+    let parts: Result<Vec<AggregatePart>, String> = parts.into_iter().collect();
+    let rows = parts.and_then(|parts| {
+        shoal_engine::aggregate::merge_parts(request, parts).map_err(|e| e.to_string())
+    });
+    match rows {
+        Ok(rows) => shoal_engine::aggregate::render(&rows, resp3),
+        Err(message) => Reply::Error(message),
+    }
 }
 
 /// A search's reply from its groups' parts: the first error, or the merged page.

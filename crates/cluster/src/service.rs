@@ -75,4 +75,19 @@ impl Shard for ShardService {
         .await;
         answer(&result)
     }
+
+    async fn aggregate(
+        &self,
+        request: Request<ShardCall>,
+    ) -> Result<Response<ShardAnswer>, Status> {
+        let call = request.into_inner();
+        let span = tracing::debug_span!("shard_aggregate", group = call.group);
+        let result = async {
+            let aggregate = decode(&call.payload)?;
+            self.local.aggregate(call.group, &aggregate).await
+        }
+        .instrument(span)
+        .await;
+        answer(&result)
+    }
 }

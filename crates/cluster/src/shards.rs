@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
+use shoal_engine::aggregate::AggregatePart;
 use shoal_engine::SearchResults;
 use shoal_proto::shard::shard_client::ShardClient;
 use shoal_proto::shard::ShardCall;
@@ -29,7 +30,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::local::Local;
 use crate::service::MAX_MESSAGE;
-use crate::wire::{decode, encode, ReadAnswer, ReadCall, SearchCall, ShardError};
+use crate::wire::{decode, encode, AggregateCall, ReadAnswer, ReadCall, SearchCall, ShardError};
 
 /// Redirects followed within one call before pausing: leadership rarely moves twice
 /// while a call is in flight.
@@ -46,13 +47,14 @@ pub enum Op {
     Write(Request),
     Read(ReadCall),
     Search(SearchCall),
+    Aggregate(AggregateCall),
 }
 
 impl Op {
     fn idempotent(&self) -> bool {
         match self {
             Op::Write(_) => false,
-            Op::Read(_) | Op::Search(_) => true,
+            Op::Read(_) | Op::Search(_) | Op::Aggregate(_) => true,
         }
     }
 
@@ -62,6 +64,7 @@ impl Op {
             Op::Write(_) => false,
             Op::Read(call) => call.stale_ok,
             Op::Search(call) => call.stale_ok,
+            Op::Aggregate(call) => call.stale_ok,
         }
     }
 }
@@ -72,6 +75,7 @@ pub enum Answer {
     Write(Response),
     Read(ReadAnswer),
     Search(SearchResults),
+    Aggregate(AggregatePart),
 }
 
 /// Every group as one router sees it.
@@ -216,6 +220,11 @@ impl Shards {
                 .map(Answer::Write),
             Op::Read(call) => self.local.read(group, call).await.map(Answer::Read),
             Op::Search(call) => self.local.search(group, call).await.map(Answer::Search),
+            Op::Aggregate(call) => self
+                .local
+                .aggregate(group, call)
+                .await
+                .map(Answer::Aggregate),
         }
     }
 
@@ -242,6 +251,7 @@ impl Shards {
             Op::Write(r) => encode(r)?,
             Op::Read(r) => encode(r)?,
             Op::Search(r) => encode(r)?,
+            Op::Aggregate(r) => encode(r)?,
         };
         let ttl = self.local.quorum_timeout + CALL_SLACK;
         let mut request = tonic::Request::new(ShardCall { group, payload });
@@ -251,6 +261,7 @@ impl Shards {
                 Op::Write(_) => client.write(request).await,
                 Op::Read(_) => client.read(request).await,
                 Op::Search(_) => client.search(request).await,
+                Op::Aggregate(_) => client.aggregate(request).await,
             }
         };
         let reply = match tokio::time::timeout(ttl, sent).await {
@@ -265,6 +276,7 @@ impl Shards {
             Op::Write(_) => answer::<Response>(&reply).map(Answer::Write),
             Op::Read(_) => answer::<ReadAnswer>(&reply).map(Answer::Read),
             Op::Search(_) => answer::<SearchResults>(&reply).map(Answer::Search),
+            Op::Aggregate(_) => answer::<AggregatePart>(&reply).map(Answer::Aggregate),
         }
     }
 }

@@ -34,6 +34,14 @@ pub struct SearchCall {
     pub stale_ok: bool,
 }
 
+/// One group's part of an FT.AGGREGATE (`args` without the command name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregateCall {
+    pub args: Vec<Vec<u8>>,
+    pub now_ms: u64,
+    pub stale_ok: bool,
+}
+
 /// Why a shard call did not give an answer.
 #[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 pub enum ShardError {

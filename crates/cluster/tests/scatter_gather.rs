@@ -1,10 +1,10 @@
-//! The same data and queries give the same FT.SEARCH answers on one engine and spread
-//! over 3 and 6 shards by the ring, merged the way the router merges them: exactly for
-//! FLAT, and with recall against brute force for HNSW.
+//! The same data and queries give the same FT.SEARCH and FT.AGGREGATE answers on one
+//! engine and spread over 3 and 6 shards by the ring, merged the way the router merges
+//! them: exactly for FLAT, and with recall against brute force for HNSW.
 
 use rand::{Rng, SeedableRng};
 use shoal_cluster::plan::{plan, Merge};
-use shoal_cluster::router::search_reply;
+use shoal_cluster::router::{aggregate_reply, search_reply};
 use shoal_cluster::Ring;
 use shoal_engine::{Engine, ReadContext, Reply, Write};
 
@@ -85,6 +85,118 @@ impl Sharded {
             .collect();
         search_reply(parts, *offset, *num, sort.as_ref(), *nocontent, resp3)
     }
+
+    /// An FT.AGGREGATE as the router runs it: one engine answers it whole, several
+    /// give parts the router finishes.
+    fn aggregate(&self, command: &[Vec<u8>], resp3: bool) -> Reply {
+        let p = plan(&self.ring, command).unwrap_or_else(|| unreachable!());
+        let ctx = ReadContext {
+            now_ms: NOW,
+            resp3,
+            in_apply: false,
+        };
+        match &p.merge {
+            Merge::Single => self.engines[p.parts[0].group as usize].query(command, ctx),
+            Merge::Aggregate(request) => {
+                let parts = p
+                    .parts
+                    .iter()
+                    .map(|part| {
+                        self.engines[part.group as usize].aggregate_part(&part.args[1..], ctx)
+                    })
+                    .collect();
+                aggregate_reply(request, parts, resp3)
+            }
+            other @ (Merge::Sum
+            | Merge::AllOk
+            | Merge::Positional { .. }
+            | Merge::Concat
+            | Merge::Info
+            | Merge::Scan { .. }
+            | Merge::Search { .. }) => panic!("not an aggregate plan: {other:?}"),
+        }
+    }
+}
+
+/// An aggregate reply with its rows in a canonical order, for requests whose order
+/// is not defined (no final SORTBY).
+fn rows_sorted(reply: Reply) -> Reply {
+    let Reply::Array(mut items) = reply else {
+        return reply;
+    };
+    if items.len() > 1 {
+        items[1..].sort_by_key(|r| format!("{r:?}"));
+    }
+    Reply::Array(items)
+}
+
+#[test]
+fn flat_aggregations_are_identical_on_1_3_and_6_groups() {
+    let (writes, vectors) = corpus("FLAT", 600, 8, 7);
+    let one = load(1, &writes);
+    let three = load(3, &writes);
+    let six = load(6, &writes);
+    let q = bytes(&vectors[3]);
+    // (request, whether its order is defined). Every path of the split between shards
+    // and router: partial groups, KNN rows, sorted windows, LIMIT windows, plain rows.
+    let queries: &[(&str, bool)] = &[
+        // Partial groups: every reducer, AVG and COUNT_DISTINCT merged exactly.
+        ("FT.AGGREGATE;idx;*;GROUPBY;1;@tag;REDUCE;COUNT;0;AS;n;REDUCE;AVG;1;@price;AS;avg;REDUCE;COUNT_DISTINCT;1;@price;AS;cd;REDUCE;SUM;1;@price;AS;s;REDUCE;MIN;1;@price;AS;lo;REDUCE;MAX;1;@price;AS;hi;SORTBY;2;@tag;ASC", true),
+        // APPLY and FILTER on the shards, then one global group.
+        ("FT.AGGREGATE;idx;@price:[10 50];APPLY;@price*2;AS;dbl;FILTER;@dbl>40;GROUPBY;0;REDUCE;COUNT;0;AS;n;REDUCE;AVG;1;@dbl;AS;a", true),
+        ("FT.AGGREGATE;idx;@title:even;APPLY;upper(@tag);AS;T;GROUPBY;1;@T;REDUCE;COUNT;0;AS;n;SORTBY;4;@n;DESC;@T;ASC;LIMIT;0;2", true),
+        // KNN: the k nearest of all groups first, then the steps (a FILTER on a shard
+        // would let the k+1-th nearest in).
+        ("FT.AGGREGATE;idx;*=>[KNN 20 @v $q AS d];PARAMS;2;q;$VEC;GROUPBY;1;@tag;REDUCE;COUNT;0;AS;n;REDUCE;MIN;1;@d;AS;best;SORTBY;2;@best;ASC", true),
+        ("FT.AGGREGATE;idx;*=>[KNN 10 @v $q AS d];PARAMS;2;q;$VEC;LOAD;1;@price;FILTER;@price>30;SORTBY;2;@d;ASC", true),
+        // Sorted windows and LIMIT windows cut on the shards.
+        ("FT.AGGREGATE;idx;*;LOAD;2;@price;@tag;SORTBY;4;@price;DESC;@tag;ASC;MAX;7", true),
+        ("FT.AGGREGATE;idx;@tag:{t1};SORTBY;1;@price;LIMIT;3;5", true),
+        ("FT.AGGREGATE;idx;*;GROUPBY;1;@price;REDUCE;TOLIST;1;@tag;AS;tags;SORTBY;1;@price;MAX;5", true),
+        ("FT.AGGREGATE;idx;*;LIMIT;0;1000;GROUPBY;0;REDUCE;COUNT;0;AS;n", true),
+        ("FT.AGGREGATE;idx;@v:[VECTOR_RANGE 3 $q];PARAMS;2;q;$VEC;GROUPBY;1;@tag;REDUCE;COUNT;0;AS;n;SORTBY;2;@tag;ASC", true),
+        // Plain rows, order undefined.
+        ("FT.AGGREGATE;idx;@price:[0 5];LOAD;2;@tag;@price;APPLY;@price+1;AS;p1", false),
+        ("FT.AGGREGATE;nope;*", true),
+        ("FT.AGGREGATE;idx;*;GROUPBY;1;tag", true),
+    ];
+    for (line, ordered) in queries {
+        let query = command(line, &q);
+        for resp3 in [false, true] {
+            if !ordered && resp3 {
+                continue;
+            }
+            let shape = |r: Reply| if *ordered { r } else { rows_sorted(r) };
+            let expected = shape(one.aggregate(&query, resp3));
+            assert_eq!(
+                shape(three.aggregate(&query, resp3)),
+                expected,
+                "3 groups: {line}"
+            );
+            assert_eq!(
+                shape(six.aggregate(&query, resp3)),
+                expected,
+                "6 groups: {line}"
+            );
+        }
+    }
+    // The answers hold rows (a merge of empty answers proves nothing).
+    let rows = |line: &str| {
+        let Reply::Array(items) = one.aggregate(&command(line, &q), false) else {
+            panic!("{line}: not an array")
+        };
+        items.len() - 1
+    };
+    assert_eq!(rows(queries[0].0), 5);
+    assert_eq!(rows(queries[3].0), 5);
+    assert!((1..10).contains(&rows(queries[4].0)));
+    assert_eq!(rows(queries[5].0), 7);
+    assert_eq!(rows(queries[6].0), 5);
+    assert!(rows(queries[10].0) > 10);
+    assert!(matches!(
+        one.aggregate(&command(queries[8].0, &q), false),
+        Reply::Array(items) if items[1] == Reply::Array(vec![Reply::bulk("n"), Reply::bulk("600")])
+    ));
 }
 
 fn corpus(algo: &str, n: usize, dim: usize, seed: u64) -> (Vec<Vec<Vec<u8>>>, Vec<Vec<f32>>) {

@@ -47,6 +47,9 @@ pub enum EngineError {
     QueryVector(String),
     #[error("ERR snapshot is corrupt: {0}")]
     Snapshot(String),
+    /// Shards answered one request in different shapes: nodes of different versions.
+    #[error("ERR shard groups answered {0} in different shapes; are the nodes of one version?")]
+    PartsDisagree(&'static str),
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;

@@ -146,6 +146,16 @@ impl Engine {
             .map_err(|e| e.to_string())
     }
 
+    /// A shard's part of an FT.AGGREGATE (`args` after the command name), for a router
+    /// to finish with `aggregate::merge_parts`. An error is the command's error text.
+    pub fn aggregate_part<A: AsRef<[u8]>>(
+        &self,
+        args: &[A],
+        ctx: ReadContext,
+    ) -> std::result::Result<aggregate::AggregatePart, String> {
+        commands::ft::aggregate_part(self, args, ctx).map_err(|e| e.to_string())
+    }
+
     /// Removes keys whose time has come, and their documents.
     fn expire_due(&mut self, now: u64) {
         for key in self.keyspace.due(now) {

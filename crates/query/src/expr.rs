@@ -132,6 +132,21 @@ impl Expr {
     pub fn test(&self, field: &dyn Fn(&str) -> Option<Scalar>) -> bool {
         self.eval(field).truthy()
     }
+
+    /// Every `@name` the expression reads, so that a shard can fetch them for a router
+    /// that evaluates the expression without the documents.
+    pub fn fields<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            Expr::Literal(_) => {}
+            Expr::Field(name) => out.push(name),
+            Expr::Not(e) | Expr::Neg(e) => e.fields(out),
+            Expr::Binary(_, a, b) => {
+                a.fields(out);
+                b.fields(out);
+            }
+            Expr::Call(_, args) => args.iter().for_each(|a| a.fields(out)),
+        }
+    }
 }
 
 fn bool_value(b: bool) -> Scalar {
@@ -454,5 +469,13 @@ mod tests {
     fn numbers_print_like_redisearch() {
         assert_eq!(format_number(3.0), "3");
         assert_eq!(format_number(-0.5), "-0.5");
+    }
+
+    #[test]
+    fn fields_lists_every_reference() {
+        let e = parse_expr("upper(@a) == 'X' && -@b > @c * 2").unwrap();
+        let mut out = Vec::new();
+        e.fields(&mut out);
+        assert_eq!(out, ["a", "b", "c"]);
     }
 }

@@ -172,6 +172,29 @@ pub(super) fn aggregate(engine: &Engine, a: &Args<'_>, ctx: ReadContext) -> Resu
     Ok(crate::aggregate::render(&rows, ctx.resp3))
 }
 
+/// A shard's part of an FT.AGGREGATE (`args` after the command name).
+pub(crate) fn aggregate_part<A: AsRef<[u8]>>(
+    engine: &Engine,
+    args: &[A],
+    ctx: ReadContext,
+) -> Result<crate::aggregate::AggregatePart> {
+    if args.len() < 2 {
+        return Err(EngineError::Arity("ft.aggregate".into()));
+    }
+    let request = parse_aggregate(args)?;
+    let index = engine
+        .indexes
+        .get(&request.index)
+        .ok_or_else(|| EngineError::UnknownIndex(request.index.clone()))?;
+    crate::aggregate::part(
+        index,
+        &engine.keyspace,
+        &request,
+        ctx.now_ms,
+        deadline(request.timeout_ms, ctx.in_apply),
+    )
+}
+
 pub(super) fn info(engine: &Engine, a: &Args<'_>, ctx: ReadContext) -> Result<Reply> {
     a.arity(1, false)?;
     let name = String::from_utf8_lossy(a.get(0)?).into_owned();

@@ -1,15 +1,17 @@
 //! FT.AGGREGATE on one index: the matching documents become rows, and the steps of the
 //! request (GROUPBY/REDUCE, SORTBY, APPLY, FILTER, LIMIT) transform them in order.
+//! Over shard groups the same steps are split between the shards and the router
+//! ([`split`]); grouping keeps mergeable partial state for that ([`group`]).
 
-use std::collections::HashSet;
+mod group;
+mod split;
+
 use std::time::Instant;
 
 use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
 use shoal_query::expr::Scalar;
-use shoal_query::{
-    filter::parse_query, plan::bind, AggregateRequest, AggregateStep, FieldKind, Reducer,
-    ReducerKind,
-};
+use shoal_query::{filter::parse_query, plan::bind, AggregateRequest, AggregateStep, FieldKind};
 
 use crate::error::{EngineError, Result};
 use crate::fields::raw_field;
@@ -17,8 +19,11 @@ use crate::keyspace::{Keyspace, Value};
 use crate::reply::{format_g12, Reply};
 use crate::search_index::{FieldIndex, SearchIndex};
 
+pub use group::{Accumulator, PartialGroup};
+pub use split::{merge_parts, part, AggregatePart};
+
 /// A cell of a row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Cell {
     Null,
     Number(f64),
@@ -67,10 +72,39 @@ impl Cell {
 }
 
 /// One row: the document it came from (until GROUPBY) and its named cells.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
+    /// Only meaningful on the node that holds the document; a row sent to a router
+    /// brings the fields the router's steps read in `carried` instead.
+    #[serde(skip)]
     doc: Option<u32>,
     pub cells: IndexMap<String, Cell>,
+    /// Fields read from the document for steps run elsewhere: looked up like the
+    /// document's own, never part of the output.
+    carried: IndexMap<String, Cell>,
+}
+
+/// Where a row's fields come from when neither its cells nor its carried fields
+/// have them: the node's documents, or nothing on a router.
+trait Documents {
+    fn field(&self, doc: u32, name: &str) -> Cell;
+}
+
+/// A router's rows have no documents behind them.
+struct Detached;
+
+impl Documents for Detached {
+    fn field(&self, _doc: u32, _name: &str) -> Cell {
+        Cell::Null
+    }
+}
+
+/// A field of a row as the steps see it.
+fn lookup(docs: &dyn Documents, row: &Row, name: &str) -> Cell {
+    if let Some(cell) = row.cells.get(name).or_else(|| row.carried.get(name)) {
+        return cell.clone();
+    }
+    row.doc.map_or(Cell::Null, |d| docs.field(d, name))
 }
 
 struct Source<'a> {
@@ -79,7 +113,7 @@ struct Source<'a> {
     now: u64,
 }
 
-impl Source<'_> {
+impl Documents for Source<'_> {
     /// A document's field as a cell: numbers for NUMERIC fields, text otherwise.
     fn field(&self, doc: u32, name: &str) -> Cell {
         let Some(key) = self.index.docs.key(doc) else {
@@ -106,36 +140,22 @@ impl Source<'_> {
             Value::Json(_) | Value::Str(_) => Cell::Null,
         }
     }
-
-    fn lookup(&self, row: &Row, name: &str) -> Cell {
-        match row.cells.get(name) {
-            Some(cell) => cell.clone(),
-            None => row.doc.map_or(Cell::Null, |d| self.field(d, name)),
-        }
-    }
 }
 
-/// Runs an FT.AGGREGATE.
-pub fn execute(
-    index: &SearchIndex,
-    keyspace: &Keyspace,
+/// A KNN clause's distance name and k.
+type Knn = Option<(String, usize)>;
+
+/// The rows an FT.AGGREGATE starts from, with the KNN clause if any.
+fn source_rows(
+    source: &Source<'_>,
     request: &AggregateRequest,
-    now: u64,
     deadline: Option<Instant>,
-) -> Result<Vec<Row>> {
+) -> Result<(Vec<Row>, Knn)> {
     let parsed = parse_query(&request.query)?;
-    let plan = bind(&index.schema, &parsed, &request.params)?;
-    let (matches, _) = crate::search::matching(index, keyspace, &plan, now, deadline)?;
-    let source = Source {
-        index,
-        keyspace,
-        now,
-    };
-    let check = || match deadline {
-        Some(d) if Instant::now() > d => Err(EngineError::Timeout),
-        Some(_) | None => Ok(()),
-    };
-    let mut rows: Vec<Row> = matches
+    let plan = bind(&source.index.schema, &parsed, &request.params)?;
+    let (matches, _) =
+        crate::search::matching(source.index, source.keyspace, &plan, source.now, deadline)?;
+    let rows = matches
         .iter()
         .map(|(doc, distance)| {
             let mut cells = IndexMap::new();
@@ -144,10 +164,11 @@ pub fn execute(
             }
             match &request.load {
                 Some(fields) if fields.is_empty() => {
-                    if let Some(Value::Hash(h)) = index
+                    if let Some(Value::Hash(h)) = source
+                        .index
                         .docs
                         .key(*doc)
-                        .and_then(|k| keyspace.get(k, now))
+                        .and_then(|k| source.keyspace.get(k, source.now))
                         .map(|e| &e.value)
                     {
                         for (k, v) in h {
@@ -168,62 +189,103 @@ pub fn execute(
             Row {
                 doc: Some(*doc),
                 cells,
+                carried: IndexMap::new(),
             }
         })
         .collect();
-    check()?;
-    for step in &request.steps {
-        check()?;
-        rows = match step {
-            AggregateStep::GroupBy { fields, reducers } => group(&source, rows, fields, reducers),
-            AggregateStep::SortBy { keys, max } => {
-                let mut keyed: Vec<(Vec<Cell>, Row)> = rows
-                    .into_iter()
-                    .map(|r| (keys.iter().map(|(k, _)| source.lookup(&r, k)).collect(), r))
-                    .collect();
-                keyed.sort_by(|a, b| {
-                    for (i, (_, ascending)) in keys.iter().enumerate() {
-                        let o = compare(&a.0[i], &b.0[i]);
-                        let o = if *ascending { o } else { o.reverse() };
-                        if o != std::cmp::Ordering::Equal {
-                            return o;
-                        }
-                    }
-                    std::cmp::Ordering::Equal
-                });
-                let mut sorted: Vec<Row> = keyed.into_iter().map(|(_, r)| r).collect();
-                if let Some(max) = max {
-                    sorted.truncate(*max);
-                }
-                // The sort keys are part of the output, as in RediSearch.
-                for row in &mut sorted {
-                    for (k, _) in keys {
-                        if !row.cells.contains_key(k) {
-                            let v = source.lookup(row, k);
-                            row.cells.insert(k.clone(), v);
-                        }
-                    }
-                }
-                sorted
-            }
-            AggregateStep::Apply { expr, alias } => rows
-                .into_iter()
-                .map(|mut row| {
-                    let value = expr.eval(&|name| Some(source.lookup(&row, name).scalar()));
-                    row.cells.insert(alias.clone(), Cell::from_scalar(value));
-                    row
-                })
-                .collect(),
-            AggregateStep::Filter(expr) => rows
-                .into_iter()
-                .filter(|row| expr.test(&|name| Some(source.lookup(row, name).scalar())))
-                .collect(),
-            AggregateStep::Limit { offset, num } => {
-                rows.into_iter().skip(*offset).take(*num).collect()
-            }
-        };
+    Ok((rows, plan.knn.map(|k| (k.alias, k.k))))
+}
+
+/// Runs an FT.AGGREGATE.
+pub fn execute(
+    index: &SearchIndex,
+    keyspace: &Keyspace,
+    request: &AggregateRequest,
+    now: u64,
+    deadline: Option<Instant>,
+) -> Result<Vec<Row>> {
+    let source = Source {
+        index,
+        keyspace,
+        now,
+    };
+    let (rows, _) = source_rows(&source, request, deadline)?;
+    run(rows, &request.steps, &source, deadline)
+}
+
+fn check(deadline: Option<Instant>) -> Result<()> {
+    match deadline {
+        Some(d) if Instant::now() > d => Err(EngineError::Timeout),
+        Some(_) | None => Ok(()),
+    }
+}
+
+/// Runs `steps` over `rows` in order.
+fn run(
+    mut rows: Vec<Row>,
+    steps: &[AggregateStep],
+    docs: &dyn Documents,
+    deadline: Option<Instant>,
+) -> Result<Vec<Row>> {
+    check(deadline)?;
+    for step in steps {
+        rows = apply_step(rows, step, docs);
+        check(deadline)?;
     }
     Ok(rows)
+}
+
+fn apply_step(rows: Vec<Row>, step: &AggregateStep, docs: &dyn Documents) -> Vec<Row> {
+    match step {
+        AggregateStep::GroupBy { fields, reducers } => {
+            let mut groups = group::Groups::default();
+            groups.add_rows(&rows, fields, reducers, docs);
+            groups.finish(fields, reducers)
+        }
+        AggregateStep::SortBy { keys, max } => {
+            let mut keyed: Vec<(Vec<Cell>, Row)> = rows
+                .into_iter()
+                .map(|r| (keys.iter().map(|(k, _)| lookup(docs, &r, k)).collect(), r))
+                .collect();
+            keyed.sort_by(|a, b| {
+                for (i, (_, ascending)) in keys.iter().enumerate() {
+                    let o = compare(&a.0[i], &b.0[i]);
+                    let o = if *ascending { o } else { o.reverse() };
+                    if o != std::cmp::Ordering::Equal {
+                        return o;
+                    }
+                }
+                std::cmp::Ordering::Equal
+            });
+            let mut sorted: Vec<Row> = keyed.into_iter().map(|(_, r)| r).collect();
+            if let Some(max) = max {
+                sorted.truncate(*max);
+            }
+            // The sort keys are part of the output, as in RediSearch.
+            for row in &mut sorted {
+                for (k, _) in keys {
+                    if !row.cells.contains_key(k) {
+                        let v = lookup(docs, row, k);
+                        row.cells.insert(k.clone(), v);
+                    }
+                }
+            }
+            sorted
+        }
+        AggregateStep::Apply { expr, alias } => rows
+            .into_iter()
+            .map(|mut row| {
+                let value = expr.eval(&|name| Some(lookup(docs, &row, name).scalar()));
+                row.cells.insert(alias.clone(), Cell::from_scalar(value));
+                row
+            })
+            .collect(),
+        AggregateStep::Filter(expr) => rows
+            .into_iter()
+            .filter(|row| expr.test(&|name| Some(lookup(docs, row, name).scalar())))
+            .collect(),
+        AggregateStep::Limit { offset, num } => rows.into_iter().skip(*offset).take(*num).collect(),
+    }
 }
 
 /// A total order, as `sort_by` requires: numbers (or text that reads as one) first, by
@@ -248,81 +310,6 @@ fn compare(a: &Cell, b: &Cell) -> std::cmp::Ordering {
         (Some(x), Some(y)) => x.total_cmp(&y),
         _ => a.key_text().cmp(&b.key_text()),
     }
-}
-
-/// Running state of one reducer over one group.
-#[derive(Debug, Default)]
-struct Accumulator {
-    count: u64,
-    sum: f64,
-    min: Option<f64>,
-    max: Option<f64>,
-    numbers: u64,
-    distinct: HashSet<String>,
-    list: Vec<String>,
-}
-
-fn group(source: &Source<'_>, rows: Vec<Row>, fields: &[String], reducers: &[Reducer]) -> Vec<Row> {
-    let mut groups: IndexMap<Vec<String>, (Vec<Cell>, Vec<Accumulator>)> = IndexMap::new();
-    for row in &rows {
-        let key_cells: Vec<Cell> = fields.iter().map(|f| source.lookup(row, f)).collect();
-        let key: Vec<String> = key_cells.iter().map(Cell::key_text).collect();
-        let entry = groups.entry(key).or_insert_with(|| {
-            (
-                key_cells,
-                reducers.iter().map(|_| Accumulator::default()).collect(),
-            )
-        });
-        for (reducer, acc) in reducers.iter().zip(entry.1.iter_mut()) {
-            acc.count += 1;
-            let Some(field) = &reducer.field else {
-                continue;
-            };
-            let cell = source.lookup(row, field);
-            if cell == Cell::Null {
-                continue;
-            }
-            if let Some(n) = cell.scalar().as_number() {
-                acc.numbers += 1;
-                acc.sum += n;
-                acc.min = Some(acc.min.map_or(n, |m| m.min(n)));
-                acc.max = Some(acc.max.map_or(n, |m| m.max(n)));
-            }
-            let text = cell.key_text();
-            if matches!(reducer.kind, ReducerKind::ToList) && !acc.distinct.contains(&text) {
-                acc.list.push(text.clone());
-            }
-            acc.distinct.insert(text);
-        }
-    }
-    groups
-        .into_values()
-        .map(|(key_cells, accs)| {
-            let mut cells = IndexMap::new();
-            for (f, c) in fields.iter().zip(key_cells) {
-                cells.insert(f.clone(), c);
-            }
-            for (reducer, acc) in reducers.iter().zip(accs) {
-                let value = match reducer.kind {
-                    ReducerKind::Count => Cell::Number(acc.count as f64),
-                    ReducerKind::Sum => Cell::Number(acc.sum),
-                    ReducerKind::Min => acc.min.map_or(Cell::Null, Cell::Number),
-                    ReducerKind::Max => acc.max.map_or(Cell::Null, Cell::Number),
-                    ReducerKind::Avg => {
-                        if acc.numbers == 0 {
-                            Cell::Null
-                        } else {
-                            Cell::Number(acc.sum / acc.numbers as f64)
-                        }
-                    }
-                    ReducerKind::CountDistinct => Cell::Number(acc.distinct.len() as f64),
-                    ReducerKind::ToList => Cell::List(acc.list),
-                };
-                cells.insert(reducer.alias.clone(), value);
-            }
-            Row { doc: None, cells }
-        })
-        .collect()
 }
 
 /// FT.AGGREGATE's reply: `[n, [k, v, ...], ...]` in RESP2, a map with `results` in RESP3.
