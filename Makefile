@@ -69,7 +69,7 @@ bench-resp: setup
 		--bench $(CARGO_TARGET_DIR)/release/shoal-bench --data $(DATA) --json $(RESULTS)/search_ingest.json \
 		--busy-poll-us 200
 
-## Replicated HSET (3 shoal node processes) beside one unreplicated shoal dev, fsync
+## Replicated HSET (3 shoal node processes) beside one unreplicated shoal dev --standalone, fsync
 ## on its own, the CPU of 64 idle groups per node, and how long a snapshot of 100k
 ## vectors holds up writes.
 bench-replication: setup

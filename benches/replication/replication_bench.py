@@ -7,7 +7,7 @@ In one run, on this machine:
 2. HSET through redis-benchmark against three `shoal node` processes (one group, three
    replicas on loopback): 1 and 64 clients, unpipelined and pipeline 16, throughput and
    p50/p99 latency; with the leader's WAL syncs per write (group commit).
-3. The same workload against one unreplicated `shoal dev`, for the ratio.
+3. The same workload against one unreplicated `shoal dev --standalone`, for the ratio.
 4. Idle cost: three nodes hosting 64 groups each, nothing written; CPU time of each
    process over a window, as % of one core.
 
@@ -174,7 +174,7 @@ def main():
 
         try:
             port = free_port()
-            procs.start([args.shoal, "dev", "--resp", f"127.0.0.1:{port}"])
+            procs.start([args.shoal, "dev", "--standalone", "--resp", f"127.0.0.1:{port}"])
             single = {}
             for clients, pipeline in cases:
                 n = args.requests // (10 if clients == 1 and pipeline == 1 else 1)

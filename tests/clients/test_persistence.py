@@ -1,17 +1,23 @@
-"""Until the Raft log of #4: a clean restart keeps everything (snapshot on shutdown), and
-a periodic snapshot bounds what a crash can lose."""
+"""`shoal dev` across restarts. The embedded cluster (the default) keeps every
+acknowledged write in its nodes' Raft logs, through a clean stop or a SIGKILL;
+`--standalone` keeps what its last snapshot holds (one on shutdown, one every
+--snapshot-interval), so a crash loses the writes after it."""
 
 import signal
 import time
 
 import numpy as np
+import pytest
 from redis.commands.search.query import Query
 
 from conftest import Server
 
+MODES = {"cluster": (), "standalone": ("--standalone",)}
 
-def test_clean_restart_keeps_keys_and_indexes(tmp_path):
-    server = Server(tmp_path).start()
+
+@pytest.mark.parametrize("mode", MODES)
+def test_clean_restart_keeps_keys_and_indexes(tmp_path, mode):
+    server = Server(tmp_path, *MODES[mode]).start()
     r = server.client()
     r.execute_command("FT.CREATE", "idx", "PREFIX", "1", "d:", "SCHEMA",
                       "v", "VECTOR", "HNSW", "6", "TYPE", "FLOAT32", "DIM", "2",
@@ -48,8 +54,8 @@ def test_periodic_snapshot_survives_a_crash(tmp_path):
     import subprocess
     from conftest import binary, free_port
     port = free_port()
-    proc = subprocess.Popen([binary(), "dev", "--resp", f"127.0.0.1:{port}", "--data-dir",
-                             str(tmp_path), "--snapshot-interval", "1"],
+    proc = subprocess.Popen([binary(), "dev", "--standalone", "--resp", f"127.0.0.1:{port}",
+                             "--data-dir", str(tmp_path), "--snapshot-interval", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert "listening" in proc.stdout.readline()
     import redis
@@ -61,6 +67,31 @@ def test_periodic_snapshot_survives_a_crash(tmp_path):
     time.sleep(1.5)  # one more interval, so the snapshot holds the write
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    server = Server(tmp_path).start()
+    server = Server(tmp_path, "--standalone").start()
     assert server.client().get("before") == b"1"
+    server.stop()
+
+
+def test_the_embedded_cluster_loses_no_acknowledged_write_to_sigkill(tmp_path):
+    server = Server(tmp_path).start()
+    r = server.client()
+    r.execute_command("FT.CREATE", "idx", "PREFIX", "1", "d:", "SCHEMA",
+                      "v", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", "2",
+                      "DISTANCE_METRIC", "L2")
+    pipe = r.pipeline(transaction=False)
+    for i in range(500):
+        pipe.hset(f"d:{i}", mapping={"v": np.array([i, 1], dtype=np.float32).tobytes()})
+    pipe.execute()
+    r.set("last", "acknowledged")
+    # No snapshot, no clean stop: the acknowledged writes are in the nodes' logs.
+    assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert not (tmp_path / "shoal.snapshot").exists()
+    server.start()
+    r = server.client()
+    assert r.get("last") == b"acknowledged"
+    assert r.dbsize() == 501
+    assert int(r.ft("idx").info()["num_docs"]) == 500
+    q = Query("*=>[KNN 1 @v $q]").dialect(2).no_content()
+    res = r.ft("idx").search(q, query_params={"q": np.array([499, 1], dtype=np.float32).tobytes()})
+    assert [d.id for d in res.docs] == ["d:499"]
     server.stop()

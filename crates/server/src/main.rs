@@ -1,13 +1,18 @@
-//! `shoal`: runs a Shoal node.
+//! `shoal`: runs Shoal.
 //!
-//! `shoal dev` serves RESP on one address with the whole keyspace in this process and a
-//! snapshot in `--data-dir`. `shoal node` is one replica of replicated shard groups: its
-//! writes are committed to a Raft log (RocksDB) on a quorum before they are answered.
+//! `shoal dev` is a whole cluster in one process: 3 nodes in zones a/b/c replicating 3
+//! shard groups over loopback gRPC, each with its own RocksDB under `--data-dir`, behind
+//! one RESP address (`--standalone`: one unreplicated engine with a snapshot file
+//! instead). `shoal node` is one node of a cluster of processes: a replica of every
+//! shard group, whose writes are committed to a Raft log on a quorum before they are
+//! answered, with a router in front.
 
 mod admin;
 mod busy_poll;
+mod cluster_node;
 mod connection;
 mod convert;
+mod dev_cluster;
 mod info;
 mod node;
 mod node_config;
@@ -42,7 +47,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs one node serving RESP, unreplicated.
+    /// Runs a whole cluster in this process (or, with --standalone, one unreplicated
+    /// engine) behind one RESP address.
     Dev(DevArgs),
     /// Runs a replica of Raft-replicated shard groups (flags or a TOML file).
     Node(Box<node_config::NodeArgs>),
@@ -53,13 +59,28 @@ struct DevArgs {
     /// Address to serve RESP on.
     #[arg(long, default_value = "127.0.0.1:6379")]
     resp: SocketAddr,
-    /// Directory for the snapshot; without it nothing is kept across restarts.
+    /// Directory for the nodes' Raft logs (RocksDB), or the --standalone snapshot;
+    /// without it nothing is kept across restarts.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Seconds between snapshots (when something changed).
+    /// Nodes in the embedded cluster; every node holds a replica of every group.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Shard groups the keys are spread over.
+    #[arg(long, default_value_t = 3)]
+    groups: u64,
+    /// Availability zones the nodes are placed in, in turn.
+    #[arg(long, value_delimiter = ',', default_value = "a,b,c")]
+    zones: Vec<String>,
+    /// One engine in this process, unreplicated, kept by a periodic snapshot in
+    /// --data-dir (the fastest way to try the commands; no failover).
+    #[arg(long)]
+    standalone: bool,
+    /// Seconds between --standalone snapshots (when something changed).
     #[arg(long, default_value_t = 60)]
     snapshot_interval: u64,
-    /// Longest argument a client may send, in bytes.
+    /// Longest argument a client may send, in bytes (at most 16 MiB unless
+    /// --standalone: a log entry must fit one Raft message).
     #[arg(long, default_value_t = 512 * 1024 * 1024)]
     max_bulk_len: usize,
     /// Microseconds an answered connection polls for its next request before it
@@ -96,8 +117,6 @@ async fn dev(args: DevArgs) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", args.resp))?;
     let local = listener.local_addr()?;
-    let node = node::Node::open(args.data_dir.clone(), local.port())?;
-    node.spawn_background(Duration::from_secs(args.snapshot_interval.max(1)));
     let settings = connection::Settings {
         limits: Limits {
             max_bulk_len: args.max_bulk_len,
@@ -106,10 +125,70 @@ async fn dev(args: DevArgs) -> Result<()> {
         // Capped: a longer spin holds a worker thread that other clients and timers need.
         busy_poll: Duration::from_micros(args.busy_poll_us.min(1_000)),
     };
-    tracing::info!(resp = %local, data_dir = ?args.data_dir, "shoal dev ready");
+    if args.standalone {
+        return standalone(args, listener, settings).await;
+    }
+    // Without a data directory the cluster lives in a temporary one, removed at exit.
+    let (data_dir, temporary) = match &args.data_dir {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("shoal-dev-{}", std::process::id())),
+            true,
+        ),
+    };
+    let shape = dev_cluster::Shape {
+        nodes: args.nodes,
+        groups: args.groups,
+        zones: args.zones.clone(),
+        resp: local,
+        data_dir: data_dir.clone(),
+        max_bulk_len: args.max_bulk_len,
+        busy_poll_us: args.busy_poll_us,
+    };
+    let cluster = dev_cluster::DevCluster::start(&shape).await?;
+    let settings = connection::Settings {
+        limits: Limits {
+            max_bulk_len: args.max_bulk_len.min(node_config::MAX_BULK_LEN),
+            ..settings.limits
+        },
+        ..settings
+    };
+    tracing::info!(resp = %local, nodes = args.nodes, groups = args.groups,
+        data_dir = %data_dir.display(), "shoal dev cluster ready");
     // The line tests and scripts wait for.
     println!("shoal dev listening on {local}");
-    serve_resp(&node, listener, settings, shutdown_signal()).await;
+    let nodes: Vec<Arc<node::Node>> = cluster.nodes.iter().map(|n| n.node.clone()).collect();
+    serve_resp(&nodes, listener, settings, shutdown_signal()).await;
+    tracing::info!("shutting down");
+    cluster.stop().await?;
+    if temporary {
+        if let Err(e) = std::fs::remove_dir_all(&data_dir) {
+            tracing::warn!(error = %e, dir = %data_dir.display(), "removing the temporary data");
+        }
+    }
+    tracing::info!("bye");
+    Ok(())
+}
+
+/// `shoal dev --standalone`: one engine, unreplicated, snapshotted to `--data-dir`.
+async fn standalone(
+    args: DevArgs,
+    listener: TcpListener,
+    settings: connection::Settings,
+) -> Result<()> {
+    let local = listener.local_addr()?;
+    let node = node::Node::open(args.data_dir.clone(), local.port())?;
+    node.spawn_background(Duration::from_secs(args.snapshot_interval.max(1)));
+    tracing::info!(resp = %local, data_dir = ?args.data_dir, "shoal dev (standalone) ready");
+    // The line tests and scripts wait for.
+    println!("shoal dev listening on {local}");
+    serve_resp(
+        std::slice::from_ref(&node),
+        listener,
+        settings,
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!("shutting down");
     let saver = node.clone();
     tokio::task::spawn_blocking(move || saver.save())
@@ -119,19 +198,24 @@ async fn dev(args: DevArgs) -> Result<()> {
     Ok(())
 }
 
-/// Accepts RESP connections until `shutdown` completes.
+/// Accepts RESP connections until `shutdown` completes, handing them to `nodes` in
+/// turn (every node's router serves clients).
 async fn serve_resp(
-    node: &Arc<node::Node>,
+    nodes: &[Arc<node::Node>],
     listener: TcpListener,
     settings: connection::Settings,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let mut next = 0usize;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tokio::spawn(connection::serve(node.clone(), stream, settings));
+                    if let Some(node) = nodes.get(next % nodes.len().max(1)) {
+                        tokio::spawn(connection::serve(node.clone(), stream, settings));
+                    }
+                    next = next.wrapping_add(1);
                 }
                 Err(e) => tracing::warn!(error = %e, "accept failed"),
             },
@@ -142,9 +226,6 @@ async fn serve_resp(
 
 /// `shoal node`: opens the node's groups over its RocksDB, serves the Raft transport and
 /// RESP, and bootstraps the groups from the configured members if they are new.
-/// How long a stopping node lets in-flight Raft calls finish.
-const GRPC_DRAIN: Duration = Duration::from_secs(1);
-
 async fn replicated_node(config: node_config::NodeConfig) -> Result<()> {
     let grpc = TcpListener::bind(config.grpc)
         .await
@@ -152,82 +233,9 @@ async fn replicated_node(config: node_config::NodeConfig) -> Result<()> {
     let resp = TcpListener::bind(config.resp)
         .await
         .with_context(|| format!("binding RESP {}", config.resp))?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let raft_config = shoal_raft::raft_config(
-        config.heartbeat_ms,
-        config.election_timeout_ms,
-        config.snapshot_after_logs,
-    );
-    let host = Arc::new(
-        shoal_raft::Host::open(config.id, &config.data_dir, raft_config)
-            .context("opening the Raft log")?,
-    );
-    for group in 0..config.groups {
-        host.open_group(group)
-            .await
-            .with_context(|| format!("opening group {group}"))?;
-    }
-    let local = shoal_cluster::Local {
-        host: host.clone(),
-        read_mode: config.read_mode,
-        quorum_timeout: config.quorum_timeout,
-    };
-    let (stop_grpc, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = {
-        let raft = host.service().into_server();
-        let shard = shoal_cluster::ShardService::new(local.clone()).into_server();
-        tokio::spawn(async move {
-            let stop = async {
-                let _ = grpc_stopped.await;
-            };
-            // No Nagle: a heartbeat's small reply must not wait for the ACK of the
-            // last one (that stalled every ReadIndex read by a delayed-ACK period).
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
-            let served = tonic::transport::Server::builder()
-                .add_service(raft)
-                .add_service(shard)
-                .serve_with_incoming_shutdown(incoming, stop)
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "gRPC server stopped");
-            }
-        })
-    };
-    if !config.members.is_empty() {
-        for group in 0..config.groups {
-            let handle = host
-                .group(group)
-                .with_context(|| format!("group {group} is not open"))?;
-            handle
-                .initialize(config.members.clone())
-                .await
-                .with_context(|| format!("bootstrapping group {group}"))?;
-        }
-    }
-    let group = host.group(0).context("group 0 is not open")?;
-    // Every node hosts every group (static placement): the ring covers groups 0..N,
-    // and a group's members are the configured voters.
-    let ring = shoal_cluster::Ring::new(0..config.groups);
-    let shards = shoal_cluster::Shards::new(
-        local,
-        config
-            .members
-            .iter()
-            .map(|(id, addr)| (*id, addr.clone()))
-            .collect(),
-    );
-    let node = node::Node::replicated(
-        node::Replicated {
-            host: host.clone(),
-            group,
-            router: shoal_cluster::Router::new(ring, shards),
-            quorum_timeout: config.quorum_timeout,
-        },
-        config.resp.port(),
-    );
-    node.spawn_background(Duration::from_secs(60));
+    // Every member bootstraps every group with the same members; the first wins.
+    let every_group: Vec<u64> = (0..config.groups).collect();
+    let started = cluster_node::start(&config, grpc, &every_group).await?;
     let settings = connection::Settings {
         limits: Limits {
             max_bulk_len: config.max_bulk_len,
@@ -242,16 +250,15 @@ async fn replicated_node(config: node_config::NodeConfig) -> Result<()> {
         "shoal node {} listening on resp {} grpc {}",
         config.id, config.resp, config.grpc
     );
-    serve_resp(&node, resp, settings, shutdown_signal()).await;
+    serve_resp(
+        std::slice::from_ref(&started.node),
+        resp,
+        settings,
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!("shutting down");
-    host.shutdown().await.context("stopping groups")?;
-    let _ = stop_grpc.send(());
-    // tonic's graceful stop waits for every peer to close its connection, and live peers
-    // keep theirs open: give in-flight calls a moment, then stop.
-    let abort = server.abort_handle();
-    if tokio::time::timeout(GRPC_DRAIN, server).await.is_err() {
-        abort.abort();
-    }
+    started.stop().await?;
     tracing::info!("bye");
     Ok(())
 }

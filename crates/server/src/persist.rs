@@ -30,13 +30,23 @@ pub fn load(dir: &Path) -> Result<Engine> {
 /// Writes `bytes` as the snapshot in `dir`, atomically.
 pub fn save(dir: &Path, bytes: &[u8]) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!("{FILE}.tmp"));
+    write_atomically(&path(dir), bytes)
+}
+
+/// Replaces `file` by `bytes` so that a crash leaves the old content or the new.
+pub fn write_atomically(file: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     {
         let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
-    fs::rename(&tmp, path(dir))?;
-    File::open(dir)?.sync_all()?;
+    fs::rename(&tmp, file).with_context(|| format!("renaming {}", tmp.display()))?;
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all()?,
+        Some(_) | None => File::open(".")?.sync_all()?,
+    }
     Ok(())
 }

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# A cluster of real `shoal node` processes on loopback, for trying failover by hand.
+#
+#   scripts/cluster.sh up N       start N nodes (zones a, b, c in turn), wait for leaders
+#   scripts/cluster.sh status     each node's pid, zone, ports and its view of the groups
+#   scripts/cluster.sh down       stop every node (SIGTERM), keep the data
+#   scripts/cluster.sh kill ID    SIGKILL one node (it comes back with `up N` again)
+#   scripts/cluster.sh clean      stop every node and delete the data
+#
+# Node i serves RESP on BASE+i and gRPC on BASE+100+i. Settings, from the environment:
+#   SHOAL_BIN            the binary       (default: $CARGO_TARGET_DIR/release/shoal,
+#                                          else target/release/shoal)
+#   SHOAL_CLUSTER_DIR    data and logs    (default: /tmp/shoal-cluster)
+#   SHOAL_BASE_PORT      BASE             (default: 7000)
+#   SHOAL_GROUPS         shard groups     (default: 3)
+set -euo pipefail
+
+target=${CARGO_TARGET_DIR:-$HOME/.cache/shoal-target}
+bin=${SHOAL_BIN:-$target/release/shoal}
+[[ -x $bin ]] || bin=target/release/shoal
+dir=${SHOAL_CLUSTER_DIR:-/tmp/shoal-cluster}
+base=${SHOAL_BASE_PORT:-7000}
+groups=${SHOAL_GROUPS:-3}
+zones=(a b c)
+
+usage() {
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+}
+
+resp_port() { echo $((base + $1)); }
+grpc_port() { echo $((base + 100 + $1)); }
+
+# The nodes started by the last `up`, one id per line.
+ids() { [[ -f $dir/nodes ]] && cat "$dir/nodes" || true; }
+
+alive() { [[ -f $dir/$1.pid ]] && kill -0 "$(cat "$dir/$1.pid")" 2>/dev/null; }
+
+ask() { # ask ID COMMAND... : one RESP command to node ID, with a bash /dev/tcp socket
+    local id=$1
+    shift
+    local req="*$#\r\n" arg
+    for arg in "$@"; do req+="\$${#arg}\r\n$arg\r\n"; done
+    req+="*1\r\n\$4\r\nQUIT\r\n" # the node closes the connection after answering
+    exec 3<>"/dev/tcp/127.0.0.1/$(resp_port "$id")" || return 1
+    printf '%b' "$req" >&3
+    timeout 2 cat <&3 | tr -d '\r' || true
+    exec 3<&- 3>&-
+}
+
+up() {
+    local n=${1:?usage: cluster.sh up N}
+    [[ -x $bin ]] || { echo "no shoal binary at $bin (make build, or set SHOAL_BIN)" >&2; exit 1; }
+    mkdir -p "$dir"
+    if [[ -f $dir/nodes && $(wc -l <"$dir/nodes") -ne $n ]]; then
+        echo "$dir holds a cluster of $(wc -l <"$dir/nodes") nodes; clean it first" >&2
+        exit 1
+    fi
+    local members=() i
+    for ((i = 1; i <= n; i++)); do
+        members+=(--member "$i,${zones[$(((i - 1) % 3))]},127.0.0.1:$(grpc_port $i),127.0.0.1:$(resp_port $i)")
+    done
+    seq 1 "$n" >"$dir/nodes"
+    for ((i = 1; i <= n; i++)); do
+        if alive "$i"; then continue; fi
+        "$bin" node --id "$i" --zone "${zones[$(((i - 1) % 3))]}" \
+            --resp "127.0.0.1:$(resp_port $i)" --grpc "127.0.0.1:$(grpc_port $i)" \
+            --data-dir "$dir/node-$i" --groups "$groups" "${members[@]}" \
+            >"$dir/node-$i.out" 2>"$dir/node-$i.log" &
+        echo $! >"$dir/$i.pid"
+    done
+    # Ready when every node answers and each sees a leader for every group.
+    local deadline=$((SECONDS + 60)) ready
+    while ((SECONDS < deadline)); do
+        ready=1
+        for ((i = 1; i <= n; i++)); do
+            local led
+            led=$(ask "$i" INFO cluster 2>/dev/null | grep -c '^group[0-9]*:leader=[0-9]' || true)
+            ((led == groups)) || ready=0
+        done
+        if ((ready)); then
+            echo "cluster of $n nodes and $groups groups up; RESP on $(resp_port 1)..$(resp_port "$n")"
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "the groups elected no leaders within 60 s; see $dir/node-*.log" >&2
+    exit 1
+}
+
+status() {
+    local i
+    for i in $(ids); do
+        if alive "$i"; then
+            echo "node $i  pid $(cat "$dir/$i.pid")  resp $(resp_port "$i")  grpc $(grpc_port "$i")"
+            ask "$i" INFO cluster | grep -E '^(group|shoal_)' | sed 's/^/    /'
+        else
+            echo "node $i  down"
+        fi
+    done
+}
+
+down() {
+    local i
+    for i in $(ids); do
+        if alive "$i"; then kill -TERM "$(cat "$dir/$i.pid")"; fi
+    done
+    for i in $(ids); do
+        while alive "$i"; do sleep 0.1; done
+        rm -f "$dir/$i.pid"
+    done
+}
+
+case ${1:-} in
+up) up "${2:-}" ;;
+status) status ;;
+down) down ;;
+kill)
+    id=${2:?usage: cluster.sh kill ID}
+    alive "$id" && kill -KILL "$(cat "$dir/$id.pid")"
+    rm -f "$dir/$id.pid"
+    ;;
+clean)
+    down
+    rm -rf "$dir"
+    ;;
+*) usage ;;
+esac

@@ -1,0 +1,67 @@
+"""`scripts/cluster.sh`: real `shoal node` processes on loopback, as an operator drives
+them — up, status, a node killed and the cluster still writing, up again, down, clean."""
+
+import os
+import pathlib
+import socket
+import subprocess
+
+import redis
+
+from conftest import ROOT, binary
+from loopback import free_port
+
+SCRIPT = ROOT / "scripts" / "cluster.sh"
+
+
+def base_port() -> int:
+    """A base whose 3 RESP ports (base+1..3) and 3 gRPC ports (base+101..103) are free."""
+    while True:
+        base = free_port()
+        if base + 103 >= 65536:
+            continue
+        try:
+            for offset in (1, 2, 3, 101, 102, 103):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        return base
+
+
+def run(env, *args, check=True):
+    return subprocess.run([str(SCRIPT), *args], env=env, capture_output=True, text=True,
+                          timeout=120, check=check)
+
+
+def test_up_status_kill_up_down_clean(tmp_path: pathlib.Path):
+    base = base_port()
+    env = dict(os.environ, SHOAL_BIN=binary(), SHOAL_CLUSTER_DIR=str(tmp_path / "c"),
+               SHOAL_BASE_PORT=str(base), SHOAL_GROUPS="3")
+    try:
+        up = run(env, "up", "3")
+        assert "cluster of 3 nodes and 3 groups up" in up.stdout
+        status = run(env, "status").stdout
+        for i in (1, 2, 3):
+            assert f"node {i}  pid" in status
+        assert status.count("group2:leader=") == 3
+
+        nodes = [redis.Redis(port=base + i) for i in (1, 2, 3)]
+        assert nodes[0].mset({f"k{i}": i for i in range(50)})
+        run(env, "kill", "1")
+        assert "node 1  down" in run(env, "status").stdout
+        # Two of three replicas keep every group writing; the routers of the live nodes
+        # find the new leaders.
+        assert nodes[1].set("after", "kill")
+        assert nodes[2].mget(["k0", "k49", "after"]) == [b"0", b"49", b"kill"]
+
+        run(env, "up", "3")
+        assert nodes[0].get("after") == b"kill"
+        assert nodes[0].dbsize() == 51
+
+        run(env, "down")
+        assert run(env, "status").stdout.count("down") == 3
+        assert (tmp_path / "c" / "node-1").is_dir()
+    finally:
+        run(env, "clean", check=False)
+    assert not (tmp_path / "c").exists()
