@@ -174,7 +174,7 @@ def main():
 
         try:
             port = free_port()
-            procs.start([args.shoal, "dev", "--standalone", "--resp", f"127.0.0.1:{port}"])
+            procs.start([args.shoal, "dev", "--standalone", "--api", "127.0.0.1:0", "--resp", f"127.0.0.1:{port}"])
             single = {}
             for clients, pipeline in cases:
                 n = args.requests // (10 if clients == 1 and pipeline == 1 else 1)

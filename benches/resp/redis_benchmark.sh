@@ -20,7 +20,7 @@ pids=()
 trap cleanup EXIT
 
 shoal_port=$(free_port)
-"$SHOAL" dev --standalone --resp "127.0.0.1:$shoal_port" >/dev/null 2>"$work/shoal.log" &
+"$SHOAL" dev --standalone --api 127.0.0.1:0 --resp "127.0.0.1:$shoal_port" >/dev/null 2>"$work/shoal.log" &
 pids+=($!)
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \

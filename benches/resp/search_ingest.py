@@ -68,7 +68,7 @@ class Conn:
 
 def start(binary, *extra):
     port = free_port()
-    proc = subprocess.Popen([binary, "dev", "--standalone", "--resp", f"127.0.0.1:{port}", *extra],
+    proc = subprocess.Popen([binary, "dev", "--standalone", "--api", "127.0.0.1:0", "--resp", f"127.0.0.1:{port}", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     if "listening" not in proc.stdout.readline():
         raise RuntimeError("shoal did not start")

@@ -43,9 +43,11 @@ class Server:
         # The port is picked free just before binding; retry if another process takes it.
         for _ in range(5):
             self.port = free_port()
+            # The gRPC API too gets a free port, unless the test picks one.
+            api = [] if "--api" in self.extra_args else ["--api", f"127.0.0.1:{free_port()}"]
             self.proc = subprocess.Popen(
                 [binary(), "dev", "--resp", f"127.0.0.1:{self.port}",
-                 "--data-dir", str(self.data_dir), *self.extra_args],
+                 "--data-dir", str(self.data_dir), *api, *self.extra_args],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
             line = self.proc.stdout.readline()

@@ -55,6 +55,7 @@ def test_periodic_snapshot_survives_a_crash(tmp_path):
     from conftest import binary, free_port
     port = free_port()
     proc = subprocess.Popen([binary(), "dev", "--standalone", "--resp", f"127.0.0.1:{port}",
+                             "--api", f"127.0.0.1:{free_port()}",
                              "--data-dir", str(tmp_path), "--snapshot-interval", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert "listening" in proc.stdout.readline()

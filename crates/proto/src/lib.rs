@@ -11,3 +11,12 @@ pub mod raft {
 pub mod shard {
     tonic::include_proto!("shoal.shard.v1");
 }
+
+/// `proto/shoal.proto`: the client API.
+#[allow(clippy::all, missing_debug_implementations)]
+pub mod api {
+    tonic::include_proto!("shoal.v1");
+
+    /// The encoded descriptors of every compiled file, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("shoal_descriptor");
+}

@@ -8,6 +8,7 @@
 //! answered, with a router in front.
 
 mod admin;
+mod api;
 mod busy_poll;
 mod cluster_node;
 mod connection;
@@ -59,6 +60,9 @@ struct DevArgs {
     /// Address to serve RESP on.
     #[arg(long, default_value = "127.0.0.1:6379")]
     resp: SocketAddr,
+    /// Address to serve the gRPC client API (proto/shoal.proto) on.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    api: SocketAddr,
     /// Directory for the nodes' Raft logs (RocksDB), or the --standalone snapshot;
     /// without it nothing is kept across restarts.
     #[arg(long)]
@@ -146,6 +150,8 @@ async fn dev(args: DevArgs) -> Result<()> {
         busy_poll_us: args.busy_poll_us,
     };
     let cluster = dev_cluster::DevCluster::start(&shape).await?;
+    let nodes: Vec<Arc<node::Node>> = cluster.nodes.iter().map(|n| n.node.clone()).collect();
+    let api = ApiServer::start(args.api, nodes.clone()).await?;
     let settings = connection::Settings {
         limits: Limits {
             max_bulk_len: args.max_bulk_len.min(node_config::MAX_BULK_LEN),
@@ -153,13 +159,13 @@ async fn dev(args: DevArgs) -> Result<()> {
         },
         ..settings
     };
-    tracing::info!(resp = %local, nodes = args.nodes, groups = args.groups,
+    tracing::info!(resp = %local, api = %api.addr, nodes = args.nodes, groups = args.groups,
         data_dir = %data_dir.display(), "shoal dev cluster ready");
     // The line tests and scripts wait for.
     println!("shoal dev listening on {local}");
-    let nodes: Vec<Arc<node::Node>> = cluster.nodes.iter().map(|n| n.node.clone()).collect();
     serve_resp(&nodes, listener, settings, shutdown_signal()).await;
     tracing::info!("shutting down");
+    api.stop().await;
     cluster.stop().await?;
     if temporary {
         if let Err(e) = std::fs::remove_dir_all(&data_dir) {
@@ -179,7 +185,9 @@ async fn standalone(
     let local = listener.local_addr()?;
     let node = node::Node::open(args.data_dir.clone(), local.port())?;
     node.spawn_background(Duration::from_secs(args.snapshot_interval.max(1)));
-    tracing::info!(resp = %local, data_dir = ?args.data_dir, "shoal dev (standalone) ready");
+    let api = ApiServer::start(args.api, vec![node.clone()]).await?;
+    tracing::info!(resp = %local, api = %api.addr, data_dir = ?args.data_dir,
+        "shoal dev (standalone) ready");
     // The line tests and scripts wait for.
     println!("shoal dev listening on {local}");
     serve_resp(
@@ -190,6 +198,7 @@ async fn standalone(
     )
     .await;
     tracing::info!("shutting down");
+    api.stop().await;
     let saver = node.clone();
     tokio::task::spawn_blocking(move || saver.save())
         .await
@@ -236,6 +245,10 @@ async fn replicated_node(config: node_config::NodeConfig) -> Result<()> {
     // Every member bootstraps every group with the same members; the first wins.
     let every_group: Vec<u64> = (0..config.groups).collect();
     let started = cluster_node::start(&config, grpc, &every_group).await?;
+    let api = match config.api {
+        Some(addr) => Some(ApiServer::start(addr, vec![started.node.clone()]).await?),
+        None => None,
+    };
     let settings = connection::Settings {
         limits: Limits {
             max_bulk_len: config.max_bulk_len,
@@ -258,10 +271,53 @@ async fn replicated_node(config: node_config::NodeConfig) -> Result<()> {
     )
     .await;
     tracing::info!("shutting down");
+    if let Some(api) = api {
+        api.stop().await;
+    }
     started.stop().await?;
     tracing::info!("bye");
     Ok(())
 }
+
+/// The gRPC client API, served beside RESP.
+struct ApiServer {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl ApiServer {
+    /// Binds `addr` (so that clients can connect once the node says it listens) and
+    /// serves in the background.
+    async fn start(addr: SocketAddr, nodes: Vec<Arc<node::Node>>) -> Result<ApiServer> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the gRPC API {addr}"))?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = api::serve(nodes, listener, shutdown).await {
+                tracing::error!(error = %e, "gRPC API stopped");
+            }
+        });
+        Ok(ApiServer { addr, task, stop })
+    }
+
+    /// Stops accepting; in-flight calls get a moment to finish.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(API_DRAIN, self.task).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
+/// How long a stopping API server lets in-flight calls finish.
+const API_DRAIN: Duration = Duration::from_secs(1);
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();

@@ -70,6 +70,7 @@ pub struct FileConfig {
     pub zone: Option<String>,
     pub resp: Option<SocketAddr>,
     pub grpc: Option<SocketAddr>,
+    pub api: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub groups: Option<u64>,
     #[serde(default)]
@@ -101,6 +102,9 @@ pub struct NodeArgs {
     /// Address to serve the Raft transport (gRPC) on [default: 127.0.0.1:50051].
     #[arg(long)]
     pub grpc: Option<SocketAddr>,
+    /// Address to serve the gRPC client API (proto/shoal.proto) on [default: none].
+    #[arg(long)]
+    pub api: Option<SocketAddr>,
     /// Where the Raft log (RocksDB) and snapshots live (required).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -150,6 +154,8 @@ pub struct NodeConfig {
     pub zone: String,
     pub resp: SocketAddr,
     pub grpc: SocketAddr,
+    /// Where the gRPC client API is served, if anywhere.
+    pub api: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub groups: u64,
     pub members: BTreeMap<NodeId, NodeAddr>,
@@ -243,6 +249,7 @@ impl NodeArgs {
                 .grpc
                 .or(file.grpc)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051))),
+            api: self.api.or(file.api),
             data_dir: self
                 .data_dir
                 .or(file.data_dir)
