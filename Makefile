@@ -9,7 +9,7 @@ RESULTS ?= benches/results
 RESP ?= 127.0.0.1:6379
 DATA_DIR ?= data
 
-.PHONY: all setup test lint unit pytest run build bench-ann bench-resp bench-replication bench-kernels filter-threshold clean
+.PHONY: all setup test lint unit pytest run build bench-ann bench-resp bench-replication bench-cluster bench-kernels filter-threshold clean
 
 all: test
 
@@ -80,6 +80,15 @@ bench-replication: setup
 		--json $(RESULTS)/replication.json
 	$(PY) benches/replication/snapshot_stall.py --shoal $(CARGO_TARGET_DIR)/release/shoal \
 		--json $(RESULTS)/snapshot_stall.json
+
+## FT.SEARCH KNN 10 through the routers of 3 shoal node processes over 3 shard groups
+## beside one shoal dev --standalone with the same data, at 1 and 32 clients (QPS, p50,
+## p99, recall), and pipelined-HSET ingest through the router, on the bench-ann dataset.
+bench-cluster: setup
+	cargo build --release -p shoal-server
+	$(PY) benches/gen_dataset.py --n 200000 --dim 128 --clusters 1000 --queries 1000 --seed 42 --out $(DATA)
+	$(PY) benches/cluster/cluster_search.py --shoal $(CARGO_TARGET_DIR)/release/shoal \
+		--data $(DATA) --json $(RESULTS)/cluster_search.json
 
 ## criterion micro-benchmarks of the distance kernels.
 bench-kernels:

@@ -55,6 +55,7 @@ impl Local {
                 .map(|args| replica.engine.query(args, ctx))
                 .collect(),
             versions: replica.engine.versions(&call.versions, call.now_ms),
+            applied: replica.applied().map_or(0, |l| l.index),
         })
     }
 

@@ -305,6 +305,31 @@ impl Router {
         assemble(batches.slots, &answers, by_command, resp3)
     }
 
+    /// How far each group's leader had applied its log, read linearizably (so every
+    /// write acknowledged before the call is at or below it).
+    pub async fn applied(&self, now_ms: u64) -> Vec<(GroupId, Result<u64, String>)> {
+        let calls = self.ring.groups().iter().map(|&group| {
+            let call = ReadCall {
+                commands: Vec::new(),
+                resp3: false,
+                now_ms,
+                stale_ok: false,
+                versions: Vec::new(),
+            };
+            async move {
+                let result = match self.shards.call(group, &Op::Read(call)).await {
+                    Ok(Answer::Read(answer)) => Ok(answer.applied),
+                    Ok(Answer::Write(_) | Answer::Search(_) | Answer::Aggregate(_)) => {
+                        Err(UNEXPECTED.to_owned())
+                    }
+                    Err(e) => Err(error_text(&e)),
+                };
+                (group, result)
+            }
+        });
+        join_all(calls).await
+    }
+
     /// The versions of `keys` for WATCH, read linearizably on their groups.
     pub async fn versions(
         &self,

@@ -21,6 +21,9 @@ pub struct ReadCall {
 pub struct ReadAnswer {
     pub replies: Vec<shoal_engine::Reply>,
     pub versions: Vec<Option<u64>>,
+    /// The log index the answering replica had applied: how far another replica must
+    /// get to include everything these replies saw.
+    pub applied: u64,
 }
 
 /// One group's part of an FT.SEARCH (`args` without the command name).

@@ -24,11 +24,9 @@ pub struct Started {
     stop_grpc: tokio::sync::oneshot::Sender<()>,
 }
 
-/// Opens the node's groups, serves gRPC on `grpc`, and — when `bootstrap` — makes
-/// the configured members the first membership of every group it is asked to.
-/// `bootstrap` lists the groups this node initializes (a group initialized by one node
-/// first elects that node, which is how `shoal dev` spreads its leaders).
-pub async fn start(config: &NodeConfig, grpc: TcpListener, bootstrap: &[u64]) -> Result<Started> {
+/// Opens the node's groups, serves gRPC on `grpc`, and bootstraps new groups from the
+/// configured members (see [`bootstrap`]).
+pub async fn start(config: &NodeConfig, grpc: TcpListener) -> Result<Started> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let raft_config = shoal_raft::raft_config(
@@ -71,17 +69,7 @@ pub async fn start(config: &NodeConfig, grpc: TcpListener, bootstrap: &[u64]) ->
             }
         })
     };
-    if !config.members.is_empty() {
-        for &group in bootstrap {
-            let handle = host
-                .group(group)
-                .with_context(|| format!("group {group} is not open"))?;
-            handle
-                .initialize(config.members.clone())
-                .await
-                .with_context(|| format!("bootstrapping group {group}"))?;
-        }
-    }
+    bootstrap(config, &host).await?;
     let group = host.group(0).context("group 0 is not open")?;
     // Every node hosts every group (static placement): the ring covers groups 0..N,
     // and a group's members are the configured voters.
@@ -110,6 +98,42 @@ pub async fn start(config: &NodeConfig, grpc: TcpListener, bootstrap: &[u64]) ->
         server,
         stop_grpc,
     })
+}
+
+/// Makes the configured members the first membership of this node's new groups.
+///
+/// A group initialized by one member first elects that member, so member number p (in
+/// id order) initializes the groups g with g mod members = p at once: the leaders
+/// start spread over the nodes. It initializes the others too, after a few election
+/// timeouts, in case their own member never came up; by then a group that has a
+/// leader reached this node and the call is a no-op (openraft allows every member to
+/// initialize with the same membership).
+async fn bootstrap(config: &NodeConfig, host: &Arc<Host>) -> Result<()> {
+    let Some(position) = config.members.keys().position(|id| *id == config.id) else {
+        return Ok(());
+    };
+    let count = config.members.len() as u64;
+    let fallback = Duration::from_millis(config.election_timeout_ms.saturating_mul(3));
+    for group in 0..config.groups {
+        let handle = host
+            .group(group)
+            .with_context(|| format!("group {group} is not open"))?;
+        let members = config.members.clone();
+        if group % count == position as u64 {
+            handle
+                .initialize(members)
+                .await
+                .with_context(|| format!("bootstrapping group {group}"))?;
+        } else {
+            tokio::spawn(async move {
+                tokio::time::sleep(fallback).await;
+                if let Err(e) = handle.initialize(members).await {
+                    tracing::warn!(group, error = %e, "bootstrapping a group whose own member is late");
+                }
+            });
+        }
+    }
+    Ok(())
 }
 
 impl Started {

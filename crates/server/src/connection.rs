@@ -82,6 +82,8 @@ enum Step {
     Raft(Vec<Bytes>),
     /// WATCH: the versions must come from a linearized read.
     Watch(Vec<Vec<u8>>),
+    /// INFO: this node's figures, once its replicas caught up with their leaders.
+    Info(Vec<Bytes>),
 }
 
 /// Consecutive requests of one kind, answered together under one engine lock.
@@ -225,6 +227,12 @@ async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, sett
                     let value = crate::raft_admin::answer(node, &args).await;
                     encode(&value, client.protocol, &mut output);
                 }
+                Step::Info(args) => {
+                    run.flush(node, client, &mut output).await;
+                    node.catch_up().await;
+                    let value = crate::admin::answer(node, client, "INFO", &args);
+                    encode(&value, client.protocol, &mut output);
+                }
                 Step::Exec(commands) => {
                     run.flush(node, client, &mut output).await;
                     let value = exec(node, client, commands).await;
@@ -342,6 +350,7 @@ fn step(node: &Arc<Node>, client: &mut Client, request: Vec<Bytes>) -> Step {
             Step::Reply(crate::admin::answer(node, client, name, &request))
         }
         "RAFT" => Step::Raft(request),
+        "INFO" => Step::Info(request),
         _ if command.is_write() => Step::Write(owned(request)),
         _ if crate::admin::is_engine_read(name) => Step::Read(request),
         _ => Step::Reply(crate::admin::answer(node, client, name, &request)),

@@ -152,7 +152,7 @@ impl DevCluster {
             .map(|n| format!("{},{},{},{}", n.id, n.zone, n.grpc, shape.resp))
             .collect();
         let mut nodes = Vec::new();
-        for (i, (spot, listener)) in layout.nodes.iter().zip(listeners).enumerate() {
+        for (spot, listener) in layout.nodes.iter().zip(listeners) {
             let config = NodeArgs {
                 id: Some(spot.id),
                 zone: Some(spot.zone.clone()),
@@ -166,12 +166,7 @@ impl DevCluster {
                 ..NodeArgs::default()
             }
             .resolve()?;
-            // Group g is bootstrapped by node g mod N, which it then elects first: the
-            // leaders start spread over the nodes.
-            let bootstrap: Vec<u64> = (0..shape.groups)
-                .filter(|g| *g as usize % layout.nodes.len() == i)
-                .collect();
-            nodes.push(cluster_node::start(&config, listener, &bootstrap).await?);
+            nodes.push(cluster_node::start(&config, listener).await?);
         }
         let cluster = DevCluster { nodes };
         let deadline = Instant::now() + READY_WITHIN;

@@ -242,9 +242,7 @@ async fn replicated_node(config: node_config::NodeConfig) -> Result<()> {
     let resp = TcpListener::bind(config.resp)
         .await
         .with_context(|| format!("binding RESP {}", config.resp))?;
-    // Every member bootstraps every group with the same members; the first wins.
-    let every_group: Vec<u64> = (0..config.groups).collect();
-    let started = cluster_node::start(&config, grpc, &every_group).await?;
+    let started = cluster_node::start(&config, grpc).await?;
     let api = match config.api {
         Some(addr) => Some(ApiServer::start(addr, vec![started.node.clone()]).await?),
         None => None,

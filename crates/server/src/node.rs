@@ -255,6 +255,27 @@ impl Node {
         replies
     }
 
+    /// Waits, at most the quorum timeout, until this node's replica of every group has
+    /// applied what the group's leader had applied when asked. INFO's figures are this
+    /// node's; after this they include every write acknowledged before the INFO, even
+    /// where this node follows (a follower learns of commits a heartbeat later).
+    pub async fn catch_up(&self) {
+        let Store::Replicated(r) = &self.store else {
+            return;
+        };
+        let deadline = Instant::now() + r.quorum_timeout;
+        for (group, target) in r.router.applied(now_ms()).await {
+            let (Some(replica), Ok(target)) = (r.host.replica(group), target) else {
+                continue;
+            };
+            while replica.read().applied().map_or(0, |l| l.index) < target
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    }
+
     /// Runs `f` over every engine on this node — one per group replica it hosts — for
     /// INFO's node-wide figures.
     pub fn with_engines<T>(&self, f: impl FnOnce(&[&Engine]) -> T) -> T {
