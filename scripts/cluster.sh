@@ -44,7 +44,7 @@ ask() { # ask ID COMMAND... : one RESP command to node ID, with a bash /dev/tcp 
     req+="*1\r\n\$4\r\nQUIT\r\n" # the node closes the connection after answering
     exec 3<>"/dev/tcp/127.0.0.1/$(resp_port "$id")" || return 1
     printf '%b' "$req" >&3
-    timeout 2 cat <&3 | tr -d '\r' || true
+    timeout 5 cat <&3 | tr -d '\r' || true
     exec 3<&- 3>&-
 }
 
@@ -93,7 +93,7 @@ status() {
     for i in $(ids); do
         if alive "$i"; then
             echo "node $i  pid $(cat "$dir/$i.pid")  resp $(resp_port "$i")  grpc $(grpc_port "$i")"
-            ask "$i" INFO cluster | grep -E '^(group|shoal_)' | sed 's/^/    /'
+            { ask "$i" INFO cluster | grep -E '^(group|shoal_)' || echo "(no answer)"; } | sed 's/^/    /'
         else
             echo "node $i  down"
         fi

@@ -21,6 +21,9 @@ use shoal_raft::{Group, GroupError, Host, Replica, Request};
 
 use crate::persist;
 
+/// How long INFO waits for this node's replicas to catch up with their leaders.
+pub const CATCH_UP_LIMIT: Duration = Duration::from_secs(1);
+
 /// Node-wide counters INFO reports.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -255,22 +258,24 @@ impl Node {
         replies
     }
 
-    /// Waits, at most the quorum timeout, until this node's replica of every group has
+    /// Waits, at most [`CATCH_UP_LIMIT`], until this node's replica of every group has
     /// applied what the group's leader had applied when asked. INFO's figures are this
     /// node's; after this they include every write acknowledged before the INFO, even
-    /// where this node follows (a follower learns of commits a heartbeat later).
+    /// where this node follows (a follower learns of commits a heartbeat later). While a
+    /// group elects, INFO answers after the limit with what the node has.
     pub async fn catch_up(&self) {
         let Store::Replicated(r) = &self.store else {
             return;
         };
-        let deadline = Instant::now() + r.quorum_timeout;
+        let _ = tokio::time::timeout(CATCH_UP_LIMIT, self.wait_for_leaders(r)).await;
+    }
+
+    async fn wait_for_leaders(&self, r: &Replicated) {
         for (group, target) in r.router.applied(now_ms()).await {
             let (Some(replica), Ok(target)) = (r.host.replica(group), target) else {
                 continue;
             };
-            while replica.read().applied().map_or(0, |l| l.index) < target
-                && Instant::now() < deadline
-            {
+            while replica.read().applied().map_or(0, |l| l.index) < target {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
         }
