@@ -268,6 +268,8 @@ impl Router {
             .into_iter()
             .map(|(command, group, args)| {
                 let args: Vec<Vec<u8>> = args.into_iter().skip(1).collect();
+                // Typed parts come from Search and Aggregate plans only
+                // (`Plan::is_typed`); the other merges are listed for exhaustiveness.
                 let op = match &batches.slots[command].0 {
                     Merge::Search { offset, num, .. } => Op::Search(SearchCall {
                         args,

@@ -64,6 +64,13 @@ pub(super) fn dropindex(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<R
     Ok(Reply::Ok)
 }
 
+fn index_named<'e>(engine: &'e Engine, name: &str) -> Result<&'e crate::search_index::SearchIndex> {
+    engine
+        .indexes
+        .get(name)
+        .ok_or_else(|| EngineError::UnknownIndex(name.to_owned()))
+}
+
 fn deadline(timeout_ms: Option<u64>, in_apply: bool) -> Option<Instant> {
     if in_apply {
         return None;
@@ -82,10 +89,7 @@ pub fn run_search<A: AsRef<[u8]>>(
 ) -> Result<(SearchResults, bool)> {
     let now = ctx.now_ms;
     let request = parse_search(args)?;
-    let index = engine
-        .indexes
-        .get(&request.index)
-        .ok_or_else(|| EngineError::UnknownIndex(request.index.clone()))?;
+    let index = index_named(engine, &request.index)?;
     let parsed = parse_query(&request.query)?;
     let plan = bind(&index.schema, &parsed, &request.params)?;
     let results = crate::search::execute(
@@ -158,10 +162,7 @@ pub fn render_search(results: SearchResults, nocontent: bool, resp3: bool) -> Re
 pub(super) fn aggregate(engine: &Engine, a: &Args<'_>, ctx: ReadContext) -> Result<Reply> {
     a.arity(2, true)?;
     let request = parse_aggregate(a.rest(0))?;
-    let index = engine
-        .indexes
-        .get(&request.index)
-        .ok_or_else(|| EngineError::UnknownIndex(request.index.clone()))?;
+    let index = index_named(engine, &request.index)?;
     let rows = crate::aggregate::execute(
         index,
         &engine.keyspace,
@@ -182,10 +183,7 @@ pub(crate) fn aggregate_part<A: AsRef<[u8]>>(
         return Err(EngineError::Arity("ft.aggregate".into()));
     }
     let request = parse_aggregate(args)?;
-    let index = engine
-        .indexes
-        .get(&request.index)
-        .ok_or_else(|| EngineError::UnknownIndex(request.index.clone()))?;
+    let index = index_named(engine, &request.index)?;
     crate::aggregate::part(
         index,
         &engine.keyspace,
