@@ -45,16 +45,20 @@ class Server:
             self.port = free_port()
             # The gRPC API too gets a free port, unless the test picks one.
             api = [] if "--api" in self.extra_args else ["--api", f"127.0.0.1:{free_port()}"]
-            self.proc = subprocess.Popen(
-                [binary(), "dev", "--resp", f"127.0.0.1:{self.port}",
-                 "--data-dir", str(self.data_dir), *api, *self.extra_args],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            )
+            # The log goes to a file: a pipe nobody drains would block the server once
+            # it filled up.
+            self.log = self.data_dir.parent / f"{self.data_dir.name}.log"
+            with open(self.log, "ab") as log:
+                self.proc = subprocess.Popen(
+                    [binary(), "dev", "--resp", f"127.0.0.1:{self.port}",
+                     "--data-dir", str(self.data_dir), *api, *self.extra_args],
+                    stdout=subprocess.PIPE, stderr=log, text=True,
+                )
             line = self.proc.stdout.readline()
             if "listening" in line:
                 return self
             self.proc.wait(timeout=10)
-        raise RuntimeError(f"shoal did not start: {self.proc.stderr.read()}")
+        raise RuntimeError(f"shoal did not start: {self.log.read_text()[-2000:]}")
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc and self.proc.poll() is None:
@@ -77,9 +81,12 @@ class ClusterServer:
     """Real `shoal node` processes replicating SHOAL_CLUSTER_GROUPS shard groups; clients
     talk to the first node's router, exactly as they talk to `shoal dev`."""
 
-    def __init__(self, data_dir: pathlib.Path, nodes: int, groups: int):
+    def __init__(self, data_dir: pathlib.Path, nodes: int, groups: int,
+                 election_timeout_ms: int = 500, extra=()):
         self.data_dir = data_dir
         self.groups = groups
+        self.election_timeout_ms = election_timeout_ms
+        self.extra = list(extra)
         self.ports = [(free_port(), free_port()) for _ in range(nodes)]
         self.procs = []
         self.port = self.ports[0][0]
@@ -96,19 +103,21 @@ class ClusterServer:
                 [binary(), "node", "--id", str(i + 1), "--zone", zones[i % 3],
                  "--resp", f"127.0.0.1:{resp}", "--grpc", f"127.0.0.1:{grpc}",
                  "--data-dir", str(self.data_dir / f"node-{i + 1}"),
-                 "--groups", str(self.groups), "--election-timeout-ms", "500",
-                 "--heartbeat-ms", "100", *members],
+                 "--groups", str(self.groups),
+                 "--election-timeout-ms", str(self.election_timeout_ms),
+                 "--heartbeat-ms", "100", *self.extra, *members],
                 stdout=subprocess.PIPE, stderr=log, text=True)
             self.procs.append(proc)
             if "listening" not in proc.stdout.readline():
                 raise RuntimeError(f"node {i + 1} did not start: see {log.name}")
-        # Ready once every group has elected a leader.
+        # Ready once every group, and the meta group, has elected a leader.
         deadline = time.time() + 30
         client = self.client(protocol=2)
         while time.time() < deadline:
             info = client.info("cluster")
             # redis-py parses "group0:leader=2,local_role=follower" into a dict.
             groups = [info.get(f"group{g}") for g in range(self.groups)]
+            groups.append(info.get("meta_group"))
             if all(isinstance(g, dict) and g.get("leader") not in (None, "none")
                    for g in groups):
                 return self
@@ -128,6 +137,11 @@ class ClusterServer:
 
     def client(self, **kwargs) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
+
+    def leaders(self) -> dict:
+        """Each group's leader, by node id, as node 1's INFO cluster reports it."""
+        info = self.client(protocol=2).info("cluster")
+        return {g: int(info[f"group{g}"]["leader"]) for g in range(self.groups)}
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs)

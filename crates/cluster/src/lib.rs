@@ -1,10 +1,14 @@
 //! The cluster layer: which shard group owns a key ([`ring`]), how a command is split
 //! over groups and merged back ([`plan`], [`merge`]), and the router that sends each
 //! group its part ([`router`]) — through this node's replica when it leads the group
-//! ([`local`]), or a peer's shard service over gRPC ([`service`], [`shards`]).
+//! ([`local`]), or a peer's shard service over gRPC ([`service`], [`shards`]). The
+//! cluster map (nodes and their liveness, index definitions) lives in a meta group of
+//! its own ([`meta`]); [`placement`] says which nodes hold a group's replicas.
 
 pub mod local;
 pub mod merge;
+pub mod meta;
+pub mod placement;
 pub mod plan;
 pub mod ring;
 pub mod router;
@@ -13,6 +17,7 @@ pub mod shards;
 pub mod wire;
 
 pub use local::Local;
+pub use meta::{ClusterMap, META};
 pub use ring::Ring;
 pub use router::{error_text, Router};
 pub use service::ShardService;

@@ -52,10 +52,41 @@ pub enum Merge {
         num: usize,
         sort: Option<SortBy>,
         nocontent: bool,
+        scatter: Scatter,
     },
     /// FT.AGGREGATE over groups: the parts are rows or partial groups, finished by
     /// `shoal_engine::aggregate::merge_parts`.
     Aggregate(Box<AggregateRequest>),
+}
+
+/// How long a search or aggregation waits for its groups, and whether it may answer
+/// without some of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Scatter {
+    /// `TIMEOUT ms`; without one, the groups' quorum timeout.
+    pub timeout_ms: Option<u64>,
+    /// `SOMESHARDS`: groups that fail or miss the timeout are left out.
+    pub partial: bool,
+}
+
+impl Merge {
+    /// A typed merge's [`Scatter`]; `None` for merges of plain replies.
+    pub fn scatter(&self) -> Option<Scatter> {
+        match self {
+            Merge::Search { scatter, .. } => Some(*scatter),
+            Merge::Aggregate(request) => Some(Scatter {
+                timeout_ms: request.timeout_ms,
+                partial: request.partial,
+            }),
+            Merge::Single
+            | Merge::Sum
+            | Merge::AllOk
+            | Merge::Positional { .. }
+            | Merge::Concat
+            | Merge::Info
+            | Merge::Scan { .. } => None,
+        }
+    }
 }
 
 /// One part of a command: the group and the command it receives.
@@ -199,6 +230,10 @@ fn search<A: AsRef<[u8]>>(ring: &Ring, args: &[A]) -> Option<Plan> {
             num: request.num,
             sort: request.sort_by,
             nocontent: request.nocontent,
+            scatter: Scatter {
+                timeout_ms: request.timeout_ms,
+                partial: request.partial,
+            },
         },
     ))
 }
@@ -349,7 +384,7 @@ mod tests {
         }
         let p = plan(
             &ring,
-            &cmd("FT.SEARCH idx * LIMIT 5 7 SORTBY n DESC NOCONTENT"),
+            &cmd("FT.SEARCH idx * LIMIT 5 7 SORTBY n DESC SOMESHARDS NOCONTENT TIMEOUT 250"),
         )
         .unwrap_or_else(|| unreachable!());
         assert!(p.is_typed());
@@ -370,9 +405,36 @@ mod tests {
                     field: "n".into(),
                     ascending: false
                 }),
-                nocontent: true
+                nocontent: true,
+                scatter: Scatter {
+                    timeout_ms: Some(250),
+                    partial: true
+                }
             }
         );
+        assert_eq!(
+            p.merge.scatter(),
+            Some(Scatter {
+                timeout_ms: Some(250),
+                partial: true
+            })
+        );
+        // ALLSHARDS is the default; an aggregation carries its own options.
+        let all = plan(&ring, &cmd("FT.SEARCH idx * ALLSHARDS")).unwrap_or_else(|| unreachable!());
+        assert_eq!(all.merge.scatter(), Some(Scatter::default()));
+        let agg = plan(
+            &ring,
+            &cmd("FT.AGGREGATE idx * SOMESHARDS TIMEOUT 9 GROUPBY 1 @c"),
+        )
+        .unwrap_or_else(|| unreachable!());
+        assert_eq!(
+            agg.merge.scatter(),
+            Some(Scatter {
+                timeout_ms: Some(9),
+                partial: true
+            })
+        );
+        assert_eq!(Merge::Sum.scatter(), None);
         let one = Ring::new([0]);
         let p = plan(&one, &cmd("FT.AGGREGATE idx *")).unwrap_or_else(|| unreachable!());
         assert_eq!(p.merge, Merge::Single);

@@ -3,15 +3,17 @@
 //! run of reads — and merges the answers in the commands' order.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use futures::future::join_all;
 use shoal_engine::aggregate::AggregatePart;
-use shoal_engine::{render_search, Reply, SearchResults};
+use shoal_engine::{render_search, EngineError, Reply, SearchResults};
 use shoal_query::AggregateRequest;
 use shoal_raft::{GroupError, GroupId, Request};
 use tracing::Instrument;
 
 use crate::merge;
+use crate::meta::{ClusterMap, MapChange};
 use crate::plan::{plan, Merge, Plan};
 use crate::ring::Ring;
 use crate::shards::{Answer, Op, Shards};
@@ -50,12 +52,73 @@ pub fn error_text(e: &ShardError) -> String {
         } => format!(
             "TRYAGAIN shard group {group}: node {node} stopped answering ({message}); a write may or may not have been applied"
         ),
+        ShardError::Deadline { group, node, millis } => format!(
+            "CLUSTERDOWN shard group {group}{} did not answer within {millis} ms, try again",
+            asked(*node)
+        ),
         ShardError::Engine(text) => text.clone(),
         ShardError::Codec(text) => format!("ERR shard call: {text}"),
     }
 }
 
+/// What a search or aggregation part is told when its group failed: a group that did
+/// not answer in time cancels the query with the reference wording, and says which.
+fn part_error_text(e: &ShardError) -> String {
+    match e {
+        ShardError::Deadline {
+            group,
+            node,
+            millis,
+        } => format!(
+            "Search operation cancelled due to timeout: shard group {group}{} did not answer within {millis} ms",
+            asked(*node)
+        ),
+        ShardError::Group(_)
+        | ShardError::NotHosted { .. }
+        | ShardError::Unreachable { .. }
+        | ShardError::NoRoute { .. }
+        | ShardError::Engine(_)
+        | ShardError::Codec(_) => error_text(e),
+    }
+}
+
+fn asked(node: Option<shoal_raft::NodeId>) -> String {
+    node.map(|n| format!(" (node {n})")).unwrap_or_default()
+}
+
 const UNEXPECTED: &str = "ERR shard call: unexpected answer";
+
+/// How much longer than a query's TIMEOUT the router waits for a group's part: a shard
+/// that is up cancels its own search at TIMEOUT and says so in the reference words, and
+/// that answer should reach the router before it gives up on the group.
+const PART_GRACE: Duration = Duration::from_millis(200);
+
+/// A command that changes the index definitions of the cluster map, with its index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum IndexCommand {
+    Create(String),
+    Drop(String),
+}
+
+impl IndexCommand {
+    /// FT.CREATE whose schema parses (one that does not is the groups' to refuse, with
+    /// the engine's words), or FT.DROPINDEX with an index name.
+    fn of(command: &[Vec<u8>]) -> Option<IndexCommand> {
+        let name = command.first()?;
+        if name.eq_ignore_ascii_case(b"FT.CREATE") {
+            let schema = shoal_query::schema::parse_create(&command[1..]).ok()?;
+            return Some(IndexCommand::Create(schema.name));
+        }
+        let dd = |a: &Vec<u8>| a.eq_ignore_ascii_case(b"DD");
+        if name.eq_ignore_ascii_case(b"FT.DROPINDEX")
+            && (command.len() == 2 || (command.len() == 3 && dd(&command[2])))
+        {
+            let index = std::str::from_utf8(command.get(1)?).ok()?;
+            return Some(IndexCommand::Drop(index.to_owned()));
+        }
+        None
+    }
+}
 
 /// WATCH's guard: keys and their versions when watched.
 type Guard = Vec<(Vec<u8>, Option<u64>)>;
@@ -95,11 +158,29 @@ impl Batches {
 pub struct Router {
     ring: Ring,
     shards: Shards,
+    /// The cluster map as last read ([`Router::refresh_map`]), for INFO.
+    map: parking_lot::RwLock<ClusterMap>,
 }
 
 impl Router {
     pub fn new(ring: Ring, shards: Shards) -> Router {
-        Router { ring, shards }
+        Router {
+            ring,
+            shards,
+            map: parking_lot::RwLock::new(ClusterMap::default()),
+        }
+    }
+
+    /// The cluster map as this router last read it.
+    pub fn cached_map(&self) -> ClusterMap {
+        self.map.read().clone()
+    }
+
+    /// Reads the map again (from this node's meta replica if it has one, as it is).
+    pub async fn refresh_map(&self, now_ms: u64) -> Result<(), String> {
+        let map = self.cluster_map(now_ms, true).await?;
+        *self.map.write() = map;
+        Ok(())
     }
 
     pub fn ring(&self) -> &Ring {
@@ -123,22 +204,130 @@ impl Router {
     }
 
     /// Applies a run of writes: each group's share as one log entry, the groups in
-    /// parallel. Replies come back in the commands' order.
+    /// parallel. Replies come back in the commands' order. FT.CREATE and FT.DROPINDEX
+    /// change the cluster map first ([`crate::meta`]), one after another, before the run
+    /// is sent; a command the map refuses is answered without reaching any group.
     pub async fn write(&self, commands: Vec<Vec<Vec<u8>>>, now_ms: u64) -> Vec<Reply> {
         let n = commands.len();
-        match self.transaction(commands, false, Vec::new(), now_ms).await {
-            Ok(Some(replies)) => replies,
-            // Without a guard nothing aborts; an error is every command's answer.
-            Ok(None) => vec![Reply::Null; n],
-            Err(message) => vec![Reply::Error(message); n],
+        let mut decided: Vec<Option<Reply>> = vec![None; n];
+        let mut changed: Vec<Option<IndexCommand>> = vec![None; n];
+        for (i, command) in commands.iter().enumerate() {
+            let Some(index_command) = IndexCommand::of(command) else {
+                continue;
+            };
+            let change = match &index_command {
+                IndexCommand::Create(name) => {
+                    self.map_create_index(name, &command[1..], now_ms).await
+                }
+                IndexCommand::Drop(name) => self.map_drop_index(name, now_ms).await,
+            };
+            // FT.CREATE of a name the map has: refused. FT.DROPINDEX of a name it lacks:
+            // the groups answer (an index made before the map existed, or a leftover).
+            match (change, &index_command) {
+                (Ok(MapChange::Changed), _) => changed[i] = Some(index_command),
+                (Ok(MapChange::Unchanged), IndexCommand::Create(name)) => {
+                    decided[i] = Some(Reply::Error(
+                        EngineError::IndexExists(name.clone()).to_string(),
+                    ));
+                }
+                (Ok(MapChange::Unchanged), IndexCommand::Drop(_)) => {}
+                (Err(message), _) => decided[i] = Some(Reply::Error(message)),
+            }
         }
+        let sent: Vec<Vec<Vec<u8>>> = commands
+            .into_iter()
+            .zip(&decided)
+            .filter(|(_, d)| d.is_none())
+            .map(|(c, _)| c)
+            .collect();
+        let mut replies = if sent.is_empty() {
+            Vec::new()
+        } else {
+            let m = sent.len();
+            match self.run_transaction(sent, false, Vec::new(), now_ms).await {
+                Ok(Some(replies)) => replies,
+                // Without a guard nothing aborts; an error is every command's answer.
+                Ok(None) => vec![Reply::Null; m],
+                Err(message) => vec![Reply::Error(message); m],
+            }
+        }
+        .into_iter();
+        let mut out = Vec::with_capacity(n);
+        for (decided, changed) in decided.into_iter().zip(changed) {
+            let reply = match decided {
+                Some(reply) => reply,
+                None => replies.next().unwrap_or(Reply::Null),
+            };
+            out.push(match changed {
+                Some(command) => self.settle_index_command(command, reply, now_ms).await,
+                None => reply,
+            });
+        }
+        out
+    }
+
+    /// The reply to an index command whose map change was made, from its groups' reply.
+    ///
+    /// | groups answered                         | reply   | map                       |
+    /// |-----------------------------------------|---------|---------------------------|
+    /// | OK                                      | OK      | kept                      |
+    /// | "already exists" / "not found"          | OK      | kept (the reconciler came |
+    /// |                                         |         | first)                    |
+    /// | CLUSTERDOWN / TRYAGAIN (a group failed) | error   | kept: the reconciler      |
+    /// |                                         |         | finishes the create       |
+    /// | another error to FT.CREATE (the same on | error   | taken back: no group can  |
+    /// | every group: the engine is determined)  |         | ever create it            |
+    async fn settle_index_command(
+        &self,
+        command: IndexCommand,
+        reply: Reply,
+        now_ms: u64,
+    ) -> Reply {
+        let Reply::Error(message) = &reply else {
+            return reply;
+        };
+        let late = match &command {
+            IndexCommand::Create(name) => EngineError::IndexExists(name.clone()).to_string(),
+            IndexCommand::Drop(name) => EngineError::UnknownIndex(name.clone()).to_string(),
+        };
+        if *message == late {
+            return Reply::Ok;
+        }
+        let transient = message.starts_with("CLUSTERDOWN") || message.starts_with("TRYAGAIN");
+        if let (IndexCommand::Create(name), false) = (&command, transient) {
+            if let Err(e) = self.map_drop_index(name, now_ms).await {
+                tracing::warn!(index = %name, error = %e, "could not take a refused FT.CREATE back out of the map");
+            }
+        }
+        reply
     }
 
     /// Applies a transaction. On one group it is one log entry, checked against the
     /// WATCH `guard` (`Ok(None)`: a watched key moved, nothing ran). Over several groups
     /// each group's part is one entry, atomic within the group (docs/consistency.md);
-    /// WATCH then needs every key on one group.
+    /// WATCH then needs every key on one group. FT.CREATE and FT.DROPINDEX are refused:
+    /// they change the cluster map, which an aborted transaction could not take back.
     pub async fn transaction(
+        &self,
+        commands: Vec<Vec<Vec<u8>>>,
+        resp3: bool,
+        guard: Guard,
+        now_ms: u64,
+    ) -> Result<Option<Vec<Reply>>, String> {
+        if let Some(name) = commands
+            .iter()
+            .find(|c| IndexCommand::of(c).is_some())
+            .and_then(|c| c.first())
+        {
+            return Err(format!(
+                "ERR {} changes the cluster map and cannot run inside MULTI; send it outside the transaction",
+                String::from_utf8_lossy(name).to_uppercase()
+            ));
+        }
+        self.run_transaction(commands, resp3, guard, now_ms).await
+    }
+
+    async fn run_transaction(
         &self,
         commands: Vec<Vec<Vec<u8>>>,
         resp3: bool,
@@ -270,7 +459,14 @@ impl Router {
                 let args: Vec<Vec<u8>> = args.into_iter().skip(1).collect();
                 // Typed parts come from Search and Aggregate plans only
                 // (`Plan::is_typed`); the other merges are listed for exhaustiveness.
-                let op = match &batches.slots[command].0 {
+                let merge = &batches.slots[command].0;
+                let budget = merge
+                    .scatter()
+                    .and_then(|s| s.timeout_ms)
+                    .map_or(self.shards.local().quorum_timeout, |ms| {
+                        Duration::from_millis(ms) + PART_GRACE
+                    });
+                let op = match merge {
                     Merge::Search { offset, num, .. } => Op::Search(SearchCall {
                         args,
                         resp3,
@@ -293,8 +489,8 @@ impl Router {
                 };
                 let span = tracing::debug_span!("group_part", group);
                 async move {
-                    let result = self.shards.call(group, &op).await;
-                    (command, result.map_err(|e| error_text(&e)))
+                    let result = self.shards.call_within(group, &op, budget).await;
+                    (command, result.map_err(|e| part_error_text(&e)))
                 }
                 .instrument(span)
             });
@@ -390,6 +586,7 @@ fn assemble(
                 num,
                 sort,
                 nocontent,
+                scatter,
             } = &merge
             {
                 let parts = typed.remove(&command).unwrap_or_default();
@@ -399,14 +596,9 @@ fn assemble(
                         Err(UNEXPECTED.to_owned())
                     }
                 });
-                return search_reply(
-                    parts.collect(),
-                    *offset,
-                    *num,
-                    sort.as_ref(),
-                    *nocontent,
-                    resp3,
-                );
+                let (parts, warnings) = leave_out_failed(parts.collect(), scatter.partial);
+                let reply = search_reply(parts, *offset, *num, sort.as_ref(), *nocontent, resp3);
+                return with_warnings(reply, warnings);
             }
             if let Merge::Aggregate(request) = &merge {
                 let parts = typed.remove(&command).unwrap_or_default();
@@ -416,7 +608,8 @@ fn assemble(
                         Err(UNEXPECTED.to_owned())
                     }
                 });
-                return aggregate_reply(request, parts.collect(), resp3);
+                let (parts, warnings) = leave_out_failed(parts.collect(), request.partial);
+                return with_warnings(aggregate_reply(request, parts, resp3), warnings);
             }
             let replies = parts
                 .into_iter()
@@ -429,6 +622,62 @@ fn assemble(
             merge::replies(&merge, replies)
         })
         .collect()
+}
+
+/// Under `SOMESHARDS`, the parts that failed are dropped and become warnings, as long
+/// as one part answered; otherwise (or under `ALLSHARDS`) the parts stay as they are,
+/// so the first error is the reply.
+fn leave_out_failed<T>(
+    parts: Vec<Result<T, String>>,
+    partial: bool,
+) -> (Vec<Result<T, String>>, Vec<String>) {
+    if !partial || !parts.iter().any(Result::is_ok) {
+        return (parts, Vec::new());
+    }
+    let mut kept = Vec::with_capacity(parts.len());
+    let mut warnings = Vec::new();
+    for part in parts {
+        match part {
+            Ok(answer) => kept.push(Ok(answer)),
+            Err(message) => {
+                tracing::warn!(%message, "SOMESHARDS: answering without a shard group");
+                warnings.push(message);
+            }
+        }
+    }
+    (kept, warnings)
+}
+
+/// Puts `warnings` into a RESP3 search or aggregation reply's `warning` entry, where
+/// RediSearch reports a partial answer. RESP2 has no place for them.
+fn with_warnings(reply: Reply, warnings: Vec<String>) -> Reply {
+    if warnings.is_empty() {
+        return reply;
+    }
+    match reply {
+        Reply::Map(pairs) => Reply::Map(
+            pairs
+                .into_iter()
+                .map(|(k, v)| {
+                    if k == Reply::bulk("warning") {
+                        let list = warnings.iter().map(|w| Reply::Simple(w.clone()));
+                        (k, Reply::Array(list.collect()))
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect(),
+        ),
+        other @ (Reply::Ok
+        | Reply::Simple(_)
+        | Reply::Error(_)
+        | Reply::Int(_)
+        | Reply::Bulk(_)
+        | Reply::Null
+        | Reply::Array(_)
+        | Reply::Double(_)
+        | Reply::Verbatim(_)) => other,
+    }
 }
 
 /// An FT.AGGREGATE's reply from its groups' parts: the first error, or the rows the
@@ -466,4 +715,62 @@ pub fn search_reply(
     }
     let merged = shoal_engine::search::merge(ok, sort, offset, num);
     render_search(merged, nocontent, resp3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn someshards_drops_failed_parts_only_when_one_answered() {
+        let parts = || vec![Ok(1), Err("group 1 late".to_owned()), Ok(3)];
+        assert_eq!(
+            leave_out_failed(parts(), true),
+            (vec![Ok(1), Ok(3)], vec!["group 1 late".to_owned()])
+        );
+        // ALLSHARDS keeps the error, which becomes the reply.
+        assert_eq!(leave_out_failed(parts(), false), (parts(), Vec::new()));
+        // Nothing answered: an error, not an empty page.
+        let none: Vec<Result<i32, String>> = vec![Err("a".into()), Err("b".into())];
+        assert_eq!(leave_out_failed(none.clone(), true), (none, Vec::new()));
+    }
+
+    #[test]
+    fn warnings_fill_the_resp3_warning_entry() {
+        let results = SearchResults {
+            total: 0,
+            hits: Vec::new(),
+            knn: None,
+        };
+        let resp3 = render_search(results.clone(), false, true);
+        let warned = with_warnings(resp3, vec!["group 2 late".into()]);
+        let Reply::Map(pairs) = &warned else {
+            panic!("{warned:?}")
+        };
+        let warning = pairs.iter().find(|(k, _)| *k == Reply::bulk("warning"));
+        assert_eq!(
+            warning.map(|(_, v)| v),
+            Some(&Reply::Array(vec![Reply::Simple("group 2 late".into())]))
+        );
+        // RESP2 has no place for them: the reply is unchanged.
+        let resp2 = render_search(results, false, false);
+        assert_eq!(with_warnings(resp2.clone(), vec!["x".into()]), resp2);
+    }
+
+    #[test]
+    fn a_late_group_cancels_the_search_by_name() {
+        let late = ShardError::Deadline {
+            group: 2,
+            node: Some(3),
+            millis: 250,
+        };
+        assert_eq!(
+            part_error_text(&late),
+            "Search operation cancelled due to timeout: shard group 2 (node 3) did not answer within 250 ms"
+        );
+        assert_eq!(
+            error_text(&late),
+            "CLUSTERDOWN shard group 2 (node 3) did not answer within 250 ms, try again"
+        );
+    }
 }

@@ -1,8 +1,8 @@
 //! Reaching a shard group's leader from any node: the local replica when this node
 //! leads, otherwise the leader's shard service over gRPC, following leader hints.
 //!
-//! Decision table for one attempt's outcome (the loop stops at the deadline, the
-//! group's quorum timeout):
+//! Decision table for one attempt's outcome (the loop stops at the deadline: the
+//! group's quorum timeout, or a search's own TIMEOUT):
 //!
 //! | outcome                                   | next                                  |
 //! |-------------------------------------------|---------------------------------------|
@@ -13,8 +13,12 @@
 //! | unreachable, call surely never sent       | forget it, pause, retry               |
 //! | unreachable after sending, read           | forget it, pause, retry (idempotent)  |
 //! | unreachable after sending, write          | fail: outcome unknown (TRYAGAIN)      |
+//! | read still unanswered at the deadline     | forget it, fail: `Deadline`           |
 //! | no quorum / leadership lost mid-write     | fail: outcome unknown                 |
 //! | engine error                              | fail with its text                    |
+//!
+//! Only reads are cut at the deadline: a write in flight has its fate decided by the
+//! group, so it waits out its attempt and reports an unknown outcome if that fails.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -84,6 +88,8 @@ pub struct Shards {
     local: Local,
     /// Nodes to try for a group this node knows no leader of: its members.
     members: Vec<(NodeId, NodeAddr)>,
+    /// The members of groups that not every node hosts (the meta group), in their place.
+    group_members: HashMap<GroupId, Vec<(NodeId, NodeAddr)>>,
     /// The leader each group answered from last (or was redirected to).
     hints: Mutex<HashMap<GroupId, (NodeId, NodeAddr)>>,
     channels: Mutex<HashMap<String, Channel>>,
@@ -94,9 +100,20 @@ impl Shards {
         Shards {
             local,
             members,
+            group_members: HashMap::new(),
             hints: Mutex::new(HashMap::new()),
             channels: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Names the members of `group` when they are not every member of the cluster.
+    pub fn with_group_members(
+        mut self,
+        group: GroupId,
+        members: Vec<(NodeId, NodeAddr)>,
+    ) -> Shards {
+        self.group_members.insert(group, members);
+        self
     }
 
     pub fn local(&self) -> &Local {
@@ -112,10 +129,11 @@ impl Shards {
         if let Some(leader) = self.local.host.group(group).and_then(|g| g.leader()) {
             return Some(leader);
         }
-        if self.members.is_empty() {
+        let members = self.group_members.get(&group).unwrap_or(&self.members);
+        if members.is_empty() {
             return None;
         }
-        self.members.get(attempt % self.members.len()).cloned()
+        members.get(attempt % members.len()).cloned()
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, String> {
@@ -134,13 +152,44 @@ impl Shards {
         Ok(channel)
     }
 
-    /// Runs `op` on `group`'s leader (see the module's decision table); a stale read
-    /// on the local replica when this node hosts one.
+    /// Runs `op` on `group`'s leader (see the module's decision table) within the
+    /// group's quorum timeout; a stale read on the local replica when this node hosts
+    /// one.
     pub async fn call(&self, group: GroupId, op: &Op) -> Result<Answer, ShardError> {
+        self.call_within(group, op, self.local.quorum_timeout).await
+    }
+
+    /// [`Self::call`] with its own time budget: a read not answered within `budget`
+    /// fails with [`ShardError::Deadline`] (a write keeps the quorum timeout).
+    pub async fn call_within(
+        &self,
+        group: GroupId,
+        op: &Op,
+        budget: Duration,
+    ) -> Result<Answer, ShardError> {
+        let start = Instant::now();
+        let budget = if op.idempotent() {
+            budget
+        } else {
+            self.local.quorum_timeout
+        };
+        let deadline = start + budget;
+        let expired = |node: Option<NodeId>| ShardError::Deadline {
+            group,
+            node,
+            millis: u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
+        };
         if op.stale_ok() && self.local.host.group(group).is_some() {
-            return self.call_local(group, op).await;
+            return tokio::time::timeout(budget, self.call_local(group, op))
+                .await
+                .unwrap_or_else(|_| Err(expired(Some(self.local.host.id()))));
         }
-        let deadline = Instant::now() + self.local.quorum_timeout;
+        // A read stops before a pause would take it past its deadline, with the error
+        // that made it pause; a write tries once more after it (it was not applied).
+        let out_of_time = || {
+            let now = Instant::now();
+            now >= deadline || (op.idempotent() && now + RETRY_PAUSE >= deadline)
+        };
         let mut redirects = 0;
         let mut attempt = 0;
         loop {
@@ -148,10 +197,26 @@ impl Shards {
             let Some((node, addr)) = self.target(group, attempt) else {
                 return Err(ShardError::NoRoute { group });
             };
-            let result = if node == self.local.host.id() {
-                self.call_local(group, op).await
+            let call = async {
+                if node == self.local.host.id() {
+                    self.call_local(group, op).await
+                } else {
+                    self.call_remote(group, node, &addr, op).await
+                }
+            };
+            let result = if op.idempotent() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, call).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        // It may be gone (paused, partitioned): the next call looks
+                        // for the leader afresh instead of waiting on it again.
+                        self.hints.lock().remove(&group);
+                        return Err(expired(Some(node)));
+                    }
+                }
             } else {
-                self.call_remote(group, node, &addr, op).await
+                call.await
             };
             let pause = match result {
                 Ok(answer) => {
@@ -171,7 +236,7 @@ impl Shards {
                     | ShardError::NotHosted { .. }),
                 ) => {
                     self.hints.lock().remove(&group);
-                    if Instant::now() >= deadline {
+                    if out_of_time() {
                         return Err(e);
                     }
                     true
@@ -184,7 +249,7 @@ impl Shards {
                 }) => {
                     self.hints.lock().remove(&group);
                     let retry = never_sent || op.idempotent();
-                    if !retry || Instant::now() >= deadline {
+                    if !retry || out_of_time() {
                         return Err(ShardError::Unreachable {
                             group,
                             node,
@@ -200,6 +265,7 @@ impl Shards {
                         | GroupError::Unknown { .. }
                         | GroupError::Raft { .. },
                     )
+                    | ShardError::Deadline { .. }
                     | ShardError::NoRoute { .. }
                     | ShardError::Engine(_)
                     | ShardError::Codec(_)),

@@ -64,6 +64,15 @@ pub enum ShardError {
         /// that even a write may be sent elsewhere.
         never_sent: bool,
     },
+    /// A read's time ran out before the group answered (the router's own deadline:
+    /// a search's TIMEOUT, or the quorum timeout); the replica it waited on is named
+    /// when one was being asked.
+    #[error("shard group {group} did not answer within {millis} ms")]
+    Deadline {
+        group: GroupId,
+        node: Option<NodeId>,
+        millis: u64,
+    },
     /// The group has no member this router knows how to reach.
     #[error("shard group {group} has no known members")]
     NoRoute { group: GroupId },

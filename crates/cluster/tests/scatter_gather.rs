@@ -67,6 +67,7 @@ impl Sharded {
             num,
             sort,
             nocontent,
+            ..
         } = &p.merge
         else {
             panic!("not a search plan: {:?}", p.merge)

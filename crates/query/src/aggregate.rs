@@ -6,7 +6,7 @@
 use crate::args::{parse_i64, show, Args};
 use crate::error::{out_of_bounds, QueryError, Result};
 use crate::expr::{parse_expr, Expr};
-use crate::search::{parse_dialect, parse_limit, parse_params, parse_timeout};
+use crate::search::{parse_dialect, parse_limit, parse_params, parse_shards, parse_timeout};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReducerKind {
@@ -87,6 +87,8 @@ pub struct AggregateRequest {
     pub steps: Vec<AggregateStep>,
     pub params: Vec<(String, Vec<u8>)>,
     pub timeout_ms: Option<u64>,
+    /// `SOMESHARDS` (see [`crate::SearchRequest::partial`]).
+    pub partial: bool,
     pub dialect: u32,
 }
 
@@ -112,10 +114,13 @@ pub fn parse_aggregate<A: AsRef<[u8]>>(items: &[A]) -> Result<AggregateRequest> 
         steps: Vec::new(),
         params: Vec::new(),
         timeout_ms: None,
+        partial: false,
         dialect: 2,
     };
     while !args.is_empty() {
-        if args.eat("VERBATIM") {
+        if let Some(partial) = parse_shards(&mut args) {
+            request.partial = partial;
+        } else if args.eat("VERBATIM") {
         } else if args.eat("SCORER") {
             // redis-py always sends `SCORER TFIDF`; text scoring does not shape
             // aggregate rows, so the scorer is read and ignored.

@@ -34,7 +34,22 @@ pub struct SearchRequest {
     pub num: usize,
     pub params: Vec<(String, Vec<u8>)>,
     pub timeout_ms: Option<u64>,
+    /// `SOMESHARDS`: over several shard groups, answer with the groups that answered
+    /// within the timeout instead of failing (valkey-search's option; `ALLSHARDS`, the
+    /// default, fails naming the group that did not answer).
+    pub partial: bool,
     pub dialect: u32,
+}
+
+/// Reads `ALLSHARDS` or `SOMESHARDS` if it is next: whether partial results are asked for.
+pub fn parse_shards<A: AsRef<[u8]>>(args: &mut Args<'_, A>) -> Option<bool> {
+    if args.eat("ALLSHARDS") {
+        Some(false)
+    } else if args.eat("SOMESHARDS") {
+        Some(true)
+    } else {
+        None
+    }
 }
 
 /// Parses the arguments after `FT.SEARCH` (FT.AGGREGATE shares the PARAMS, TIMEOUT and
@@ -53,10 +68,13 @@ pub fn parse_search<A: AsRef<[u8]>>(items: &[A]) -> Result<SearchRequest> {
         num: 10,
         params: Vec::new(),
         timeout_ms: None,
+        partial: false,
         dialect: 2,
     };
     while !args.is_empty() {
-        if args.eat("NOCONTENT") {
+        if let Some(partial) = parse_shards(&mut args) {
+            request.partial = partial;
+        } else if args.eat("NOCONTENT") {
             request.nocontent = true;
         } else if args.eat("VERBATIM") || args.eat("NOSTOPWORDS") {
             // Full-text modifiers; nothing to change while TEXT is matched word by word.

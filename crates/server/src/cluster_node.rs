@@ -5,16 +5,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result};
-use shoal_raft::Host;
+use shoal_cluster::META;
+use shoal_raft::{Host, NodeAddr, NodeId};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::node::{self, Node};
+use crate::node::{self, Node, Store};
 use crate::node_config::NodeConfig;
 
 /// How long a stopping node lets in-flight Raft calls finish.
 const GRPC_DRAIN: Duration = Duration::from_secs(1);
+/// How often a node reports itself to the cluster map.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// The meta leader checks the groups' indexes against the map every this many reports.
+const RECONCILE_EVERY_ROUNDS: u64 = 2;
 
 /// A started node.
 pub struct Started {
@@ -41,6 +48,12 @@ pub async fn start(config: &NodeConfig, grpc: TcpListener) -> Result<Started> {
         host.open_group(group)
             .await
             .with_context(|| format!("opening group {group}"))?;
+    }
+    let meta_voters = shoal_cluster::meta::voters(&config.members);
+    if meta_voters.contains_key(&config.id) {
+        host.open_group(META)
+            .await
+            .context("opening the meta group")?;
     }
     let local = shoal_cluster::Local {
         host: host.clone(),
@@ -69,7 +82,8 @@ pub async fn start(config: &NodeConfig, grpc: TcpListener) -> Result<Started> {
             }
         })
     };
-    bootstrap(config, &host).await?;
+    bootstrap(config, &host)?;
+    bootstrap_meta(config, &host, &meta_voters)?;
     let group = host.group(0).context("group 0 is not open")?;
     // Every node hosts every group (static placement): the ring covers groups 0..N,
     // and a group's members are the configured voters.
@@ -78,6 +92,13 @@ pub async fn start(config: &NodeConfig, grpc: TcpListener) -> Result<Started> {
         local,
         config
             .members
+            .iter()
+            .map(|(id, addr)| (*id, addr.clone()))
+            .collect(),
+    )
+    .with_group_members(
+        META,
+        meta_voters
             .iter()
             .map(|(id, addr)| (*id, addr.clone()))
             .collect(),
@@ -92,6 +113,9 @@ pub async fn start(config: &NodeConfig, grpc: TcpListener) -> Result<Started> {
         config.resp.port(),
     );
     node.spawn_background(Duration::from_secs(60));
+    if let Some(addr) = config.members.get(&config.id) {
+        spawn_map_upkeep(node.clone(), config.id, addr.clone());
+    }
     Ok(Started {
         node,
         host,
@@ -103,37 +127,118 @@ pub async fn start(config: &NodeConfig, grpc: TcpListener) -> Result<Started> {
 /// Makes the configured members the first membership of this node's new groups.
 ///
 /// A group initialized by one member first elects that member, so member number p (in
-/// id order) initializes the groups g with g mod members = p at once: the leaders
-/// start spread over the nodes. It initializes the others too, after a few election
-/// timeouts, in case their own member never came up; by then a group that has a
-/// leader reached this node and the call is a no-op (openraft allows every member to
-/// initialize with the same membership).
-async fn bootstrap(config: &NodeConfig, host: &Arc<Host>) -> Result<()> {
+/// id order) initializes the groups g with g mod members = p: the leaders start spread
+/// over the nodes. It does so once a majority of the members accept connections (a
+/// candidate whose peers are not up yet would wait a whole election timeout before it
+/// asked again). It initializes the others too, after a few election timeouts, in case
+/// their own member never came up; by then a group that has a leader reached this node
+/// and the call is a no-op (openraft allows every member to initialize with the same
+/// membership).
+fn bootstrap(config: &NodeConfig, host: &Arc<Host>) -> Result<()> {
     let Some(position) = config.members.keys().position(|id| *id == config.id) else {
         return Ok(());
     };
     let count = config.members.len() as u64;
-    let fallback = Duration::from_millis(config.election_timeout_ms.saturating_mul(3));
     for group in 0..config.groups {
         let handle = host
             .group(group)
             .with_context(|| format!("group {group} is not open"))?;
-        let members = config.members.clone();
-        if group % count == position as u64 {
-            handle
-                .initialize(members)
-                .await
-                .with_context(|| format!("bootstrapping group {group}"))?;
-        } else {
-            tokio::spawn(async move {
-                tokio::time::sleep(fallback).await;
-                if let Err(e) = handle.initialize(members).await {
-                    tracing::warn!(group, error = %e, "bootstrapping a group whose own member is late");
-                }
-            });
-        }
+        let first = group % count == position as u64;
+        spawn_initialize(config, handle, config.members.clone(), first);
     }
     Ok(())
+}
+
+/// Bootstraps the meta group on its voters as [`bootstrap`] does a shard group, the
+/// first voter being the one to start it.
+fn bootstrap_meta(
+    config: &NodeConfig,
+    host: &Arc<Host>,
+    voters: &BTreeMap<NodeId, NodeAddr>,
+) -> Result<()> {
+    let Some(position) = voters.keys().position(|id| *id == config.id) else {
+        return Ok(());
+    };
+    let handle = host.group(META).context("the meta group is not open")?;
+    spawn_initialize(config, handle, voters.clone(), position == 0);
+    Ok(())
+}
+
+/// Initializes `group` with `members`: at once when it is this node's to start (once a
+/// majority is reachable, or after three election timeouts at most), otherwise after
+/// three election timeouts as a fallback.
+fn spawn_initialize(
+    config: &NodeConfig,
+    group: shoal_raft::Group,
+    members: BTreeMap<NodeId, NodeAddr>,
+    first: bool,
+) {
+    let me = config.id;
+    let fallback = Duration::from_millis(config.election_timeout_ms.saturating_mul(3));
+    tokio::spawn(async move {
+        if first {
+            quorum_reachable(&members, me, fallback).await;
+        } else {
+            tokio::time::sleep(fallback).await;
+        }
+        if let Err(e) = group.initialize(members).await {
+            tracing::warn!(group = group.id(), error = %e, "bootstrapping a group");
+        }
+    });
+}
+
+/// Waits until a majority of `members` (this node counted) accept TCP connections on
+/// their Raft address, or `limit` has passed.
+async fn quorum_reachable(members: &BTreeMap<NodeId, NodeAddr>, me: NodeId, limit: Duration) {
+    const PROBE: Duration = Duration::from_millis(200);
+    let deadline = tokio::time::Instant::now() + limit;
+    let need = members.len() / 2 + 1;
+    loop {
+        let mut up = usize::from(members.contains_key(&me));
+        for (id, addr) in members {
+            if *id == me || up >= need {
+                continue;
+            }
+            let connect = tokio::net::TcpStream::connect(addr.raft.as_str());
+            if matches!(tokio::time::timeout(PROBE, connect).await, Ok(Ok(_))) {
+                up += 1;
+            }
+        }
+        if up >= need || tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Keeps this node's part of the cluster map: it reports itself every
+/// [`REPORT_EVERY`] (its liveness), and while it leads the meta group it creates the
+/// map's indexes on any shard group that misses one ([`shoal_cluster::Router::reconcile_indexes`]).
+fn spawn_map_upkeep(node: Arc<Node>, id: NodeId, addr: NodeAddr) {
+    tokio::spawn(async move {
+        let Store::Replicated(r) = &node.store else {
+            return;
+        };
+        let mut interval = tokio::time::interval(REPORT_EVERY);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut round: u64 = 0;
+        loop {
+            interval.tick().await;
+            round += 1;
+            if let Err(e) = r.router.report_node(id, &addr, node::now_ms()).await {
+                tracing::debug!(error = %e, "could not report to the cluster map");
+            }
+            if let Err(e) = r.router.refresh_map(node::now_ms()).await {
+                tracing::debug!(error = %e, "could not read the cluster map");
+            }
+            let leads_meta = r.host.group(META).is_some_and(|g| g.is_leader());
+            if leads_meta && round % RECONCILE_EVERY_ROUNDS == 0 {
+                if let Err(e) = r.router.reconcile_indexes(node::now_ms()).await {
+                    tracing::debug!(error = %e, "index reconciliation did not finish");
+                }
+            }
+        }
+    });
 }
 
 impl Started {

@@ -172,19 +172,38 @@ fn cluster_section(node: &Node) -> String {
         r.host.id(),
         groups.len()
     );
+    // A group's leader as this node knows it, and this node's role in it.
+    let leader_and_role = |g| match r.host.group(g) {
+        Some(group) => {
+            let s = group.status();
+            (
+                s.leader
+                    .map_or_else(|| "none".to_owned(), |(id, _)| id.to_string()),
+                s.role,
+            )
+        }
+        None => ("unknown".to_owned(), "none"),
+    };
     for &g in groups {
-        let (leader, role) = match r.host.group(g) {
-            Some(group) => {
-                let s = group.status();
-                (
-                    s.leader
-                        .map_or_else(|| "none".to_owned(), |(id, _)| id.to_string()),
-                    s.role,
-                )
-            }
-            None => ("unknown".to_owned(), "none"),
-        };
+        let (leader, role) = leader_and_role(g);
         out.push_str(&format!("group{g}:leader={leader},local_role={role}\r\n"));
     }
+    let (leader, role) = leader_and_role(shoal_cluster::META);
+    out.push_str(&format!("meta_group:leader={leader},local_role={role}\r\n"));
+    // The nodes as the cluster map last said (refreshed every second).
+    let map = r.router.cached_map();
+    let now = now_ms();
+    out.push_str(&format!("shoal_nodes:{}\r\n", map.nodes.len()));
+    for (id, record) in &map.nodes {
+        out.push_str(&format!(
+            "node{id}:zone={},resp={},grpc={},last_seen_ms={},state={}\r\n",
+            record.addr.zone,
+            record.addr.resp,
+            record.addr.raft,
+            now.saturating_sub(record.seen_ms),
+            if record.alive(now) { "up" } else { "down" }
+        ));
+    }
+    out.push_str(&format!("shoal_indexes:{}\r\n", map.indexes.len()));
     out
 }

@@ -42,7 +42,7 @@ pub enum Store {
     /// In this process only (`shoal dev`); durability is the periodic snapshot.
     Local { engine: RwLock<Engine> },
     /// A replica of a Raft group (`shoal node`).
-    Replicated(Replicated),
+    Replicated(Box<Replicated>),
 }
 
 /// A node hosting replicas of shard groups, with a router in front of all groups.
@@ -58,11 +58,13 @@ pub struct Replicated {
 }
 
 impl Replicated {
-    /// The local replicas of every group this node hosts.
+    /// The local replicas of every shard group this node hosts (not the meta group's:
+    /// its keys are the cluster map, not the user's data).
     fn replicas(&self) -> Vec<Arc<RwLock<Replica>>> {
         self.host
             .group_ids()
             .into_iter()
+            .filter(|g| *g != shoal_cluster::META)
             .filter_map(|g| self.host.replica(g))
             .collect()
     }
@@ -139,7 +141,7 @@ impl Node {
 
     /// A `shoal node` serving `replicated.group` (its data lives under the host's dir).
     pub fn replicated(replicated: Replicated, port: u16) -> Arc<Node> {
-        Self::with_store(Store::Replicated(replicated), None, port)
+        Self::with_store(Store::Replicated(Box::new(replicated)), None, port)
     }
 
     pub fn client_id(&self) -> u64 {

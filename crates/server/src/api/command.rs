@@ -236,6 +236,9 @@ pub fn search(r: &SearchRequest) -> Result<(Args, Option<String>), RequestError>
     if r.timeout_ms > 0 {
         a.extend([arg("TIMEOUT"), arg(r.timeout_ms.to_string())]);
     }
+    if r.partial {
+        a.push(arg("SOMESHARDS"));
+    }
     if !params.is_empty() {
         a.push(arg("PARAMS"));
         a.push(arg((params.len() * 2).to_string()));
@@ -384,6 +387,16 @@ mod tests {
         assert_eq!(
             text(&search(&keys_only).unwrap().0).join(" "),
             "FT.SEARCH idx * NOCONTENT LIMIT 0 10 DIALECT 2"
+        );
+        let partial = SearchRequest {
+            index: "idx".into(),
+            timeout_ms: 300,
+            partial: true,
+            ..SearchRequest::default()
+        };
+        assert_eq!(
+            text(&search(&partial).unwrap().0).join(" "),
+            "FT.SEARCH idx * LIMIT 0 10 TIMEOUT 300 SOMESHARDS DIALECT 2"
         );
         let no_field = SearchRequest {
             index: "idx".into(),

@@ -1,0 +1,414 @@
+//! The cluster map and the meta group that holds it.
+//!
+//! The meta group is a Raft group like a shard group (group id [`META`]), replicated on
+//! at most three nodes in distinct zones ([`voters`]). Its state machine is an engine,
+//! and the map is one hash in it ([`MAP_KEY`]), so that every change is a plain command
+//! in the meta group's log:
+//!
+//! | field           | value (postcard)                   | written by                   |
+//! |-----------------|------------------------------------|------------------------------|
+//! | `node:<id>`     | [`NodeRecord`]: zone, addresses,   | each node, every second      |
+//! |                 | when it last reported              | (its liveness)               |
+//! | `index:<name>`  | the FT.CREATE arguments            | FT.CREATE (`HSETNX`),        |
+//! |                 |                                    | FT.DROPINDEX (`HDEL`)        |
+//!
+//! FT.CREATE commits to the map first and only then enters every shard group's log, so
+//! a create that fails part-way is still decided: the map has it, and the meta
+//! leader's [`Router::reconcile_indexes`] creates it on the groups that missed it.
+//! A second FT.CREATE of the name is refused by the map, whichever groups have it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use shoal_engine::Reply;
+use shoal_raft::{GroupId, NodeAddr, NodeId, Request};
+
+use crate::placement::spread;
+use crate::router::{error_text, Router};
+use crate::shards::{Answer, Op};
+use crate::wire::ReadCall;
+
+/// The meta group's id: far from the shard groups, which count up from 0.
+pub const META: GroupId = u64::MAX;
+/// The hash that holds the map in the meta group's keyspace.
+pub const MAP_KEY: &[u8] = b"shoal:cluster-map";
+/// Voters of the meta group: enough for one zone's loss, few enough to stay cheap.
+pub const META_VOTERS: usize = 3;
+/// A node that has not reported for this long is shown as down.
+pub const NODE_DOWN_AFTER_MS: u64 = 5_000;
+
+const NODE: &[u8] = b"node:";
+const INDEX: &[u8] = b"index:";
+
+/// The meta group's voters among `members`: up to three, in distinct zones where the
+/// cluster has them.
+pub fn voters(members: &BTreeMap<NodeId, NodeAddr>) -> BTreeMap<NodeId, NodeAddr> {
+    spread(members, META_VOTERS, 0)
+        .into_iter()
+        .filter_map(|id| members.get(&id).map(|a| (id, a.clone())))
+        .collect()
+}
+
+/// What the map knows of a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub addr: NodeAddr,
+    /// When the node last reported, by its own clock (ms since the epoch).
+    pub seen_ms: u64,
+}
+
+impl NodeRecord {
+    /// Whether it reported within [`NODE_DOWN_AFTER_MS`] of `now_ms`.
+    pub fn alive(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.seen_ms) <= NODE_DOWN_AFTER_MS
+    }
+}
+
+/// The map as read from the meta group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterMap {
+    pub nodes: BTreeMap<NodeId, NodeRecord>,
+    /// Index name → its FT.CREATE arguments (after the command name).
+    pub indexes: BTreeMap<String, Vec<Vec<u8>>>,
+}
+
+impl ClusterMap {
+    /// The map from `HGETALL`'s field/value pairs; fields it does not know are skipped
+    /// (a newer node's), and so are values that do not decode.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> ClusterMap {
+        let mut map = ClusterMap::default();
+        for (field, value) in pairs {
+            if let Some(id) = field.strip_prefix(NODE) {
+                let id = std::str::from_utf8(id).ok().and_then(|s| s.parse().ok());
+                if let (Some(id), Ok(record)) = (id, postcard::from_bytes(&value)) {
+                    map.nodes.insert(id, record);
+                }
+            } else if let Some(name) = field.strip_prefix(INDEX) {
+                if let Ok(args) = postcard::from_bytes(&value) {
+                    map.indexes
+                        .insert(String::from_utf8_lossy(name).into_owned(), args);
+                }
+            }
+        }
+        map
+    }
+}
+
+fn node_field(id: NodeId) -> Vec<u8> {
+    [NODE, id.to_string().as_bytes()].concat()
+}
+
+fn index_field(name: &str) -> Vec<u8> {
+    [INDEX, name.as_bytes()].concat()
+}
+
+fn cmd(parts: &[&[u8]]) -> Vec<Vec<u8>> {
+    parts.iter().map(|p| p.to_vec()).collect()
+}
+
+fn pairs(reply: Reply) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let bulk = |r: Reply| match r {
+        Reply::Bulk(b) => Some(b),
+        Reply::Ok
+        | Reply::Simple(_)
+        | Reply::Error(_)
+        | Reply::Int(_)
+        | Reply::Null
+        | Reply::Array(_)
+        | Reply::Map(_)
+        | Reply::Double(_)
+        | Reply::Verbatim(_) => None,
+    };
+    match reply {
+        Reply::Map(pairs) => pairs
+            .into_iter()
+            .filter_map(|(k, v)| Some((bulk(k)?, bulk(v)?)))
+            .collect(),
+        Reply::Ok
+        | Reply::Simple(_)
+        | Reply::Error(_)
+        | Reply::Int(_)
+        | Reply::Bulk(_)
+        | Reply::Null
+        | Reply::Array(_)
+        | Reply::Double(_)
+        | Reply::Verbatim(_) => Vec::new(),
+    }
+}
+
+/// The names of `FT._LIST`'s reply.
+fn names(reply: &Reply) -> Option<BTreeSet<String>> {
+    let Reply::Array(items) = reply else {
+        return None;
+    };
+    Some(
+        items
+            .iter()
+            .filter_map(|i| match i {
+                Reply::Bulk(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                Reply::Simple(s) => Some(s.clone()),
+                Reply::Ok
+                | Reply::Error(_)
+                | Reply::Int(_)
+                | Reply::Null
+                | Reply::Array(_)
+                | Reply::Map(_)
+                | Reply::Double(_)
+                | Reply::Verbatim(_) => None,
+            })
+            .collect(),
+    )
+}
+
+/// `HSETNX`'s or `HDEL`'s count as a [`MapChange`].
+fn map_change(reply: Reply) -> Result<MapChange, String> {
+    match reply {
+        Reply::Int(1) => Ok(MapChange::Changed),
+        Reply::Int(_) => Ok(MapChange::Unchanged),
+        Reply::Error(e) => Err(e),
+        other @ (Reply::Ok
+        | Reply::Simple(_)
+        | Reply::Bulk(_)
+        | Reply::Null
+        | Reply::Array(_)
+        | Reply::Map(_)
+        | Reply::Double(_)
+        | Reply::Verbatim(_)) => Err(format!("ERR meta group answered {other:?}")),
+    }
+}
+
+/// What the map said to an index command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapChange {
+    /// The map changed: the groups' "already exists" / "not found" is then our own
+    /// change arriving late (the reconciler came first), not the client's error.
+    Changed,
+    /// The map was already so (FT.CREATE of an existing name, FT.DROPINDEX of a name
+    /// the map never had).
+    Unchanged,
+}
+
+impl Router {
+    /// Reads the map on the meta group's leader (`stale_ok`: from this node's replica
+    /// if it has one, as it is).
+    pub async fn cluster_map(&self, now_ms: u64, stale_ok: bool) -> Result<ClusterMap, String> {
+        let call = ReadCall {
+            commands: vec![cmd(&[b"HGETALL", MAP_KEY])],
+            resp3: false,
+            now_ms,
+            stale_ok,
+            versions: Vec::new(),
+        };
+        match self.shards().call(META, &Op::Read(call)).await {
+            Ok(Answer::Read(answer)) => Ok(ClusterMap::from_pairs(
+                answer
+                    .replies
+                    .into_iter()
+                    .next()
+                    .map(pairs)
+                    .unwrap_or_default(),
+            )),
+            Ok(Answer::Write(_) | Answer::Search(_) | Answer::Aggregate(_)) => {
+                Err("ERR meta group: unexpected answer".into())
+            }
+            Err(e) => Err(error_text(&e)),
+        }
+    }
+
+    /// Records that node `id` is up, at `addr`, now.
+    pub async fn report_node(
+        &self,
+        id: NodeId,
+        addr: &NodeAddr,
+        now_ms: u64,
+    ) -> Result<(), String> {
+        let record = NodeRecord {
+            addr: addr.clone(),
+            seen_ms: now_ms,
+        };
+        let value = postcard::to_allocvec(&record).map_err(|e| format!("ERR {e}"))?;
+        let reply = self
+            .group_write(
+                META,
+                vec![b"HSET".to_vec(), MAP_KEY.to_vec(), node_field(id), value],
+                now_ms,
+            )
+            .await?;
+        if let Reply::Error(e) = reply {
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Puts an index definition in the map unless the name is taken.
+    pub async fn map_create_index(
+        &self,
+        name: &str,
+        args: &[Vec<u8>],
+        now_ms: u64,
+    ) -> Result<MapChange, String> {
+        let value = postcard::to_allocvec(args).map_err(|e| format!("ERR {e}"))?;
+        let reply = self
+            .group_write(
+                META,
+                vec![
+                    b"HSETNX".to_vec(),
+                    MAP_KEY.to_vec(),
+                    index_field(name),
+                    value,
+                ],
+                now_ms,
+            )
+            .await?;
+        map_change(reply)
+    }
+
+    /// Takes an index definition out of the map.
+    pub async fn map_drop_index(&self, name: &str, now_ms: u64) -> Result<MapChange, String> {
+        let reply = self
+            .group_write(
+                META,
+                vec![b"HDEL".to_vec(), MAP_KEY.to_vec(), index_field(name)],
+                now_ms,
+            )
+            .await?;
+        map_change(reply)
+    }
+
+    /// Creates every index of the map on the shard groups that do not have it: what
+    /// finishes an FT.CREATE that reached the map but not every group. Returns how many
+    /// creates it sent.
+    ///
+    /// The map is read first and each group's list after, so an index missing from a
+    /// list was in the map before the list was read. An FT.DROPINDEX can still come in
+    /// between (map, then groups) and the create here would bring the index back on
+    /// one group; so after each create the map is read again, and the index dropped
+    /// from that group if the map no longer has it.
+    pub async fn reconcile_indexes(&self, now_ms: u64) -> Result<usize, String> {
+        let map = self.cluster_map(now_ms, false).await?;
+        if map.indexes.is_empty() {
+            return Ok(0);
+        }
+        let mut sent = 0;
+        for &group in self.ring().groups() {
+            let call = ReadCall {
+                commands: vec![cmd(&[b"FT._LIST"])],
+                resp3: false,
+                now_ms,
+                stale_ok: false,
+                versions: Vec::new(),
+            };
+            let listed = match self.shards().call(group, &Op::Read(call)).await {
+                Ok(Answer::Read(answer)) => answer.replies.first().and_then(names),
+                Ok(Answer::Write(_) | Answer::Search(_) | Answer::Aggregate(_)) | Err(_) => None,
+            };
+            let Some(listed) = listed else {
+                continue;
+            };
+            for (name, args) in &map.indexes {
+                if listed.contains(name) {
+                    continue;
+                }
+                let mut create = vec![b"FT.CREATE".to_vec()];
+                create.extend(args.iter().cloned());
+                let created = self.group_write(group, create, now_ms).await;
+                tracing::info!(group, index = %name, reply = ?created, "reconciled an index missing from a group");
+                sent += 1;
+                let still = self.cluster_map(now_ms, false).await?;
+                if !still.indexes.contains_key(name) {
+                    let drop = vec![b"FT.DROPINDEX".to_vec(), name.as_bytes().to_vec()];
+                    let _ = self.group_write(group, drop, now_ms).await;
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    /// One command as one log entry of `group` (the meta group's or a shard group's),
+    /// and its reply.
+    async fn group_write(
+        &self,
+        group: GroupId,
+        command: Vec<Vec<u8>>,
+        now_ms: u64,
+    ) -> Result<Reply, String> {
+        let request = Request {
+            now_ms,
+            commands: vec![command],
+            resp3: false,
+            guard: Vec::new(),
+        };
+        match self.shards().call(group, &Op::Write(request)).await {
+            Ok(Answer::Write(response)) => {
+                Ok(response.replies.into_iter().next().unwrap_or(Reply::Null))
+            }
+            Ok(Answer::Read(_) | Answer::Search(_) | Answer::Aggregate(_)) => {
+                Err(format!("ERR shard group {group}: unexpected answer"))
+            }
+            Err(e) => Err(error_text(&e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(zone: &str, port: u16) -> NodeAddr {
+        NodeAddr {
+            zone: zone.into(),
+            raft: format!("127.0.0.1:{port}"),
+            resp: format!("127.0.0.1:{}", port + 1),
+        }
+    }
+
+    #[test]
+    fn the_map_reads_back_what_was_written_and_skips_what_it_does_not_know() {
+        let record = NodeRecord {
+            addr: addr("b", 7000),
+            seen_ms: 42,
+        };
+        let args: Vec<Vec<u8>> = vec![
+            b"idx".to_vec(),
+            b"SCHEMA".to_vec(),
+            b"t".to_vec(),
+            b"TAG".to_vec(),
+        ];
+        let map = ClusterMap::from_pairs([
+            (
+                node_field(2),
+                postcard::to_allocvec(&record).unwrap_or_default(),
+            ),
+            (
+                index_field("idx"),
+                postcard::to_allocvec(&args).unwrap_or_default(),
+            ),
+            (b"node:x".to_vec(), b"?".to_vec()),
+            (b"future:thing".to_vec(), b"1".to_vec()),
+            (index_field("broken"), vec![0xff; 3]),
+        ]);
+        assert_eq!(map.nodes.len(), 1);
+        assert_eq!(map.nodes[&2], record);
+        assert_eq!(map.indexes.len(), 1);
+        assert_eq!(map.indexes["idx"], args);
+        assert!(record.alive(42 + NODE_DOWN_AFTER_MS));
+        assert!(!record.alive(43 + NODE_DOWN_AFTER_MS));
+    }
+
+    #[test]
+    fn meta_voters_are_three_nodes_in_distinct_zones() {
+        let members: BTreeMap<NodeId, NodeAddr> = [
+            (1, addr("a", 7000)),
+            (2, addr("a", 7010)),
+            (3, addr("b", 7020)),
+            (4, addr("c", 7030)),
+            (5, addr("c", 7040)),
+        ]
+        .into_iter()
+        .collect();
+        let v = voters(&members);
+        assert_eq!(v.keys().copied().collect::<Vec<_>>(), vec![1, 3, 4]);
+        let one: BTreeMap<NodeId, NodeAddr> = [(9, addr("a", 7000))].into_iter().collect();
+        assert_eq!(voters(&one).len(), 1);
+    }
+}
