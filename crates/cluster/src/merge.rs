@@ -12,9 +12,17 @@ fn int(r: &Reply) -> Option<i64> {
     }
 }
 
-/// The first error among `parts`, if any.
+/// The error a command over groups answers, if a part failed: the first that says a
+/// group did not do it (`CLUSTERDOWN`, `TRYAGAIN`: the command is not done everywhere),
+/// else the first refusal. A refusal from one group ("already exists") must not hide
+/// that another group never took the command.
 fn first_error(parts: &[Reply]) -> Option<Reply> {
-    parts.iter().find(|r| r.is_error()).cloned()
+    let undone = |r: &&Reply| matches!(r, Reply::Error(e) if e.starts_with("CLUSTERDOWN") || e.starts_with("TRYAGAIN"));
+    parts
+        .iter()
+        .find(undone)
+        .or_else(|| parts.iter().find(|r| r.is_error()))
+        .cloned()
 }
 
 /// Merges the replies of a command's parts (never a search: see `router`).
@@ -261,6 +269,12 @@ mod tests {
             err.clone()
         );
         assert_eq!(replies(&Merge::AllOk, vec![Reply::Ok, err.clone()]), err);
+        // A group that did not take the command outranks another's refusal.
+        let down = Reply::error("CLUSTERDOWN shard group 1 has no leader at the moment, try again");
+        assert_eq!(
+            replies(&Merge::AllOk, vec![err.clone(), down.clone(), Reply::Ok]),
+            down
+        );
         assert_eq!(
             replies(&Merge::Sum, vec![Reply::Int(1), Reply::Int(2)]),
             Reply::Int(3)

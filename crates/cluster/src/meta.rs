@@ -282,8 +282,9 @@ impl Router {
     /// The map is read first and each group's list after, so an index missing from a
     /// list was in the map before the list was read. An FT.DROPINDEX can still come in
     /// between (map, then groups) and the create here would bring the index back on
-    /// one group; so after each create the map is read again, and the index dropped
-    /// from that group if the map no longer has it.
+    /// one group, or bring back an old definition of a name created again; so after
+    /// each create the map is read again, and the index dropped from that group unless
+    /// the map still has it with the same arguments.
     pub async fn reconcile_indexes(&self, now_ms: u64) -> Result<usize, String> {
         let map = self.cluster_map(now_ms, false).await?;
         if map.indexes.is_empty() {
@@ -314,8 +315,10 @@ impl Router {
                 let created = self.group_write(group, create, now_ms).await;
                 tracing::info!(group, index = %name, reply = ?created, "reconciled an index missing from a group");
                 sent += 1;
+                // Dropped meanwhile, or dropped and created again with other arguments:
+                // take this one back (the next round creates the current one).
                 let still = self.cluster_map(now_ms, false).await?;
-                if !still.indexes.contains_key(name) {
+                if still.indexes.get(name) != Some(args) {
                     let drop = vec![b"FT.DROPINDEX".to_vec(), name.as_bytes().to_vec()];
                     let _ = self.group_write(group, drop, now_ms).await;
                 }

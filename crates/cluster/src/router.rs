@@ -113,8 +113,9 @@ impl IndexCommand {
         if name.eq_ignore_ascii_case(b"FT.DROPINDEX")
             && (command.len() == 2 || (command.len() == 3 && dd(&command[2])))
         {
-            let index = std::str::from_utf8(command.get(1)?).ok()?;
-            return Some(IndexCommand::Drop(index.to_owned()));
+            // Lossy, as the engine reads the name.
+            let index = String::from_utf8_lossy(command.get(1)?).into_owned();
+            return Some(IndexCommand::Drop(index));
         }
         None
     }
@@ -273,10 +274,11 @@ impl Router {
     /// | OK                                      | OK      | kept                      |
     /// | "already exists" / "not found"          | OK      | kept (the reconciler came |
     /// |                                         |         | first)                    |
-    /// | CLUSTERDOWN / TRYAGAIN (a group failed) | error   | kept: the reconciler      |
-    /// |                                         |         | finishes the create       |
-    /// | another error to FT.CREATE (the same on | error   | taken back: no group can  |
-    /// | every group: the engine is determined)  |         | ever create it            |
+    /// | the vector index refused its parameters | error   | taken back: the engine is |
+    /// | (the same on every group)               |         | determined, no group can  |
+    /// |                                         |         | ever create it            |
+    /// | any other error (CLUSTERDOWN, TRYAGAIN, | error   | kept: the reconciler      |
+    /// | a transport error: one group's)         |         | finishes the create       |
     async fn settle_index_command(
         &self,
         command: IndexCommand,
@@ -293,8 +295,11 @@ impl Router {
         if *message == late {
             return Reply::Ok;
         }
-        let transient = message.starts_with("CLUSTERDOWN") || message.starts_with("TRYAGAIN");
-        if let (IndexCommand::Create(name), false) = (&command, transient) {
+        // The schema parsed before the map was changed, so the one error every group
+        // gives alike is the vector index's own refusal; any other error may be one
+        // group's, and the groups that took the create keep it.
+        let refused = message.starts_with(&EngineError::Index(String::new()).to_string());
+        if let (IndexCommand::Create(name), true) = (&command, refused) {
             if let Err(e) = self.map_drop_index(name, now_ms).await {
                 tracing::warn!(index = %name, error = %e, "could not take a refused FT.CREATE back out of the map");
             }
@@ -755,6 +760,31 @@ mod tests {
         // RESP2 has no place for them: the reply is unchanged.
         let resp2 = render_search(results, false, false);
         assert_eq!(with_warnings(resp2.clone(), vec!["x".into()]), resp2);
+    }
+
+    #[test]
+    fn index_commands_are_recognized_only_when_the_groups_would_take_them() {
+        let c = |parts: &[&[u8]]| {
+            IndexCommand::of(&parts.iter().map(|p| p.to_vec()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            c(&[b"ft.create", b"idx", b"SCHEMA", b"t", b"TAG"]),
+            Some(IndexCommand::Create("idx".into()))
+        );
+        // A schema that does not parse is the groups' to refuse: the map is not touched.
+        assert_eq!(c(&[b"FT.CREATE", b"idx", b"SCHEMA", b"t", b"NOPE"]), None);
+        assert_eq!(
+            c(&[b"FT.DROPINDEX", b"idx", b"dd"]),
+            Some(IndexCommand::Drop("idx".into()))
+        );
+        assert_eq!(c(&[b"FT.DROPINDEX", b"idx", b"XX"]), None);
+        assert_eq!(c(&[b"FT.DROPINDEX"]), None);
+        // Names are read as the engine reads them.
+        assert_eq!(
+            c(&[b"FT.DROPINDEX", b"idx\xff"]),
+            Some(IndexCommand::Drop("idx\u{fffd}".into()))
+        );
+        assert_eq!(c(&[b"HSET", b"k", b"f", b"v"]), None);
     }
 
     #[test]

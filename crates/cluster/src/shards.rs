@@ -201,7 +201,7 @@ impl Shards {
                 if node == self.local.host.id() {
                     self.call_local(group, op).await
                 } else {
-                    self.call_remote(group, node, &addr, op).await
+                    self.call_remote(group, node, &addr, op, budget).await
                 }
             };
             let result = if op.idempotent() {
@@ -300,6 +300,7 @@ impl Shards {
         node: NodeId,
         addr: &NodeAddr,
         op: &Op,
+        budget: Duration,
     ) -> Result<Answer, ShardError> {
         let unreachable = |message: String, never_sent: bool| ShardError::Unreachable {
             group,
@@ -319,7 +320,9 @@ impl Shards {
             Op::Search(r) => encode(r)?,
             Op::Aggregate(r) => encode(r)?,
         };
-        let ttl = self.local.quorum_timeout + CALL_SLACK;
+        // A read with a longer budget than the quorum timeout (a search's TIMEOUT) gets
+        // it whole: cut earlier, it would be sent again and run again.
+        let ttl = (self.local.quorum_timeout + CALL_SLACK).max(budget);
         let mut request = tonic::Request::new(ShardCall { group, payload });
         request.set_timeout(ttl);
         let sent = async {

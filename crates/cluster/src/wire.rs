@@ -64,15 +64,6 @@ pub enum ShardError {
         /// that even a write may be sent elsewhere.
         never_sent: bool,
     },
-    /// A read's time ran out before the group answered (the router's own deadline:
-    /// a search's TIMEOUT, or the quorum timeout); the replica it waited on is named
-    /// when one was being asked.
-    #[error("shard group {group} did not answer within {millis} ms")]
-    Deadline {
-        group: GroupId,
-        node: Option<NodeId>,
-        millis: u64,
-    },
     /// The group has no member this router knows how to reach.
     #[error("shard group {group} has no known members")]
     NoRoute { group: GroupId },
@@ -82,6 +73,17 @@ pub enum ShardError {
     /// The payload could not be decoded: the nodes run different versions.
     #[error("shard call: {0}")]
     Codec(String),
+    /// A read's time ran out before the group answered (the router's own deadline:
+    /// a search's TIMEOUT, or the quorum timeout); the replica it waited on is named
+    /// when one was being asked.
+    #[error("shard group {group} did not answer within {millis} ms")]
+    Deadline {
+        group: GroupId,
+        node: Option<NodeId>,
+        millis: u64,
+    },
+    // New variants go last: postcard numbers variants by position, and nodes of the
+    // previous version must read the ones they know alike.
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ShardError> {

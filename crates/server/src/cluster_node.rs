@@ -20,8 +20,8 @@ use crate::node_config::NodeConfig;
 const GRPC_DRAIN: Duration = Duration::from_secs(1);
 /// How often a node reports itself to the cluster map.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
-/// The meta leader checks the groups' indexes against the map every this many reports.
-const RECONCILE_EVERY_ROUNDS: u64 = 2;
+/// How often the meta leader checks the groups' indexes against the map.
+const RECONCILE_EVERY: Duration = Duration::from_secs(2);
 
 /// A started node.
 pub struct Started {
@@ -212,30 +212,41 @@ async fn quorum_reachable(members: &BTreeMap<NodeId, NodeAddr>, me: NodeId, limi
 }
 
 /// Keeps this node's part of the cluster map: it reports itself every
-/// [`REPORT_EVERY`] (its liveness), and while it leads the meta group it creates the
-/// map's indexes on any shard group that misses one ([`shoal_cluster::Router::reconcile_indexes`]).
+/// [`REPORT_EVERY`] (its liveness) and reads the map back; and while it leads the meta
+/// group it creates the map's indexes on any shard group that misses one
+/// ([`shoal_cluster::Router::reconcile_indexes`]), in a task of its own, since a
+/// leaderless group can hold that up for a quorum timeout and the reports must go on.
 fn spawn_map_upkeep(node: Arc<Node>, id: NodeId, addr: NodeAddr) {
+    let reporter = node.clone();
     tokio::spawn(async move {
-        let Store::Replicated(r) = &node.store else {
+        let Store::Replicated(r) = &reporter.store else {
             return;
         };
         let mut interval = tokio::time::interval(REPORT_EVERY);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut round: u64 = 0;
         loop {
             interval.tick().await;
-            round += 1;
             if let Err(e) = r.router.report_node(id, &addr, node::now_ms()).await {
                 tracing::debug!(error = %e, "could not report to the cluster map");
             }
             if let Err(e) = r.router.refresh_map(node::now_ms()).await {
                 tracing::debug!(error = %e, "could not read the cluster map");
             }
-            let leads_meta = r.host.group(META).is_some_and(|g| g.is_leader());
-            if leads_meta && round % RECONCILE_EVERY_ROUNDS == 0 {
-                if let Err(e) = r.router.reconcile_indexes(node::now_ms()).await {
-                    tracing::debug!(error = %e, "index reconciliation did not finish");
-                }
+        }
+    });
+    tokio::spawn(async move {
+        let Store::Replicated(r) = &node.store else {
+            return;
+        };
+        let mut interval = tokio::time::interval(RECONCILE_EVERY);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            if !r.host.group(META).is_some_and(|g| g.is_leader()) {
+                continue;
+            }
+            if let Err(e) = r.router.reconcile_indexes(node::now_ms()).await {
+                tracing::debug!(error = %e, "index reconciliation did not finish");
             }
         }
     });
