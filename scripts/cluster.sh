@@ -2,7 +2,7 @@
 # A cluster of real `shoal node` processes on loopback, for trying failover by hand.
 #
 #   scripts/cluster.sh up N       start N nodes (zones a, b, c in turn), wait for leaders
-#   scripts/cluster.sh status     each node's pid, zone, ports and its view of the groups
+#   scripts/cluster.sh status     each node's pid, zone, ports and its view of the groups and of the cluster map
 #   scripts/cluster.sh down       stop every node (SIGTERM), keep the data
 #   scripts/cluster.sh kill ID    SIGKILL one node (it comes back with `up N` again)
 #   scripts/cluster.sh clean      stop every node and delete the data
@@ -93,7 +93,7 @@ status() {
     for i in $(ids); do
         if alive "$i"; then
             echo "node $i  pid $(cat "$dir/$i.pid")  resp $(resp_port "$i")  grpc $(grpc_port "$i")"
-            { ask "$i" INFO cluster | grep -E '^(group|shoal_)' || echo "(no answer)"; } | sed 's/^/    /'
+            { ask "$i" INFO cluster | grep -E '^(group|meta_group|node[0-9]|shoal_)' || echo "(no answer)"; } | sed 's/^/    /'
         else
             echo "node $i  down"
         fi
