@@ -109,6 +109,7 @@ class ClusterServer:
                 stdout=subprocess.PIPE, stderr=log, text=True)
             self.procs.append(proc)
             if "listening" not in proc.stdout.readline():
+                self.stop()
                 raise RuntimeError(f"node {i + 1} did not start: see {log.name}")
         # Ready once every group, and the meta group, has elected a leader.
         deadline = time.time() + 30
@@ -122,6 +123,8 @@ class ClusterServer:
                    for g in groups):
                 return self
             time.sleep(0.05)
+        # Not left running behind a fixture that never got to yield it.
+        self.stop()
         raise RuntimeError(f"shard groups elected no leaders: {info}")
 
     def stop(self, sig=signal.SIGTERM):
