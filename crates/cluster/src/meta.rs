@@ -107,33 +107,16 @@ fn cmd(parts: &[&[u8]]) -> Vec<Vec<u8>> {
 }
 
 fn pairs(reply: Reply) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let bulk = |r: Reply| match r {
-        Reply::Bulk(b) => Some(b),
-        Reply::Ok
-        | Reply::Simple(_)
-        | Reply::Error(_)
-        | Reply::Int(_)
-        | Reply::Null
-        | Reply::Array(_)
-        | Reply::Map(_)
-        | Reply::Double(_)
-        | Reply::Verbatim(_) => None,
+    let Reply::Map(pairs) = reply else {
+        return Vec::new();
     };
-    match reply {
-        Reply::Map(pairs) => pairs
-            .into_iter()
-            .filter_map(|(k, v)| Some((bulk(k)?, bulk(v)?)))
-            .collect(),
-        Reply::Ok
-        | Reply::Simple(_)
-        | Reply::Error(_)
-        | Reply::Int(_)
-        | Reply::Bulk(_)
-        | Reply::Null
-        | Reply::Array(_)
-        | Reply::Double(_)
-        | Reply::Verbatim(_) => Vec::new(),
-    }
+    pairs
+        .into_iter()
+        .filter_map(|kv| match kv {
+            (Reply::Bulk(k), Reply::Bulk(v)) => Some((k, v)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The names of `FT._LIST`'s reply.
@@ -144,17 +127,14 @@ fn names(reply: &Reply) -> Option<BTreeSet<String>> {
     Some(
         items
             .iter()
-            .filter_map(|i| match i {
-                Reply::Bulk(b) => Some(String::from_utf8_lossy(b).into_owned()),
-                Reply::Simple(s) => Some(s.clone()),
-                Reply::Ok
-                | Reply::Error(_)
-                | Reply::Int(_)
-                | Reply::Null
-                | Reply::Array(_)
-                | Reply::Map(_)
-                | Reply::Double(_)
-                | Reply::Verbatim(_) => None,
+            .filter_map(|i| {
+                if let Reply::Bulk(b) = i {
+                    Some(String::from_utf8_lossy(b).into_owned())
+                } else if let Reply::Simple(s) = i {
+                    Some(s.clone())
+                } else {
+                    None
+                }
             })
             .collect(),
     )

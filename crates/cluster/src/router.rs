@@ -101,6 +101,13 @@ enum IndexCommand {
 }
 
 impl IndexCommand {
+    /// Whether the command is FT.CREATE or FT.DROPINDEX, before looking further.
+    fn named(command: &[Vec<u8>]) -> bool {
+        command.first().is_some_and(|name| {
+            name.eq_ignore_ascii_case(b"FT.CREATE") || name.eq_ignore_ascii_case(b"FT.DROPINDEX")
+        })
+    }
+
     /// FT.CREATE whose schema parses (one that does not is the groups' to refuse, with
     /// the engine's words), or FT.DROPINDEX with an index name.
     fn of(command: &[Vec<u8>]) -> Option<IndexCommand> {
@@ -210,6 +217,10 @@ impl Router {
     /// is sent; a command the map refuses is answered without reaching any group.
     pub async fn write(&self, commands: Vec<Vec<Vec<u8>>>, now_ms: u64) -> Vec<Reply> {
         let n = commands.len();
+        // The common run (pipelined HSETs) has no index command: straight to the groups.
+        if !commands.iter().any(|c| IndexCommand::named(c)) {
+            return self.write_run(commands, now_ms).await;
+        }
         let mut decided: Vec<Option<Reply>> = vec![None; n];
         let mut changed: Vec<Option<IndexCommand>> = vec![None; n];
         for (i, command) in commands.iter().enumerate() {
@@ -244,13 +255,7 @@ impl Router {
         let mut replies = if sent.is_empty() {
             Vec::new()
         } else {
-            let m = sent.len();
-            match self.run_transaction(sent, false, Vec::new(), now_ms).await {
-                Ok(Some(replies)) => replies,
-                // Without a guard nothing aborts; an error is every command's answer.
-                Ok(None) => vec![Reply::Null; m],
-                Err(message) => vec![Reply::Error(message); m],
-            }
+            self.write_run(sent, now_ms).await
         }
         .into_iter();
         let mut out = Vec::with_capacity(n);
@@ -265,6 +270,20 @@ impl Router {
             });
         }
         out
+    }
+
+    /// A run of writes without a guard: one entry per group, replies in order.
+    async fn write_run(&self, commands: Vec<Vec<Vec<u8>>>, now_ms: u64) -> Vec<Reply> {
+        let n = commands.len();
+        match self
+            .run_transaction(commands, false, Vec::new(), now_ms)
+            .await
+        {
+            Ok(Some(replies)) => replies,
+            // Without a guard nothing aborts; an error is every command's answer.
+            Ok(None) => vec![Reply::Null; n],
+            Err(message) => vec![Reply::Error(message); n],
+        }
     }
 
     /// The reply to an index command whose map change was made, from its groups' reply.
@@ -656,33 +675,25 @@ fn leave_out_failed<T>(
 /// Puts `warnings` into a RESP3 search or aggregation reply's `warning` entry, where
 /// RediSearch reports a partial answer. RESP2 has no place for them.
 fn with_warnings(reply: Reply, warnings: Vec<String>) -> Reply {
-    if warnings.is_empty() {
+    let Reply::Map(pairs) = reply else {
         return reply;
+    };
+    if warnings.is_empty() {
+        return Reply::Map(pairs);
     }
-    match reply {
-        Reply::Map(pairs) => Reply::Map(
-            pairs
-                .into_iter()
-                .map(|(k, v)| {
-                    if k == Reply::bulk("warning") {
-                        let list = warnings.iter().map(|w| Reply::Simple(w.clone()));
-                        (k, Reply::Array(list.collect()))
-                    } else {
-                        (k, v)
-                    }
-                })
-                .collect(),
-        ),
-        other @ (Reply::Ok
-        | Reply::Simple(_)
-        | Reply::Error(_)
-        | Reply::Int(_)
-        | Reply::Bulk(_)
-        | Reply::Null
-        | Reply::Array(_)
-        | Reply::Double(_)
-        | Reply::Verbatim(_)) => other,
-    }
+    let list = Reply::Array(warnings.into_iter().map(Reply::Simple).collect());
+    let mut list = Some(list);
+    Reply::Map(
+        pairs
+            .into_iter()
+            .map(
+                |(k, v)| match list.take_if(|_| k == Reply::bulk("warning")) {
+                    Some(list) => (k, list),
+                    None => (k, v),
+                },
+            )
+            .collect(),
+    )
 }
 
 /// An FT.AGGREGATE's reply from its groups' parts: the first error, or the rows the
