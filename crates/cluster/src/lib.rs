@@ -17,7 +17,7 @@ pub mod shards;
 pub mod wire;
 
 pub use local::Local;
-pub use meta::{ClusterMap, META};
+pub use meta::{ClusterMap, UserChange, META};
 pub use ring::Ring;
 pub use router::{error_text, Router};
 pub use service::ShardService;

@@ -12,6 +12,11 @@
 //! | `index:<name>`  | the FT.CREATE arguments            | FT.CREATE (`HSETNX`),        |
 //! |                 |                                    | FT.DROPINDEX (`HDEL`)        |
 //!
+//! Users live in a hash of their own ([`USERS_KEY`]: name → the user's ACL rules, as
+//! `ACL LIST` shows them), so that `ACL SETUSER` can change one user as a
+//! read-modify-write guarded by that hash's version ([`Router::map_update_user`]) without
+//! contending with the nodes' reports, which change the map every second.
+//!
 //! FT.CREATE commits to the map first and only then enters every shard group's log, so
 //! a create that fails part-way is still decided: the map has it, and the meta
 //! leader's [`Router::reconcile_indexes`] creates it on the groups that missed it.
@@ -36,6 +41,12 @@ pub const MAP_KEY: &[u8] = b"shoal:cluster-map";
 pub const META_VOTERS: usize = 3;
 /// A node that has not reported for this long is shown as down.
 pub const NODE_DOWN_AFTER_MS: u64 = 5_000;
+
+/// The hash of users in the meta group's keyspace.
+pub const USERS_KEY: &[u8] = b"shoal:cluster-users";
+/// Read-modify-write rounds `ACL SETUSER` tries before giving up (each lost one means
+/// another router changed a user in between).
+const USER_UPDATE_ROUNDS: usize = 16;
 
 const NODE: &[u8] = b"node:";
 const INDEX: &[u8] = b"index:";
@@ -70,6 +81,12 @@ pub struct ClusterMap {
     pub nodes: BTreeMap<NodeId, NodeRecord>,
     /// Index name → its FT.CREATE arguments (after the command name).
     pub indexes: BTreeMap<String, Vec<Vec<u8>>>,
+    /// User name → its ACL rules ([`shoal_resp::acl::User::rules`]). Users the map does
+    /// not have are as a fresh cluster has them (only `default`, unrestricted).
+    pub users: BTreeMap<String, String>,
+    /// The meta group's log index this map was read at: a cached copy is only
+    /// replaced by one at least as new.
+    pub applied: u64,
 }
 
 impl ClusterMap {
@@ -92,6 +109,28 @@ impl ClusterMap {
         }
         map
     }
+
+    /// Adds the users hash's field/value pairs (name → rules); names and rules that
+    /// are not UTF-8 are skipped.
+    pub fn with_users(mut self, pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Self {
+        for (name, rules) in pairs {
+            if let (Ok(name), Ok(rules)) = (String::from_utf8(name), String::from_utf8(rules)) {
+                self.users.insert(name, rules);
+            }
+        }
+        self
+    }
+}
+
+/// What `ACL SETUSER` / `ACL DELUSER` want done to a user, given its current rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserChange {
+    /// Store these rules.
+    Set(String),
+    /// Remove the user.
+    Delete,
+    /// Leave the map as it is (the user is already so, or there is nothing to delete).
+    Keep,
 }
 
 fn node_field(id: NodeId) -> Vec<u8> {
@@ -173,21 +212,20 @@ impl Router {
     /// if it has one, as it is).
     pub async fn cluster_map(&self, now_ms: u64, stale_ok: bool) -> Result<ClusterMap, String> {
         let call = ReadCall {
-            commands: vec![cmd(&[b"HGETALL", MAP_KEY])],
+            commands: vec![cmd(&[b"HGETALL", MAP_KEY]), cmd(&[b"HGETALL", USERS_KEY])],
             resp3: false,
             now_ms,
             stale_ok,
             versions: Vec::new(),
         };
         match self.shards().call(META, &Op::Read(call)).await {
-            Ok(Answer::Read(answer)) => Ok(ClusterMap::from_pairs(
-                answer
-                    .replies
-                    .into_iter()
-                    .next()
-                    .map(pairs)
-                    .unwrap_or_default(),
-            )),
+            Ok(Answer::Read(answer)) => {
+                let mut replies = answer.replies.into_iter();
+                let map = ClusterMap::from_pairs(replies.next().map(pairs).unwrap_or_default());
+                let mut map = map.with_users(replies.next().map(pairs).unwrap_or_default());
+                map.applied = answer.applied;
+                Ok(map)
+            }
             Ok(Answer::Write(_) | Answer::Search(_) | Answer::Aggregate(_)) => {
                 Err("ERR meta group: unexpected answer".into())
             }
@@ -218,6 +256,82 @@ impl Router {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Changes one user: reads its rules and the users hash's version on the meta
+    /// leader, asks `change` what to store, and writes that guarded by the version, so
+    /// that two routers changing users at once do not lose either change (the one that
+    /// loses the race reads again). `change` sees `None` for a user the map lacks.
+    /// Returns what was done.
+    pub async fn map_update_user(
+        &self,
+        name: &str,
+        change: impl Fn(Option<&str>) -> Result<UserChange, String>,
+        now_ms: u64,
+    ) -> Result<UserChange, String> {
+        for _ in 0..USER_UPDATE_ROUNDS {
+            let call = ReadCall {
+                commands: vec![cmd(&[b"HGET", USERS_KEY, name.as_bytes()])],
+                resp3: false,
+                now_ms,
+                stale_ok: false,
+                versions: vec![USERS_KEY.to_vec()],
+            };
+            let (current, version) = match self.shards().call(META, &Op::Read(call)).await {
+                Ok(Answer::Read(answer)) => {
+                    let current = match answer.replies.into_iter().next() {
+                        Some(Reply::Bulk(rules)) => {
+                            Some(String::from_utf8_lossy(&rules).into_owned())
+                        }
+                        Some(Reply::Error(e)) => return Err(e),
+                        Some(_) | None => None,
+                    };
+                    (current, answer.versions.into_iter().next().flatten())
+                }
+                Ok(Answer::Write(_) | Answer::Search(_) | Answer::Aggregate(_)) => {
+                    return Err("ERR meta group: unexpected answer".into())
+                }
+                Err(e) => return Err(error_text(&e)),
+            };
+            let decided = change(current.as_deref())?;
+            let command = match &decided {
+                UserChange::Set(rules) => vec![
+                    b"HSET".to_vec(),
+                    USERS_KEY.to_vec(),
+                    name.as_bytes().to_vec(),
+                    rules.as_bytes().to_vec(),
+                ],
+                UserChange::Delete => {
+                    vec![
+                        b"HDEL".to_vec(),
+                        USERS_KEY.to_vec(),
+                        name.as_bytes().to_vec(),
+                    ]
+                }
+                UserChange::Keep => return Ok(decided),
+            };
+            let request = Request {
+                now_ms,
+                commands: vec![command],
+                resp3: false,
+                guard: vec![(USERS_KEY.to_vec(), version)],
+            };
+            match self.shards().call(META, &Op::Write(request)).await {
+                // Another router changed a user since the read: read again.
+                Ok(Answer::Write(response)) if response.aborted => continue,
+                Ok(Answer::Write(response)) => {
+                    if let Some(Reply::Error(e)) = response.replies.into_iter().next() {
+                        return Err(e);
+                    }
+                    return Ok(decided);
+                }
+                Ok(Answer::Read(_) | Answer::Search(_) | Answer::Aggregate(_)) => {
+                    return Err("ERR meta group: unexpected answer".into())
+                }
+                Err(e) => return Err(error_text(&e)),
+            }
+        }
+        Err("TRYAGAIN the users changed under every attempt to change this one; try again".into())
     }
 
     /// Puts an index definition in the map unless the name is taken.

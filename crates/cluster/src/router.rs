@@ -184,10 +184,21 @@ impl Router {
         self.map.read().clone()
     }
 
-    /// Reads the map again (from this node's meta replica if it has one, as it is).
-    pub async fn refresh_map(&self, now_ms: u64) -> Result<(), String> {
-        let map = self.cluster_map(now_ms, true).await?;
-        *self.map.write() = map;
+    /// Runs `f` on the cached map without copying it.
+    pub fn with_cached_map<T>(&self, f: impl FnOnce(&ClusterMap) -> T) -> T {
+        f(&self.map.read())
+    }
+
+    /// Reads the map again: from this node's meta replica if it has one, as it is, or
+    /// (`linearized`) from the meta leader, which sees every change committed before
+    /// the call. A read from a replica that lags what the cache already has is dropped,
+    /// so the cache never goes back in time.
+    pub async fn refresh_map(&self, now_ms: u64, linearized: bool) -> Result<(), String> {
+        let map = self.cluster_map(now_ms, !linearized).await?;
+        let mut cached = self.map.write();
+        if linearized || map.applied >= cached.applied {
+            *cached = map;
+        }
         Ok(())
     }
 

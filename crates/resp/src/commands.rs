@@ -828,22 +828,22 @@ pub static COMMANDS: &[Command] = &[
     cmd!(
         "FT.CREATE",
         -2,
-        ["write", "denyoom"],
+        ["write", "denyoom", "fast"],
         0,
         0,
         0,
-        ["search", "write", "slow"],
+        ["search", "write", "fast"],
         "search",
         "Creates an index with the given spec."
     ),
     cmd!(
         "FT.DROPINDEX",
         -2,
-        ["write"],
+        ["write", "fast"],
         0,
         0,
         0,
-        ["search", "write", "slow", "dangerous"],
+        ["search", "write", "fast"],
         "search",
         "Deletes the index."
     ),
@@ -872,22 +872,22 @@ pub static COMMANDS: &[Command] = &[
     cmd!(
         "FT.INFO",
         2,
-        ["readonly"],
+        ["readonly", "fast"],
         0,
         0,
         0,
-        ["search", "read", "slow"],
+        ["search", "read", "fast"],
         "search",
         "Returns information and statistics on the index."
     ),
     cmd!(
         "FT._LIST",
         1,
-        ["readonly"],
+        ["readonly", "admin"],
         0,
         0,
         0,
-        ["search", "read", "slow"],
+        ["search", "read", "slow", "admin"],
         "search",
         "Returns a list of all existing indexes."
     ),

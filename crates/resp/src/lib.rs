@@ -5,8 +5,10 @@
 //! what a client may declare before it is believed ([`decode::Limits`]), inline commands
 //! for people typing at a socket, reply encoding for RESP2 and RESP3 from one [`Value`]
 //! tree, and the command table (arity, flags, ACL categories) that COMMAND reports and
-//! the server checks before dispatching.
+//! the server checks before dispatching, and the users (ACLs) whose rules it checks
+//! them against.
 
+pub mod acl;
 pub mod commands;
 pub mod decode;
 pub mod encode;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use shoal_resp::{lookup, Protocol, Value, COMMANDS};
 
+use crate::access;
 use crate::connection::Client;
 use crate::node::Node;
 
@@ -57,10 +58,8 @@ pub fn answer(node: &Arc<Node>, client: &mut Client, name: &str, args: &[Bytes])
             None => Value::Simple(Bytes::from_static(b"PONG")),
         },
         "ECHO" => Value::Bulk(args[1].clone()),
-        "HELLO" => hello(client, args),
-        "AUTH" => Value::Error(
-            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?".into(),
-        ),
+        "HELLO" => hello(node, client, args),
+        "AUTH" => auth(node, client, args),
         "SELECT" => match args[1].as_ref() {
             b"0" => Value::ok(),
             _ => Value::Error("ERR DB index is out of range".into()),
@@ -73,11 +72,15 @@ pub fn answer(node: &Arc<Node>, client: &mut Client, name: &str, args: &[Bytes])
         "RESET" => {
             client.protocol = Protocol::Resp2;
             client.name = None;
+            client.session.reset();
             Value::Simple(Bytes::from_static(b"RESET"))
         }
         "COMMAND" => command(args),
         "INFO" => {
-            let sections: Vec<String> = args[1..].iter().map(|a| text(a).to_ascii_lowercase()).collect();
+            let sections: Vec<String> = args[1..]
+                .iter()
+                .map(|a| text(a).to_ascii_lowercase())
+                .collect();
             let body = crate::info::render(node, &sections);
             match client.protocol {
                 Protocol::Resp3 => Value::Verbatim(body),
@@ -106,26 +109,14 @@ pub fn answer(node: &Arc<Node>, client: &mut Client, name: &str, args: &[Bytes])
         },
         // Queued inside MULTI and answered at EXEC: nothing left to unwatch by then.
         "UNWATCH" => Value::ok(),
-        "ACL" => match text(&args[1]).to_ascii_uppercase().as_str() {
-            "WHOAMI" => Value::bulk("default"),
-            "USERS" => Value::Array(vec![Value::bulk("default")]),
-            "CAT" => Value::Array(
-                [
-                    "keyspace", "read", "write", "string", "hash", "fast", "slow", "admin",
-                    "dangerous", "connection", "transaction", "search", "json",
-                ]
-                .iter()
-                .map(|c| Value::bulk(*c))
-                .collect(),
-            ),
-            other => Value::Error(format!(
-                "ERR unknown subcommand '{}'. Try ACL HELP.",
-                other.to_ascii_lowercase()
-            )),
-        },
+        // Queued inside MULTI and answered at EXEC.
+        "ACL" => crate::acl_command::answer_queued(node, client, args),
         // Engine commands never reach here: the connection batches them (`Step::Read`,
         // `Step::Write`) and EXEC applies them as one entry.
-        other => Value::Error(format!("ERR unknown command '{}'", other.to_ascii_lowercase())),
+        other => Value::Error(format!(
+            "ERR unknown command '{}'",
+            other.to_ascii_lowercase()
+        )),
     }
 }
 
@@ -133,12 +124,30 @@ fn client_closing(client: &mut Client) {
     client.mark_closing();
 }
 
-fn hello(client: &mut Client, args: &[Bytes]) -> Value {
+/// `AUTH [user] password` (the connection's ACL check already refused wrong
+/// credentials; they are checked again here, as the users may have changed since).
+fn auth(node: &Arc<Node>, client: &mut Client, args: &[Bytes]) -> Value {
+    let Some((user, password)) = access::auth_args(args) else {
+        return Value::Error("ERR syntax error".into());
+    };
+    match access::credentials(&node.access, user, password) {
+        Ok(name) => {
+            client.session.login(&name);
+            Value::ok()
+        }
+        Err(denial) => Value::Error(denial.message()),
+    }
+}
+
+/// `HELLO [protover [AUTH user password] [SETNAME name]]`: every option is read
+/// before any takes effect, so a refused AUTH leaves the protocol as it was.
+fn hello(node: &Arc<Node>, client: &mut Client, args: &[Bytes]) -> Value {
+    let mut protocol = client.protocol;
     let mut i = 1;
     if let Some(version) = args.get(1) {
         match version.as_ref() {
-            b"2" => client.protocol = Protocol::Resp2,
-            b"3" => client.protocol = Protocol::Resp3,
+            b"2" => protocol = Protocol::Resp2,
+            b"3" => protocol = Protocol::Resp3,
             other => {
                 if text(other).parse::<i64>().is_err() {
                     return Value::Error(
@@ -150,23 +159,30 @@ fn hello(client: &mut Client, args: &[Bytes]) -> Value {
         }
         i = 2;
     }
+    let mut login = None;
+    let mut name = None;
     while i < args.len() {
         match text(&args[i]).to_ascii_uppercase().as_str() {
             "AUTH" if i + 2 < args.len() => {
-                // Only the default user exists until ACLs arrive; any credentials for it pass.
-                if text(&args[i + 1]) != "default" {
-                    return Value::Error(
-                        "WRONGPASS invalid username-password pair or user is disabled.".into(),
-                    );
-                }
+                login = Some((args[i + 1].clone(), args[i + 2].clone()));
                 i += 3;
             }
             "SETNAME" if i + 1 < args.len() => {
-                client.name = Some(text(&args[i + 1]));
+                name = Some(text(&args[i + 1]));
                 i += 2;
             }
             _ => return Value::Error("ERR Syntax error in HELLO option".into()),
         }
+    }
+    if let Some((user, password)) = login {
+        match access::credentials(&node.access, &user, &password) {
+            Ok(user) => client.session.login(&user),
+            Err(denial) => return Value::Error(denial.message()),
+        }
+    }
+    client.protocol = protocol;
+    if name.is_some() {
+        client.name = name;
     }
     Value::Map(vec![
         (Value::bulk("server"), Value::bulk("redis")),
@@ -237,10 +253,11 @@ fn client_command(client: &mut Client, args: &[Bytes]) -> Value {
 
 fn client_line(client: &Client) -> String {
     format!(
-        "id={} addr={} name={} lib-name={} lib-ver={} resp={}\n",
+        "id={} addr={} name={} user={} lib-name={} lib-ver={} resp={}\n",
         client.id,
         client.addr,
         client.name.as_deref().unwrap_or(""),
+        client.session.user,
         client.lib_name.as_deref().unwrap_or(""),
         client.lib_ver.as_deref().unwrap_or(""),
         match client.protocol {

@@ -111,6 +111,7 @@ pub async fn start(config: &NodeConfig, grpc: TcpListener) -> Result<Started> {
             quorum_timeout: config.quorum_timeout,
         },
         config.resp.port(),
+        config.members.contains_key(&config.id),
     );
     node.spawn_background(Duration::from_secs(60));
     if let Some(addr) = config.members.get(&config.id) {
@@ -229,8 +230,9 @@ fn spawn_map_upkeep(node: Arc<Node>, id: NodeId, addr: NodeAddr) {
             if let Err(e) = r.router.report_node(id, &addr, node::now_ms()).await {
                 tracing::debug!(error = %e, "could not report to the cluster map");
             }
-            if let Err(e) = r.router.refresh_map(node::now_ms()).await {
-                tracing::debug!(error = %e, "could not read the cluster map");
+            match r.router.refresh_map(node::now_ms(), false).await {
+                Ok(()) => r.router.with_cached_map(|m| reporter.access.sync(&m.users)),
+                Err(e) => tracing::debug!(error = %e, "could not read the cluster map"),
             }
         }
     });

@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
+use crate::access::{Denial, Session};
 use crate::busy_poll::{poll_for, Polled};
 use crate::convert::to_value;
 use crate::node::Node;
@@ -58,6 +59,8 @@ pub struct Client {
     /// `READONLY`: reads may be served by this replica even when it does not lead (and
     /// may be stale). Writes still go to the leader.
     pub readonly: bool,
+    /// Who the connection is logged in as.
+    pub session: Session,
     closing: bool,
 }
 
@@ -84,6 +87,11 @@ enum Step {
     Watch(Vec<Vec<u8>>),
     /// INFO: this node's figures, once its replicas caught up with their leaders.
     Info(Vec<Bytes>),
+    /// ACL: users live in the cluster map when replicated.
+    Acl(Vec<Bytes>),
+    /// Refused by the ACL check; final only once the users were read again (another
+    /// router may have just granted it).
+    Denied(Vec<Bytes>, Denial),
 }
 
 /// Consecutive requests of one kind, answered together under one engine lock.
@@ -131,6 +139,7 @@ pub async fn serve(node: Arc<Node>, mut stream: TcpStream, settings: Settings) {
         transaction: TransactionState::None,
         watched: Vec::new(),
         readonly: false,
+        session: Session::new(),
         closing: false,
     };
     node.counters
@@ -194,7 +203,12 @@ async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, sett
             node.counters
                 .commands_processed
                 .fetch_add(1, Ordering::Relaxed);
-            match step(node, client, request) {
+            let mut next = step(node, client, request);
+            if let Step::Denied(request, denial) = next {
+                run.flush(node, client, &mut output).await;
+                next = recheck(node, client, request, denial).await;
+            }
+            match next {
                 Step::Write(args) => {
                     if !run.reads.is_empty() {
                         run.flush(node, client, &mut output).await;
@@ -236,6 +250,16 @@ async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, sett
                 Step::Exec(commands) => {
                     run.flush(node, client, &mut output).await;
                     let value = exec(node, client, commands).await;
+                    encode(&value, client.protocol, &mut output);
+                }
+                Step::Acl(args) => {
+                    run.flush(node, client, &mut output).await;
+                    let value = crate::acl_command::answer(node, client, &args).await;
+                    encode(&value, client.protocol, &mut output);
+                }
+                Step::Denied(_, denial) => {
+                    // `recheck` answers every refusal; kept exhaustive.
+                    let value = deny(node, client, denial);
                     encode(&value, client.protocol, &mut output);
                 }
             }
@@ -287,6 +311,9 @@ fn step(node: &Arc<Node>, client: &mut Client, request: Vec<Bytes>) -> Step {
                 name.to_ascii_lowercase()
             ),
         );
+    }
+    if let Err(denial) = crate::access::check(node, &mut client.session, command, &request) {
+        return Step::Denied(request, denial);
     }
     // Inside MULTI everything but the transaction commands is queued.
     if let TransactionState::Queuing { commands, .. } = &mut client.transaction {
@@ -351,18 +378,54 @@ fn step(node: &Arc<Node>, client: &mut Client, request: Vec<Bytes>) -> Step {
         }
         "RAFT" => Step::Raft(request),
         "INFO" => Step::Info(request),
+        "ACL" => Step::Acl(request),
         _ if command.is_write() => Step::Write(owned(request)),
         _ if crate::admin::is_engine_read(name) => Step::Read(request),
         _ => Step::Reply(crate::admin::answer(node, client, name, &request)),
     }
 }
 
+/// A refused request, once more after reading the users again if the refusal could
+/// be stale; still refused, it is answered (and dooms a transaction being queued).
+async fn recheck(
+    node: &Arc<Node>,
+    client: &mut Client,
+    request: Vec<Bytes>,
+    denial: Denial,
+) -> Step {
+    let refreshed = denial.may_change_with_the_map()
+        && client.session.may_force_refresh()
+        && node.refresh_access().await;
+    if !refreshed {
+        return Step::Reply(deny(node, client, denial));
+    }
+    client.session.decide_again();
+    let next = step(node, client, request);
+    if let Step::Denied(_, denial) = &next {
+        let denial = denial.clone();
+        return Step::Reply(deny(node, client, denial));
+    }
+    next
+}
+
+/// Counts a refusal and answers it.
+fn deny(node: &Node, client: &mut Client, denial: Denial) -> Value {
+    denial.count(&node.access);
+    doom(client);
+    Value::Error(denial.message())
+}
+
 /// An error reply that, inside MULTI, also dooms the transaction.
 fn reject(client: &mut Client, message: String) -> Step {
+    doom(client);
+    Step::Reply(Value::Error(message))
+}
+
+/// Inside MULTI, makes EXEC abort.
+fn doom(client: &mut Client) {
     if let TransactionState::Queuing { failed, .. } = &mut client.transaction {
         *failed = true;
     }
-    Step::Reply(Value::Error(message))
 }
 
 /// EXEC: engine commands apply as one log entry; connection commands in the queue are

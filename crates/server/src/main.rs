@@ -7,6 +7,8 @@
 //! shard group, whose writes are committed to a Raft log on a quorum before they are
 //! answered, with a router in front.
 
+mod access;
+mod acl_command;
 mod admin;
 mod api;
 mod busy_poll;

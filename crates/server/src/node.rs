@@ -19,6 +19,7 @@ use shoal_cluster::Router;
 use shoal_engine::{Engine, ReadContext, Reply, Write};
 use shoal_raft::{Group, GroupError, Host, Replica, Request};
 
+use crate::access::Access;
 use crate::persist;
 
 /// How long INFO waits for this node's replicas to catch up with their leaders.
@@ -77,6 +78,8 @@ pub struct Node {
     pub port: u16,
     pub started: Instant,
     pub counters: Counters,
+    /// The users connections log in as (see `access`).
+    pub access: Access,
     next_client_id: AtomicU64,
 }
 
@@ -113,13 +116,24 @@ pub fn group_error(e: &GroupError) -> String {
 }
 
 impl Node {
-    fn with_store(store: Store, data_dir: Option<PathBuf>, port: u16) -> Arc<Node> {
+    /// `users_known`: whether the built-in `default` user is all there is (no cluster
+    /// map to read users from).
+    fn with_store(
+        store: Store,
+        data_dir: Option<PathBuf>,
+        port: u16,
+        users_known: bool,
+    ) -> Arc<Node> {
+        let access = Access::new(users_known);
         Arc::new(Node {
             store,
             data_dir,
             port,
             started: Instant::now(),
             counters: Counters::default(),
+            // A standalone node's users are all in this table; a replicated node's
+            // come with the cluster map.
+            access,
             next_client_id: AtomicU64::new(1),
         })
     }
@@ -136,12 +150,56 @@ impl Node {
             },
             data_dir,
             port,
+            true,
         ))
     }
 
     /// A `shoal node` serving `replicated.group` (its data lives under the host's dir).
-    pub fn replicated(replicated: Replicated, port: u16) -> Arc<Node> {
-        Self::with_store(Store::Replicated(Box::new(replicated)), None, port)
+    /// `in_map`: the node is a configured member and reads its users from the cluster
+    /// map; a node started without members (one that joins a group as a learner) has
+    /// no map to read and knows only the built-in `default` user.
+    pub fn replicated(replicated: Replicated, port: u16, in_map: bool) -> Arc<Node> {
+        Self::with_store(Store::Replicated(Box::new(replicated)), None, port, !in_map)
+    }
+
+    /// The key prefixes of index `name`, for the ACL check of the FT commands: from
+    /// the cluster map when replicated (falling back to a local replica for an index
+    /// the map does not have), else from the engine.
+    pub fn index_prefixes(&self, name: &str) -> Option<Vec<Vec<u8>>> {
+        if let Store::Replicated(r) = &self.store {
+            let from_map = r.router.with_cached_map(|m| {
+                m.indexes
+                    .get(name)
+                    .and_then(|args| shoal_query::schema::parse_create(args).ok())
+                    .map(|s| s.prefixes)
+            });
+            if from_map.is_some() {
+                return from_map;
+            }
+        }
+        self.with_engines(|engines| {
+            engines
+                .iter()
+                .find_map(|e| e.index(name).map(|i| i.schema.prefixes.clone()))
+        })
+    }
+
+    /// Reads the users again from the meta leader (replicated; a standalone node's
+    /// table is always current). Whether it read them.
+    pub async fn refresh_access(&self) -> bool {
+        let Store::Replicated(r) = &self.store else {
+            return false;
+        };
+        match r.router.refresh_map(now_ms(), true).await {
+            Ok(()) => {
+                r.router.with_cached_map(|m| self.access.sync(&m.users));
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read the users from the cluster map");
+                false
+            }
+        }
     }
 
     pub fn client_id(&self) -> u64 {
