@@ -103,6 +103,11 @@ def test_read_only_and_write_only_patterns(admin, server):
     assert reader.set("log:1", "entry")
     with pytest.raises(redis.exceptions.NoPermissionError, match="access a key"):
         reader.get("log:1")
+    # A write that answers with the value reads it too.
+    with pytest.raises(redis.exceptions.NoPermissionError, match="access a key"):
+        reader.incrby("log:n", 0)
+    with pytest.raises(redis.exceptions.NoPermissionError, match="access a key"):
+        reader.set("log:1", "x", get=True)
 
 
 def test_an_index_is_searchable_only_when_every_prefix_is_readable(admin, server):
@@ -150,6 +155,10 @@ def test_search_commands_follow_their_categories(admin, server):
     assert searcher.execute_command("FT.SEARCH", "idx", "*")[0] == 0
     with pytest.raises(redis.exceptions.NoPermissionError, match="'get' command"):
         searcher.get("k")
+    # An index nobody made answers as it does for everybody, after the router looked
+    # again (another router may have just made it).
+    with pytest.raises(redis.ResponseError, match="Index with name 'nosuch' not found"):
+        searcher.execute_command("FT.SEARCH", "nosuch", "*")
     reader = login(server, "reader", "pw")
     assert reader.execute_command("FT.SEARCH", "idx", "*")[0] == 0
     with pytest.raises(redis.exceptions.NoPermissionError, match="'ft.create' command"):
@@ -173,6 +182,13 @@ def test_getuser_dryrun_and_deluser(admin, server):
     assert "access a key" in admin.execute_command("ACL", "DRYRUN", "bob", "GET", "c:1")
     bob = login(server, "bob", "pw")
     assert bob.get("b:1") is None
+    # Passwords are added and removed by value.
+    admin.execute_command("ACL", "SETUSER", "bob", ">pw2", "<pw")
+    # A revocation: every router refuses the old password within a map refresh.
+    until_refused_everywhere(lambda: raw(server.port, "AUTH bob pw")[0].startswith("-WRONGPASS"))
+    assert login(server, "bob", "pw2").get("b:1") is None
+    with pytest.raises(redis.ResponseError, match="password you are trying to remove"):
+        admin.execute_command("ACL", "SETUSER", "bob", "<nope")
     with pytest.raises(redis.ResponseError, match="'default' user cannot be removed"):
         admin.execute_command("ACL", "DELUSER", "default")
     assert admin.execute_command("ACL", "DELUSER", "bob", "nobody") == 1
@@ -204,20 +220,24 @@ def raw(port, *lines):
         return replies
 
 
-def refused_anonymously(server):
-    """Waits until a new connection that has not logged in is refused: other routers
-    learn of a revocation within a map refresh (docs/consistency.md)."""
-    deadline = time.time() + 5
+def until_refused_everywhere(refused_on_a_new_connection, timeout=5.0):
+    """Waits until new connections are refused six times in a row, so that every node
+    of a `shoal dev` cluster (they take new connections in turn) has refused one:
+    other routers learn of a revocation within a map refresh (docs/consistency.md)."""
+    deadline = time.time() + timeout
     refused = 0
-    # In a row, so that a `shoal dev` cluster's every node (they take new connections
-    # in turn) has refused one.
     while refused < 6:
-        if raw(server.port, "GET k") == ["-NOAUTH Authentication required."]:
+        if refused_on_a_new_connection():
             refused += 1
             continue
         refused = 0
-        assert time.time() < deadline, "a locked default user still lets new connections in"
+        assert time.time() < deadline, "a revocation did not reach every router"
         time.sleep(0.1)
+
+
+def refused_anonymously(server):
+    until_refused_everywhere(
+        lambda: raw(server.port, "GET k") == ["-NOAUTH Authentication required."])
 
 
 def test_a_locked_default_user_requires_auth(admin, server):
@@ -266,6 +286,28 @@ def test_a_refused_command_dooms_its_transaction(admin, server):
     with pytest.raises(redis.ResponseError):
         pipe.execute()
     assert admin.exists("d:1") == 0
+
+
+def test_exec_checks_the_queued_commands_again(admin, server):
+    admin.execute_command("ACL", "SETUSER", "gina", "on", ">pw", "~*", "+@all")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        stream = sock.makefile("rb")
+
+        def send(line):
+            sock.sendall(line.encode() + b"\r\n")
+            return stream.readline().decode().rstrip("\r\n")
+
+        assert send("AUTH gina pw") == "+OK"
+        assert send("MULTI") == "+OK"
+        assert send("SET g:1 x") == "+QUEUED"
+        assert send("GET g:1") == "+QUEUED"
+        admin.execute_command("ACL", "SETUSER", "gina", "-set")
+        until_refused_everywhere(
+            lambda: raw(server.port, "AUTH gina pw", "SET g:probe x")[1].startswith("-NOPERM"))
+        assert send("EXEC") == "*2"
+        assert stream.readline().decode().startswith("-NOPERM ACLs rules changed")
+        assert stream.readline().decode() == "$-1\r\n"
+    assert admin.exists("g:1") == 0
 
 
 def test_every_router_sees_a_change_at_once(admin, server):

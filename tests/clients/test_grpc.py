@@ -358,7 +358,10 @@ def test_cluster_status_matches_info_cluster(server, api, pb):
     assert {k for k in info if k.startswith("group")} == {f"group{g.group}"
                                                           for g in status.groups}
     for g in status.groups:
-        assert info[f"group{g.group}"] == {"leader": g.leader, "local_role": g.local_role}
+        line = info[f"group{g.group}"]
+        assert (line["leader"], line["local_role"]) == (g.leader, g.local_role), line
+        # Three nodes, three replicas: every node votes in every group.
+        assert str(line["voters"]) == "1|2|3"
 
 
 def reflect(channel, request):

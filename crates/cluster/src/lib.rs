@@ -10,6 +10,7 @@ pub mod merge;
 pub mod meta;
 pub mod placement;
 pub mod plan;
+pub mod repair;
 pub mod ring;
 pub mod router;
 pub mod service;

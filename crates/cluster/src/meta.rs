@@ -11,6 +11,8 @@
 //! |                 | when it last reported              | (its liveness)               |
 //! | `index:<name>`  | the FT.CREATE arguments            | FT.CREATE (`HSETNX`),        |
 //! |                 |                                    | FT.DROPINDEX (`HDEL`)        |
+//! | `group:<id>`    | [`GroupRecord`]: leader, voters,   | the group's leader, with its |
+//! |                 | learners, term                     | node's report                |
 //!
 //! Users live in a hash of their own ([`USERS_KEY`]: name → the user's ACL rules, as
 //! `ACL LIST` shows them), so that `ACL SETUSER` can change one user as a
@@ -49,6 +51,7 @@ pub const USERS_KEY: &[u8] = b"shoal:cluster-users";
 const USER_UPDATE_ROUNDS: usize = 16;
 
 const NODE: &[u8] = b"node:";
+const GROUP: &[u8] = b"group:";
 const INDEX: &[u8] = b"index:";
 
 /// The meta group's voters among `members`: up to three, in distinct zones where the
@@ -75,10 +78,30 @@ impl NodeRecord {
     }
 }
 
+/// What the map knows of a shard group, as its leader last reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    pub leader: NodeId,
+    pub term: u64,
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+    /// When the leader reported, by its clock (ms since the epoch).
+    pub seen_ms: u64,
+}
+
+impl GroupRecord {
+    /// Every member, voters first.
+    pub fn members(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.voters.iter().chain(&self.learners).copied()
+    }
+}
+
 /// The map as read from the meta group.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterMap {
     pub nodes: BTreeMap<NodeId, NodeRecord>,
+    /// Shard groups as their leaders report them.
+    pub groups: BTreeMap<GroupId, GroupRecord>,
     /// Index name → its FT.CREATE arguments (after the command name).
     pub indexes: BTreeMap<String, Vec<Vec<u8>>>,
     /// User name → its ACL rules ([`shoal_resp::acl::User::rules`]). Users the map does
@@ -99,6 +122,17 @@ impl ClusterMap {
                 let id = std::str::from_utf8(id).ok().and_then(|s| s.parse().ok());
                 if let (Some(id), Ok(record)) = (id, postcard::from_bytes(&value)) {
                     map.nodes.insert(id, record);
+                }
+            } else if let Some(id) = field.strip_prefix(GROUP) {
+                let id = std::str::from_utf8(id).ok().and_then(|s| s.parse().ok());
+                let record = postcard::from_bytes::<GroupRecord>(&value);
+                if let (Some(id), Ok(record)) = (id, record) {
+                    // Two leaders of different terms may both have reported; the
+                    // later term is the group as it is now.
+                    let newer = map.groups.get(&id).is_none_or(|r| r.term <= record.term);
+                    if newer {
+                        map.groups.insert(id, record);
+                    }
                 }
             } else if let Some(name) = field.strip_prefix(INDEX) {
                 if let Ok(args) = postcard::from_bytes(&value) {
@@ -135,6 +169,10 @@ pub enum UserChange {
 
 fn node_field(id: NodeId) -> Vec<u8> {
     [NODE, id.to_string().as_bytes()].concat()
+}
+
+fn group_field(id: GroupId) -> Vec<u8> {
+    [GROUP, id.to_string().as_bytes()].concat()
 }
 
 fn index_field(name: &str) -> Vec<u8> {
@@ -220,6 +258,13 @@ impl Router {
         };
         match self.shards().call(META, &Op::Read(call)).await {
             Ok(Answer::Read(answer)) => {
+                // A refused read is an error, never an empty map: no users would mean
+                // the built-in, unrestricted `default`.
+                if let Some(Reply::Error(e)) =
+                    answer.replies.iter().find(|r| matches!(r, Reply::Error(_)))
+                {
+                    return Err(e.clone());
+                }
                 let mut replies = answer.replies.into_iter();
                 let map = ClusterMap::from_pairs(replies.next().map(pairs).unwrap_or_default());
                 let mut map = map.with_users(replies.next().map(pairs).unwrap_or_default());
@@ -233,11 +278,12 @@ impl Router {
         }
     }
 
-    /// Records that node `id` is up, at `addr`, now.
+    /// Records that node `id` is up, at `addr`, now, with the groups it leads.
     pub async fn report_node(
         &self,
         id: NodeId,
         addr: &NodeAddr,
+        led: &[(GroupId, GroupRecord)],
         now_ms: u64,
     ) -> Result<(), String> {
         let record = NodeRecord {
@@ -245,13 +291,12 @@ impl Router {
             seen_ms: now_ms,
         };
         let value = postcard::to_allocvec(&record).map_err(|e| format!("ERR {e}"))?;
-        let reply = self
-            .group_write(
-                META,
-                vec![b"HSET".to_vec(), MAP_KEY.to_vec(), node_field(id), value],
-                now_ms,
-            )
-            .await?;
+        let mut command = vec![b"HSET".to_vec(), MAP_KEY.to_vec(), node_field(id), value];
+        for (group, record) in led {
+            command.push(group_field(*group));
+            command.push(postcard::to_allocvec(record).map_err(|e| format!("ERR {e}"))?);
+        }
+        let reply = self.group_write(META, command, now_ms).await?;
         if let Reply::Error(e) = reply {
             return Err(e);
         }

@@ -17,6 +17,29 @@ use shoal_raft::{NodeAddr, NodeId};
 /// | zones < count          | every zone once, then again, until `count`          |
 /// | fewer nodes than count | every node                                          |
 pub fn spread(nodes: &BTreeMap<NodeId, NodeAddr>, count: usize, offset: usize) -> Vec<NodeId> {
+    spread_from(nodes, count, offset, 0)
+}
+
+/// The initial members of shard group `group` with `replicas` replicas: [`spread`]
+/// over zones, with both the first zone and the first node within each zone turning
+/// with the group, so that groups land on different nodes of a zone and the first
+/// member — the one that starts the group, and so its first leader — differs from
+/// group to group.
+pub fn group_members(
+    nodes: &BTreeMap<NodeId, NodeAddr>,
+    replicas: usize,
+    group: u64,
+) -> Vec<NodeId> {
+    let turn = usize::try_from(group).unwrap_or(usize::MAX);
+    spread_from(nodes, replicas, turn, turn)
+}
+
+fn spread_from(
+    nodes: &BTreeMap<NodeId, NodeAddr>,
+    count: usize,
+    offset: usize,
+    inner: usize,
+) -> Vec<NodeId> {
     let mut zones: BTreeMap<&str, Vec<NodeId>> = BTreeMap::new();
     for (id, addr) in nodes {
         zones.entry(addr.zone.as_str()).or_default().push(*id);
@@ -27,6 +50,10 @@ pub fn spread(nodes: &BTreeMap<NodeId, NodeAddr>, count: usize, offset: usize) -
     }
     let start = offset % columns.len();
     columns.rotate_left(start);
+    for column in &mut columns {
+        let len = column.len();
+        column.rotate_left(inner % len);
+    }
     let mut picked = Vec::with_capacity(count.min(nodes.len()));
     let mut depth = 0;
     while picked.len() < count.min(nodes.len()) {
@@ -87,5 +114,33 @@ mod tests {
         let one_zone = nodes(&[(7, "z"), (8, "z")]);
         assert_eq!(spread(&one_zone, 3, 5), vec![7, 8]);
         assert!(spread(&BTreeMap::new(), 3, 0).is_empty());
+    }
+
+    #[test]
+    fn groups_spread_over_the_nodes_of_each_zone_and_start_on_different_nodes() {
+        let all = nodes(&[(1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "c"), (6, "c")]);
+        let mut first = Vec::new();
+        let mut load: BTreeMap<NodeId, usize> = BTreeMap::new();
+        for g in 0..6 {
+            let m = group_members(&all, 3, g);
+            let mut z = zones(&all, &m);
+            z.sort();
+            assert_eq!(z, ["a", "b", "c"], "group {g}: {m:?}");
+            first.push(m[0]);
+            for id in m {
+                *load.entry(id).or_default() += 1;
+            }
+        }
+        first.sort();
+        assert_eq!(first, vec![1, 2, 3, 4, 5, 6], "every node starts one group");
+        assert!(load.values().all(|&n| n == 3), "{load:?}");
+        // Five nodes over three zones: node 3 is zone c's only node, in every group.
+        let five = nodes(&[(1, "a"), (2, "b"), (3, "c"), (4, "a"), (5, "b")]);
+        let mut first: Vec<NodeId> = (0..5).map(|g| group_members(&five, 3, g)[0]).collect();
+        first.sort();
+        assert_eq!(first, vec![1, 2, 3, 4, 5]);
+        assert!((0..5).all(|g| group_members(&five, 3, g).contains(&3)));
+        // Every node when the cluster is smaller than the replication factor.
+        assert_eq!(group_members(&five, 9, 2).len(), 5);
     }
 }

@@ -191,12 +191,23 @@ impl Router {
 
     /// Reads the map again: from this node's meta replica if it has one, as it is, or
     /// (`linearized`) from the meta leader, which sees every change committed before
-    /// the call. A read from a replica that lags what the cache already has is dropped,
-    /// so the cache never goes back in time.
+    /// the call. A read older than what the cache already has is dropped, so the
+    /// cache never goes back in time.
     pub async fn refresh_map(&self, now_ms: u64, linearized: bool) -> Result<(), String> {
         let map = self.cluster_map(now_ms, !linearized).await?;
         let mut cached = self.map.write();
-        if linearized || map.applied >= cached.applied {
+        // Compared even for a leader read: one sent earlier may finish after a newer
+        // replica read and must not undo it.
+        if map.applied >= cached.applied {
+            // A group's members as its leader reported them: where to look for it when
+            // no leader is known (replicas move when a node is replaced).
+            for (group, record) in &map.groups {
+                let members = record
+                    .members()
+                    .filter_map(|id| map.nodes.get(&id).map(|n| (id, n.addr.clone())))
+                    .collect();
+                self.shards.set_group_members(*group, members);
+            }
             *cached = map;
         }
         Ok(())

@@ -88,8 +88,8 @@ pub struct Shards {
     local: Local,
     /// Nodes to try for a group this node knows no leader of: its members.
     members: Vec<(NodeId, NodeAddr)>,
-    /// The members of groups that not every node hosts (the meta group), in their place.
-    group_members: HashMap<GroupId, Vec<(NodeId, NodeAddr)>>,
+    /// Each group's members, where known (placement, then the cluster map).
+    group_members: parking_lot::RwLock<HashMap<GroupId, Vec<(NodeId, NodeAddr)>>>,
     /// The leader each group answered from last (or was redirected to).
     hints: Mutex<HashMap<GroupId, (NodeId, NodeAddr)>>,
     channels: Mutex<HashMap<String, Channel>>,
@@ -100,7 +100,7 @@ impl Shards {
         Shards {
             local,
             members,
-            group_members: HashMap::new(),
+            group_members: parking_lot::RwLock::new(HashMap::new()),
             hints: Mutex::new(HashMap::new()),
             channels: Mutex::new(HashMap::new()),
         }
@@ -112,8 +112,15 @@ impl Shards {
         group: GroupId,
         members: Vec<(NodeId, NodeAddr)>,
     ) -> Shards {
-        self.group_members.insert(group, members);
+        self.group_members.get_mut().insert(group, members);
         self
+    }
+
+    /// Replaces what this router knows of `group`'s members (the map changed them).
+    pub fn set_group_members(&self, group: GroupId, members: Vec<(NodeId, NodeAddr)>) {
+        if !members.is_empty() {
+            self.group_members.write().insert(group, members);
+        }
     }
 
     pub fn local(&self) -> &Local {
@@ -129,7 +136,8 @@ impl Shards {
         if let Some(leader) = self.local.host.group(group).and_then(|g| g.leader()) {
             return Some(leader);
         }
-        let members = self.group_members.get(&group).unwrap_or(&self.members);
+        let known = self.group_members.read();
+        let members = known.get(&group).unwrap_or(&self.members);
         if members.is_empty() {
             return None;
         }
@@ -179,7 +187,7 @@ impl Shards {
             node,
             millis: u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
         };
-        if op.stale_ok() && self.local.host.group(group).is_some() {
+        if op.stale_ok() && self.local.host.group(group).is_some_and(|g| g.is_member()) {
             return tokio::time::timeout(budget, self.call_local(group, op))
                 .await
                 .unwrap_or_else(|_| Err(expired(Some(self.local.host.id()))));

@@ -188,6 +188,17 @@ impl Group {
         self.raft.metrics().borrow_watched().state == ServerState::Leader
     }
 
+    /// Whether this node holds a replica of the group (a voter or learner in its
+    /// membership). A node opens every group, but holds data only for those it was
+    /// placed in or added to; the others stay empty and uninitialized.
+    pub fn is_member(&self) -> bool {
+        let watch = self.raft.metrics();
+        let metrics = watch.borrow_watched();
+        let me = metrics.id;
+        let member = metrics.membership_config.nodes().any(|(id, _)| *id == me);
+        member
+    }
+
     /// The leader this replica knows of.
     pub fn leader(&self) -> Option<(NodeId, NodeAddr)> {
         let metrics = self.raft.metrics().borrow_watched().clone();
@@ -277,6 +288,17 @@ impl Group {
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await;
         self.membership_result(r)
+    }
+
+    /// How many entries `id` is behind this leader's log (`None` when this replica
+    /// does not lead, or `id` has acknowledged nothing yet, e.g. while a snapshot is
+    /// being installed on it).
+    pub fn lag(&self, id: NodeId) -> Option<u64> {
+        let watch = self.raft.metrics();
+        let m = watch.borrow_watched();
+        let matched = m.replication.as_ref()?.get(&id)?.as_ref()?.index;
+        let lag = m.last_log_index.unwrap_or(0).saturating_sub(matched);
+        Some(lag)
     }
 
     /// Removes `id` from the group, voter or learner.

@@ -515,7 +515,7 @@ pub fn commands_in(category: &str) -> Option<Vec<String>> {
     Some(
         COMMANDS
             .iter()
-            .filter(|c| c.categories.contains(&category.as_str()))
+            .filter(|c| categories(c, None).contains(&category.as_str()))
             .map(|c| c.name.to_ascii_lowercase())
             .collect(),
     )

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
+use shoal_engine::EngineError;
 use shoal_resp::acl::{self, KeyAccess, User, DEFAULT_USER};
 use shoal_resp::Command;
 
@@ -31,6 +32,8 @@ use crate::node::Node;
 
 /// Refusals a connection may have re-checked against a fresh map per window.
 const FORCED_REFRESHES: u32 = 10;
+/// The same, for all connections of a node together.
+const FORCED_REFRESHES_PER_NODE: u32 = 100;
 const FORCED_WINDOW: Duration = Duration::from_secs(1);
 
 /// Commands whose first argument is a subcommand an ACL rule can name (`+config|get`).
@@ -59,6 +62,8 @@ pub struct Access {
     pub denied_auth: AtomicU64,
     pub denied_cmd: AtomicU64,
     pub denied_key: AtomicU64,
+    /// Refusals re-checked against a fresh map in the current second, node-wide.
+    forced: parking_lot::Mutex<(Instant, u32)>,
 }
 
 impl Access {
@@ -72,7 +77,36 @@ impl Access {
             denied_auth: AtomicU64::new(0),
             denied_cmd: AtomicU64::new(0),
             denied_key: AtomicU64::new(0),
+            forced: parking_lot::Mutex::new((Instant::now(), 0)),
         }
+    }
+
+    /// Whether one more refusal may re-read the map this second, node-wide (so many
+    /// connections together cannot turn refusals into a flood of meta leader reads).
+    fn may_force_refresh(&self) -> bool {
+        let mut forced = self.forced.lock();
+        let now = Instant::now();
+        if now.duration_since(forced.0) >= FORCED_WINDOW {
+            *forced = (now, 0);
+        }
+        if forced.1 >= FORCED_REFRESHES_PER_NODE {
+            return false;
+        }
+        forced.1 += 1;
+        true
+    }
+
+    /// Changes the table under its write lock (standalone), so that two changes at
+    /// once do not lose either.
+    pub fn modify<T>(&self, f: impl FnOnce(&mut BTreeMap<String, Arc<User>>) -> T) -> T {
+        let mut guard = self.users.write();
+        let mut users = (**guard).clone();
+        let out = f(&mut users);
+        if users != **guard {
+            *guard = Arc::new(users);
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        out
     }
 
     fn builtin() -> BTreeMap<String, Arc<User>> {
@@ -91,26 +125,9 @@ impl Access {
         self.generation.load(Ordering::Acquire)
     }
 
-    fn replace(&self, users: BTreeMap<String, Arc<User>>) {
-        *self.users.write() = Arc::new(users);
-        self.generation.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Adds or replaces a user (standalone).
-    pub fn put(&self, user: User) {
-        let mut users = (*self.users()).clone();
-        users.insert(user.name.clone(), Arc::new(user));
-        self.replace(users);
-    }
-
     /// Removes a user (standalone); whether it was there.
     pub fn remove(&self, name: &str) -> bool {
-        let mut users = (*self.users()).clone();
-        let removed = users.remove(name).is_some();
-        if removed {
-            self.replace(users);
-        }
-        removed
+        self.modify(|users| users.remove(name).is_some())
     }
 
     /// Makes the table what the cluster map says (name → rules); `default` is the
@@ -129,13 +146,11 @@ impl Access {
                 }
             }
         }
-        if *self.users() != users {
-            self.replace(users);
-        }
+        self.modify(|current| *current = users);
         self.loaded.store(true, Ordering::Release);
     }
 
-    fn loaded(&self) -> bool {
+    pub fn loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
     }
 }
@@ -221,12 +236,12 @@ impl Session {
     /// Whether a refusal may re-read the users first (at most [`FORCED_REFRESHES`] per
     /// second per connection, so a client repeating a refused command cannot turn each
     /// one into a read on the meta leader).
-    pub fn may_force_refresh(&mut self) -> bool {
+    pub fn may_force_refresh(&mut self, access: &Access) -> bool {
         let now = Instant::now();
         if now.duration_since(self.forced.0) >= FORCED_WINDOW {
             self.forced = (now, 0);
         }
-        if self.forced.1 >= FORCED_REFRESHES {
+        if self.forced.1 >= FORCED_REFRESHES || !access.may_force_refresh() {
             return false;
         }
         self.forced.1 += 1;
@@ -253,6 +268,9 @@ pub enum Denial {
     },
     Key,
     Index,
+    /// An FT command on an index this router does not know (yet): refused until the
+    /// map is read again, as another router may just have created it.
+    UnknownIndex(String),
 }
 
 impl Denial {
@@ -268,6 +286,7 @@ impl Denial {
             }
             Denial::Key => NOPERM_KEY.to_owned(),
             Denial::Index => NOPERM_INDEX.to_owned(),
+            Denial::UnknownIndex(name) => EngineError::UnknownIndex(name.clone()).to_string(),
         }
     }
 
@@ -279,7 +298,8 @@ impl Denial {
             | Denial::WrongPass
             | Denial::Command { .. }
             | Denial::Key
-            | Denial::Index => true,
+            | Denial::Index
+            | Denial::UnknownIndex(_) => true,
             Denial::HelloNoAuth | Denial::NoPasswordConfigured => false,
         }
     }
@@ -293,7 +313,7 @@ impl Denial {
             | Denial::WrongPass
             | Denial::NoPasswordConfigured => &access.denied_auth,
             Denial::Command { .. } => &access.denied_cmd,
-            Denial::Key | Denial::Index => &access.denied_key,
+            Denial::Key | Denial::Index | Denial::UnknownIndex(_) => &access.denied_key,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -305,6 +325,10 @@ fn text(b: &[u8]) -> String {
 
 /// The user `AUTH`/`HELLO AUTH` would log in as, if the credentials are right.
 pub fn credentials(access: &Access, user: &[u8], password: &[u8]) -> Result<String, Denial> {
+    if !access.loaded() {
+        // The built-in `default` takes any password; the cluster's may not.
+        return Err(Denial::UsersUnknown);
+    }
     let name = text(user);
     match access.user(&name) {
         Some(u) if u.authenticates(password) => Ok(name),
@@ -376,7 +400,8 @@ pub fn check(
         session.authenticated = Some(false);
         return Err(Denial::NoAuth);
     };
-    if unrestricted {
+    // AUTH, HELLO, QUIT and RESET: every user may run them.
+    if unrestricted || command.flags.contains(&"no_auth") {
         return Ok(());
     }
     let sub = CONTAINERS
@@ -393,15 +418,17 @@ pub fn check(
             command: shown,
         });
     }
-    let need = if command.is_write() {
-        KeyAccess::Write
+    let need: &[KeyAccess] = if !command.is_write() {
+        &[KeyAccess::Read]
+    } else if returns_the_value(command, args) {
+        &[KeyAccess::Read, KeyAccess::Write]
     } else {
-        KeyAccess::Read
+        &[KeyAccess::Write]
     };
-    if !acl::keys(command, args).all(|k| user.may_access(k, need)) {
+    if !acl::keys(command, args).all(|k| need.iter().all(|a| user.may_access(k, *a))) {
         return Err(Denial::Key);
     }
-    if let Some(prefixes) = index_prefixes(node, command, args) {
+    if let Some(prefixes) = index_prefixes(node, command, args)? {
         let covered = if prefixes.is_empty() {
             user.covers_prefix(b"")
         } else {
@@ -414,17 +441,39 @@ pub fn check(
     Ok(())
 }
 
-/// The key prefixes of the index an FT command names (FT.CREATE: the prefixes it
-/// declares); `None` when there is none to check (FT._LIST, an unknown index — the
-/// command itself then answers "no such index" — or arguments that do not parse).
-fn index_prefixes(node: &Node, command: &Command, args: &[Bytes]) -> Option<Vec<Vec<u8>>> {
+/// Writes that answer with the value they leave (or had), so that they read it too
+/// and need read access as well (`INCRBY k 0` would otherwise read a write-only key).
+fn returns_the_value(command: &Command, args: &[Bytes]) -> bool {
     match command.name {
-        "FT.CREATE" => shoal_query::schema::parse_create(&args[1..])
+        "INCR" | "DECR" | "INCRBY" | "HINCRBY" | "HINCRBYFLOAT" | "JSON.NUMINCRBY" => true,
+        "SET" => args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"GET")),
+        _ => false,
+    }
+}
+
+/// The key prefixes of the index an FT command names (FT.CREATE: the prefixes it
+/// declares); `None` when there is none to check (FT._LIST, or FT.CREATE arguments
+/// that do not parse, which FT.CREATE then refuses itself). An index this router does
+/// not know is refused, not let through: another router may have just created it,
+/// and the groups would answer with its documents.
+fn index_prefixes(
+    node: &Node,
+    command: &Command,
+    args: &[Bytes],
+) -> Result<Option<Vec<Vec<u8>>>, Denial> {
+    match command.name {
+        "FT.CREATE" => Ok(shoal_query::schema::parse_create(&args[1..])
             .ok()
-            .map(|s| s.prefixes),
+            .map(|s| s.prefixes)),
         "FT.SEARCH" | "FT.AGGREGATE" | "FT.INFO" | "FT.DROPINDEX" => {
-            node.index_prefixes(&text(args.get(1)?))
+            let Some(name) = args.get(1).map(|n| text(n)) else {
+                return Ok(None);
+            };
+            match node.index_prefixes(&name) {
+                Some(prefixes) => Ok(Some(prefixes)),
+                None => Err(Denial::UnknownIndex(name)),
+            }
         }
-        _ => None,
+        _ => Ok(None),
     }
 }

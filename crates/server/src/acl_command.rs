@@ -68,14 +68,8 @@ pub async fn answer(node: &Arc<Node>, client: &mut Client, args: &[Bytes]) -> Va
         "SETUSER" => {
             let name = text(&args[2]);
             let rules: Vec<String> = args[3..].iter().map(|a| text(a)).collect();
-            // Refused rules are answered without a round trip to the meta group.
-            let mut probe = match User::new(&name) {
-                Ok(u) => u,
-                Err(e) => return Value::Error(e.to_string()),
-            };
-            if let Err(e) = probe.apply_all(rules.iter().map(String::as_str)) {
-                return Value::Error(e.to_string());
-            }
+            // The rules are checked against the user as the map has it (`<password`
+            // needs the password to be there).
             let change = |current: Option<&str>| {
                 let mut user = stored_user(&name, current).map_err(|e| e.to_string())?;
                 user.apply_all(rules.iter().map(String::as_str))
@@ -113,10 +107,12 @@ pub async fn answer(node: &Arc<Node>, client: &mut Client, args: &[Bytes]) -> Va
             node.refresh_access().await;
             Value::Int(deleted)
         }
-        _ => {
+        // What the users are: as the meta leader has them.
+        "LIST" | "GETUSER" | "USERS" | "DRYRUN" => {
             node.refresh_access().await;
             read(node, client, &sub, args)
         }
+        _ => read(node, client, &sub, args),
     }
 }
 
@@ -140,26 +136,18 @@ fn answer_here(node: &Arc<Node>, client: &mut Client, sub: &str, args: &[Bytes])
     match sub {
         "SETUSER" => {
             let name = text(&args[2]);
-            let current = node.access.user(&name);
-            let mut user = match current {
-                Some(u) => (*u).clone(),
-                None => match User::new(&name) {
-                    Ok(u) => u,
-                    Err(e) => return Value::Error(e.to_string()),
-                },
-            };
-            match user.apply_all(
-                args[3..]
-                    .iter()
-                    .map(|a| text(a))
-                    .collect::<Vec<_>>()
-                    .iter()
-                    .map(String::as_str),
-            ) {
-                Ok(()) => {
-                    node.access.put(user);
-                    Value::ok()
-                }
+            let rules: Vec<String> = args[3..].iter().map(|a| text(a)).collect();
+            let changed = node.access.modify(|users| {
+                let mut user = match users.get(&name) {
+                    Some(u) => (**u).clone(),
+                    None => User::new(&name)?,
+                };
+                user.apply_all(rules.iter().map(String::as_str))?;
+                users.insert(name.clone(), Arc::new(user));
+                Ok::<(), AclError>(())
+            });
+            match changed {
+                Ok(()) => Value::ok(),
                 Err(e) => Value::Error(e.to_string()),
             }
         }

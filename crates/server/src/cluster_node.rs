@@ -8,8 +8,10 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
+use shoal_cluster::meta::GroupRecord;
+use shoal_cluster::repair;
 use shoal_cluster::META;
-use shoal_raft::{Host, NodeAddr, NodeId};
+use shoal_raft::{GroupId, Host, NodeAddr, NodeId};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -20,6 +22,8 @@ use crate::node_config::NodeConfig;
 const GRPC_DRAIN: Duration = Duration::from_secs(1);
 /// How often a node reports itself to the cluster map.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// How often each group leader looks for a replica to re-create.
+const REPAIR_EVERY: Duration = Duration::from_secs(1);
 /// How often the meta leader checks the groups' indexes against the map.
 const RECONCILE_EVERY: Duration = Duration::from_secs(2);
 
@@ -82,13 +86,23 @@ pub async fn start(config: &NodeConfig, grpc: TcpListener) -> Result<Started> {
             }
         })
     };
-    bootstrap(config, &host)?;
+    let placed = placement(config);
+    bootstrap(config, &host, &placed)?;
     bootstrap_meta(config, &host, &meta_voters)?;
-    let group = host.group(0).context("group 0 is not open")?;
-    // Every node hosts every group (static placement): the ring covers groups 0..N,
-    // and a group's members are the configured voters.
+    // RAFT and INFO raft talk about the lowest group this node was placed in.
+    let member_of: Vec<GroupId> = placed
+        .iter()
+        .filter(|(_, members)| members.iter().any(|(id, _)| *id == config.id))
+        .map(|(g, _)| *g)
+        .collect();
+    let first = member_of.first().copied().unwrap_or(0);
+    let group = host
+        .group(first)
+        .with_context(|| format!("group {first} is not open"))?;
+    // Every node opens every group (a replica added later finds it open) and routes
+    // to all: the ring covers groups 0..N, and a group's members are its placed ones.
     let ring = shoal_cluster::Ring::new(0..config.groups);
-    let shards = shoal_cluster::Shards::new(
+    let mut shards = shoal_cluster::Shards::new(
         local,
         config
             .members
@@ -103,6 +117,9 @@ pub async fn start(config: &NodeConfig, grpc: TcpListener) -> Result<Started> {
             .map(|(id, addr)| (*id, addr.clone()))
             .collect(),
     );
+    for (g, members) in placed {
+        shards = shards.with_group_members(g, members);
+    }
     let node = Node::replicated(
         node::Replicated {
             host: host.clone(),
@@ -116,6 +133,7 @@ pub async fn start(config: &NodeConfig, grpc: TcpListener) -> Result<Started> {
     node.spawn_background(Duration::from_secs(60));
     if let Some(addr) = config.members.get(&config.id) {
         spawn_map_upkeep(node.clone(), config.id, addr.clone());
+        spawn_repair(node.clone(), config);
     }
     Ok(Started {
         node,
@@ -125,27 +143,49 @@ pub async fn start(config: &NodeConfig, grpc: TcpListener) -> Result<Started> {
     })
 }
 
-/// Makes the configured members the first membership of this node's new groups.
+/// The initial members of every shard group, in placement order (the first starts
+/// the group): [`shoal_cluster::placement::group_members`] over the configured members.
+pub fn placement(config: &NodeConfig) -> BTreeMap<GroupId, Vec<(NodeId, NodeAddr)>> {
+    (0..config.groups)
+        .map(|g| {
+            let members = shoal_cluster::placement::group_members(
+                &config.members,
+                config.replication_factor,
+                g,
+            );
+            let members = members
+                .into_iter()
+                .filter_map(|id| config.members.get(&id).map(|a| (id, a.clone())))
+                .collect();
+            (g, members)
+        })
+        .collect()
+}
+
+/// Makes each group's placed members its first membership, on the members.
 ///
-/// A group initialized by one member first elects that member, so member number p (in
-/// id order) initializes the groups g with g mod members = p: the leaders start spread
-/// over the nodes. It does so once a majority of the members accept connections (a
-/// candidate whose peers are not up yet would wait a whole election timeout before it
-/// asked again). It initializes the others too, after a few election timeouts, in case
-/// their own member never came up; by then a group that has a leader reached this node
-/// and the call is a no-op (openraft allows every member to initialize with the same
-/// membership).
-fn bootstrap(config: &NodeConfig, host: &Arc<Host>) -> Result<()> {
-    let Some(position) = config.members.keys().position(|id| *id == config.id) else {
-        return Ok(());
-    };
-    let count = config.members.len() as u64;
-    for group in 0..config.groups {
+/// A group initialized by one member first elects that member, so the first placed
+/// member initializes it (placement turns the first member with the group: the
+/// leaders start spread over the nodes). It does so once a majority of the members
+/// accept connections (a candidate whose peers are not up yet would wait a whole
+/// election timeout before it asked again). The other members initialize it too,
+/// after a few election timeouts, in case the first never came up; by then a group
+/// that has a leader reached them and the call is a no-op (openraft allows every
+/// member to initialize with the same membership).
+fn bootstrap(
+    config: &NodeConfig,
+    host: &Arc<Host>,
+    placed: &BTreeMap<GroupId, Vec<(NodeId, NodeAddr)>>,
+) -> Result<()> {
+    for (&group, members) in placed {
+        let Some(position) = members.iter().position(|(id, _)| *id == config.id) else {
+            continue;
+        };
         let handle = host
             .group(group)
             .with_context(|| format!("group {group} is not open"))?;
-        let first = group % count == position as u64;
-        spawn_initialize(config, handle, config.members.clone(), first);
+        let members: BTreeMap<NodeId, NodeAddr> = members.iter().cloned().collect();
+        spawn_initialize(config, handle, members, position == 0);
     }
     Ok(())
 }
@@ -227,10 +267,14 @@ fn spawn_map_upkeep(node: Arc<Node>, id: NodeId, addr: NodeAddr) {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            if let Err(e) = r.router.report_node(id, &addr, node::now_ms()).await {
+            let led = led_groups(&r.host, node::now_ms());
+            if let Err(e) = r.router.report_node(id, &addr, &led, node::now_ms()).await {
                 tracing::debug!(error = %e, "could not report to the cluster map");
             }
-            match r.router.refresh_map(node::now_ms(), false).await {
+            // The first read of the users comes from the meta leader: a lagging
+            // replica could hold an older, more permissive set.
+            let linearized = !reporter.access.loaded();
+            match r.router.refresh_map(node::now_ms(), linearized).await {
                 Ok(()) => r.router.with_cached_map(|m| reporter.access.sync(&m.users)),
                 Err(e) => tracing::debug!(error = %e, "could not read the cluster map"),
             }
@@ -254,13 +298,113 @@ fn spawn_map_upkeep(node: Arc<Node>, id: NodeId, addr: NodeAddr) {
     });
 }
 
+/// Every [`REPAIR_EVERY`], each shard group this node leads takes its next step
+/// towards full replication ([`shoal_cluster::repair`]): replacing the replicas of a
+/// node that has been silent for `replace_after`.
+fn spawn_repair(node: Arc<Node>, config: &NodeConfig) {
+    let replicas = config.replication_factor;
+    let replace_after_ms = u64::try_from(config.replace_after.as_millis()).unwrap_or(u64::MAX);
+    let step_limit = config.quorum_timeout.saturating_mul(2);
+    tokio::spawn(async move {
+        let Store::Replicated(r) = &node.store else {
+            return;
+        };
+        let mut interval = tokio::time::interval(REPAIR_EVERY);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let map = r.router.cached_map();
+            let cluster = repair::Cluster {
+                nodes: &map.nodes,
+                groups: &map.groups,
+                replicas,
+                now_ms: node::now_ms(),
+                replace_after_ms,
+            };
+            let led = r
+                .host
+                .group_ids()
+                .into_iter()
+                .filter(|g| *g != META)
+                .filter_map(|g| r.host.group(g))
+                .filter(|g| g.is_leader());
+            for group in led {
+                let status = group.status();
+                let membership = repair::Membership {
+                    voters: status.members.iter().filter(|m| m.2).map(|m| m.0).collect(),
+                    learners: status
+                        .members
+                        .iter()
+                        .filter(|m| !m.2)
+                        .map(|m| (m.0, group.lag(m.0)))
+                        .collect(),
+                };
+                let step = repair::next_step(&membership, &cluster);
+                let done = match step {
+                    repair::Step::Nothing => continue,
+                    repair::Step::Promote(id) => {
+                        tokio::time::timeout(step_limit, group.promote(id)).await
+                    }
+                    repair::Step::Remove(id) => {
+                        tokio::time::timeout(step_limit, group.remove(id)).await
+                    }
+                    repair::Step::AddLearner(id) => {
+                        let Some(record) = map.nodes.get(&id) else {
+                            continue;
+                        };
+                        let add = group.add_learner(id, record.addr.clone());
+                        tokio::time::timeout(step_limit, add).await
+                    }
+                };
+                match done {
+                    Ok(Ok(())) => tracing::info!(group = group.id(), ?step, "re-replicating"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(group = group.id(), ?step, error = %e, "re-replicating")
+                    }
+                    Err(_) => {
+                        tracing::warn!(group = group.id(), ?step, "re-replicating: timed out")
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The shard groups this node leads, as the map records them.
+fn led_groups(host: &Host, now_ms: u64) -> Vec<(GroupId, GroupRecord)> {
+    host.group_ids()
+        .into_iter()
+        .filter(|g| *g != META)
+        .filter_map(|g| host.group(g))
+        .filter(|g| g.is_leader())
+        .map(|g| {
+            let status = g.status();
+            let (voters, learners): (Vec<_>, Vec<_>) =
+                status.members.iter().partition(|(_, _, votes)| *votes);
+            let record = GroupRecord {
+                leader: status.id,
+                term: status.term,
+                voters: voters.into_iter().map(|(id, _, _)| *id).collect(),
+                learners: learners.into_iter().map(|(id, _, _)| *id).collect(),
+                seen_ms: now_ms,
+            };
+            (g.id(), record)
+        })
+        .collect()
+}
+
 impl Started {
-    /// Whether every group has a leader this node knows of.
+    /// Whether every group this node holds a replica of has a leader it knows of
+    /// (and it holds some: a member's groups are initialized by then).
     pub fn groups_led(&self) -> bool {
-        self.host
+        let held: Vec<_> = self
+            .host
             .group_ids()
             .into_iter()
-            .all(|g| self.host.group(g).is_some_and(|h| h.leader().is_some()))
+            .filter_map(|g| self.host.group(g))
+            .filter(|h| h.is_member())
+            .collect();
+        !held.is_empty() && held.iter().all(|h| h.leader().is_some())
     }
 
     /// Stops the groups, then the gRPC server.

@@ -394,7 +394,7 @@ async fn recheck(
     denial: Denial,
 ) -> Step {
     let refreshed = denial.may_change_with_the_map()
-        && client.session.may_force_refresh()
+        && client.session.may_force_refresh(&node.access)
         && node.refresh_access().await;
     if !refreshed {
         return Step::Reply(deny(node, client, denial));
@@ -431,10 +431,22 @@ fn doom(client: &mut Client) {
 /// EXEC: engine commands apply as one log entry; connection commands in the queue are
 /// answered in place.
 async fn exec(node: &Arc<Node>, client: &mut Client, commands: Vec<Vec<Vec<u8>>>) -> Value {
+    // Checked again: the user's rules may have changed since the commands were queued
+    // (Redis does the same, and answers the refused ones with this error).
+    let allowed: Vec<bool> = commands
+        .iter()
+        .map(|c| {
+            let args: Vec<Bytes> = c.iter().map(|a| Bytes::copy_from_slice(a)).collect();
+            args.first().and_then(|n| lookup(n)).is_some_and(|command| {
+                crate::access::check(node, &mut client.session, command, &args).is_ok()
+            })
+        })
+        .collect();
     let engine_commands: Vec<Vec<Vec<u8>>> = commands
         .iter()
-        .filter(|c| crate::admin::is_engine_command(c))
-        .cloned()
+        .zip(&allowed)
+        .filter(|(c, ok)| **ok && crate::admin::is_engine_command(c))
+        .map(|(c, _)| c.clone())
         .collect();
     let watched = std::mem::take(&mut client.watched);
     let engine_replies = match node
@@ -448,8 +460,12 @@ async fn exec(node: &Arc<Node>, client: &mut Client, commands: Vec<Vec<Vec<u8>>>
     };
     let mut engine_replies = engine_replies.into_iter();
     let mut out = Vec::with_capacity(commands.len());
-    for c in commands {
-        if crate::admin::is_engine_command(&c) {
+    for (c, ok) in commands.into_iter().zip(allowed) {
+        if !ok {
+            out.push(Value::Error(
+                "NOPERM ACLs rules changed between the moment the transaction was accumulated and its execution".into(),
+            ));
+        } else if crate::admin::is_engine_command(&c) {
             out.push(engine_replies.next().map_or(Value::Null, to_value));
         } else {
             let args: Vec<Bytes> = c.into_iter().map(Bytes::from).collect();

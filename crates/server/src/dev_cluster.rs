@@ -44,6 +44,7 @@ const READY_WITHIN: Duration = Duration::from_secs(30);
 pub struct Shape {
     pub nodes: usize,
     pub groups: u64,
+    pub replication_factor: usize,
     pub zones: Vec<String>,
     pub resp: SocketAddr,
     pub data_dir: PathBuf,
@@ -160,6 +161,7 @@ impl DevCluster {
                 grpc: Some(spot.grpc),
                 data_dir: Some(shape.data_dir.join(format!("node-{}", spot.id))),
                 groups: Some(shape.groups),
+                replication_factor: Some(shape.replication_factor),
                 members: members.clone(),
                 max_bulk_len: Some(shape.max_bulk_len.min(MAX_BULK_LEN)),
                 busy_poll_us: Some(shape.busy_poll_us),

@@ -161,6 +161,45 @@ pub fn render(node: &Arc<Node>, asked: &[String]) -> String {
     out
 }
 
+/// A group as this node knows it.
+pub struct GroupView {
+    pub leader: Option<shoal_raft::NodeId>,
+    /// This node's role in it (`none` when it holds no replica of it).
+    pub role: &'static str,
+    pub voters: Vec<shoal_raft::NodeId>,
+}
+
+/// A group's leader and voters as this node knows them: its replica's view when it
+/// holds one, else what the group's leader last reported to the map.
+pub fn group_view(
+    r: &crate::node::Replicated,
+    map: &shoal_cluster::ClusterMap,
+    g: shoal_raft::GroupId,
+) -> GroupView {
+    if let Some(group) = r.host.group(g).filter(|group| group.is_member()) {
+        let s = group.status();
+        return GroupView {
+            leader: s.leader.map(|(id, _)| id),
+            role: s.role,
+            voters: s
+                .members
+                .iter()
+                .filter(|(_, _, votes)| *votes)
+                .map(|(id, _, _)| *id)
+                .collect(),
+        };
+    }
+    GroupView {
+        leader: map.groups.get(&g).map(|record| record.leader),
+        role: "none",
+        voters: map
+            .groups
+            .get(&g)
+            .map(|record| record.voters.clone())
+            .unwrap_or_default(),
+    }
+}
+
 /// `INFO cluster`: the shard groups this node routes to and who leads each.
 fn cluster_section(node: &Node) -> String {
     // cluster_enabled stays 0 even on a cluster: the router hides the shards, and a
@@ -175,26 +214,23 @@ fn cluster_section(node: &Node) -> String {
         r.host.id(),
         groups.len()
     );
-    // A group's leader as this node knows it, and this node's role in it.
-    let leader_and_role = |g| match r.host.group(g) {
-        Some(group) => {
-            let s = group.status();
-            (
-                s.leader
-                    .map_or_else(|| "none".to_owned(), |(id, _)| id.to_string()),
-                s.role,
-            )
-        }
-        None => ("unknown".to_owned(), "none"),
+    // The map as this router last read it (every second).
+    let map = r.router.cached_map();
+    let line = |g| {
+        let v = group_view(r, &map, g);
+        let voters: Vec<String> = v.voters.iter().map(ToString::to_string).collect();
+        format!(
+            "leader={},local_role={},voters={}\r\n",
+            v.leader
+                .map_or_else(|| "none".to_owned(), |id| id.to_string()),
+            v.role,
+            voters.join("|")
+        )
     };
     for &g in groups {
-        let (leader, role) = leader_and_role(g);
-        out.push_str(&format!("group{g}:leader={leader},local_role={role}\r\n"));
+        out.push_str(&format!("group{g}:{}", line(g)));
     }
-    let (leader, role) = leader_and_role(shoal_cluster::META);
-    out.push_str(&format!("meta_group:leader={leader},local_role={role}\r\n"));
-    // The nodes as the cluster map last said (refreshed every second).
-    let map = r.router.cached_map();
+    out.push_str(&format!("meta_group:{}", line(shoal_cluster::META)));
     let now = now_ms();
     out.push_str(&format!("shoal_nodes:{}\r\n", map.nodes.len()));
     for (id, record) in &map.nodes {

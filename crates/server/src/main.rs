@@ -69,12 +69,16 @@ struct DevArgs {
     /// without it nothing is kept across restarts.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Nodes in the embedded cluster; every node holds a replica of every group.
+    /// Nodes in the embedded cluster.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
     /// Shard groups the keys are spread over.
     #[arg(long, default_value_t = 3)]
     groups: u64,
+    /// Replicas of each group, on distinct nodes (in distinct zones where there are
+    /// enough); every node when there are fewer.
+    #[arg(long, default_value_t = 3)]
+    replication_factor: usize,
     /// Availability zones the nodes are placed in, in turn.
     #[arg(long, value_delimiter = ',', default_value = "a,b,c")]
     zones: Vec<String>,
@@ -145,6 +149,7 @@ async fn dev(args: DevArgs) -> Result<()> {
     let shape = dev_cluster::Shape {
         nodes: args.nodes,
         groups: args.groups,
+        replication_factor: args.replication_factor,
         zones: args.zones.clone(),
         resp: local,
         data_dir: data_dir.clone(),

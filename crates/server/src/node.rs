@@ -59,14 +59,17 @@ pub struct Replicated {
 }
 
 impl Replicated {
-    /// The local replicas of every shard group this node hosts (not the meta group's:
-    /// its keys are the cluster map, not the user's data).
+    /// The local replicas of every shard group this node holds (not the meta group's:
+    /// its keys are the cluster map, not the user's data; nor the empty ones of groups
+    /// it opened but was not placed in).
     fn replicas(&self) -> Vec<Arc<RwLock<Replica>>> {
         self.host
             .group_ids()
             .into_iter()
             .filter(|g| *g != shoal_cluster::META)
-            .filter_map(|g| self.host.replica(g))
+            .filter_map(|g| self.host.group(g))
+            .filter(|g| g.is_member())
+            .map(|g| g.replica().clone())
             .collect()
     }
 }

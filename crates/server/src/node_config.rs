@@ -73,6 +73,8 @@ pub struct FileConfig {
     pub api: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub groups: Option<u64>,
+    pub replication_factor: Option<usize>,
+    pub replace_after_ms: Option<u64>,
     #[serde(default)]
     pub members: Vec<Member>,
     pub heartbeat_ms: Option<u64>,
@@ -108,11 +110,20 @@ pub struct NodeArgs {
     /// Where the Raft log (RocksDB) and snapshots live (required).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Number of shard groups (ids 0..N), each replicated on every member; keys are
-    /// spread over them by a consistent-hash ring and searches fan out to all
-    /// [default: 1].
+    /// Number of shard groups (ids 0..N); keys are spread over them by a
+    /// consistent-hash ring and searches fan out to all [default: 1].
     #[arg(long)]
     pub groups: Option<u64>,
+    /// Replicas of each shard group, placed on the members in distinct zones (where
+    /// there are enough) and turning with the group, so groups and their first
+    /// leaders spread over the nodes; every member when there are fewer [default: 3].
+    #[arg(long)]
+    pub replication_factor: Option<usize>,
+    /// A node silent for this long has its replicas re-created on other nodes (each
+    /// group's leader adds a learner, promotes it once caught up, removes the silent
+    /// voter) [default: 30000].
+    #[arg(long)]
+    pub replace_after_ms: Option<u64>,
     /// An initial voter of every group, as ID,ZONE,GRPC_ADDR,RESP_ADDR; repeat per node.
     /// Omit on a node that will be added later with RAFT ADD-LEARNER.
     #[arg(long = "member")]
@@ -158,6 +169,8 @@ pub struct NodeConfig {
     pub api: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub groups: u64,
+    pub replication_factor: usize,
+    pub replace_after: Duration,
     pub members: BTreeMap<NodeId, NodeAddr>,
     pub heartbeat_ms: u64,
     pub election_timeout_ms: u64,
@@ -255,6 +268,15 @@ impl NodeArgs {
                 .or(file.data_dir)
                 .ok_or(ConfigError::Missing("data_dir"))?,
             groups: self.groups.or(file.groups).unwrap_or(1),
+            replication_factor: self
+                .replication_factor
+                .or(file.replication_factor)
+                .unwrap_or(3),
+            replace_after: Duration::from_millis(
+                self.replace_after_ms
+                    .or(file.replace_after_ms)
+                    .unwrap_or(30_000),
+            ),
             members: by_id,
             heartbeat_ms: self.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(150),
             election_timeout_ms: self
@@ -296,6 +318,11 @@ impl NodeConfig {
         }
         if self.groups == 0 {
             return Err(ConfigError::Invalid("groups must be at least 1".into()));
+        }
+        if self.replication_factor == 0 {
+            return Err(ConfigError::Invalid(
+                "replication_factor must be at least 1".into(),
+            ));
         }
         if self.heartbeat_ms == 0 || self.election_timeout_ms <= self.heartbeat_ms {
             return Err(ConfigError::Invalid(format!(

@@ -269,23 +269,18 @@ impl Shoal for Api {
         let Store::Replicated(r) = &node.store else {
             return Ok(Response::new(ClusterStatusResponse::default()));
         };
+        let map = r.router.cached_map();
         let groups = r
             .router
             .ring()
             .groups()
             .iter()
             .map(|&g| {
-                let (leader, role) = match r.host.group(g) {
-                    Some(group) => {
-                        let s = group.status();
-                        (s.leader.map_or(0, |(id, _)| id), s.role.to_owned())
-                    }
-                    None => (0, "none".to_owned()),
-                };
+                let view = crate::info::group_view(r, &map, g);
                 GroupStatus {
                     group: g,
-                    leader,
-                    local_role: role,
+                    leader: view.leader.unwrap_or(0),
+                    local_role: view.role.to_owned(),
                 }
             })
             .collect();

@@ -1,0 +1,119 @@
+"""Where shard groups live: each group on `--replication-factor` nodes in distinct zones,
+spread so that every node holds some and leads some; and, when a node is gone longer
+than `--replace-after-ms`, its replicas re-created on the others (learner, snapshot,
+promote, remove) so that every group is back to full replication with its data.
+
+Real `shoal node` processes on loopback; clients talk to node 1's router, which also
+routes to groups it holds no replica of.
+"""
+
+import signal
+import time
+
+import pytest
+import redis
+
+from conftest import ClusterServer
+
+
+def wait_for(check, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s: {check()}")
+        time.sleep(0.2)
+
+
+def groups(client, n):
+    """Each group's leader and voters as INFO cluster reports them."""
+    info = client.info("cluster")
+    out = {}
+    for g in range(n):
+        line = info[f"group{g}"]
+        voters = str(line.get("voters", ""))
+        out[g] = {
+            "leader": line.get("leader"),
+            "voters": sorted(int(v) for v in voters.split("|") if v),
+        }
+    return out, info
+
+
+def zone_of(info, node_id):
+    return info[f"node{node_id}"]["zone"]
+
+
+def local_keys(port):
+    """Keys in the replicas this node holds (INFO keyspace counts only those)."""
+    info = redis.Redis(host="127.0.0.1", port=port, protocol=2).info("keyspace")
+    return info.get("db0", {}).get("keys", 0)
+
+
+def test_groups_sit_on_three_nodes_in_three_zones_and_spread_over_five(tmp_path):
+    c = ClusterServer(tmp_path, nodes=5, groups=5,
+                      extra=["--replication-factor", "3"]).start()
+    try:
+        client = c.client(protocol=2, decode_responses=True)
+        placed, info = groups(client, 5)
+        load = {}
+        for g, view in placed.items():
+            assert len(view["voters"]) == 3, placed
+            assert len({zone_of(info, v) for v in view["voters"]}) == 3, placed
+            for v in view["voters"]:
+                load[v] = load.get(v, 0) + 1
+        assert sorted(load) == [1, 2, 3, 4, 5], f"every node holds a group: {load}"
+        leaders = {int(view["leader"]) for view in placed.values()}
+        assert len(leaders) >= 3, f"leaders spread: {placed}"
+
+        # Written through node 5's router, read through node 1's.
+        writer = redis.Redis(host="127.0.0.1", port=c.ports[4][0], protocol=2)
+        pipe = writer.pipeline(transaction=False)
+        for i in range(300):
+            pipe.set(f"k:{i}", i)
+        pipe.execute()
+        assert client.mget([f"k:{i}" for i in range(300)]) == [str(i) for i in range(300)]
+        assert client.dbsize() == 300
+        # Three copies of every key in all: each node holds only its groups' keys.
+        total = wait_for(lambda: sum(local_keys(resp) for resp, _ in c.ports) == 900 and 900,
+                         what="three copies of every key")
+        assert total == 900
+    finally:
+        c.stop()
+
+
+def test_a_gone_node_s_replicas_are_re_created_on_the_others(tmp_path):
+    # Zones a, b, c, a: node 3 is zone c's only node and in both groups.
+    c = ClusterServer(tmp_path, nodes=4, groups=2,
+                      extra=["--replication-factor", "3", "--replace-after-ms", "2000"]).start()
+    try:
+        client = c.client(protocol=2, decode_responses=True)
+        placed, _ = groups(client, 2)
+        assert all(3 in view["voters"] for view in placed.values()), placed
+        pipe = client.pipeline(transaction=False)
+        for i in range(200):
+            pipe.set(f"k:{i}", i)
+        pipe.execute()
+
+        c.procs[2].send_signal(signal.SIGKILL)
+        c.procs[2].wait()
+
+        def repaired():
+            view, _ = groups(client, 2)
+            ok = all(len(v["voters"]) == 3 and 3 not in v["voters"] for v in view.values())
+            return view if ok else None
+
+        view = wait_for(repaired, timeout=45, what="every group back to three voters")
+        # The nodes that took node 3's place hold every key of their groups.
+        for node_id in (1, 2, 4):
+            held = [g for g, v in view.items() if node_id in v["voters"]]
+            assert held, view
+        assert wait_for(lambda: local_keys(c.ports[3][0]) == 200 or None,
+                        what="node 4 holding both groups' keys")
+        assert client.mget([f"k:{i}" for i in range(200)]) == [str(i) for i in range(200)]
+        assert client.set("after", "1") and client.get("after") == "1"
+        cluster = client.info("cluster")
+        assert cluster["node3"]["state"] == "down"
+    finally:
+        c.stop()
