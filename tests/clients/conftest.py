@@ -91,26 +91,34 @@ class ClusterServer:
         self.procs = []
         self.port = self.ports[0][0]
 
-    def start(self):
+    def spawn(self, i):
+        """Starts node i + 1 (again, after a kill: same ports, same data)."""
         zones = "abc"
         members = []
-        for i, (resp, grpc) in enumerate(self.ports):
+        for j, (resp, grpc) in enumerate(self.ports):
             members += ["--member",
-                        f"{i + 1},{zones[i % 3]},127.0.0.1:{grpc},127.0.0.1:{resp}"]
-        for i, (resp, grpc) in enumerate(self.ports):
-            log = open(self.data_dir / f"node-{i + 1}.log", "ab")
-            proc = subprocess.Popen(
-                [binary(), "node", "--id", str(i + 1), "--zone", zones[i % 3],
-                 "--resp", f"127.0.0.1:{resp}", "--grpc", f"127.0.0.1:{grpc}",
-                 "--data-dir", str(self.data_dir / f"node-{i + 1}"),
-                 "--groups", str(self.groups),
-                 "--election-timeout-ms", str(self.election_timeout_ms),
-                 "--heartbeat-ms", "100", *self.extra, *members],
-                stdout=subprocess.PIPE, stderr=log, text=True)
+                        f"{j + 1},{zones[j % 3]},127.0.0.1:{grpc},127.0.0.1:{resp}"]
+        resp, grpc = self.ports[i]
+        log = open(self.data_dir / f"node-{i + 1}.log", "ab")
+        proc = subprocess.Popen(
+            [binary(), "node", "--id", str(i + 1), "--zone", zones[i % 3],
+             "--resp", f"127.0.0.1:{resp}", "--grpc", f"127.0.0.1:{grpc}",
+             "--data-dir", str(self.data_dir / f"node-{i + 1}"),
+             "--groups", str(self.groups),
+             "--election-timeout-ms", str(self.election_timeout_ms),
+             "--heartbeat-ms", "100", *self.extra, *members],
+            stdout=subprocess.PIPE, stderr=log, text=True)
+        if i < len(self.procs):
+            self.procs[i] = proc
+        else:
             self.procs.append(proc)
-            if "listening" not in proc.stdout.readline():
-                self.stop()
-                raise RuntimeError(f"node {i + 1} did not start: see {log.name}")
+        if "listening" not in proc.stdout.readline():
+            self.stop()
+            raise RuntimeError(f"node {i + 1} did not start: see {log.name}")
+
+    def start(self):
+        for i in range(len(self.ports)):
+            self.spawn(i)
         # Ready once every group, and the meta group, has elected a leader.
         deadline = time.time() + 30
         client = self.client(protocol=2)
@@ -196,3 +204,15 @@ def wait_ready(client, index, timeout=30.0):
             return info
         time.sleep(0.05)
     raise TimeoutError(f"index {index} still backfilling")
+
+
+def wait_for(check, timeout=30.0, what="condition"):
+    """Polls `check` until it returns something true, and returns that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        time.sleep(0.1)

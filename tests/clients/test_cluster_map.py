@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import redis
 
-from conftest import ClusterServer
+from conftest import ClusterServer, wait_for
 
 DIM = 4
 CREATE = ("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "d:", "SCHEMA",
@@ -24,17 +24,6 @@ CREATE = ("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "d:", "SCHEMA",
 def nodes(client):
     info = client.info("cluster")
     return {int(k[4:]): v for k, v in info.items() if k.startswith("node")}, info
-
-
-def wait_for(check, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        time.sleep(0.1)
 
 
 def write_docs(client, n):

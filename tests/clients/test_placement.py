@@ -13,18 +13,7 @@ import time
 import pytest
 import redis
 
-from conftest import ClusterServer
-
-
-def wait_for(check, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s: {check()}")
-        time.sleep(0.2)
+from conftest import ClusterServer, wait_for
 
 
 def groups(client, n):
@@ -100,11 +89,13 @@ def test_a_gone_node_s_replicas_are_re_created_on_the_others(tmp_path):
         c.procs[2].wait()
 
         def repaired():
-            view, _ = groups(client, 2)
+            view, info = groups(client, 2)
+            meta = sorted(int(v) for v in str(info["meta_group"]["voters"]).split("|") if v)
             ok = all(len(v["voters"]) == 3 and 3 not in v["voters"] for v in view.values())
-            return view if ok else None
+            # The meta group too: node 3 was one of its three voters.
+            return view if ok and meta == [1, 2, 4] else None
 
-        view = wait_for(repaired, timeout=45, what="every group back to three voters")
+        view = wait_for(repaired, timeout=45, what="every group, and the meta group, back to three voters")
         # The nodes that took node 3's place hold every key of their groups.
         for node_id in (1, 2, 4):
             held = [g for g, v in view.items() if node_id in v["voters"]]
@@ -115,5 +106,18 @@ def test_a_gone_node_s_replicas_are_re_created_on_the_others(tmp_path):
         assert client.set("after", "1") and client.get("after") == "1"
         cluster = client.info("cluster")
         assert cluster["node3"]["state"] == "down"
+
+        # The replaced node comes back: it is no longer in the groups, and its old
+        # replicas must not disturb them (no lost or refused writes while it runs).
+        c.spawn(2)
+        deadline = time.monotonic() + 5
+        i = 0
+        while time.monotonic() < deadline:
+            assert client.set(f"back:{i}", i)
+            i += 1
+            time.sleep(0.02)
+        assert client.mget([f"back:{j}" for j in range(i)]) == [str(j) for j in range(i)]
+        view, _ = groups(client, 2)
+        assert all(3 not in v["voters"] and len(v["voters"]) == 3 for v in view.values()), view
     finally:
         c.stop()

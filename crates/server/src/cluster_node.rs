@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use shoal_cluster::meta::GroupRecord;
+use shoal_cluster::meta::META_VOTERS;
 use shoal_cluster::repair;
 use shoal_cluster::META;
 use shoal_raft::{GroupId, Host, NodeAddr, NodeId};
@@ -54,7 +55,9 @@ pub async fn start(config: &NodeConfig, grpc: TcpListener) -> Result<Started> {
             .with_context(|| format!("opening group {group}"))?;
     }
     let meta_voters = shoal_cluster::meta::voters(&config.members);
-    if meta_voters.contains_key(&config.id) {
+    // Every member opens the meta group, voter or not: a voter's replica can then be
+    // re-created on any of them (see `spawn_repair`).
+    if config.members.contains_key(&config.id) {
         host.open_group(META)
             .await
             .context("opening the meta group")?;
@@ -298,9 +301,10 @@ fn spawn_map_upkeep(node: Arc<Node>, id: NodeId, addr: NodeAddr) {
     });
 }
 
-/// Every [`REPAIR_EVERY`], each shard group this node leads takes its next step
-/// towards full replication ([`shoal_cluster::repair`]): replacing the replicas of a
-/// node that has been silent for `replace_after`.
+/// Every [`REPAIR_EVERY`], each group this node leads (shard groups, and the meta
+/// group with its three voters) takes its next step towards full replication
+/// ([`shoal_cluster::repair`]): replacing the replicas of a node that has been silent
+/// for `replace_after`.
 fn spawn_repair(node: Arc<Node>, config: &NodeConfig) {
     let replicas = config.replication_factor;
     let replace_after_ms = u64::try_from(config.replace_after.as_millis()).unwrap_or(u64::MAX);
@@ -314,21 +318,18 @@ fn spawn_repair(node: Arc<Node>, config: &NodeConfig) {
         loop {
             interval.tick().await;
             let map = r.router.cached_map();
-            let cluster = repair::Cluster {
+            let now_ms = node::now_ms();
+            let cluster = |replicas| repair::Cluster {
                 nodes: &map.nodes,
                 groups: &map.groups,
                 replicas,
-                now_ms: node::now_ms(),
+                now_ms,
                 replace_after_ms,
             };
-            let led = r
-                .host
-                .group_ids()
-                .into_iter()
-                .filter(|g| *g != META)
-                .filter_map(|g| r.host.group(g))
-                .filter(|g| g.is_leader());
-            for group in led {
+            let meta = r.host.group(META).filter(|g| g.is_leader());
+            let led = led_shard_groups(&r.host).into_iter().map(|g| (g, replicas));
+            for (group, replicas) in led.chain(meta.map(|g| (g, META_VOTERS))) {
+                let cluster = cluster(replicas);
                 let status = group.status();
                 let membership = repair::Membership {
                     voters: status.members.iter().filter(|m| m.2).map(|m| m.0).collect(),
@@ -370,13 +371,23 @@ fn spawn_repair(node: Arc<Node>, config: &NodeConfig) {
     });
 }
 
-/// The shard groups this node leads, as the map records them.
-fn led_groups(host: &Host, now_ms: u64) -> Vec<(GroupId, GroupRecord)> {
+/// The shard groups (not the meta group) this node leads.
+fn led_shard_groups(host: &Host) -> Vec<shoal_raft::Group> {
     host.group_ids()
         .into_iter()
         .filter(|g| *g != META)
         .filter_map(|g| host.group(g))
         .filter(|g| g.is_leader())
+        .collect()
+}
+
+/// The groups this node leads (the meta group too: routers find its voters there
+/// once they moved), as the map records them.
+fn led_groups(host: &Host, now_ms: u64) -> Vec<(GroupId, GroupRecord)> {
+    let meta = host.group(META).filter(|g| g.is_leader());
+    led_shard_groups(host)
+        .into_iter()
+        .chain(meta)
         .map(|g| {
             let status = g.status();
             let (voters, learners): (Vec<_>, Vec<_>) =
