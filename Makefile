@@ -9,7 +9,9 @@ RESULTS ?= benches/results
 RESP ?= 127.0.0.1:6379
 DATA_DIR ?= data
 
-.PHONY: all setup test lint unit pytest run build bench-ann bench-resp bench-replication bench-cluster bench-kernels filter-threshold clean
+SEED ?= 1
+
+.PHONY: all setup test lint unit pytest chaos chaos-quick run build bench-ann bench-resp bench-replication bench-cluster bench-kernels filter-threshold clean
 
 all: test
 
@@ -17,7 +19,7 @@ setup:
 	@scripts/setup.sh
 
 ## Everything CI checks: formatting, lints, Rust tests, Python tests.
-test: setup lint unit pytest
+test: setup lint unit pytest chaos-quick
 
 lint:
 	cargo fmt --all --check
@@ -41,6 +43,17 @@ pytest:
 	# The same client tests, unchanged, through a router over 3 processes and 3 groups.
 	SHOAL_BIN=$(CARGO_TARGET_DIR)/debug/shoal SHOAL_CLUSTER_GROUPS=3 $(PY) -m pytest -q \
 		$(addprefix tests/clients/,$(CLUSTER_CLIENT_TESTS))
+
+## Fault injection (chaos-tests/): a short seeded run of every fault kind on 3 nodes.
+chaos-quick:
+	cargo build -p shoal-server -p shoal-chaos
+	$(CARGO_TARGET_DIR)/debug/shoal-chaos --shoal $(CARGO_TARGET_DIR)/debug/shoal --suite quick --seed $(SEED)
+
+## The full suite: 6 nodes over 3 zones, more rounds, mixed faults (minutes). Reproduce
+## a run with SEED=n.
+chaos: setup
+	cargo build -p shoal-server -p shoal-chaos
+	$(CARGO_TARGET_DIR)/debug/shoal-chaos --shoal $(CARGO_TARGET_DIR)/debug/shoal --suite full --seed $(SEED) --json $(RESULTS)/chaos.json
 
 build:
 	cargo build --release --workspace

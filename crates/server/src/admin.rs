@@ -101,7 +101,22 @@ pub fn answer(node: &Arc<Node>, client: &mut Client, name: &str, args: &[Bytes])
         "DEBUG" => match text(&args[1]).to_ascii_uppercase().as_str() {
             // This replica's dataset, as replicas compare it (keys, values, expiries,
             // WATCH versions, index membership).
-            "DIGEST" => Value::bulk(format!("{:016x}", node.with_engine(|e| e.digest()))),
+            "DIGEST" => match args.get(2) {
+                None => Value::bulk(format!("{:016x}", node.with_engine(|e| e.digest()))),
+                // One group's replica on this node (the chaos checks compare every
+                // replica of every group).
+                Some(group) => match text(group)
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|g| node.group_digest(g))
+                {
+                    Some(digest) => Value::bulk(format!("{digest:016x}")),
+                    None => Value::Error(format!(
+                        "ERR this node holds no replica of group {}",
+                        text(group)
+                    )),
+                },
+            },
             other => Value::Error(format!(
                 "ERR DEBUG subcommand '{}' is not supported (only DIGEST)",
                 other.to_ascii_lowercase()

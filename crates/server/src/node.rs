@@ -367,6 +367,19 @@ impl Node {
         }
     }
 
+    /// `DEBUG DIGEST <group>`: the digest of this node's replica of `group`, if it
+    /// holds one.
+    pub fn group_digest(&self, group: u64) -> Option<u64> {
+        match &self.store {
+            Store::Local { engine } => (group == 0).then(|| engine.read().digest()),
+            Store::Replicated(r) => r
+                .host
+                .group(group)
+                .filter(|g| g.is_member())
+                .map(|g| g.replica().read().engine.digest()),
+        }
+    }
+
     /// Fires due expiries: an empty write carrying the time. Replicated, only the leader
     /// proposes it, and only when some key is due, so idle groups append nothing.
     pub async fn tick(&self) {

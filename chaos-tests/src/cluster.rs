@@ -1,0 +1,277 @@
+//! A real cluster of `shoal node` processes on loopback, and the faults done to it:
+//! SIGKILL, SIGSTOP/SIGCONT, restart. Each node gets free ports, its own data
+//! directory and log file; zones are `a`, `b`, `c` in turn.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+pub const ZONES: [&str; 3] = ["a", "b", "c"];
+
+/// How the cluster is started.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    pub shoal: PathBuf,
+    pub nodes_per_zone: usize,
+    pub groups: u64,
+    pub election_timeout_ms: u64,
+    pub heartbeat_ms: u64,
+}
+
+#[derive(Debug)]
+pub struct Node {
+    pub id: u64,
+    pub zone: &'static str,
+    pub resp: u16,
+    pub grpc: u16,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl Node {
+    pub fn addr(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.resp)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+}
+
+#[derive(Debug)]
+pub struct Cluster {
+    pub shape: Shape,
+    pub nodes: Vec<Node>,
+    dir: PathBuf,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn signal(pid: u32, name: &str) -> Result<()> {
+    let status = Command::new("kill")
+        .args(["-s", name, &pid.to_string()])
+        .status()
+        .context("running kill")?;
+    if !status.success() {
+        bail!("kill -s {name} {pid} failed");
+    }
+    Ok(())
+}
+
+impl Cluster {
+    /// Starts every node and waits until every group and the meta group has a leader.
+    pub async fn start(shape: Shape, dir: &Path) -> Result<Cluster> {
+        let mut nodes = Vec::new();
+        for i in 0..shape.nodes_per_zone * ZONES.len() {
+            nodes.push(Node {
+                id: i as u64 + 1,
+                zone: ZONES[i % ZONES.len()],
+                resp: free_port()?,
+                grpc: free_port()?,
+                child: None,
+                paused: false,
+            });
+        }
+        let mut cluster = Cluster {
+            shape,
+            nodes,
+            dir: dir.to_owned(),
+        };
+        for i in 0..cluster.nodes.len() {
+            cluster.spawn(i)?;
+        }
+        cluster.wait_for_leaders(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
+    fn members(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .flat_map(|n| {
+                [
+                    "--member".to_owned(),
+                    format!(
+                        "{},{},127.0.0.1:{},127.0.0.1:{}",
+                        n.id, n.zone, n.grpc, n.resp
+                    ),
+                ]
+            })
+            .collect()
+    }
+
+    /// Starts node `i` (again): same ports, same data.
+    pub fn spawn(&mut self, i: usize) -> Result<()> {
+        let members = self.members();
+        let shape = &self.shape;
+        let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("node-{}.log", node.id)))?;
+        let child = Command::new(&shape.shoal)
+            .arg("node")
+            .args(["--id", &node.id.to_string(), "--zone", node.zone])
+            .args(["--resp", &format!("127.0.0.1:{}", node.resp)])
+            .args(["--grpc", &format!("127.0.0.1:{}", node.grpc)])
+            .arg("--data-dir")
+            .arg(self.dir.join(format!("node-{}", node.id)))
+            .args(["--groups", &shape.groups.to_string()])
+            .args([
+                "--election-timeout-ms",
+                &shape.election_timeout_ms.to_string(),
+            ])
+            .args(["--heartbeat-ms", &shape.heartbeat_ms.to_string()])
+            .args(["--quorum-timeout-ms", "2000"])
+            .args(members)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", shape.shoal.display()))?;
+        node.child = Some(child);
+        node.paused = false;
+        Ok(())
+    }
+
+    pub fn kill(&mut self, i: usize) -> Result<()> {
+        let node = &mut self.nodes[i];
+        if let Some(mut child) = node.child.take() {
+            if node.paused {
+                let _ = signal(child.id(), "CONT");
+            }
+            child.kill()?;
+            child.wait()?;
+        }
+        node.paused = false;
+        Ok(())
+    }
+
+    pub fn pause(&mut self, i: usize) -> Result<()> {
+        let node = &mut self.nodes[i];
+        if let Some(child) = &node.child {
+            signal(child.id(), "STOP")?;
+            node.paused = true;
+        }
+        Ok(())
+    }
+
+    pub fn resume(&mut self, i: usize) -> Result<()> {
+        let node = &mut self.nodes[i];
+        if let Some(child) = &node.child {
+            if node.paused {
+                signal(child.id(), "CONT")?;
+            }
+        }
+        node.paused = false;
+        Ok(())
+    }
+
+    /// Every node running and not paused again.
+    pub fn heal(&mut self) -> Result<()> {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].is_paused() {
+                self.resume(i)?;
+            }
+            if !self.nodes[i].is_running() {
+                self.spawn(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn stop(&mut self) {
+        for i in 0..self.nodes.len() {
+            let _ = self.kill(i);
+        }
+    }
+
+    /// The index in `nodes` of the node with `id`.
+    pub fn position(&self, id: u64) -> Option<usize> {
+        self.nodes.iter().position(|n| n.id == id)
+    }
+
+    /// The leaders of every shard group, as some live node's INFO cluster says.
+    pub async fn leaders(&mut self) -> Option<BTreeMap<u64, u64>> {
+        let groups = self.shape.groups;
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].is_running() || self.nodes[i].is_paused() {
+                continue;
+            }
+            let Ok(info) = info_cluster(&self.nodes[i].addr()).await else {
+                continue;
+            };
+            let mut leaders = BTreeMap::new();
+            for g in 0..groups {
+                if let Some(leader) = field(&info, &format!("group{g}"), "leader") {
+                    if let Ok(id) = leader.parse() {
+                        leaders.insert(g, id);
+                    }
+                }
+            }
+            let meta_led =
+                field(&info, "meta_group", "leader").is_some_and(|l| l.parse::<u64>().is_ok());
+            if leaders.len() as u64 == groups && meta_led {
+                return Some(leaders);
+            }
+        }
+        None
+    }
+
+    pub async fn wait_for_leaders(&mut self, within: Duration) -> Result<BTreeMap<u64, u64>> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(leaders) = self.leaders().await {
+                return Ok(leaders);
+            }
+            if Instant::now() > deadline {
+                bail!("the groups have no leaders after {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn info_cluster(addr: &str) -> Result<String> {
+    let client = redis::Client::open(addr)?;
+    let mut con = tokio::time::timeout(
+        Duration::from_secs(2),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .context("connecting")??;
+    let info: String = tokio::time::timeout(
+        Duration::from_secs(3),
+        redis::cmd("INFO").arg("cluster").query_async(&mut con),
+    )
+    .await
+    .context("INFO")??;
+    Ok(info)
+}
+
+/// `key` of the `name:k1=v1,k2=v2` line of an INFO section.
+pub fn field(info: &str, name: &str, key: &str) -> Option<String> {
+    let line = info
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))?;
+    line.split(',')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .map(str::to_owned)
+}

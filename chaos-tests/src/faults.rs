@@ -1,0 +1,109 @@
+//! Faults on a seeded schedule: one round every interval, each a kind the scenario
+//! allows, drawn from the seed, so a run is reproduced by its seed.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::Serialize;
+
+use crate::cluster::{Cluster, ZONES};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+pub enum Kind {
+    /// SIGKILL one group's leader, restart it after the downtime.
+    LeaderKill,
+    /// SIGKILL every node of one zone, restart them after the downtime.
+    ZoneKill,
+    /// SIGSTOP one group's leader (a long GC, a frozen VM), SIGCONT after the downtime.
+    Pause,
+    /// SIGKILL every node, restart them all at once.
+    RestartAll,
+}
+
+/// One fault as it was done.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fault {
+    pub kind: Kind,
+    /// Since the run started.
+    pub at: Duration,
+    pub nodes: Vec<u64>,
+    /// The shard groups whose leader it took out.
+    pub groups: Vec<u64>,
+}
+
+/// Does one fault of `kind`, waits `downtime`, heals it.
+pub async fn inject(
+    cluster: &mut Cluster,
+    kind: Kind,
+    rng: &mut StdRng,
+    started: Instant,
+    downtime: Duration,
+) -> Result<Option<Fault>> {
+    let leaders = cluster.leaders().await.unwrap_or_default();
+    let groups: Vec<u64> = leaders.keys().copied().collect();
+    let victim_group = groups.choose(rng).copied();
+    let targets: Vec<u64> = match kind {
+        Kind::LeaderKill | Kind::Pause => match victim_group.and_then(|g| leaders.get(&g)) {
+            Some(leader) => vec![*leader],
+            None => return Ok(None),
+        },
+        Kind::ZoneKill => {
+            let zone = ZONES[rng.gen_range(0..ZONES.len())];
+            cluster
+                .nodes
+                .iter()
+                .filter(|n| n.zone == zone)
+                .map(|n| n.id)
+                .collect()
+        }
+        Kind::RestartAll => cluster.nodes.iter().map(|n| n.id).collect(),
+    };
+    let led: Vec<u64> = leaders
+        .iter()
+        .filter(|(_, l)| targets.contains(l))
+        .map(|(g, _)| *g)
+        .collect();
+    let fault = Fault {
+        kind,
+        at: started.elapsed(),
+        nodes: targets.clone(),
+        groups: led,
+    };
+    tracing::info!(?fault, "fault");
+    let positions: Vec<usize> = targets
+        .iter()
+        .filter_map(|id| cluster.position(*id))
+        .collect();
+    match kind {
+        Kind::LeaderKill | Kind::ZoneKill => {
+            for &i in &positions {
+                cluster.kill(i)?;
+            }
+            tokio::time::sleep(downtime).await;
+            for &i in &positions {
+                cluster.spawn(i)?;
+            }
+        }
+        Kind::Pause => {
+            for &i in &positions {
+                cluster.pause(i)?;
+            }
+            tokio::time::sleep(downtime).await;
+            for &i in &positions {
+                cluster.resume(i)?;
+            }
+        }
+        Kind::RestartAll => {
+            for &i in &positions {
+                cluster.kill(i)?;
+            }
+            for &i in &positions {
+                cluster.spawn(i)?;
+            }
+        }
+    }
+    Ok(Some(fault))
+}

@@ -1,0 +1,160 @@
+//! `shoal-chaos`: runs fault scenarios against real `shoal node` processes and prints
+//! what each found. `make chaos` runs the full suite; `make test` the quick one.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::Parser;
+use shoal_chaos::cluster::Shape;
+use shoal_chaos::faults::Kind;
+use shoal_chaos::run::{self, Plan, Report};
+use shoal_chaos::workload::Workload;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Suite {
+    /// A few faults of each kind on a 3-node cluster (CI: a couple of minutes).
+    Quick,
+    /// More rounds, 6 nodes (2 per zone), every fault kind, and mixed.
+    Full,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shoal-chaos",
+    about = "Fault injection against a real Shoal cluster"
+)]
+struct Cli {
+    /// The `shoal` binary.
+    #[arg(long, env = "SHOAL_BIN")]
+    shoal: PathBuf,
+    #[arg(long, value_enum, default_value = "quick")]
+    suite: Suite,
+    /// Seed of the fault schedule and the workload (a run is reproduced by it).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Only these fault kinds.
+    #[arg(long, value_enum)]
+    only: Vec<Kind>,
+    /// Writes every report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn plans(cli: &Cli) -> Vec<Plan> {
+    let (nodes_per_zone, rounds, workers) = match cli.suite {
+        Suite::Quick => (1, 3, 6),
+        Suite::Full => (2, 8, 12),
+    };
+    let shape = Shape {
+        shoal: cli.shoal.clone(),
+        nodes_per_zone,
+        groups: 2,
+        election_timeout_ms: 500,
+        heartbeat_ms: 100,
+    };
+    let workload = Workload {
+        workers,
+        keys_per_worker: 6,
+        pace: Duration::from_millis(5),
+    };
+    let mut scenarios: Vec<(&str, Vec<Kind>)> = vec![
+        ("leader-kill", vec![Kind::LeaderKill]),
+        ("pause", vec![Kind::Pause]),
+        ("zone-kill", vec![Kind::ZoneKill]),
+        ("restart-all", vec![Kind::RestartAll]),
+    ];
+    if cli.suite == Suite::Full {
+        scenarios.push((
+            "mixed",
+            vec![
+                Kind::LeaderKill,
+                Kind::Pause,
+                Kind::ZoneKill,
+                Kind::RestartAll,
+            ],
+        ));
+    }
+    scenarios
+        .into_iter()
+        .filter(|(_, kinds)| cli.only.is_empty() || kinds.iter().all(|k| cli.only.contains(k)))
+        .enumerate()
+        .map(|(i, (name, kinds))| Plan {
+            name: name.to_owned(),
+            shape: shape.clone(),
+            workload: workload.clone(),
+            rounds: if kinds == [Kind::RestartAll] {
+                1.max(rounds / 3)
+            } else {
+                rounds
+            },
+            kinds,
+            interval: Duration::from_secs(2),
+            downtime: Duration::from_secs(2),
+            seed: cli.seed.wrapping_add(i as u64),
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn summary(r: &Report) -> String {
+    let mut rec = r.recovery_ms.clone();
+    rec.sort_unstable();
+    format!(
+        "{:<12} seed {:<4} {} nodes {} groups: {} faults, {} ops ({} acked, {} unknown, {} failed), {} keys checked ({} skipped), {} violations, converged {}, write recovery after a leader loss p50 {} ms p99 {} ms max {} ms ({} samples), {:.1} s — {}",
+        r.name,
+        r.seed,
+        r.nodes,
+        r.groups,
+        r.faults.len(),
+        r.operations,
+        r.acknowledged,
+        r.unknown,
+        r.failed,
+        r.keys,
+        r.keys_skipped,
+        r.violations.len(),
+        r.converged.values().all(|c| *c),
+        percentile(&rec, 0.5),
+        percentile(&rec, 0.99),
+        rec.last().copied().unwrap_or(0),
+        rec.len(),
+        r.duration_ms as f64 / 1000.0,
+        if r.passed() { "PASS" } else { "FAIL" }
+    )
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let mut reports = Vec::new();
+    for plan in plans(&cli) {
+        let report = run::run(&plan).await?;
+        println!("{}", summary(&report));
+        for v in report.violations.iter().take(10) {
+            println!("  violation: {v}");
+        }
+        reports.push(report);
+    }
+    if let Some(path) = &cli.json {
+        std::fs::write(path, serde_json::to_string_pretty(&reports)?)?;
+    }
+    if reports.iter().any(|r| !r.passed()) {
+        bail!("a scenario failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! One run: start a cluster, run the workload while faults happen, heal, check.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::check::{self, Verdict};
+use crate::cluster::{Cluster, Shape};
+use crate::faults::{self, Fault, Kind};
+use crate::history::{Op, Outcome};
+use crate::workload::{self, Workload};
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: String,
+    pub shape: Shape,
+    pub workload: Workload,
+    pub kinds: Vec<Kind>,
+    pub rounds: usize,
+    /// Time between one fault healing and the next starting (jittered ±50%).
+    pub interval: Duration,
+    pub downtime: Duration,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub name: String,
+    pub seed: u64,
+    pub nodes: usize,
+    pub groups: u64,
+    pub faults: Vec<Fault>,
+    pub operations: usize,
+    pub acknowledged: usize,
+    pub unknown: usize,
+    pub failed: usize,
+    pub keys: usize,
+    pub keys_skipped: usize,
+    pub violations: Vec<String>,
+    /// Per group: whether every replica's digest matched after healing.
+    pub converged: BTreeMap<u64, bool>,
+    /// Per fault that took a leader out: ms from the fault to the first acknowledged
+    /// write to that group that started after it.
+    pub recovery_ms: Vec<u64>,
+    pub duration_ms: u64,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty() && self.converged.values().all(|c| *c)
+    }
+}
+
+pub async fn run(plan: &Plan) -> Result<Report> {
+    let dir = tempfile::Builder::new().prefix("shoal-chaos-").tempdir()?;
+    let started = Instant::now();
+    let mut cluster = Cluster::start(plan.shape.clone(), dir.path()).await?;
+    let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr()).collect();
+    create_index(&addrs[0]).await?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let workload = plan.workload.clone();
+        let addrs = addrs.clone();
+        let stop = stop.clone();
+        let seed = plan.seed;
+        tokio::spawn(async move { workload::run(&workload, &addrs, seed, started, stop).await })
+    };
+    let mut rng = StdRng::seed_from_u64(plan.seed);
+    let mut done = Vec::new();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for _ in 0..plan.rounds {
+        let Some(kind) = plan.kinds.choose(&mut rng).copied() else {
+            break;
+        };
+        if let Some(fault) =
+            faults::inject(&mut cluster, kind, &mut rng, started, plan.downtime).await?
+        {
+            done.push(fault);
+        }
+        let jitter = rng.gen_range(0.5..1.5);
+        tokio::time::sleep(plan.interval.mul_f64(jitter)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let ops = load.await.context("the workload panicked")?;
+
+    cluster.heal()?;
+    cluster.wait_for_leaders(Duration::from_secs(30)).await?;
+    let finals = final_values(&addrs[0], &ops).await?;
+    let verdicts = check::histories(&ops, &finals);
+    let converged = converged(&mut cluster, Duration::from_secs(30)).await;
+    let recovery_ms = recovery(&ops, &done, plan.shape.groups);
+    cluster.stop();
+
+    let count = |f: fn(&Outcome) -> bool| ops.iter().filter(|o| f(&o.outcome)).count();
+    Ok(Report {
+        name: plan.name.clone(),
+        seed: plan.seed,
+        nodes: cluster.nodes.len(),
+        groups: plan.shape.groups,
+        faults: done,
+        operations: ops.len(),
+        acknowledged: count(|o| matches!(o, Outcome::Ok(_))),
+        unknown: count(|o| matches!(o, Outcome::Unknown(_))),
+        failed: count(|o| matches!(o, Outcome::Failed(_))),
+        keys: verdicts.len(),
+        keys_skipped: verdicts
+            .values()
+            .filter(|v| **v == Verdict::Skipped)
+            .count(),
+        violations: verdicts
+            .into_values()
+            .filter_map(|v| match v {
+                Verdict::Violation(why) => Some(why),
+                Verdict::Linearizable | Verdict::Skipped => None,
+            })
+            .collect(),
+        converged,
+        recovery_ms,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+async fn connection(addr: &str) -> Result<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(addr)?;
+    Ok(tokio::time::timeout(
+        workload::OP_TIMEOUT,
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .context("connecting")??)
+}
+
+async fn create_index(addr: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempt = async {
+            let mut con = connection(addr).await?;
+            let _: () = workload::create_index().query_async(&mut con).await?;
+            anyhow::Ok(())
+        };
+        match attempt.await {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "creating the index");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Every key's value as the leaders have it once healed (retried until answered).
+async fn final_values(addr: &str, ops: &[Op]) -> Result<BTreeMap<String, Option<u64>>> {
+    let mut keys: Vec<&str> = ops.iter().map(|o| o.key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut out = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut con = None;
+    for key in keys {
+        loop {
+            if con.is_none() {
+                con = connection(addr).await.ok();
+            }
+            let read = match con.as_mut() {
+                Some(c) => {
+                    let mut cmd = redis::cmd("HGET");
+                    cmd.arg(key).arg("val");
+                    let q = cmd.query_async::<Option<u64>>(c);
+                    tokio::time::timeout(workload::OP_TIMEOUT, q)
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                }
+                None => None,
+            };
+            if let Some(value) = read {
+                out.insert(key.to_owned(), value);
+                break;
+            }
+            con = None;
+            if Instant::now() > deadline {
+                bail!("the final reads did not finish within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(out)
+}
+
+/// Whether every replica of every group holds the same data (`DEBUG DIGEST <group>` on
+/// every node; nodes that hold no replica of a group say so and are skipped), waiting
+/// up to `within` for followers to apply what their leader has.
+async fn converged(cluster: &mut Cluster, within: Duration) -> BTreeMap<u64, bool> {
+    let deadline = Instant::now() + within;
+    let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr()).collect();
+    let mut out = BTreeMap::new();
+    for g in 0..cluster.shape.groups {
+        let equal = loop {
+            let mut digests = Vec::new();
+            for addr in &addrs {
+                let Ok(mut con) = connection(addr).await else {
+                    continue;
+                };
+                let mut cmd = redis::cmd("DEBUG");
+                cmd.arg("DIGEST").arg(g);
+                let q = cmd.query_async::<String>(&mut con);
+                if let Ok(Ok(d)) = tokio::time::timeout(workload::OP_TIMEOUT, q).await {
+                    digests.push(d);
+                }
+            }
+            let equal = digests.len() >= 2 && digests.iter().all(|d| *d == digests[0]);
+            if equal || Instant::now() > deadline {
+                break equal;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        out.insert(g, equal);
+    }
+    out
+}
+
+/// For each fault that took a group's leader out, ms until the first acknowledged
+/// change to a key of that group that started after the fault.
+fn recovery(ops: &[Op], faults: &[Fault], groups: u64) -> Vec<u64> {
+    let ring = shoal_cluster::Ring::new(0..groups);
+    let mut out = Vec::new();
+    for fault in faults {
+        for &g in &fault.groups {
+            let first = ops
+                .iter()
+                .filter(|o| o.changes() && matches!(o.outcome, Outcome::Ok(_)))
+                .filter(|o| o.start >= fault.at)
+                .filter(|o| ring.group_of(o.key.as_bytes()) == Some(g))
+                .map(|o| o.end)
+                .min();
+            if let Some(end) = first {
+                out.push(u64::try_from((end - fault.at).as_millis()).unwrap_or(u64::MAX));
+            }
+        }
+    }
+    out
+}
