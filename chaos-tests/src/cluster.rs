@@ -20,6 +20,8 @@ pub struct Shape {
     pub groups: u64,
     pub election_timeout_ms: u64,
     pub heartbeat_ms: u64,
+    /// How long a write waits for a quorum (the nodes' default is what users run).
+    pub quorum_timeout_ms: u64,
 }
 
 #[derive(Debug)]
@@ -134,7 +136,7 @@ impl Cluster {
                 &shape.election_timeout_ms.to_string(),
             ])
             .args(["--heartbeat-ms", &shape.heartbeat_ms.to_string()])
-            .args(["--quorum-timeout-ms", "2000"])
+            .args(["--quorum-timeout-ms", &shape.quorum_timeout_ms.to_string()])
             .args(members)
             .stdout(Stdio::null())
             .stderr(log)

@@ -36,6 +36,10 @@ struct Cli {
     /// Only these fault kinds.
     #[arg(long, value_enum)]
     only: Vec<Kind>,
+    /// How long each fault lasts before it is healed: longer than an election, so a
+    /// paused leader is replaced before it wakes up.
+    #[arg(long, default_value_t = 4_000)]
+    downtime_ms: u64,
     /// Writes every report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -52,6 +56,7 @@ fn plans(cli: &Cli) -> Vec<Plan> {
         groups: 2,
         election_timeout_ms: 500,
         heartbeat_ms: 100,
+        quorum_timeout_ms: 5_000,
     };
     let workload = Workload {
         workers,
@@ -90,7 +95,7 @@ fn plans(cli: &Cli) -> Vec<Plan> {
             },
             kinds,
             interval: Duration::from_secs(2),
-            downtime: Duration::from_secs(2),
+            downtime: Duration::from_millis(cli.downtime_ms),
             seed: cli.seed.wrapping_add(i as u64),
         })
         .collect()

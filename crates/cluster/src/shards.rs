@@ -15,10 +15,19 @@
 //! | unreachable after sending, write          | fail: outcome unknown (TRYAGAIN)      |
 //! | read still unanswered at the deadline     | forget it, fail: `Deadline`           |
 //! | no quorum / leadership lost mid-write     | fail: outcome unknown                 |
+//! | this node's replica sees another leader   | read: retry there; write: fail,       |
+//! | elected while a remote call is pending    | outcome unknown, next one goes there  |
 //! | engine error                              | fail with its text                    |
 //!
 //! Only reads are cut at the deadline: a write in flight has its fate decided by the
-//! group, so it waits out its attempt and reports an unknown outcome if that fails.
+//! group, so it waits out its attempt and reports an unknown outcome if that fails —
+//! unless the group has visibly moved on. A leader that is frozen (a long GC pause, a
+//! stopped VM) answers nothing until the quorum timeout; when the local replica of the
+//! group (on a node that holds one) learns of a new leader while the call is pending,
+//! the call is given up at once: its outcome is unknown either way, and the client's
+//! retry reaches the new leader an election after the freeze instead of a quorum
+//! timeout after it. Only a change seen *during* the call counts, so a replica whose
+//! view is merely stale (partitioned) never cuts calls short.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -41,6 +50,8 @@ use crate::wire::{decode, encode, AggregateCall, ReadAnswer, ReadCall, SearchCal
 const MAX_REDIRECTS: usize = 3;
 /// Pause between attempts while a group elects a leader.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// How often a pending remote call looks at whether the group elected someone else.
+const LEADER_WATCH: Duration = Duration::from_millis(50);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Slack on top of the quorum timeout the remote node applies itself.
 const CALL_SLACK: Duration = Duration::from_secs(1);
@@ -207,9 +218,20 @@ impl Shards {
             };
             let call = async {
                 if node == self.local.host.id() {
-                    self.call_local(group, op).await
-                } else {
-                    self.call_remote(group, node, &addr, op, budget).await
+                    return self.call_local(group, op).await;
+                }
+                let before = self.local_leader(group).map(|(id, _)| id);
+                tokio::select! {
+                    answer = self.call_remote(group, node, &addr, op, budget) => answer,
+                    leader = self.superseded(group, node, before) => {
+                        tracing::debug!(group, node, new_leader = leader.0, "the group elected another leader during a call");
+                        self.hints.lock().insert(group, leader.clone());
+                        Err(ShardError::Group(if op.idempotent() {
+                            GroupError::NotLeader { group, leader: Some(leader) }
+                        } else {
+                            GroupError::Unknown { group }
+                        }))
+                    }
                 }
             };
             let result = if op.idempotent() {
@@ -281,6 +303,34 @@ impl Shards {
             };
             if pause {
                 tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+
+    /// The leader this node's own replica of `group` knows of, if it holds one.
+    fn local_leader(&self, group: GroupId) -> Option<(NodeId, NodeAddr)> {
+        self.local
+            .host
+            .group(group)
+            .filter(|g| g.is_member())
+            .and_then(|g| g.leader())
+    }
+
+    /// Resolves once this node's replica of `group` names a leader that is neither
+    /// `node` (being called) nor `before` (what it named when the call started); never
+    /// on a node without a replica of the group.
+    async fn superseded(
+        &self,
+        group: GroupId,
+        node: NodeId,
+        before: Option<NodeId>,
+    ) -> (NodeId, NodeAddr) {
+        loop {
+            tokio::time::sleep(LEADER_WATCH).await;
+            if let Some(leader) = self.local_leader(group) {
+                if leader.0 != node && Some(leader.0) != before {
+                    return leader;
+                }
             }
         }
     }
