@@ -21,6 +21,9 @@ pub enum Kind {
     Pause,
     /// SIGKILL every node, restart them all at once.
     RestartAll,
+    /// SIGKILL the nodes of two zones (every group loses its majority) for three times
+    /// the downtime: writes must be refused, none acknowledged, until they come back.
+    MajorityKill,
 }
 
 /// One fault as it was done.
@@ -32,6 +35,11 @@ pub struct Fault {
     pub nodes: Vec<u64>,
     /// The shard groups whose leader it took out.
     pub groups: Vec<u64>,
+    /// When every node it takes out was down (the last SIGKILL or SIGSTOP returned):
+    /// a write may still commit between `at` and this.
+    pub down: Duration,
+    /// When it was healed (since the run started).
+    pub healed: Duration,
 }
 
 /// Does one fault of `kind`, waits `downtime`, heals it.
@@ -60,17 +68,28 @@ pub async fn inject(
                 .collect()
         }
         Kind::RestartAll => cluster.nodes.iter().map(|n| n.id).collect(),
+        Kind::MajorityKill => {
+            let spared = ZONES[rng.gen_range(0..ZONES.len())];
+            cluster
+                .nodes
+                .iter()
+                .filter(|n| n.zone != spared)
+                .map(|n| n.id)
+                .collect()
+        }
     };
     let led: Vec<u64> = leaders
         .iter()
         .filter(|(_, l)| targets.contains(l))
         .map(|(g, _)| *g)
         .collect();
-    let fault = Fault {
+    let mut fault = Fault {
         kind,
         at: started.elapsed(),
         nodes: targets.clone(),
         groups: led,
+        down: Duration::ZERO,
+        healed: Duration::ZERO,
     };
     tracing::info!(?fault, "fault");
     let positions: Vec<usize> = targets
@@ -78,11 +97,20 @@ pub async fn inject(
         .filter_map(|id| cluster.position(*id))
         .collect();
     match kind {
-        Kind::LeaderKill | Kind::ZoneKill => {
+        Kind::LeaderKill | Kind::ZoneKill | Kind::MajorityKill => {
             for &i in &positions {
                 cluster.kill(i)?;
             }
-            tokio::time::sleep(downtime).await;
+            fault.down = started.elapsed();
+            // A majority stays down three times as long: long enough for writes sent into
+            // it to be refused (after the quorum timeout) before it comes back.
+            let down = if kind == Kind::MajorityKill {
+                downtime * 3
+            } else {
+                downtime
+            };
+            tokio::time::sleep(down).await;
+            fault.healed = started.elapsed();
             for &i in &positions {
                 cluster.spawn(i)?;
             }
@@ -91,7 +119,9 @@ pub async fn inject(
             for &i in &positions {
                 cluster.pause(i)?;
             }
+            fault.down = started.elapsed();
             tokio::time::sleep(downtime).await;
+            fault.healed = started.elapsed();
             for &i in &positions {
                 cluster.resume(i)?;
             }
@@ -100,9 +130,11 @@ pub async fn inject(
             for &i in &positions {
                 cluster.kill(i)?;
             }
+            fault.down = started.elapsed();
             for &i in &positions {
                 cluster.spawn(i)?;
             }
+            fault.healed = started.elapsed();
         }
     }
     Ok(Some(fault))

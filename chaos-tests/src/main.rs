@@ -68,6 +68,7 @@ fn plans(cli: &Cli) -> Vec<Plan> {
         ("pause", vec![Kind::Pause]),
         ("zone-kill", vec![Kind::ZoneKill]),
         ("restart-all", vec![Kind::RestartAll]),
+        ("majority-kill", vec![Kind::MajorityKill]),
     ];
     if cli.suite == Suite::Full {
         scenarios.push((
@@ -88,7 +89,7 @@ fn plans(cli: &Cli) -> Vec<Plan> {
             name: name.to_owned(),
             shape: shape.clone(),
             workload: workload.clone(),
-            rounds: if kinds == [Kind::RestartAll] {
+            rounds: if kinds == [Kind::RestartAll] || kinds == [Kind::MajorityKill] {
                 1.max(rounds / 3)
             } else {
                 rounds
@@ -113,7 +114,7 @@ fn summary(r: &Report) -> String {
     let mut rec = r.recovery_ms.clone();
     rec.sort_unstable();
     format!(
-        "{:<12} seed {:<4} {} nodes {} groups: {} faults, {} ops ({} acked, {} unknown, {} failed), {} keys checked ({} skipped), {} violations, converged {}, write recovery after a leader loss p50 {} ms p99 {} ms max {} ms ({} samples), {:.1} s — {}",
+        "{:<12} seed {:<4} {} nodes {} groups: {} faults, {} ops ({} acked, {} unknown, {} failed), {} keys checked ({} skipped), {} violations, converged {}, write recovery after a leader loss p50 {} ms p99 {} ms max {} ms ({} samples){}, {:.1} s — {}",
         r.name,
         r.seed,
         r.nodes,
@@ -131,6 +132,16 @@ fn summary(r: &Report) -> String {
         percentile(&rec, 0.99),
         rec.last().copied().unwrap_or(0),
         rec.len(),
+        if r.faults.iter().any(|f| f.kind == Kind::MajorityKill) {
+            format!(
+                ", during majority loss {} changes refused with an error, {} timed out, {} acknowledged",
+                r.majority_loss.refused_with_an_error,
+                r.majority_loss.timed_out,
+                r.majority_loss.acknowledged
+            )
+        } else {
+            String::new()
+        },
         r.duration_ms as f64 / 1000.0,
         if r.passed() { "PASS" } else { "FAIL" }
     )

@@ -49,7 +49,19 @@ pub struct Report {
     /// Per fault that took a leader out: ms from the fault to the first acknowledged
     /// write to that group that started after it.
     pub recovery_ms: Vec<u64>,
+    /// While a majority was down: changes started and answered in that window, by
+    /// how they were answered (an acknowledgement there is a violation).
+    pub majority_loss: MajorityLoss,
     pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MajorityLoss {
+    pub refused_with_an_error: usize,
+    pub timed_out: usize,
+    pub acknowledged: usize,
+    /// Each acknowledged one, with its timing against the fault's.
+    pub acknowledged_ops: Vec<String>,
 }
 
 impl Report {
@@ -60,8 +72,23 @@ impl Report {
 
 pub async fn run(plan: &Plan) -> Result<Report> {
     let dir = tempfile::Builder::new().prefix("shoal-chaos-").tempdir()?;
+    match run_in(plan, dir.path()).await {
+        Ok(report) if report.passed() => Ok(report),
+        // The nodes' logs and data are kept for a look at what went wrong.
+        Ok(report) => {
+            println!("  nodes' logs and data kept in {}", dir.keep().display());
+            Ok(report)
+        }
+        Err(e) => {
+            let kept = dir.keep();
+            Err(e.context(format!("nodes' logs and data kept in {}", kept.display())))
+        }
+    }
+}
+
+async fn run_in(plan: &Plan, dir: &std::path::Path) -> Result<Report> {
     let started = Instant::now();
-    let mut cluster = Cluster::start(plan.shape.clone(), dir.path()).await?;
+    let mut cluster = Cluster::start(plan.shape.clone(), dir).await?;
     let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr()).collect();
     create_index(&addrs[0]).await?;
 
@@ -98,6 +125,7 @@ pub async fn run(plan: &Plan) -> Result<Report> {
     let verdicts = check::histories(&ops, &finals);
     let converged = converged(&mut cluster, Duration::from_secs(30)).await;
     let recovery_ms = recovery(&ops, &done, plan.shape.groups);
+    let majority_loss = majority_loss(&ops, &done);
     cluster.stop();
 
     let count = |f: fn(&Outcome) -> bool| ops.iter().filter(|o| f(&o.outcome)).count();
@@ -122,9 +150,15 @@ pub async fn run(plan: &Plan) -> Result<Report> {
                 Verdict::Violation(why) => Some(why),
                 Verdict::Linearizable | Verdict::Skipped => None,
             })
+            .chain(
+                majority_loss.acknowledged_ops.iter().map(|op| {
+                    format!("acknowledged while a majority of every group was down: {op}")
+                }),
+            )
             .collect(),
         converged,
         recovery_ms,
+        majority_loss,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
 }
@@ -229,22 +263,57 @@ async fn converged(cluster: &mut Cluster, within: Duration) -> BTreeMap<u64, boo
     out
 }
 
+/// Changes that started once a majority was down and were answered before it came
+/// back: none may be acknowledged (no group had a quorum). The window starts when the
+/// last kill returned, not when the first began: a write may commit while the nodes
+/// are still being killed one after another.
+fn majority_loss(ops: &[Op], faults: &[Fault]) -> MajorityLoss {
+    let mut out = MajorityLoss::default();
+    for fault in faults.iter().filter(|f| f.kind == Kind::MajorityKill) {
+        let inside = ops
+            .iter()
+            .filter(|o| o.changes() && o.start >= fault.down && o.end <= fault.healed);
+        for op in inside {
+            match &op.outcome {
+                Outcome::Ok(_) => {
+                    out.acknowledged += 1;
+                    out.acknowledged_ops.push(format!(
+                        "{} {:?} from {:?} to {:?} (fault began {:?}, down {:?}, healed {:?})",
+                        op.key, op.call, op.start, op.end, fault.at, fault.down, fault.healed
+                    ));
+                }
+                Outcome::Unknown(why) if why == "timed out" => out.timed_out += 1,
+                Outcome::Unknown(_) | Outcome::Failed(_) => out.refused_with_an_error += 1,
+            }
+        }
+    }
+    out
+}
+
 /// For each fault that took a group's leader out, ms until the first acknowledged
-/// change to a key of that group that started after the fault.
+/// change to a key of that group that started after the fault (after the nodes came
+/// back, for a majority loss).
 fn recovery(ops: &[Op], faults: &[Fault], groups: u64) -> Vec<u64> {
     let ring = shoal_cluster::Ring::new(0..groups);
     let mut out = Vec::new();
     for fault in faults {
+        // A group without a majority is meant to refuse writes until the nodes are
+        // back: its clock starts when they are.
+        let from = if fault.kind == Kind::MajorityKill {
+            fault.healed
+        } else {
+            fault.at
+        };
         for &g in &fault.groups {
             let first = ops
                 .iter()
                 .filter(|o| o.changes() && matches!(o.outcome, Outcome::Ok(_)))
-                .filter(|o| o.start >= fault.at)
+                .filter(|o| o.start >= from)
                 .filter(|o| ring.group_of(o.key.as_bytes()) == Some(g))
                 .map(|o| o.end)
                 .min();
             if let Some(end) = first {
-                out.push(u64::try_from((end - fault.at).as_millis()).unwrap_or(u64::MAX));
+                out.push(u64::try_from((end - from).as_millis()).unwrap_or(u64::MAX));
             }
         }
     }

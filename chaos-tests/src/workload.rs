@@ -19,8 +19,9 @@ use crate::history::{Call, Op, Outcome, Seen};
 /// The index every run creates: FLAT, so a KNN answer is exact.
 pub const INDEX: &str = "chaos";
 pub const DIM: usize = 4;
-/// How long one operation may take before its outcome is unknown.
-pub const OP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one operation may take before its outcome is unknown: longer than the
+/// nodes' quorum timeout (5 s), so that a refusal is seen as the error it is.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(8);
 
 #[derive(Debug, Clone)]
 pub struct Workload {
