@@ -14,8 +14,10 @@
 //! | a voter gone for `replace_after`, no learner under way  | add a learner on the best node|
 //! | anything else (a learner still catching up, all fine)   | nothing                       |
 //!
-//! "Gone" is the cluster map's view: the node has not reported for `replace_after`
-//! (a node the map has never seen is not gone). The best node is up, not in the group,
+//! "Gone" is the cluster map's view: the node has not reported for `replace_after`,
+//! while others have (a node the map has never seen is not gone; when the meta group
+//! stalls and nobody's report lands, nobody is gone — the chaos of a rejoining node
+//! once made a group re-add it this way). The best node is up, not in the group,
 //! in a zone the group's remaining voters do not use if there is one, and holds the
 //! fewest groups.
 
@@ -63,10 +65,15 @@ impl Cluster<'_> {
         self.nodes.get(&id).is_some_and(|n| n.alive(self.now_ms))
     }
 
+    /// Silent for `replace_after` by the clock *and* against the freshest report in
+    /// the map: when the meta group itself stalls (an election), every report stops
+    /// at once and nobody is gone — only a node the others outlived by that long.
     fn gone(&self, id: NodeId) -> bool {
-        self.nodes
-            .get(&id)
-            .is_some_and(|n| self.now_ms.saturating_sub(n.seen_ms) > self.replace_after_ms)
+        let freshest = self.nodes.values().map(|n| n.seen_ms).max().unwrap_or(0);
+        self.nodes.get(&id).is_some_and(|n| {
+            self.now_ms.saturating_sub(n.seen_ms) > self.replace_after_ms
+                && freshest.saturating_sub(n.seen_ms) > self.replace_after_ms
+        })
     }
 
     fn zone(&self, id: NodeId) -> Option<&str> {
@@ -225,6 +232,18 @@ mod tests {
         assert_eq!(step(&[1, 2, 3], &[(6, Some(3))], &n), Step::Promote(6));
         assert_eq!(step(&[1, 2, 3, 6], &[], &n), Step::Remove(3));
         assert_eq!(step(&[1, 2, 6], &[], &n), Step::Nothing);
+    }
+
+    #[test]
+    fn nobody_is_gone_while_the_map_itself_stands_still() {
+        // Every report 20 s old: the meta group stalled, not the nodes.
+        let n = nodes(&[
+            (1, "a", 20_000),
+            (2, "b", 20_500),
+            (3, "c", 21_000),
+            (4, "a", 20_200),
+        ]);
+        assert_eq!(step(&[1, 2, 3], &[], &n), Step::Nothing);
     }
 
     #[test]
