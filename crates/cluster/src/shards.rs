@@ -220,7 +220,10 @@ impl Shards {
                 if node == self.local.host.id() {
                     return self.call_local(group, op).await;
                 }
-                let before = self.local_leader(group).map(|(id, _)| id);
+                // Without a replica of the group there is no view to watch.
+                let Some(before) = self.local_view(group) else {
+                    return self.call_remote(group, node, &addr, op, budget).await;
+                };
                 tokio::select! {
                     answer = self.call_remote(group, node, &addr, op, budget) => answer,
                     leader = self.superseded(group, node, before) => {
@@ -307,27 +310,28 @@ impl Shards {
         }
     }
 
-    /// The leader this node's own replica of `group` knows of, if it holds one.
-    fn local_leader(&self, group: GroupId) -> Option<(NodeId, NodeAddr)> {
+    /// What this node's own replica of `group` knows of its leader: `None` when it
+    /// holds no replica, `Some(None)` when its replica knows no leader.
+    fn local_view(&self, group: GroupId) -> Option<Option<(NodeId, NodeAddr)>> {
         self.local
             .host
             .group(group)
             .filter(|g| g.is_member())
-            .and_then(|g| g.leader())
+            .map(|g| g.leader())
     }
 
     /// Resolves once this node's replica of `group` names a leader that is neither
-    /// `node` (being called) nor `before` (what it named when the call started); never
-    /// on a node without a replica of the group.
+    /// `node` (being called) nor `before` (what it named when the call started).
     async fn superseded(
         &self,
         group: GroupId,
         node: NodeId,
-        before: Option<NodeId>,
+        before: Option<(NodeId, NodeAddr)>,
     ) -> (NodeId, NodeAddr) {
+        let before = before.map(|(id, _)| id);
         loop {
             tokio::time::sleep(LEADER_WATCH).await;
-            if let Some(leader) = self.local_leader(group) {
+            if let Some(Some(leader)) = self.local_view(group) {
                 if leader.0 != node && Some(leader.0) != before {
                     return leader;
                 }

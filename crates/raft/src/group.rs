@@ -201,13 +201,16 @@ impl Group {
 
     /// The leader this replica knows of.
     pub fn leader(&self) -> Option<(NodeId, NodeAddr)> {
-        let metrics = self.raft.metrics().borrow_watched().clone();
+        // Borrowed, not cloned: routers ask on every remote call.
+        let watch = self.raft.metrics();
+        let metrics = watch.borrow_watched();
         let id = metrics.current_leader?;
-        metrics
+        let leader = metrics
             .membership_config
             .get_node(&id)
             .cloned()
-            .map(|addr| (id, addr))
+            .map(|addr| (id, addr));
+        leader
     }
 
     pub fn status(&self) -> GroupStatus {

@@ -212,10 +212,11 @@ impl Session {
         self.authenticated
     }
 
-    /// Whether the user as last looked up is unrestricted and the table has not
-    /// changed since: the common case, answered without touching the table.
-    fn known_unrestricted(&self, access: &Access) -> bool {
-        matches!(&self.cached, Some((seen, _, true)) if *seen == access.generation())
+    /// Logged in as a user that was unrestricted when last looked up, and the table
+    /// has not changed since: the common case, answered without touching the table.
+    pub fn unrestricted(&self, access: &Access) -> bool {
+        self.authenticated == Some(true)
+            && matches!(&self.cached, Some((seen, _, true)) if *seen == access.generation())
     }
 
     /// The session's user and whether it is unrestricted, looked up again only when
@@ -345,16 +346,6 @@ pub fn auth_args(args: &[Bytes]) -> Option<(&[u8], &[u8])> {
     }
 }
 
-/// `HELLO`'s `AUTH user password`, if it has one.
-pub fn hello_credentials(args: &[Bytes]) -> Option<(&[u8], &[u8])> {
-    let at = args
-        .iter()
-        .skip(2)
-        .position(|a| a.eq_ignore_ascii_case(b"AUTH"))?
-        + 2;
-    Some((args.get(at + 1)?, args.get(at + 2)?))
-}
-
 /// Whether this session may run this request.
 pub fn check(
     node: &Node,
@@ -374,7 +365,11 @@ pub fn check(
             return credentials(access, user, password).map(|_| ());
         }
         "HELLO" => {
-            return match hello_credentials(args) {
+            // A syntax error is HELLO's own to answer.
+            let Ok(options) = crate::admin::HelloOptions::parse(args) else {
+                return Ok(());
+            };
+            return match options.auth {
                 Some((user, password)) => credentials(access, user, password).map(|_| ()),
                 None => match session.logged_in(access) {
                     Some(true) => Ok(()),
@@ -385,7 +380,7 @@ pub fn check(
         }
         _ => {}
     }
-    if session.authenticated == Some(true) && session.known_unrestricted(access) {
+    if session.unrestricted(access) {
         return Ok(());
     }
     match session.logged_in(access) {

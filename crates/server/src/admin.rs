@@ -156,48 +156,67 @@ fn auth(node: &Arc<Node>, client: &mut Client, args: &[Bytes]) -> Value {
 
 /// `HELLO [protover [AUTH user password] [SETNAME name]]`: every option is read
 /// before any takes effect, so a refused AUTH leaves the protocol as it was.
-fn hello(node: &Arc<Node>, client: &mut Client, args: &[Bytes]) -> Value {
-    let mut protocol = client.protocol;
-    let mut i = 1;
-    if let Some(version) = args.get(1) {
-        match version.as_ref() {
-            b"2" => protocol = Protocol::Resp2,
-            b"3" => protocol = Protocol::Resp3,
-            other => {
-                if text(other).parse::<i64>().is_err() {
-                    return Value::Error(
-                        "ERR Protocol version is not an integer or out of range".into(),
-                    );
+/// `HELLO [protover [AUTH user password] [SETNAME name]]`, read whole before anything
+/// takes effect (so a refused AUTH leaves the protocol as it was).
+pub struct HelloOptions<'a> {
+    pub protocol: Option<Protocol>,
+    pub auth: Option<(&'a [u8], &'a [u8])>,
+    pub name: Option<String>,
+}
+
+impl<'a> HelloOptions<'a> {
+    /// The options, or the error HELLO answers.
+    pub fn parse(args: &'a [Bytes]) -> Result<Self, String> {
+        let mut options = HelloOptions {
+            protocol: None,
+            auth: None,
+            name: None,
+        };
+        let mut i = 1;
+        if let Some(version) = args.get(1) {
+            options.protocol = Some(match version.as_ref() {
+                b"2" => Protocol::Resp2,
+                b"3" => Protocol::Resp3,
+                other if text(other).parse::<i64>().is_err() => {
+                    return Err("ERR Protocol version is not an integer or out of range".into())
                 }
-                return Value::Error("NOPROTO unsupported protocol version".into());
+                _ => return Err("NOPROTO unsupported protocol version".into()),
+            });
+            i = 2;
+        }
+        while i < args.len() {
+            match text(&args[i]).to_ascii_uppercase().as_str() {
+                "AUTH" if i + 2 < args.len() => {
+                    options.auth = Some((&args[i + 1], &args[i + 2]));
+                    i += 3;
+                }
+                "SETNAME" if i + 1 < args.len() => {
+                    options.name = Some(text(&args[i + 1]));
+                    i += 2;
+                }
+                _ => return Err("ERR Syntax error in HELLO option".into()),
             }
         }
-        i = 2;
+        Ok(options)
     }
-    let mut login = None;
-    let mut name = None;
-    while i < args.len() {
-        match text(&args[i]).to_ascii_uppercase().as_str() {
-            "AUTH" if i + 2 < args.len() => {
-                login = Some((args[i + 1].clone(), args[i + 2].clone()));
-                i += 3;
-            }
-            "SETNAME" if i + 1 < args.len() => {
-                name = Some(text(&args[i + 1]));
-                i += 2;
-            }
-            _ => return Value::Error("ERR Syntax error in HELLO option".into()),
-        }
-    }
-    if let Some((user, password)) = login {
-        match access::credentials(&node.access, &user, &password) {
+}
+
+fn hello(node: &Arc<Node>, client: &mut Client, args: &[Bytes]) -> Value {
+    let options = match HelloOptions::parse(args) {
+        Ok(options) => options,
+        Err(e) => return Value::Error(e),
+    };
+    if let Some((user, password)) = options.auth {
+        match access::credentials(&node.access, user, password) {
             Ok(user) => client.session.login(&user),
             Err(denial) => return Value::Error(denial.message()),
         }
     }
-    client.protocol = protocol;
-    if name.is_some() {
-        client.name = name;
+    if let Some(protocol) = options.protocol {
+        client.protocol = protocol;
+    }
+    if options.name.is_some() {
+        client.name = options.name;
     }
     Value::Map(vec![
         (Value::bulk("server"), Value::bulk("redis")),
