@@ -6,6 +6,7 @@ error text; these tests ask both and compare. The stubs are generated from the p
 the repository at test time, so a change to the proto is tested as it stands.
 """
 
+import base64
 import functools
 import importlib
 import json
@@ -22,7 +23,7 @@ from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 from grpc_tools import protoc
 
-from conftest import ROOT, Server
+from conftest import ROOT, Server, wait_for
 from loopback import free_port
 
 DIM = 8
@@ -401,3 +402,72 @@ def test_reflection_serves_the_proto(channel, pb):
     assert methods(served) == methods(ours)
     assert sorted(m.name for m in served.message_type) == sorted(
         m.name for m in ours.message_type)
+
+
+def basic(user, password):
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return [("authorization", f"Basic {token}")]
+
+
+def test_calls_run_as_the_user_their_credentials_name(server, r, api, pb, docs):
+    """ACL users apply to gRPC as to RESP: Basic credentials in the metadata, the same
+    rules, the same words; no credentials is `default`."""
+    query = pb.SearchRequest(index="g", filter="*", k=3, vector_field="v",
+                             floats=pb.FloatVector(values=docs[0].tolist()))
+    r.execute_command("ACL", "SETUSER", "reader", "on", ">r-secret", "~g:*", "+@read",
+                      "+@search", "-ft.create", "-ft.dropindex")
+    r.execute_command("ACL", "SETUSER", "other", "on", ">o-secret", "~x:*", "+@all")
+    try:
+        hits = api.Search(query, metadata=basic("reader", "r-secret")).hits
+        assert hits[0].key == "g:0"
+        assert api.Get(pb.GetRequest(key="g:1"), metadata=basic("reader", "r-secret")).found
+        cases = [
+            # (call, request, credentials, status, text)
+            ("Upsert", pb.Document(key="g:new", fields={"n": b"1"}), basic("reader", "r-secret"),
+             grpc.StatusCode.PERMISSION_DENIED,
+             "NOPERM User reader has no permissions to run the 'hset' command"),
+            ("DropIndex", pb.DropIndexRequest(index="g"), basic("reader", "r-secret"),
+             grpc.StatusCode.PERMISSION_DENIED,
+             "NOPERM User reader has no permissions to run the 'ft.dropindex' command"),
+            ("Search", query, basic("other", "o-secret"), grpc.StatusCode.PERMISSION_DENIED,
+             "NOPERM The user doesn't have a permission to execute a command"),
+            ("Get", pb.GetRequest(key="g:1"), basic("other", "o-secret"),
+             grpc.StatusCode.PERMISSION_DENIED, "NOPERM No permissions to access a key"),
+            ("Search", query, basic("reader", "wrong"), grpc.StatusCode.UNAUTHENTICATED,
+             "WRONGPASS invalid username-password pair or user is disabled."),
+            ("Search", query, [("authorization", "Bearer xyz")], grpc.StatusCode.UNAUTHENTICATED,
+             "authorization must be `Basic base64(user:password)`"),
+        ]
+        for call, request, metadata, code, text in cases:
+            with pytest.raises(grpc.RpcError) as e:
+                getattr(api, call)(request, metadata=metadata)
+            assert (e.value.code(), e.value.details()) == (code, text), (call, metadata)
+        # Lock `default`: a call without credentials is now refused, as a RESP
+        # connection that has not logged in (on every node once it has refreshed its
+        # users, within a second: a revocation is not pushed).
+        r.execute_command("ACL", "SETUSER", "default", "resetpass", ">d-secret")
+
+        def refused():
+            try:
+                api.ListIndexes(pb.ListIndexesRequest())
+                return False
+            except grpc.RpcError:
+                return True
+
+        wait_for(lambda: all([refused() for _ in range(6)]), timeout=10,
+                 what="every node to refuse calls without credentials")
+        with pytest.raises(grpc.RpcError) as e:
+            api.ListIndexes(pb.ListIndexesRequest())
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert e.value.details().startswith("NOAUTH")
+        assert "g" in api.ListIndexes(pb.ListIndexesRequest(),
+                                      metadata=basic("default", "d-secret")).indexes
+    finally:
+        admin = server.client(protocol=2, password="d-secret")
+        try:
+            admin.ping()
+        except redis.AuthenticationError:
+            admin = server.client(protocol=2)
+        admin.execute_command("ACL", "SETUSER", "default", "nopass")
+        admin.execute_command("ACL", "DELUSER", "reader", "other")
+    assert api.ListIndexes(pb.ListIndexesRequest()).indexes is not None

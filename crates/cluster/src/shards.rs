@@ -39,7 +39,7 @@ use shoal_engine::SearchResults;
 use shoal_proto::shard::shard_client::ShardClient;
 use shoal_proto::shard::ShardCall;
 use shoal_raft::{GroupError, GroupId, NodeAddr, NodeId, Request, Response};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig};
 
 use crate::local::Local;
 use crate::service::MAX_MESSAGE;
@@ -52,7 +52,6 @@ const MAX_REDIRECTS: usize = 3;
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// How often a pending remote call looks at whether the group elected someone else.
 const LEADER_WATCH: Duration = Duration::from_millis(50);
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Slack on top of the quorum timeout the remote node applies itself.
 const CALL_SLACK: Duration = Duration::from_secs(1);
 
@@ -104,6 +103,8 @@ pub struct Shards {
     /// The leader each group answered from last (or was redirected to).
     hints: Mutex<HashMap<GroupId, (NodeId, NodeAddr)>>,
     channels: Mutex<HashMap<String, Channel>>,
+    /// Mutual TLS to other nodes, when the cluster runs it.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl Shards {
@@ -114,7 +115,14 @@ impl Shards {
             group_members: parking_lot::RwLock::new(HashMap::new()),
             hints: Mutex::new(HashMap::new()),
             channels: Mutex::new(HashMap::new()),
+            tls: None,
         }
+    }
+
+    /// Calls to other nodes speak TLS with these settings.
+    pub fn with_tls(mut self, tls: Option<ClientTlsConfig>) -> Shards {
+        self.tls = tls;
+        self
     }
 
     /// Names the members of `group` when they are not every member of the cluster.
@@ -160,12 +168,8 @@ impl Shards {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| e.to_string())?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5));
+        let endpoint =
+            shoal_raft::peer_endpoint(addr, self.tls.as_ref()).map_err(|e| e.to_string())?;
         let channel = endpoint.connect_lazy();
         channels.insert(addr.to_owned(), channel.clone());
         Ok(channel)

@@ -388,3 +388,23 @@ fn watch_versions_survive_a_snapshot() {
     assert_eq!(e.versions(&keys, 9004), r.versions(&keys, 9004));
     assert_eq!(e.digest(), r.digest());
 }
+
+#[test]
+fn counters_step_by_one_or_by_their_argument_and_refuse_overflow() {
+    let mut e = Engine::new();
+    assert_eq!(apply(&mut e, 1, s("INCR c")), Reply::Int(1));
+    assert_eq!(apply(&mut e, 1, s("INCRBY c 10")), Reply::Int(11));
+    assert_eq!(apply(&mut e, 1, s("DECRBY c 4")), Reply::Int(7));
+    assert_eq!(apply(&mut e, 1, s("DECRBY c -3")), Reply::Int(10));
+    assert_eq!(apply(&mut e, 1, s("DECR c")), Reply::Int(9));
+    assert_eq!(bulk(&read(&e, 1, s("GET c"))), b"9".to_vec());
+    // i64::MIN cannot be negated; the value is left alone.
+    let min = apply(&mut e, 1, s("DECRBY c -9223372036854775808"));
+    assert!(
+        matches!(&min, Reply::Error(text) if text.contains("overflow")),
+        "{min:?}"
+    );
+    assert!(matches!(apply(&mut e, 1, s("DECRBY c x")), Reply::Error(_)));
+    assert!(matches!(apply(&mut e, 1, s("DECRBY c")), Reply::Error(_)));
+    assert_eq!(bulk(&read(&e, 1, s("GET c"))), b"9".to_vec());
+}

@@ -54,6 +54,13 @@ impl Host {
         })
     }
 
+    /// Speaks mutual TLS to other nodes: call before any group is opened (each group's
+    /// network is a clone of the host's).
+    pub fn with_peer_tls(mut self, tls: Option<&crate::PeerTls>) -> Host {
+        self.network = Network::with_tls(tls.map(|t| t.client.clone()));
+        self
+    }
+
     pub fn id(&self) -> NodeId {
         self.id
     }

@@ -27,7 +27,7 @@ use shoal_proto::raft::raft_transport_client::RaftTransportClient;
 use shoal_proto::raft::raft_transport_server::RaftTransport;
 use shoal_proto::raft::{GroupReply, GroupRequest, SnapshotChunk};
 use tokio::io::AsyncWriteExt;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::db::GroupId;
@@ -174,6 +174,33 @@ impl Faults {
 pub struct Network {
     peers: Arc<Mutex<HashMap<NodeId, Peer>>>,
     faults: Faults,
+    tls: Option<ClientTlsConfig>,
+}
+
+/// Mutual TLS between nodes: what a node's gRPC server presents and requires, and
+/// what its channels to other nodes present and check.
+#[derive(Debug, Clone)]
+pub struct PeerTls {
+    pub server: ServerTlsConfig,
+    pub client: ClientTlsConfig,
+}
+
+/// A lazily connecting channel's settings to another node's gRPC address: every
+/// node-to-node channel (Raft traffic, routed commands) is made alike.
+pub fn peer_endpoint(
+    addr: &str,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<Endpoint, tonic::transport::Error> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5));
+    match tls {
+        Some(tls) => endpoint.tls_config(tls.clone()),
+        None => Ok(endpoint),
+    }
 }
 
 #[derive(Debug)]
@@ -209,6 +236,14 @@ impl Network {
         Self::default()
     }
 
+    /// Channels to peers speak TLS with these settings.
+    pub fn with_tls(tls: Option<ClientTlsConfig>) -> Self {
+        Network {
+            tls,
+            ..Self::default()
+        }
+    }
+
     pub fn faults(&self) -> &Faults {
         &self.faults
     }
@@ -219,13 +254,7 @@ impl Network {
         if peers.get(&node).is_some_and(|p| p.addr == addr) {
             return;
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}")).map(|e| {
-            e.connect_timeout(CONNECT_TIMEOUT)
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(5))
-                .keep_alive_timeout(Duration::from_secs(5))
-        });
-        match endpoint {
+        match peer_endpoint(addr, self.tls.as_ref()) {
             Ok(endpoint) => {
                 peers.insert(
                     node,

@@ -591,6 +591,17 @@ pub static COMMANDS: &[Command] = &[
         "string",
         "Increments the integer value of a key by a number."
     ),
+    cmd!(
+        "DECRBY",
+        3,
+        ["write", "denyoom", "fast"],
+        1,
+        1,
+        1,
+        ["write", "string", "fast"],
+        "string",
+        "Decrements a number from the integer value of a key."
+    ),
     // Hashes.
     cmd!(
         "HSET",

@@ -440,7 +440,9 @@ pub fn check(
 /// and need read access as well (`INCRBY k 0` would otherwise read a write-only key).
 fn returns_the_value(command: &Command, args: &[Bytes]) -> bool {
     match command.name {
-        "INCR" | "DECR" | "INCRBY" | "HINCRBY" | "HINCRBYFLOAT" | "JSON.NUMINCRBY" => true,
+        "INCR" | "DECR" | "INCRBY" | "DECRBY" | "HINCRBY" | "HINCRBYFLOAT" | "JSON.NUMINCRBY" => {
+            true
+        }
         "SET" => args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"GET")),
         _ => false,
     }

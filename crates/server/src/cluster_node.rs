@@ -38,7 +38,12 @@ pub struct Started {
 
 /// Opens the node's groups, serves gRPC on `grpc`, and bootstraps new groups from the
 /// configured members (see [`bootstrap`]).
-pub async fn start(config: &NodeConfig, grpc: TcpListener) -> Result<Started> {
+pub async fn start(
+    config: &NodeConfig,
+    grpc: TcpListener,
+    tls: Option<&crate::tls::Tls>,
+) -> Result<Started> {
+    let peer_tls = tls.and_then(crate::tls::Tls::peer);
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let raft_config = shoal_raft::raft_config(
@@ -47,7 +52,9 @@ pub async fn start(config: &NodeConfig, grpc: TcpListener) -> Result<Started> {
         config.snapshot_after_logs,
     );
     let host = Arc::new(
-        Host::open(config.id, &config.data_dir, raft_config).context("opening the Raft log")?,
+        Host::open(config.id, &config.data_dir, raft_config)
+            .context("opening the Raft log")?
+            .with_peer_tls(peer_tls.as_ref()),
     );
     for group in 0..config.groups {
         host.open_group(group)
@@ -71,6 +78,12 @@ pub async fn start(config: &NodeConfig, grpc: TcpListener) -> Result<Started> {
     let server = {
         let raft = host.service().into_server();
         let shard = shoal_cluster::ShardService::new(local.clone()).into_server();
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &peer_tls {
+            builder = builder
+                .tls_config(tls.server.clone())
+                .context("the peers' TLS settings")?;
+        }
         tokio::spawn(async move {
             let stop = async {
                 let _ = grpc_stopped.await;
@@ -79,7 +92,7 @@ pub async fn start(config: &NodeConfig, grpc: TcpListener) -> Result<Started> {
             // last one (that stalled every ReadIndex read by a delayed-ACK period).
             let incoming =
                 tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
-            let served = tonic::transport::Server::builder()
+            let served = builder
                 .add_service(raft)
                 .add_service(shard)
                 .serve_with_incoming_shutdown(incoming, stop)
@@ -119,7 +132,8 @@ pub async fn start(config: &NodeConfig, grpc: TcpListener) -> Result<Started> {
             .iter()
             .map(|(id, addr)| (*id, addr.clone()))
             .collect(),
-    );
+    )
+    .with_tls(peer_tls.map(|t| t.client));
     for (g, members) in placed {
         shards = shards.with_group_members(g, members);
     }

@@ -9,9 +9,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
 use shoal_resp::{encode, lookup, Decoder, Limits, Protocol, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::access::{Denial, Session};
@@ -31,6 +34,52 @@ pub struct Settings {
     /// How long an answered connection polls for its next request before parking
     /// (see `busy_poll`); zero parks at once.
     pub busy_poll: std::time::Duration,
+}
+
+/// What a connection reads requests from: a plain socket, or a TLS session over one.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Polls for the next request for up to `budget` before the caller parks (see
+    /// `busy_poll`).
+    fn poll_for(&self, input: &mut BytesMut, budget: std::time::Duration) -> Polled;
+
+    /// Appends what is already waiting, without blocking; `Closed` when the peer closed
+    /// or the connection failed.
+    fn take_waiting(&mut self, input: &mut BytesMut) -> Polled;
+}
+
+impl Transport for TcpStream {
+    fn poll_for(&self, input: &mut BytesMut, budget: std::time::Duration) -> Polled {
+        poll_for(self, input, budget, MAX_BATCH_BYTES)
+    }
+
+    fn take_waiting(&mut self, input: &mut BytesMut) -> Polled {
+        match self.try_read_buf(input) {
+            // A close is seen again by the next read, after this batch.
+            Ok(0) => Polled::Idle,
+            Ok(_) => Polled::Data,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Polled::Idle,
+            Err(_) => Polled::Closed,
+        }
+    }
+}
+
+impl Transport for TlsStream<TcpStream> {
+    /// No spinning under TLS: bytes on the socket are not yet a request (records need
+    /// decrypting, and a read may be only a handshake message).
+    fn poll_for(&self, _input: &mut BytesMut, _budget: std::time::Duration) -> Polled {
+        Polled::Idle
+    }
+
+    fn take_waiting(&mut self, input: &mut BytesMut) -> Polled {
+        // One poll of the read: decrypted bytes already buffered, or records already
+        // on the socket; `None` when it would wait. The waker it registers is replaced
+        // by the next real read's.
+        match self.read_buf(input).now_or_never() {
+            Some(Ok(0)) | None => Polled::Idle,
+            Some(Ok(_)) => Polled::Data,
+            Some(Err(_)) => Polled::Closed,
+        }
+    }
 }
 
 /// Where a connection is in the MULTI/EXEC protocol.
@@ -125,7 +174,13 @@ impl Run {
     }
 }
 
-pub async fn serve(node: Arc<Node>, mut stream: TcpStream, settings: Settings) {
+/// Serves one accepted connection, after its TLS handshake when the port speaks TLS.
+pub async fn serve(
+    node: Arc<Node>,
+    mut stream: TcpStream,
+    settings: Settings,
+    tls: Option<TlsAcceptor>,
+) {
     let addr = stream
         .peer_addr()
         .map_or_else(|_| "?".to_owned(), |a| a.to_string());
@@ -150,15 +205,49 @@ pub async fn serve(node: Arc<Node>, mut stream: TcpStream, settings: Settings) {
         .fetch_add(1, Ordering::Relaxed);
     let span = tracing::debug_span!("connection", id = client.id, peer = %client.addr);
     let _ = stream.set_nodelay(true);
-    run(&node, &mut stream, &mut client, settings)
-        .instrument(span)
-        .await;
+    match tls {
+        None => {
+            run(&node, &mut stream, &mut client, settings)
+                .instrument(span)
+                .await
+        }
+        Some(acceptor) => {
+            let handshake =
+                tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+            match handshake.instrument(span.clone()).await {
+                Ok(Ok(mut stream)) => {
+                    run(&node, &mut stream, &mut client, settings)
+                        .instrument(span)
+                        .await;
+                    // close_notify, so the client sees a clean end.
+                    let _ = stream.shutdown().await;
+                }
+                Ok(Err(e)) => {
+                    node.counters
+                        .tls_handshake_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(parent: &span, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    node.counters
+                        .tls_handshake_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(parent: &span, "TLS handshake timed out");
+                }
+            }
+        }
+    }
     node.counters
         .connected_clients
         .fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, settings: Settings) {
+async fn run(
+    node: &Arc<Node>,
+    stream: &mut impl Transport,
+    client: &mut Client,
+    settings: Settings,
+) {
     let decoder = Decoder::new(settings.limits);
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
@@ -166,7 +255,7 @@ async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, sett
         if input.capacity() - input.len() < READ_CHUNK / 2 {
             input.reserve(READ_CHUNK);
         }
-        match poll_for(stream, &mut input, settings.busy_poll, MAX_BATCH_BYTES) {
+        match stream.poll_for(&mut input, settings.busy_poll) {
             Polled::Data => {}
             Polled::Closed => return,
             Polled::Idle => match stream.read_buf(&mut input).await {
@@ -178,11 +267,10 @@ async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, sett
         // applied as one batch, whose vector inserts run in parallel.
         while input.len() < MAX_BATCH_BYTES {
             input.reserve(READ_CHUNK);
-            match stream.try_read_buf(&mut input) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(_) => return,
+            match stream.take_waiting(&mut input) {
+                Polled::Data => {}
+                Polled::Idle => break,
+                Polled::Closed => return,
             }
         }
         let mut run = Run::default();
@@ -193,7 +281,9 @@ async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, sett
                 Err(e) => {
                     run.flush(node, client, &mut output).await;
                     encode(&Value::Error(e.to_string()), client.protocol, &mut output);
-                    let _ = stream.write_all(&output).await;
+                    if stream.write_all(&output).await.is_ok() {
+                        let _ = stream.flush().await;
+                    }
                     return;
                 }
             };
@@ -269,7 +359,8 @@ async fn run(node: &Arc<Node>, stream: &mut TcpStream, client: &mut Client, sett
         }
         run.flush(node, client, &mut output).await;
         if !output.is_empty() {
-            if stream.write_all(&output).await.is_err() {
+            // (A TLS session encrypts into its own buffer: flush sends it.)
+            if stream.write_all(&output).await.is_err() || stream.flush().await.is_err() {
                 return;
             }
             output.clear();

@@ -50,6 +50,8 @@ pub struct Shape {
     pub data_dir: PathBuf,
     pub max_bulk_len: usize,
     pub busy_poll_us: u64,
+    /// Mutual TLS between the embedded nodes, when asked for.
+    pub tls: Option<crate::tls::Tls>,
 }
 
 /// The running nodes.
@@ -168,7 +170,7 @@ impl DevCluster {
                 ..NodeArgs::default()
             }
             .resolve()?;
-            nodes.push(cluster_node::start(&config, listener).await?);
+            nodes.push(cluster_node::start(&config, listener, shape.tls.as_ref()).await?);
         }
         let cluster = DevCluster { nodes };
         let deadline = Instant::now() + READY_WITHIN;

@@ -105,12 +105,13 @@ pub fn render(node: &Arc<Node>, asked: &[String]) -> String {
         section(
             "Stats",
             format!(
-                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\nexpired_keys:{expired}\r\nacl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\n",
+                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\nexpired_keys:{expired}\r\nacl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\ntls_handshake_failures:{}\r\n",
                 c.connections_received.load(Ordering::Relaxed),
                 c.commands_processed.load(Ordering::Relaxed),
                 node.access.denied_auth.load(Ordering::Relaxed),
                 node.access.denied_cmd.load(Ordering::Relaxed),
                 node.access.denied_key.load(Ordering::Relaxed),
+                c.tls_handshake_failures.load(Ordering::Relaxed),
             ),
         );
     }

@@ -21,6 +21,7 @@ mod node;
 mod node_config;
 mod persist;
 mod raft_admin;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,7 +53,7 @@ struct Cli {
 enum Command {
     /// Runs a whole cluster in this process (or, with --standalone, one unreplicated
     /// engine) behind one RESP address.
-    Dev(DevArgs),
+    Dev(Box<DevArgs>),
     /// Runs a replica of Raft-replicated shard groups (flags or a TOML file).
     Node(Box<node_config::NodeArgs>),
 }
@@ -98,6 +99,8 @@ struct DevArgs {
     /// spinning. 0 (the default) never spins; at most 1000.
     #[arg(long, default_value_t = 0)]
     busy_poll_us: u64,
+    #[command(flatten)]
+    tls: node_config::TlsArgs,
 }
 
 fn main() -> Result<()> {
@@ -114,7 +117,7 @@ fn main() -> Result<()> {
         .build()
         .context("starting the runtime")?;
     match cli.command {
-        Command::Dev(args) => runtime.block_on(dev(args)),
+        Command::Dev(args) => runtime.block_on(dev(*args)),
         Command::Node(args) => {
             let config = (*args).resolve()?;
             runtime.block_on(replicated_node(config))
@@ -122,7 +125,8 @@ fn main() -> Result<()> {
     }
 }
 
-async fn dev(args: DevArgs) -> Result<()> {
+async fn dev(mut args: DevArgs) -> Result<()> {
+    let tls = load_tls(std::mem::take(&mut args.tls).resolve(node_config::TlsTable::default())?)?;
     let listener = TcpListener::bind(args.resp)
         .await
         .with_context(|| format!("binding {}", args.resp))?;
@@ -136,7 +140,7 @@ async fn dev(args: DevArgs) -> Result<()> {
         busy_poll: Duration::from_micros(args.busy_poll_us.min(1_000)),
     };
     if args.standalone {
-        return standalone(args, listener, settings).await;
+        return standalone(args, listener, settings, tls).await;
     }
     // Without a data directory the cluster lives in a temporary one, removed at exit.
     let (data_dir, temporary) = match &args.data_dir {
@@ -155,10 +159,11 @@ async fn dev(args: DevArgs) -> Result<()> {
         data_dir: data_dir.clone(),
         max_bulk_len: args.max_bulk_len,
         busy_poll_us: args.busy_poll_us,
+        tls: tls.clone(),
     };
     let cluster = dev_cluster::DevCluster::start(&shape).await?;
     let nodes: Vec<Arc<node::Node>> = cluster.nodes.iter().map(|n| n.node.clone()).collect();
-    let api = ApiServer::start(args.api, nodes.clone()).await?;
+    let api = ApiServer::start(args.api, nodes.clone(), tls.as_ref()).await?;
     let settings = connection::Settings {
         limits: Limits {
             max_bulk_len: args.max_bulk_len.min(node_config::MAX_BULK_LEN),
@@ -167,10 +172,10 @@ async fn dev(args: DevArgs) -> Result<()> {
         ..settings
     };
     tracing::info!(resp = %local, api = %api.addr, nodes = args.nodes, groups = args.groups,
-        data_dir = %data_dir.display(), "shoal dev cluster ready");
+        data_dir = %data_dir.display(), tls = tls.is_some(), "shoal dev cluster ready");
     // The line tests and scripts wait for.
     println!("shoal dev listening on {local}");
-    serve_resp(&nodes, listener, settings, shutdown_signal()).await;
+    serve_resp(&nodes, listener, settings, tls, shutdown_signal()).await;
     tracing::info!("shutting down");
     api.stop().await;
     cluster.stop().await?;
@@ -188,19 +193,21 @@ async fn standalone(
     args: DevArgs,
     listener: TcpListener,
     settings: connection::Settings,
+    tls: Option<tls::Tls>,
 ) -> Result<()> {
     let local = listener.local_addr()?;
     let node = node::Node::open(args.data_dir.clone(), local.port())?;
     node.spawn_background(Duration::from_secs(args.snapshot_interval.max(1)));
-    let api = ApiServer::start(args.api, vec![node.clone()]).await?;
+    let api = ApiServer::start(args.api, vec![node.clone()], tls.as_ref()).await?;
     tracing::info!(resp = %local, api = %api.addr, data_dir = ?args.data_dir,
-        "shoal dev (standalone) ready");
+        tls = tls.is_some(), "shoal dev (standalone) ready");
     // The line tests and scripts wait for.
     println!("shoal dev listening on {local}");
     serve_resp(
         std::slice::from_ref(&node),
         listener,
         settings,
+        tls,
         shutdown_signal(),
     )
     .await;
@@ -214,14 +221,24 @@ async fn standalone(
     Ok(())
 }
 
+/// Reads the TLS files once, at start: unusable settings stop the process rather than
+/// let it serve in plaintext.
+fn load_tls(files: Option<tls::TlsFiles>) -> Result<Option<tls::Tls>> {
+    files
+        .map(|f| tls::Tls::load(&f).context("loading the TLS settings"))
+        .transpose()
+}
+
 /// Accepts RESP connections until `shutdown` completes, handing them to `nodes` in
-/// turn (every node's router serves clients).
+/// turn (every node's router serves clients); over TLS only when `tls` is set.
 async fn serve_resp(
     nodes: &[Arc<node::Node>],
     listener: TcpListener,
     settings: connection::Settings,
+    tls: Option<tls::Tls>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let acceptor = tls.map(|t| t.acceptor);
     tokio::pin!(shutdown);
     let mut next = 0usize;
     loop {
@@ -229,7 +246,12 @@ async fn serve_resp(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     if let Some(node) = nodes.get(next % nodes.len().max(1)) {
-                        tokio::spawn(connection::serve(node.clone(), stream, settings));
+                        tokio::spawn(connection::serve(
+                            node.clone(),
+                            stream,
+                            settings,
+                            acceptor.clone(),
+                        ));
                     }
                     next = next.wrapping_add(1);
                 }
@@ -249,9 +271,10 @@ async fn replicated_node(config: node_config::NodeConfig) -> Result<()> {
     let resp = TcpListener::bind(config.resp)
         .await
         .with_context(|| format!("binding RESP {}", config.resp))?;
-    let started = cluster_node::start(&config, grpc).await?;
+    let tls = load_tls(config.tls.clone())?;
+    let started = cluster_node::start(&config, grpc, tls.as_ref()).await?;
     let api = match config.api {
-        Some(addr) => Some(ApiServer::start(addr, vec![started.node.clone()]).await?),
+        Some(addr) => Some(ApiServer::start(addr, vec![started.node.clone()], tls.as_ref()).await?),
         None => None,
     };
     let settings = connection::Settings {
@@ -262,7 +285,8 @@ async fn replicated_node(config: node_config::NodeConfig) -> Result<()> {
         busy_poll: Duration::from_micros(config.busy_poll_us.min(1_000)),
     };
     tracing::info!(id = config.id, zone = %config.zone, resp = %config.resp, grpc = %config.grpc,
-        groups = config.groups, members = config.members.len(), "shoal node ready");
+        groups = config.groups, members = config.members.len(), tls = tls.is_some(),
+        "shoal node ready");
     // The line tests and scripts wait for.
     println!(
         "shoal node {} listening on resp {} grpc {}",
@@ -272,6 +296,7 @@ async fn replicated_node(config: node_config::NodeConfig) -> Result<()> {
         std::slice::from_ref(&started.node),
         resp,
         settings,
+        tls,
         shutdown_signal(),
     )
     .await;
@@ -294,7 +319,12 @@ struct ApiServer {
 impl ApiServer {
     /// Binds `addr` (so that clients can connect once the node says it listens) and
     /// serves in the background.
-    async fn start(addr: SocketAddr, nodes: Vec<Arc<node::Node>>) -> Result<ApiServer> {
+    async fn start(
+        addr: SocketAddr,
+        nodes: Vec<Arc<node::Node>>,
+        tls: Option<&tls::Tls>,
+    ) -> Result<ApiServer> {
+        let tls = tls.map(tls::Tls::api_server);
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the gRPC API {addr}"))?;
@@ -304,7 +334,7 @@ impl ApiServer {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            if let Err(e) = api::serve(nodes, listener, shutdown).await {
+            if let Err(e) = api::serve(nodes, listener, tls, shutdown).await {
                 tracing::error!(error = %e, "gRPC API stopped");
             }
         });

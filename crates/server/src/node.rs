@@ -32,6 +32,9 @@ pub struct Counters {
     pub connected_clients: AtomicU64,
     pub commands_processed: AtomicU64,
     pub active_queries: AtomicU64,
+    /// TLS clients whose handshake failed or timed out (a wrong CA, plaintext on a
+    /// TLS port, no client certificate).
+    pub tls_handshake_failures: AtomicU64,
     /// Writes applied since the last snapshot.
     pub dirty: AtomicU64,
     pub last_save_unix: AtomicU64,

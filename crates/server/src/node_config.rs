@@ -14,6 +14,16 @@
 //! resp = "127.0.0.1:7001"
 //! ```
 //!
+//! TLS goes in its own table (keys as the `--tls-*` flags, without the prefix):
+//!
+//! ```toml
+//! [tls]
+//! cert_file = "/etc/shoal/node.pem"
+//! key_file = "/etc/shoal/node.key"
+//! ca_cert_file = "/etc/shoal/ca.pem"   # clients must present a certificate it signed
+//! peers = true                         # mutual TLS between nodes too
+//! ```
+//!
 //! Without members the node starts empty and waits to be added to its groups
 //! (`RAFT ADD-LEARNER` on a leader).
 
@@ -24,6 +34,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use shoal_raft::{NodeAddr, NodeId, ReadMode};
+
+use crate::tls::{AuthClients, TlsFiles};
 
 /// Why the settings are unusable.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +96,90 @@ pub struct FileConfig {
     pub read_mode: Option<String>,
     pub max_bulk_len: Option<usize>,
     pub busy_poll_us: Option<u64>,
+    pub tls: Option<TlsTable>,
+}
+
+/// The file's `[tls]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsTable {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub ca_cert_file: Option<PathBuf>,
+    pub auth_clients: Option<String>,
+    pub peers: Option<bool>,
+    pub peer_server_name: Option<String>,
+}
+
+/// TLS flags, shared by `shoal node` and `shoal dev`.
+#[derive(Debug, Default, clap::Args)]
+pub struct TlsArgs {
+    /// Serve the RESP port and the gRPC API over TLS only, with this certificate chain
+    /// (PEM); needs --tls-key-file.
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long)]
+    pub tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) that sign client certificates (and peers' with
+    /// --tls-peers).
+    #[arg(long)]
+    pub tls_ca_cert_file: Option<PathBuf>,
+    /// With a CA: whether clients must present a certificate it signed: yes, optional
+    /// or no [default: yes].
+    #[arg(long)]
+    pub tls_auth_clients: Option<String>,
+    /// Mutual TLS between nodes too (the Raft transport and routed commands): every
+    /// node presents its certificate and checks the others' against the CA.
+    #[arg(long)]
+    pub tls_peers: bool,
+    /// The name peers' certificates are checked against [default: the peer's address].
+    #[arg(long)]
+    pub tls_peer_server_name: Option<String>,
+}
+
+impl TlsArgs {
+    /// The flags overlaid on the file's table, checked.
+    pub fn resolve(self, file: TlsTable) -> Result<Option<TlsFiles>, ConfigError> {
+        let cert = self.tls_cert_file.or(file.cert_file);
+        let key = self.tls_key_file.or(file.key_file);
+        let ca = self.tls_ca_cert_file.or(file.ca_cert_file);
+        let peers = self.tls_peers || file.peers.unwrap_or(false);
+        let auth_clients = match self.tls_auth_clients.or(file.auth_clients) {
+            Some(s) => s
+                .parse::<AuthClients>()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?,
+            None => AuthClients::Yes,
+        };
+        let peer_server_name = self.tls_peer_server_name.or(file.peer_server_name);
+        let (cert, key) = match (cert, key) {
+            (Some(cert), Some(key)) => (cert, key),
+            (None, None) => {
+                if ca.is_some() || peers || peer_server_name.is_some() {
+                    return Err(ConfigError::Invalid(
+                        "the TLS settings need tls_cert_file and tls_key_file".into(),
+                    ));
+                }
+                return Ok(None);
+            }
+            (Some(_), None) => return Err(ConfigError::Missing("tls_key_file")),
+            (None, Some(_)) => return Err(ConfigError::Missing("tls_cert_file")),
+        };
+        if peers && ca.is_none() {
+            return Err(ConfigError::Invalid(
+                "tls_peers needs tls_ca_cert_file (the CA that signs every node's certificate)"
+                    .into(),
+            ));
+        }
+        Ok(Some(TlsFiles {
+            cert,
+            key,
+            ca,
+            auth_clients,
+            peers,
+            peer_server_name,
+        }))
+    }
 }
 
 /// `shoal node`'s flags; each overrides the same key of `--config`.
@@ -156,6 +252,8 @@ pub struct NodeArgs {
     /// See `shoal dev --busy-poll-us` [default: 0].
     #[arg(long)]
     pub busy_poll_us: Option<u64>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// The settings `shoal node` runs with.
@@ -179,6 +277,8 @@ pub struct NodeConfig {
     pub read_mode: ReadMode,
     pub max_bulk_len: usize,
     pub busy_poll_us: u64,
+    /// TLS on the client fronts (and between nodes when asked).
+    pub tls: Option<TlsFiles>,
 }
 
 /// Parses `ID,ZONE,GRPC_ADDR,RESP_ADDR`.
@@ -298,6 +398,7 @@ impl NodeArgs {
                 .or(file.max_bulk_len)
                 .unwrap_or(MAX_BULK_LEN),
             busy_poll_us: self.busy_poll_us.or(file.busy_poll_us).unwrap_or(0),
+            tls: self.tls.resolve(file.tls.unwrap_or_default())?,
         };
         config.check()?;
         Ok(config)
@@ -451,6 +552,65 @@ resp = "127.0.0.1:7002"
         .resolve()
         .unwrap_err();
         assert!(e.to_string().contains("unknown_key"), "{e}");
+    }
+
+    #[test]
+    fn tls_settings_come_from_the_table_or_flags_and_must_be_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "id = 1\ndata_dir = \"/x\"\n[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nca_cert_file = \"ca.pem\"\npeers = true\n",
+        )
+        .unwrap();
+        let c = NodeArgs {
+            config: Some(path.clone()),
+            ..NodeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.cert, PathBuf::from("c.pem"));
+        assert_eq!(tls.ca, Some(PathBuf::from("ca.pem")));
+        assert!(tls.peers);
+        assert_eq!(tls.auth_clients, AuthClients::Yes);
+
+        // A flag overrides the table.
+        let mut a = NodeArgs {
+            config: Some(path.clone()),
+            ..NodeArgs::default()
+        };
+        a.tls.tls_auth_clients = Some("optional".into());
+        a.tls.tls_cert_file = Some("other.pem".into());
+        let tls = a.resolve().unwrap().tls.unwrap();
+        assert_eq!(tls.auth_clients, AuthClients::Optional);
+        assert_eq!(tls.cert, PathBuf::from("other.pem"));
+
+        // Half a configuration is an error, never plaintext.
+        let mut a = args(Some(1));
+        a.tls.tls_cert_file = Some("c.pem".into());
+        assert!(matches!(
+            a.resolve(),
+            Err(ConfigError::Missing("tls_key_file"))
+        ));
+        let mut a = args(Some(1));
+        a.tls.tls_ca_cert_file = Some("ca.pem".into());
+        assert!(matches!(a.resolve(), Err(ConfigError::Invalid(_))));
+        let mut a = args(Some(1));
+        a.tls.tls_cert_file = Some("c.pem".into());
+        a.tls.tls_key_file = Some("k.pem".into());
+        a.tls.tls_peers = true;
+        assert!(a
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .contains("tls_ca_cert_file"));
+        let mut a = args(Some(1));
+        a.tls.tls_cert_file = Some("c.pem".into());
+        a.tls.tls_key_file = Some("k.pem".into());
+        a.tls.tls_auth_clients = Some("sometimes".into());
+        assert!(matches!(a.resolve(), Err(ConfigError::Invalid(_))));
+        assert!(args(Some(1)).resolve().unwrap().tls.is_none());
     }
 
     #[test]

@@ -91,9 +91,10 @@ pub(crate) fn execute(engine: &mut Engine, args: &[Vec<u8>], now: u64, resp3: bo
     let result = match name {
         "SET" => strings::set(engine, &a, now),
         "MSET" => strings::mset(engine, &a, now),
-        "INCR" => strings::incr_by(engine, &a, now, Some(1)),
-        "DECR" => strings::incr_by(engine, &a, now, Some(-1)),
-        "INCRBY" => strings::incr_by(engine, &a, now, None),
+        "INCR" => strings::incr_by(engine, &a, now, strings::Step::Fixed(1)),
+        "DECR" => strings::incr_by(engine, &a, now, strings::Step::Fixed(-1)),
+        "INCRBY" => strings::incr_by(engine, &a, now, strings::Step::Argument),
+        "DECRBY" => strings::incr_by(engine, &a, now, strings::Step::NegatedArgument),
         "DEL" | "UNLINK" => keys::del(engine, &a, now),
         "EXPIRE" => keys::expire(engine, &a, now, 1000, false),
         "PEXPIRE" => keys::expire(engine, &a, now, 1, false),
@@ -139,6 +140,7 @@ pub fn is_write(name: &str) -> bool {
             | "INCR"
             | "DECR"
             | "INCRBY"
+            | "DECRBY"
             | "DEL"
             | "UNLINK"
             | "EXPIRE"

@@ -85,20 +85,27 @@ pub(super) fn mset(engine: &mut Engine, a: &Args<'_>, _now: u64) -> Result<Reply
     Ok(Reply::Ok)
 }
 
-pub(super) fn incr_by(
-    engine: &mut Engine,
-    a: &Args<'_>,
-    now: u64,
-    by: Option<i64>,
-) -> Result<Reply> {
-    let by = match by {
-        Some(b) => {
+/// How INCR, DECR, INCRBY and DECRBY get their step.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Step {
+    Fixed(i64),
+    Argument,
+    NegatedArgument,
+}
+
+pub(super) fn incr_by(engine: &mut Engine, a: &Args<'_>, now: u64, step: Step) -> Result<Reply> {
+    let by = match step {
+        Step::Fixed(b) => {
             a.arity(1, false)?;
             b
         }
-        None => {
+        Step::Argument => {
             a.arity(2, false)?;
             a.int(1)?
+        }
+        Step::NegatedArgument => {
+            a.arity(2, false)?;
+            a.int(1)?.checked_neg().ok_or(EngineError::Overflow)?
         }
     };
     let key = a.get(0)?;

@@ -3,6 +3,7 @@
 //! the reply is read back into the typed response ([`reply`]). One implementation of
 //! every rule, so both fronts answer alike, errors included (same text).
 
+pub mod auth;
 pub mod command;
 pub mod reply;
 
@@ -24,6 +25,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use crate::node::{Node, Store};
+use auth::Caller;
 use command::Args;
 
 /// Largest request or response: a search returning many fields.
@@ -54,26 +56,35 @@ impl Api {
             .ok_or_else(|| Status::unavailable("no node serves this API"))
     }
 
-    /// Runs write commands (each its own command of one pipelined run).
-    async fn writes(&self, commands: Vec<Args>) -> Result<Vec<Reply>, Status> {
+    /// Runs write commands (each its own command of one pipelined run), if the caller
+    /// may.
+    async fn writes(&self, caller: &mut Caller, commands: Vec<Args>) -> Result<Vec<Reply>, Status> {
         let node = self.node()?;
+        let requests: Vec<Vec<Bytes>> = commands
+            .iter()
+            .map(|a| a.iter().map(|p| Bytes::copy_from_slice(p)).collect())
+            .collect();
+        caller.authorize(node, &requests).await?;
         node.counters
             .commands_processed
             .fetch_add(commands.len() as u64, Ordering::Relaxed);
         Ok(node.apply_each(commands).await)
     }
 
-    async fn write(&self, args: Args) -> Result<Reply, Status> {
-        let reply = self.writes(vec![args]).await?.pop();
+    async fn write(&self, caller: &mut Caller, args: Args) -> Result<Reply, Status> {
+        let reply = self.writes(caller, vec![args]).await?.pop();
         reply::ok(reply.unwrap_or(Reply::Null))
     }
 
-    async fn read(&self, args: Args) -> Result<Reply, Status> {
+    async fn read(&self, caller: &mut Caller, args: Args) -> Result<Reply, Status> {
         let node = self.node()?;
+        let request: Vec<Bytes> = args.into_iter().map(Bytes::from).collect();
+        caller
+            .authorize(node, std::slice::from_ref(&request))
+            .await?;
         node.counters
             .commands_processed
             .fetch_add(1, Ordering::Relaxed);
-        let request: Vec<Bytes> = args.into_iter().map(Bytes::from).collect();
         let reply = node.read_each(&[request], false, false).await.pop();
         reply::ok(reply.unwrap_or(Reply::Null))
     }
@@ -93,10 +104,11 @@ impl Shoal for Api {
         &self,
         request: Request<CreateIndexRequest>,
     ) -> Result<Response<CreateIndexResponse>, Status> {
+        let mut caller = Caller::from_metadata(request.metadata())?;
         let r = request.into_inner();
         let span = tracing::debug_span!("grpc", method = "CreateIndex", index = %r.index);
         let a = command::create_index(&r).map_err(invalid)?;
-        self.write(a).instrument(span).await?;
+        self.write(&mut caller, a).instrument(span).await?;
         Ok(Response::new(CreateIndexResponse {}))
     }
 
@@ -104,22 +116,27 @@ impl Shoal for Api {
         &self,
         request: Request<DropIndexRequest>,
     ) -> Result<Response<DropIndexResponse>, Status> {
+        let mut caller = Caller::from_metadata(request.metadata())?;
         let r = request.into_inner();
         let span = tracing::debug_span!("grpc", method = "DropIndex", index = %r.index);
         let mut a = args(&[b"FT.DROPINDEX", r.index.as_bytes()]);
         if r.delete_documents {
             a.push(b"DD".to_vec());
         }
-        self.write(a).instrument(span).await?;
+        self.write(&mut caller, a).instrument(span).await?;
         Ok(Response::new(DropIndexResponse {}))
     }
 
     async fn list_indexes(
         &self,
-        _request: Request<ListIndexesRequest>,
+        request: Request<ListIndexesRequest>,
     ) -> Result<Response<ListIndexesResponse>, Status> {
+        let mut caller = Caller::from_metadata(request.metadata())?;
         let span = tracing::debug_span!("grpc", method = "ListIndexes");
-        let reply = self.read(args(&[b"FT._LIST"])).instrument(span).await?;
+        let reply = self
+            .read(&mut caller, args(&[b"FT._LIST"]))
+            .instrument(span)
+            .await?;
         Ok(Response::new(ListIndexesResponse {
             indexes: reply::strings(reply)?,
         }))
@@ -129,20 +146,22 @@ impl Shoal for Api {
         &self,
         request: Request<IndexInfoRequest>,
     ) -> Result<Response<IndexInfoResponse>, Status> {
+        let mut caller = Caller::from_metadata(request.metadata())?;
         let r = request.into_inner();
         let span = tracing::debug_span!("grpc", method = "IndexInfo", index = %r.index);
         let reply = self
-            .read(args(&[b"FT.INFO", r.index.as_bytes()]))
+            .read(&mut caller, args(&[b"FT.INFO", r.index.as_bytes()]))
             .instrument(span)
             .await?;
         Ok(Response::new(reply::index_info(reply)?))
     }
 
     async fn upsert(&self, request: Request<Document>) -> Result<Response<UpsertResponse>, Status> {
+        let mut caller = Caller::from_metadata(request.metadata())?;
         let d = request.into_inner();
         let span = tracing::debug_span!("grpc", method = "Upsert", key = %d.key);
         let a = command::upsert(&d).map_err(invalid)?;
-        self.write(a).instrument(span).await?;
+        self.write(&mut caller, a).instrument(span).await?;
         Ok(Response::new(UpsertResponse { upserted: 1 }))
     }
 
@@ -150,6 +169,7 @@ impl Shoal for Api {
         &self,
         request: Request<Streaming<Document>>,
     ) -> Result<Response<UpsertResponse>, Status> {
+        let mut caller = Caller::from_metadata(request.metadata())?;
         let mut stream = request.into_inner();
         let span = tracing::debug_span!("grpc", method = "BulkUpsert");
         async {
@@ -167,7 +187,7 @@ impl Shoal for Api {
                     })?);
                 }
                 if batch.len() >= BULK_BATCH || (done && !batch.is_empty()) {
-                    for reply in self.writes(std::mem::take(&mut batch)).await? {
+                    for reply in self.writes(&mut caller, std::mem::take(&mut batch)).await? {
                         // Earlier documents stay written, as a pipeline's would.
                         if let Reply::Error(text) = reply {
                             let s = reply::status(&text);
@@ -189,16 +209,17 @@ impl Shoal for Api {
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        let mut caller = Caller::from_metadata(request.metadata())?;
         let r = request.into_inner();
         let span = tracing::debug_span!("grpc", method = "Get", key = %r.key);
         async {
             let key = r.key.as_bytes();
-            let kind = self.read(args(&[b"TYPE", key])).await?;
+            let kind = self.read(&mut caller, args(&[b"TYPE", key])).await?;
             let kind = reply::bytes(&kind).unwrap_or_default();
             match kind.as_slice() {
                 b"none" => Ok(Response::new(GetResponse::default())),
                 b"hash" => {
-                    let all = self.read(args(&[b"HGETALL", key])).await?;
+                    let all = self.read(&mut caller, args(&[b"HGETALL", key])).await?;
                     Ok(Response::new(GetResponse {
                         found: true,
                         fields: reply::fields(all)?,
@@ -206,7 +227,7 @@ impl Shoal for Api {
                     }))
                 }
                 b"ReJSON-RL" => {
-                    let doc = self.read(args(&[b"JSON.GET", key])).await?;
+                    let doc = self.read(&mut caller, args(&[b"JSON.GET", key])).await?;
                     let json = reply::bytes(&doc).unwrap_or_default();
                     Ok(Response::new(GetResponse {
                         found: true,
@@ -227,6 +248,7 @@ impl Shoal for Api {
         &self,
         request: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
+        let mut caller = Caller::from_metadata(request.metadata())?;
         let r = request.into_inner();
         let span = tracing::debug_span!("grpc", method = "Delete", keys = r.keys.len());
         if r.keys.is_empty() {
@@ -234,7 +256,7 @@ impl Shoal for Api {
         }
         let mut a = vec![b"DEL".to_vec()];
         a.extend(r.keys.iter().map(|k| k.as_bytes().to_vec()));
-        let reply = self.write(a).instrument(span).await?;
+        let reply = self.write(&mut caller, a).instrument(span).await?;
         Ok(Response::new(DeleteResponse {
             deleted: u64::try_from(reply::int(&reply)?).unwrap_or(0),
         }))
@@ -244,10 +266,11 @@ impl Shoal for Api {
         &self,
         request: Request<SearchRequest>,
     ) -> Result<Response<SearchResponse>, Status> {
+        let mut caller = Caller::from_metadata(request.metadata())?;
         let r = request.into_inner();
         let span = tracing::debug_span!("grpc", method = "Search", index = %r.index);
         let (a, distance) = command::search(&r).map_err(invalid)?;
-        let reply = self.read(a).instrument(span).await?;
+        let reply = self.read(&mut caller, a).instrument(span).await?;
         let keep = distance
             .as_ref()
             .is_some_and(|d| r.return_fields.iter().any(|f| f == d));
@@ -263,9 +286,13 @@ impl Shoal for Api {
 
     async fn cluster_status(
         &self,
-        _request: Request<ClusterStatusRequest>,
+        request: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
+        let mut caller = Caller::from_metadata(request.metadata())?;
         let node = self.node()?;
+        // What INFO cluster would tell the same user.
+        let info = vec![Bytes::from_static(b"INFO"), Bytes::from_static(b"cluster")];
+        caller.authorize(node, &[info]).await?;
         let Store::Replicated(r) = &node.store else {
             return Ok(Response::new(ClusterStatusResponse::default()));
         };
@@ -295,6 +322,7 @@ impl Shoal for Api {
 pub async fn serve(
     nodes: Vec<Arc<Node>>,
     listener: TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
@@ -307,7 +335,11 @@ pub async fn serve(
         .build_v1alpha()?;
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tracing::debug!(?addr, "gRPC API serving");
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .add_service(
             ShoalServer::new(Api::new(nodes))
                 .max_decoding_message_size(MAX_MESSAGE)
