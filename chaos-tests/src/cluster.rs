@@ -1,6 +1,7 @@
 //! A real cluster of `shoal node` processes on loopback, and the faults done to it:
-//! SIGKILL, SIGSTOP/SIGCONT, restart. Each node gets free ports, its own data
-//! directory and log file; zones are `a`, `b`, `c` in turn.
+//! SIGKILL, SIGSTOP/SIGCONT, restart, and partitions (through the proxies of
+//! `proxy`, in front of every node's peer port). Each node gets free ports, its own
+//! data directory and log file; zones are `a`, `b`, `c` in turn.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -9,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+
+use crate::proxy::{self, Proxies};
 
 pub const ZONES: [&str; 3] = ["a", "b", "c"];
 
@@ -29,6 +32,7 @@ pub struct Node {
     pub id: u64,
     pub zone: &'static str,
     pub resp: u16,
+    /// Where the node listens for its peers; they reach it through its proxy.
     pub grpc: u16,
     child: Option<Child>,
     paused: bool,
@@ -55,6 +59,7 @@ impl Node {
 pub struct Cluster {
     pub shape: Shape,
     pub nodes: Vec<Node>,
+    pub proxies: Proxies,
     dir: PathBuf,
 }
 
@@ -87,9 +92,12 @@ impl Cluster {
                 paused: false,
             });
         }
+        let upstreams: Vec<(u64, u16)> = nodes.iter().map(|n| (n.id, n.grpc)).collect();
+        let proxies = Proxies::start(&upstreams).await?;
         let mut cluster = Cluster {
             shape,
             nodes,
+            proxies,
             dir: dir.to_owned(),
         };
         for i in 0..cluster.nodes.len() {
@@ -99,6 +107,11 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The address peers reach node `id` at: its proxy.
+    fn advertised(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.proxies.ports.get(&id).copied().unwrap_or(0))
+    }
+
     fn members(&self) -> Vec<String> {
         self.nodes
             .iter()
@@ -106,8 +119,11 @@ impl Cluster {
                 [
                     "--member".to_owned(),
                     format!(
-                        "{},{},127.0.0.1:{},127.0.0.1:{}",
-                        n.id, n.zone, n.grpc, n.resp
+                        "{},{},{},127.0.0.1:{}",
+                        n.id,
+                        n.zone,
+                        self.advertised(n.id),
+                        n.resp
                     ),
                 ]
             })
@@ -117,6 +133,7 @@ impl Cluster {
     /// Starts node `i` (again): same ports, same data.
     pub fn spawn(&mut self, i: usize) -> Result<()> {
         let members = self.members();
+        let advertised = self.advertised(self.nodes[i].id);
         let shape = &self.shape;
         let node = &mut self.nodes[i];
         let log = std::fs::OpenOptions::new()
@@ -128,6 +145,8 @@ impl Cluster {
             .args(["--id", &node.id.to_string(), "--zone", node.zone])
             .args(["--resp", &format!("127.0.0.1:{}", node.resp)])
             .args(["--grpc", &format!("127.0.0.1:{}", node.grpc)])
+            .args(["--advertise-grpc", &advertised])
+            .args(["--peer-source-ip", &proxy::source_ip(node.id).to_string()])
             .arg("--data-dir")
             .arg(self.dir.join(format!("node-{}", node.id)))
             .args(["--groups", &shape.groups.to_string()])
@@ -180,8 +199,9 @@ impl Cluster {
         Ok(())
     }
 
-    /// Every node running and not paused again.
+    /// Every node running, not paused and reachable again.
     pub fn heal(&mut self) -> Result<()> {
+        self.proxies.partitions.heal();
         for i in 0..self.nodes.len() {
             if self.nodes[i].is_paused() {
                 self.resume(i)?;
@@ -248,6 +268,29 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+impl Cluster {
+    /// `DEBUG FSYNC-DELAY ms` on node `i`: its log syncs take that long (0: normal).
+    pub async fn fsync_delay(&self, i: usize, ms: u64) -> Result<()> {
+        let client = redis::Client::open(self.nodes[i].addr())?;
+        let mut con = tokio::time::timeout(
+            Duration::from_secs(2),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .context("connecting")??;
+        let _: () = tokio::time::timeout(
+            Duration::from_secs(3),
+            redis::cmd("DEBUG")
+                .arg("FSYNC-DELAY")
+                .arg(ms)
+                .query_async(&mut con),
+        )
+        .await
+        .context("DEBUG FSYNC-DELAY")??;
+        Ok(())
     }
 }
 

@@ -24,7 +24,19 @@ pub enum Kind {
     /// SIGKILL the nodes of two zones (every group loses its majority) for three times
     /// the downtime: writes must be refused, none acknowledged, until they come back.
     MajorityKill,
+    /// Cut one group's leader off from every other node (both ways) for the downtime;
+    /// it keeps running and keeps its clients: the others elect a new leader, the old
+    /// one must not acknowledge writes it cannot commit.
+    PartitionLeader,
+    /// Cut one zone off from the other two for the downtime.
+    PartitionZone,
+    /// Make every log sync of one group's leader take a second (a slow or failing
+    /// disk; the `DEBUG FSYNC-DELAY` failpoint) for the downtime.
+    SlowDisk,
 }
+
+/// How long each log sync of a slow disk takes.
+const SLOW_SYNC_MS: u64 = 1_000;
 
 /// One fault as it was done.
 #[derive(Debug, Clone, Serialize)]
@@ -54,11 +66,13 @@ pub async fn inject(
     let groups: Vec<u64> = leaders.keys().copied().collect();
     let victim_group = groups.choose(rng).copied();
     let targets: Vec<u64> = match kind {
-        Kind::LeaderKill | Kind::Pause => match victim_group.and_then(|g| leaders.get(&g)) {
+        Kind::LeaderKill | Kind::Pause | Kind::PartitionLeader | Kind::SlowDisk => match victim_group
+            .and_then(|g| leaders.get(&g))
+        {
             Some(leader) => vec![*leader],
             None => return Ok(None),
         },
-        Kind::ZoneKill => {
+        Kind::ZoneKill | Kind::PartitionZone => {
             let zone = ZONES[rng.gen_range(0..ZONES.len())];
             cluster
                 .nodes
@@ -135,6 +149,31 @@ pub async fn inject(
                 cluster.spawn(i)?;
             }
             fault.healed = started.elapsed();
+        }
+        Kind::SlowDisk => {
+            for &i in &positions {
+                cluster.fsync_delay(i, SLOW_SYNC_MS).await?;
+            }
+            fault.down = started.elapsed();
+            tokio::time::sleep(downtime).await;
+            fault.healed = started.elapsed();
+            for &i in &positions {
+                cluster.fsync_delay(i, 0).await?;
+            }
+        }
+        Kind::PartitionLeader | Kind::PartitionZone => {
+            let others: Vec<u64> = cluster
+                .nodes
+                .iter()
+                .map(|n| n.id)
+                .filter(|id| !targets.contains(id))
+                .collect();
+            cluster.proxies.partitions.split(&[targets.clone(), others]);
+            fault.down = started.elapsed();
+            tokio::time::sleep(downtime).await;
+            fault.healed = started.elapsed();
+            cluster.proxies.partitions.heal();
+            tokio::time::sleep(crate::proxy::SETTLE).await;
         }
     }
     Ok(Some(fault))

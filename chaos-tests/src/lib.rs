@@ -7,5 +7,6 @@ pub mod check;
 pub mod cluster;
 pub mod faults;
 pub mod history;
+pub mod proxy;
 pub mod run;
 pub mod workload;

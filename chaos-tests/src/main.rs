@@ -69,6 +69,8 @@ fn plans(cli: &Cli) -> Vec<Plan> {
         ("zone-kill", vec![Kind::ZoneKill]),
         ("restart-all", vec![Kind::RestartAll]),
         ("majority-kill", vec![Kind::MajorityKill]),
+        ("partition-leader", vec![Kind::PartitionLeader]),
+        ("slow-disk", vec![Kind::SlowDisk]),
     ];
     if cli.suite == Suite::Full {
         scenarios.push((
@@ -78,8 +80,12 @@ fn plans(cli: &Cli) -> Vec<Plan> {
                 Kind::Pause,
                 Kind::ZoneKill,
                 Kind::RestartAll,
+                Kind::PartitionLeader,
+                Kind::PartitionZone,
+                Kind::SlowDisk,
             ],
         ));
+        scenarios.push(("partition-zone", vec![Kind::PartitionZone]));
     }
     scenarios
         .into_iter()

@@ -8,7 +8,6 @@ throwaway CA (trustme) made per module.
 """
 
 import signal
-import ssl
 import subprocess
 
 import grpc
@@ -26,35 +25,36 @@ DIM = 4
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    """A CA, the server's certificate (for 127.0.0.1 and localhost), a client's, and a
-    client certificate from another CA, as PEM files."""
+    """PEM files: a CA (ca.pem) that signs the dev server's certificate (server, for
+    127.0.0.1 and localhost) and a client's (client); a CA for nodes only (nodes-ca.pem)
+    that signs the cluster nodes' certificate (node); a certificate from a third CA
+    (stranger)."""
     d = tmp_path_factory.mktemp("pki")
-    ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1", "localhost")
-    client = ca.issue_cert("client@shoal.test")
-    stranger = trustme.CA().issue_cert("stranger@shoal.test")
+    ca, nodes_ca = trustme.CA(), trustme.CA()
     ca.cert_pem.write_to_path(str(d / "ca.pem"))
-    server.private_key_pem.write_to_path(str(d / "server.key"))
-    server.cert_chain_pems[0].write_to_path(str(d / "server.pem"))
-    for pem in server.cert_chain_pems[1:]:
-        pem.write_to_path(str(d / "server.pem"), append=True)
-    for name, cert in (("client", client), ("stranger", stranger)):
+    nodes_ca.cert_pem.write_to_path(str(d / "nodes-ca.pem"))
+    for name, cert in (("server", ca.issue_cert("127.0.0.1", "localhost")),
+                       ("client", ca.issue_cert("client@shoal.test")),
+                       ("node", nodes_ca.issue_cert("127.0.0.1")),
+                       ("stranger", trustme.CA().issue_cert("stranger@shoal.test"))):
         cert.private_key_pem.write_to_path(str(d / f"{name}.key"))
-        cert.cert_chain_pems[0].write_to_path(str(d / f"{name}.pem"))
+        for i, pem in enumerate(cert.cert_chain_pems):
+            pem.write_to_path(str(d / f"{name}.pem"), append=i > 0)
     return d
 
 
-def tls_args(pki, *more):
-    return ["--tls-cert-file", str(pki / "server.pem"), "--tls-key-file", str(pki / "server.key"),
-            "--tls-ca-cert-file", str(pki / "ca.pem"), *more]
+def tls_args(pki, cert="server"):
+    return ["--tls-cert-file", str(pki / f"{cert}.pem"), "--tls-key-file", str(pki / f"{cert}.key"),
+            "--tls-ca-cert-file", str(pki / "ca.pem")]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, pki):
-    """`shoal dev` (the embedded cluster) with TLS on RESP and the gRPC API."""
+    """`shoal dev` (the embedded cluster, one node so that INFO's per-node counters are
+    the whole server's) with TLS on RESP and the gRPC API."""
     api_port = free_port()
     s = Server(tmp_path_factory.mktemp("shoal-tls"), "--api", f"127.0.0.1:{api_port}",
-               *tls_args(pki))
+               "--nodes", "1", *tls_args(pki))
     s.api_port = api_port
     s.start()
     yield s
@@ -78,24 +78,25 @@ def grpc_code(channel):
     return e.value.code()
 
 
-def creds(pki, who=None):
+def creds(pki, who=None, root="ca"):
+    """Channel credentials trusting `root`'s certificates, presenting `who`'s."""
     if who is None:
-        return grpc.ssl_channel_credentials(root_certificates=(pki / "ca.pem").read_bytes())
+        return grpc.ssl_channel_credentials(root_certificates=(pki / f"{root}.pem").read_bytes())
     return grpc.ssl_channel_credentials(
-        root_certificates=(pki / "ca.pem").read_bytes(),
+        root_certificates=(pki / f"{root}.pem").read_bytes(),
         private_key=(pki / f"{who}.key").read_bytes(),
         certificate_chain=(pki / f"{who}.pem").read_bytes())
 
 
-def assert_only_ca_signed_clients_connect(pki, target):
-    """A gRPC port with TLS and a CA: a CA-signed client gets through the handshake;
-    plaintext, no certificate, or another CA's certificate does not."""
-    with grpc.secure_channel(target, creds(pki, "client")) as channel:
+def assert_only_signed_callers_connect(pki, target, root, signed, others):
+    """A gRPC port with TLS that wants client certificates: `signed` gets through the
+    handshake; plaintext, no certificate, or each of `others` does not."""
+    with grpc.secure_channel(target, creds(pki, signed, root)) as channel:
         assert grpc_code(channel) == grpc.StatusCode.UNIMPLEMENTED
     with grpc.insecure_channel(target) as channel:
         assert grpc_code(channel) == grpc.StatusCode.UNAVAILABLE
-    for who in (None, "stranger"):
-        with grpc.secure_channel(target, creds(pki, who)) as channel:
+    for who in (None, *others):
+        with grpc.secure_channel(target, creds(pki, who, root)) as channel:
             assert grpc_code(channel) == grpc.StatusCode.UNAVAILABLE, who
 
 
@@ -168,7 +169,7 @@ def test_redis_cli_tls(server, pki):
     assert out.stdout.strip() == "PONG", out.stderr
 
 
-def test_grpc_api_over_tls(server, pki, tmp_path):
+def test_grpc_api_over_tls(server, pki):
     # Reflection lists the service over TLS; other channels get no connection.
     target = f"127.0.0.1:{server.api_port}"
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -178,7 +179,7 @@ def test_grpc_api_over_tls(server, pki, tmp_path):
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=30)
         names = [s.name for reply in replies for s in reply.list_services_response.service]
         assert "shoal.v1.Shoal" in names or any(n.endswith(".Shoal") for n in names), names
-    assert_only_ca_signed_clients_connect(pki, target)
+    assert_only_signed_callers_connect(pki, target, "ca", "client", ["stranger"])
 
 
 def test_a_node_refuses_to_start_with_unusable_tls_files(tmp_path, pki):
@@ -192,15 +193,19 @@ def test_a_node_refuses_to_start_with_unusable_tls_files(tmp_path, pki):
 
 def test_mutual_tls_between_nodes(tmp_path_factory, pki):
     """Three `shoal node` processes whose Raft transport and routed commands run over
-    mutual TLS: writes through one node are replicated and read through another; a
-    client without a CA-signed certificate cannot talk to a node's peer port."""
+    mutual TLS with the nodes' own CA: writes through one node are replicated and read
+    through another; only a node certificate opens a node's peer port (a client's,
+    although the nodes accept it on RESP, does not: that port runs commands without
+    the ACL check)."""
     data = tmp_path_factory.mktemp("tls-cluster")
-    cluster = ClusterServer(data, nodes=3, groups=2, extra=tls_args(pki, "--tls-peers"))
+    cluster = ClusterServer(data, nodes=3, groups=2, extra=[
+        *tls_args(pki, cert="node"), "--tls-peer-ca-cert-file", str(pki / "nodes-ca.pem")])
     original_client = cluster.client
 
     def client(**kwargs):
         kwargs.setdefault("ssl", True)
-        kwargs.setdefault("ssl_ca_certs", str(pki / "ca.pem"))
+        kwargs.setdefault("ssl_ca_certs", str(pki / "nodes-ca.pem"))
+        kwargs.setdefault("socket_timeout", 10)
         kwargs.setdefault("ssl_certfile", str(pki / "client.pem"))
         kwargs.setdefault("ssl_keyfile", str(pki / "client.key"))
         return original_client(**kwargs)
@@ -212,16 +217,17 @@ def test_mutual_tls_between_nodes(tmp_path_factory, pki):
         for i in range(40):  # over both groups, routed by node 1 to their leaders
             r1.set(f"k{i}", i)
         node3 = redis.Redis(host="127.0.0.1", port=cluster.ports[2][0], ssl=True,
-                            ssl_ca_certs=str(pki / "ca.pem"),
+                            ssl_ca_certs=str(pki / "nodes-ca.pem"),
                             ssl_certfile=str(pki / "client.pem"),
-                            ssl_keyfile=str(pki / "client.key"))
+                            ssl_keyfile=str(pki / "client.key"), socket_timeout=10)
         assert [int(v) for v in node3.mget([f"k{i}" for i in range(40)])] == list(range(40))
         # Node 3's own replicas caught up over the TLS transport (a stale local read).
         node3.execute_command("READONLY")
         wait_for(lambda: node3.get("k39") == b"39", timeout=20,
                  what="node 3's replica to apply the writes")
         # The peer port wants a CA-signed client certificate.
-        assert_only_ca_signed_clients_connect(pki, f"127.0.0.1:{cluster.ports[0][1]}")
+        assert_only_signed_callers_connect(pki, f"127.0.0.1:{cluster.ports[0][1]}",
+                                           "nodes-ca", "node", ["client", "stranger"])
         assert cluster.alive()
     finally:
         cluster.stop(signal.SIGTERM)

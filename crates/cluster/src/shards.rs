@@ -38,8 +38,8 @@ use shoal_engine::aggregate::AggregatePart;
 use shoal_engine::SearchResults;
 use shoal_proto::shard::shard_client::ShardClient;
 use shoal_proto::shard::ShardCall;
-use shoal_raft::{GroupError, GroupId, NodeAddr, NodeId, Request, Response};
-use tonic::transport::{Channel, ClientTlsConfig};
+use shoal_raft::{GroupError, GroupId, NodeAddr, NodeId, PeerClient, Request, Response};
+use tonic::transport::Channel;
 
 use crate::local::Local;
 use crate::service::MAX_MESSAGE;
@@ -103,8 +103,8 @@ pub struct Shards {
     /// The leader each group answered from last (or was redirected to).
     hints: Mutex<HashMap<GroupId, (NodeId, NodeAddr)>>,
     channels: Mutex<HashMap<String, Channel>>,
-    /// Mutual TLS to other nodes, when the cluster runs it.
-    tls: Option<ClientTlsConfig>,
+    /// How channels to other nodes are made.
+    peer_client: PeerClient,
 }
 
 impl Shards {
@@ -115,13 +115,13 @@ impl Shards {
             group_members: parking_lot::RwLock::new(HashMap::new()),
             hints: Mutex::new(HashMap::new()),
             channels: Mutex::new(HashMap::new()),
-            tls: None,
+            peer_client: PeerClient::default(),
         }
     }
 
-    /// Calls to other nodes speak TLS with these settings.
-    pub fn with_tls(mut self, tls: Option<ClientTlsConfig>) -> Shards {
-        self.tls = tls;
+    /// Calls to other nodes are made with these settings (TLS, source address).
+    pub fn with_peer_client(mut self, client: PeerClient) -> Shards {
+        self.peer_client = client;
         self
     }
 
@@ -168,8 +168,7 @@ impl Shards {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let endpoint =
-            shoal_raft::peer_endpoint(addr, self.tls.as_ref()).map_err(|e| e.to_string())?;
+        let endpoint = self.peer_client.endpoint(addr).map_err(|e| e.to_string())?;
         let channel = endpoint.connect_lazy();
         channels.insert(addr.to_owned(), channel.clone());
         Ok(channel)

@@ -18,9 +18,11 @@
 //! truncation and purging are single range deletions.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
@@ -40,6 +42,9 @@ pub struct LogDb {
     db: Arc<DB>,
     syncs: Sender<Durable>,
     syncer: Option<JoinHandle<()>>,
+    /// A failpoint: every WAL sync first waits this many ms (a slow disk, for the
+    /// chaos tests; `DEBUG FSYNC-DELAY`). Zero in normal operation.
+    sync_delay_ms: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for LogDb {
@@ -64,15 +69,24 @@ impl LogDb {
         let db = Arc::new(DB::open_cf_descriptors(&opts, path, cfs)?);
         let (syncs, requests) = mpsc::channel();
         let syncer_db = db.clone();
+        let sync_delay_ms = Arc::new(AtomicU64::new(0));
+        let delay = sync_delay_ms.clone();
         let syncer = std::thread::Builder::new()
             .name("raft-log-sync".into())
-            .spawn(move || sync_loop(&syncer_db, &requests))
+            .spawn(move || sync_loop(&syncer_db, &requests, &delay))
             .map_err(|e| RaftError::Io(e.to_string()))?;
         Ok(Arc::new(LogDb {
             db,
             syncs,
             syncer: Some(syncer),
+            sync_delay_ms,
         }))
+    }
+
+    /// Makes every WAL sync take `delay` longer (zero: as fast as the disk).
+    pub fn set_sync_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.sync_delay_ms.store(ms, Ordering::Relaxed);
     }
 
     pub(crate) fn db(&self) -> &DB {
@@ -132,8 +146,12 @@ impl Drop for LogDb {
 }
 
 /// Group commit: one WAL sync answers every request that arrived before it began.
-fn sync_loop(db: &DB, requests: &Receiver<Durable>) {
+fn sync_loop(db: &DB, requests: &Receiver<Durable>, delay_ms: &AtomicU64) {
     while let Ok(first) = requests.recv() {
+        let delay = delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
         let mut waiting = vec![first];
         waiting.extend(requests.try_iter());
         let result = db.flush_wal(true).map_err(|e| e.to_string());
@@ -187,4 +205,33 @@ pub(crate) fn meta_key(group: GroupId, name: &str) -> Vec<u8> {
     let mut k = group.to_be_bytes().to_vec();
     k.extend_from_slice(name.as_bytes());
     k
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// The slow-disk failpoint delays durability, not visibility, and turns off again.
+    #[tokio::test]
+    async fn a_sync_delay_holds_durability_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = LogDb::open(dir.path()).unwrap();
+        let write = |db: &LogDb, i: u64| {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(db.cf(LOGS).unwrap(), log_key(0, i), b"x");
+            batch
+        };
+        db.set_sync_delay(Duration::from_millis(1_000));
+        let started = std::time::Instant::now();
+        db.write_durable(write(&db, 1)).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(1_000));
+        db.set_sync_delay(Duration::ZERO);
+        let started = std::time::Instant::now();
+        db.write_durable(write(&db, 2)).await.unwrap();
+        assert!(started.elapsed() < Duration::from_millis(1_000));
+        let cf = db.cf(LOGS).unwrap();
+        assert!(db.db().get_cf(cf, log_key(0, 2)).unwrap().is_some());
+    }
 }

@@ -54,10 +54,10 @@ impl Host {
         })
     }
 
-    /// Speaks mutual TLS to other nodes: call before any group is opened (each group's
-    /// network is a clone of the host's).
-    pub fn with_peer_tls(mut self, tls: Option<&crate::PeerTls>) -> Host {
-        self.network = Network::with_tls(tls.map(|t| t.client.clone()));
+    /// How channels to other nodes are made (TLS, source address): call before any
+    /// group is opened (each group's network is a clone of the host's).
+    pub fn with_peer_client(mut self, client: crate::PeerClient) -> Host {
+        self.network = Network::with_client(client);
         self
     }
 
@@ -127,6 +127,12 @@ impl Host {
 
     pub fn group_ids(&self) -> Vec<GroupId> {
         self.groups.ids()
+    }
+
+    /// The failpoint of [`LogDb::set_sync_delay`]: every log sync of this node's groups
+    /// waits `delay` first.
+    pub fn set_log_sync_delay(&self, delay: std::time::Duration) {
+        self.db.set_sync_delay(delay);
     }
 
     pub fn network(&self) -> &Network {

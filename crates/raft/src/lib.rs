@@ -19,6 +19,6 @@ pub use error::{RaftError, Result};
 pub use group::{Group, GroupError, GroupStatus, ReadMode};
 pub use host::Host;
 pub use log_store::{LogStore, WeakLog};
-pub use network::{peer_endpoint, Faults, Network, PeerTls, Raft};
+pub use network::{Faults, Network, PeerClient, PeerTls, Raft};
 pub use state_machine::{Replica, StateMachine};
 pub use types::{raft_config, NodeAddr, NodeId, RaftConfig, Request, Response, TypeConfig};

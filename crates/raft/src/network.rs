@@ -174,7 +174,7 @@ impl Faults {
 pub struct Network {
     peers: Arc<Mutex<HashMap<NodeId, Peer>>>,
     faults: Faults,
-    tls: Option<ClientTlsConfig>,
+    client: PeerClient,
 }
 
 /// Mutual TLS between nodes: what a node's gRPC server presents and requires, and
@@ -185,21 +185,31 @@ pub struct PeerTls {
     pub client: ClientTlsConfig,
 }
 
-/// A lazily connecting channel's settings to another node's gRPC address: every
-/// node-to-node channel (Raft traffic, routed commands) is made alike.
-pub fn peer_endpoint(
-    addr: &str,
-    tls: Option<&ClientTlsConfig>,
-) -> Result<Endpoint, tonic::transport::Error> {
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5));
-    match tls {
-        Some(tls) => endpoint.tls_config(tls.clone()),
-        None => Ok(endpoint),
+/// How a node's channels to other nodes are made: every node-to-node channel (Raft
+/// traffic, routed commands) alike.
+#[derive(Debug, Clone, Default)]
+pub struct PeerClient {
+    /// Mutual TLS, when the cluster runs it.
+    pub tls: Option<ClientTlsConfig>,
+    /// The local address connections leave from (a host with several addresses; the
+    /// chaos tests tell nodes apart by it), else the system's choice.
+    pub source_ip: Option<std::net::IpAddr>,
+}
+
+impl PeerClient {
+    /// A lazily connecting channel's settings to another node's gRPC address.
+    pub fn endpoint(&self, addr: &str) -> Result<Endpoint, tonic::transport::Error> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .local_address(self.source_ip);
+        match &self.tls {
+            Some(tls) => endpoint.tls_config(tls.clone()),
+            None => Ok(endpoint),
+        }
     }
 }
 
@@ -236,10 +246,10 @@ impl Network {
         Self::default()
     }
 
-    /// Channels to peers speak TLS with these settings.
-    pub fn with_tls(tls: Option<ClientTlsConfig>) -> Self {
+    /// Channels to peers are made with these settings.
+    pub fn with_client(client: PeerClient) -> Self {
         Network {
-            tls,
+            client,
             ..Self::default()
         }
     }
@@ -254,7 +264,7 @@ impl Network {
         if peers.get(&node).is_some_and(|p| p.addr == addr) {
             return;
         }
-        match peer_endpoint(addr, self.tls.as_ref()) {
+        match self.client.endpoint(addr) {
             Ok(endpoint) => {
                 peers.insert(
                     node,

@@ -63,7 +63,7 @@ pub struct Access {
     pub denied_cmd: AtomicU64,
     pub denied_key: AtomicU64,
     /// Refusals re-checked against a fresh map in the current second, node-wide.
-    forced: parking_lot::Mutex<(Instant, u32)>,
+    forced: parking_lot::Mutex<Budget>,
 }
 
 impl Access {
@@ -77,23 +77,14 @@ impl Access {
             denied_auth: AtomicU64::new(0),
             denied_cmd: AtomicU64::new(0),
             denied_key: AtomicU64::new(0),
-            forced: parking_lot::Mutex::new((Instant::now(), 0)),
+            forced: parking_lot::Mutex::new(Budget::new(FORCED_REFRESHES_PER_NODE)),
         }
     }
 
     /// Whether one more refusal may re-read the map this second, node-wide (so many
     /// connections together cannot turn refusals into a flood of meta leader reads).
     fn may_force_refresh(&self) -> bool {
-        let mut forced = self.forced.lock();
-        let now = Instant::now();
-        if now.duration_since(forced.0) >= FORCED_WINDOW {
-            *forced = (now, 0);
-        }
-        if forced.1 >= FORCED_REFRESHES_PER_NODE {
-            return false;
-        }
-        forced.1 += 1;
-        true
+        self.forced.lock().take()
     }
 
     /// Changes the table under its write lock (standalone), so that two changes at
@@ -167,7 +158,50 @@ pub struct Session {
     explicit: bool,
     /// The user as last looked up, with the table generation it came from.
     cached: Option<(u64, Arc<User>, bool)>,
-    forced: (Instant, u32),
+    forced: Budget,
+}
+
+/// Forced re-reads of the users allowed per second ([`FORCED_WINDOW`]).
+#[derive(Debug)]
+pub struct Budget {
+    window: Instant,
+    used: u32,
+    limit: u32,
+}
+
+impl Budget {
+    fn new(limit: u32) -> Budget {
+        Budget {
+            window: Instant::now(),
+            used: 0,
+            limit,
+        }
+    }
+
+    /// A connection's (or, for gRPC, which has no connections to tell callers apart
+    /// by, every call's together).
+    pub fn per_client() -> Budget {
+        Budget::new(FORCED_REFRESHES)
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.window) >= FORCED_WINDOW {
+            self.window = now;
+            self.used = 0;
+        }
+        if self.used >= self.limit {
+            return false;
+        }
+        self.used += 1;
+        true
+    }
+
+    /// Whether one more refusal may re-read the users: within this budget and the
+    /// node's.
+    pub fn allows(&mut self, access: &Access) -> bool {
+        self.take() && access.may_force_refresh()
+    }
 }
 
 impl Session {
@@ -178,7 +212,7 @@ impl Session {
             authenticated: None,
             explicit: false,
             cached: None,
-            forced: (Instant::now(), 0),
+            forced: Budget::per_client(),
         }
     }
 
@@ -238,15 +272,7 @@ impl Session {
     /// second per connection, so a client repeating a refused command cannot turn each
     /// one into a read on the meta leader).
     pub fn may_force_refresh(&mut self, access: &Access) -> bool {
-        let now = Instant::now();
-        if now.duration_since(self.forced.0) >= FORCED_WINDOW {
-            self.forced = (now, 0);
-        }
-        if self.forced.1 >= FORCED_REFRESHES || !access.may_force_refresh() {
-            return false;
-        }
-        self.forced.1 += 1;
-        true
+        self.forced.allows(access)
     }
 }
 

@@ -51,6 +51,9 @@ pub fn is_engine_read(name: &str) -> bool {
     !NODE_COMMANDS.contains(&name)
 }
 
+/// The longest `DEBUG FSYNC-DELAY` (a sync that never ends would stop the node).
+const MAX_FSYNC_DELAY_MS: u64 = 60_000;
+
 pub fn answer(node: &Arc<Node>, client: &mut Client, name: &str, args: &[Bytes]) -> Value {
     match name {
         "PING" => match args.get(1) {
@@ -117,8 +120,21 @@ pub fn answer(node: &Arc<Node>, client: &mut Client, name: &str, args: &[Bytes])
                     )),
                 },
             },
+            // A failpoint for the chaos tests: a disk whose syncs take this long.
+            "FSYNC-DELAY" => match args.get(2).and_then(|ms| text(ms).parse::<u64>().ok()) {
+                Some(ms) if ms <= MAX_FSYNC_DELAY_MS => {
+                    if node.set_log_sync_delay(std::time::Duration::from_millis(ms)) {
+                        Value::ok()
+                    } else {
+                        Value::Error("ERR this node has no Raft log".into())
+                    }
+                }
+                Some(_) | None => Value::Error(format!(
+                    "ERR DEBUG FSYNC-DELAY takes milliseconds, at most {MAX_FSYNC_DELAY_MS}"
+                )),
+            },
             other => Value::Error(format!(
-                "ERR DEBUG subcommand '{}' is not supported (only DIGEST)",
+                "ERR DEBUG subcommand '{}' is not supported (only DIGEST, FSYNC-DELAY)",
                 other.to_ascii_lowercase()
             )),
         },

@@ -44,6 +44,10 @@ pub async fn start(
     tls: Option<&crate::tls::Tls>,
 ) -> Result<Started> {
     let peer_tls = tls.and_then(crate::tls::Tls::peer);
+    let peer_client = shoal_raft::PeerClient {
+        tls: peer_tls.as_ref().map(|t| t.client.clone()),
+        source_ip: config.peer_source_ip,
+    };
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let raft_config = shoal_raft::raft_config(
@@ -54,7 +58,7 @@ pub async fn start(
     let host = Arc::new(
         Host::open(config.id, &config.data_dir, raft_config)
             .context("opening the Raft log")?
-            .with_peer_tls(peer_tls.as_ref()),
+            .with_peer_client(peer_client.clone()),
     );
     for group in 0..config.groups {
         host.open_group(group)
@@ -133,7 +137,7 @@ pub async fn start(
             .map(|(id, addr)| (*id, addr.clone()))
             .collect(),
     )
-    .with_tls(peer_tls.map(|t| t.client));
+    .with_peer_client(peer_client);
     for (g, members) in placed {
         shards = shards.with_group_members(g, members);
     }

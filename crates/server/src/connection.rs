@@ -219,8 +219,13 @@ pub async fn serve(
                     run(&node, &mut stream, &mut client, settings)
                         .instrument(span)
                         .await;
-                    // close_notify, so the client sees a clean end.
-                    let _ = stream.shutdown().await;
+                    // close_notify, so the client sees a clean end (not waiting on a
+                    // client that stopped reading).
+                    let _ = tokio::time::timeout(
+                        std::time::Duration::from_secs(1),
+                        stream.shutdown(),
+                    )
+                    .await;
                 }
                 Ok(Err(e)) => {
                     node.counters

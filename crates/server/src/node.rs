@@ -370,6 +370,17 @@ impl Node {
         }
     }
 
+    /// `DEBUG FSYNC-DELAY`: slows this node's log syncs; false without a log.
+    pub fn set_log_sync_delay(&self, delay: Duration) -> bool {
+        match &self.store {
+            Store::Local { .. } => false,
+            Store::Replicated(r) => {
+                r.host.set_log_sync_delay(delay);
+                true
+            }
+        }
+    }
+
     /// `DEBUG DIGEST <group>`: the digest of this node's replica of `group`, if it
     /// holds one.
     pub fn group_digest(&self, group: u64) -> Option<u64> {

@@ -21,14 +21,14 @@
 //! cert_file = "/etc/shoal/node.pem"
 //! key_file = "/etc/shoal/node.key"
 //! ca_cert_file = "/etc/shoal/ca.pem"   # clients must present a certificate it signed
-//! peers = true                         # mutual TLS between nodes too
+//! peer_ca_cert_file = "/etc/shoal/nodes-ca.pem"   # mutual TLS between nodes too
 //! ```
 //!
 //! Without members the node starts empty and waits to be added to its groups
 //! (`RAFT ADD-LEARNER` on a leader).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -82,6 +82,8 @@ pub struct FileConfig {
     pub zone: Option<String>,
     pub resp: Option<SocketAddr>,
     pub grpc: Option<SocketAddr>,
+    pub advertise_grpc: Option<String>,
+    pub peer_source_ip: Option<IpAddr>,
     pub api: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub groups: Option<u64>,
@@ -107,7 +109,7 @@ pub struct TlsTable {
     pub key_file: Option<PathBuf>,
     pub ca_cert_file: Option<PathBuf>,
     pub auth_clients: Option<String>,
-    pub peers: Option<bool>,
+    pub peer_ca_cert_file: Option<PathBuf>,
     pub peer_server_name: Option<String>,
 }
 
@@ -121,18 +123,18 @@ pub struct TlsArgs {
     /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long)]
     pub tls_key_file: Option<PathBuf>,
-    /// CA certificates (PEM) that sign client certificates (and peers' with
-    /// --tls-peers).
+    /// CA certificates (PEM) that sign client certificates.
     #[arg(long)]
     pub tls_ca_cert_file: Option<PathBuf>,
     /// With a CA: whether clients must present a certificate it signed: yes, optional
     /// or no [default: yes].
     #[arg(long)]
     pub tls_auth_clients: Option<String>,
-    /// Mutual TLS between nodes too (the Raft transport and routed commands): every
-    /// node presents its certificate and checks the others' against the CA.
+    /// Mutual TLS between nodes too (the Raft transport and routed commands), with
+    /// node certificates signed by this CA (PEM). Anyone holding a certificate it signed
+    /// can act as a node: use a CA that signs node certificates only.
     #[arg(long)]
-    pub tls_peers: bool,
+    pub tls_peer_ca_cert_file: Option<PathBuf>,
     /// The name peers' certificates are checked against [default: the peer's address].
     #[arg(long)]
     pub tls_peer_server_name: Option<String>,
@@ -144,18 +146,22 @@ impl TlsArgs {
         let cert = self.tls_cert_file.or(file.cert_file);
         let key = self.tls_key_file.or(file.key_file);
         let ca = self.tls_ca_cert_file.or(file.ca_cert_file);
-        let peers = self.tls_peers || file.peers.unwrap_or(false);
-        let auth_clients = match self.tls_auth_clients.or(file.auth_clients) {
-            Some(s) => s
-                .parse::<AuthClients>()
-                .map_err(|e| ConfigError::Invalid(e.to_string()))?,
-            None => AuthClients::Yes,
-        };
+        let peer_ca = self.tls_peer_ca_cert_file.or(file.peer_ca_cert_file);
+        let auth_clients = self
+            .tls_auth_clients
+            .or(file.auth_clients)
+            .map(|s| s.parse::<AuthClients>())
+            .transpose()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let peer_server_name = self.tls_peer_server_name.or(file.peer_server_name);
         let (cert, key) = match (cert, key) {
             (Some(cert), Some(key)) => (cert, key),
             (None, None) => {
-                if ca.is_some() || peers || peer_server_name.is_some() {
+                if ca.is_some()
+                    || peer_ca.is_some()
+                    || auth_clients.is_some()
+                    || peer_server_name.is_some()
+                {
                     return Err(ConfigError::Invalid(
                         "the TLS settings need tls_cert_file and tls_key_file".into(),
                     ));
@@ -165,18 +171,24 @@ impl TlsArgs {
             (Some(_), None) => return Err(ConfigError::Missing("tls_key_file")),
             (None, Some(_)) => return Err(ConfigError::Missing("tls_cert_file")),
         };
-        if peers && ca.is_none() {
+        // Asked for, and impossible: refused rather than quietly not done.
+        if ca.is_none() && matches!(auth_clients, Some(AuthClients::Yes | AuthClients::Optional))
+        {
             return Err(ConfigError::Invalid(
-                "tls_peers needs tls_ca_cert_file (the CA that signs every node's certificate)"
-                    .into(),
+                "tls_auth_clients yes or optional needs tls_ca_cert_file".into(),
+            ));
+        }
+        if peer_ca.is_none() && peer_server_name.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls_peer_server_name needs tls_peer_ca_cert_file".into(),
             ));
         }
         Ok(Some(TlsFiles {
             cert,
             key,
             ca,
-            auth_clients,
-            peers,
+            auth_clients: auth_clients.unwrap_or(AuthClients::Yes),
+            peer_ca,
             peer_server_name,
         }))
     }
@@ -200,6 +212,15 @@ pub struct NodeArgs {
     /// Address to serve the Raft transport (gRPC) on [default: 127.0.0.1:50051].
     #[arg(long)]
     pub grpc: Option<SocketAddr>,
+    /// The address other nodes reach this node's --grpc at, when it is not --grpc
+    /// itself (a NAT, a container's published port, a proxy) [default: --grpc]. The
+    /// members list must give this one.
+    #[arg(long)]
+    pub advertise_grpc: Option<String>,
+    /// The local address this node's connections to other nodes leave from, on a host
+    /// with several [default: the system's choice].
+    #[arg(long)]
+    pub peer_source_ip: Option<IpAddr>,
     /// Address to serve the gRPC client API (proto/shoal.proto) on [default: none].
     #[arg(long)]
     pub api: Option<SocketAddr>,
@@ -263,6 +284,9 @@ pub struct NodeConfig {
     pub zone: String,
     pub resp: SocketAddr,
     pub grpc: SocketAddr,
+    /// Where other nodes reach `grpc`.
+    pub advertise_grpc: String,
+    pub peer_source_ip: Option<IpAddr>,
     /// Where the gRPC client API is served, if anywhere.
     pub api: Option<SocketAddr>,
     pub data_dir: PathBuf,
@@ -348,6 +372,10 @@ impl NodeArgs {
             Some(s) => parse_read_mode(&s)?,
             None => ReadMode::ReadIndex,
         };
+        let grpc = self
+            .grpc
+            .or(file.grpc)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051)));
         let config = NodeConfig {
             id,
             zone: self
@@ -358,10 +386,12 @@ impl NodeArgs {
                 .resp
                 .or(file.resp)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 6379))),
-            grpc: self
-                .grpc
-                .or(file.grpc)
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051))),
+            grpc,
+            advertise_grpc: self
+                .advertise_grpc
+                .or(file.advertise_grpc)
+                .unwrap_or_else(|| grpc.to_string()),
+            peer_source_ip: self.peer_source_ip.or(file.peer_source_ip),
             api: self.api.or(file.api),
             data_dir: self
                 .data_dir
@@ -432,10 +462,10 @@ impl NodeConfig {
             )));
         }
         if let Some(me) = self.members.get(&self.id) {
-            if me.raft != self.grpc.to_string() || me.resp != self.resp.to_string() {
+            if me.raft != self.advertise_grpc || me.resp != self.resp.to_string() {
                 return Err(ConfigError::Invalid(format!(
-                    "member {} is listed at grpc {} / resp {}, but this node serves grpc {} / resp {}",
-                    self.id, me.raft, me.resp, self.grpc, self.resp
+                    "member {} is listed at grpc {} / resp {}, but this node is reached at grpc {} / resp {}",
+                    self.id, me.raft, me.resp, self.advertise_grpc, self.resp
                 )));
             }
         }
@@ -503,6 +533,13 @@ mod tests {
         let mut a = args(Some(1));
         a.members = vec!["1,a,127.0.0.1:9999,127.0.0.1:6379".into()];
         assert!(matches!(a.resolve(), Err(ConfigError::Invalid(_))));
+        // Listed at its advertised address, which is not where it binds.
+        a.advertise_grpc = Some("127.0.0.1:9999".into());
+        a.peer_source_ip = Some("127.0.0.11".parse().unwrap());
+        let c = a.resolve().unwrap();
+        assert_eq!(c.grpc.to_string(), "127.0.0.1:50051");
+        assert_eq!(c.advertise_grpc, "127.0.0.1:9999");
+        assert_eq!(c.peer_source_ip, Some("127.0.0.11".parse().unwrap()));
     }
 
     #[test]
@@ -560,7 +597,7 @@ resp = "127.0.0.1:7002"
         let path = dir.path().join("node.toml");
         std::fs::write(
             &path,
-            "id = 1\ndata_dir = \"/x\"\n[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nca_cert_file = \"ca.pem\"\npeers = true\n",
+            "id = 1\ndata_dir = \"/x\"\n[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nca_cert_file = \"ca.pem\"\npeer_ca_cert_file = \"nodes.pem\"\n",
         )
         .unwrap();
         let c = NodeArgs {
@@ -572,7 +609,7 @@ resp = "127.0.0.1:7002"
         let tls = c.tls.unwrap();
         assert_eq!(tls.cert, PathBuf::from("c.pem"));
         assert_eq!(tls.ca, Some(PathBuf::from("ca.pem")));
-        assert!(tls.peers);
+        assert_eq!(tls.peer_ca, Some(PathBuf::from("nodes.pem")));
         assert_eq!(tls.auth_clients, AuthClients::Yes);
 
         // A flag overrides the table.
@@ -599,12 +636,26 @@ resp = "127.0.0.1:7002"
         let mut a = args(Some(1));
         a.tls.tls_cert_file = Some("c.pem".into());
         a.tls.tls_key_file = Some("k.pem".into());
-        a.tls.tls_peers = true;
+        a.tls.tls_auth_clients = Some("yes".into());
         assert!(a
             .resolve()
             .unwrap_err()
             .to_string()
             .contains("tls_ca_cert_file"));
+        let mut a = args(Some(1));
+        a.tls.tls_cert_file = Some("c.pem".into());
+        a.tls.tls_key_file = Some("k.pem".into());
+        a.tls.tls_peer_server_name = Some("node".into());
+        assert!(a
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .contains("tls_peer_ca_cert_file"));
+        // Without a CA and without asking, clients are not asked for certificates.
+        let mut a = args(Some(1));
+        a.tls.tls_cert_file = Some("c.pem".into());
+        a.tls.tls_key_file = Some("k.pem".into());
+        assert!(a.resolve().unwrap().tls.unwrap().ca.is_none());
         let mut a = args(Some(1));
         a.tls.tls_cert_file = Some("c.pem".into());
         a.tls.tls_key_file = Some("k.pem".into());

@@ -6,11 +6,14 @@
 //! file, clients must also present a certificate signed by it (Redis's
 //! `tls-auth-clients yes`, its default), unless told `optional` or `no`.
 //!
-//! Between nodes the same certificate, key and CA give mutual TLS on the Raft transport
-//! when asked (`--tls-peers`): every node both presents its certificate and checks the
-//! other's against the CA, so only holders of a CA-signed certificate join the cluster.
-//! Peers are addressed by IP, so their certificates need IP subject alternative names,
-//! or `--tls-peer-server-name` for a name every node's certificate carries.
+//! Between nodes, `--tls-peer-ca-cert-file` turns on mutual TLS on the node-to-node port
+//! (Raft traffic and routed commands): every node presents its certificate (the same
+//! one) and checks the other's against that CA. The peer CA is its own setting, never
+//! the clients' CA by default: the node-to-node port runs commands without the ACL
+//! check, so a client certificate must not open it. Peers are addressed by IP, so their
+//! certificates need IP subject alternative names, or `--tls-peer-server-name` for a
+//! name every node's certificate carries, and both the serverAuth and clientAuth key
+//! usages.
 //!
 //! rustls with the ring provider throughout (the same provider tonic's `tls-ring`
 //! builds with), chosen explicitly so that no process-wide default provider is needed.
@@ -42,8 +45,6 @@ pub enum TlsError {
     NoKey { path: PathBuf, reason: String },
     #[error("tls_auth_clients {0:?}: expected yes, optional or no")]
     AuthClients(String),
-    #[error("{0} needs tls_ca_cert_file")]
-    NeedsCa(&'static str),
     #[error("the TLS settings are not usable: {0}")]
     Rustls(#[from] rustls::Error),
     #[error("the CA certificates are not usable: {0}")]
@@ -78,8 +79,8 @@ pub struct TlsFiles {
     pub key: PathBuf,
     pub ca: Option<PathBuf>,
     pub auth_clients: AuthClients,
-    /// Mutual TLS on the Raft transport too.
-    pub peers: bool,
+    /// The CA of the nodes' certificates: mutual TLS between nodes when set.
+    pub peer_ca: Option<PathBuf>,
     /// The name peers' certificates are checked against, instead of their IP.
     pub peer_server_name: Option<String>,
 }
@@ -93,7 +94,7 @@ pub struct Tls {
     key_pem: Vec<u8>,
     ca_pem: Option<Vec<u8>>,
     auth_clients: AuthClients,
-    peers: bool,
+    peer_ca_pem: Option<Vec<u8>>,
     peer_server_name: Option<String>,
 }
 
@@ -103,7 +104,7 @@ impl std::fmt::Debug for Tls {
         f.debug_struct("Tls")
             .field("auth_clients", &self.auth_clients)
             .field("ca", &self.ca_pem.is_some())
-            .field("peers", &self.peers)
+            .field("peers", &self.peer_ca_pem.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -142,17 +143,18 @@ impl Tls {
             path: files.key.clone(),
             reason: e.to_string(),
         })?;
-        let ca_pem = match &files.ca {
-            Some(path) => {
-                let pem = read(path)?;
-                certificates(path, &pem)?;
-                Some(pem)
+        let read_ca = |path: &Option<PathBuf>| -> Result<Option<Vec<u8>>, TlsError> {
+            match path {
+                Some(path) => {
+                    let pem = read(path)?;
+                    certificates(path, &pem)?;
+                    Ok(Some(pem))
+                }
+                None => Ok(None),
             }
-            None => None,
         };
-        if files.peers && ca_pem.is_none() {
-            return Err(TlsError::NeedsCa("tls_peers"));
-        }
+        let ca_pem = read_ca(&files.ca)?;
+        let peer_ca_pem = read_ca(&files.peer_ca)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?;
@@ -185,7 +187,7 @@ impl Tls {
             key_pem,
             ca_pem,
             auth_clients: files.auth_clients,
-            peers: files.peers,
+            peer_ca_pem,
             peer_server_name: files.peer_server_name.clone(),
         })
     }
@@ -196,7 +198,9 @@ impl Tls {
 
     /// The gRPC client API's settings: the same certificate and client rule as RESP.
     pub fn api_server(&self) -> tonic::transport::ServerTlsConfig {
-        let config = tonic::transport::ServerTlsConfig::new().identity(self.identity());
+        let config = tonic::transport::ServerTlsConfig::new()
+            .identity(self.identity())
+            .timeout(HANDSHAKE_TIMEOUT);
         match (&self.ca_pem, self.auth_clients) {
             (Some(ca), AuthClients::Yes) => {
                 config.client_ca_root(tonic::transport::Certificate::from_pem(ca))
@@ -210,11 +214,11 @@ impl Tls {
 
     /// Mutual TLS for the Raft transport, when asked for.
     pub fn peer(&self) -> Option<shoal_raft::PeerTls> {
-        let ca = self.ca_pem.as_ref().filter(|_| self.peers)?;
-        let ca = tonic::transport::Certificate::from_pem(ca);
+        let ca = tonic::transport::Certificate::from_pem(self.peer_ca_pem.as_ref()?);
         let server = tonic::transport::ServerTlsConfig::new()
             .identity(self.identity())
-            .client_ca_root(ca.clone());
+            .client_ca_root(ca.clone())
+            .timeout(HANDSHAKE_TIMEOUT);
         let mut client = tonic::transport::ClientTlsConfig::new()
             .ca_certificate(ca)
             .identity(self.identity());
@@ -239,7 +243,7 @@ mod tests {
             key: dir.join("key.pem"),
             ca: None,
             auth_clients: AuthClients::Yes,
-            peers: false,
+            peer_ca: None,
             peer_server_name: None,
         }
     }

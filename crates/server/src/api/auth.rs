@@ -5,7 +5,9 @@
 //! exactly as a RESP connection that never sent AUTH. Each command a call turns into is
 //! checked by [`access::check`], so a user refused `FT.SEARCH` on RESP is refused the
 //! Search rpc too, with the same words. As on RESP, a refusal re-reads the cluster's
-//! users once before it is final (another router may have just granted it).
+//! users once before it is final (another router may have just granted it), within a
+//! budget every gRPC call of the process shares (calls have no connection to keep one
+//! each).
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use shoal_resp::lookup;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
-use crate::access::{self, Denial, Session};
+use crate::access::{self, Budget, Denial, Session};
 use crate::node::Node;
 
 /// A call's claimed identity, read from its metadata before the request is consumed.
@@ -59,6 +61,7 @@ impl Caller {
     pub async fn authorize(
         &mut self,
         node: &Arc<Node>,
+        budget: &parking_lot::Mutex<Budget>,
         commands: &[Vec<Bytes>],
     ) -> Result<(), Status> {
         if !matches!(&self.session, Some((on, _)) if Arc::ptr_eq(on, node)) {
@@ -68,7 +71,7 @@ impl Caller {
                 if let Err(denial) = &verdict {
                     // A user made through another router a moment ago.
                     if denial.may_change_with_the_map()
-                        && session.may_force_refresh(&node.access)
+                        && budget.lock().allows(&node.access)
                         && node.refresh_access().await
                     {
                         verdict = access::credentials(&node.access, user.as_bytes(), password);
@@ -85,13 +88,14 @@ impl Caller {
             return Err(Status::internal("no session"));
         };
         for request in commands {
+            // Every command the API builds is known; anything else is refused, not let by.
             let Some(command) = request.first().and_then(|name| lookup(name)) else {
-                continue; // unknown: the engine answers it
+                return Err(Status::internal("the API built an unknown command"));
             };
             let mut verdict = access::check(node, session, command, request);
             if let Err(denial) = &verdict {
                 if denial.may_change_with_the_map()
-                    && session.may_force_refresh(&node.access)
+                    && budget.lock().allows(&node.access)
                     && node.refresh_access().await
                 {
                     session.decide_again();

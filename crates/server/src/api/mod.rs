@@ -39,6 +39,8 @@ const BULK_BATCH: usize = 256;
 pub struct Api {
     nodes: Vec<Arc<Node>>,
     next: AtomicUsize,
+    /// Refusals that may re-read the users, for every call together.
+    refreshes: parking_lot::Mutex<crate::access::Budget>,
 }
 
 impl Api {
@@ -46,6 +48,7 @@ impl Api {
         Api {
             nodes,
             next: AtomicUsize::new(0),
+            refreshes: parking_lot::Mutex::new(crate::access::Budget::per_client()),
         }
     }
 
@@ -64,7 +67,7 @@ impl Api {
             .iter()
             .map(|a| a.iter().map(|p| Bytes::copy_from_slice(p)).collect())
             .collect();
-        caller.authorize(node, &requests).await?;
+        caller.authorize(node, &self.refreshes, &requests).await?;
         node.counters
             .commands_processed
             .fetch_add(commands.len() as u64, Ordering::Relaxed);
@@ -80,7 +83,7 @@ impl Api {
         let node = self.node()?;
         let request: Vec<Bytes> = args.into_iter().map(Bytes::from).collect();
         caller
-            .authorize(node, std::slice::from_ref(&request))
+            .authorize(node, &self.refreshes, std::slice::from_ref(&request))
             .await?;
         node.counters
             .commands_processed
@@ -292,7 +295,7 @@ impl Shoal for Api {
         let node = self.node()?;
         // What INFO cluster would tell the same user.
         let info = vec![Bytes::from_static(b"INFO"), Bytes::from_static(b"cluster")];
-        caller.authorize(node, &[info]).await?;
+        caller.authorize(node, &self.refreshes, &[info]).await?;
         let Store::Replicated(r) = &node.store else {
             return Ok(Response::new(ClusterStatusResponse::default()));
         };
