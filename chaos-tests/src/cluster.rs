@@ -109,7 +109,10 @@ impl Cluster {
 
     /// The address peers reach node `id` at: its proxy.
     fn advertised(&self, id: u64) -> String {
-        format!("127.0.0.1:{}", self.proxies.ports.get(&id).copied().unwrap_or(0))
+        format!(
+            "127.0.0.1:{}",
+            self.proxies.ports.get(&id).copied().unwrap_or(0)
+        )
     }
 
     fn members(&self) -> Vec<String> {

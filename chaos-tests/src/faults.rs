@@ -66,12 +66,12 @@ pub async fn inject(
     let groups: Vec<u64> = leaders.keys().copied().collect();
     let victim_group = groups.choose(rng).copied();
     let targets: Vec<u64> = match kind {
-        Kind::LeaderKill | Kind::Pause | Kind::PartitionLeader | Kind::SlowDisk => match victim_group
-            .and_then(|g| leaders.get(&g))
-        {
-            Some(leader) => vec![*leader],
-            None => return Ok(None),
-        },
+        Kind::LeaderKill | Kind::Pause | Kind::PartitionLeader | Kind::SlowDisk => {
+            match victim_group.and_then(|g| leaders.get(&g)) {
+                Some(leader) => vec![*leader],
+                None => return Ok(None),
+            }
+        }
         Kind::ZoneKill | Kind::PartitionZone => {
             let zone = ZONES[rng.gen_range(0..ZONES.len())];
             cluster

@@ -215,10 +215,7 @@ mod tests {
         let p = Partitions::default();
         p.split(&[vec![1], vec![2, 3]]);
         let blocked = p.watch().borrow().clone();
-        assert_eq!(
-            blocked,
-            BTreeSet::from([(1, 2), (2, 1), (1, 3), (3, 1)])
-        );
+        assert_eq!(blocked, BTreeSet::from([(1, 2), (2, 1), (1, 3), (3, 1)]));
         p.heal();
         assert!(p.watch().borrow().is_empty());
     }

@@ -53,6 +53,23 @@ async fn serve(
     (tx, server)
 }
 
+/// Opens a node's storage, waiting for a previous instance in this process to let go
+/// of it: a stopped node's RocksDB stays locked until the last task holding it (a
+/// server connection, a Raft task winding down) has ended, which is shortly after its
+/// shutdown returns, not at once.
+async fn open_when_released(id: NodeId, dir: &std::path::Path, config: openraft::Config) -> Host {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match Host::open(id, dir, config.clone()) {
+            Ok(host) => return host,
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("opening node {id}: {e}"),
+        }
+    }
+}
+
 impl Node {
     async fn start(
         id: NodeId,
@@ -61,7 +78,7 @@ impl Node {
         config: openraft::Config,
     ) -> Node {
         let addr = listener.local_addr().unwrap().to_string();
-        let host = Arc::new(Host::open(id, &dir.join(format!("node-{id}")), config).unwrap());
+        let host = Arc::new(open_when_released(id, &dir.join(format!("node-{id}")), config).await);
         host.open_group(GROUP).await.unwrap();
         let (stop, server) = serve(&host, listener).await;
         Node {
@@ -448,7 +465,8 @@ async fn a_restarted_replica_recovers_from_rocksdb_and_catches_up() {
     {
         // Before it can hear from anyone, the replica rebuilds its engine from its own
         // log: everything it had applied is back.
-        let host = Host::open(restarted, &dir.join(format!("node-{restarted}")), config()).unwrap();
+        let host =
+            open_when_released(restarted, &dir.join(format!("node-{restarted}")), config()).await;
         host.open_group(GROUP).await.unwrap();
         let keys = host.replica(GROUP).unwrap().read().engine.dbsize(1);
         assert_eq!(keys, 50, "replayed from the local log");

@@ -221,11 +221,9 @@ pub async fn serve(
                         .await;
                     // close_notify, so the client sees a clean end (not waiting on a
                     // client that stopped reading).
-                    let _ = tokio::time::timeout(
-                        std::time::Duration::from_secs(1),
-                        stream.shutdown(),
-                    )
-                    .await;
+                    let _ =
+                        tokio::time::timeout(std::time::Duration::from_secs(1), stream.shutdown())
+                            .await;
                 }
                 Ok(Err(e)) => {
                     node.counters

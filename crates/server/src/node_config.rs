@@ -172,8 +172,7 @@ impl TlsArgs {
             (None, Some(_)) => return Err(ConfigError::Missing("tls_cert_file")),
         };
         // Asked for, and impossible: refused rather than quietly not done.
-        if ca.is_none() && matches!(auth_clients, Some(AuthClients::Yes | AuthClients::Optional))
-        {
+        if ca.is_none() && matches!(auth_clients, Some(AuthClients::Yes | AuthClients::Optional)) {
             return Err(ConfigError::Invalid(
                 "tls_auth_clients yes or optional needs tls_ca_cert_file".into(),
             ));
@@ -534,6 +533,8 @@ mod tests {
         a.members = vec!["1,a,127.0.0.1:9999,127.0.0.1:6379".into()];
         assert!(matches!(a.resolve(), Err(ConfigError::Invalid(_))));
         // Listed at its advertised address, which is not where it binds.
+        let mut a = args(Some(1));
+        a.members = vec!["1,a,127.0.0.1:9999,127.0.0.1:6379".into()];
         a.advertise_grpc = Some("127.0.0.1:9999".into());
         a.peer_source_ip = Some("127.0.0.11".parse().unwrap());
         let c = a.resolve().unwrap();
