@@ -124,20 +124,20 @@ impl Drop for Proxies {
 }
 
 async fn serve(listener: TcpListener, to: u64, upstream: u16, partitions: Partitions) {
-    let mut links: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     loop {
         let Ok((client, from)) = listener.accept().await else {
             continue;
         };
-        links.retain(|l| !l.is_finished());
         let link = Link {
             from: caller(from),
             to,
             partitions: partitions.watch(),
         };
-        links.push(tokio::spawn(async move {
+        // A link ends when either side closes it (the node's process exits with the
+        // cluster).
+        tokio::spawn(async move {
             let _ = link.carry(client, upstream).await;
-        }));
+        });
     }
 }
 

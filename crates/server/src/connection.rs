@@ -214,29 +214,26 @@ pub async fn serve(
         Some(acceptor) => {
             let handshake =
                 tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream));
-            match handshake.instrument(span.clone()).await {
+            let failure = match handshake.instrument(span.clone()).await {
                 Ok(Ok(mut stream)) => {
                     run(&node, &mut stream, &mut client, settings)
-                        .instrument(span)
+                        .instrument(span.clone())
                         .await;
                     // close_notify, so the client sees a clean end (not waiting on a
                     // client that stopped reading).
                     let _ =
                         tokio::time::timeout(std::time::Duration::from_secs(1), stream.shutdown())
                             .await;
+                    None
                 }
-                Ok(Err(e)) => {
-                    node.counters
-                        .tls_handshake_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(parent: &span, error = %e, "TLS handshake failed");
-                }
-                Err(_) => {
-                    node.counters
-                        .tls_handshake_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(parent: &span, "TLS handshake timed out");
-                }
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("timed out".to_owned()),
+            };
+            if let Some(error) = failure {
+                node.counters
+                    .tls_handshake_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(parent: &span, %error, "TLS handshake failed");
             }
         }
     }

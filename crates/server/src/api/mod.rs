@@ -63,11 +63,17 @@ impl Api {
     /// may.
     async fn writes(&self, caller: &mut Caller, commands: Vec<Args>) -> Result<Vec<Reply>, Status> {
         let node = self.node()?;
+        // Checked as `Bytes` and handed back as the vectors they were: both conversions
+        // keep the buffers (a BulkUpsert's vectors are not copied for the check).
         let requests: Vec<Vec<Bytes>> = commands
-            .iter()
-            .map(|a| a.iter().map(|p| Bytes::copy_from_slice(p)).collect())
+            .into_iter()
+            .map(|a| a.into_iter().map(Bytes::from).collect())
             .collect();
         caller.authorize(node, &self.refreshes, &requests).await?;
+        let commands: Vec<Args> = requests
+            .into_iter()
+            .map(|r| r.into_iter().map(Vec::from).collect())
+            .collect();
         node.counters
             .commands_processed
             .fetch_add(commands.len() as u64, Ordering::Relaxed);
