@@ -34,3 +34,14 @@ done
     --json "$RESULTS/faiss_flat_l2.json"
 
 "$PY" benches/compare.py "$RESULTS"
+
+# The QPS ratio again, from passes of Shoal and hnswlib taken in turns (benches/paired.py):
+# the sequential runs above are exposed to the host's speed drifting between them.
+for metric in l2 ip cosine; do
+    "$PY" benches/paired.py --bench "$BENCH" --python "$PY" \
+        --base "$DATA/base.fvecs" --queries "$DATA/queries.fvecs" \
+        --groundtruth "$DATA/gt_$metric.ivecs" --metric "$metric" \
+        --m 16 --ef-construction 200 --ef-search 10,20,40,80,160 --k 10 --build-threads 2 \
+        --builds "${PAIRED_BUILDS:-3}" --rounds "${PAIRED_ROUNDS:-15}" \
+        --json "$RESULTS/paired/hnsw_$metric.json"
+done

@@ -38,8 +38,8 @@ ENGINE_PACKAGES = {"hnswlib": "hnswlib", "faiss": "faiss-cpu"}
 WARMUP_SECONDS = 0.2
 MIN_PASSES = 3
 MIN_TIMED_SECONDS = 1.0
-# hnswlib random_seed of build 0; build i uses HNSW_SEED + i. There is no --seed
-# flag: the peers always start from 100, the Rust tool from its --seed.
+# Default hnswlib random_seed of build 0 (--seed); build i uses seed + i. The Rust
+# tool has its own default seed: the two engines' level draws are unrelated anyway.
 HNSW_SEED = 100
 
 
@@ -62,7 +62,14 @@ def parse_args():
     parser.add_argument("--builds", type=int, default=1,
                         help="build the index this many times (hnswlib random_seed 100 + i); "
                              "recall is the mean over builds, QPS and build time the median")
+    parser.add_argument("--seed", type=int, default=HNSW_SEED,
+                        help="level-draw seed of build 0 (build i uses seed + i)")
     parser.add_argument("--json", type=Path, help="write the result here")
+    parser.add_argument("--serve", action="store_true",
+                        help="build once, print 'ready', then answer 'pass EF N' (one untimed "
+                             "pass, then the median seconds of N batched single-thread "
+                             "passes), 'recall EF' and 'quit' on stdin, as "
+                             "`shoal-bench ann --serve` does (benches/paired.py)")
     args = parser.parse_args()
     args.ef_search = [int(ef) for ef in args.ef_search.split(",")]
     if args.k < 1:
@@ -71,6 +78,8 @@ def parse_args():
         parser.error("--builds must be at least 1")
     if args.engine == "hnswlib" and args.algo != "hnsw":
         parser.error("hnswlib supports only --algo hnsw")
+    if args.serve and (args.algo != "hnsw" or args.json or args.builds != 1):
+        parser.error("--serve is for one HNSW build and writes no JSON")
     return args
 
 
@@ -277,6 +286,34 @@ def print_table(result):
         print(f"batch qps ({result['batch_threads']} threads): {result['batch_qps']:.1f}")
 
 
+def serve(engine, queries, truth, args, build_seconds):
+    """The --serve loop: requests on stdin, one answer line each on stdout."""
+    print(f"ready {build_seconds:.3f}", flush=True)
+    current_ef = None
+    for line in sys.stdin:
+        words = line.split()
+        if not words or words[0] == "quit":
+            break
+        verb, ef = words[0], int(words[1])
+        if ef != current_ef:
+            engine.prepare_search(ef, 1)
+            current_ef = ef
+        if verb == "pass":
+            # One untimed pass first: the other engine ran last and evicted ours from
+            # the caches.
+            engine.search(queries)
+            times = []
+            for _ in range(int(words[2]) if len(words) > 2 else 1):
+                t0 = time.perf_counter()
+                engine.search(queries)
+                times.append(time.perf_counter() - t0)
+            print(f"{median(times):.9f}", flush=True)
+        elif verb == "recall":
+            print(f"{recall(engine.search(queries), truth, args.k):.6f}", flush=True)
+        else:
+            sys.exit(f"unknown request {verb!r}")
+
+
 def write_json(path, result):
     """Write via a .tmp file and rename, so compare.py never reads a partial result."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -310,11 +347,14 @@ def main():
             # one index is resident and the builds do not compete for memory.
             del engine
             gc.collect()
-        engine = engine_class(args, dim, HNSW_SEED + i)
+        engine = engine_class(args, dim, args.seed + i)
         rss_before = rss_bytes()
         t0 = time.perf_counter()
         engine.build(base)
         build_seconds_all.append(time.perf_counter() - t0)
+        if args.serve:
+            serve(engine, queries, truth, args, build_seconds_all[-1])
+            return
         if i == 0:
             # Build 0 only: later builds reuse pages the previous index freed.
             bytes_per_vector = (rss_bytes() - rss_before) / n

@@ -93,6 +93,12 @@ pub struct AnnArgs {
     /// Write the result as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Build once, print `ready`, then answer requests on stdin, one line each:
+    /// `pass EF N` → one untimed pass over all queries, then the median seconds of N
+    /// timed single-threaded passes; `recall EF` → recall@k; `quit`. `benches/paired.py` alternates passes of two engines this
+    /// way, so a drift of the machine's speed hits both alike.
+    #[arg(long, conflicts_with_all = ["json", "builds"])]
+    pub serve: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -352,6 +358,9 @@ pub fn run(args: &AnnArgs) -> Result<()> {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
     }
+    if args.serve {
+        return serve(args, &base, &queries);
+    }
     let (n, dim) = (base.rows, base.cols);
     let efs: Vec<Option<usize>> = match args.algo {
         AlgoArg::Hnsw => args.ef_search.iter().map(|&e| Some(e)).collect(),
@@ -445,6 +454,56 @@ pub fn run(args: &AnnArgs) -> Result<()> {
         std::fs::write(&tmp, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The `--serve` loop: one build, then passes on request (see [`AnnArgs::serve`]).
+fn serve(args: &AnnArgs, base: &Matrix<f32>, queries: &Matrix<f32>) -> Result<()> {
+    use std::io::{BufRead, Write};
+
+    let (built, seconds) = build(args, base, 0)?;
+    let truth = ground_truth(args, base, queries)?;
+    let index = built.index();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready {seconds:.3}")?;
+    out.flush()?;
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let mut words = line.split_whitespace();
+        let (verb, ef) = (words.next(), words.next().map(str::parse::<usize>));
+        let ef = match ef {
+            Some(Ok(ef)) => Some(ef),
+            Some(Err(e)) => bail!("bad ef in {line:?}: {e}"),
+            None => None,
+        };
+        match verb {
+            Some("pass") => {
+                let passes = match words.next().map(str::parse::<usize>) {
+                    Some(Ok(p)) if p > 0 => p,
+                    None => 1,
+                    Some(_) => bail!("bad pass count in {line:?}"),
+                };
+                // One untimed pass first: the other engine ran last and evicted ours
+                // from the caches.
+                search_all(index, queries, args.k, ef, 1, None)?;
+                let mut times = Vec::with_capacity(passes);
+                for _ in 0..passes {
+                    let t = Instant::now();
+                    search_all(index, queries, args.k, ef, 1, None)?;
+                    times.push(t.elapsed().as_secs_f64());
+                }
+                writeln!(out, "{:.9}", median(&times))?;
+            }
+            Some("recall") => {
+                let found = search_all(index, queries, args.k, ef, 1, None)?;
+                let sum: f64 = found.iter().zip(&truth).map(|(f, t)| recall(f, t)).sum();
+                writeln!(out, "{:.6}", sum / queries.rows as f64)?;
+            }
+            Some("quit") | None => break,
+            Some(other) => bail!("unknown request {other:?}"),
+        }
+        out.flush()?;
     }
     Ok(())
 }

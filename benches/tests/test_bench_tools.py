@@ -14,8 +14,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conftest import (BUILD_THREADS, COMPARE, DIM, HNSW_EFS, K, METRICS, N, QUERIES,
-                      common_args, gen_dataset_cmd, run_script, shoal_bench_binary)
+from conftest import (BENCHES, BUILD_THREADS, COMPARE, DIM, HNSW_EFS, K, METRICS, N, QUERIES,
+                      SUBPROCESS_TIMEOUT, common_args, gen_dataset_cmd, run_script,
+                      shoal_bench_binary)
 from conftest import run_peer as run_peer_json
 from vecs import load_ids, load_vectors
 
@@ -243,6 +244,43 @@ def test_shoal_hnsw_end_to_end(dataset, tmp_path):
     assert [run["ef"] for run in result["runs"]] == list(HNSW_EFS)
     assert runs_by_ef(result)[64]["recall"] >= HNSW_MIN_RECALL
     assert "batch_qps" not in result
+
+
+def test_paired_run_alternates_both_engines(dataset, tmp_path):
+    """benches/paired.py drives `shoal-bench ann --serve` and `run_peer.py --serve`
+    in turns: every round yields one positive ratio, recall comes from both engines,
+    and the JSON carries every round so the verdict can be recomputed."""
+    binary = shoal_bench_binary()
+    out = tmp_path / "paired_l2.json"
+    run_script(sys.executable, BENCHES / "paired.py", "--bench", binary,
+               "--base", dataset / "base.fvecs", "--queries", dataset / "queries.fvecs",
+               "--groundtruth", dataset / "gt_l2.ivecs", "--metric", "l2",
+               "--ef-search", ",".join(map(str, HNSW_EFS)), "--builds", "2", "--rounds", "3",
+               "--json", out)
+    result = json.loads(out.read_text())
+    assert [run["ef"] for run in result["runs"]] == list(HNSW_EFS)
+    assert len(result["build_seconds"]) == 2
+    for run in result["runs"]:
+        assert [len(r) for r in run["ratios_per_build"]] == [3, 3]
+        assert all(r > 0 for rs in run["ratios_per_build"] for r in rs)
+        assert run["ratio_build_min"] <= run["ratio"] <= run["ratio_build_max"]
+        assert run["shoal_qps"] > 0 and run["hnswlib_qps"] > 0
+    at_64 = result["runs"][-1]
+    assert at_64["shoal_recall"] >= HNSW_MIN_RECALL
+    assert at_64["hnswlib_recall"] >= HNSW_MIN_RECALL
+
+
+def test_serve_refuses_a_bad_request(dataset):
+    """A malformed request ends `shoal-bench ann --serve` with an error naming it,
+    instead of a wrong timing."""
+    binary = shoal_bench_binary()
+    cmd = [str(c) for c in (binary, "ann", "--algo", "hnsw", "--serve",
+                            *common_args(dataset, "l2"))]
+    proc = subprocess.run(cmd, input="pass ten\n", capture_output=True, text=True,
+                          timeout=SUBPROCESS_TIMEOUT)
+    assert proc.stdout.startswith("ready ")
+    assert proc.returncode != 0
+    assert "bad ef" in proc.stderr
 
 
 def test_shoal_flat_end_to_end_and_schema(dataset, faiss_flat, tmp_path):
