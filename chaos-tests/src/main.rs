@@ -60,7 +60,8 @@ fn plans(cli: &Cli) -> Vec<Plan> {
     };
     let workload = Workload {
         workers,
-        keys_per_worker: 6,
+        team: 3,
+        keys_per_team: 8,
         pace: Duration::from_millis(5),
     };
     let mut scenarios: Vec<(&str, Vec<Kind>)> = vec![
@@ -71,6 +72,7 @@ fn plans(cli: &Cli) -> Vec<Plan> {
         ("majority-kill", vec![Kind::MajorityKill]),
         ("partition-leader", vec![Kind::PartitionLeader]),
         ("slow-disk", vec![Kind::SlowDisk]),
+        ("combined", vec![Kind::Combined]),
     ];
     if cli.suite == Suite::Full {
         scenarios.push((
@@ -83,6 +85,7 @@ fn plans(cli: &Cli) -> Vec<Plan> {
                 Kind::PartitionLeader,
                 Kind::PartitionZone,
                 Kind::SlowDisk,
+                Kind::Combined,
             ],
         ));
         scenarios.push(("partition-zone", vec![Kind::PartitionZone]));

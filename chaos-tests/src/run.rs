@@ -305,25 +305,39 @@ fn majority_loss(ops: &[Op], faults: &[Fault]) -> MajorityLoss {
 fn recovery(ops: &[Op], faults: &[Fault], groups: u64) -> Vec<u64> {
     let ring = shoal_cluster::Ring::new(0..groups);
     let mut out = Vec::new();
+    // (when the clock starts, the group) for every leader a fault took out.
+    let mut losses: Vec<(Duration, u64)> = Vec::new();
     for fault in faults {
-        // A group without a majority is meant to refuse writes until the nodes are
-        // back: its clock starts when they are.
-        let from = if fault.kind == Kind::MajorityKill {
-            fault.healed
-        } else {
-            fault.at
-        };
-        for &g in &fault.groups {
-            let first = ops
-                .iter()
-                .filter(|o| o.changes() && matches!(o.outcome, Outcome::Ok(_)))
-                .filter(|o| o.start >= from)
-                .filter(|o| ring.group_of(o.key.as_bytes()) == Some(g))
-                .map(|o| o.end)
-                .min();
-            if let Some(end) = first {
-                out.push(u64::try_from((end - from).as_millis()).unwrap_or(u64::MAX));
+        match fault.kind {
+            // Each part of a combined fault starts its own clock for the groups its
+            // node led then.
+            Kind::Combined => {
+                for part in &fault.parts {
+                    losses.extend(part.groups.iter().map(|g| (part.at, *g)));
+                }
             }
+            // A group without a majority is meant to refuse writes until the nodes
+            // are back: its clock starts when they are.
+            Kind::MajorityKill => losses.extend(fault.groups.iter().map(|g| (fault.healed, *g))),
+            Kind::LeaderKill
+            | Kind::ZoneKill
+            | Kind::Pause
+            | Kind::RestartAll
+            | Kind::PartitionLeader
+            | Kind::PartitionZone
+            | Kind::SlowDisk => losses.extend(fault.groups.iter().map(|g| (fault.at, *g))),
+        }
+    }
+    for (from, g) in losses {
+        let first = ops
+            .iter()
+            .filter(|o| o.changes() && matches!(o.outcome, Outcome::Ok(_)))
+            .filter(|o| o.start >= from)
+            .filter(|o| ring.group_of(o.key.as_bytes()) == Some(g))
+            .map(|o| o.end)
+            .min();
+        if let Some(end) = first {
+            out.push(u64::try_from((end - from).as_millis()).unwrap_or(u64::MAX));
         }
     }
     out

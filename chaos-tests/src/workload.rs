@@ -1,10 +1,12 @@
-//! The workload: workers that each own a few keys and write, delete, read and
-//! KNN-search them through routers on different nodes, recording everything.
+//! The workload: teams of workers that share a few keys and write, delete, read and
+//! KNN-search them, each worker through a router on a different node, recording
+//! everything.
 //!
-//! Each key is touched by one worker only, one operation at a time, so a key's history
-//! is sequential except for operations whose outcome is unknown, which may still take
-//! effect later (see `check`). Every value is unique in the run and so is its vector,
-//! which makes a KNN query for a value's vector a read of whether the key holds it.
+//! A key's operations overlap in time (its team's workers run concurrently), and an
+//! operation whose outcome is unknown may still take effect later; `check` searches
+//! for an order that explains what every worker saw. Every value is unique in the run
+//! and so is its vector, which makes a KNN query for a value's vector a read of whether
+//! the key holds it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,7 +28,9 @@ pub const OP_TIMEOUT: Duration = Duration::from_secs(8);
 #[derive(Debug, Clone)]
 pub struct Workload {
     pub workers: usize,
-    pub keys_per_worker: usize,
+    /// Workers per team: a team's workers share its keys, each through its own router.
+    pub team: usize,
+    pub keys_per_team: usize,
     /// Pause between a worker's operations.
     pub pace: Duration,
 }
@@ -40,8 +44,8 @@ pub fn vector(value: u64) -> Vec<u8> {
         .collect()
 }
 
-pub fn key(worker: usize, k: usize) -> String {
-    format!("doc:{worker}:{k}")
+pub fn key(team: usize, k: usize) -> String {
+    format!("doc:{team}:{k}")
 }
 
 pub fn create_index() -> redis::Cmd {
@@ -148,8 +152,8 @@ fn nearest_is(reply: &redis::Value, key: &str) -> bool {
     id == key && distance == Some(0.0)
 }
 
-/// Runs `workload` against `addrs` (one router per worker, in turn) until `stop`, and
-/// returns every operation.
+/// Runs `workload` against `addrs` (one router per worker, in turn, so a team's workers
+/// use different routers) until `stop`, and returns every operation.
 pub async fn run(
     workload: &Workload,
     addrs: &[String],
@@ -188,8 +192,10 @@ async fn worker(
 ) -> Vec<Op> {
     let mut rng = StdRng::seed_from_u64(seed ^ (w as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let mut ops = Vec::new();
-    // The value each key was last written with (for KNN queries).
-    let mut last: Vec<Option<u64>> = vec![None; workload.keys_per_worker];
+    let team = w / workload.team.max(1);
+    // The value this worker last wrote to each key (for KNN queries; another worker
+    // may have changed it since, which the query then reads as absent).
+    let mut last: Vec<Option<u64>> = vec![None; workload.keys_per_team];
     let mut next_value = (w as u64 + 1) * 1_000_000;
     let mut con: Option<MultiplexedConnection> = None;
     while !stop.load(Ordering::Relaxed) {
@@ -200,8 +206,8 @@ async fn worker(
                 continue;
             }
         }
-        let k = rng.gen_range(0..workload.keys_per_worker);
-        let key = key(w, k);
+        let k = rng.gen_range(0..workload.keys_per_team);
+        let key = key(team, k);
         let roll: u32 = rng.gen_range(0..100);
         let call = match (roll, last[k]) {
             (0..=44, _) => {
