@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::local::Local;
-use crate::wire::{decode, encode, ShardError};
+use crate::wire::{decode, encode, LeaderView, ShardError};
 
 /// Largest shard message: a batch of pipelined vector writes, or a search part that
 /// loads many fields.
@@ -88,6 +88,25 @@ impl Shard for ShardService {
         }
         .instrument(span)
         .await;
+        answer(&result)
+    }
+
+    async fn leader(&self, request: Request<ShardCall>) -> Result<Response<ShardAnswer>, Status> {
+        let group = request.into_inner().group;
+        let host = &self.local.host;
+        let result = match host.group(group).filter(|g| g.is_member()) {
+            Some(g) => {
+                let status = g.status();
+                Ok(LeaderView {
+                    term: status.term,
+                    leader: status.leader.map(|(id, _)| id),
+                })
+            }
+            None => Err(ShardError::NotHosted {
+                node: host.id(),
+                group,
+            }),
+        };
         answer(&result)
     }
 }

@@ -17,6 +17,8 @@
 //! | no quorum / leadership lost mid-write     | fail: outcome unknown                 |
 //! | this node's replica sees another leader   | read: retry there; write: fail,       |
 //! | elected while a remote call is pending    | outcome unknown, next one goes there  |
+//! | (no replica here) a majority of the group | the same                              |
+//! | follows another leader at one term        |                                       |
 //! | engine error                              | fail with its text                    |
 //!
 //! Only reads are cut at the deadline: a write in flight has its fate decided by the
@@ -28,6 +30,14 @@
 //! retry reaches the new leader an election after the freeze instead of a quorum
 //! timeout after it. Only a change seen *during* the call counts, so a replica whose
 //! view is merely stale (partitioned) never cuts calls short.
+//!
+//! A router on a node without a replica of the group has no such view. Once a call has
+//! hung for [`REMOTE_WATCH_AFTER`], it asks the group's other members whom they follow
+//! (the `Leader` call); when a majority of the group names one leader other than the
+//! node called, at one term, the node called is deposed: it cannot commit at its own
+//! term any more, and the call is given up the same way. A deposed node's late answer
+//! would be an error or an outcome the client already treats as unknown, so nothing is
+//! lost by not waiting for it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -43,7 +53,9 @@ use tonic::transport::Channel;
 
 use crate::local::Local;
 use crate::service::MAX_MESSAGE;
-use crate::wire::{decode, encode, AggregateCall, ReadAnswer, ReadCall, SearchCall, ShardError};
+use crate::wire::{
+    decode, encode, AggregateCall, LeaderView, ReadAnswer, ReadCall, SearchCall, ShardError,
+};
 
 /// Redirects followed within one call before pausing: leadership rarely moves twice
 /// while a call is in flight.
@@ -52,6 +64,12 @@ const MAX_REDIRECTS: usize = 3;
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// How often a pending remote call looks at whether the group elected someone else.
 const LEADER_WATCH: Duration = Duration::from_millis(50);
+/// How long a remote call hangs before a router without a replica of the group asks
+/// the members whom they follow: about an election, so a healthy slow call costs no
+/// extra traffic.
+const REMOTE_WATCH_AFTER: Duration = Duration::from_millis(500);
+/// Between two rounds of asking, and how long one answer may take.
+const REMOTE_WATCH: Duration = Duration::from_millis(200);
 /// Slack on top of the quorum timeout the remote node applies itself.
 const CALL_SLACK: Duration = Duration::from_secs(1);
 
@@ -223,13 +241,17 @@ impl Shards {
                 if node == self.local.host.id() {
                     return self.call_local(group, op).await;
                 }
-                // Without a replica of the group there is no view to watch.
-                let Some(before) = self.local_view(group) else {
-                    return self.call_remote(group, node, &addr, op, budget).await;
+                let call = self.call_remote(group, node, &addr, op, budget);
+                let watch = async {
+                    match self.local_view(group) {
+                        Some(before) => self.superseded(group, node, before).await,
+                        // Without a replica of the group, its members are asked.
+                        None => self.deposed(group, node).await,
+                    }
                 };
                 tokio::select! {
-                    answer = self.call_remote(group, node, &addr, op, budget) => answer,
-                    leader = self.superseded(group, node, before) => {
+                    answer = call => answer,
+                    leader = watch => {
                         tracing::debug!(group, node, new_leader = leader.0, "the group elected another leader during a call");
                         self.hints.lock().insert(group, leader.clone());
                         Err(ShardError::Group(if op.idempotent() {
@@ -338,6 +360,69 @@ impl Shards {
                 if leader.0 != node && Some(leader.0) != before {
                     return leader;
                 }
+            }
+        }
+    }
+
+    /// Resolves once a majority of `group`'s members, asked over the network, follow
+    /// one leader other than `node` at one term (see the module's notes). Never
+    /// resolves when the group's members are not known.
+    async fn deposed(&self, group: GroupId, node: NodeId) -> (NodeId, NodeAddr) {
+        tokio::time::sleep(REMOTE_WATCH_AFTER).await;
+        let members = self.group_members.read().get(&group).cloned();
+        let Some(members) = members.filter(|m| m.iter().any(|(id, _)| *id == node)) else {
+            return std::future::pending().await;
+        };
+        let majority = members.len() / 2 + 1;
+        loop {
+            let views = futures::future::join_all(
+                members
+                    .iter()
+                    .filter(|(id, _)| *id != node)
+                    .map(|(id, addr)| self.leader_view(group, *id, addr)),
+            )
+            .await;
+            let mut counts: HashMap<(u64, NodeId), usize> = HashMap::new();
+            for view in views.into_iter().flatten() {
+                if let Some(leader) = view.leader.filter(|l| *l != node) {
+                    *counts.entry((view.term, leader)).or_default() += 1;
+                }
+            }
+            let followed = counts
+                .into_iter()
+                .find(|(_, n)| *n >= majority)
+                .and_then(|((_, leader), _)| members.iter().find(|(id, _)| *id == leader));
+            if let Some(leader) = followed {
+                return leader.clone();
+            }
+            tokio::time::sleep(REMOTE_WATCH).await;
+        }
+    }
+
+    /// Whom `node`'s replica of `group` follows; None when it does not answer in time
+    /// or holds no replica.
+    async fn leader_view(
+        &self,
+        group: GroupId,
+        node: NodeId,
+        addr: &NodeAddr,
+    ) -> Option<LeaderView> {
+        let channel = self.channel(&addr.raft).ok()?;
+        let mut client = ShardClient::new(channel);
+        let mut request = tonic::Request::new(ShardCall {
+            group,
+            payload: Vec::new(),
+        });
+        request.set_timeout(REMOTE_WATCH);
+        let reply = tokio::time::timeout(REMOTE_WATCH, client.leader(request))
+            .await
+            .ok()?
+            .ok()?;
+        match answer::<LeaderView>(&reply.into_inner().payload) {
+            Ok(view) => Some(view),
+            Err(e) => {
+                tracing::debug!(group, node, error = %e, "no leader view");
+                None
             }
         }
     }

@@ -45,6 +45,13 @@ pub struct AggregateCall {
     pub stale_ok: bool,
 }
 
+/// What one replica takes for its group's leader (the `Leader` call's answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderView {
+    pub term: u64,
+    pub leader: Option<NodeId>,
+}
+
 /// Why a shard call did not give an answer.
 #[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 pub enum ShardError {
