@@ -227,11 +227,16 @@ impl Cluster {
         self.nodes.iter().position(|n| n.id == id)
     }
 
-    /// The leaders of every shard group, as some live node's INFO cluster says.
+    /// The leaders of every shard group, as some live node's INFO cluster says (not a
+    /// cut-off node's, whose view may be stale).
     pub async fn leaders(&mut self) -> Option<BTreeMap<u64, u64>> {
         let groups = self.shape.groups;
+        let ids: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
         for i in 0..self.nodes.len() {
-            if !self.nodes[i].is_running() || self.nodes[i].is_paused() {
+            if !self.nodes[i].is_running()
+                || self.nodes[i].is_paused()
+                || self.proxies.partitions.cut_off(self.nodes[i].id, &ids)
+            {
                 continue;
             }
             let Ok(info) = info_cluster(&self.nodes[i].addr()).await else {

@@ -319,11 +319,19 @@ pub async fn inject(
                 fault.parts.push(part);
                 tokio::time::sleep(half).await;
             }
+            // Every step is undone even if one fails: a node left paused or cut off
+            // would fail the checks that follow for the wrong reason.
+            let mut first_error = None;
             for (n, (what, on)) in steps.iter().enumerate() {
-                undo(cluster, *what, on).await?;
+                if let Err(e) = undo(cluster, *what, on).await {
+                    first_error.get_or_insert(e);
+                }
                 if n + 1 < steps.len() {
                     tokio::time::sleep(half).await;
                 }
+            }
+            if let Some(e) = first_error {
+                return Err(e);
             }
             fault.healed = started.elapsed();
             fault.groups = fault.parts.iter().flat_map(|p| p.groups.clone()).collect();

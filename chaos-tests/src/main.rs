@@ -40,6 +40,9 @@ struct Cli {
     /// paused leader is replaced before it wakes up.
     #[arg(long, default_value_t = 4_000)]
     downtime_ms: u64,
+    /// Nodes per zone instead of the suite's (1 quick, 2 full).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+    nodes_per_zone: Option<u8>,
     /// Writes every report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -52,7 +55,7 @@ fn plans(cli: &Cli) -> Vec<Plan> {
     };
     let shape = Shape {
         shoal: cli.shoal.clone(),
-        nodes_per_zone,
+        nodes_per_zone: cli.nodes_per_zone.map_or(nodes_per_zone, usize::from),
         groups: 2,
         election_timeout_ms: 500,
         heartbeat_ms: 100,

@@ -75,6 +75,17 @@ impl Partitions {
         self.blocked.send_replace(pairs);
     }
 
+    /// Whether `node` is cut off from more nodes than it can reach of `all`: its view
+    /// of the cluster may be stale.
+    pub fn cut_off(&self, node: u64, all: &[u64]) -> bool {
+        let blocked = self.blocked.borrow();
+        let unreachable = all
+            .iter()
+            .filter(|&&other| other != node && blocked.contains(&(node, other)))
+            .count();
+        2 * unreachable >= all.len()
+    }
+
     /// Every link up again.
     pub fn heal(&self) {
         self.blocked.send_replace(BTreeSet::new());
@@ -202,6 +213,18 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn a_node_on_the_small_side_is_cut_off() {
+        let p = Partitions::default();
+        let all = [1, 2, 3, 4, 5, 6];
+        assert!(!p.cut_off(1, &all));
+        p.split(&[vec![1, 4], vec![2, 3, 5, 6]]);
+        assert!(p.cut_off(1, &all) && p.cut_off(4, &all));
+        assert!(!p.cut_off(2, &all) && !p.cut_off(6, &all));
+        p.heal();
+        assert!(!p.cut_off(1, &all));
+    }
 
     #[test]
     fn callers_are_known_by_their_loopback_address() {

@@ -17,8 +17,8 @@
 //! | no quorum / leadership lost mid-write     | fail: outcome unknown                 |
 //! | this node's replica sees another leader   | read: retry there; write: fail,       |
 //! | elected while a remote call is pending    | outcome unknown, next one goes there  |
-//! | (no replica here) a majority of the group | the same                              |
-//! | follows another leader at one term        |                                       |
+//! | a majority of the group follows another   | the same                              |
+//! | leader at one term (asked after 500 ms)   |                                       |
 //! | engine error                              | fail with its text                    |
 //!
 //! Only reads are cut at the deadline: a write in flight has its fate decided by the
@@ -31,13 +31,17 @@
 //! timeout after it. Only a change seen *during* the call counts, so a replica whose
 //! view is merely stale (partitioned) never cuts calls short.
 //!
-//! A router on a node without a replica of the group has no such view. Once a call has
-//! hung for [`REMOTE_WATCH_AFTER`], it asks the group's other members whom they follow
-//! (the `Leader` call); when a majority of the group names one leader other than the
-//! node called, at one term, the node called is deposed: it cannot commit at its own
-//! term any more, and the call is given up the same way. A deposed node's late answer
-//! would be an error or an outcome the client already treats as unknown, so nothing is
-//! lost by not waiting for it.
+//! A router on a node without a replica of the group has no such view, and one whose
+//! replica learned of the new leader just before the call (while its hint still named
+//! the old one) sees no change during the call. So once a call has hung for
+//! [`REMOTE_WATCH_AFTER`], the router also asks the group's other members whom they
+//! follow (the `Leader` call); when a majority of the group names one leader other than
+//! the node called, at one term, the node called is deposed: it cannot commit at its
+//! own term any more, and the call is given up the same way. Giving up only ever turns
+//! an answer into "unknown" (a write the deposed node committed before it froze may
+//! still have been applied; the client is told so), never into a definite failure.
+//! Each hung call polls on its own; with many clients behind one frozen leader that is
+//! a few small calls per hung call every 200 ms, for an election's length.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -64,9 +68,8 @@ const MAX_REDIRECTS: usize = 3;
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// How often a pending remote call looks at whether the group elected someone else.
 const LEADER_WATCH: Duration = Duration::from_millis(50);
-/// How long a remote call hangs before a router without a replica of the group asks
-/// the members whom they follow: about an election, so a healthy slow call costs no
-/// extra traffic.
+/// How long a remote call hangs before the router asks the group's members whom they
+/// follow: about an election, so a healthy call (milliseconds) costs no extra traffic.
 const REMOTE_WATCH_AFTER: Duration = Duration::from_millis(500);
 /// Between two rounds of asking, and how long one answer may take.
 const REMOTE_WATCH: Duration = Duration::from_millis(200);
@@ -242,11 +245,16 @@ impl Shards {
                     return self.call_local(group, op).await;
                 }
                 let call = self.call_remote(group, node, &addr, op, budget);
-                let watch = async {
+                let local = async {
                     match self.local_view(group) {
                         Some(before) => self.superseded(group, node, before).await,
-                        // Without a replica of the group, its members are asked.
-                        None => self.deposed(group, node).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let watch = async {
+                    tokio::select! {
+                        leader = local => leader,
+                        leader = self.deposed(group, node) => leader,
                     }
                 };
                 tokio::select! {
