@@ -93,6 +93,7 @@ impl Shard for ShardService {
 
     async fn leader(&self, request: Request<ShardCall>) -> Result<Response<ShardAnswer>, Status> {
         let group = request.into_inner().group;
+        let _span = tracing::debug_span!("shard_leader", group).entered();
         let host = &self.local.host;
         let result = match host.group(group).filter(|g| g.is_member()) {
             Some(g) => {

@@ -374,13 +374,17 @@ impl Shards {
 
     /// Resolves once a majority of `group`'s members, asked over the network, follow
     /// one leader other than `node` at one term (see the module's notes). Never
-    /// resolves when the group's members are not known.
+    /// resolves when `node` is not among the members this router knows.
     async fn deposed(&self, group: GroupId, node: NodeId) -> (NodeId, NodeAddr) {
         tokio::time::sleep(REMOTE_WATCH_AFTER).await;
+        // Without a record of the group's members, every member of the cluster is
+        // asked: nodes without a replica do not answer a view, so a majority of them
+        // is harder to reach, never wrongly reached.
         let members = self.group_members.read().get(&group).cloned();
-        let Some(members) = members.filter(|m| m.iter().any(|(id, _)| *id == node)) else {
+        let members = members.unwrap_or_else(|| self.members.clone());
+        if !members.iter().any(|(id, _)| *id == node) {
             return std::future::pending().await;
-        };
+        }
         let majority = members.len() / 2 + 1;
         loop {
             let views = futures::future::join_all(
