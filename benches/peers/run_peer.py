@@ -60,7 +60,7 @@ def parse_args():
     parser.add_argument("--threads", type=int, default=1, help="search threads")
     parser.add_argument("--build-threads", type=int, default=2)
     parser.add_argument("--builds", type=int, default=1,
-                        help="build the index this many times (hnswlib random_seed 100 + i); "
+                        help="build the index this many times (random_seed --seed + i); "
                              "recall is the mean over builds, QPS and build time the median")
     parser.add_argument("--seed", type=int, default=HNSW_SEED,
                         help="level-draw seed of build 0 (build i uses seed + i)")

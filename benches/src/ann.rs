@@ -95,8 +95,9 @@ pub struct AnnArgs {
     pub json: Option<PathBuf>,
     /// Build once, print `ready`, then answer requests on stdin, one line each:
     /// `pass EF N` → one untimed pass over all queries, then the median seconds of N
-    /// timed single-threaded passes; `recall EF` → recall@k; `quit`. `benches/paired.py` alternates passes of two engines this
-    /// way, so a drift of the machine's speed hits both alike.
+    /// timed single-threaded passes; `recall EF` → recall@k; `quit`. `benches/paired.py`
+    /// alternates passes of two engines this way, so a drift of the machine's speed hits
+    /// both alike.
     #[arg(long, conflicts_with_all = ["json", "builds"])]
     pub serve: bool,
 }
