@@ -109,3 +109,52 @@ def _total_or_none(client):
         return total(client)
     except redis.ResponseError:
         return None
+
+
+def _keys_or_none(client):
+    try:
+        reply = client.execute_command("FT.SEARCH", "idx", "*", "NOCONTENT",
+                                       "LIMIT", "0", "1000")
+    except redis.ResponseError:
+        return None
+    return reply[0], sorted(k.decode() for k in reply[1:])
+
+
+def test_a_drop_that_missed_a_group_leaves_no_leftover_under_a_new_definition(cluster):
+    """FT.DROPINDEX reaches the map and groups 0 and 2; group 1 has no leader and keeps
+    the old definition. The name is created again with another prefix, which misses
+    group 1 as well. Once group 1 has a leader, the meta leader drops the leftover
+    there (the map no longer has its generation) and creates the new definition, so
+    every group answers with the new prefix's documents only."""
+    client = cluster.client(protocol=2)
+    assert cluster.leaders()[1] == 2
+    assert client.execute_command(*CREATE) == b"OK"
+    write_docs(client, 90)
+    pipe = client.pipeline(transaction=False)
+    for i in range(60):
+        pipe.hset(f"e:{i}", mapping={"t": "y", "v": np.ones(DIM, np.float32).tobytes()})
+    pipe.execute()
+    assert total(client) == 90
+    # The router's own engine commands for the groups are not client commands.
+    with pytest.raises(redis.ResponseError, match="unknown command"):
+        client.execute_command("FT._CREATE", "1", "KEEP", "x", "SCHEMA", "t", "TAG")
+    with pytest.raises(redis.ResponseError, match="unknown command"):
+        client.execute_command("FT._DROPIF", "idx", "1")
+
+    cluster.procs[1].send_signal(signal.SIGKILL)
+    cluster.procs[1].wait()
+    with pytest.raises(redis.ResponseError) as failed:
+        client.execute_command("FT.DROPINDEX", "idx")
+    assert "shard group 1" in str(failed.value), failed.value
+    other = list(CREATE)
+    other[other.index("d:")] = "e:"
+    with pytest.raises(redis.ResponseError) as failed:
+        client.execute_command(*other)
+    assert "shard group 1" in str(failed.value), failed.value
+
+    wait_for(lambda: client.info("cluster")["group1"]["leader"] in (1, 3),
+             what="a new leader of group 1")
+    want = (60, sorted(f"e:{i}" for i in range(60)))
+    seen = wait_for(lambda: (lambda k: k if k == want else None)(_keys_or_none(client)),
+                    what="the new definition, and only it, on every group", timeout=30)
+    assert seen == want

@@ -9,8 +9,8 @@
 //! |-----------------|------------------------------------|------------------------------|
 //! | `node:<id>`     | [`NodeRecord`]: zone, addresses,   | each node, every second      |
 //! |                 | when it last reported              | (its liveness)               |
-//! | `index:<name>`  | the FT.CREATE arguments            | FT.CREATE (`HSETNX`),        |
-//! |                 |                                    | FT.DROPINDEX (`HDEL`)        |
+//! | `index:<name>`  | [`IndexDefinition`]: generation,   | FT.CREATE (`HSETNX`),        |
+//! |                 | the FT.CREATE arguments            | FT.DROPINDEX (`HDEL`)        |
 //! | `group:<id>`    | [`GroupRecord`]: leader, voters,   | the group's leader, with its |
 //! |                 | learners, term                     | node's report                |
 //!
@@ -23,8 +23,10 @@
 //! a create that fails part-way is still decided: the map has it, and the meta
 //! leader's [`Router::reconcile_indexes`] creates it on the groups that missed it.
 //! A second FT.CREATE of the name is refused by the map, whichever groups have it.
+//! FT.DROPINDEX takes the name out of the map first; a group the drop missed keeps a
+//! definition whose generation the map no longer has, and the reconciler drops it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use shoal_engine::Reply;
@@ -49,6 +51,9 @@ pub const USERS_KEY: &[u8] = b"shoal:cluster-users";
 /// Read-modify-write rounds `ACL SETUSER` tries before giving up (each lost one means
 /// another router changed a user in between).
 const USER_UPDATE_ROUNDS: usize = 16;
+/// Read-then-delete rounds FT.DROPINDEX tries (each lost one means the name was dropped
+/// and created again in between).
+const INDEX_DROP_ROUNDS: usize = 8;
 
 const NODE: &[u8] = b"node:";
 const GROUP: &[u8] = b"group:";
@@ -96,14 +101,58 @@ impl GroupRecord {
     }
 }
 
+/// One index definition in the map.
+///
+/// The generation tells this definition from any earlier one of the same name: the
+/// router that created it drew it at random, and sends it with the create to every
+/// group (`FT._CREATE`), which keeps it with the index. A group's index whose
+/// generation the map does not have is a leftover (a drop or a create that only partly
+/// reached the groups) that the meta leader takes away with a drop that names the
+/// generation, so it never touches a definition made since it looked
+/// ([`Router::reconcile_indexes`]). Generation 0 is an index made without one (before
+/// generations, or by a plain FT.CREATE): left alone unless the map has the name with
+/// another generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexDefinition {
+    pub generation: u64,
+    /// The FT.CREATE arguments, after the command name.
+    pub args: Vec<Vec<u8>>,
+}
+
+/// Marks the map's value format with generations. A value without it is the earlier
+/// format, the bare arguments, which can never start with a 0 byte (postcard's length
+/// of a list that always holds at least the index name).
+const DEFINITION_FORMAT: u8 = 0;
+
+impl IndexDefinition {
+    fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        let mut out = vec![DEFINITION_FORMAT];
+        out.extend(postcard::to_allocvec(self)?);
+        Ok(out)
+    }
+
+    fn decode(value: &[u8]) -> Option<IndexDefinition> {
+        match value.split_first() {
+            Some((&DEFINITION_FORMAT, rest)) => postcard::from_bytes(rest).ok(),
+            Some(_) => postcard::from_bytes(value)
+                .ok()
+                .map(|args| IndexDefinition {
+                    generation: 0,
+                    args,
+                }),
+            None => None,
+        }
+    }
+}
+
 /// The map as read from the meta group.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterMap {
     pub nodes: BTreeMap<NodeId, NodeRecord>,
     /// Shard groups as their leaders report them.
     pub groups: BTreeMap<GroupId, GroupRecord>,
-    /// Index name → its FT.CREATE arguments (after the command name).
-    pub indexes: BTreeMap<String, Vec<Vec<u8>>>,
+    /// Index name → its definition.
+    pub indexes: BTreeMap<String, IndexDefinition>,
     /// User name → its ACL rules ([`shoal_resp::acl::User::rules`]). Users the map does
     /// not have are as a fresh cluster has them (only `default`, unrestricted).
     pub users: BTreeMap<String, String>,
@@ -135,9 +184,9 @@ impl ClusterMap {
                     }
                 }
             } else if let Some(name) = field.strip_prefix(INDEX) {
-                if let Ok(args) = postcard::from_bytes(&value) {
+                if let Some(definition) = IndexDefinition::decode(&value) {
                     map.indexes
-                        .insert(String::from_utf8_lossy(name).into_owned(), args);
+                        .insert(String::from_utf8_lossy(name).into_owned(), definition);
                 }
             }
         }
@@ -196,28 +245,34 @@ fn pairs(reply: Reply) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect()
 }
 
-/// The names of `FT._LIST`'s reply.
-fn names(reply: &Reply) -> Option<BTreeSet<String>> {
+/// `FT._GENERATIONS`'s reply (name, generation, name, generation, ...) as a map; `None`
+/// for anything else (an error: a node that does not know the command yet).
+fn generations(reply: &Reply) -> Option<BTreeMap<String, u64>> {
     let Reply::Array(items) = reply else {
         return None;
     };
-    Some(
-        items
-            .iter()
-            .filter_map(|i| {
-                if let Reply::Bulk(b) = i {
-                    Some(String::from_utf8_lossy(b).into_owned())
-                } else if let Reply::Simple(s) = i {
-                    Some(s.clone())
-                } else {
-                    None
-                }
-            })
-            .collect(),
-    )
+    let text = |r: &Reply| match r {
+        Reply::Bulk(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Reply::Simple(s) => Some(s.clone()),
+        Reply::Ok
+        | Reply::Error(_)
+        | Reply::Int(_)
+        | Reply::Null
+        | Reply::Array(_)
+        | Reply::Map(_)
+        | Reply::Double(_)
+        | Reply::Verbatim(_) => None,
+    };
+    items
+        .chunks(2)
+        .map(|pair| match pair {
+            [name, generation] => Some((text(name)?, text(generation)?.parse().ok()?)),
+            _ => None,
+        })
+        .collect()
 }
 
-/// `HSETNX`'s or `HDEL`'s count as a [`MapChange`].
+/// `HSETNX`'s or `HDELIFEQ`'s count as a [`MapChange`].
 fn map_change(reply: Reply) -> Result<MapChange, String> {
     match reply {
         Reply::Int(1) => Ok(MapChange::Changed),
@@ -383,10 +438,10 @@ impl Router {
     pub async fn map_create_index(
         &self,
         name: &str,
-        args: &[Vec<u8>],
+        definition: &IndexDefinition,
         now_ms: u64,
     ) -> Result<MapChange, String> {
-        let value = postcard::to_allocvec(args).map_err(|e| format!("ERR {e}"))?;
+        let value = definition.encode().map_err(|e| format!("ERR {e}"))?;
         let reply = self
             .group_write(
                 META,
@@ -402,68 +457,201 @@ impl Router {
         map_change(reply)
     }
 
-    /// Takes an index definition out of the map.
-    pub async fn map_drop_index(&self, name: &str, now_ms: u64) -> Result<MapChange, String> {
-        let reply = self
-            .group_write(
-                META,
-                vec![b"HDEL".to_vec(), MAP_KEY.to_vec(), index_field(name)],
-                now_ms,
-            )
-            .await?;
-        map_change(reply)
+    /// Takes the map's definition of `name` out of the map, whichever it is, and says
+    /// which one it took (`None`: the map has no such name). Read, then deleted only if
+    /// unchanged, so the caller knows the generation to drop from the groups, and a
+    /// definition created in between is never the one taken.
+    pub async fn map_drop_index(
+        &self,
+        name: &str,
+        now_ms: u64,
+    ) -> Result<Option<IndexDefinition>, String> {
+        for _ in 0..INDEX_DROP_ROUNDS {
+            let Some(value) = self.map_field(&index_field(name), now_ms).await? else {
+                return Ok(None);
+            };
+            if self.map_delete_value(name, &value, now_ms).await? {
+                // One that does not decode is taken out all the same; the groups then
+                // drop a generation-0 index of the name, if any.
+                return Ok(Some(IndexDefinition::decode(&value).unwrap_or(
+                    IndexDefinition {
+                        generation: 0,
+                        args: Vec::new(),
+                    },
+                )));
+            }
+        }
+        Err("TRYAGAIN the index was created again under every attempt to drop it; try again".into())
     }
 
-    /// Creates every index of the map on the shard groups that do not have it: what
-    /// finishes an FT.CREATE that reached the map but not every group. Returns how many
-    /// creates it sent.
-    ///
-    /// The map is read first and each group's list after, so an index missing from a
-    /// list was in the map before the list was read. An FT.DROPINDEX can still come in
-    /// between (map, then groups) and the create here would bring the index back on
-    /// one group, or bring back an old definition of a name created again; so after
-    /// each create the map is read again, and the index dropped from that group unless
-    /// the map still has it with the same arguments.
-    pub async fn reconcile_indexes(&self, now_ms: u64) -> Result<usize, String> {
-        let map = self.cluster_map(now_ms, false).await?;
-        if map.indexes.is_empty() {
-            return Ok(0);
+    /// Takes `definition` out of the map if it is still the map's definition of `name`
+    /// (a create every group refused); whether it did.
+    pub async fn map_remove_definition(
+        &self,
+        name: &str,
+        definition: &IndexDefinition,
+        now_ms: u64,
+    ) -> Result<bool, String> {
+        let value = definition.encode().map_err(|e| format!("ERR {e}"))?;
+        self.map_delete_value(name, &value, now_ms).await
+    }
+
+    async fn map_delete_value(
+        &self,
+        name: &str,
+        value: &[u8],
+        now_ms: u64,
+    ) -> Result<bool, String> {
+        let command = vec![
+            b"HDELIFEQ".to_vec(),
+            MAP_KEY.to_vec(),
+            index_field(name),
+            value.to_vec(),
+        ];
+        let reply = self.group_write(META, command, now_ms).await?;
+        Ok(map_change(reply)? == MapChange::Changed)
+    }
+
+    /// One field of the map, read on the meta leader.
+    async fn map_field(&self, field: &[u8], now_ms: u64) -> Result<Option<Vec<u8>>, String> {
+        let call = ReadCall {
+            commands: vec![cmd(&[b"HGET", MAP_KEY, field])],
+            resp3: false,
+            now_ms,
+            stale_ok: false,
+            versions: Vec::new(),
+        };
+        match self.shards().call(META, &Op::Read(call)).await {
+            Ok(Answer::Read(answer)) => match answer.replies.into_iter().next() {
+                Some(Reply::Bulk(value)) => Ok(Some(value)),
+                Some(Reply::Null) => Ok(None),
+                Some(Reply::Error(e)) => Err(e),
+                Some(
+                    other @ (Reply::Ok
+                    | Reply::Simple(_)
+                    | Reply::Int(_)
+                    | Reply::Array(_)
+                    | Reply::Map(_)
+                    | Reply::Double(_)
+                    | Reply::Verbatim(_)),
+                ) => Err(format!("ERR meta group answered {other:?}")),
+                None => Err("ERR meta group: no answer".into()),
+            },
+            Ok(Answer::Write(_) | Answer::Search(_) | Answer::Aggregate(_)) => {
+                Err("ERR meta group: unexpected answer".into())
+            }
+            Err(e) => Err(error_text(&e)),
         }
-        let mut sent = 0;
+    }
+
+    /// Makes every shard group's indexes what the map says: drops the leftovers of
+    /// definitions the map no longer has, then creates the map's indexes on the groups
+    /// that lack them (what finishes an FT.CREATE or FT.DROPINDEX that reached the map
+    /// but not every group). Returns how many drops and creates it sent.
+    ///
+    /// Reads happen in this order: the map (`before`), each group's indexes with their
+    /// generations, the map again (`after`).
+    ///
+    /// | a group has          | `after` has the name | done                          |
+    /// |----------------------|----------------------|-------------------------------|
+    /// | generation g ≠ 0     | not, or not with g   | drop if still g (a leftover:  |
+    /// |                      |                      | g left the map for good)      |
+    /// | generation 0         | not                  | nothing (made without the     |
+    /// |                      |                      | map; adopted by no one)       |
+    /// | generation 0         | with g ≠ 0           | drop if still 0               |
+    /// | the generation       | with it              | nothing                       |
+    /// | no such index        | (`before` has it)    | create it, keeping whatever   |
+    /// |                      |                      | came since                    |
+    ///
+    /// A generation is drawn at random once per FT.CREATE and reaches the groups only
+    /// after the map has it, so one missing from `after` never comes back: the drop is
+    /// safe whatever was created since. An index missing from a group's list was in
+    /// `before`; if an FT.DROPINDEX came in between, the create here would bring it
+    /// back, so after each create the map is read again and the create taken back (by
+    /// its generation) unless the map still has it.
+    pub async fn reconcile_indexes(&self, now_ms: u64) -> Result<usize, String> {
+        let before = self.cluster_map(now_ms, false).await?;
+        let mut listed = BTreeMap::new();
         for &group in self.ring().groups() {
             let call = ReadCall {
-                commands: vec![cmd(&[b"FT._LIST"])],
+                commands: vec![cmd(&[b"FT._GENERATIONS"])],
                 resp3: false,
                 now_ms,
                 stale_ok: false,
                 versions: Vec::new(),
             };
-            let listed = match self.shards().call(group, &Op::Read(call)).await {
-                Ok(Answer::Read(answer)) => answer.replies.first().and_then(names),
+            let answer = match self.shards().call(group, &Op::Read(call)).await {
+                Ok(Answer::Read(answer)) => answer.replies.first().and_then(generations),
                 Ok(Answer::Write(_) | Answer::Search(_) | Answer::Aggregate(_)) | Err(_) => None,
             };
-            let Some(listed) = listed else {
-                continue;
-            };
-            for (name, args) in &map.indexes {
-                if listed.contains(name) {
+            // A group that cannot answer now is looked at next round.
+            if let Some(answer) = answer {
+                listed.insert(group, answer);
+            }
+        }
+        if listed.values().all(BTreeMap::is_empty) && before.indexes.is_empty() {
+            return Ok(0);
+        }
+        let after = self.cluster_map(now_ms, false).await?;
+        let mut sent = 0;
+        for (&group, indexes) in &mut listed {
+            let stale: Vec<(String, u64)> = indexes
+                .iter()
+                .filter(|&(name, &g)| match after.indexes.get(name) {
+                    Some(definition) => definition.generation != g,
+                    None => g != 0,
+                })
+                .map(|(name, &g)| (name.clone(), g))
+                .collect();
+            for (name, g) in stale {
+                let dropped = self.drop_generation(group, &name, g, now_ms).await;
+                tracing::info!(group, index = %name, generation = g, reply = ?dropped, "dropped a leftover index definition");
+                sent += 1;
+                if matches!(dropped, Ok(Reply::Ok)) {
+                    indexes.remove(&name);
+                }
+            }
+            for (name, definition) in &before.indexes {
+                // Changed in between: the next round sees the map as it is then.
+                if indexes.contains_key(name) || after.indexes.get(name) != Some(definition) {
                     continue;
                 }
-                let mut create = vec![b"FT.CREATE".to_vec()];
-                create.extend(args.iter().cloned());
+                let mut create = vec![
+                    b"FT._CREATE".to_vec(),
+                    definition.generation.to_string().into_bytes(),
+                    b"KEEP".to_vec(),
+                ];
+                create.extend(definition.args.iter().cloned());
                 let created = self.group_write(group, create, now_ms).await;
-                tracing::info!(group, index = %name, reply = ?created, "reconciled an index missing from a group");
+                tracing::info!(group, index = %name, generation = definition.generation, reply = ?created, "reconciled an index missing from a group");
                 sent += 1;
-                // Dropped meanwhile, or dropped and created again with other arguments:
-                // take this one back (the next round creates the current one).
+                // Dropped meanwhile, or dropped and created again: take this one back
+                // (the next round creates the current one).
                 let still = self.cluster_map(now_ms, false).await?;
-                if still.indexes.get(name) != Some(args) {
-                    let drop = vec![b"FT.DROPINDEX".to_vec(), name.as_bytes().to_vec()];
-                    let _ = self.group_write(group, drop, now_ms).await;
+                if still.indexes.get(name) != Some(definition) {
+                    let _ = self
+                        .drop_generation(group, name, definition.generation, now_ms)
+                        .await;
                 }
             }
         }
         Ok(sent)
+    }
+
+    /// Drops `name` on `group` if it still has generation `generation` (`OK` if it did).
+    async fn drop_generation(
+        &self,
+        group: GroupId,
+        name: &str,
+        generation: u64,
+        now_ms: u64,
+    ) -> Result<Reply, String> {
+        let drop = vec![
+            b"FT._DROPIF".to_vec(),
+            name.as_bytes().to_vec(),
+            generation.to_string().into_bytes(),
+        ];
+        self.group_write(group, drop, now_ms).await
     }
 
     /// One command as one log entry of `group` (the meta group's or a shard group's),
@@ -528,13 +716,59 @@ mod tests {
             (b"node:x".to_vec(), b"?".to_vec()),
             (b"future:thing".to_vec(), b"1".to_vec()),
             (index_field("broken"), vec![0xff; 3]),
+            (index_field("broken2"), vec![DEFINITION_FORMAT, 0xff]),
+            (index_field("empty"), Vec::new()),
+            (
+                index_field("gen"),
+                IndexDefinition {
+                    generation: 77,
+                    args: args.clone(),
+                }
+                .encode()
+                .unwrap_or_default(),
+            ),
         ]);
         assert_eq!(map.nodes.len(), 1);
         assert_eq!(map.nodes[&2], record);
-        assert_eq!(map.indexes.len(), 1);
-        assert_eq!(map.indexes["idx"], args);
+        assert_eq!(map.indexes.len(), 2);
+        // The earlier format, bare arguments, reads as generation 0.
+        assert_eq!(
+            map.indexes["idx"],
+            IndexDefinition {
+                generation: 0,
+                args: args.clone()
+            }
+        );
+        assert_eq!(map.indexes["gen"].generation, 77);
+        assert_eq!(map.indexes["gen"].args, args);
         assert!(record.alive(42 + NODE_DOWN_AFTER_MS));
         assert!(!record.alive(43 + NODE_DOWN_AFTER_MS));
+    }
+
+    #[test]
+    fn generations_read_from_a_group_reply() {
+        let reply = Reply::Array(vec![
+            Reply::bulk("a"),
+            Reply::bulk("5"),
+            Reply::bulk("b"),
+            Reply::bulk("0"),
+        ]);
+        let read = generations(&reply).unwrap_or_default();
+        assert_eq!(
+            read.into_iter().collect::<Vec<_>>(),
+            vec![("a".into(), 5), ("b".into(), 0)]
+        );
+        assert_eq!(
+            generations(&Reply::Array(Vec::new())),
+            Some(BTreeMap::new())
+        );
+        assert_eq!(
+            generations(&Reply::Error("ERR unknown command".into())),
+            None
+        );
+        assert_eq!(generations(&Reply::Array(vec![Reply::bulk("a")])), None);
+        let bad = Reply::Array(vec![Reply::bulk("a"), Reply::bulk("x")]);
+        assert_eq!(generations(&bad), None);
     }
 
     #[test]

@@ -161,7 +161,9 @@ pub fn plan<A: AsRef<[u8]>>(ring: &Ring, args: &[A]) -> Option<Plan> {
         return Some(match name.as_str() {
             "DBSIZE" => everywhere(ring, args, Merge::Sum),
             "KEYS" => everywhere(ring, args, Merge::Concat),
-            "FLUSHALL" | "FLUSHDB" | "FT.CREATE" | "FT.DROPINDEX" => {
+            // FT._CREATE, FT._DROPIF: a router's FT.CREATE and FT.DROPINDEX with the
+            // definition's generation (crate::meta).
+            "FLUSHALL" | "FLUSHDB" | "FT.CREATE" | "FT._CREATE" | "FT.DROPINDEX" | "FT._DROPIF" => {
                 everywhere(ring, args, Merge::AllOk)
             }
             "FT.INFO" => everywhere(ring, args, Merge::Info),

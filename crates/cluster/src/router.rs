@@ -13,7 +13,7 @@ use shoal_raft::{GroupError, GroupId, Request};
 use tracing::Instrument;
 
 use crate::merge;
-use crate::meta::{ClusterMap, MapChange};
+use crate::meta::{ClusterMap, IndexDefinition, MapChange};
 use crate::plan::{plan, Merge, Plan};
 use crate::ring::Ring;
 use crate::shards::{Answer, Op, Shards};
@@ -245,15 +245,48 @@ impl Router {
         }
         let mut decided: Vec<Option<Reply>> = vec![None; n];
         let mut changed: Vec<Option<IndexCommand>> = vec![None; n];
+        // What the groups get instead: the command with the definition's generation.
+        let mut generational: Vec<Option<Vec<Vec<u8>>>> = vec![None; n];
+        let mut created: Vec<Option<IndexDefinition>> = vec![None; n];
         for (i, command) in commands.iter().enumerate() {
             let Some(index_command) = IndexCommand::of(command) else {
                 continue;
             };
             let change = match &index_command {
                 IndexCommand::Create(name) => {
-                    self.map_create_index(name, &command[1..], now_ms).await
+                    let definition = IndexDefinition {
+                        // Unique per create; 0 is kept for indexes made without one.
+                        generation: rand::random::<u64>().max(1),
+                        args: command[1..].to_vec(),
+                    };
+                    let change = self.map_create_index(name, &definition, now_ms).await;
+                    // The groups get the create with its generation, replacing any
+                    // leftover of an earlier definition of the name.
+                    let mut create = vec![
+                        b"FT._CREATE".to_vec(),
+                        definition.generation.to_string().into_bytes(),
+                        b"REPLACE".to_vec(),
+                    ];
+                    create.extend(definition.args.iter().cloned());
+                    generational[i] = Some(create);
+                    created[i] = Some(definition);
+                    change
                 }
-                IndexCommand::Drop(name) => self.map_drop_index(name, now_ms).await,
+                // The groups drop the generation the map had, and nothing newer.
+                IndexCommand::Drop(name) => match self.map_drop_index(name, now_ms).await {
+                    Ok(Some(definition)) => {
+                        let mut drop = vec![
+                            b"FT._DROPIF".to_vec(),
+                            name.as_bytes().to_vec(),
+                            definition.generation.to_string().into_bytes(),
+                        ];
+                        drop.extend(command[2..].iter().cloned());
+                        generational[i] = Some(drop);
+                        Ok(MapChange::Changed)
+                    }
+                    Ok(None) => Ok(MapChange::Unchanged),
+                    Err(e) => Err(e),
+                },
             };
             // FT.CREATE of a name the map has: refused. FT.DROPINDEX of a name it lacks:
             // the groups answer (an index made before the map existed, or a leftover).
@@ -270,9 +303,10 @@ impl Router {
         }
         let sent: Vec<Vec<Vec<u8>>> = commands
             .into_iter()
+            .zip(generational)
             .zip(&decided)
             .filter(|(_, d)| d.is_none())
-            .map(|(c, _)| c)
+            .map(|((c, g), _)| g.unwrap_or(c))
             .collect();
         let mut replies = if sent.is_empty() {
             Vec::new()
@@ -281,13 +315,16 @@ impl Router {
         }
         .into_iter();
         let mut out = Vec::with_capacity(n);
-        for (decided, changed) in decided.into_iter().zip(changed) {
+        for ((decided, changed), created) in decided.into_iter().zip(changed).zip(created) {
             let reply = match decided {
                 Some(reply) => reply,
                 None => replies.next().unwrap_or(Reply::Null),
             };
             out.push(match changed {
-                Some(command) => self.settle_index_command(command, reply, now_ms).await,
+                Some(command) => {
+                    self.settle_index_command(command, created.as_ref(), reply, now_ms)
+                        .await
+                }
                 None => reply,
             });
         }
@@ -314,7 +351,9 @@ impl Router {
     /// |-----------------------------------------|---------|---------------------------|
     /// | OK                                      | OK      | kept                      |
     /// | "already exists" / "not found"          | OK      | kept (the reconciler came |
-    /// |                                         |         | first)                    |
+    /// |                                         |         | first: a create's groups  |
+    /// |                                         |         | replace any other         |
+    /// |                                         |         | generation of the name)   |
     /// | the vector index refused its parameters | error   | taken back: the engine is |
     /// | (the same on every group)               |         | determined, no group can  |
     /// |                                         |         | ever create it            |
@@ -323,6 +362,7 @@ impl Router {
     async fn settle_index_command(
         &self,
         command: IndexCommand,
+        created: Option<&IndexDefinition>,
         reply: Reply,
         now_ms: u64,
     ) -> Reply {
@@ -340,8 +380,9 @@ impl Router {
         // gives alike is the vector index's own refusal; any other error may be one
         // group's, and the groups that took the create keep it.
         let refused = message.starts_with(&EngineError::Index(String::new()).to_string());
-        if let (IndexCommand::Create(name), true) = (&command, refused) {
-            if let Err(e) = self.map_drop_index(name, now_ms).await {
+        // Only this definition: the name may have been dropped and created again since.
+        if let (IndexCommand::Create(name), Some(definition), true) = (&command, created, refused) {
+            if let Err(e) = self.map_remove_definition(name, definition, now_ms).await {
                 tracing::warn!(index = %name, error = %e, "could not take a refused FT.CREATE back out of the map");
             }
         }

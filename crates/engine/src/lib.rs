@@ -253,6 +253,7 @@ impl Engine {
         }
         for (name, index) in &self.indexes {
             h.write(name.as_bytes());
+            h.write_u64(index.generation);
             h.write_u64(index.failures);
             // Documents by key: ids depend on when backfill reached each key.
             let mut keys: Vec<&[u8]> = index

@@ -70,6 +70,10 @@ pub struct SearchIndex {
     pub schema: IndexSchema,
     /// The FT.CREATE arguments the index came from; snapshots store these.
     pub definition: Vec<Vec<u8>>,
+    /// Which of the cluster map's definitions of the name this is (0: a plain
+    /// FT.CREATE, outside a cluster or from before generations); see
+    /// `commands::ft::create_with_generation`.
+    pub generation: u64,
     pub docs: DocTable,
     pub fields: Vec<FieldIndex>,
     /// Field values that could not be indexed (wrong vector size, not a number, ...).
@@ -157,6 +161,7 @@ impl SearchIndex {
         Ok(SearchIndex {
             schema,
             definition,
+            generation: 0,
             docs: DocTable::default(),
             fields,
             failures: 0,

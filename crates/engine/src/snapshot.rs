@@ -19,8 +19,9 @@ use crate::Engine;
 
 const MAGIC: &[u8; 8] = b"SHOALENG";
 /// 2 added each key's WATCH version and the keyspace's change clock; 1 still loads (its
-/// versions restart from the load).
-const VERSION: u32 = 2;
+/// versions restart from the load). 3 added each index's generation; 1 and 2 load with
+/// generation 0.
+const VERSION: u32 = 3;
 
 struct Out(Vec<u8>);
 
@@ -156,6 +157,7 @@ impl Engine {
             for arg in &index.definition {
                 out.bytes(arg);
             }
+            out.u64(index.generation);
             let (slots, free) = index.docs.parts();
             out.u64(slots.len() as u64);
             for slot in slots {
@@ -200,7 +202,7 @@ impl Engine {
             return Err(corrupt("not a Shoal engine snapshot"));
         }
         let version = r.u32()?;
-        if version != VERSION && version != 1 {
+        if !(1..=VERSION).contains(&version) {
             return Err(corrupt(&format!("unsupported format version {version}")));
         }
         let versioned = version >= 2;
@@ -251,7 +253,9 @@ impl Engine {
                 definition.push(r.bytes()?.to_vec());
             }
             let schema = parse_create(&definition).map_err(|e| corrupt(&e.to_string()))?;
+            let generation = if version >= 3 { r.u64()? } else { 0 };
             let mut index = SearchIndex::create(schema, definition, &engine.keyspace, 0)?;
+            index.generation = generation;
             index.backfill.pending.clear();
             let slots = r.count(1)?;
             let mut keys = Vec::with_capacity(slots);

@@ -408,3 +408,120 @@ fn counters_step_by_one_or_by_their_argument_and_refuse_overflow() {
     assert!(matches!(apply(&mut e, 1, s("DECRBY c")), Reply::Error(_)));
     assert_eq!(bulk(&read(&e, 1, s("GET c"))), b"9".to_vec());
 }
+
+/// The cluster's create and drop by generation (docs/consistency.md, "Index
+/// definitions"): a router's create replaces a leftover of another generation, the
+/// reconciler's leaves it, and a conditional drop spares a newer definition.
+#[test]
+fn index_generations_tell_a_leftover_from_the_current_definition() {
+    let mut e = Engine::new();
+    let exists = Reply::Error("Index idx in database 0 already exists.".into());
+    apply(&mut e, 1, s("HSET d:1 n 5"));
+    apply(&mut e, 1, s("HSET e:1 n 7"));
+    assert_eq!(
+        apply(
+            &mut e,
+            2,
+            s("FT._CREATE 7 KEEP idx PREFIX 1 d: SCHEMA n NUMERIC")
+        ),
+        Reply::Ok
+    );
+    while e.backfill(1000) {}
+    let generations = |e: &Engine| read(e, 3, s("FT._GENERATIONS"));
+    assert_eq!(
+        generations(&e),
+        Reply::Array(vec![Reply::bulk("idx"), Reply::bulk("7")])
+    );
+    // The same generation again (a create arriving late): already there, either way.
+    for mode in ["KEEP", "REPLACE"] {
+        let again = format!("FT._CREATE 7 {mode} idx PREFIX 1 e: SCHEMA n NUMERIC");
+        assert_eq!(apply(&mut e, 4, s(&again)), exists);
+    }
+    // Another generation: the reconciler's create keeps what is there...
+    assert_eq!(
+        apply(
+            &mut e,
+            5,
+            s("FT._CREATE 9 KEEP idx PREFIX 1 e: SCHEMA n NUMERIC")
+        ),
+        exists
+    );
+    // ...and a drop of a generation that is not there leaves it.
+    let unknown = Reply::Error("Index with name 'idx' not found in database 0".into());
+    assert_eq!(apply(&mut e, 5, s("FT._DROPIF idx 9")), unknown);
+    let total = |e: &Engine| {
+        let Reply::Array(items) = read(e, 6, s("FT.SEARCH idx * NOCONTENT")) else {
+            panic!("not an array")
+        };
+        items.first().cloned()
+    };
+    assert_eq!(total(&e), Some(Reply::Int(1)));
+    // A router's create replaces it: the index now covers e:, not d:.
+    assert_eq!(
+        apply(
+            &mut e,
+            7,
+            s("FT._CREATE 9 REPLACE idx PREFIX 1 e: SCHEMA n NUMERIC")
+        ),
+        Reply::Ok
+    );
+    while e.backfill(1000) {}
+    let keys = read(&e, 8, s("FT.SEARCH idx * NOCONTENT"));
+    assert_eq!(keys, Reply::Array(vec![Reply::Int(1), Reply::bulk("e:1")]));
+    // A definition the vector index refuses leaves the old one in place.
+    let refused = apply(
+        &mut e,
+        8,
+        s("FT._CREATE 11 REPLACE idx SCHEMA v VECTOR HNSW 6 TYPE FLOAT32 DIM 4 DISTANCE_METRIC L2 M 100000"),
+    );
+    assert!(matches!(refused, Reply::Error(_)), "{refused:?}");
+    assert_eq!(
+        generations(&e),
+        Reply::Array(vec![Reply::bulk("idx"), Reply::bulk("9")])
+    );
+    // The generation is replicated state: snapshots keep it, digests see it.
+    let restored = Engine::restore(&e.snapshot().unwrap()).unwrap();
+    assert_eq!(generations(&restored), generations(&e));
+    assert_eq!(restored.digest(), e.digest());
+    let mut other = Engine::new();
+    apply(&mut other, 1, s("HSET d:1 n 5"));
+    apply(&mut other, 1, s("HSET e:1 n 7"));
+    apply(
+        &mut other,
+        7,
+        s("FT._CREATE 10 REPLACE idx PREFIX 1 e: SCHEMA n NUMERIC"),
+    );
+    assert_ne!(other.digest(), e.digest());
+    // The conditional drop of the current generation drops it; documents stay unless
+    // DD, as with FT.DROPINDEX.
+    assert_eq!(apply(&mut e, 9, s("FT._DROPIF idx 9")), Reply::Ok);
+    assert_eq!(generations(&e), Reply::Array(vec![]));
+    assert_eq!(read(&e, 9, s("DBSIZE")), Reply::Int(2));
+    apply(
+        &mut e,
+        9,
+        s("FT._CREATE 12 KEEP idx PREFIX 1 e: SCHEMA n NUMERIC"),
+    );
+    assert_eq!(apply(&mut e, 9, s("FT._DROPIF idx 12 DD")), Reply::Ok);
+    assert_eq!(read(&e, 9, s("DBSIZE")), Reply::Int(1));
+    // The map's compare-and-delete.
+    apply(&mut e, 9, s("HSET map f one"));
+    assert_eq!(apply(&mut e, 9, s("HDELIFEQ map f two")), Reply::Int(0));
+    assert_eq!(apply(&mut e, 9, s("HDELIFEQ map g one")), Reply::Int(0));
+    assert_eq!(apply(&mut e, 9, s("HDELIFEQ nokey f one")), Reply::Int(0));
+    assert_eq!(apply(&mut e, 9, s("HDELIFEQ map f one")), Reply::Int(1));
+    assert_eq!(read(&e, 9, s("EXISTS map")), Reply::Int(0));
+    // Malformed: a generation that is not a number, an unknown mode, too few arguments.
+    assert_eq!(
+        apply(&mut e, 10, s("FT._CREATE x KEEP idx SCHEMA n NUMERIC")),
+        Reply::Error("ERR value is not an integer or out of range".into())
+    );
+    assert!(matches!(
+        apply(&mut e, 10, s("FT._CREATE 1 MAYBE idx SCHEMA n NUMERIC")),
+        Reply::Error(_)
+    ));
+    assert!(matches!(
+        apply(&mut e, 10, s("FT._DROPIF idx")),
+        Reply::Error(_)
+    ));
+}

@@ -176,7 +176,7 @@ impl Node {
             let from_map = r.router.with_cached_map(|m| {
                 m.indexes
                     .get(name)
-                    .and_then(|args| shoal_query::schema::parse_create(args).ok())
+                    .and_then(|d| shoal_query::schema::parse_create(&d.args).ok())
                     .map(|s| s.prefixes)
             });
             if from_map.is_some() {

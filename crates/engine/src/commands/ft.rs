@@ -16,15 +16,126 @@ use crate::{Engine, ReadContext};
 
 pub(super) fn create(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<Reply> {
     a.arity(1, true)?;
-    let schema = parse_create(a.rest(0))?;
-    if engine.indexes.contains_key(&schema.name) {
-        return Err(EngineError::IndexExists(schema.name));
+    create_generation(engine, a.rest(0), 0, Existing::Keep, now)
+}
+
+/// What an FT.CREATE carrying a generation does to an index of the same name that has
+/// another generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Existing {
+    /// Leave it and answer "already exists" (plain FT.CREATE; the meta leader's
+    /// reconciler, whose create may be older than the map by the time it lands).
+    Keep,
+    /// Drop it (documents stay) and create this one: a router's FT.CREATE, sent only
+    /// after the cluster map committed this generation, so the other one is a leftover.
+    Replace,
+}
+
+/// `FT._CREATE <generation> KEEP|REPLACE <FT.CREATE arguments>`: a router's FT.CREATE
+/// in a cluster, carrying the generation the cluster map gave the definition, so that
+/// a leftover of an earlier definition of the name can be told from this one
+/// (docs/consistency.md, "Index definitions"). Not in the server's command table:
+/// clients cannot send it.
+pub(super) fn create_with_generation(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<Reply> {
+    a.arity(3, true)?;
+    let generation = generation_arg(a.get(0)?)?;
+    let existing = match a.get(1)? {
+        m if m.eq_ignore_ascii_case(b"KEEP") => Existing::Keep,
+        m if m.eq_ignore_ascii_case(b"REPLACE") => Existing::Replace,
+        other => {
+            return Err(EngineError::Query(
+                shoal_query::QueryError::UnexpectedArgument(
+                    String::from_utf8_lossy(other).into_owned(),
+                ),
+            ))
+        }
+    };
+    create_generation(engine, a.rest(2), generation, existing, now)
+}
+
+/// | an index of the name          | `existing` | result                        |
+/// |-------------------------------|------------|-------------------------------|
+/// | none                          | any        | created                       |
+/// | same generation               | any        | "already exists" (idempotent) |
+/// | another generation            | `Keep`     | "already exists"              |
+/// | another generation            | `Replace`  | the old one dropped, created  |
+///
+/// Generation 0 is a plain FT.CREATE's: two plain creates of a name are the same
+/// generation, so the second is refused as Redis refuses it.
+fn create_generation(
+    engine: &mut Engine,
+    args: &[&[u8]],
+    generation: u64,
+    existing: Existing,
+    now: u64,
+) -> Result<Reply> {
+    let schema = parse_create(args)?;
+    if let Some(old) = engine.indexes.get(&schema.name) {
+        match existing {
+            Existing::Replace if old.generation != generation => {}
+            Existing::Replace | Existing::Keep => {
+                return Err(EngineError::IndexExists(schema.name))
+            }
+        }
     }
     let name = schema.name.clone();
-    let definition = a.rest(0).iter().map(|x| x.to_vec()).collect();
-    let index = SearchIndex::create(schema, definition, &engine.keyspace, now)?;
+    let definition = args.iter().map(|x| x.to_vec()).collect();
+    // Built before the old one goes: a definition the vector index refuses leaves the
+    // old one in place.
+    let mut index = SearchIndex::create(schema, definition, &engine.keyspace, now)?;
+    index.generation = generation;
     engine.indexes.insert(name, index);
     Ok(Reply::Ok)
+}
+
+/// `FT._DROPIF <name> <generation> [DD]`: FT.DROPINDEX, but only if the index is still
+/// that generation; otherwise the error FT.DROPINDEX gives for a name it does not know.
+/// A router's FT.DROPINDEX and the meta leader's removal of leftovers use it, so that a
+/// definition created since they looked is never touched.
+pub(super) fn drop_if_generation(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<Reply> {
+    a.arity(2, true)?;
+    let name = String::from_utf8_lossy(a.get(0)?).into_owned();
+    let generation = generation_arg(a.get(1)?)?;
+    let matches = engine
+        .indexes
+        .get(&name)
+        .is_some_and(|index| index.generation == generation);
+    if !matches {
+        return Err(EngineError::UnknownIndex(name));
+    }
+    let mut rest: Vec<&[u8]> = vec![a.get(0)?];
+    rest.extend_from_slice(a.rest(2));
+    dropindex(
+        engine,
+        &Args {
+            name: a.name,
+            items: &rest,
+        },
+        now,
+    )
+}
+
+/// `FT._GENERATIONS`: every index's name and generation, flattened.
+pub(super) fn generations(engine: &Engine) -> Reply {
+    Reply::Array(
+        engine
+            .indexes
+            .iter()
+            .flat_map(|(name, index)| {
+                [
+                    Reply::bulk(name.as_bytes()),
+                    Reply::bulk(index.generation.to_string().into_bytes()),
+                ]
+            })
+            .collect(),
+    )
+}
+
+fn generation_arg(bytes: &[u8]) -> Result<u64> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(EngineError::NotInteger)
 }
 
 pub(super) fn dropindex(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<Reply> {

@@ -132,6 +132,26 @@ pub(super) fn hdel(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<Reply>
     Ok(Reply::Int(removed as i64))
 }
 
+/// `HDELIFEQ key field value`: deletes the field only if it holds exactly `value`; 1 if
+/// it did. Internal (not in the server's command table): the cluster map's
+/// compare-and-delete of an index definition, which must not take away a newer
+/// definition of the same name (crates/cluster/src/meta.rs).
+pub(super) fn hdel_if_equal(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<Reply> {
+    a.arity(3, false)?;
+    let (key, field, value) = (a.get(0)?, a.get(1)?, a.get(2)?);
+    let holds =
+        read(engine, key, now)?.is_some_and(|h| h.get(field).map(Vec::as_slice) == Some(value));
+    if !holds {
+        return Ok(Reply::Int(0));
+    }
+    modify(engine, key, now, |h| {
+        // As HDEL does it: the other fields keep their order.
+        h.shift_remove(field);
+        Ok(())
+    })?;
+    Ok(Reply::Int(1))
+}
+
 pub(super) fn hincrby(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<Reply> {
     a.arity(3, false)?;
     let (key, field) = (a.get(0)?, a.get(1)?);

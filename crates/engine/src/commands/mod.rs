@@ -105,6 +105,7 @@ pub(crate) fn execute(engine: &mut Engine, args: &[Vec<u8>], now: u64, resp3: bo
         "HSET" | "HMSET" => hash::hset(engine, &a, now, name == "HMSET"),
         "HSETNX" => hash::hsetnx(engine, &a, now),
         "HDEL" => hash::hdel(engine, &a, now),
+        "HDELIFEQ" => hash::hdel_if_equal(engine, &a, now),
         "HINCRBY" => hash::hincrby(engine, &a, now),
         "HINCRBYFLOAT" => hash::hincrbyfloat(engine, &a, now),
         "JSON.SET" => json::set(engine, &a, now),
@@ -112,6 +113,8 @@ pub(crate) fn execute(engine: &mut Engine, args: &[Vec<u8>], now: u64, resp3: bo
         "JSON.NUMINCRBY" => json::numincrby(engine, &a, now),
         "JSON.ARRAPPEND" => json::arrappend(engine, &a, now),
         "FT.CREATE" => ft::create(engine, &a, now),
+        "FT._CREATE" => ft::create_with_generation(engine, &a, now),
+        "FT._DROPIF" => ft::drop_if_generation(engine, &a, now),
         "FT.DROPINDEX" | "FT.DROP" => ft::dropindex(engine, &a, now),
         _ => {
             // A read inside a transaction sees every write before it.
@@ -154,6 +157,7 @@ pub fn is_write(name: &str) -> bool {
             | "HMSET"
             | "HSETNX"
             | "HDEL"
+            | "HDELIFEQ"
             | "HINCRBY"
             | "HINCRBYFLOAT"
             | "JSON.SET"
@@ -162,6 +166,8 @@ pub fn is_write(name: &str) -> bool {
             | "JSON.NUMINCRBY"
             | "JSON.ARRAPPEND"
             | "FT.CREATE"
+            | "FT._CREATE"
+            | "FT._DROPIF"
             | "FT.DROPINDEX"
             | "FT.DROP"
     )
@@ -203,6 +209,7 @@ pub(crate) fn read(engine: &Engine, args: &[&[u8]], ctx: ReadContext) -> Reply {
         "FT._LIST" => Ok(Reply::Array(
             engine.index_names().map(Reply::bulk).collect(),
         )),
+        "FT._GENERATIONS" => Ok(ft::generations(engine)),
         _ => Err(EngineError::UnknownCommand(
             String::from_utf8_lossy(first).to_ascii_lowercase(),
         )),
