@@ -97,10 +97,13 @@ const PARALLEL_MIN: usize = 64;
 
 impl SearchIndex {
     /// Creates the index and, unless SKIPINITIALSCAN, queues the covered keys that exist
-    /// now for backfill.
+    /// now for backfill. The generation is an argument, not a field set afterwards: an
+    /// index rebuilt (FLUSHALL, a snapshot load) that lost it would no longer match the
+    /// cluster map, and a router's FT.DROPINDEX would pass it by.
     pub fn create(
         schema: IndexSchema,
         definition: Vec<Vec<u8>>,
+        generation: u64,
         keyspace: &Keyspace,
         now: u64,
     ) -> Result<Self> {
@@ -161,7 +164,7 @@ impl SearchIndex {
         Ok(SearchIndex {
             schema,
             definition,
-            generation: 0,
+            generation,
             docs: DocTable::default(),
             fields,
             failures: 0,

@@ -254,8 +254,8 @@ impl Engine {
             }
             let schema = parse_create(&definition).map_err(|e| corrupt(&e.to_string()))?;
             let generation = if version >= 3 { r.u64()? } else { 0 };
-            let mut index = SearchIndex::create(schema, definition, &engine.keyspace, 0)?;
-            index.generation = generation;
+            let mut index =
+                SearchIndex::create(schema, definition, generation, &engine.keyspace, 0)?;
             index.backfill.pending.clear();
             let slots = r.count(1)?;
             let mut keys = Vec::with_capacity(slots);

@@ -492,6 +492,15 @@ fn index_generations_tell_a_leftover_from_the_current_definition() {
         s("FT._CREATE 10 REPLACE idx PREFIX 1 e: SCHEMA n NUMERIC"),
     );
     assert_ne!(other.digest(), e.digest());
+    // FLUSHALL empties the index and keeps what it is, generation included (a router's
+    // later drop names the generation).
+    apply(&mut e, 9, s("FLUSHALL"));
+    assert_eq!(
+        generations(&e),
+        Reply::Array(vec![Reply::bulk("idx"), Reply::bulk("9")])
+    );
+    apply(&mut e, 9, s("HSET d:1 n 5"));
+    apply(&mut e, 9, s("HSET e:1 n 7"));
     // The conditional drop of the current generation drops it; documents stay unless
     // DD, as with FT.DROPINDEX.
     assert_eq!(apply(&mut e, 9, s("FT._DROPIF idx 9")), Reply::Ok);

@@ -82,8 +82,7 @@ fn create_generation(
     let definition = args.iter().map(|x| x.to_vec()).collect();
     // Built before the old one goes: a definition the vector index refuses leaves the
     // old one in place.
-    let mut index = SearchIndex::create(schema, definition, &engine.keyspace, now)?;
-    index.generation = generation;
+    let index = SearchIndex::create(schema, definition, generation, &engine.keyspace, now)?;
     engine.indexes.insert(name, index);
     Ok(Reply::Ok)
 }

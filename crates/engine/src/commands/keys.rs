@@ -104,8 +104,13 @@ pub(super) fn flushall(engine: &mut Engine, a: &Args<'_>) -> Result<Reply> {
     let names: Vec<String> = engine.indexes.keys().cloned().collect();
     for name in names {
         if let Some(index) = engine.indexes.remove(&name) {
-            let fresh =
-                SearchIndex::create(index.schema.clone(), index.definition.clone(), &empty, 0)?;
+            let fresh = SearchIndex::create(
+                index.schema.clone(),
+                index.definition.clone(),
+                index.generation,
+                &empty,
+                0,
+            )?;
             engine.indexes.insert(name, fresh);
         }
     }
