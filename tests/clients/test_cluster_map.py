@@ -158,3 +158,36 @@ def test_a_drop_that_missed_a_group_leaves_no_leftover_under_a_new_definition(cl
     seen = wait_for(lambda: (lambda k: k if k == want else None)(_keys_or_none(client)),
                     what="the new definition, and only it, on every group", timeout=30)
     assert seen == want
+
+
+def test_a_dd_drop_that_missed_a_group_is_finished_with_its_documents(cluster):
+    """FT.DROPINDEX ... DD reaches the map and groups 0 and 2 only. The map remembers
+    that the generation went with DD, so when group 1 has a leader again the meta
+    leader drops the index there with its documents, as the user asked."""
+    client = cluster.client(protocol=2)
+    assert cluster.leaders()[1] == 2
+    assert client.execute_command(*CREATE) == b"OK"
+    write_docs(client, 90)
+    client.set("kept", "not covered by the index")
+    assert total(client) == 90
+
+    cluster.procs[1].send_signal(signal.SIGKILL)
+    cluster.procs[1].wait()
+    with pytest.raises(redis.ResponseError) as failed:
+        client.execute_command("FT.DROPINDEX", "idx", "DD")
+    assert "shard group 1" in str(failed.value), failed.value
+
+    wait_for(lambda: client.info("cluster")["group1"]["leader"] in (1, 3),
+             what="a new leader of group 1")
+    wait_for(lambda: _dbsize_or_none(client) == 1,
+             what="group 1's documents deleted with its index", timeout=30)
+    assert client.get("kept") == b"not covered by the index"
+    with pytest.raises(redis.ResponseError, match="not found"):
+        total(client)
+
+
+def _dbsize_or_none(client):
+    try:
+        return client.dbsize()
+    except redis.ResponseError:
+        return None

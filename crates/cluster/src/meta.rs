@@ -26,7 +26,7 @@
 //! FT.DROPINDEX takes the name out of the map first; a group the drop missed keeps a
 //! definition whose generation the map no longer has, and the reconciler drops it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use shoal_engine::Reply;
@@ -48,6 +48,10 @@ pub const NODE_DOWN_AFTER_MS: u64 = 5_000;
 
 /// The hash of users in the meta group's keyspace.
 pub const USERS_KEY: &[u8] = b"shoal:cluster-users";
+/// The hash of index generations dropped with DD (field `<generation>:<name>`): when
+/// the meta leader drops a leftover of one of these from a group that missed the
+/// router's drop, it deletes the documents too, as the user asked.
+pub const DD_DROPS_KEY: &[u8] = b"shoal:index-dd-drops";
 /// Read-modify-write rounds `ACL SETUSER` tries before giving up (each lost one means
 /// another router changed a user in between).
 const USER_UPDATE_ROUNDS: usize = 16;
@@ -226,6 +230,17 @@ fn group_field(id: GroupId) -> Vec<u8> {
 
 fn index_field(name: &str) -> Vec<u8> {
     [INDEX, name.as_bytes()].concat()
+}
+
+fn dd_drop_field(name: &str, generation: u64) -> Vec<u8> {
+    format!("{generation}:{name}").into_bytes()
+}
+
+/// The `(name, generation)` of a [`DD_DROPS_KEY`] field.
+fn parse_dd_drop_field(field: &[u8]) -> Option<(String, u64)> {
+    let text = std::str::from_utf8(field).ok()?;
+    let (generation, name) = text.split_once(':')?;
+    Some((name.to_owned(), generation.parse().ok()?))
 }
 
 fn cmd(parts: &[&[u8]]) -> Vec<Vec<u8>> {
@@ -461,25 +476,44 @@ impl Router {
     /// which one it took (`None`: the map has no such name). Read, then deleted only if
     /// unchanged, so the caller knows the generation to drop from the groups, and a
     /// definition created in between is never the one taken.
+    ///
+    /// With `dd`, the generation is first marked in [`DD_DROPS_KEY`], before it leaves
+    /// the map: the meta leader, which drops from the groups whatever the map no longer
+    /// has, may come first on some group (or finish a drop a group missed), and must
+    /// delete the documents there as well. The caller takes the mark back
+    /// ([`Router::map_forget_dd_drop`]) once every group dropped it.
     pub async fn map_drop_index(
         &self,
         name: &str,
+        dd: bool,
         now_ms: u64,
     ) -> Result<Option<IndexDefinition>, String> {
         for _ in 0..INDEX_DROP_ROUNDS {
             let Some(value) = self.map_field(&index_field(name), now_ms).await? else {
                 return Ok(None);
             };
-            if self.map_delete_value(name, &value, now_ms).await? {
-                // One that does not decode is taken out all the same; the groups then
-                // drop a generation-0 index of the name, if any.
-                return Ok(Some(IndexDefinition::decode(&value).unwrap_or(
-                    IndexDefinition {
-                        generation: 0,
-                        args: Vec::new(),
-                    },
-                )));
+            // One that does not decode is taken out all the same; the groups then drop
+            // a generation-0 index of the name, if any.
+            let definition = IndexDefinition::decode(&value).unwrap_or(IndexDefinition {
+                generation: 0,
+                args: Vec::new(),
+            });
+            if dd {
+                let mark = vec![
+                    b"HSET".to_vec(),
+                    DD_DROPS_KEY.to_vec(),
+                    dd_drop_field(name, definition.generation),
+                    b"1".to_vec(),
+                ];
+                if let Reply::Error(e) = self.group_write(META, mark, now_ms).await? {
+                    return Err(e);
+                }
             }
+            if self.map_delete_value(name, &value, now_ms).await? {
+                return Ok(Some(definition));
+            }
+            // Lost to another drop or create: a mark left behind names a generation
+            // the map no longer has, and the meta leader clears it.
         }
         Err("TRYAGAIN the index was created again under every attempt to drop it; try again".into())
     }
@@ -494,6 +528,71 @@ impl Router {
     ) -> Result<bool, String> {
         let value = definition.encode().map_err(|e| format!("ERR {e}"))?;
         self.map_delete_value(name, &value, now_ms).await
+    }
+
+    /// Clears the DD mark of `name`'s `generation`: every group dropped it.
+    pub async fn map_forget_dd_drop(
+        &self,
+        name: &str,
+        generation: u64,
+        now_ms: u64,
+    ) -> Result<(), String> {
+        let command = vec![
+            b"HDEL".to_vec(),
+            DD_DROPS_KEY.to_vec(),
+            dd_drop_field(name, generation),
+        ];
+        match self.group_write(META, command, now_ms).await? {
+            Reply::Error(e) => Err(e),
+            Reply::Ok
+            | Reply::Simple(_)
+            | Reply::Int(_)
+            | Reply::Bulk(_)
+            | Reply::Null
+            | Reply::Array(_)
+            | Reply::Map(_)
+            | Reply::Double(_)
+            | Reply::Verbatim(_) => Ok(()),
+        }
+    }
+
+    /// The generations marked as dropped with DD.
+    async fn dd_drops(&self, now_ms: u64) -> Result<BTreeSet<(String, u64)>, String> {
+        let call = ReadCall {
+            commands: vec![cmd(&[b"HKEYS", DD_DROPS_KEY])],
+            resp3: false,
+            now_ms,
+            stale_ok: false,
+            versions: Vec::new(),
+        };
+        match self.shards().call(META, &Op::Read(call)).await {
+            Ok(Answer::Read(answer)) => match answer.replies.into_iter().next() {
+                Some(Reply::Array(fields)) => Ok(fields
+                    .iter()
+                    .filter_map(|f| match f {
+                        Reply::Bulk(b) => parse_dd_drop_field(b),
+                        other @ (Reply::Ok
+                        | Reply::Simple(_)
+                        | Reply::Int(_)
+                        | Reply::Null
+                        | Reply::Error(_)
+                        | Reply::Array(_)
+                        | Reply::Map(_)
+                        | Reply::Double(_)
+                        | Reply::Verbatim(_)) => {
+                            tracing::warn!(field = ?other, "unexpected DD mark");
+                            None
+                        }
+                    })
+                    .collect()),
+                Some(Reply::Error(e)) => Err(e),
+                other => Err(format!("ERR meta group answered {other:?}")),
+            },
+            Ok(Answer::Write(_) | Answer::Search(_) | Answer::Aggregate(_)) => {
+                Err("ERR meta group: unexpected answer".into())
+            }
+            Err(e) => Err(error_text(&e)),
+        }
     }
 
     async fn map_delete_value(
@@ -593,6 +692,9 @@ impl Router {
             return Ok(0);
         }
         let after = self.cluster_map(now_ms, false).await?;
+        // Read after `after`: a router marks a DD drop before the map loses the
+        // generation, so every generation `after` lacks because of one is marked here.
+        let dd_drops = self.dd_drops(now_ms).await?;
         let mut sent = 0;
         for (&group, indexes) in &mut listed {
             let stale: Vec<(String, u64)> = indexes
@@ -604,8 +706,9 @@ impl Router {
                 .map(|(name, &g)| (name.clone(), g))
                 .collect();
             for (name, g) in stale {
-                let dropped = self.drop_generation(group, &name, g, now_ms).await;
-                tracing::info!(group, index = %name, generation = g, reply = ?dropped, "dropped a leftover index definition");
+                let dd = dd_drops.contains(&(name.clone(), g));
+                let dropped = self.drop_generation(group, &name, g, dd, now_ms).await;
+                tracing::info!(group, index = %name, generation = g, dd, reply = ?dropped, "dropped a leftover index definition");
                 sent += 1;
                 if matches!(dropped, Ok(Reply::Ok)) {
                     indexes.remove(&name);
@@ -630,27 +733,45 @@ impl Router {
                 let still = self.cluster_map(now_ms, false).await?;
                 if still.indexes.get(name) != Some(definition) {
                     let _ = self
-                        .drop_generation(group, name, definition.generation, now_ms)
+                        .drop_generation(group, name, definition.generation, false, now_ms)
                         .await;
+                }
+            }
+        }
+        // A mark is done with once no group has its generation and the map does not
+        // have it either; known only when every group answered.
+        if listed.len() == self.ring().groups().len() {
+            for (name, g) in &dd_drops {
+                let current = after.indexes.get(name).map(|d| d.generation) == Some(*g);
+                let held = listed.values().any(|indexes| indexes.get(name) == Some(g));
+                if !current && !held {
+                    if let Err(e) = self.map_forget_dd_drop(name, *g, now_ms).await {
+                        tracing::debug!(index = %name, error = %e, "could not clear a DD mark");
+                    }
                 }
             }
         }
         Ok(sent)
     }
 
-    /// Drops `name` on `group` if it still has generation `generation` (`OK` if it did).
+    /// Drops `name` on `group` if it still has generation `generation` (`OK` if it did),
+    /// with its documents when `dd`.
     async fn drop_generation(
         &self,
         group: GroupId,
         name: &str,
         generation: u64,
+        dd: bool,
         now_ms: u64,
     ) -> Result<Reply, String> {
-        let drop = vec![
+        let mut drop = vec![
             b"FT._DROPIF".to_vec(),
             name.as_bytes().to_vec(),
             generation.to_string().into_bytes(),
         ];
+        if dd {
+            drop.push(b"DD".to_vec());
+        }
         self.group_write(group, drop, now_ms).await
     }
 
@@ -769,6 +890,15 @@ mod tests {
         assert_eq!(generations(&Reply::Array(vec![Reply::bulk("a")])), None);
         let bad = Reply::Array(vec![Reply::bulk("a"), Reply::bulk("x")]);
         assert_eq!(generations(&bad), None);
+    }
+
+    #[test]
+    fn dd_marks_name_the_generation_and_keep_colons_in_names() {
+        let field = dd_drop_field("a:b", 42);
+        assert_eq!(field, b"42:a:b");
+        assert_eq!(parse_dd_drop_field(&field), Some(("a:b".into(), 42)));
+        assert_eq!(parse_dd_drop_field(b"x:idx"), None);
+        assert_eq!(parse_dd_drop_field(b"idx"), None);
     }
 
     #[test]

@@ -248,6 +248,9 @@ impl Router {
         // What the groups get instead: the command with the definition's generation.
         let mut generational: Vec<Option<Vec<Vec<u8>>>> = vec![None; n];
         let mut created: Vec<Option<IndexDefinition>> = vec![None; n];
+        // FT.DROPINDEX ... DD: the name and generation marked in the map (see
+        // `map_drop_index`), cleared once every group dropped it.
+        let mut dd_marks: Vec<Option<(String, u64)>> = vec![None; n];
         for (i, command) in commands.iter().enumerate() {
             let Some(index_command) = IndexCommand::of(command) else {
                 continue;
@@ -273,20 +276,26 @@ impl Router {
                     change
                 }
                 // The groups drop the generation the map had, and nothing newer.
-                IndexCommand::Drop(name) => match self.map_drop_index(name, now_ms).await {
-                    Ok(Some(definition)) => {
-                        let mut drop = vec![
-                            b"FT._DROPIF".to_vec(),
-                            name.as_bytes().to_vec(),
-                            definition.generation.to_string().into_bytes(),
-                        ];
-                        drop.extend(command[2..].iter().cloned());
-                        generational[i] = Some(drop);
-                        Ok(MapChange::Changed)
+                // (`IndexCommand::of`: a third argument is DD.)
+                IndexCommand::Drop(name) => {
+                    match self.map_drop_index(name, command.len() == 3, now_ms).await {
+                        Ok(Some(definition)) => {
+                            if command.len() == 3 {
+                                dd_marks[i] = Some((name.clone(), definition.generation));
+                            }
+                            let mut drop = vec![
+                                b"FT._DROPIF".to_vec(),
+                                name.as_bytes().to_vec(),
+                                definition.generation.to_string().into_bytes(),
+                            ];
+                            drop.extend(command[2..].iter().cloned());
+                            generational[i] = Some(drop);
+                            Ok(MapChange::Changed)
+                        }
+                        Ok(None) => Ok(MapChange::Unchanged),
+                        Err(e) => Err(e),
                     }
-                    Ok(None) => Ok(MapChange::Unchanged),
-                    Err(e) => Err(e),
-                },
+                }
             };
             // FT.CREATE of a name the map has: refused. FT.DROPINDEX of a name it lacks:
             // the groups answer (an index made before the map existed, or a leftover).
@@ -315,11 +324,20 @@ impl Router {
         }
         .into_iter();
         let mut out = Vec::with_capacity(n);
-        for ((decided, changed), created) in decided.into_iter().zip(changed).zip(created) {
+        for (((decided, changed), created), dd_mark) in
+            decided.into_iter().zip(changed).zip(created).zip(dd_marks)
+        {
             let reply = match decided {
                 Some(reply) => reply,
                 None => replies.next().unwrap_or(Reply::Null),
             };
+            // Every group dropped it with its documents: the mark is not needed. Any
+            // other answer leaves it for the meta leader, which finishes the drop.
+            if let (Some((name, generation)), Reply::Ok) = (&dd_mark, &reply) {
+                if let Err(e) = self.map_forget_dd_drop(name, *generation, now_ms).await {
+                    tracing::debug!(index = %name, error = %e, "could not clear a DD mark");
+                }
+            }
             out.push(match changed {
                 Some(command) => {
                     self.settle_index_command(command, created.as_ref(), reply, now_ms)

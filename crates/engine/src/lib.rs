@@ -128,8 +128,7 @@ impl Engine {
 
     /// Answers a read. Write commands are refused (they must go through `apply`).
     pub fn query<A: AsRef<[u8]>>(&self, args: &[A], ctx: ReadContext) -> Reply {
-        let refs: Vec<&[u8]> = args.iter().map(AsRef::as_ref).collect();
-        commands::read(self, &refs, ctx)
+        commands::read(self, &commands::arg_refs(args), ctx)
     }
 
     /// A shard's part of an FT.SEARCH (`args` after the command name): its first

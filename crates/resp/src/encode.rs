@@ -46,8 +46,10 @@ impl Value {
     }
 }
 
-/// Appends `value`, framed for `protocol`, to `out`.
-pub fn encode(value: &Value, protocol: Protocol, out: &mut BytesMut) {
+/// Appends `value`, framed for `protocol`, to `out`. Takes the value: its bulk strings
+/// move into the frames, where a borrowed `Bytes` made from a `Vec` would allocate a
+/// shared header on every clone (a GET's reply, every field of a search).
+pub fn encode(value: Value, protocol: Protocol, out: &mut BytesMut) {
     // Frames built here are always encodable; redis-protocol reports errors only for
     // frames it cannot represent (e.g. a Hello frame in a reply), which never occur.
     match protocol {
@@ -74,7 +76,7 @@ fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn one_line_bytes(bytes: &Bytes) -> Bytes {
+fn one_line_bytes(bytes: Bytes) -> Bytes {
     if bytes.iter().any(|b| *b == b'\r' || *b == b'\n') {
         bytes
             .iter()
@@ -82,51 +84,51 @@ fn one_line_bytes(bytes: &Bytes) -> Bytes {
             .collect::<Vec<u8>>()
             .into()
     } else {
-        bytes.clone()
+        bytes
     }
 }
 
-fn to_resp2(value: &Value) -> Frame2 {
+fn to_resp2(value: Value) -> Frame2 {
     match value {
         Value::Simple(s) => Frame2::SimpleString(one_line_bytes(s)),
-        Value::Error(e) => Frame2::Error(one_line(e).as_ref().into()),
-        Value::Int(i) => Frame2::Integer(*i),
-        Value::Bulk(b) => Frame2::BulkString(b.clone()),
+        Value::Error(e) => Frame2::Error(one_line(&e).as_ref().into()),
+        Value::Int(i) => Frame2::Integer(i),
+        Value::Bulk(b) => Frame2::BulkString(b),
         Value::Null => Frame2::Null,
-        Value::Array(items) => Frame2::Array(items.iter().map(to_resp2).collect()),
+        Value::Array(items) => Frame2::Array(items.into_iter().map(to_resp2).collect()),
         Value::Map(pairs) => Frame2::Array(
             pairs
-                .iter()
+                .into_iter()
                 .flat_map(|(k, v)| [to_resp2(k), to_resp2(v)])
                 .collect(),
         ),
-        Value::Double(d) => Frame2::BulkString(Bytes::from(format_double(*d))),
-        Value::Bool(b) => Frame2::Integer(i64::from(*b)),
-        Value::Verbatim(s) => Frame2::BulkString(Bytes::from(s.clone())),
+        Value::Double(d) => Frame2::BulkString(Bytes::from(format_double(d))),
+        Value::Bool(b) => Frame2::Integer(i64::from(b)),
+        Value::Verbatim(s) => Frame2::BulkString(Bytes::from(s)),
     }
 }
 
-fn to_resp3(value: &Value) -> Frame3 {
+fn to_resp3(value: Value) -> Frame3 {
     match value {
         Value::Simple(s) => Frame3::SimpleString {
             data: one_line_bytes(s),
             attributes: None,
         },
         Value::Error(e) => Frame3::SimpleError {
-            data: one_line(e).as_ref().into(),
+            data: one_line(&e).as_ref().into(),
             attributes: None,
         },
         Value::Int(i) => Frame3::Number {
-            data: *i,
+            data: i,
             attributes: None,
         },
         Value::Bulk(b) => Frame3::BlobString {
-            data: b.clone(),
+            data: b,
             attributes: None,
         },
         Value::Null => Frame3::Null,
         Value::Array(items) => Frame3::Array {
-            data: items.iter().map(to_resp3).collect(),
+            data: items.into_iter().map(to_resp3).collect(),
             attributes: None,
         },
         Value::Map(pairs) => {
@@ -140,15 +142,15 @@ fn to_resp3(value: &Value) -> Frame3 {
             }
         }
         Value::Double(d) => Frame3::Double {
-            data: *d,
+            data: d,
             attributes: None,
         },
         Value::Bool(b) => Frame3::Boolean {
-            data: *b,
+            data: b,
             attributes: None,
         },
         Value::Verbatim(s) => Frame3::VerbatimString {
-            data: Bytes::from(s.clone()),
+            data: Bytes::from(s),
             format: VerbatimStringFormat::Text,
             attributes: None,
         },
@@ -169,7 +171,7 @@ mod tests {
 
     fn bytes(v: &Value, p: Protocol) -> Vec<u8> {
         let mut out = BytesMut::new();
-        encode(v, p, &mut out);
+        encode(v.clone(), p, &mut out);
         out.to_vec()
     }
 

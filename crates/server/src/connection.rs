@@ -157,7 +157,7 @@ impl Run {
             let batch = std::mem::take(&mut self.writes);
             let span = tracing::trace_span!("apply", commands = batch.len());
             for reply in node.apply_each(batch).instrument(span).await {
-                encode(&to_value(reply), client.protocol, output);
+                encode(to_value(reply), client.protocol, output);
             }
         }
         if !self.reads.is_empty() {
@@ -168,7 +168,7 @@ impl Run {
                 .instrument(span)
                 .await;
             for reply in replies {
-                encode(&to_value(reply), client.protocol, output);
+                encode(to_value(reply), client.protocol, output);
             }
         }
     }
@@ -280,7 +280,7 @@ async fn run(
                 Ok(None) => break,
                 Err(e) => {
                     run.flush(node, client, &mut output).await;
-                    encode(&Value::Error(e.to_string()), client.protocol, &mut output);
+                    encode(Value::Error(e.to_string()), client.protocol, &mut output);
                     if stream.write_all(&output).await.is_ok() {
                         let _ = stream.flush().await;
                     }
@@ -313,7 +313,7 @@ async fn run(
                 }
                 Step::Reply(value) => {
                     run.flush(node, client, &mut output).await;
-                    encode(&value, client.protocol, &mut output);
+                    encode(value, client.protocol, &mut output);
                 }
                 Step::Watch(keys) => {
                     run.flush(node, client, &mut output).await;
@@ -324,33 +324,33 @@ async fn run(
                         }
                         Err(message) => Value::Error(message),
                     };
-                    encode(&value, client.protocol, &mut output);
+                    encode(value, client.protocol, &mut output);
                 }
                 Step::Raft(args) => {
                     run.flush(node, client, &mut output).await;
                     let value = crate::raft_admin::answer(node, &args).await;
-                    encode(&value, client.protocol, &mut output);
+                    encode(value, client.protocol, &mut output);
                 }
                 Step::Info(args) => {
                     run.flush(node, client, &mut output).await;
                     node.catch_up().await;
                     let value = crate::admin::answer(node, client, "INFO", &args);
-                    encode(&value, client.protocol, &mut output);
+                    encode(value, client.protocol, &mut output);
                 }
                 Step::Exec(commands) => {
                     run.flush(node, client, &mut output).await;
                     let value = exec(node, client, commands).await;
-                    encode(&value, client.protocol, &mut output);
+                    encode(value, client.protocol, &mut output);
                 }
                 Step::Acl(args) => {
                     run.flush(node, client, &mut output).await;
                     let value = crate::acl_command::answer(node, client, &args).await;
-                    encode(&value, client.protocol, &mut output);
+                    encode(value, client.protocol, &mut output);
                 }
                 Step::Denied(_, denial) => {
                     // `recheck` answers every refusal; kept exhaustive.
                     let value = deny(node, client, denial);
-                    encode(&value, client.protocol, &mut output);
+                    encode(value, client.protocol, &mut output);
                 }
             }
             if client.closing {

@@ -78,10 +78,16 @@ fn upper<'b>(name: &[u8], buf: &'b mut [u8; 32]) -> &'b str {
     std::str::from_utf8(dst).unwrap_or("")
 }
 
+/// A command's arguments as slices, on the stack for the usual few: this runs for every
+/// command of every pipeline.
+pub(crate) fn arg_refs<A: AsRef<[u8]>>(args: &[A]) -> smallvec::SmallVec<[&[u8]; 8]> {
+    args.iter().map(AsRef::as_ref).collect()
+}
+
 /// Runs a command inside `apply`: writes change state; reads (inside a transaction)
 /// answer from the state as it is at that point of the batch.
 pub(crate) fn execute(engine: &mut Engine, args: &[Vec<u8>], now: u64, resp3: bool) -> Reply {
-    let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+    let refs = arg_refs(args);
     let Some((first, items)) = refs.split_first() else {
         return Reply::err("empty command");
     };
