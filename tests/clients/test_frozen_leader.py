@@ -39,11 +39,14 @@ def test_a_router_without_a_replica_leaves_a_frozen_leader(tmp_path):
         # The router learns the leader from a first write.
         assert router.set("before", "1")
 
+        before = router.info("cluster")
         frozen = c.procs[leader - 1]
         frozen.send_signal(signal.SIGSTOP)
         started = time.monotonic()
         with pytest.raises(redis.exceptions.ResponseError) as refused:
             router.set("during", "1")
+            pytest.fail(f"the write went through with node {leader} frozen; the router saw "
+                        f"{before} before, and {router.info('cluster')} now")
         waited = time.monotonic() - started
         assert "may or may not have been applied" in str(refused.value)
         assert waited < QUORUM_TIMEOUT_S / 2, (
