@@ -157,7 +157,10 @@ impl Decoder {
         if count <= 0 || count > self.limits.max_args as i64 {
             return None;
         }
-        let mut spans = SmallVec::with_capacity(count as usize);
+        // Grown as arguments are found, not sized by the declared count: a header that
+        // claims a million arguments and sends none must not cost a 16 MiB allocation
+        // on every read.
+        let mut spans = Spans::new();
         for _ in 0..count {
             let (len, start) = header(buf, pos, b'$')?;
             if len < 0 || len > self.limits.max_bulk_len as i64 {
