@@ -558,40 +558,37 @@ impl Router {
 
     /// The generations marked as dropped with DD.
     async fn dd_drops(&self, now_ms: u64) -> Result<BTreeSet<(String, u64)>, String> {
-        let call = ReadCall {
-            commands: vec![cmd(&[b"HKEYS", DD_DROPS_KEY])],
-            resp3: false,
-            now_ms,
-            stale_ok: false,
-            versions: Vec::new(),
-        };
-        match self.shards().call(META, &Op::Read(call)).await {
-            Ok(Answer::Read(answer)) => match answer.replies.into_iter().next() {
-                Some(Reply::Array(fields)) => Ok(fields
-                    .iter()
-                    .filter_map(|f| match f {
-                        Reply::Bulk(b) => parse_dd_drop_field(b),
-                        other @ (Reply::Ok
-                        | Reply::Simple(_)
-                        | Reply::Int(_)
-                        | Reply::Null
-                        | Reply::Error(_)
-                        | Reply::Array(_)
-                        | Reply::Map(_)
-                        | Reply::Double(_)
-                        | Reply::Verbatim(_)) => {
-                            tracing::warn!(field = ?other, "unexpected DD mark");
-                            None
-                        }
-                    })
-                    .collect()),
-                Some(Reply::Error(e)) => Err(e),
-                other => Err(format!("ERR meta group answered {other:?}")),
-            },
-            Ok(Answer::Write(_) | Answer::Search(_) | Answer::Aggregate(_)) => {
-                Err("ERR meta group: unexpected answer".into())
-            }
-            Err(e) => Err(error_text(&e)),
+        match self
+            .group_read(META, cmd(&[b"HKEYS", DD_DROPS_KEY]), now_ms)
+            .await?
+        {
+            Reply::Array(fields) => Ok(fields
+                .iter()
+                .filter_map(|f| match f {
+                    Reply::Bulk(b) => parse_dd_drop_field(b),
+                    other @ (Reply::Ok
+                    | Reply::Simple(_)
+                    | Reply::Int(_)
+                    | Reply::Null
+                    | Reply::Error(_)
+                    | Reply::Array(_)
+                    | Reply::Map(_)
+                    | Reply::Double(_)
+                    | Reply::Verbatim(_)) => {
+                        tracing::warn!(field = ?other, "unexpected DD mark");
+                        None
+                    }
+                })
+                .collect()),
+            other @ (Reply::Ok
+            | Reply::Simple(_)
+            | Reply::Error(_)
+            | Reply::Int(_)
+            | Reply::Bulk(_)
+            | Reply::Null
+            | Reply::Map(_)
+            | Reply::Double(_)
+            | Reply::Verbatim(_)) => Err(format!("ERR meta group answered {other:?}")),
         }
     }
 
@@ -613,33 +610,20 @@ impl Router {
 
     /// One field of the map, read on the meta leader.
     async fn map_field(&self, field: &[u8], now_ms: u64) -> Result<Option<Vec<u8>>, String> {
-        let call = ReadCall {
-            commands: vec![cmd(&[b"HGET", MAP_KEY, field])],
-            resp3: false,
-            now_ms,
-            stale_ok: false,
-            versions: Vec::new(),
-        };
-        match self.shards().call(META, &Op::Read(call)).await {
-            Ok(Answer::Read(answer)) => match answer.replies.into_iter().next() {
-                Some(Reply::Bulk(value)) => Ok(Some(value)),
-                Some(Reply::Null) => Ok(None),
-                Some(Reply::Error(e)) => Err(e),
-                Some(
-                    other @ (Reply::Ok
-                    | Reply::Simple(_)
-                    | Reply::Int(_)
-                    | Reply::Array(_)
-                    | Reply::Map(_)
-                    | Reply::Double(_)
-                    | Reply::Verbatim(_)),
-                ) => Err(format!("ERR meta group answered {other:?}")),
-                None => Err("ERR meta group: no answer".into()),
-            },
-            Ok(Answer::Write(_) | Answer::Search(_) | Answer::Aggregate(_)) => {
-                Err("ERR meta group: unexpected answer".into())
-            }
-            Err(e) => Err(error_text(&e)),
+        match self
+            .group_read(META, cmd(&[b"HGET", MAP_KEY, field]), now_ms)
+            .await?
+        {
+            Reply::Bulk(value) => Ok(Some(value)),
+            Reply::Null => Ok(None),
+            other @ (Reply::Ok
+            | Reply::Simple(_)
+            | Reply::Error(_)
+            | Reply::Int(_)
+            | Reply::Array(_)
+            | Reply::Map(_)
+            | Reply::Double(_)
+            | Reply::Verbatim(_)) => Err(format!("ERR meta group answered {other:?}")),
         }
     }
 
@@ -672,17 +656,12 @@ impl Router {
         let before = self.cluster_map(now_ms, false).await?;
         let mut listed = BTreeMap::new();
         for &group in self.ring().groups() {
-            let call = ReadCall {
-                commands: vec![cmd(&[b"FT._GENERATIONS"])],
-                resp3: false,
-                now_ms,
-                stale_ok: false,
-                versions: Vec::new(),
-            };
-            let answer = match self.shards().call(group, &Op::Read(call)).await {
-                Ok(Answer::Read(answer)) => answer.replies.first().and_then(generations),
-                Ok(Answer::Write(_) | Answer::Search(_) | Answer::Aggregate(_)) | Err(_) => None,
-            };
+            let answer = self
+                .group_read(group, cmd(&[b"FT._GENERATIONS"]), now_ms)
+                .await
+                .ok()
+                .as_ref()
+                .and_then(generations);
             // A group that cannot answer now is looked at next round.
             if let Some(answer) = answer {
                 listed.insert(group, answer);
@@ -773,6 +752,34 @@ impl Router {
             drop.push(b"DD".to_vec());
         }
         self.group_write(group, drop, now_ms).await
+    }
+
+    /// One read command, linearized on `group`'s leader, and its reply; an error reply
+    /// is `Err`.
+    async fn group_read(
+        &self,
+        group: GroupId,
+        command: Vec<Vec<u8>>,
+        now_ms: u64,
+    ) -> Result<Reply, String> {
+        let call = ReadCall {
+            commands: vec![command],
+            resp3: false,
+            now_ms,
+            stale_ok: false,
+            versions: Vec::new(),
+        };
+        match self.shards().call(group, &Op::Read(call)).await {
+            Ok(Answer::Read(answer)) => match answer.replies.into_iter().next() {
+                Some(Reply::Error(e)) => Err(e),
+                Some(reply) => Ok(reply),
+                None => Err(format!("ERR shard group {group}: no answer")),
+            },
+            Ok(Answer::Write(_) | Answer::Search(_) | Answer::Aggregate(_)) => {
+                Err(format!("ERR shard group {group}: unexpected answer"))
+            }
+            Err(e) => Err(error_text(&e)),
+        }
     }
 
     /// One command as one log entry of `group` (the meta group's or a shard group's),
