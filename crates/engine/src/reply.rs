@@ -73,9 +73,20 @@ pub fn format_g12(v: f64) -> String {
         };
     }
     const PRECISION: i32 = 12;
-    // One formatting pass (scientific, which fixes the digits and the exponent after
-    // rounding); the fixed form is rebuilt from its digits. Scores are formatted for
-    // every returned document, so this is on the reply path.
+    let negative = v < 0.0;
+    if let Some((digits, exponent)) = g12_digits_fast(v.abs()) {
+        let mut buf = [b'0'; 12];
+        let mut n = digits;
+        for slot in buf.iter_mut().rev() {
+            *slot = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        // ASCII digits by construction.
+        let text = std::str::from_utf8(&buf).unwrap_or("0");
+        return fixed(negative, text, exponent);
+    }
+    // The exact path: one formatting pass (scientific, which fixes the digits and the
+    // exponent after rounding); the fixed form is rebuilt from its digits.
     let sci = format!("{:.*e}", (PRECISION - 1) as usize, v);
     let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
@@ -84,11 +95,68 @@ pub fn format_g12(v: f64) -> String {
         let sign = if exponent < 0 { '-' } else { '+' };
         return format!("{mantissa}e{sign}{:02}", exponent.abs());
     }
-    let (negative, mantissa) = match mantissa.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, mantissa),
-    };
+    let mantissa = mantissa.strip_prefix('-').unwrap_or(mantissa);
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    fixed(negative, &digits, exponent)
+}
+
+/// Powers of ten up to 10^15, each exact in an f64.
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// `a`'s 12 significant digits (as an integer in 10^11..10^12) and decimal exponent,
+/// rounded as `{:.11e}` rounds them, for the `%g` fixed range (exponent -4..=11).
+///
+/// Scores are formatted for every returned document, and Rust's exact formatting
+/// costs a few hundred nanoseconds each; here one multiplication by an exact power of
+/// ten does. Its result is within 2^-53 relative (under 1.2e-4 absolute below 10^12)
+/// of the exact product, so rounding it to an integer agrees with exact rounding
+/// unless the fraction is that close to one half: then, and outside the range, None,
+/// and the caller formats exactly.
+fn g12_digits_fast(a: f64) -> Option<(u64, i32)> {
+    const TIE_MARGIN: f64 = 2.5e-4;
+    if !(a.is_finite() && a > 0.0) {
+        return None;
+    }
+    let scaled = |e: i32| -> Option<f64> {
+        let k = usize::try_from(11 - e).ok()?;
+        POW10.get(k).map(|p| a * p)
+    };
+    let mut exponent = a.log10().floor() as i32;
+    if !(-4..=11).contains(&exponent) {
+        return None;
+    }
+    let mut x = scaled(exponent)?;
+    // log10 can land one off next to a power of ten.
+    if x < 1e11 {
+        exponent -= 1;
+        x = scaled(exponent)?;
+    } else if x >= 1e12 {
+        exponent += 1;
+        x = scaled(exponent)?;
+    }
+    if !(1e11..1e12).contains(&x) || !(-4..=11).contains(&exponent) {
+        return None;
+    }
+    if (x - x.floor() - 0.5).abs() < TIE_MARGIN {
+        return None;
+    }
+    let mut digits = x.round() as u64;
+    if digits == 1_000_000_000_000 {
+        // Rounded up to the next power of ten: 9.99...95 becomes 1.00000000000e+1.
+        digits = 100_000_000_000;
+        exponent += 1;
+        if exponent > 11 {
+            return None;
+        }
+    }
+    Some((digits, exponent))
+}
+
+/// `%g`'s fixed notation from significant digits (trailing zeros allowed) and the
+/// decimal exponent of the first one.
+fn fixed(negative: bool, digits: &str, exponent: i32) -> String {
     let digits = digits.trim_end_matches('0');
     let digits = if digits.is_empty() { "0" } else { digits };
     let mut out = String::with_capacity(20);
@@ -148,5 +216,61 @@ mod tests {
         assert_eq!(format_g12(999999999999.5), "1e+12");
         assert_eq!(format_g12(0.000123456789012345), "0.000123456789012");
         assert_eq!(format_g12(-1234.5), "-1234.5");
+        assert_eq!(format_g12(9.9999999999996), "10");
+        assert_eq!(format_g12(0.00099999999999996), "0.001");
+    }
+
+    /// The exact path alone: what `format_g12` answered before the fast path.
+    fn exact_g12(v: f64) -> String {
+        let sci = format!("{v:.11e}");
+        let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
+        let exponent: i32 = exponent.parse().unwrap_or(0);
+        if !(-4..12).contains(&exponent) {
+            let mantissa = trim_zeros(mantissa);
+            let sign = if exponent < 0 { '-' } else { '+' };
+            return format!("{mantissa}e{sign}{:02}", exponent.abs());
+        }
+        let mantissa = mantissa.strip_prefix('-').unwrap_or(mantissa);
+        let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+        fixed(v < 0.0, &digits, exponent)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+
+        /// Distances are f32s: every finite one formats as the exact path does.
+        #[test]
+        fn fast_path_agrees_with_exact_formatting_on_f32(bits in proptest::prelude::any::<u32>()) {
+            let v = f64::from(f32::from_bits(bits));
+            proptest::prop_assume!(v.is_finite() && v != 0.0);
+            proptest::prop_assert_eq!(format_g12(v), exact_g12(v));
+        }
+
+        #[test]
+        fn fast_path_agrees_with_exact_formatting_in_range(
+            mantissa in 1.0f64..10.0, exponent in -6i32..14, negative in proptest::prelude::any::<bool>()
+        ) {
+            let v = mantissa * 10f64.powi(exponent) * if negative { -1.0 } else { 1.0 };
+            proptest::prop_assert_eq!(format_g12(v), exact_g12(v));
+        }
+    }
+
+    #[test]
+    fn ties_and_powers_of_ten_take_the_exact_path() {
+        for v in [
+            99999999999.95,
+            999999999999.5,
+            0.000123456789012345,
+            1e-4,
+            1e11,
+            1e12,
+            0.1,
+            0.3,
+            2.0f64.sqrt(),
+            123.456,
+        ] {
+            assert_eq!(format_g12(v), exact_g12(v), "{v}");
+            assert_eq!(format_g12(-v), exact_g12(-v), "{v}");
+        }
     }
 }

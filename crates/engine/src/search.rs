@@ -339,6 +339,15 @@ pub fn matching(
     Ok((matches, eval.yielded))
 }
 
+/// A match with everything its ordering needs, gathered once before the sort so a
+/// comparison does not look the key up again.
+struct Ranked<'a> {
+    doc: u32,
+    key: &'a [u8],
+    distance: Option<f32>,
+    sort_value: Option<SortValue>,
+}
+
 /// Runs a bound query against one index. `window`, for a shard's part of a cluster-wide
 /// search, replaces LIMIT: see [`merge`].
 pub fn execute(
@@ -397,17 +406,23 @@ pub fn execute(
         }
     };
 
-    let mut ordered: Vec<(u32, Option<f32>, Option<SortValue>)> = matches
+    // Each match's key looked up once, not at every comparison of the sort.
+    let mut ordered: Vec<Ranked<'_>> = matches
         .drain(..)
-        .map(|(d, dist)| (d, dist, sort_value(d, dist)))
+        .map(|(doc, distance)| Ranked {
+            doc,
+            key: key_of(doc),
+            distance,
+            sort_value: sort_value(doc, distance),
+        })
         .collect();
     let knn = plan.knn.is_some();
     ordered.sort_by(|a, b| {
         order(
             request.sort_by.as_ref(),
             knn,
-            (key_of(a.0), a.1, &a.2),
-            (key_of(b.0), b.1, &b.2),
+            (a.key, a.distance, &a.sort_value),
+            (b.key, b.distance, &b.sort_value),
         )
     });
 
@@ -426,9 +441,15 @@ pub fn execute(
             .collect(),
     };
     let mut hits = Vec::new();
-    for (doc, distance, sort_value) in page {
+    for Ranked {
+        doc,
+        key,
+        distance,
+        sort_value,
+    } in page
+    {
         eval.check_deadline()?;
-        let key = key_of(doc).to_vec();
+        let key = key.to_vec();
         let fields = if request.nocontent {
             Vec::new()
         } else {
