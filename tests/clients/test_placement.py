@@ -72,6 +72,16 @@ def test_groups_sit_on_three_nodes_in_three_zones_and_spread_over_five(tmp_path)
         c.stop()
 
 
+META = 2**64 - 1
+
+
+def raft_status(port, group):
+    """RAFT STATUS of `group` on the node at `port`, as a dict."""
+    raw = redis.Redis(host="127.0.0.1", port=port, protocol=2).execute_command(
+        "RAFT", "STATUS", str(group))
+    return {raw[i].decode(): raw[i + 1] for i in range(0, len(raw), 2)}
+
+
 def test_a_gone_node_s_replicas_are_re_created_on_the_others(tmp_path):
     # Zones a, b, c, a: node 3 is zone c's only node and in both groups.
     c = ClusterServer(tmp_path, nodes=4, groups=2,
@@ -111,6 +121,7 @@ def test_a_gone_node_s_replicas_are_re_created_on_the_others(tmp_path):
 
         # The replaced node comes back: it is no longer in the groups, and its old
         # replicas must not disturb them (no lost or refused writes while it runs).
+        assert all(raft_status(c.ports[1][0], g)["membership_index"] > 0 for g in (0, 1, META))
         c.spawn(2)
         deadline = time.monotonic() + 5
         i = 0
@@ -119,6 +130,37 @@ def test_a_gone_node_s_replicas_are_re_created_on_the_others(tmp_path):
             i += 1
             time.sleep(0.02)
         assert client.mget([f"back:{j}" for j in range(i)]) == [str(j) for j in range(i)]
+        view, _ = groups(client, 2)
+        assert all(3 not in v["voters"] and len(v["voters"]) == 3 for v in view.values()), view
+
+        # It erases the replicas it was replaced in (both groups and the meta group's):
+        # a committed membership without it, newer than any it knows.
+        node3 = c.ports[2][0]
+
+        def erased():
+            status = [raft_status(node3, g) for g in (0, 1, META)]
+            done = all(s["holds_data"] == 0 and s["last_log_index"] == 0 for s in status)
+            return status if done else None
+        wait_for(erased, timeout=20, what="node 3 erasing the replicas it was replaced in")
+        assert local_keys(node3) == 0
+        log = c.data_dir / "node-3.log"
+
+        def erasures():
+            return log.read_text(errors="replace").count("erased a replica the group removed")
+        assert erasures() == 3
+
+        # Restarted with the same command line, it does not bootstrap those groups
+        # again from its member list (that fallback fires after three election
+        # timeouts, 1.5 s here): they stay erased.
+        c.procs[2].send_signal(signal.SIGKILL)
+        c.procs[2].wait()
+        c.spawn(2)
+        time.sleep(3 * c.election_timeout_ms / 1000 + 2)
+        status = [raft_status(node3, g) for g in (0, 1, META)]
+        assert all(s["holds_data"] == 0 and s["membership_index"] == 0 for s in status), status
+        assert erasures() == 3, "the restart started an erased group over, and erased it again"
+        assert client.mget([f"k:{j}" for j in range(200)]) == [str(j) for j in range(200)]
+        assert client.set("end", "1") and client.get("end") == "1"
         view, _ = groups(client, 2)
         assert all(3 not in v["voters"] and len(v["voters"]) == 3 for v in view.values()), view
     finally:

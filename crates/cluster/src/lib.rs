@@ -3,13 +3,16 @@
 //! group its part ([`router`]) — through this node's replica when it leads the group
 //! ([`local`]), or a peer's shard service over gRPC ([`service`], [`shards`]). The
 //! cluster map (nodes and their liveness, index definitions) lives in a meta group of
-//! its own ([`meta`]); [`placement`] says which nodes hold a group's replicas.
+//! its own ([`meta`]); [`placement`] says which nodes hold a group's replicas,
+//! [`repair`] how a group gets back to full replication when a node is gone, and
+//! [`purge`] when a node that comes back erases the replicas it was replaced in.
 
 pub mod local;
 pub mod merge;
 pub mod meta;
 pub mod placement;
 pub mod plan;
+pub mod purge;
 pub mod repair;
 pub mod ring;
 pub mod router;

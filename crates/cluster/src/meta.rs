@@ -8,11 +8,13 @@
 //! | field           | value (postcard)                   | written by                   |
 //! |-----------------|------------------------------------|------------------------------|
 //! | `node:<id>`     | [`NodeRecord`]: zone, addresses,   | each node, every second      |
-//! |                 | when it last reported              | (its liveness)               |
+//! |                 | when it last reported, the groups  | (its liveness)               |
+//! |                 | it holds data of                   |                              |
 //! | `index:<name>`  | [`IndexDefinition`]: generation,   | FT.CREATE (`HSETNX`),        |
 //! |                 | the FT.CREATE arguments            | FT.DROPINDEX (`HDEL`)        |
 //! | `group:<id>`    | [`GroupRecord`]: leader, voters,   | the group's leader, with its |
-//! |                 | learners, term                     | node's report                |
+//! |                 | learners, term, committed          | node's report                |
+//! |                 | membership                         |                              |
 //!
 //! Users live in a hash of their own ([`USERS_KEY`]: name → the user's ACL rules, as
 //! `ACL LIST` shows them), so that `ACL SETUSER` can change one user as a
@@ -78,6 +80,10 @@ pub struct NodeRecord {
     pub addr: NodeAddr,
     /// When the node last reported, by its own clock (ms since the epoch).
     pub seen_ms: u64,
+    /// The groups this node has a replica's data of (a log or a snapshot), members
+    /// or not: a group's leader does not add a node back while it still holds a
+    /// replica the group left behind ([`crate::repair`], [`crate::purge`]).
+    pub holds: Vec<GroupId>,
 }
 
 impl NodeRecord {
@@ -96,6 +102,11 @@ pub struct GroupRecord {
     pub learners: Vec<NodeId>,
     /// When the leader reported, by its clock (ms since the epoch).
     pub seen_ms: u64,
+    /// The log index of the newest membership the leader knows committed (0: none),
+    /// and its members: what tells a returning node that the group removed it
+    /// ([`crate::purge`]). `voters` and `learners` may be a change still in flight.
+    pub committed_index: u64,
+    pub committed_members: Vec<NodeId>,
 }
 
 impl GroupRecord {
@@ -348,17 +359,20 @@ impl Router {
         }
     }
 
-    /// Records that node `id` is up, at `addr`, now, with the groups it leads.
+    /// Records that node `id` is up, at `addr`, now, holding data of the groups
+    /// `holds`, with the groups it leads.
     pub async fn report_node(
         &self,
         id: NodeId,
         addr: &NodeAddr,
+        holds: &[GroupId],
         led: &[(GroupId, GroupRecord)],
         now_ms: u64,
     ) -> Result<(), String> {
         let record = NodeRecord {
             addr: addr.clone(),
             seen_ms: now_ms,
+            holds: holds.to_vec(),
         };
         let value = postcard::to_allocvec(&record).map_err(|e| format!("ERR {e}"))?;
         let mut command = vec![b"HSET".to_vec(), MAP_KEY.to_vec(), node_field(id), value];
@@ -825,6 +839,7 @@ mod tests {
         let record = NodeRecord {
             addr: addr("b", 7000),
             seen_ms: 42,
+            holds: vec![0, 2, META],
         };
         let args: Vec<Vec<u8>> = vec![
             b"idx".to_vec(),

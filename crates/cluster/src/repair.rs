@@ -18,8 +18,10 @@
 //! while others have (a node the map has never seen is not gone; when the meta group
 //! stalls and nobody's report lands, nobody is gone — the chaos of a rejoining node
 //! once made a group re-add it this way). The best node is up, not in the group,
-//! in a zone the group's remaining voters do not use if there is one, and holds the
-//! fewest groups.
+//! holds no data of the group (a replica left behind by an earlier removal, which
+//! that node erases first: [`crate::purge`] — a learner's log must never go back
+//! under the leader's feet), in a zone the group's remaining voters do not use if
+//! there is one, and holds the fewest groups.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -51,6 +53,8 @@ pub enum Step {
 /// What the rules need to know of the cluster.
 #[derive(Debug, Clone, Copy)]
 pub struct Cluster<'a> {
+    /// The group being repaired.
+    pub group: GroupId,
     pub nodes: &'a BTreeMap<NodeId, NodeRecord>,
     pub groups: &'a BTreeMap<GroupId, GroupRecord>,
     /// Voters a group should have.
@@ -74,6 +78,13 @@ impl Cluster<'_> {
             self.now_ms.saturating_sub(n.seen_ms) > self.replace_after_ms
                 && freshest.saturating_sub(n.seen_ms) > self.replace_after_ms
         })
+    }
+
+    /// Whether the node reported holding data of this group.
+    fn holds(&self, id: NodeId) -> bool {
+        self.nodes
+            .get(&id)
+            .is_some_and(|n| n.holds.contains(&self.group))
     }
 
     fn zone(&self, id: NodeId) -> Option<&str> {
@@ -140,7 +151,7 @@ fn best_node(membership: &Membership, cluster: &Cluster<'_>) -> Option<NodeId> {
         .nodes
         .keys()
         .copied()
-        .filter(|id| !members.contains(id) && cluster.up(*id))
+        .filter(|id| !members.contains(id) && cluster.up(*id) && !cluster.holds(*id))
         .min_by_key(|id| {
             let zone_used = cluster.zone(*id).is_some_and(|z| used_zones.contains(z));
             (zone_used, load.get(id).copied().unwrap_or(0), *id)
@@ -167,6 +178,7 @@ mod tests {
                     NodeRecord {
                         addr,
                         seen_ms: NOW - silent_ms,
+                        holds: Vec::new(),
                     },
                 )
             })
@@ -186,9 +198,12 @@ mod tests {
                 voters: vec![4, 5],
                 learners: Vec::new(),
                 seen_ms: NOW,
+                committed_index: 1,
+                committed_members: vec![4, 5],
             },
         )]);
         let cluster = Cluster {
+            group: 9,
             nodes: n,
             groups: &groups,
             replicas: 3,
@@ -284,5 +299,26 @@ mod tests {
         ]);
         assert_eq!(step(&[1, 2, 3], &[(6, Some(1))], &n), Step::Remove(6));
         assert_eq!(step(&[1, 2, 3], &[], &n), Step::AddLearner(7));
+    }
+
+    #[test]
+    fn a_node_still_holding_a_left_behind_replica_is_not_added_back() {
+        // 8 would be best (zone c), but still has group 9's data from before.
+        let mut n = nodes(&[
+            (1, "a", 0),
+            (2, "b", 0),
+            (3, "c", 20_000),
+            (4, "a", 0),
+            (8, "c", 0),
+        ]);
+        if let Some(r) = n.get_mut(&8) {
+            r.holds = vec![9];
+        }
+        assert_eq!(step(&[1, 2, 3], &[], &n), Step::AddLearner(4));
+        // Another group's data does not count.
+        if let Some(r) = n.get_mut(&8) {
+            r.holds = vec![7];
+        }
+        assert_eq!(step(&[1, 2, 3], &[], &n), Step::AddLearner(8));
     }
 }

@@ -132,6 +132,26 @@ impl LogDb {
         self.write(batch)?;
         self.durable().await
     }
+
+    /// Deletes everything `group` has here — its log, vote and commit marks — and
+    /// returns once that is durable. Only for a replica that no longer belongs to the
+    /// group (see `Host::purge_group`): Raft's promises rest on these never going back.
+    pub(crate) async fn erase_group(&self, group: GroupId) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let logs = self.cf(LOGS)?;
+        batch.delete_range_cf(logs, log_key(group, 0), log_key(group, u64::MAX));
+        batch.delete_cf(logs, log_key(group, u64::MAX));
+        let meta = self.cf(META)?;
+        let prefix = group.to_be_bytes();
+        for item in self.db.prefix_iterator_cf(meta, prefix) {
+            let (key, _) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            batch.delete_cf(meta, key);
+        }
+        self.write_durable(batch).await
+    }
 }
 
 impl Drop for LogDb {

@@ -62,6 +62,14 @@ pub struct GroupStatus {
     pub purged_index: u64,
     /// Every member with its address and whether it votes.
     pub members: Vec<(NodeId, NodeAddr, bool)>,
+    /// The log index of the membership this replica goes by (0: none yet).
+    pub membership_index: u64,
+    /// The newest membership this replica knows to be committed: its log index and
+    /// its members. What a leader reports, so that a replica the group left behind
+    /// can tell it was removed ([`GroupStatus::holds_data`]).
+    pub committed_membership: (u64, Vec<NodeId>),
+    /// Whether this replica has anything on disk: a log entry or a snapshot.
+    pub holds_data: bool,
 }
 
 /// One group on this node.
@@ -247,6 +255,15 @@ impl Group {
             snapshot_index: index(m.snapshot.as_ref()),
             purged_index: index(m.purged.as_ref()),
             members,
+            membership_index: index(m.membership_config.log_id().as_ref()),
+            committed_membership: (
+                index(m.committed_membership_config.log_id().as_ref()),
+                m.committed_membership_config
+                    .nodes()
+                    .map(|(id, _)| *id)
+                    .collect(),
+            ),
+            holds_data: m.last_log_index.is_some() || m.snapshot.is_some(),
         }
     }
 

@@ -18,8 +18,11 @@ use crate::error::{RaftError, Result};
 use crate::group::Group;
 use crate::log_store::LogStore;
 use crate::network::{GroupNetwork, Groups, Network, Raft, TransportService};
-use crate::state_machine::{Replica, StateMachine};
+use crate::state_machine::{Replica, Retirement, StateMachine};
 use crate::types::NodeId;
+
+/// An open group's replica, with what retires its snapshot writes when it is erased.
+type Opened = (Arc<RwLock<Replica>>, Retirement);
 
 /// The Raft groups of one node.
 #[derive(Debug)]
@@ -29,7 +32,7 @@ pub struct Host {
     db: Arc<LogDb>,
     network: Network,
     groups: Groups,
-    replicas: Mutex<HashMap<GroupId, Arc<RwLock<Replica>>>>,
+    replicas: Mutex<HashMap<GroupId, Opened>>,
     config: Arc<openraft::Config>,
     /// Held while a group is opened or closed, so two callers never start two Rafts
     /// over the same log and snapshot directory.
@@ -68,13 +71,43 @@ impl Host {
     /// Starts (or restarts, from what is on disk) this node's replica of `group`.
     pub async fn open_group(&self, group: GroupId) -> Result<Raft> {
         let _opening = self.lifecycle.lock().await;
+        self.open_locked(group).await
+    }
+
+    fn group_dir(&self, group: GroupId) -> PathBuf {
+        self.dir.join("groups").join(group.to_string())
+    }
+
+    /// The mark of a purge under way: made (durably) before anything is erased and
+    /// removed after, so a purge a crash interrupted is finished at the next open
+    /// instead of leaving a log without its snapshot or the reverse.
+    fn purge_mark(&self, group: GroupId) -> PathBuf {
+        self.dir.join("groups").join(format!("{group}.purging"))
+    }
+
+    /// The mark left by a finished purge: this node's replica of the group was erased
+    /// because the group removed it, so the node must not bootstrap the group again
+    /// from its configured member list (it would start an old membership over).
+    fn erased_mark(&self, group: GroupId) -> PathBuf {
+        self.dir.join("groups").join(format!("{group}.erased"))
+    }
+
+    /// Whether this node's replica of `group` was erased by [`Host::purge_group`].
+    pub fn was_erased(&self, group: GroupId) -> bool {
+        self.erased_mark(group).exists()
+    }
+
+    async fn open_locked(&self, group: GroupId) -> Result<Raft> {
         if let Some(raft) = self.groups.get(group) {
             return Ok(raft);
         }
+        if self.purge_mark(group).exists() {
+            self.erase(group).await?;
+        }
         let log = LogStore::new(self.db.clone(), group);
-        let sm = StateMachine::open(self.dir.join("groups").join(group.to_string()), &log)
+        let sm = StateMachine::open(self.group_dir(group), &log)
             .map_err(|e| RaftError::Io(e.to_string()))?;
-        let replica = sm.replica();
+        let replica = (sm.replica(), sm.retirement());
         let raft = Raft::new(
             self.id,
             self.config.clone(),
@@ -92,12 +125,60 @@ impl Host {
     /// Stops this node's replica of `group` (its data stays on disk).
     pub async fn close_group(&self, group: GroupId) -> Result<()> {
         let _closing = self.lifecycle.lock().await;
-        self.replicas.lock().remove(&group);
+        self.close_locked(group).await.map(|_| ())
+    }
+
+    /// Stops the replica; returns what retires its state machine's snapshot writes.
+    async fn close_locked(&self, group: GroupId) -> Result<Option<Retirement>> {
+        let retirement = self.replicas.lock().remove(&group).map(|(_, r)| r);
         if let Some(raft) = self.groups.remove(group) {
             raft.shutdown()
                 .await
                 .map_err(|e| RaftError::Raft(e.to_string()))?;
         }
+        Ok(retirement)
+    }
+
+    /// Erases this node's replica of `group` — log, vote, snapshot — and opens it again
+    /// empty, as a node that was never in the group (a leader can add it back later,
+    /// and it then receives a snapshot like any new replica).
+    ///
+    /// Only for a replica the group has left behind: one whose node a committed
+    /// membership change removed, and which knows of no later membership (the caller's
+    /// decision: `shoal_cluster::purge`). Erasing a voter's vote or log would break
+    /// the promises Raft's safety rests on.
+    pub async fn purge_group(&self, group: GroupId) -> Result<Raft> {
+        let _purging = self.lifecycle.lock().await;
+        if let Some(retirement) = self.close_locked(group).await? {
+            retirement.retire();
+        }
+        let mark = self.purge_mark(group);
+        let io = |e: std::io::Error| RaftError::Io(e.to_string());
+        if let Some(parent) = mark.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::File::create(&mark)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        self.erase(group).await?;
+        self.open_locked(group).await
+    }
+
+    /// Removes the group's snapshot directory and its part of the log, then the purge
+    /// mark.
+    async fn erase(&self, group: GroupId) -> Result<()> {
+        let io = |e: std::io::Error| RaftError::Io(e.to_string());
+        match std::fs::remove_dir_all(self.group_dir(group)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        self.db.erase_group(group).await?;
+        std::fs::File::create(self.erased_mark(group))
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        std::fs::remove_file(self.purge_mark(group)).map_err(io)?;
+        tracing::info!(group, "erased this node's replica of the group");
         Ok(())
     }
 
@@ -122,7 +203,7 @@ impl Host {
 
     /// The engine of this node's replica of `group`, for local reads.
     pub fn replica(&self, group: GroupId) -> Option<Arc<RwLock<Replica>>> {
-        self.replicas.lock().get(&group).cloned()
+        self.replicas.lock().get(&group).map(|(r, _)| r.clone())
     }
 
     pub fn group_ids(&self) -> Vec<GroupId> {

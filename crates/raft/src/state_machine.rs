@@ -127,8 +127,10 @@ pub struct StateMachine {
     /// Bytes of log read per replay step (`REPLAY_BYTES`; tests make it small).
     replay_bytes: usize,
     /// Serializes replacing the snapshot file: openraft builds snapshots in a task of
-    /// their own, which can overlap installing one received from the leader.
-    snapshot_writes: Arc<parking_lot::Mutex<()>>,
+    /// their own, which can overlap installing one received from the leader. Holds
+    /// `true` once the replica is retired ([`StateMachine::retire`]): a build that
+    /// finishes after that must not write into a directory that is being erased.
+    snapshot_writes: Arc<parking_lot::Mutex<bool>>,
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -165,6 +167,24 @@ impl StateMachine {
     /// The replica, for reads on this node.
     pub fn replica(&self) -> Arc<RwLock<Replica>> {
         self.replica.clone()
+    }
+
+    /// What [`Retirement::retire`] needs to stop this state machine's snapshot writes.
+    pub fn retirement(&self) -> Retirement {
+        Retirement(self.snapshot_writes.clone())
+    }
+}
+
+/// Stops a state machine's snapshot writes for good, from outside the Raft that owns it:
+/// openraft's shutdown does not wait for a snapshot build in flight, and a replica
+/// being erased must not get a file back after its directory is gone.
+#[derive(Debug, Clone)]
+pub struct Retirement(Arc<parking_lot::Mutex<bool>>);
+
+impl Retirement {
+    /// Waits for a snapshot write in progress, then refuses every later one.
+    pub fn retire(&self) {
+        *self.0.lock() = true;
     }
 }
 
@@ -246,7 +266,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let (engine, meta) = tokio::task::spawn_blocking(move || -> io::Result<_> {
             let (_, bytes) = snapshot_file::read(&mut snapshot)?;
             let engine = Engine::restore(&bytes).map_err(io_err)?;
-            let _writing = writes.lock();
+            let retired = writes.lock();
+            if *retired {
+                return Err(io_err("the replica was retired"));
+            }
             snapshot_file::write(&dir, &meta, &bytes)?;
             Ok((engine, meta))
         })
@@ -328,7 +351,10 @@ impl StateMachine {
                 (r.meta(), r.engine.snapshot().map_err(io_err)?)
             }
         };
-        let _writing = self.snapshot_writes.lock();
+        let retired = self.snapshot_writes.lock();
+        if *retired {
+            return Err(io_err("the replica was retired"));
+        }
         // An install may have replaced the file with a newer snapshot while this one
         // was being built: never put an older one back over it.
         let current = snapshot_file::open_current(&self.dir)?;

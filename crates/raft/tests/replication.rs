@@ -524,3 +524,109 @@ async fn opening_a_group_twice_at_once_starts_one_raft() {
     assert_eq!(host.group_ids(), vec![GROUP]);
     host.shutdown().await.unwrap();
 }
+
+/// A replica the group removed is erased (log, vote, snapshot: durably, a restart
+/// does not bring it back), and the group can add the node back as a fresh learner
+/// that catches up like any new replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_replica_is_erased_and_can_be_added_back() {
+    let cfg = openraft::Config {
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10),
+        ..config()
+    };
+    let mut cluster = Cluster::start(cfg.clone()).await;
+    let leader = cluster.leader(&[1, 2, 3]).await;
+    let removed = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+    let raft = cluster.node(leader).raft();
+    let mut last = 0;
+    for i in 0..25 {
+        last = write(&raft, &format!("p{i}")).await;
+    }
+    cluster.converge(last).await;
+    let group = cluster.node(leader).host.group(GROUP).unwrap();
+    group.remove(removed).await.unwrap();
+    let committed = group.status().committed_membership;
+    assert!(!committed.1.contains(&removed), "{committed:?}");
+
+    let at = removed as usize - 1;
+    let host = cluster.nodes[at].host.clone();
+    let before = host.group(GROUP).unwrap().status();
+    assert!(before.holds_data, "{before:?}");
+    assert!(
+        before.membership_index < committed.0 || !before.members.iter().any(|m| m.0 == removed)
+    );
+    let snapshots = cluster
+        ._dir
+        .path()
+        .join(format!("node-{removed}/groups/{GROUP}"));
+    host.purge_group(GROUP).await.unwrap();
+    let after = host.group(GROUP).unwrap().status();
+    assert!(!after.holds_data, "{after:?}");
+    assert_eq!(after.membership_index, 0);
+    assert_eq!(after.last_log_index, 0);
+    assert!(after.members.is_empty(), "{after:?}");
+    assert_eq!(host.replica(GROUP).unwrap().read().engine.dbsize(1), 0);
+    assert_eq!(std::fs::read_dir(&snapshots).unwrap().count(), 0);
+
+    // Durable: a restart of the node opens an empty replica.
+    let addr = cluster.nodes[at].addr.clone();
+    let dir = cluster._dir.path().to_path_buf();
+    let mut old = cluster.nodes.remove(at);
+    old.stop().await;
+    drop(old);
+    drop(host);
+    let listener = TcpListener::bind(&addr).await.unwrap();
+    cluster
+        .nodes
+        .insert(at, Node::start(removed, &dir, listener, cfg).await);
+    let reopened = cluster.nodes[at].host.group(GROUP).unwrap().status();
+    assert!(!reopened.holds_data, "{reopened:?}");
+    assert!(cluster.nodes[at].host.was_erased(GROUP));
+
+    // Added back, it catches up from nothing (by snapshot or log, whichever the
+    // leader still has) and holds every key.
+    let peer = NodeAddr {
+        zone: format!("zone-{removed}"),
+        raft: addr,
+        resp: String::new(),
+    };
+    group.add_learner(removed, peer).await.unwrap();
+    last = write(&raft, "after").await;
+    cluster.nodes[at]
+        .raft()
+        .wait(WAIT)
+        .applied_index_at_least(Some(last), "the erased node catches up")
+        .await
+        .unwrap();
+    assert_eq!(cluster.nodes[at].hget("p0"), Reply::bulk("v"));
+    assert_eq!(cluster.nodes[at].hget("after"), Reply::bulk("v"));
+}
+
+/// A purge a crash interrupted (its mark still there) is finished when the group opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_purge_is_finished_at_the_next_open() {
+    let dir = TempDir::new().unwrap();
+    {
+        let host = Host::open(9, dir.path(), config()).unwrap();
+        let raft = host.open_group(GROUP).await.unwrap();
+        raft.initialize(BTreeMap::from([(9, NodeAddr::default())]))
+            .await
+            .unwrap();
+        raft.wait(WAIT)
+            .state(ServerState::Leader, "leads alone")
+            .await
+            .unwrap();
+        write(&raft, "k").await;
+        assert!(host.group(GROUP).unwrap().status().holds_data);
+        host.shutdown().await.unwrap();
+    }
+    std::fs::write(dir.path().join(format!("groups/{GROUP}.purging")), b"").unwrap();
+    let host = open_when_released(9, dir.path(), config()).await;
+    host.open_group(GROUP).await.unwrap();
+    let status = host.group(GROUP).unwrap().status();
+    assert!(!status.holds_data, "{status:?}");
+    assert_eq!(host.replica(GROUP).unwrap().read().engine.dbsize(1), 0);
+    assert!(!dir.path().join(format!("groups/{GROUP}.purging")).exists());
+    assert!(host.was_erased(GROUP));
+    host.shutdown().await.unwrap();
+}

@@ -115,10 +115,10 @@ pub async fn start(
         .filter(|(_, members)| members.iter().any(|(id, _)| *id == config.id))
         .map(|(g, _)| *g)
         .collect();
-    let first = member_of.first().copied().unwrap_or(0);
-    let group = host
-        .group(first)
-        .with_context(|| format!("group {first} is not open"))?;
+    let group = member_of.first().copied().unwrap_or(0);
+    if host.group(group).is_none() {
+        anyhow::bail!("group {group} is not open");
+    }
     // Every node opens every group (a replica added later finds it open) and routes
     // to all: the ring covers groups 0..N, and a group's members are its placed ones.
     let ring = shoal_cluster::Ring::new(0..config.groups);
@@ -202,6 +202,11 @@ fn bootstrap(
         let Some(position) = members.iter().position(|(id, _)| *id == config.id) else {
             continue;
         };
+        if host.was_erased(group) {
+            // The group removed this node and it erased its replica: the list
+            // describes a membership long gone. A leader adds it back if it wants it.
+            continue;
+        }
         let handle = host
             .group(group)
             .with_context(|| format!("group {group} is not open"))?;
@@ -221,6 +226,9 @@ fn bootstrap_meta(
     let Some(position) = voters.keys().position(|id| *id == config.id) else {
         return Ok(());
     };
+    if host.was_erased(META) {
+        return Ok(());
+    }
     let handle = host.group(META).context("the meta group is not open")?;
     spawn_initialize(config, handle, voters.clone(), position == 0);
     Ok(())
@@ -289,16 +297,25 @@ fn spawn_map_upkeep(node: Arc<Node>, id: NodeId, addr: NodeAddr) {
         loop {
             interval.tick().await;
             let led = led_groups(&r.host, node::now_ms());
-            if let Err(e) = r.router.report_node(id, &addr, &led, node::now_ms()).await {
+            let holds = held_groups(&r.host);
+            let report = r
+                .router
+                .report_node(id, &addr, &holds, &led, node::now_ms());
+            if let Err(e) = report.await {
                 tracing::debug!(error = %e, "could not report to the cluster map");
             }
             // The first read of the users comes from the meta leader: a lagging
-            // replica could hold an older, more permissive set.
-            let linearized = !reporter.access.loaded();
+            // replica could hold an older, more permissive set. So does every read
+            // while this node's meta replica is not a live part of the group: one the
+            // group left behind (no leader, and the map does not name it) would
+            // answer with the map as it was when this node went away, for good.
+            let linearized =
+                !reporter.access.loaded() || !map_replica_current(&r.host, id, &r.router);
             match r.router.refresh_map(node::now_ms(), linearized).await {
                 Ok(()) => r.router.with_cached_map(|m| reporter.access.sync(&m.users)),
                 Err(e) => tracing::debug!(error = %e, "could not read the cluster map"),
             }
+            purge_left_behind(&r.host, id, &r.router.cached_map()).await;
         }
     });
     tokio::spawn(async move {
@@ -337,7 +354,8 @@ fn spawn_repair(node: Arc<Node>, config: &NodeConfig) {
             interval.tick().await;
             let map = r.router.cached_map();
             let now_ms = node::now_ms();
-            let cluster = |replicas| repair::Cluster {
+            let cluster = |group, replicas| repair::Cluster {
+                group,
                 nodes: &map.nodes,
                 groups: &map.groups,
                 replicas,
@@ -347,7 +365,7 @@ fn spawn_repair(node: Arc<Node>, config: &NodeConfig) {
             let meta = r.host.group(META).filter(|g| g.is_leader());
             let led = led_shard_groups(&r.host).into_iter().map(|g| (g, replicas));
             for (group, replicas) in led.chain(meta.map(|g| (g, META_VOTERS))) {
-                let cluster = cluster(replicas);
+                let cluster = cluster(group.id(), replicas);
                 let status = group.status();
                 let membership = repair::Membership {
                     voters: status.members.iter().filter(|m| m.2).map(|m| m.0).collect(),
@@ -389,6 +407,55 @@ fn spawn_repair(node: Arc<Node>, config: &NodeConfig) {
     });
 }
 
+/// Whether this node's replica of the meta group follows a leader and is a member by
+/// the map last read: only then is reading the map from it merely a little stale.
+fn map_replica_current(host: &Host, me: NodeId, router: &shoal_cluster::Router) -> bool {
+    let led = host.group(META).is_some_and(|g| g.leader().is_some());
+    let named = router.with_cached_map(|m| {
+        m.groups
+            .get(&META)
+            .is_none_or(|record| record.members().any(|id| id == me))
+    });
+    led && named
+}
+
+/// The groups (the meta group too) of which this node has a replica's data, member or
+/// not: what its report tells group leaders ([`shoal_cluster::repair`]).
+fn held_groups(host: &Host) -> Vec<GroupId> {
+    host.group_ids()
+        .into_iter()
+        .filter(|g| host.group(*g).is_some_and(|h| h.status().holds_data))
+        .collect()
+}
+
+/// Erases this node's replicas that their groups left behind
+/// ([`shoal_cluster::purge`]): the node was replaced while it was gone.
+async fn purge_left_behind(host: &Host, me: NodeId, map: &shoal_cluster::ClusterMap) {
+    for g in host.group_ids() {
+        let Some(status) = host.group(g).map(|h| h.status()) else {
+            continue;
+        };
+        let local = shoal_cluster::purge::LocalReplica {
+            holds_data: status.holds_data,
+            membership_index: status.membership_index,
+        };
+        let record = map.groups.get(&g);
+        if !shoal_cluster::purge::left_behind(me, local, record) {
+            continue;
+        }
+        let committed = record.map_or(0, |r| r.committed_index);
+        match host.purge_group(g).await {
+            Ok(_) => tracing::warn!(
+                group = g,
+                local_membership = status.membership_index,
+                committed_membership = committed,
+                "erased a replica the group removed while this node was away"
+            ),
+            Err(e) => tracing::error!(group = g, error = %e, "erasing a left-behind replica"),
+        }
+    }
+}
+
 /// The shard groups (not the meta group) this node leads.
 fn led_shard_groups(host: &Host) -> Vec<shoal_raft::Group> {
     host.group_ids()
@@ -410,12 +477,15 @@ fn led_groups(host: &Host, now_ms: u64) -> Vec<(GroupId, GroupRecord)> {
             let status = g.status();
             let (voters, learners): (Vec<_>, Vec<_>) =
                 status.members.iter().partition(|(_, _, votes)| *votes);
+            let (committed_index, committed_members) = status.committed_membership.clone();
             let record = GroupRecord {
                 leader: status.id,
                 term: status.term,
                 voters: voters.into_iter().map(|(id, _, _)| *id).collect(),
                 learners: learners.into_iter().map(|(id, _, _)| *id).collect(),
                 seen_ms: now_ms,
+                committed_index,
+                committed_members,
             };
             (g.id(), record)
         })

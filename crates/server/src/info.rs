@@ -116,7 +116,7 @@ pub fn render(node: &Arc<Node>, asked: &[String]) -> String {
         );
     }
     let raft = match &node.store {
-        Store::Replicated(r) => Some(r.group.status()),
+        Store::Replicated(r) => r.default_group().map(|g| g.status()),
         Store::Local { .. } => None,
     };
     if wanted("replication") {

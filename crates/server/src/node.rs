@@ -17,7 +17,7 @@ use anyhow::Result;
 use parking_lot::RwLock;
 use shoal_cluster::Router;
 use shoal_engine::{Engine, ReadContext, Reply, Write};
-use shoal_raft::{Group, GroupError, Host, Replica, Request};
+use shoal_raft::{Group, GroupError, GroupId, Host, Replica, Request};
 
 use crate::access::Access;
 use crate::persist;
@@ -54,14 +54,20 @@ pub enum Store {
 pub struct Replicated {
     pub host: Arc<Host>,
     /// The group `RAFT` and `INFO raft` talk about when none is named (the lowest this
-    /// node hosts).
-    pub group: Group,
+    /// node was placed in). An id, not a handle: the replica behind it can be erased
+    /// and opened anew ([`shoal_cluster::purge`]).
+    pub group: GroupId,
     pub router: Router,
     /// How long a write or a read's leadership check may wait for a quorum.
     pub quorum_timeout: Duration,
 }
 
 impl Replicated {
+    /// The handle of [`Replicated::group`] (none for the moment a purge reopens it).
+    pub fn default_group(&self) -> Option<Group> {
+        self.host.group(self.group)
+    }
+
     /// The local replicas of every shard group this node holds (not the meta group's:
     /// its keys are the cluster map, not the user's data; nor the empty ones of groups
     /// it opened but was not placed in).
@@ -366,7 +372,10 @@ impl Node {
     pub fn with_engine<T>(&self, f: impl FnOnce(&Engine) -> T) -> T {
         match &self.store {
             Store::Local { engine } => f(&engine.read()),
-            Store::Replicated(r) => f(&r.group.replica().read().engine),
+            Store::Replicated(r) => match r.host.replica(r.group) {
+                Some(replica) => f(&replica.read().engine),
+                None => f(&Engine::default()),
+            },
         }
     }
 

@@ -55,7 +55,7 @@ async fn run(r: &Replicated, sub: &str, args: &[Bytes]) -> Result<Value, Value> 
         let id = if args.len() > i {
             number(args, i, "group")?
         } else {
-            r.group.id()
+            r.group
         };
         r.host
             .group(id)
@@ -78,6 +78,20 @@ async fn run(r: &Replicated, sub: &str, args: &[Bytes]) -> Result<Value, Value> 
             }
             let group = group_at(2)?;
             let id = number(args, 3, "node id")?;
+            // A node with a replica this group left behind erases it within a second
+            // or two; replicating to it before then would watch its log go back.
+            let leftover = r.router.with_cached_map(|m| {
+                m.nodes
+                    .get(&id)
+                    .is_some_and(|n| n.holds.contains(&group.id()))
+            });
+            let member = group.status().members.iter().any(|m| m.0 == id);
+            if leftover && !member {
+                return Err(Value::Error(format!(
+                    "ERR node {id} still holds an old replica of group {}; it erases it by itself shortly, try again",
+                    group.id()
+                )));
+            }
             let addr = NodeAddr {
                 zone: text(&args[4]),
                 raft: text(&args[5]),
@@ -145,6 +159,8 @@ fn status(s: &GroupStatus) -> Value {
         (Value::bulk("applied_index"), int(s.applied_index)),
         (Value::bulk("snapshot_index"), int(s.snapshot_index)),
         (Value::bulk("purged_index"), int(s.purged_index)),
+        (Value::bulk("membership_index"), int(s.membership_index)),
+        (Value::bulk("holds_data"), int(u64::from(s.holds_data))),
         (Value::bulk("members"), Value::Array(members)),
     ])
 }
