@@ -138,7 +138,10 @@ def test_a_gone_node_s_replicas_are_re_created_on_the_others(tmp_path):
         node3 = c.ports[2][0]
 
         def erased():
-            status = [raft_status(node3, g) for g in (0, 1, META)]
+            try:
+                status = [raft_status(node3, g) for g in (0, 1, META)]
+            except redis.ResponseError:
+                return None  # a group is closed for the moment its erase takes
             done = all(s["holds_data"] == 0 and s["last_log_index"] == 0 for s in status)
             return status if done else None
         wait_for(erased, timeout=20, what="node 3 erasing the replicas it was replaced in")
@@ -147,7 +150,7 @@ def test_a_gone_node_s_replicas_are_re_created_on_the_others(tmp_path):
 
         def erasures():
             return log.read_text(errors="replace").count("erased a replica the group removed")
-        assert erasures() == 3
+        wait_for(lambda: erasures() == 3 or None, timeout=5, what="three erasures logged")
 
         # Restarted with the same command line, it does not bootstrap those groups
         # again from its member list (that fallback fires after three election

@@ -86,7 +86,38 @@ pub struct NodeRecord {
     pub holds: Vec<GroupId>,
 }
 
+/// A node's record as nodes before `holds` wrote it: read still, so that the map
+/// stays whole while a cluster is upgraded one node at a time.
+#[derive(Deserialize)]
+struct NodeRecordV1 {
+    addr: NodeAddr,
+    seen_ms: u64,
+}
+
+/// A group's record as leaders before the committed membership wrote it.
+#[derive(Deserialize)]
+struct GroupRecordV1 {
+    leader: NodeId,
+    term: u64,
+    voters: Vec<NodeId>,
+    learners: Vec<NodeId>,
+    seen_ms: u64,
+}
+
 impl NodeRecord {
+    /// The record from its stored bytes, in this shape or the one before.
+    pub fn decode(bytes: &[u8]) -> Option<NodeRecord> {
+        if let Ok(record) = postcard::from_bytes::<NodeRecord>(bytes) {
+            return Some(record);
+        }
+        let old = postcard::from_bytes::<NodeRecordV1>(bytes).ok()?;
+        Some(NodeRecord {
+            addr: old.addr,
+            seen_ms: old.seen_ms,
+            holds: Vec::new(),
+        })
+    }
+
     /// Whether it reported within [`NODE_DOWN_AFTER_MS`] of `now_ms`.
     pub fn alive(&self, now_ms: u64) -> bool {
         now_ms.saturating_sub(self.seen_ms) <= NODE_DOWN_AFTER_MS
@@ -110,6 +141,24 @@ pub struct GroupRecord {
 }
 
 impl GroupRecord {
+    /// The record from its stored bytes, in this shape or the one before (which
+    /// says nothing of the committed membership: index 0, which erases nothing).
+    pub fn decode(bytes: &[u8]) -> Option<GroupRecord> {
+        if let Ok(record) = postcard::from_bytes::<GroupRecord>(bytes) {
+            return Some(record);
+        }
+        let old = postcard::from_bytes::<GroupRecordV1>(bytes).ok()?;
+        Some(GroupRecord {
+            leader: old.leader,
+            term: old.term,
+            voters: old.voters,
+            learners: old.learners,
+            seen_ms: old.seen_ms,
+            committed_index: 0,
+            committed_members: Vec::new(),
+        })
+    }
+
     /// Every member, voters first.
     pub fn members(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.voters.iter().chain(&self.learners).copied()
@@ -184,13 +233,13 @@ impl ClusterMap {
         for (field, value) in pairs {
             if let Some(id) = field.strip_prefix(NODE) {
                 let id = std::str::from_utf8(id).ok().and_then(|s| s.parse().ok());
-                if let (Some(id), Ok(record)) = (id, postcard::from_bytes(&value)) {
+                if let (Some(id), Some(record)) = (id, NodeRecord::decode(&value)) {
                     map.nodes.insert(id, record);
                 }
             } else if let Some(id) = field.strip_prefix(GROUP) {
                 let id = std::str::from_utf8(id).ok().and_then(|s| s.parse().ok());
-                let record = postcard::from_bytes::<GroupRecord>(&value);
-                if let (Some(id), Ok(record)) = (id, record) {
+                let record = GroupRecord::decode(&value);
+                if let (Some(id), Some(record)) = (id, record) {
                     // Two leaders of different terms may both have reported; the
                     // later term is the group as it is now.
                     let newer = map.groups.get(&id).is_none_or(|r| r.term <= record.term);
@@ -832,6 +881,21 @@ mod tests {
             raft: format!("127.0.0.1:{port}"),
             resp: format!("127.0.0.1:{}", port + 1),
         }
+    }
+
+    #[test]
+    fn records_in_the_shape_before_holds_and_the_committed_membership_still_read() {
+        // postcard writes a struct as its fields in order: a tuple is the old shape.
+        let node = postcard::to_allocvec(&(addr("c", 7002), 42u64)).unwrap_or_default();
+        let group = postcard::to_allocvec(&(3u64, 7u64, vec![1u64, 2, 3], Vec::<u64>::new(), 9u64))
+            .unwrap_or_default();
+        let map = ClusterMap::from_pairs([(node_field(3), node), (group_field(0), group)]);
+        assert_eq!(map.nodes[&3].addr, addr("c", 7002));
+        assert!(map.nodes[&3].holds.is_empty());
+        let g = &map.groups[&0];
+        assert_eq!((g.leader, g.term, g.seen_ms), (3, 7, 9));
+        assert_eq!(g.voters, vec![1, 2, 3]);
+        assert_eq!((g.committed_index, g.committed_members.len()), (0, 0));
     }
 
     #[test]

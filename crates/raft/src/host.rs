@@ -15,7 +15,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::db::{GroupId, LogDb};
 use crate::error::{RaftError, Result};
-use crate::group::Group;
+use crate::group::{Group, GroupStatus};
 use crate::log_store::LogStore;
 use crate::network::{GroupNetwork, Groups, Network, Raft, TransportService};
 use crate::state_machine::{Replica, Retirement, StateMachine};
@@ -141,43 +141,79 @@ impl Host {
 
     /// Erases this node's replica of `group` — log, vote, snapshot — and opens it again
     /// empty, as a node that was never in the group (a leader can add it back later,
-    /// and it then receives a snapshot like any new replica).
+    /// and it then receives a snapshot like any new replica). Returns whether it did.
     ///
     /// Only for a replica the group has left behind: one whose node a committed
     /// membership change removed, and which knows of no later membership (the caller's
     /// decision: `shoal_cluster::purge`). Erasing a voter's vote or log would break
-    /// the promises Raft's safety rests on.
-    pub async fn purge_group(&self, group: GroupId) -> Result<Raft> {
+    /// the promises Raft's safety rests on. `still` is that decision, asked again of
+    /// the replica's status under the lifecycle lock, and once more after its Raft has
+    /// stopped (it takes appends until then): if either says no, the replica is
+    /// reopened as it is.
+    pub async fn purge_group(
+        &self,
+        group: GroupId,
+        still: impl Fn(&GroupStatus) -> bool,
+    ) -> Result<bool> {
         let _purging = self.lifecycle.lock().await;
-        if let Some(retirement) = self.close_locked(group).await? {
-            retirement.retire();
+        let Some(handle) = self.group(group) else {
+            return Ok(false);
+        };
+        if !still(&handle.status()) {
+            return Ok(false);
         }
-        let mark = self.purge_mark(group);
-        let io = |e: std::io::Error| RaftError::Io(e.to_string());
-        if let Some(parent) = mark.parent() {
-            std::fs::create_dir_all(parent).map_err(io)?;
-        }
-        std::fs::File::create(&mark)
-            .and_then(|f| f.sync_all())
-            .map_err(io)?;
-        self.erase(group).await?;
-        self.open_locked(group).await
+        let closed = self.close_locked(group).await;
+        // Metrics keep their last values after the shutdown: what the log holds now.
+        let confirmed = closed.is_ok() && still(&handle.status());
+        let erased = match (closed, confirmed) {
+            (Ok(retirement), true) => self.erase_closed(group, retirement).await,
+            (Ok(_), false) => Ok(false),
+            (Err(e), _) => Err(e),
+        };
+        // Whatever happened, the group is open again: erased, or as it was (with a
+        // purge mark left by a failed erase, the open finishes the erase).
+        let reopened = self.open_locked(group).await;
+        let erased = erased?;
+        reopened?;
+        Ok(erased)
     }
 
-    /// Removes the group's snapshot directory and its part of the log, then the purge
-    /// mark.
+    /// The erase of a stopped replica, under a durable purge mark.
+    async fn erase_closed(&self, group: GroupId, retirement: Option<Retirement>) -> Result<bool> {
+        if let Some(retirement) = retirement {
+            // Waits for a snapshot write in flight: off the runtime's threads.
+            tokio::task::spawn_blocking(move || retirement.retire())
+                .await
+                .map_err(|e| RaftError::Io(e.to_string()))?;
+        }
+        let io = |e: std::io::Error| RaftError::Io(e.to_string());
+        let groups = self.dir.join("groups");
+        std::fs::create_dir_all(&groups).map_err(io)?;
+        std::fs::File::create(self.purge_mark(group))
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        sync_dir(&groups).map_err(io)?;
+        self.erase(group).await?;
+        Ok(true)
+    }
+
+    /// Removes the group's part of the log, then its snapshot directory, then the
+    /// purge mark (leaving the erased mark). In that order so that a crash at any
+    /// point leaves either the mark (finished at the next open) or a state openraft
+    /// opens: the log is never left without the snapshot its purged prefix needs.
     async fn erase(&self, group: GroupId) -> Result<()> {
         let io = |e: std::io::Error| RaftError::Io(e.to_string());
+        self.db.erase_group(group).await?;
         match std::fs::remove_dir_all(self.group_dir(group)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(e)),
         }
-        self.db.erase_group(group).await?;
         std::fs::File::create(self.erased_mark(group))
             .and_then(|f| f.sync_all())
             .map_err(io)?;
         std::fs::remove_file(self.purge_mark(group)).map_err(io)?;
+        sync_dir(&self.dir.join("groups")).map_err(io)?;
         tracing::info!(group, "erased this node's replica of the group");
         Ok(())
     }
@@ -241,4 +277,9 @@ impl Host {
             .await
             .map_err(|e| RaftError::Io(e.to_string()))
     }
+}
+
+/// Makes a directory's entries (files made or removed in it) durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }

@@ -559,7 +559,13 @@ async fn a_removed_replica_is_erased_and_can_be_added_back() {
         ._dir
         .path()
         .join(format!("node-{removed}/groups/{GROUP}"));
-    host.purge_group(GROUP).await.unwrap();
+    // A decision that no longer holds once asked again leaves the replica alone.
+    assert!(!host.purge_group(GROUP, |_| false).await.unwrap());
+    let kept = host.group(GROUP).unwrap().status();
+    assert!(kept.holds_data, "{kept:?}");
+    assert_eq!(host.replica(GROUP).unwrap().read().engine.dbsize(1), 25);
+    assert!(!host.was_erased(GROUP));
+    assert!(host.purge_group(GROUP, |s| s.holds_data).await.unwrap());
     let after = host.group(GROUP).unwrap().status();
     assert!(!after.holds_data, "{after:?}");
     assert_eq!(after.membership_index, 0);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, Result};
 use shoal_cluster::meta::GroupRecord;
@@ -294,6 +294,7 @@ fn spawn_map_upkeep(node: Arc<Node>, id: NodeId, addr: NodeAddr) {
         };
         let mut interval = tokio::time::interval(REPORT_EVERY);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut suspects = HashMap::new();
         loop {
             interval.tick().await;
             let led = led_groups(&r.host, node::now_ms());
@@ -315,7 +316,8 @@ fn spawn_map_upkeep(node: Arc<Node>, id: NodeId, addr: NodeAddr) {
                 Ok(()) => r.router.with_cached_map(|m| reporter.access.sync(&m.users)),
                 Err(e) => tracing::debug!(error = %e, "could not read the cluster map"),
             }
-            purge_left_behind(&r.host, id, &r.router.cached_map()).await;
+            let map = r.router.cached_map();
+            purge_left_behind(&r.host, id, &map, &mut suspects).await;
         }
     });
     tokio::spawn(async move {
@@ -428,29 +430,60 @@ fn held_groups(host: &Host) -> Vec<GroupId> {
         .collect()
 }
 
+/// A replica's log as the purge rule last saw it: (membership, last log, snapshot)
+/// indexes. A replica the group left behind does not move; one being caught up does.
+type LogMark = (u64, u64, u64);
+
+fn log_mark(s: &shoal_raft::GroupStatus) -> LogMark {
+    (s.membership_index, s.last_log_index, s.snapshot_index)
+}
+
 /// Erases this node's replicas that their groups left behind
-/// ([`shoal_cluster::purge`]): the node was replaced while it was gone.
-async fn purge_left_behind(host: &Host, me: NodeId, map: &shoal_cluster::ClusterMap) {
+/// ([`shoal_cluster::purge`]): the node was replaced while it was gone. A replica is
+/// erased on its second decision in a row with its log unchanged (`suspects` holds
+/// the first), and the decision is asked again as the erase begins and once the
+/// replica's Raft has stopped.
+async fn purge_left_behind(
+    host: &Host,
+    me: NodeId,
+    map: &shoal_cluster::ClusterMap,
+    suspects: &mut HashMap<GroupId, LogMark>,
+) {
+    let left_behind = |s: &shoal_raft::GroupStatus| {
+        let local = shoal_cluster::purge::LocalReplica {
+            holds_data: s.holds_data,
+            membership_index: s.membership_index,
+            names_me: s.members.iter().any(|m| m.0 == me),
+        };
+        shoal_cluster::purge::left_behind(me, local, map.groups.get(&s.group))
+    };
     for g in host.group_ids() {
         let Some(status) = host.group(g).map(|h| h.status()) else {
             continue;
         };
-        let local = shoal_cluster::purge::LocalReplica {
-            holds_data: status.holds_data,
-            membership_index: status.membership_index,
-        };
-        let record = map.groups.get(&g);
-        if !shoal_cluster::purge::left_behind(me, local, record) {
+        if !left_behind(&status) {
+            suspects.remove(&g);
             continue;
         }
-        let committed = record.map_or(0, |r| r.committed_index);
-        match host.purge_group(g).await {
-            Ok(_) => tracing::warn!(
-                group = g,
-                local_membership = status.membership_index,
-                committed_membership = committed,
-                "erased a replica the group removed while this node was away"
-            ),
+        let mark = log_mark(&status);
+        if suspects.insert(g, mark) != Some(mark) {
+            continue;
+        }
+        let committed = map.groups.get(&g).map_or(0, |r| r.committed_index);
+        let still = |s: &shoal_raft::GroupStatus| left_behind(s) && log_mark(s) == mark;
+        match host.purge_group(g, still).await {
+            Ok(true) => {
+                suspects.remove(&g);
+                tracing::warn!(
+                    group = g,
+                    local_membership = status.membership_index,
+                    committed_membership = committed,
+                    "erased a replica the group removed while this node was away"
+                );
+            }
+            Ok(false) => {
+                suspects.remove(&g);
+            }
             Err(e) => tracing::error!(group = g, error = %e, "erasing a left-behind replica"),
         }
     }

@@ -88,8 +88,8 @@ async fn run(r: &Replicated, sub: &str, args: &[Bytes]) -> Result<Value, Value> 
             let member = group.status().members.iter().any(|m| m.0 == id);
             if leftover && !member {
                 return Err(Value::Error(format!(
-                    "ERR node {id} still holds an old replica of group {}; it erases it by itself shortly, try again",
-                    group.id()
+                    "ERR node {id} holds data of group {g} from an earlier membership; add it once it has erased it (RAFT STATUS {g} on it: holds_data 0)",
+                    g = group.id()
                 )));
             }
             let addr = NodeAddr {
