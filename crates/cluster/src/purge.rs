@@ -20,11 +20,17 @@
 //! |                    | later                                                       |          |
 //! | yes                | leaves it out, committed below the replica's own index      | keep: the replica knows a newer membership, the map lags |
 //!
-//! The caller erases only on two decisions in a row, a map read apart, with the
-//! replica's log unchanged between them, and the decision asked once more after the
-//! replica's Raft stopped (`Host::purge_group`): a learner being caught up from an
-//! old snapshot (whose membership predates its own addition) can look left behind for
-//! the moment before the entries after the snapshot arrive, but its log moves.
+//! The caller erases only on two decisions in a row, a second apart (each after a
+//! map read, when the meta group answers), with the replica's log unchanged between
+//! them, and the decision asked once more after the replica's Raft stopped
+//! (`Host::purge_group`): a learner being caught up from an old snapshot (whose
+//! membership predates its own addition) can look left behind for the moment before
+//! the entries after the snapshot arrive, but its log moves.
+//!
+//! Compared by index alone, a replica whose log ends in an uncommitted membership
+//! entry of its own old leadership, at an index above the committed one that removed
+//! it, is kept (the last row) until the group's memberships pass that index: kept
+//! data, never a wrong erase.
 //!
 //! Why erasing is safe: membership changes are ordered by log index. A committed
 //! membership at index `m` without the node was agreed by a quorum; any later

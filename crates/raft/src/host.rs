@@ -212,8 +212,12 @@ impl Host {
         std::fs::File::create(self.erased_mark(group))
             .and_then(|f| f.sync_all())
             .map_err(io)?;
+        // The removed directory and the erased mark are durable before the purge mark
+        // goes: a crash never leaves neither mark with the erase half done.
+        let groups = self.dir.join("groups");
+        sync_dir(&groups).map_err(io)?;
         std::fs::remove_file(self.purge_mark(group)).map_err(io)?;
-        sync_dir(&self.dir.join("groups")).map_err(io)?;
+        sync_dir(&groups).map_err(io)?;
         tracing::info!(group, "erased this node's replica of the group");
         Ok(())
     }
