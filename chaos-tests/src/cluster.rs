@@ -63,8 +63,13 @@ pub struct Cluster {
     dir: PathBuf,
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A free port, and the listener that keeps it taken until dropped: the proxies bind
+/// port 0 after the nodes' ports are picked, and the kernel may hand one of those out
+/// again if it is already released (then a node cannot bind, and traffic for it loops
+/// back through a proxy to another node — once a leader received its own entries).
+fn reserve_port() -> Result<(u16, TcpListener)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok((listener.local_addr()?.port(), listener))
 }
 
 fn signal(pid: u32, name: &str) -> Result<()> {
@@ -82,18 +87,24 @@ impl Cluster {
     /// Starts every node and waits until every group and the meta group has a leader.
     pub async fn start(shape: Shape, dir: &Path) -> Result<Cluster> {
         let mut nodes = Vec::new();
+        let mut reserved = Vec::new();
         for i in 0..shape.nodes_per_zone * ZONES.len() {
+            let (resp, resp_hold) = reserve_port()?;
+            let (grpc, grpc_hold) = reserve_port()?;
+            reserved.extend([resp_hold, grpc_hold]);
             nodes.push(Node {
                 id: i as u64 + 1,
                 zone: ZONES[i % ZONES.len()],
-                resp: free_port()?,
-                grpc: free_port()?,
+                resp,
+                grpc,
                 child: None,
                 paused: false,
             });
         }
         let upstreams: Vec<(u64, u16)> = nodes.iter().map(|n| (n.id, n.grpc)).collect();
         let proxies = Proxies::start(&upstreams).await?;
+        // The proxies have their ports: the nodes can have theirs.
+        drop(reserved);
         let mut cluster = Cluster {
             shape,
             nodes,
