@@ -66,7 +66,7 @@ pub struct GroupStatus {
     pub membership_index: u64,
     /// The newest membership this replica knows to be committed: its log index and
     /// its members. What a leader reports, so that a replica the group left behind
-    /// can tell it was removed ([`GroupStatus::holds_data`]).
+    /// can tell it was removed (`shoal_cluster::purge`).
     pub committed_membership: (u64, Vec<NodeId>),
     /// Whether this replica has anything on disk: a log entry or a snapshot.
     pub holds_data: bool,

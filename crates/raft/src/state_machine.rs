@@ -128,7 +128,7 @@ pub struct StateMachine {
     replay_bytes: usize,
     /// Serializes replacing the snapshot file: openraft builds snapshots in a task of
     /// their own, which can overlap installing one received from the leader. Holds
-    /// `true` once the replica is retired ([`StateMachine::retire`]): a build that
+    /// `true` once the replica is retired ([`Retirement::retire`]): a build that
     /// finishes after that must not write into a directory that is being erased.
     snapshot_writes: Arc<parking_lot::Mutex<bool>>,
 }
