@@ -125,18 +125,36 @@ impl Host {
     /// Stops this node's replica of `group` (its data stays on disk).
     pub async fn close_group(&self, group: GroupId) -> Result<()> {
         let _closing = self.lifecycle.lock().await;
-        self.close_locked(group).await.map(|_| ())
+        self.close_locked(group).await
     }
 
-    /// Stops the replica; returns what retires its state machine's snapshot writes.
-    async fn close_locked(&self, group: GroupId) -> Result<Option<Retirement>> {
+    /// Stops the replica and retires its state machine: openraft's shutdown does not
+    /// wait for a snapshot build in flight, and whatever opens the group next (a
+    /// reopen, an erase) must not have the old state machine write its snapshot file
+    /// under it.
+    async fn close_locked(&self, group: GroupId) -> Result<()> {
         let retirement = self.replicas.lock().remove(&group).map(|(_, r)| r);
-        if let Some(raft) = self.groups.remove(group) {
-            raft.shutdown()
+        let stopped = match self.groups.remove(group) {
+            Some(raft) => raft
+                .shutdown()
                 .await
-                .map_err(|e| RaftError::Raft(e.to_string()))?;
+                .map_err(|e| RaftError::Raft(e.to_string())),
+            None => Ok(()),
+        };
+        // Retired even when the shutdown failed: the Raft is out of the map either way.
+        if let Some(retirement) = retirement {
+            // Waits for a snapshot write in flight: off the runtime's threads.
+            tokio::task::spawn_blocking(move || retirement.retire())
+                .await
+                .map_err(|e| RaftError::Io(e.to_string()))?;
         }
-        Ok(retirement)
+        stopped
+    }
+
+    /// What retires the state machine of this node's replica of `group` now; for
+    /// tests that check a closed replica's old state machine stays quiet.
+    pub fn retirement(&self, group: GroupId) -> Option<Retirement> {
+        self.replicas.lock().get(&group).map(|(_, r)| r.clone())
     }
 
     /// Erases this node's replica of `group` — log, vote, snapshot — and opens it again
@@ -166,8 +184,8 @@ impl Host {
         // Metrics keep their last values after the shutdown: what the log holds now.
         let confirmed = closed.is_ok() && still(&handle.status());
         let erased = match (closed, confirmed) {
-            (Ok(retirement), true) => self.erase_closed(group, retirement).await,
-            (Ok(_), false) => Ok(false),
+            (Ok(()), true) => self.erase_closed(group).await,
+            (Ok(()), false) => Ok(false),
             (Err(e), _) => Err(e),
         };
         // Whatever happened, the group is open again: erased, or as it was (with a
@@ -179,13 +197,7 @@ impl Host {
     }
 
     /// The erase of a stopped replica, under a durable purge mark.
-    async fn erase_closed(&self, group: GroupId, retirement: Option<Retirement>) -> Result<bool> {
-        if let Some(retirement) = retirement {
-            // Waits for a snapshot write in flight: off the runtime's threads.
-            tokio::task::spawn_blocking(move || retirement.retire())
-                .await
-                .map_err(|e| RaftError::Io(e.to_string()))?;
-        }
+    async fn erase_closed(&self, group: GroupId) -> Result<bool> {
         let io = |e: std::io::Error| RaftError::Io(e.to_string());
         let groups = self.dir.join("groups");
         std::fs::create_dir_all(&groups).map_err(io)?;

@@ -20,5 +20,5 @@ pub use group::{Group, GroupError, GroupStatus, ReadMode};
 pub use host::Host;
 pub use log_store::{LogStore, WeakLog};
 pub use network::{Faults, Network, PeerClient, PeerTls, Raft};
-pub use state_machine::{Replica, StateMachine};
+pub use state_machine::{Replica, Retirement, StateMachine};
 pub use types::{raft_config, NodeAddr, NodeId, RaftConfig, Request, Response, TypeConfig};

@@ -186,6 +186,11 @@ impl Retirement {
     pub fn retire(&self) {
         *self.0.lock() = true;
     }
+
+    /// Whether the state machine refuses snapshot writes (waits for one in progress).
+    pub fn is_retired(&self) -> bool {
+        *self.0.lock()
+    }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {

@@ -4,13 +4,14 @@
 #![allow(clippy::unwrap_used)] // test helpers panic on failure by design
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::ServerState;
 use shoal_engine::Reply;
-use shoal_raft::{Host, NodeAddr, NodeId, Raft, Request, Response};
+use shoal_raft::{GroupStatus, Host, NodeAddr, NodeId, Raft, Request, Response};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 
@@ -565,6 +566,43 @@ async fn a_removed_replica_is_erased_and_can_be_added_back() {
     assert!(kept.holds_data, "{kept:?}");
     assert_eq!(host.replica(GROUP).unwrap().read().engine.dbsize(1), 25);
     assert!(!host.was_erased(GROUP));
+    // Nor does one that holds when first asked but not once the Raft has stopped: the
+    // replica is reopened as it was, and its old state machine is retired (a snapshot
+    // build of it still in flight must not write the file the reopened one owns).
+    let old = host.retirement(GROUP).unwrap();
+    let asked = AtomicUsize::new(0);
+    let first_only = |_: &GroupStatus| asked.fetch_add(1, Ordering::SeqCst) == 0;
+    assert!(!host.purge_group(GROUP, first_only).await.unwrap());
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        2,
+        "asked before and after the stop"
+    );
+    assert!(old.is_retired());
+    assert!(!host.retirement(GROUP).unwrap().is_retired());
+    let reopened = host.raft(GROUP).unwrap();
+    reopened
+        .wait(WAIT)
+        .applied_index_at_least(Some(last), "the reopened replica replays its log")
+        .await
+        .unwrap();
+    assert!(host.group(GROUP).unwrap().status().holds_data);
+    assert_eq!(host.replica(GROUP).unwrap().read().engine.dbsize(1), 25);
+    // The reopened state machine still writes snapshots.
+    let applied = reopened
+        .metrics()
+        .borrow_watched()
+        .last_applied
+        .map(|l| l.index);
+    reopened.trigger().snapshot().await.unwrap();
+    reopened
+        .wait(WAIT)
+        .metrics(
+            |m| m.snapshot.map(|l| l.index) >= applied,
+            "the reopened replica builds a snapshot",
+        )
+        .await
+        .unwrap();
     assert!(host.purge_group(GROUP, |s| s.holds_data).await.unwrap());
     let after = host.group(GROUP).unwrap().status();
     assert!(!after.holds_data, "{after:?}");
