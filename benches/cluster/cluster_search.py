@@ -9,6 +9,11 @@ one setup's processes run at a time):
 - `cluster-gN` for each N of --groups (default 3): three `shoal node` processes in zones
   a, b, c, every node a replica of all N groups. Clients are spread over the three nodes'
   RESP ports; each node's router sends the KNN to every group's leader and merges.
+- with --dev, `dev-gN`: `shoal dev --groups N` (what `make run` starts), the same
+  three nodes and N groups in one process: one tokio runtime instead of three, so the
+  nodes do not outnumber the machine's cores with worker threads. Its one RESP port
+  hands connections to the three nodes' routers in turn. --no-processes skips the
+  three-process setups.
 - with --readonly, `cluster-gN-readonly`: the same cluster and data, every client
   connection sends READONLY first, so each node searches its own replicas (stale reads,
   no leader hop or ReadIndex round).
@@ -154,7 +159,7 @@ def start_cluster(shoal, procs, root, args, groups):
     members = []
     for node_id, zone, resp, grpc in nodes:
         members += ["--member", f"{node_id},{zone},127.0.0.1:{grpc},127.0.0.1:{resp}"]
-    extra = ["--read-mode", args.read_mode] if args.read_mode else []
+    extra = node_flags(args)
     for node_id, zone, resp, grpc in nodes:
         procs.start(f"g{groups}-node-{node_id}", [
             shoal, "node", "--id", str(node_id), "--zone", zone,
@@ -177,6 +182,51 @@ def start_cluster(shoal, procs, root, args, groups):
     for c in conns:
         c.sock.close()
     return ports
+
+
+def node_flags(args):
+    """The read settings every node of a cluster setup runs with."""
+    flags = ["--read-mode", args.read_mode] if args.read_mode else []
+    if args.follower_reads:
+        flags += ["--follower-reads", args.follower_reads]
+    return flags
+
+
+def start_dev(shoal, procs, root, args, groups):
+    """`shoal dev` (what `make run` starts): three nodes in one process, `groups`
+    groups of three replicas. Returns its one RESP port three times: the server hands
+    connections to its nodes in turn, so three connections reach the three routers."""
+    port = free_port()
+    procs.start(f"dev-g{groups}", [
+        shoal, "dev", "--resp", f"127.0.0.1:{port}", "--api", "127.0.0.1:0",
+        "--data-dir", str(root / f"dev-g{groups}"), "--groups", str(groups),
+        *node_flags(args)])
+    conn = connect(port)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            procs.check_alive()
+            view = info_fields(conn, "cluster")
+            leads = [view.get(f"group{g}", "").split(",")[0] for g in range(groups)]
+            if all(x.startswith("leader=") and x != "leader=none" for x in leads):
+                return [port] * 3
+            time.sleep(0.1)
+        raise TimeoutError(f"shard groups elected no leaders: {view}")
+    finally:
+        conn.sock.close()
+
+
+def follower_read_counts(ports):
+    """Each router's (follower reads, read index rounds) from INFO cluster; on `shoal
+    dev` the three connections reach its three nodes in turn."""
+    conns = [connect(p) for p in ports]
+    try:
+        views = [info_fields(c, "cluster") for c in conns]
+    finally:
+        for c in conns:
+            c.sock.close()
+    return [(int(v.get("follower_reads", 0)), int(v.get("read_index_rounds", 0)))
+            for v in views]
 
 
 def leader_layout(port, groups):
@@ -445,10 +495,16 @@ def main():
                     help="also measure each cluster with READONLY clients (local replicas)")
     ap.add_argument("--read-mode", choices=["read-index", "lease"],
                     help="the nodes' --read-mode [the node's default]")
+    ap.add_argument("--follower-reads", choices=["true", "false"],
+                    help="the nodes' --follower-reads [the node's default]")
     ap.add_argument("--driver", choices=["procs", "threads"], default="procs")
     ap.add_argument("--client-procs", type=int, default=2,
                     help="client processes for --driver procs")
     ap.add_argument("--no-single", action="store_true", help="skip the single-node setup")
+    ap.add_argument("--no-processes", action="store_true",
+                    help="skip the three-process cluster setups")
+    ap.add_argument("--dev", action="store_true",
+                    help="also measure `shoal dev` (the same cluster in one process)")
     ap.add_argument("--settle-timeout", type=float, default=1800,
                     help="seconds to wait for every replica to index all vectors")
     ap.add_argument("--target-p99-ms", type=float, default=5.0)
@@ -480,21 +536,27 @@ def main():
         "k": K, "ef": args.ef, "requests_per_measurement": args.requests,
         "driver": args.driver,
         "client_procs": args.client_procs if args.driver == "procs" else None,
-        "read_mode": args.read_mode or "default", "truth": truth_source,
+        "read_mode": args.read_mode or "default",
+        "follower_reads": args.follower_reads or "default", "truth": truth_source,
         "setups": {},
     }
-    setups = [] if args.no_single else [("single", None)]
-    setups += [(f"cluster-g{g}", g) for g in groups_list]
+    setups = [] if args.no_single else [("single", "single", None)]
+    if not args.no_processes:
+        setups += [(f"cluster-g{g}", "processes", g) for g in groups_list]
+    if args.dev:
+        setups += [(f"dev-g{g}", "dev", g) for g in groups_list]
 
     tmp_base = os.environ.get("BENCH_TMP", tempfile.gettempdir())
     single_answers = None
     with tempfile.TemporaryDirectory(dir=tmp_base, prefix="shoal-cluster-bench-") as tmp:
         root = Path(tmp)
-        for name, groups in setups:
+        for name, kind, groups in setups:
             procs = Procs(root)
             try:
-                if groups is None:
+                if kind == "single":
                     ports = start_single(args.shoal, procs, root, args)
+                elif kind == "dev":
+                    ports = start_dev(args.shoal, procs, root, args, groups)
                 else:
                     ports = start_cluster(args.shoal, procs, root, args, groups)
                 print(f"{name}: up on RESP ports {ports}; ingesting {n} vectors",
@@ -531,6 +593,10 @@ def main():
                         v["load"][str(clients)] = r
                         print(f"{vname} x{clients}: {r['qps']:,.0f} QPS p50 {r['p50_ms']:.3f} "
                               f"p99 {r['p99_ms']:.3f} ms", file=sys.stderr, flush=True)
+                    if groups is not None:
+                        v["follower_reads"] = follower_read_counts(ports)
+                        print(f"{vname}: follower reads, read index rounds so far: "
+                              f"{v['follower_reads']}", file=sys.stderr, flush=True)
                     results["setups"][vname] = v
             except BaseException:
                 for log in sorted(root.glob("*.log")):
@@ -551,7 +617,8 @@ def report(results, clients_list, args):
           f"{results['queries']} queries, KNN {K} EF_RUNTIME {results['ef']}, "
           f"{results['requests_per_measurement']} requests per row, client driver "
           f"{results['driver']}"
-          + (f" ({results['client_procs']} processes)" if results["client_procs"] else ""))
+          + (f" ({results['client_procs']} processes)" if results["client_procs"] else "")
+          + f"; read mode {results['read_mode']}, follower reads {results['follower_reads']}")
     print("\n| setup | ingest vectors/s (pipelined HSET) | ingest s | all replicas indexed s "
           "| recall@10 | overlap with single |")
     print("|---|---:|---:|---:|---:|---:|")

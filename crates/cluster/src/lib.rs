@@ -13,6 +13,7 @@ pub mod meta;
 pub mod placement;
 pub mod plan;
 pub mod purge;
+pub mod read_index;
 pub mod repair;
 pub mod ring;
 pub mod router;

@@ -19,6 +19,10 @@ pub struct Local {
     pub read_mode: ReadMode,
     /// How long a write or a read's leadership check may wait for a quorum.
     pub quorum_timeout: Duration,
+    /// Whether this node's router answers search and aggregate parts from its own
+    /// replicas after a read index from the leader (`crate::read_index`), instead of
+    /// sending them to the leader.
+    pub follower_reads: bool,
 }
 
 impl Local {
@@ -67,12 +71,7 @@ impl Local {
     ) -> Result<SearchResults, ShardError> {
         let group = self.group(group)?;
         self.linearize(&group, call.stale_ok).await?;
-        let ctx = read_context(call.now_ms, call.resp3);
-        let replica = group.replica().read();
-        replica
-            .engine
-            .search_part(&call.args, ctx, call.window)
-            .map_err(ShardError::Engine)
+        search_as_is(&group, call)
     }
 
     /// This group's part of an FT.AGGREGATE.
@@ -83,13 +82,37 @@ impl Local {
     ) -> Result<AggregatePart, ShardError> {
         let group = self.group(group)?;
         self.linearize(&group, call.stale_ok).await?;
-        let ctx = read_context(call.now_ms, false);
-        let replica = group.replica().read();
-        replica
-            .engine
-            .aggregate_part(&call.args, ctx)
-            .map_err(ShardError::Engine)
+        aggregate_as_is(&group, call)
     }
+
+    /// The leader's half of a follower read: the index the follower must have applied
+    /// (see `crate::read_index`).
+    pub async fn read_index(&self, group: GroupId) -> Result<u64, ShardError> {
+        let group = self.group(group)?;
+        Ok(group
+            .read_index(self.read_mode, self.quorum_timeout)
+            .await?)
+    }
+}
+
+/// A search part on this replica as it is (stale, or linearized by the caller).
+pub fn search_as_is(group: &Group, call: &SearchCall) -> Result<SearchResults, ShardError> {
+    let ctx = read_context(call.now_ms, call.resp3);
+    let replica = group.replica().read();
+    replica
+        .engine
+        .search_part(&call.args, ctx, call.window)
+        .map_err(ShardError::Engine)
+}
+
+/// An aggregate part on this replica as it is (stale, or linearized by the caller).
+pub fn aggregate_as_is(group: &Group, call: &AggregateCall) -> Result<AggregatePart, ShardError> {
+    let ctx = read_context(call.now_ms, false);
+    let replica = group.replica().read();
+    replica
+        .engine
+        .aggregate_part(&call.args, ctx)
+        .map_err(ShardError::Engine)
 }
 
 fn read_context(now_ms: u64, resp3: bool) -> ReadContext {

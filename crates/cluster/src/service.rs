@@ -91,6 +91,16 @@ impl Shard for ShardService {
         answer(&result)
     }
 
+    async fn read_index(
+        &self,
+        request: Request<ShardCall>,
+    ) -> Result<Response<ShardAnswer>, Status> {
+        let group = request.into_inner().group;
+        let span = tracing::debug_span!("shard_read_index", group);
+        let result = self.local.read_index(group).instrument(span).await;
+        answer(&result)
+    }
+
     async fn leader(&self, request: Request<ShardCall>) -> Result<Response<ShardAnswer>, Status> {
         let group = request.into_inner().group;
         let _span = tracing::debug_span!("shard_leader", group).entered();

@@ -44,6 +44,7 @@
 //! a few small calls per hung call every 200 ms, for an election's length.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -56,6 +57,7 @@ use shoal_raft::{GroupError, GroupId, NodeAddr, NodeId, PeerClient, Request, Res
 use tonic::transport::Channel;
 
 use crate::local::Local;
+use crate::read_index::{ReadIndex, ReadIndexes};
 use crate::service::MAX_MESSAGE;
 use crate::wire::{
     decode, encode, AggregateCall, LeaderView, ReadAnswer, ReadCall, SearchCall, ShardError,
@@ -75,6 +77,13 @@ const REMOTE_WATCH_AFTER: Duration = Duration::from_millis(500);
 const REMOTE_WATCH: Duration = Duration::from_millis(200);
 /// Slack on top of the quorum timeout the remote node applies itself.
 const CALL_SLACK: Duration = Duration::from_secs(1);
+/// A follower read waits for this node's replica to apply the read index only when it
+/// is at most this many entries behind (a replica being caught up by snapshot is not
+/// waited for: the leader answers at once)...
+const FOLLOWER_MAX_LAG: u64 = 10_000;
+/// ...and only this long (at most a quarter of the read's time): past it the leader
+/// answers.
+const FOLLOWER_CATCH_UP: Duration = Duration::from_millis(200);
 
 /// One call to a group.
 #[derive(Debug, Clone)]
@@ -126,6 +135,8 @@ pub struct Shards {
     channels: Mutex<HashMap<String, Channel>>,
     /// How channels to other nodes are made.
     peer_client: PeerClient,
+    /// Follower reads' rounds to the leaders (`crate::read_index`).
+    read_indexes: Arc<ReadIndexes>,
 }
 
 impl Shards {
@@ -137,6 +148,7 @@ impl Shards {
             hints: Mutex::new(HashMap::new()),
             channels: Mutex::new(HashMap::new()),
             peer_client: PeerClient::default(),
+            read_indexes: Arc::default(),
         }
     }
 
@@ -244,7 +256,7 @@ impl Shards {
                 if node == self.local.host.id() {
                     return self.call_local(group, op).await;
                 }
-                let call = self.call_remote(group, node, &addr, op, budget);
+                let call = self.call_leader(group, node, &addr, op, budget);
                 let local = async {
                     match self.local_view(group) {
                         Some(before) => self.superseded(group, node, before).await,
@@ -456,6 +468,104 @@ impl Shards {
         }
     }
 
+    /// A call to `node`, the group's leader as far as this router knows: a search or
+    /// aggregate part is answered from this node's own replica when it holds one
+    /// (a follower read), else the call goes to the leader.
+    ///
+    /// | this node's replica of the group     | leader's `ReadIndex` answer | next            |
+    /// |--------------------------------------|-----------------------------|-----------------|
+    /// | none, follows another leader or none,| (not asked)                 | call the leader |
+    /// | or follower reads are off            |                             |                 |
+    /// | follows `node`                       | an error (not the leader,   | that error: the |
+    /// |                                      | unreachable, ...)           | loop redirects, |
+    /// |                                      |                             | retries, fails  |
+    /// | follows `node`                       | no such call (older Shoal)  | call the leader |
+    /// | follows `node`, applies the index    | an index                    | answer here     |
+    /// | within [`FOLLOWER_CATCH_UP`] (at most|                             |                 |
+    /// | a quarter of the read's time)        |                             |                 |
+    /// | follows `node`, lags more than       | an index                    | call the leader |
+    /// | [`FOLLOWER_MAX_LAG`] or not in time  |                             |                 |
+    async fn call_leader(
+        &self,
+        group: GroupId,
+        node: NodeId,
+        addr: &NodeAddr,
+        op: &Op,
+        budget: Duration,
+    ) -> Result<Answer, ShardError> {
+        let follower = match op {
+            // A replica that follows another leader (or none: a left-behind one that
+            // campaigns) would only wait out the catch-up time.
+            Op::Search(_) | Op::Aggregate(_) if self.local.follower_reads => self
+                .local
+                .host
+                .group(group)
+                .filter(|g| g.is_member() && g.leader().is_some_and(|(id, _)| id == node)),
+            Op::Search(_) | Op::Aggregate(_) | Op::Read(_) | Op::Write(_) => None,
+        };
+        let Some(replica) = follower else {
+            return self.call_remote(group, node, addr, op, budget).await;
+        };
+        let index = match self.read_index(group, node, addr).await? {
+            ReadIndex::At(index) => index,
+            ReadIndex::Unsupported => return self.call_remote(group, node, addr, op, budget).await,
+        };
+        let applied = replica.applied_index();
+        // A short TIMEOUT leaves most of its time for the leader, should the replica
+        // not catch up.
+        let catch_up = FOLLOWER_CATCH_UP.min(budget / 4);
+        if index.saturating_sub(applied) > FOLLOWER_MAX_LAG
+            || !replica.wait_applied(index, catch_up).await
+        {
+            return self.call_remote(group, node, addr, op, budget).await;
+        }
+        match op {
+            Op::Search(call) => crate::local::search_as_is(&replica, call).map(Answer::Search),
+            Op::Aggregate(call) => {
+                crate::local::aggregate_as_is(&replica, call).map(Answer::Aggregate)
+            }
+            Op::Read(_) | Op::Write(_) => self.call_remote(group, node, addr, op, budget).await,
+        }
+    }
+
+    /// `node`'s read index for `group`, from a round shared with the other reads
+    /// waiting for one (`crate::read_index`).
+    async fn read_index(
+        &self,
+        group: GroupId,
+        node: NodeId,
+        addr: &NodeAddr,
+    ) -> Result<ReadIndex, ShardError> {
+        let channel = self
+            .channel(&addr.raft)
+            .map_err(|message| unreachable(group, node, message, true))?;
+        let ttl = self.local.quorum_timeout + CALL_SLACK;
+        let fetch = move || {
+            let mut client = ShardClient::new(channel.clone());
+            async move {
+                let mut request = tonic::Request::new(ShardCall {
+                    group,
+                    payload: Vec::new(),
+                });
+                request.set_timeout(ttl);
+                match tokio::time::timeout(ttl, client.read_index(request)).await {
+                    Ok(Ok(reply)) => answer::<u64>(&reply.into_inner().payload).map(ReadIndex::At),
+                    Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => {
+                        Ok(ReadIndex::Unsupported)
+                    }
+                    Ok(Err(status)) => Err(failed_call(group, node, &status)),
+                    Err(_) => Err(no_answer(group, node, ttl)),
+                }
+            }
+        };
+        self.read_indexes.get(group, node, fetch).await
+    }
+
+    /// Follower reads asked for and read index rounds sent by this router.
+    pub fn follower_read_counts(&self) -> (u64, u64) {
+        self.read_indexes.counts()
+    }
+
     async fn call_remote(
         &self,
         group: GroupId,
@@ -464,15 +574,9 @@ impl Shards {
         op: &Op,
         budget: Duration,
     ) -> Result<Answer, ShardError> {
-        let unreachable = |message: String, never_sent: bool| ShardError::Unreachable {
-            group,
-            node,
-            message,
-            never_sent,
-        };
         let channel = self
             .channel(&addr.raft)
-            .map_err(|message| unreachable(message, true))?;
+            .map_err(|message| unreachable(group, node, message, true))?;
         let mut client = ShardClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
@@ -497,11 +601,8 @@ impl Shards {
         };
         let reply = match tokio::time::timeout(ttl, sent).await {
             Ok(Ok(reply)) => reply.into_inner().payload,
-            Ok(Err(status)) => {
-                let refused = connection_refused(&status);
-                return Err(unreachable(status.message().to_owned(), refused));
-            }
-            Err(_) => return Err(unreachable(format!("no answer within {ttl:?}"), false)),
+            Ok(Err(status)) => return Err(failed_call(group, node, &status)),
+            Err(_) => return Err(no_answer(group, node, ttl)),
         };
         match op {
             Op::Write(_) => answer::<Response>(&reply).map(Answer::Write),
@@ -514,6 +615,31 @@ impl Shards {
 
 fn answer<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ShardError> {
     decode::<Result<T, ShardError>>(bytes)?
+}
+
+fn unreachable(group: GroupId, node: NodeId, message: String, never_sent: bool) -> ShardError {
+    ShardError::Unreachable {
+        group,
+        node,
+        message,
+        never_sent,
+    }
+}
+
+/// A call to `node` that failed in gRPC: surely not sent when the connection was
+/// refused.
+fn failed_call(group: GroupId, node: NodeId, status: &tonic::Status) -> ShardError {
+    unreachable(
+        group,
+        node,
+        status.message().to_owned(),
+        connection_refused(status),
+    )
+}
+
+/// A call to `node` that got no answer within `ttl`: it may have run.
+fn no_answer(group: GroupId, node: NodeId, ttl: Duration) -> ShardError {
+    unreachable(group, node, format!("no answer within {ttl:?}"), false)
 }
 
 /// Whether a failed call never left this node: its connection was refused (the peer

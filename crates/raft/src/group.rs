@@ -26,6 +26,15 @@ pub enum ReadMode {
     Lease,
 }
 
+impl ReadMode {
+    fn policy(self) -> ReadPolicy {
+        match self {
+            ReadMode::ReadIndex => ReadPolicy::ReadIndex,
+            ReadMode::Lease => ReadPolicy::LeaseRead,
+        }
+    }
+}
+
 /// Why a group could not do what was asked. Serializable: a router learns it from the
 /// node it forwarded to.
 #[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
@@ -174,12 +183,11 @@ impl Group {
     /// Waits until a read on this replica sees every write acknowledged before the call
     /// (this replica leads, and has applied up to the read index).
     pub async fn linearize(&self, mode: ReadMode, timeout: Duration) -> Result<(), GroupError> {
-        let policy = match mode {
-            ReadMode::ReadIndex => ReadPolicy::ReadIndex,
-            ReadMode::Lease => ReadPolicy::LeaseRead,
-        };
         let span = tracing::debug_span!("raft_read_index", group = self.id);
-        let check = self.raft.ensure_linearizable(policy).instrument(span);
+        let check = self
+            .raft
+            .ensure_linearizable(mode.policy())
+            .instrument(span);
         match tokio::time::timeout(timeout, check).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(self.api_error(e)),
@@ -188,6 +196,49 @@ impl Group {
                 timeout,
             }),
         }
+    }
+
+    /// The leader's half of a read served by another replica (a follower read): once
+    /// this replica has confirmed it leads, the index a replica must have applied to
+    /// see every write acknowledged before the call. The leader's own state machine
+    /// is not waited for.
+    pub async fn read_index(&self, mode: ReadMode, timeout: Duration) -> Result<u64, GroupError> {
+        let span = tracing::debug_span!("raft_read_index_for_peer", group = self.id);
+        let check = self
+            .raft
+            .get_read_linearizer(mode.policy())
+            .instrument(span);
+        match tokio::time::timeout(timeout, check).await {
+            Ok(Ok(linearizer)) => Ok(linearizer.read_log_id().index()),
+            Ok(Err(e)) => Err(self.api_error(e)),
+            Err(_) => Err(GroupError::Timeout {
+                group: self.id,
+                timeout,
+            }),
+        }
+    }
+
+    /// The index this replica has applied (cheap: no copy of the metrics).
+    pub fn applied_index(&self) -> u64 {
+        let watch = self.raft.metrics();
+        let applied = watch.borrow_watched().last_applied.map_or(0, |l| l.index);
+        applied
+    }
+
+    /// The follower's half: waits until this replica has applied `index`; false when
+    /// it has not within `timeout` (a lagging or still catching-up replica).
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> bool {
+        let applied = |m: &openraft::RaftMetrics<crate::TypeConfig>| {
+            m.last_applied.as_ref().is_some_and(|l| l.index >= index)
+        };
+        if applied(&self.raft.metrics().borrow_watched()) {
+            return true;
+        }
+        self.raft
+            .wait(Some(timeout))
+            .metrics(applied, "applied the read index")
+            .await
+            .is_ok()
     }
 
     /// Whether this replica currently believes it leads (cheap; for background work

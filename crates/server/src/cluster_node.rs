@@ -77,6 +77,7 @@ pub async fn start(
         host: host.clone(),
         read_mode: config.read_mode,
         quorum_timeout: config.quorum_timeout,
+        follower_reads: config.follower_reads,
     };
     let (stop_grpc, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = {

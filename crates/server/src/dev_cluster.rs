@@ -50,6 +50,9 @@ pub struct Shape {
     pub data_dir: PathBuf,
     pub max_bulk_len: usize,
     pub busy_poll_us: u64,
+    /// `shoal node --read-mode` and `--follower-reads` for every node.
+    pub read_mode: Option<String>,
+    pub follower_reads: Option<bool>,
     /// Mutual TLS between the embedded nodes, when asked for.
     pub tls: Option<crate::tls::Tls>,
 }
@@ -167,6 +170,8 @@ impl DevCluster {
                 members: members.clone(),
                 max_bulk_len: Some(shape.max_bulk_len.min(MAX_BULK_LEN)),
                 busy_poll_us: Some(shape.busy_poll_us),
+                read_mode: shape.read_mode.clone(),
+                follower_reads: shape.follower_reads,
                 ..NodeArgs::default()
             }
             .resolve()?;

@@ -245,5 +245,11 @@ fn cluster_section(node: &Node) -> String {
         ));
     }
     out.push_str(&format!("shoal_indexes:{}\r\n", map.indexes.len()));
+    // Search and aggregate parts this router answered from its own replicas, and the
+    // read index rounds it sent for them (their ratio is how many reads a round served).
+    let (reads, rounds) = r.router.shards().follower_read_counts();
+    out.push_str(&format!(
+        "follower_reads:{reads}\r\nread_index_rounds:{rounds}\r\n"
+    ));
     out
 }

@@ -99,6 +99,12 @@ struct DevArgs {
     /// spinning. 0 (the default) never spins; at most 1000.
     #[arg(long, default_value_t = 0)]
     busy_poll_us: u64,
+    /// See `shoal node --read-mode` [default: read-index].
+    #[arg(long)]
+    read_mode: Option<String>,
+    /// See `shoal node --follower-reads` [default: true].
+    #[arg(long)]
+    follower_reads: Option<bool>,
     #[command(flatten)]
     tls: node_config::TlsArgs,
 }
@@ -159,6 +165,8 @@ async fn dev(mut args: DevArgs) -> Result<()> {
         data_dir: data_dir.clone(),
         max_bulk_len: args.max_bulk_len,
         busy_poll_us: args.busy_poll_us,
+        read_mode: args.read_mode.clone(),
+        follower_reads: args.follower_reads,
         tls: tls.clone(),
     };
     let cluster = dev_cluster::DevCluster::start(&shape).await?;

@@ -96,6 +96,7 @@ pub struct FileConfig {
     pub snapshot_after_logs: Option<u64>,
     pub quorum_timeout_ms: Option<u64>,
     pub read_mode: Option<String>,
+    pub follower_reads: Option<bool>,
     pub max_bulk_len: Option<usize>,
     pub busy_poll_us: Option<u64>,
     pub tls: Option<TlsTable>,
@@ -265,6 +266,12 @@ pub struct NodeArgs {
     /// round per read batch) or lease [default: read-index].
     #[arg(long)]
     pub read_mode: Option<String>,
+    /// Whether a router answers search and aggregate parts from its own node's
+    /// replicas once the group's leader has given it a read index (one small call
+    /// shared by every read waiting for it), instead of sending them to the leader.
+    /// Linearizable either way [default: true].
+    #[arg(long)]
+    pub follower_reads: Option<bool>,
     /// Longest argument a client may send, in bytes; at most 16 MiB, so that a log
     /// entry always fits one Raft message [default: 16777216].
     #[arg(long)]
@@ -298,6 +305,7 @@ pub struct NodeConfig {
     pub snapshot_after_logs: u64,
     pub quorum_timeout: Duration,
     pub read_mode: ReadMode,
+    pub follower_reads: bool,
     pub max_bulk_len: usize,
     pub busy_poll_us: u64,
     /// TLS on the client fronts (and between nodes when asked).
@@ -422,6 +430,7 @@ impl NodeArgs {
                     .unwrap_or(5_000),
             ),
             read_mode,
+            follower_reads: self.follower_reads.or(file.follower_reads).unwrap_or(true),
             max_bulk_len: self
                 .max_bulk_len
                 .or(file.max_bulk_len)

@@ -1,0 +1,102 @@
+"""Follower reads: a router answers its search and aggregate parts from its own node's
+replicas once each group's leader has given it a read index, instead of sending the
+parts to the leaders. Reads stay linearizable: a write acknowledged through one router
+is seen by a search that starts after it through any other.
+
+Three real `shoal node` processes, every node a replica of every group, so each
+router has a local replica of the groups the others lead. Run with follower reads on
+(the default) and off (`--follower-reads false`): the answers must be the same, and
+only the first answers from local replicas.
+"""
+
+import struct
+
+import pytest
+import redis
+
+from conftest import ClusterServer
+
+GROUPS = 3
+
+
+@pytest.fixture(scope="module", params=["on", "off"])
+def cluster(request, tmp_path_factory):
+    extra = [] if request.param == "on" else ["--follower-reads", "false"]
+    c = ClusterServer(tmp_path_factory.mktemp(f"follower-reads-{request.param}"), 3,
+                      GROUPS, extra=extra).start()
+    c.follower_reads = request.param == "on"
+    yield c
+    c.stop()
+
+
+def routers(cluster):
+    return [redis.Redis(host="127.0.0.1", port=resp, protocol=2)
+            for resp, _ in cluster.ports]
+
+
+def vec(x):
+    return struct.pack("<2f", float(x), 0.0)
+
+
+def counts(client):
+    info = client.info("cluster")
+    return int(info["follower_reads"]), int(info["read_index_rounds"])
+
+
+def test_every_router_sees_each_acknowledged_write_at_once(cluster):
+    clients = routers(cluster)
+    clients[0].execute_command(
+        "FT.CREATE", "fr", "ON", "HASH", "PREFIX", "1", "fr:", "SCHEMA",
+        "n", "NUMERIC", "v", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", "2",
+        "DISTANCE_METRIC", "L2")
+    before = [counts(c) for c in clients]
+    for i in range(120):
+        writer, reader = clients[i % 3], clients[(i + 1) % 3]
+        writer.hset(f"fr:{i}", mapping={"n": i, "v": vec(i)})
+        # Acknowledged through one router: the next search through another, which
+        # reads the groups the others lead from its own replicas, must count it...
+        total = reader.execute_command("FT.SEARCH", "fr", "*", "LIMIT", "0", "0")
+        assert total == [i + 1] or total == i + 1, f"write {i}: {total}"
+        # ...find it as the nearest neighbour of its own vector...
+        hit = reader.execute_command(
+            "FT.SEARCH", "fr", "*=>[KNN 1 @v $q]", "PARAMS", "2", "q", vec(i),
+            "NOCONTENT", "DIALECT", "2")
+        assert hit[1] == f"fr:{i}".encode(), f"write {i}: {hit}"
+        # ...and so must an aggregate.
+        rows = reader.execute_command(
+            "FT.AGGREGATE", "fr", "*", "GROUPBY", "0", "REDUCE", "COUNT", "0", "AS", "c")
+        assert rows[1] == [b"c", str(i + 1).encode()], f"write {i}: {rows}"
+    after = [counts(c) for c in clients]
+    for (reads0, rounds0), (reads1, rounds1) in zip(before, after):
+        reads, rounds = reads1 - reads0, rounds1 - rounds0
+        if cluster.follower_reads:
+            # Each router searched 80 times, two of its three groups led elsewhere:
+            # those parts were answered here, each after a read index round.
+            assert reads >= 80, (reads, rounds)
+            assert 0 < rounds <= reads
+        else:
+            assert (reads, rounds) == (0, 0)
+
+
+def test_a_follower_read_waits_for_its_replica_to_apply_the_write(cluster):
+    """Writes through node 1 while node 2 syncs its log slowly (DEBUG FSYNC-DELAY),
+    then a search through node 2: the groups node 2 does not lead commit without it
+    (nodes 1 and 3 are a quorum), so its replicas of them have not applied the last
+    writes when the search starts, and a follower read must wait for them (or leave
+    the part to the leader) rather than answer without them."""
+    clients = routers(cluster)
+    clients[0].execute_command(
+        "FT.CREATE", "burst", "ON", "HASH", "PREFIX", "1", "burst:", "SCHEMA",
+        "n", "NUMERIC")
+    slow = clients[1]
+    try:
+        assert slow.execute_command("DEBUG", "FSYNC-DELAY", "150") == b"OK"
+        for rnd in range(8):
+            pipe = clients[0].pipeline(transaction=False)
+            for j in range(50):
+                pipe.hset(f"burst:{rnd}:{j}", "n", j)
+            pipe.execute()
+            total = slow.execute_command("FT.SEARCH", "burst", "*", "LIMIT", "0", "0")
+            assert total == [50 * (rnd + 1)] or total == 50 * (rnd + 1), (rnd, total)
+    finally:
+        slow.execute_command("DEBUG", "FSYNC-DELAY", "0")
