@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use shoal_engine::aggregate::AggregatePart;
 use shoal_engine::{ReadContext, SearchResults};
-use shoal_raft::{Group, GroupId, Host, ReadMode, Request, Response};
+use shoal_raft::{Group, GroupId, Host, ReadMode, Replica, Request, Response};
 
 use crate::wire::{AggregateCall, ReadAnswer, ReadCall, SearchCall, ShardError};
 
@@ -97,18 +97,27 @@ impl Local {
 
 /// A search part on this replica as it is (stale, or linearized by the caller).
 pub fn search_as_is(group: &Group, call: &SearchCall) -> Result<SearchResults, ShardError> {
+    search_on(&group.replica().read(), call)
+}
+
+/// An aggregate part on this replica as it is (stale, or linearized by the caller).
+pub fn aggregate_as_is(group: &Group, call: &AggregateCall) -> Result<AggregatePart, ShardError> {
+    aggregate_on(&group.replica().read(), call)
+}
+
+/// A search part on a replica's state, for a caller that holds its lock (a follower
+/// read checks the applied index under the same lock: engine and index change together).
+pub fn search_on(replica: &Replica, call: &SearchCall) -> Result<SearchResults, ShardError> {
     let ctx = read_context(call.now_ms, call.resp3);
-    let replica = group.replica().read();
     replica
         .engine
         .search_part(&call.args, ctx, call.window)
         .map_err(ShardError::Engine)
 }
 
-/// An aggregate part on this replica as it is (stale, or linearized by the caller).
-pub fn aggregate_as_is(group: &Group, call: &AggregateCall) -> Result<AggregatePart, ShardError> {
+/// An aggregate part on a replica's state (see [`search_on`]).
+pub fn aggregate_on(replica: &Replica, call: &AggregateCall) -> Result<AggregatePart, ShardError> {
     let ctx = read_context(call.now_ms, false);
-    let replica = group.replica().read();
     replica
         .engine
         .aggregate_part(&call.args, ctx)

@@ -51,7 +51,9 @@ type SharedSlot = Arc<Mutex<Slot>>;
 /// The rounds of one router, per group and leader.
 #[derive(Default)]
 pub struct ReadIndexes {
-    slots: Mutex<HashMap<(GroupId, NodeId), SharedSlot>>,
+    /// Per group and leader (its id and address: a node that comes back elsewhere
+    /// gets rounds of its own, not the old address's).
+    slots: Mutex<HashMap<(GroupId, NodeId, String), SharedSlot>>,
     reads: AtomicU64,
     rounds: Arc<AtomicU64>,
 }
@@ -73,7 +75,7 @@ impl ReadIndexes {
     pub async fn get<F, Fut>(
         &self,
         group: GroupId,
-        leader: NodeId,
+        leader: (NodeId, &str),
         fetch: F,
     ) -> Result<ReadIndex, ShardError>
     where
@@ -81,10 +83,11 @@ impl ReadIndexes {
         Fut: Future<Output = Result<ReadIndex, ShardError>> + Send + 'static,
     {
         self.reads.fetch_add(1, Ordering::Relaxed);
+        let (node, addr) = leader;
         let slot = self
             .slots
             .lock()
-            .entry((group, leader))
+            .entry((group, node, addr.to_owned()))
             .or_default()
             .clone();
         let (tx, rx) = oneshot::channel();
@@ -98,7 +101,7 @@ impl ReadIndexes {
         }
         rx.await.unwrap_or(Err(ShardError::Unreachable {
             group,
-            node: leader,
+            node,
             message: "the read index round was dropped".into(),
             never_sent: false,
         }))
@@ -120,6 +123,10 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<ReadIndex, ShardError>>,
 {
+    let mut running = Running {
+        slot: slot.clone(),
+        done: false,
+    };
     loop {
         let batch = std::mem::take(&mut slot.lock().waiting);
         rounds.fetch_add(1, Ordering::Relaxed);
@@ -131,7 +138,26 @@ where
         let mut s = slot.lock();
         if s.waiting.is_empty() {
             s.running = false;
+            running.done = true;
             return;
+        }
+    }
+}
+
+/// Frees the slot when the task ends without doing so itself (a panic in `fetch`):
+/// the reads waiting learn it (their senders are dropped) and the next read starts a
+/// round again, instead of every later read waiting out its deadline.
+struct Running {
+    slot: SharedSlot,
+    done: bool,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut s = self.slot.lock();
+            s.running = false;
+            s.waiting.clear();
         }
     }
 }
@@ -173,7 +199,7 @@ mod tests {
                 }
             };
             tasks.push(tokio::spawn(async move {
-                let ReadIndex::At(index) = indexes.get(7, 1, fetch).await.unwrap() else {
+                let ReadIndex::At(index) = indexes.get(7, (1, "n1"), fetch).await.unwrap() else {
                     panic!("the leader gives indexes");
                 };
                 assert!(
@@ -199,12 +225,12 @@ mod tests {
         let indexes = ReadIndexes::default();
         let fail = || async { Err(ShardError::NoRoute { group: 1 }) };
         assert!(matches!(
-            indexes.get(1, 2, fail).await,
+            indexes.get(1, (2, "n2"), fail).await,
             Err(ShardError::NoRoute { group: 1 })
         ));
         assert_eq!(
             indexes
-                .get(1, 2, || async { Ok(ReadIndex::At(9)) })
+                .get(1, (2, "n2"), || async { Ok(ReadIndex::At(9)) })
                 .await
                 .unwrap(),
             ReadIndex::At(9)
@@ -219,9 +245,32 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
             Ok(ReadIndex::At(3))
         };
-        let impatient = tokio::time::timeout(Duration::from_millis(1), indexes.get(4, 1, slow));
+        let impatient =
+            tokio::time::timeout(Duration::from_millis(1), indexes.get(4, (1, "n1"), slow));
         assert!(impatient.await.is_err());
         // The round it started still finishes, and a later read gets its own.
-        assert_eq!(indexes.get(4, 1, slow).await.unwrap(), ReadIndex::At(3));
+        assert_eq!(
+            indexes.get(4, (1, "n1"), slow).await.unwrap(),
+            ReadIndex::At(3)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_round_that_panics_fails_its_reads_and_frees_the_slot() {
+        let indexes = ReadIndexes::default();
+        let broken = || async {
+            if true {
+                panic!("a bug in the fetch");
+            }
+            Ok(ReadIndex::At(0))
+        };
+        assert!(matches!(
+            indexes.get(2, (1, "n1"), broken).await,
+            Err(ShardError::Unreachable { .. })
+        ));
+        // The slot is free again: the next read sends its own round.
+        let fine = || async { Ok(ReadIndex::At(5)) };
+        let next = tokio::time::timeout(Duration::from_secs(5), indexes.get(2, (1, "n1"), fine));
+        assert_eq!(next.await.unwrap().unwrap(), ReadIndex::At(5));
     }
 }

@@ -44,6 +44,7 @@
 //! a few small calls per hung call every 200 ms, for an election's length.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,7 +57,7 @@ use shoal_proto::shard::ShardCall;
 use shoal_raft::{GroupError, GroupId, NodeAddr, NodeId, PeerClient, Request, Response};
 use tonic::transport::Channel;
 
-use crate::local::Local;
+use crate::local::{aggregate_on, search_on, Local};
 use crate::read_index::{ReadIndex, ReadIndexes};
 use crate::service::MAX_MESSAGE;
 use crate::wire::{
@@ -84,6 +85,9 @@ const FOLLOWER_MAX_LAG: u64 = 10_000;
 /// ...and only this long (at most a quarter of the read's time): past it the leader
 /// answers.
 const FOLLOWER_CATCH_UP: Duration = Duration::from_millis(200);
+/// After a follower read had to go to the leader after all, the group's parts go
+/// straight to the leader for this long.
+const FOLLOWER_BACKOFF: Duration = Duration::from_secs(1);
 
 /// One call to a group.
 #[derive(Debug, Clone)]
@@ -137,6 +141,10 @@ pub struct Shards {
     peer_client: PeerClient,
     /// Follower reads' rounds to the leaders (`crate::read_index`).
     read_indexes: Arc<ReadIndexes>,
+    /// Until when each group's parts skip the follower read (see `backing_off`).
+    follower_backoff: Mutex<HashMap<GroupId, Instant>>,
+    /// Parts answered from this node's replicas by follower reads.
+    answered_here: AtomicU64,
 }
 
 impl Shards {
@@ -149,6 +157,8 @@ impl Shards {
             channels: Mutex::new(HashMap::new()),
             peer_client: PeerClient::default(),
             read_indexes: Arc::default(),
+            follower_backoff: Mutex::new(HashMap::new()),
+            answered_here: AtomicU64::new(0),
         }
     }
 
@@ -485,6 +495,12 @@ impl Shards {
     /// | a quarter of the read's time)        |                             |                 |
     /// | follows `node`, lags more than       | an index                    | call the leader |
     /// | [`FOLLOWER_MAX_LAG`] or not in time  |                             |                 |
+    ///
+    /// Whenever a part asked for a read index and went to the leader all the same (an
+    /// older leader, or a replica that did not catch up), the group's parts skip the
+    /// follower read for
+    /// [`FOLLOWER_BACKOFF`]: a replica that cannot keep up (or an older leader) costs
+    /// one wasted round a second, not one per search.
     async fn call_leader(
         &self,
         group: GroupId,
@@ -500,7 +516,8 @@ impl Shards {
                 .local
                 .host
                 .group(group)
-                .filter(|g| g.is_member() && g.leader().is_some_and(|(id, _)| id == node)),
+                .filter(|g| g.is_member() && g.leader().is_some_and(|(id, _)| id == node))
+                .filter(|_| !self.backing_off(group)),
             Op::Search(_) | Op::Aggregate(_) | Op::Read(_) | Op::Write(_) => None,
         };
         let Some(replica) = follower else {
@@ -508,24 +525,57 @@ impl Shards {
         };
         let index = match self.read_index(group, node, addr).await? {
             ReadIndex::At(index) => index,
-            ReadIndex::Unsupported => return self.call_remote(group, node, addr, op, budget).await,
+            ReadIndex::Unsupported => {
+                self.back_off(group);
+                return self.call_remote(group, node, addr, op, budget).await;
+            }
         };
-        let applied = replica.applied_index();
         // A short TIMEOUT leaves most of its time for the leader, should the replica
         // not catch up.
         let catch_up = FOLLOWER_CATCH_UP.min(budget / 4);
-        if index.saturating_sub(applied) > FOLLOWER_MAX_LAG
-            || !replica.wait_applied(index, catch_up).await
-        {
-            return self.call_remote(group, node, addr, op, budget).await;
-        }
-        match op {
-            Op::Search(call) => crate::local::search_as_is(&replica, call).map(Answer::Search),
-            Op::Aggregate(call) => {
-                crate::local::aggregate_as_is(&replica, call).map(Answer::Aggregate)
+        let near = index.saturating_sub(replica.applied_index()) <= FOLLOWER_MAX_LAG;
+        if near && replica.wait_applied(index, catch_up).await {
+            // Checked again under the lock the part reads under: the metrics waited on
+            // belong to the Raft, the state to the replica, and a reopen of the group
+            // between the two lookups could pair a new replica with old metrics.
+            let answer = {
+                let state = replica.replica().read();
+                let applied = state.applied().map_or(0, |l| l.index);
+                match op {
+                    _ if applied < index => None,
+                    Op::Search(call) => Some(search_on(&state, call).map(Answer::Search)),
+                    Op::Aggregate(call) => Some(aggregate_on(&state, call).map(Answer::Aggregate)),
+                    Op::Read(_) | Op::Write(_) => None,
+                }
+            };
+            if let Some(answer) = answer {
+                self.answered_here.fetch_add(1, Ordering::Relaxed);
+                return answer;
             }
-            Op::Read(_) | Op::Write(_) => self.call_remote(group, node, addr, op, budget).await,
         }
+        self.back_off(group);
+        self.call_remote(group, node, addr, op, budget).await
+    }
+
+    /// Whether this router recently found its replica of `group` unable to answer
+    /// follower reads (behind, or the leader too old): its parts go to the leader for
+    /// a while instead of paying for a read index and a wait each time.
+    fn backing_off(&self, group: GroupId) -> bool {
+        let mut until = self.follower_backoff.lock();
+        match until.get(&group) {
+            Some(&t) if Instant::now() < t => true,
+            Some(_) => {
+                until.remove(&group);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn back_off(&self, group: GroupId) {
+        self.follower_backoff
+            .lock()
+            .insert(group, Instant::now() + FOLLOWER_BACKOFF);
     }
 
     /// `node`'s read index for `group`, from a round shared with the other reads
@@ -558,12 +608,16 @@ impl Shards {
                 }
             }
         };
-        self.read_indexes.get(group, node, fetch).await
+        self.read_indexes
+            .get(group, (node, &addr.raft), fetch)
+            .await
     }
 
-    /// Follower reads asked for and read index rounds sent by this router.
+    /// Parts this router answered from its own replicas, and the read index rounds it
+    /// sent for them (a part that then went to its leader counts in the rounds only).
     pub fn follower_read_counts(&self) -> (u64, u64) {
-        self.read_indexes.counts()
+        let (_, rounds) = self.read_indexes.counts();
+        (self.answered_here.load(Ordering::Relaxed), rounds)
     }
 
     async fn call_remote(

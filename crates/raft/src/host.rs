@@ -21,7 +21,7 @@ use crate::network::{GroupNetwork, Groups, Network, Raft, TransportService};
 use crate::state_machine::{Replica, Retirement, StateMachine};
 use crate::types::NodeId;
 
-/// An open group's replica, with what retires its snapshot writes when it is erased.
+/// An open group's replica, with what retires its snapshot writes when it is closed.
 type Opened = (Arc<RwLock<Replica>>, Retirement);
 
 /// The Raft groups of one node.
@@ -142,13 +142,15 @@ impl Host {
             None => Ok(()),
         };
         // Retired even when the shutdown failed: the Raft is out of the map either way.
-        if let Some(retirement) = retirement {
+        let retired = match retirement {
             // Waits for a snapshot write in flight: off the runtime's threads.
-            tokio::task::spawn_blocking(move || retirement.retire())
+            Some(retirement) => tokio::task::spawn_blocking(move || retirement.retire())
                 .await
-                .map_err(|e| RaftError::Io(e.to_string()))?;
-        }
-        stopped
+                .map_err(|e| RaftError::Io(e.to_string())),
+            None => Ok(()),
+        };
+        // The shutdown's failure, if any, is the one worth reporting.
+        stopped.and(retired)
     }
 
     /// What retires the state machine of this node's replica of `group` now; for
