@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 use shoal_chaos::cluster::Shape;
 use shoal_chaos::faults::Kind;
@@ -179,7 +179,13 @@ async fn main() -> Result<()> {
         reports.push(report);
     }
     if let Some(path) = &cli.json {
-        std::fs::write(path, serde_json::to_string_pretty(&reports)?)?;
+        // `make chaos` writes under benches/results, which a fresh clone lacks: a run
+        // of ten minutes must not end in "No such file or directory".
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(path, serde_json::to_string_pretty(&reports)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if reports.iter().any(|r| !r.passed()) {
         bail!("a scenario failed");
