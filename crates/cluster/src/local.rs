@@ -71,7 +71,8 @@ impl Local {
     ) -> Result<SearchResults, ShardError> {
         let group = self.group(group)?;
         self.linearize(&group, call.stale_ok).await?;
-        search_as_is(&group, call)
+        let part = search_on(&group.replica().read(), call);
+        part
     }
 
     /// This group's part of an FT.AGGREGATE.
@@ -82,7 +83,8 @@ impl Local {
     ) -> Result<AggregatePart, ShardError> {
         let group = self.group(group)?;
         self.linearize(&group, call.stale_ok).await?;
-        aggregate_as_is(&group, call)
+        let part = aggregate_on(&group.replica().read(), call);
+        part
     }
 
     /// The leader's half of a follower read: the index the follower must have applied
@@ -95,18 +97,9 @@ impl Local {
     }
 }
 
-/// A search part on this replica as it is (stale, or linearized by the caller).
-pub fn search_as_is(group: &Group, call: &SearchCall) -> Result<SearchResults, ShardError> {
-    search_on(&group.replica().read(), call)
-}
-
-/// An aggregate part on this replica as it is (stale, or linearized by the caller).
-pub fn aggregate_as_is(group: &Group, call: &AggregateCall) -> Result<AggregatePart, ShardError> {
-    aggregate_on(&group.replica().read(), call)
-}
-
-/// A search part on a replica's state, for a caller that holds its lock (a follower
-/// read checks the applied index under the same lock: engine and index change together).
+/// A search part on a replica's state as it is: linearized by the caller (a leader's
+/// check, or a follower read's applied index, taken under the same lock: engine and
+/// index change together), or stale (`READONLY`).
 pub fn search_on(replica: &Replica, call: &SearchCall) -> Result<SearchResults, ShardError> {
     let ctx = read_context(call.now_ms, call.resp3);
     replica

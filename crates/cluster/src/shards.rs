@@ -498,9 +498,8 @@ impl Shards {
     ///
     /// Whenever a part asked for a read index and went to the leader all the same (an
     /// older leader, or a replica that did not catch up), the group's parts skip the
-    /// follower read for
-    /// [`FOLLOWER_BACKOFF`]: a replica that cannot keep up (or an older leader) costs
-    /// one wasted round a second, not one per search.
+    /// follower read for [`FOLLOWER_BACKOFF`]: a replica that cannot keep up (or an
+    /// older leader) costs one wasted round a second, not one per search.
     async fn call_leader(
         &self,
         group: GroupId,
@@ -616,8 +615,10 @@ impl Shards {
     /// Parts this router answered from its own replicas, and the read index rounds it
     /// sent for them (a part that then went to its leader counts in the rounds only).
     pub fn follower_read_counts(&self) -> (u64, u64) {
-        let (_, rounds) = self.read_indexes.counts();
-        (self.answered_here.load(Ordering::Relaxed), rounds)
+        (
+            self.answered_here.load(Ordering::Relaxed),
+            self.read_indexes.rounds(),
+        )
     }
 
     async fn call_remote(
