@@ -38,7 +38,8 @@ CLUSTER_CLIENT_TESTS := test_redis_py_seed.py test_langchain.py test_errors.py t
 ## Python tests: the benchmark harness, and the real clients against the real binary.
 pytest:
 	cargo build -p shoal-bench -p shoal-server
-	SHOAL_BENCH=$(CARGO_TARGET_DIR)/debug/shoal-bench $(PY) -m pytest -q benches/tests
+	SHOAL_BENCH=$(CARGO_TARGET_DIR)/debug/shoal-bench SHOAL_BIN=$(CARGO_TARGET_DIR)/debug/shoal \
+		$(PY) -m pytest -q benches/tests
 	SHOAL_BIN=$(CARGO_TARGET_DIR)/debug/shoal $(PY) -m pytest -q tests/clients
 	# The same client tests, unchanged, through a router over 3 processes and 3 groups.
 	SHOAL_BIN=$(CARGO_TARGET_DIR)/debug/shoal SHOAL_CLUSTER_GROUPS=3 $(PY) -m pytest -q \
@@ -98,10 +99,11 @@ bench-replication: setup
 ## beside one shoal dev --standalone with the same data, at 1 and 32 clients (QPS, p50,
 ## p99, recall), and pipelined-HSET ingest through the router, on the bench-ann dataset.
 bench-cluster: setup
-	cargo build --release -p shoal-server
+	cargo build --release -p shoal-server -p shoal-bench
 	$(PY) benches/gen_dataset.py --n 200000 --dim 128 --clusters 1000 --queries 1000 --seed 42 --out $(DATA)
 	$(PY) benches/cluster/cluster_search.py --shoal $(CARGO_TARGET_DIR)/release/shoal \
-		--data $(DATA) --json $(RESULTS)/cluster_search.json
+		--driver rust --bench $(CARGO_TARGET_DIR)/release/shoal-bench \
+		--data $(DATA) --json $(RESULTS)/cluster_search.json $(CLUSTER_ARGS)
 
 ## criterion micro-benchmarks of the distance kernels.
 bench-kernels:

@@ -40,7 +40,11 @@ For each setup:
 
 The clients (--driver): `procs` (default) runs --client-procs processes, each driving
 its share of the connections from one epoll loop (requests pre-encoded, replies parsed
-with hiredis); `threads` runs one Python thread per connection in this process.
+with hiredis); `threads` runs one Python thread per connection in this process; `rust`
+(what `make bench-cluster` uses) runs `shoal-bench resp-load` (--bench), every
+connection on one Rust thread. The Python drivers spend 50-70 us of CPU per request,
+a third of a 2-vCPU machine at 7k searches/s, and a preempted client process delays
+every reply it holds: with them even PING had a 4-5 ms p99 at 32 connections.
 
 Prints markdown tables and writes JSON (`--json`).
 """
@@ -437,12 +441,33 @@ def run_threads(job):
     return max(ends) - start, [x for lat in lats for x in lat], cpu1 - cpu0
 
 
+def run_rust(job, bench):
+    """`shoal-bench resp-load`: the same plan, every connection on one Rust thread."""
+    with tempfile.NamedTemporaryFile(prefix="resp-load-", suffix=".bin") as f:
+        for p in job["payloads"]:
+            f.write(len(p).to_bytes(4, "little") + p)
+        f.flush()
+        cmd = [bench, "resp-load", "--requests-file", f.name, "--clients", str(job["clients"]),
+               "--requests", str(job["total"])]
+        for port in job["ports"]:
+            cmd += ["--addr", f"127.0.0.1:{port}"]
+        if job["readonly"]:
+            cmd.append("--readonly")
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(f"shoal-bench resp-load failed: {out.stderr.strip()}")
+    report = json.loads(out.stdout)
+    return report["seconds"], report["latencies_us"], report["cpu_seconds"]
+
+
 def load(args, ports, payloads, clients, readonly, server_pids):
     job = {"ports": ports, "payloads": payloads, "total": args.requests,
            "clients": clients, "readonly": readonly}
     before = [cpu_seconds(p) for p in server_pids]
     if args.driver == "threads":
         wall, lat, client_cpu = run_threads(job)
+    elif args.driver == "rust":
+        wall, lat, client_cpu = run_rust(job, args.bench)
     else:
         wall, lat, client_cpu = run_procs(job, args.client_procs)
     server_cpu = sum(cpu_seconds(p) for p in server_pids) - sum(before)
@@ -497,7 +522,8 @@ def main():
                     help="the nodes' --read-mode [the node's default]")
     ap.add_argument("--follower-reads", choices=["true", "false"],
                     help="the nodes' --follower-reads [the node's default]")
-    ap.add_argument("--driver", choices=["procs", "threads"], default="procs")
+    ap.add_argument("--driver", choices=["procs", "threads", "rust"], default="procs")
+    ap.add_argument("--bench", help="shoal-bench binary, for --driver rust")
     ap.add_argument("--client-procs", type=int, default=2,
                     help="client processes for --driver procs")
     ap.add_argument("--no-single", action="store_true", help="skip the single-node setup")
@@ -509,6 +535,8 @@ def main():
                     help="seconds to wait for every replica to index all vectors")
     ap.add_argument("--target-p99-ms", type=float, default=5.0)
     args = ap.parse_args()
+    if args.driver == "rust" and not args.bench:
+        ap.error("--driver rust needs --bench (the shoal-bench binary)")
 
     base = load_vectors(args.data / "base.fvecs")
     queries = load_vectors(args.data / "queries.fvecs")[:args.queries]
@@ -630,13 +658,14 @@ def report(results, clients_list, args):
         print(f"| {name} | {ingest_cols} | {s['recall_at_10']:.4f} | "
               f"{'—' if overlap is None else f'{overlap:.4f}'} |")
     print("\n| setup | clients | FT.SEARCH QPS | p50 ms | p99 ms | max ms | PING QPS "
-          "(client ceiling) | client CPU % | servers CPU % |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "(client ceiling) | PING p99 ms | client CPU % | servers CPU % |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, s in setups.items():
         for clients, r in s["load"].items():
             print(f"| {name} | {clients} | {r['qps']:,.0f} | {r['p50_ms']:.3f} | "
                   f"{r['p99_ms']:.3f} | {r['max_ms']:.1f} | {r['ping']['qps']:,.0f} | "
-                  f"{r['client_cpu_pct']:.0f} | {r['server_cpu_pct']:.0f} |")
+                  f"{r['ping']['p99_ms']:.3f} | {r['client_cpu_pct']:.0f} | "
+                  f"{r['server_cpu_pct']:.0f} |")
     top = str(max(clients_list))
     if "single" in setups:
         print()

@@ -4,10 +4,12 @@
 //! beam widths and reports recall, throughput and latency in the JSON schema the peer
 //! harness (`benches/peers/run_peer.py`) also writes, so `benches/compare.py` can put
 //! Shoal, hnswlib and faiss side by side. `shoal-bench filter-threshold` measures where an
-//! exact scan of a filter's ids starts beating the filtered graph walk.
+//! exact scan of a filter's ids starts beating the filtered graph walk. `shoal-bench
+//! resp-load` drives closed-loop RESP clients from one thread for the server benchmarks.
 
 mod ann;
 mod filter_threshold;
+mod resp_load;
 mod vecs;
 
 use clap::{Parser, Subcommand};
@@ -25,11 +27,14 @@ enum Command {
     Ann(ann::AnnArgs),
     /// Time the filtered HNSW walk against the exact filtered scan at many selectivities.
     FilterThreshold(filter_threshold::ThresholdArgs),
+    /// Closed-loop RESP clients (one request in flight each) on one thread; latencies as JSON.
+    RespLoad(resp_load::RespLoadArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ann(args) => ann::run(&args),
         Command::FilterThreshold(args) => filter_threshold::run(&args),
+        Command::RespLoad(args) => resp_load::run(&args),
     }
 }

@@ -100,17 +100,27 @@ def hnswlib_hnsw_l2(dataset, tmp_path_factory):
 
 
 def shoal_bench_binary():
-    """Path of the `shoal-bench` binary named by $SHOAL_BENCH.
+    """Path of the `shoal-bench` binary named by $SHOAL_BENCH (see `_binary`)."""
+    return _binary("SHOAL_BENCH", "shoal-bench")
+
+
+def shoal_binary():
+    """Path of the `shoal` server binary named by $SHOAL_BIN (see `_binary`)."""
+    return _binary("SHOAL_BIN", "shoal")
+
+
+def _binary(var, name):
+    """Path of the binary named by $var.
 
     Called from the test body (not a fixture) so a missing binary under CI is
     reported as a test FAILURE, not as a fixture error or a skip: in CI a
     silently skipped end-to-end test would hide a broken Rust tool. Outside CI
     the test is skipped, so the Python tooling can be tested without a build.
     """
-    path = os.environ.get("SHOAL_BENCH")
+    path = os.environ.get(var)
     if not path:
-        message = ("SHOAL_BENCH is not set: point it at a built shoal-bench binary, e.g. "
-                   "SHOAL_BENCH=~/.cache/shoal-target/debug/shoal-bench (`make pytest` "
+        message = (f"{var} is not set: point it at a built {name} binary, e.g. "
+                   f"{var}=~/.cache/shoal-target/debug/{name} (`make pytest` "
                    "builds it and sets it)")
         if os.environ.get("CI"):
             pytest.fail(message + "; CI is set, so this end-to-end test may not be skipped",
@@ -118,5 +128,5 @@ def shoal_bench_binary():
         pytest.skip(message)
     binary = Path(path).expanduser()
     if not (binary.is_file() and os.access(binary, os.X_OK)):
-        pytest.fail(f"SHOAL_BENCH={path} is not an executable file", pytrace=False)
+        pytest.fail(f"{var}={path} is not an executable file", pytrace=False)
     return binary

@@ -1,0 +1,88 @@
+"""`shoal-bench resp-load` against the real server: the closed-loop driver that
+benches/cluster/cluster_search.py uses with `--driver rust`."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import BENCHES, SUBPROCESS_TIMEOUT, shoal_bench_binary, shoal_binary
+
+sys.path.insert(0, str(BENCHES.parent / "tests" / "clients"))
+from loopback import free_port  # noqa: E402
+
+
+def encode(*args):
+    out = [f"*{len(args)}\r\n".encode()]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def requests_file(path, requests):
+    path.write_bytes(b"".join(len(r).to_bytes(4, "little") + r for r in requests))
+    return path
+
+
+def call(port, *args):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(encode(*args))
+        return s.recv(4096)
+
+
+@pytest.fixture
+def server(tmp_path):
+    """One `shoal dev --standalone` on a free port; yields the port."""
+    port = free_port()
+    log = tmp_path / "shoal.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([shoal_binary(), "dev", "--standalone", "--api", "127.0.0.1:0",
+                                 "--resp", f"127.0.0.1:{port}"],
+                                stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while b"listening" not in log.read_bytes():
+            assert proc.poll() is None, log.read_text(errors="replace")
+            assert time.time() < deadline, "shoal did not start"
+            time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def resp_load(*args):
+    return subprocess.run([str(a) for a in (shoal_bench_binary(), "resp-load", *args)],
+                          capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+
+
+def test_every_planned_request_is_sent_once_and_timed(server, tmp_path):
+    """4 connections share 50 measured requests, each after one unmeasured request of
+    its own: 50 latencies come back, and the counter the INCRBYs raise ends at 27."""
+    reqs = requests_file(tmp_path / "reqs", [encode("INCRBY", "n", 1), encode("PING")])
+    # Request j is file entry j % 2: the INCRBYs are the even ones, 25 of the 50
+    # measured; each connection's unmeasured first request is its own first entry
+    # (connections 0 and 2 start on an INCRBY, 1 and 3 on a PING).
+    out = resp_load("--addr", f"127.0.0.1:{server}", "--requests-file", reqs,
+                    "--clients", 4, "--requests", 50)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert len(report["latencies_us"]) == 50
+    assert all(x > 0 for x in report["latencies_us"])
+    assert report["seconds"] >= max(report["latencies_us"]) / 1e6
+    assert report["cpu_seconds"] >= 0
+    assert call(server, "GET", "n") == b"$2\r\n27\r\n"
+
+
+def test_an_error_reply_fails_the_run(server, tmp_path):
+    """A request the server refuses is not timed as if it were answered."""
+    reqs = requests_file(tmp_path / "reqs", [encode("NOSUCHCOMMAND", "x")])
+    out = resp_load("--addr", f"127.0.0.1:{server}", "--requests-file", reqs,
+                    "--clients", 2, "--requests", 4)
+    assert out.returncode != 0
+    assert "error reply" in out.stderr and "unknown command" in out.stderr
+    assert call(server, "PING") == b"+PONG\r\n"
