@@ -91,8 +91,9 @@ class ClusterServer:
         self.procs = []
         self.port = self.ports[0][0]
 
-    def spawn(self, i):
-        """Starts node i + 1 (again, after a kill: same ports, same data)."""
+    def spawn(self, i, *more):
+        """Starts node i + 1 (again, after a kill: same ports, same data), with the
+        member list of every node so far and `more` flags."""
         zones = "abc"
         members = []
         for j, (resp, grpc) in enumerate(self.ports):
@@ -106,7 +107,7 @@ class ClusterServer:
              "--data-dir", str(self.data_dir / f"node-{i + 1}"),
              "--groups", str(self.groups),
              "--election-timeout-ms", str(self.election_timeout_ms),
-             "--heartbeat-ms", "100", *self.extra, *members],
+             "--heartbeat-ms", "100", *self.extra, *more, *members],
             stdout=subprocess.PIPE, stderr=log, text=True)
         if i < len(self.procs):
             self.procs[i] = proc
@@ -115,6 +116,13 @@ class ClusterServer:
         if "listening" not in proc.stdout.readline():
             self.stop()
             raise RuntimeError(f"node {i + 1} did not start: see {log.name}")
+
+    def join(self):
+        """Starts one more node with --join (zones turn a, b, c); returns its index."""
+        self.ports.append((free_port(), free_port()))
+        i = len(self.ports) - 1
+        self.spawn(i, "--join")
+        return i
 
     def start(self):
         for i in range(len(self.ports)):

@@ -12,6 +12,7 @@
 //! | a learner that is down                                  | remove it                     |
 //! | more voters than the replication factor, one gone       | remove the gone voter         |
 //! | a voter gone for `replace_after`, no learner under way  | add a learner on the best node|
+//! | no voter gone: rebalancing, below                       | (see the next table)          |
 //! | anything else (a learner still catching up, all fine)   | nothing                       |
 //!
 //! "Gone" is the cluster map's view: the node has not reported for `replace_after`,
@@ -22,12 +23,33 @@
 //! that node erases first: [`crate::purge`] — a learner's log must never go back
 //! under the leader's feet), in a zone the group's remaining voters do not use if
 //! there is one, and holds the fewest groups.
+//!
+//! Rebalancing (shard groups only, when `rebalance` is on) moves replicas onto nodes
+//! that hold fewer, such as a node added later, with the same three committed steps:
+//!
+//! | the cluster, with no voter gone                          | step                         |
+//! |----------------------------------------------------------|------------------------------|
+//! | a voter of this group is down, or it has a learner       | nothing: repair comes first  |
+//! | the map misses a shard group, or its leader has not      | nothing: loads unknown       |
+//! | reported it for 5 s (a cluster starting, a group leaderless) |                          |
+//! | this group has more voters than the replication factor   | remove the `surplus` voter |
+//! | another group has a voter down, a learner, or more voters| nothing                      |
+//! | than the replication factor (a move finishing there)     |                              |
+//! | a lower shard group has a `planned_move` by the map    | nothing: one move at a time  |
+//! | this group has one                                       | add its learner              |
+//! | anything else (loads within one of each other)           | nothing                      |
+//!
+//! A move takes a replica from the voter `surplus` would remove once the new node
+//! votes, and only when that node holds at least two more shard replicas than the new
+//! one and the group keeps as many zones: every move lowers the spread of the loads,
+//! so moves stop. The removal is decided again after the promotion by the same rule,
+//! so it takes the replica the move was planned for. The leader never picks itself.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use shoal_raft::{GroupId, NodeId};
 
-use crate::meta::{GroupRecord, NodeRecord};
+use crate::meta::{GroupRecord, NodeRecord, META, NODE_DOWN_AFTER_MS};
 
 /// A learner this close to the leader's log can vote without slowing commits.
 pub const CAUGHT_UP: u64 = 64;
@@ -62,6 +84,13 @@ pub struct Cluster<'a> {
     pub now_ms: u64,
     /// How long a node must be silent before its replicas are re-created elsewhere.
     pub replace_after_ms: u64,
+    /// The node deciding: the group's leader.
+    pub leader: NodeId,
+    /// Whether replicas move onto less loaded nodes (see the module's second table).
+    pub rebalance: bool,
+    /// Shard groups in the cluster (ids `0..shard_groups`): loads are only known once
+    /// the map has a fresh record of each.
+    pub shard_groups: u64,
 }
 
 impl Cluster<'_> {
@@ -82,9 +111,13 @@ impl Cluster<'_> {
 
     /// Whether the node reported holding data of this group.
     fn holds(&self, id: NodeId) -> bool {
+        self.holds_of(id, self.group)
+    }
+
+    fn holds_of(&self, id: NodeId, group: GroupId) -> bool {
         self.nodes
             .get(&id)
-            .is_some_and(|n| n.holds.contains(&self.group))
+            .is_some_and(|n| n.holds.contains(&group))
     }
 
     fn zone(&self, id: NodeId) -> Option<&str> {
@@ -95,6 +128,18 @@ impl Cluster<'_> {
     fn load(&self) -> BTreeMap<NodeId, usize> {
         let mut load = BTreeMap::new();
         for record in self.groups.values() {
+            for id in record.members() {
+                *load.entry(id).or_default() += 1;
+            }
+        }
+        load
+    }
+
+    /// Shard replicas (voters and learners) on each node by the map; the meta group's
+    /// do not count, they hold little.
+    fn shard_load(&self) -> BTreeMap<NodeId, usize> {
+        let mut load = BTreeMap::new();
+        for (_, record) in self.groups.iter().filter(|(g, _)| **g != META) {
             for id in record.members() {
                 *load.entry(id).or_default() += 1;
             }
@@ -122,7 +167,7 @@ pub fn next_step(membership: &Membership, cluster: &Cluster<'_>) -> Step {
         .filter(|id| cluster.gone(*id))
         .collect();
     let Some(&first_gone) = gone.first() else {
-        return Step::Nothing;
+        return rebalance_step(membership, cluster);
     };
     if membership.voters.len() > cluster.replicas {
         return Step::Remove(first_gone);
@@ -156,6 +201,117 @@ fn best_node(membership: &Membership, cluster: &Cluster<'_>) -> Option<NodeId> {
             let zone_used = cluster.zone(*id).is_some_and(|z| used_zones.contains(z));
             (zone_used, load.get(id).copied().unwrap_or(0), *id)
         })
+}
+
+/// The rebalancing rows (the module's second table), for a group with no voter gone.
+fn rebalance_step(membership: &Membership, cluster: &Cluster<'_>) -> Step {
+    if !cluster.rebalance || cluster.group == META {
+        return Step::Nothing;
+    }
+    let own_up = membership.voters.iter().all(|id| cluster.up(*id));
+    if !own_up || !membership.learners.is_empty() {
+        return Step::Nothing;
+    }
+    // A move half done finishes whatever the other groups do.
+    if membership.voters.len() > cluster.replicas {
+        let load = cluster.shard_load();
+        return surplus(&membership.voters, cluster.leader, &load, cluster)
+            .map_or(Step::Nothing, Step::Remove);
+    }
+    // Loads counted before every group reported (a cluster starting) are too low.
+    let reported = (0..cluster.shard_groups).all(|g| {
+        cluster
+            .groups
+            .get(&g)
+            .is_some_and(|r| cluster.now_ms.saturating_sub(r.seen_ms) <= NODE_DOWN_AFTER_MS)
+    });
+    if !reported {
+        return Step::Nothing;
+    }
+    let others: Vec<(&GroupId, &GroupRecord)> = cluster
+        .groups
+        .iter()
+        .filter(|(g, _)| **g != META && **g != cluster.group)
+        .collect();
+    let others_settled = others.iter().all(|(_, r)| {
+        r.learners.is_empty()
+            && r.voters.len() <= cluster.replicas
+            && r.voters.iter().all(|id| cluster.up(*id))
+    });
+    if !others_settled {
+        return Step::Nothing;
+    }
+    let lower_moves = others.iter().any(|(g, r)| {
+        **g < cluster.group && planned_move(**g, &r.voters, r.leader, cluster).is_some()
+    });
+    if lower_moves {
+        return Step::Nothing;
+    }
+    planned_move(cluster.group, &membership.voters, cluster.leader, cluster)
+        .map_or(Step::Nothing, |(target, _)| Step::AddLearner(target))
+}
+
+/// The voter to remove from `voters` (one more than the group keeps): never the
+/// leader; first one whose zone another voter shares (so the zones stay), then the
+/// most loaded node, then the lowest id.
+fn surplus(
+    voters: &[NodeId],
+    leader: NodeId,
+    load: &BTreeMap<NodeId, usize>,
+    cluster: &Cluster<'_>,
+) -> Option<NodeId> {
+    let zone_shared = |id: NodeId| {
+        let zone = cluster.zone(id);
+        zone.is_some() && voters.iter().any(|o| *o != id && cluster.zone(*o) == zone)
+    };
+    voters
+        .iter()
+        .copied()
+        .filter(|id| *id != leader)
+        .max_by_key(|id| {
+            (
+                zone_shared(*id),
+                load.get(id).copied().unwrap_or(0),
+                std::cmp::Reverse(*id),
+            )
+        })
+}
+
+/// A move for `group` (voters `voters`, led by `leader`), as `(new node, voter it
+/// replaces)`: onto the least loaded live node that holds nothing of the group, when
+/// the replaced voter holds at least two more shard replicas than it and the group
+/// keeps as many zones.
+fn planned_move(
+    group: GroupId,
+    voters: &[NodeId],
+    leader: NodeId,
+    cluster: &Cluster<'_>,
+) -> Option<(NodeId, NodeId)> {
+    let load = cluster.shard_load();
+    let of = |id: &NodeId| load.get(id).copied().unwrap_or(0);
+    let zones = |ids: &mut dyn Iterator<Item = NodeId>| -> usize {
+        ids.filter_map(|id| cluster.zone(id))
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    let before = zones(&mut voters.iter().copied());
+    let mut targets: Vec<NodeId> = cluster
+        .nodes
+        .keys()
+        .copied()
+        .filter(|id| !voters.contains(id) && cluster.up(*id) && !cluster.holds_of(*id, group))
+        .collect();
+    targets.sort_by_key(|id| (of(id), *id));
+    targets.into_iter().find_map(|target| {
+        let mut with: Vec<NodeId> = voters.to_vec();
+        with.push(target);
+        let mut after_load = load.clone();
+        *after_load.entry(target).or_default() += 1;
+        let victim = surplus(&with, leader, &after_load, cluster)?;
+        let kept = zones(&mut with.iter().copied().filter(|id| *id != victim));
+        (victim != target && of(&victim) >= of(&target) + 2 && kept >= before)
+            .then_some((target, victim))
+    })
 }
 
 #[cfg(test)]
@@ -209,6 +365,9 @@ mod tests {
             replicas: 3,
             now_ms: NOW,
             replace_after_ms: 10_000,
+            leader: 4,
+            rebalance: false,
+            shard_groups: 1,
         };
         next_step(
             &Membership {
@@ -320,5 +479,251 @@ mod tests {
             r.holds = vec![7];
         }
         assert_eq!(step(&[1, 2, 3], &[], &n), Step::AddLearner(8));
+    }
+
+    /// Groups as a map of `(voters, learners, leader)`.
+    type Layout = BTreeMap<GroupId, (Vec<NodeId>, Vec<NodeId>, NodeId)>;
+
+    fn records(layout: &Layout) -> BTreeMap<GroupId, GroupRecord> {
+        layout
+            .iter()
+            .map(|(g, (voters, learners, leader))| {
+                let record = GroupRecord {
+                    leader: *leader,
+                    term: 1,
+                    voters: voters.clone(),
+                    learners: learners.clone(),
+                    seen_ms: NOW,
+                    committed_index: 1,
+                    committed_members: voters.clone(),
+                };
+                (*g, record)
+            })
+            .collect()
+    }
+
+    fn rebalance_step(layout: &Layout, n: &BTreeMap<NodeId, NodeRecord>, group: GroupId) -> Step {
+        let groups = records(layout);
+        let (voters, learners, leader) = &layout[&group];
+        let cluster = Cluster {
+            group,
+            nodes: n,
+            groups: &groups,
+            replicas: 3,
+            now_ms: NOW,
+            replace_after_ms: 10_000,
+            leader: *leader,
+            rebalance: true,
+            shard_groups: layout.len() as u64,
+        };
+        let membership = Membership {
+            voters: voters.clone(),
+            learners: learners.iter().map(|id| (*id, Some(0))).collect(),
+        };
+        next_step(&membership, &cluster)
+    }
+
+    fn shard_loads(layout: &Layout) -> BTreeMap<NodeId, usize> {
+        let mut load = BTreeMap::new();
+        for (voters, learners, _) in layout.values() {
+            for id in voters.iter().chain(learners) {
+                *load.entry(*id).or_default() += 1;
+            }
+        }
+        load
+    }
+
+    /// Every leader takes its step once a round, on the map as it was when the round
+    /// began (leaders read the same, slightly stale map), until nobody has one.
+    fn settle(layout: &mut Layout, n: &BTreeMap<NodeId, NodeRecord>) -> usize {
+        let mut steps = 0;
+        for _ in 0..100 {
+            let before = layout.clone();
+            let mut moved = false;
+            for g in before.keys() {
+                let step = rebalance_step(&before, n, *g);
+                let (voters, learners, leader) = layout.get_mut(g).expect("group");
+                match step {
+                    Step::Nothing => continue,
+                    Step::AddLearner(id) => learners.push(id),
+                    Step::Promote(id) => {
+                        learners.retain(|l| *l != id);
+                        voters.push(id);
+                    }
+                    Step::Remove(id) => {
+                        assert_ne!(id, *leader, "a leader removed itself");
+                        voters.retain(|v| *v != id);
+                    }
+                }
+                moved = true;
+                steps += 1;
+            }
+            let moving = layout
+                .values()
+                .filter(|(v, l, _)| !l.is_empty() || v.len() > 3)
+                .count();
+            assert!(moving <= 1, "two moves at once: {layout:?}");
+            if !moved {
+                return steps;
+            }
+        }
+        panic!("no fixed point: {layout:?}");
+    }
+
+    #[test]
+    fn nodes_added_later_take_replicas_one_move_at_a_time_keeping_zones() {
+        let n = nodes(&[
+            (1, "a", 0),
+            (2, "b", 0),
+            (3, "c", 0),
+            (4, "a", 0),
+            (5, "b", 0),
+            (6, "c", 0),
+        ]);
+        let mut layout: Layout = (0..3)
+            .map(|g| (g, (vec![1, 2, 3], Vec::new(), g + 1)))
+            .collect();
+        let steps = settle(&mut layout, &n);
+        assert_eq!(steps % 3, 0, "each move is add, promote, remove: {steps}");
+        assert!(steps >= 9, "at least three moves: {steps}");
+        for (g, (voters, learners, leader)) in &layout {
+            assert!(learners.is_empty(), "{g}: {layout:?}");
+            assert_eq!(voters.len(), 3, "{g}: {layout:?}");
+            assert!(voters.contains(leader), "{g}: {layout:?}");
+            let zones: BTreeSet<_> = voters.iter().map(|id| n[id].addr.zone.clone()).collect();
+            assert_eq!(zones.len(), 3, "{g}: {layout:?}");
+        }
+        let load = shard_loads(&layout);
+        assert!(
+            (1..=6).all(|id| (1..=2).contains(&load.get(&id).copied().unwrap_or(0))),
+            "{load:?}"
+        );
+    }
+
+    #[test]
+    fn a_zone_s_only_newcomer_takes_only_that_zone_s_replicas() {
+        // Node 4 can take only node 1's replicas (zone a), and not where 1 leads.
+        let n = nodes(&[(1, "a", 0), (2, "b", 0), (3, "c", 0), (4, "a", 0)]);
+        let mut layout: Layout = (0..3)
+            .map(|g| (g, (vec![1, 2, 3], Vec::new(), g + 1)))
+            .collect();
+        assert_eq!(
+            rebalance_step(&layout, &n, 0),
+            Step::Nothing,
+            "1 leads group 0"
+        );
+        assert_eq!(rebalance_step(&layout, &n, 1), Step::AddLearner(4));
+        assert_eq!(
+            rebalance_step(&layout, &n, 2),
+            Step::Nothing,
+            "group 1 moves first"
+        );
+        settle(&mut layout, &n);
+        assert_eq!(layout[&0].0, vec![1, 2, 3]);
+        assert_eq!(layout[&1].0, vec![2, 3, 4]);
+        // 1 and 4 now hold 2 and 1: within one of each other, nothing more moves.
+        assert_eq!(layout[&2].0, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn nothing_moves_while_balanced_down_repairing_or_switched_off() {
+        let mut n = nodes(&[
+            (1, "a", 0),
+            (2, "b", 0),
+            (3, "c", 0),
+            (4, "a", 0),
+            (5, "b", 0),
+            (6, "c", 0),
+        ]);
+        // Loads 2, 2, 1, 1, 2, 1: within one.
+        let balanced: Layout = BTreeMap::from([
+            (0, (vec![1, 2, 3], Vec::new(), 1)),
+            (1, (vec![4, 5, 6], Vec::new(), 4)),
+            (2, (vec![1, 2, 5], Vec::new(), 2)),
+        ]);
+        assert!((0..3).all(|g| rebalance_step(&balanced, &n, g) == Step::Nothing));
+        let crowded: Layout = (0..3)
+            .map(|g| (g, (vec![1, 2, 3], Vec::new(), g + 1)))
+            .collect();
+        // Group 0 (led by 1) gives node 2's replica to node 5, zone b for zone b.
+        assert_eq!(rebalance_step(&crowded, &n, 0), Step::AddLearner(5));
+        assert_eq!(rebalance_step(&crowded, &n, 1), Step::Nothing, "0 first");
+        // A learner under way in another group: wait for it.
+        let mut busy = crowded.clone();
+        busy.get_mut(&1).expect("group 1").1.push(6);
+        assert_eq!(rebalance_step(&busy, &n, 0), Step::Nothing);
+        // A voter's node down (not yet gone): repair has the right of way.
+        if let Some(r) = n.get_mut(&3) {
+            r.seen_ms = NOW - 6_000;
+        }
+        assert_eq!(rebalance_step(&crowded, &n, 0), Step::Nothing);
+        if let Some(r) = n.get_mut(&3) {
+            r.seen_ms = NOW;
+        }
+        // The map without group 2's record, or with an old one: loads unknown.
+        let mut partial = records(&crowded);
+        partial.remove(&2);
+        let cluster = Cluster {
+            group: 0,
+            nodes: &n,
+            groups: &partial,
+            replicas: 3,
+            now_ms: NOW,
+            replace_after_ms: 10_000,
+            leader: 1,
+            rebalance: true,
+            shard_groups: 3,
+        };
+        let membership = Membership {
+            voters: vec![1, 2, 3],
+            learners: Vec::new(),
+        };
+        assert_eq!(next_step(&membership, &cluster), Step::Nothing);
+        let mut stale = records(&crowded);
+        if let Some(r) = stale.get_mut(&2) {
+            r.seen_ms = NOW - 6_000;
+        }
+        let cluster = Cluster {
+            groups: &stale,
+            ..cluster
+        };
+        assert_eq!(next_step(&membership, &cluster), Step::Nothing);
+        let fresh = records(&crowded);
+        let cluster = Cluster {
+            groups: &fresh,
+            ..cluster
+        };
+        assert_eq!(next_step(&membership, &cluster), Step::AddLearner(5));
+        // Switched off: the repair rows only.
+        let cluster = Cluster {
+            rebalance: false,
+            ..cluster
+        };
+        assert_eq!(next_step(&membership, &cluster), Step::Nothing);
+    }
+
+    #[test]
+    fn the_surplus_voter_keeps_the_zones_and_is_never_the_leader() {
+        let n = nodes(&[(1, "a", 0), (2, "b", 0), (3, "c", 0), (4, "a", 0)]);
+        let groups = BTreeMap::new();
+        let cluster = Cluster {
+            group: 0,
+            nodes: &n,
+            groups: &groups,
+            replicas: 3,
+            now_ms: NOW,
+            replace_after_ms: 10_000,
+            leader: 1,
+            rebalance: true,
+            shard_groups: 0,
+        };
+        let load = BTreeMap::from([(1, 3), (2, 3), (3, 3), (4, 1)]);
+        // 1 and 4 share zone a; 1 leads, so 4 goes although 2 and 3 hold more.
+        assert_eq!(surplus(&[1, 2, 3, 4], 1, &load, &cluster), Some(4));
+        // Led by 2: of the two in zone a, the more loaded.
+        assert_eq!(surplus(&[1, 2, 3, 4], 2, &load, &cluster), Some(1));
+        // No zone shared: the most loaded, then the lowest id.
+        assert_eq!(surplus(&[1, 2, 3], 1, &load, &cluster), Some(2));
+        assert_eq!(surplus(&[1], 1, &load, &cluster), None);
     }
 }

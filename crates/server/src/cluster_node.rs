@@ -19,6 +19,8 @@ use tokio::task::JoinHandle;
 use crate::node::{self, Node, Store};
 use crate::node_config::NodeConfig;
 
+/// In the data directory of a node started with `--join` (see [`start`]).
+const JOINED: &str = "JOINED";
 /// How long a stopping node lets in-flight Raft calls finish.
 const GRPC_DRAIN: Duration = Duration::from_secs(1);
 /// How often a node reports itself to the cluster map.
@@ -108,8 +110,22 @@ pub async fn start(
         })
     };
     let placed = placement(config);
-    bootstrap(config, &host, &placed)?;
-    bootstrap_meta(config, &host, &meta_voters)?;
+    // A joining node's member list is not the one the running cluster started from:
+    // placed by it, it would start groups of its own under ids the cluster already
+    // uses. The data directory remembers the join, so a restart without the flag
+    // does not do that either.
+    let joined = config.data_dir.join(JOINED);
+    if config.join && !joined.exists() {
+        std::fs::write(
+            &joined,
+            b"this node joined a running cluster: it bootstraps nothing\n",
+        )
+        .with_context(|| format!("writing {}", joined.display()))?;
+    }
+    if !config.join && !joined.exists() {
+        bootstrap(config, &host, &placed)?;
+        bootstrap_meta(config, &host, &meta_voters)?;
+    }
     // RAFT and INFO raft talk about the lowest group this node was placed in.
     let member_of: Vec<GroupId> = placed
         .iter()
@@ -346,6 +362,7 @@ fn spawn_map_upkeep(node: Arc<Node>, id: NodeId, addr: NodeAddr) {
 fn spawn_repair(node: Arc<Node>, config: &NodeConfig) {
     let replicas = config.replication_factor;
     let replace_after_ms = u64::try_from(config.replace_after.as_millis()).unwrap_or(u64::MAX);
+    let (me, rebalance, shard_groups) = (config.id, config.rebalance, config.groups);
     let step_limit = config.quorum_timeout.saturating_mul(2);
     tokio::spawn(async move {
         let Store::Replicated(r) = &node.store else {
@@ -364,6 +381,9 @@ fn spawn_repair(node: Arc<Node>, config: &NodeConfig) {
                 replicas,
                 now_ms,
                 replace_after_ms,
+                leader: me,
+                rebalance,
+                shard_groups,
             };
             let meta = r.host.group(META).filter(|g| g.is_leader());
             let led = led_shard_groups(&r.host).into_iter().map(|g| (g, replicas));
@@ -397,12 +417,12 @@ fn spawn_repair(node: Arc<Node>, config: &NodeConfig) {
                     }
                 };
                 match done {
-                    Ok(Ok(())) => tracing::info!(group = group.id(), ?step, "re-replicating"),
+                    Ok(Ok(())) => tracing::info!(group = group.id(), ?step, "re-placing a replica"),
                     Ok(Err(e)) => {
-                        tracing::warn!(group = group.id(), ?step, error = %e, "re-replicating")
+                        tracing::warn!(group = group.id(), ?step, error = %e, "re-placing a replica")
                     }
                     Err(_) => {
-                        tracing::warn!(group = group.id(), ?step, "re-replicating: timed out")
+                        tracing::warn!(group = group.id(), ?step, "re-placing a replica: timed out")
                     }
                 }
             }

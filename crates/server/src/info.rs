@@ -168,6 +168,8 @@ pub struct GroupView {
     /// This node's role in it (`none` when it holds no replica of it).
     pub role: &'static str,
     pub voters: Vec<shoal_raft::NodeId>,
+    /// Replicas being added (catching up before they vote).
+    pub learners: Vec<shoal_raft::NodeId>,
 }
 
 /// A group's leader and voters as this node knows them: its replica's view when it
@@ -188,6 +190,12 @@ pub fn group_view(
                 .filter(|(_, _, votes)| *votes)
                 .map(|(id, _, _)| *id)
                 .collect(),
+            learners: s
+                .members
+                .iter()
+                .filter(|(_, _, votes)| !*votes)
+                .map(|(id, _, _)| *id)
+                .collect(),
         };
     }
     GroupView {
@@ -197,6 +205,11 @@ pub fn group_view(
             .groups
             .get(&g)
             .map(|record| record.voters.clone())
+            .unwrap_or_default(),
+        learners: map
+            .groups
+            .get(&g)
+            .map(|record| record.learners.clone())
             .unwrap_or_default(),
     }
 }
@@ -219,13 +232,19 @@ fn cluster_section(node: &Node) -> String {
     let map = r.router.cached_map();
     let line = |g| {
         let v = group_view(r, &map, g);
-        let voters: Vec<String> = v.voters.iter().map(ToString::to_string).collect();
+        let ids = |ids: &[shoal_raft::NodeId]| {
+            ids.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("|")
+        };
         format!(
-            "leader={},local_role={},voters={}\r\n",
+            "leader={},local_role={},voters={},learners={}\r\n",
             v.leader
                 .map_or_else(|| "none".to_owned(), |id| id.to_string()),
             v.role,
-            voters.join("|")
+            ids(&v.voters),
+            ids(&v.learners)
         )
     };
     for &g in groups {

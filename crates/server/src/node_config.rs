@@ -97,6 +97,8 @@ pub struct FileConfig {
     pub quorum_timeout_ms: Option<u64>,
     pub read_mode: Option<String>,
     pub follower_reads: Option<bool>,
+    pub rebalance: Option<bool>,
+    pub join: Option<bool>,
     pub max_bulk_len: Option<usize>,
     pub busy_poll_us: Option<u64>,
     pub tls: Option<TlsTable>,
@@ -272,6 +274,15 @@ pub struct NodeArgs {
     /// Linearizable either way [default: true].
     #[arg(long)]
     pub follower_reads: Option<bool>,
+    /// Whether group leaders move replicas onto nodes that hold fewer (a node added
+    /// later), one group at a time, keeping each group's zones [default: true].
+    #[arg(long)]
+    pub rebalance: Option<bool>,
+    /// This node joins a running cluster: it starts no group and no meta group from
+    /// the member list (which names it and the running members); leaders move
+    /// replicas onto it (--rebalance) or an operator adds it (RAFT ADD-LEARNER).
+    #[arg(long)]
+    pub join: bool,
     /// Longest argument a client may send, in bytes; at most 16 MiB, so that a log
     /// entry always fits one Raft message [default: 16777216].
     #[arg(long)]
@@ -306,6 +317,8 @@ pub struct NodeConfig {
     pub quorum_timeout: Duration,
     pub read_mode: ReadMode,
     pub follower_reads: bool,
+    pub rebalance: bool,
+    pub join: bool,
     pub max_bulk_len: usize,
     pub busy_poll_us: u64,
     /// TLS on the client fronts (and between nodes when asked).
@@ -431,6 +444,8 @@ impl NodeArgs {
             ),
             read_mode,
             follower_reads: self.follower_reads.or(file.follower_reads).unwrap_or(true),
+            rebalance: self.rebalance.or(file.rebalance).unwrap_or(true),
+            join: self.join || file.join.unwrap_or(false),
             max_bulk_len: self
                 .max_bulk_len
                 .or(file.max_bulk_len)
@@ -504,6 +519,7 @@ mod tests {
         assert_eq!(c.groups, 1);
         assert!(c.members.is_empty());
         assert_eq!(c.read_mode, ReadMode::ReadIndex);
+        assert!(c.rebalance && !c.join);
     }
 
     #[test]
@@ -567,6 +583,8 @@ data_dir = "/var/lib/shoal/2"
 groups = 4
 read_mode = "lease"
 election_timeout_ms = 800
+rebalance = false
+join = true
 
 [[members]]
 id = 2
@@ -588,6 +606,7 @@ resp = "127.0.0.1:7002"
         assert_eq!(c.groups, 2, "the flag wins");
         assert_eq!(c.read_mode, ReadMode::Lease);
         assert_eq!(c.election_timeout_ms, 800);
+        assert!(!c.rebalance && c.join);
         assert_eq!(c.members.len(), 1);
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/shoal/2"));
 
