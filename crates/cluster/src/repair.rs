@@ -32,6 +32,7 @@
 //! | a voter of this group is down, or it has a learner       | nothing: repair comes first  |
 //! | the map misses a shard group, or its leader has not      | nothing: loads unknown       |
 //! | reported it for 5 s (a cluster starting, a group leaderless) |                          |
+//! | or it does not show this group's voters as they are now  |                              |
 //! | this group has more voters than the replication factor   | remove the `surplus` voter |
 //! | another group has a voter down, a learner, or more voters| nothing                      |
 //! | than the replication factor (a move finishing there)     |                              |
@@ -225,7 +226,14 @@ fn rebalance_step(membership: &Membership, cluster: &Cluster<'_>) -> Step {
             .get(&g)
             .is_some_and(|r| cluster.now_ms.saturating_sub(r.seen_ms) <= NODE_DOWN_AFTER_MS)
     });
-    if !reported {
+    // Nor is a move planned on the map until it shows this group as it is now: right
+    // after a move it still counts the replica that left.
+    let own_record_current = cluster.groups.get(&cluster.group).is_some_and(|r| {
+        r.learners.is_empty()
+            && r.voters.iter().collect::<BTreeSet<_>>()
+                == membership.voters.iter().collect::<BTreeSet<_>>()
+    });
+    if !reported || !own_record_current {
         return Step::Nothing;
     }
     let others: Vec<(&GroupId, &GroupRecord)> = cluster
@@ -694,6 +702,16 @@ mod tests {
             ..cluster
         };
         assert_eq!(next_step(&membership, &cluster), Step::AddLearner(5));
+        // The map still shows the voter a finished move removed: wait for the report.
+        let mut behind = records(&crowded);
+        if let Some(r) = behind.get_mut(&0) {
+            r.voters.push(6);
+        }
+        let lagging = Cluster {
+            groups: &behind,
+            ..cluster
+        };
+        assert_eq!(next_step(&membership, &lagging), Step::Nothing);
         // Switched off: the repair rows only.
         let cluster = Cluster {
             rebalance: false,
