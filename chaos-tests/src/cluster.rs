@@ -25,6 +25,9 @@ pub struct Shape {
     pub heartbeat_ms: u64,
     /// How long a write waits for a quorum (the nodes' default is what users run).
     pub quorum_timeout_ms: u64,
+    /// The last this many nodes are not started with the others: [`Cluster::join`]
+    /// starts them later with `--join`, and the group leaders move replicas onto them.
+    pub joining: usize,
 }
 
 #[derive(Debug)]
@@ -34,6 +37,10 @@ pub struct Node {
     pub resp: u16,
     /// Where the node listens for its peers; they reach it through its proxy.
     pub grpc: u16,
+    /// Started with `--join` (one of [`Shape::joining`]).
+    pub joins: bool,
+    /// Started at least once: `heal` restarts it if it is down.
+    started: bool,
     child: Option<Child>,
     paused: bool,
 }
@@ -88,7 +95,8 @@ impl Cluster {
     pub async fn start(shape: Shape, dir: &Path) -> Result<Cluster> {
         let mut nodes = Vec::new();
         let mut reserved = Vec::new();
-        for i in 0..shape.nodes_per_zone * ZONES.len() {
+        let count = shape.nodes_per_zone * ZONES.len();
+        for i in 0..count {
             let (resp, resp_hold) = reserve_port()?;
             let (grpc, grpc_hold) = reserve_port()?;
             reserved.extend([resp_hold, grpc_hold]);
@@ -97,6 +105,8 @@ impl Cluster {
                 zone: ZONES[i % ZONES.len()],
                 resp,
                 grpc,
+                joins: i + shape.joining >= count,
+                started: false,
                 child: None,
                 paused: false,
             });
@@ -112,10 +122,22 @@ impl Cluster {
             dir: dir.to_owned(),
         };
         for i in 0..cluster.nodes.len() {
-            cluster.spawn(i)?;
+            if !cluster.nodes[i].joins {
+                cluster.spawn(i)?;
+            }
         }
         cluster.wait_for_leaders(Duration::from_secs(30)).await?;
         Ok(cluster)
+    }
+
+    /// Starts the joining nodes that have not been started yet.
+    pub fn join(&mut self) -> Result<()> {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].joins && !self.nodes[i].started {
+                self.spawn(i)?;
+            }
+        }
+        Ok(())
     }
 
     /// The address peers reach node `id` at: its proxy.
@@ -126,9 +148,12 @@ impl Cluster {
         )
     }
 
-    fn members(&self) -> Vec<String> {
+    /// The member list a node starts with: the first nodes' own, or for a joining node
+    /// every node's (the running ones never learn of it but through the map).
+    fn members(&self, joins: bool) -> Vec<String> {
         self.nodes
             .iter()
+            .filter(|n| joins || !n.joins)
             .flat_map(|n| {
                 [
                     "--member".to_owned(),
@@ -146,7 +171,7 @@ impl Cluster {
 
     /// Starts node `i` (again): same ports, same data.
     pub fn spawn(&mut self, i: usize) -> Result<()> {
-        let members = self.members();
+        let members = self.members(self.nodes[i].joins);
         let advertised = self.advertised(self.nodes[i].id);
         let shape = &self.shape;
         let node = &mut self.nodes[i];
@@ -170,12 +195,14 @@ impl Cluster {
             ])
             .args(["--heartbeat-ms", &shape.heartbeat_ms.to_string()])
             .args(["--quorum-timeout-ms", &shape.quorum_timeout_ms.to_string()])
+            .args(node.joins.then_some("--join"))
             .args(members)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", shape.shoal.display()))?;
         node.child = Some(child);
+        node.started = true;
         node.paused = false;
         Ok(())
     }
@@ -220,7 +247,7 @@ impl Cluster {
             if self.nodes[i].is_paused() {
                 self.resume(i)?;
             }
-            if !self.nodes[i].is_running() {
+            if self.nodes[i].started && !self.nodes[i].is_running() {
                 self.spawn(i)?;
             }
         }
@@ -266,6 +293,35 @@ impl Cluster {
             if leaders.len() as u64 == groups && meta_led {
                 return Some(leaders);
             }
+        }
+        None
+    }
+
+    /// Each shard group's voters, as some live node's INFO cluster says, when no
+    /// group has a learner (no replica being added).
+    pub async fn voters(&mut self) -> Option<BTreeMap<u64, Vec<u64>>> {
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].is_running() || self.nodes[i].is_paused() {
+                continue;
+            }
+            let Ok(info) = info_cluster(&self.nodes[i].addr()).await else {
+                continue;
+            };
+            let ids = |list: Option<String>| -> Vec<u64> {
+                list.unwrap_or_default()
+                    .split('|')
+                    .filter_map(|v| v.parse().ok())
+                    .collect()
+            };
+            let mut out = BTreeMap::new();
+            for g in 0..self.shape.groups {
+                let name = format!("group{g}");
+                if !ids(field(&info, &name, "learners")).is_empty() {
+                    return None;
+                }
+                out.insert(g, ids(field(&info, &name, "voters")));
+            }
+            return Some(out);
         }
         None
     }

@@ -6,10 +6,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use shoal_chaos::cluster::Shape;
+use shoal_chaos::cluster::{Shape, ZONES};
 use shoal_chaos::faults::Kind;
 use shoal_chaos::run::{self, Plan, Report};
 use shoal_chaos::workload::Workload;
+
+/// The scenario that starts with one node per zone and adds the others (`--join`)
+/// while leaders are killed, paused and cut off: rebalancing under faults.
+const GROW: &str = "grow";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Suite {
@@ -60,6 +64,7 @@ fn plans(cli: &Cli) -> Vec<Plan> {
         election_timeout_ms: 500,
         heartbeat_ms: 100,
         quorum_timeout_ms: 5_000,
+        joining: 0,
     };
     let workload = Workload {
         workers,
@@ -92,6 +97,10 @@ fn plans(cli: &Cli) -> Vec<Plan> {
             ],
         ));
         scenarios.push(("partition-zone", vec![Kind::PartitionZone]));
+        scenarios.push((
+            GROW,
+            vec![Kind::LeaderKill, Kind::Pause, Kind::PartitionLeader],
+        ));
     }
     scenarios
         .into_iter()
@@ -99,7 +108,15 @@ fn plans(cli: &Cli) -> Vec<Plan> {
         .enumerate()
         .map(|(i, (name, kinds))| Plan {
             name: name.to_owned(),
-            shape: shape.clone(),
+            // One node per zone to start with; the others join while faults go on.
+            shape: Shape {
+                joining: if name == GROW {
+                    shape.nodes_per_zone.saturating_sub(1) * ZONES.len()
+                } else {
+                    0
+                },
+                ..shape.clone()
+            },
             workload: workload.clone(),
             rounds: if kinds == [Kind::RestartAll] || kinds == [Kind::MajorityKill] {
                 1.max(rounds / 3)
@@ -126,7 +143,7 @@ fn summary(r: &Report) -> String {
     let mut rec = r.recovery_ms.clone();
     rec.sort_unstable();
     format!(
-        "{:<12} seed {:<4} {} nodes {} groups: {} faults, {} ops ({} acked, {} unknown, {} failed), {} keys checked ({} skipped), {} violations, converged {}, write recovery after a leader loss p50 {} ms p99 {} ms max {} ms ({} samples){}, {:.1} s — {}",
+        "{:<12} seed {:<4} {} nodes {} groups: {} faults, {} ops ({} acked, {} unknown, {} failed), {} keys checked ({} skipped), {} violations, converged {}{}, write recovery after a leader loss p50 {} ms p99 {} ms max {} ms ({} samples){}, {:.1} s — {}",
         r.name,
         r.seed,
         r.nodes,
@@ -140,6 +157,10 @@ fn summary(r: &Report) -> String {
         r.keys_skipped,
         r.violations.len(),
         r.converged.values().all(|c| *c),
+        match r.rebalanced {
+            Some(done) => format!(", every node holding a replica {done}"),
+            None => String::new(),
+        },
         percentile(&rec, 0.5),
         percentile(&rec, 0.99),
         rec.last().copied().unwrap_or(0),

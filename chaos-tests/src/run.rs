@@ -52,6 +52,9 @@ pub struct Report {
     /// While a majority was down: changes started and answered in that window, by
     /// how they were answered (an acknowledgement there is a violation).
     pub majority_loss: MajorityLoss,
+    /// With joining nodes: whether every node held a replica (voted in some shard
+    /// group) within a minute of the faults ending; `None` without.
+    pub rebalanced: Option<bool>,
     pub duration_ms: u64,
 }
 
@@ -73,7 +76,10 @@ impl Report {
     /// No violation, every group converged, and every key checked: a key the search
     /// gave up on is a check not made, so it fails the run too.
     pub fn passed(&self) -> bool {
-        self.violations.is_empty() && self.converged.values().all(|c| *c) && self.keys_skipped == 0
+        self.violations.is_empty()
+            && self.converged.values().all(|c| *c)
+            && self.keys_skipped == 0
+            && self.rebalanced != Some(false)
     }
 
     pub fn recovered_in_time(&self) -> bool {
@@ -100,7 +106,14 @@ pub async fn run(plan: &Plan) -> Result<Report> {
 async fn run_in(plan: &Plan, dir: &std::path::Path) -> Result<Report> {
     let started = Instant::now();
     let mut cluster = Cluster::start(plan.shape.clone(), dir).await?;
-    let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr()).collect();
+    // The clients know the first nodes only; joining nodes serve as routers too, but
+    // the checks below read through the first node as always.
+    let addrs: Vec<String> = cluster
+        .nodes
+        .iter()
+        .filter(|n| !n.joins)
+        .map(|n| n.addr())
+        .collect();
     create_index(&addrs[0]).await?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -114,6 +127,8 @@ async fn run_in(plan: &Plan, dir: &std::path::Path) -> Result<Report> {
     let mut rng = StdRng::seed_from_u64(plan.seed);
     let mut done = Vec::new();
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // Joining nodes come in now: replicas move onto them while the faults go on.
+    cluster.join()?;
     for _ in 0..plan.rounds {
         let Some(kind) = plan.kinds.choose(&mut rng).copied() else {
             break;
@@ -134,6 +149,11 @@ async fn run_in(plan: &Plan, dir: &std::path::Path) -> Result<Report> {
     cluster.wait_for_leaders(Duration::from_secs(30)).await?;
     let finals = final_values(&addrs[0], &ops).await?;
     let verdicts = check::histories(&ops, &finals);
+    let rebalanced = if plan.shape.joining > 0 {
+        Some(every_node_votes(&mut cluster, Duration::from_secs(60)).await)
+    } else {
+        None
+    };
     let converged = converged(&mut cluster, Duration::from_secs(30)).await;
     let recovery_ms = recovery(&ops, &done, plan.shape.groups);
     let majority_loss = majority_loss(&ops, &done);
@@ -170,6 +190,7 @@ async fn run_in(plan: &Plan, dir: &std::path::Path) -> Result<Report> {
         converged,
         recovery_ms,
         majority_loss,
+        rebalanced,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
 }
@@ -245,6 +266,24 @@ async fn final_values(addr: &str, ops: &[Op]) -> Result<BTreeMap<String, Option<
 /// Whether every replica of every group holds the same data (`DEBUG DIGEST <group>` on
 /// every node; nodes that hold no replica of a group say so and are skipped), waiting
 /// up to `within` for followers to apply what their leader has.
+/// Whether, within `within`, every node is a voter of some shard group (the joined
+/// ones took replicas) with no move under way.
+async fn every_node_votes(cluster: &mut Cluster, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let ids: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
+    loop {
+        if let Some(voters) = cluster.voters().await {
+            if ids.iter().all(|id| voters.values().any(|v| v.contains(id))) {
+                return true;
+            }
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 async fn converged(cluster: &mut Cluster, within: Duration) -> BTreeMap<u64, bool> {
     let deadline = Instant::now() + within;
     let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr()).collect();
