@@ -158,7 +158,7 @@ fn summary(r: &Report) -> String {
         r.violations.len(),
         r.converged.values().all(|c| *c),
         match r.rebalanced {
-            Some(done) => format!(", every node holding a replica {done}"),
+            Some(done) => format!(", joined nodes holding replicas {done}"),
             None => String::new(),
         },
         percentile(&rec, 0.5),

@@ -52,8 +52,8 @@ pub struct Report {
     /// While a majority was down: changes started and answered in that window, by
     /// how they were answered (an acknowledgement there is a violation).
     pub majority_loss: MajorityLoss,
-    /// With joining nodes: whether every node held a replica (voted in some shard
-    /// group) within a minute of the faults ending; `None` without.
+    /// With joining nodes: whether they took replicas within a minute of the faults
+    /// ending (see `every_node_votes`); `None` without.
     pub rebalanced: Option<bool>,
     pub duration_ms: u64,
 }
@@ -263,17 +263,36 @@ async fn final_values(addr: &str, ops: &[Op]) -> Result<BTreeMap<String, Option<
     Ok(out)
 }
 
-/// Whether every replica of every group holds the same data (`DEBUG DIGEST <group>` on
-/// every node; nodes that hold no replica of a group say so and are skipped), waiting
-/// up to `within` for followers to apply what their leader has.
-/// Whether, within `within`, every node is a voter of some shard group (the joined
-/// ones took replicas) with no move under way.
+/// Whether, within `within`, some joined node and every joined node of a zone that
+/// does not lead every group is a voter of some shard group, with no move under way.
+/// (A replica on a group's leader does not move: nothing hands leadership over yet.
+/// A joined node takes only replicas of its own zone, so one whose zone leads every
+/// group is left out; with 2 groups and leader kills that happens.)
 async fn every_node_votes(cluster: &mut Cluster, within: Duration) -> bool {
     let deadline = Instant::now() + within;
-    let ids: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
     loop {
-        if let Some(voters) = cluster.voters().await {
-            if ids.iter().all(|id| voters.values().any(|v| v.contains(id))) {
+        if let (Some(voters), Some(leaders)) = (cluster.voters().await, cluster.leaders().await) {
+            let leading_zones: Vec<&str> = leaders
+                .values()
+                .filter_map(|id| cluster.nodes.iter().find(|n| n.id == *id))
+                .map(|n| n.zone)
+                .collect();
+            let leads_all =
+                |zone: &str| leading_zones.iter().filter(|z| **z == zone).count() == leaders.len();
+            let expected = cluster
+                .nodes
+                .iter()
+                .filter(|n| n.joins && !leads_all(n.zone));
+            let joined_any = cluster
+                .nodes
+                .iter()
+                .filter(|n| n.joins)
+                .any(|n| voters.values().any(|v| v.contains(&n.id)));
+            if joined_any
+                && expected
+                    .clone()
+                    .all(|n| voters.values().any(|v| v.contains(&n.id)))
+            {
                 return true;
             }
         }
@@ -284,6 +303,9 @@ async fn every_node_votes(cluster: &mut Cluster, within: Duration) -> bool {
     }
 }
 
+/// Whether every replica of every group holds the same data (`DEBUG DIGEST <group>` on
+/// every node; nodes that hold no replica of a group say so and are skipped), waiting
+/// up to `within` for followers to apply what their leader has.
 async fn converged(cluster: &mut Cluster, within: Duration) -> BTreeMap<u64, bool> {
     let deadline = Instant::now() + within;
     let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr()).collect();

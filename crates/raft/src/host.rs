@@ -276,7 +276,11 @@ impl Host {
 
     /// The gRPC service to serve on the node's Raft address.
     pub fn service(&self) -> TransportService {
-        TransportService::new(self.groups.clone(), self.dir.join("spool"))
+        TransportService::new(
+            self.groups.clone(),
+            self.dir.join("spool"),
+            self.dir.join("groups"),
+        )
     }
 
     /// Serves the Raft transport on `listener` until `shutdown` completes.

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
@@ -496,11 +497,39 @@ pub struct TransportService {
     groups: Groups,
     /// Where incoming snapshots are spooled before they are installed.
     spool: PathBuf,
+    /// Where `Host::purge_group` leaves `<group>.erased` marks.
+    marks: PathBuf,
 }
 
+/// The answer to a vote request for a group whose replica here was erased.
+pub const ERASED: &str = "this replica was erased after the group removed it: it does not vote";
+
 impl TransportService {
-    pub fn new(groups: Groups, spool: PathBuf) -> Self {
-        TransportService { groups, spool }
+    pub fn new(groups: Groups, spool: PathBuf, marks: PathBuf) -> Self {
+        TransportService {
+            groups,
+            spool,
+            marks,
+        }
+    }
+
+    /// Whether this node's replica of `group` must not vote: the group removed it and
+    /// it erased what it held, and no leader has added it back since (it holds
+    /// nothing). Its empty log would grant any candidate, and a replica that missed
+    /// its own removal still campaigns with the membership it last knew: once the
+    /// group moved on from enough of those members, their erased replicas would elect
+    /// it, a second group under the same id. A replica added back holds data again
+    /// (the leader's snapshot or log) before anyone asks it to vote.
+    pub fn refuses_votes(&self, group: GroupId) -> bool {
+        let Some(raft) = self.groups.get(group) else {
+            return false;
+        };
+        let empty = {
+            let m = raft.metrics();
+            let m = m.borrow_watched();
+            m.last_log_index.is_none() && m.snapshot.is_none()
+        };
+        empty && self.marks.join(format!("{group}.erased")).exists()
     }
 
     /// The service, wrapped for tonic, with message limits raised for snapshots.
@@ -560,6 +589,9 @@ impl RaftTransport for TransportService {
     }
 
     async fn vote(&self, request: Request<GroupRequest>) -> Result<Response<GroupReply>, Status> {
+        if self.refuses_votes(request.get_ref().group) {
+            return reply::<VoteResponse<TypeConfig>>(&Err(ERASED.to_owned()));
+        }
         self.dispatch(request, "vote request", |raft, rpc| async move {
             raft.vote(rpc).await
         })
@@ -570,6 +602,9 @@ impl RaftTransport for TransportService {
         &self,
         request: Request<GroupRequest>,
     ) -> Result<Response<GroupReply>, Status> {
+        if self.refuses_votes(request.get_ref().group) {
+            return reply::<VoteResponse<TypeConfig>>(&Err(ERASED.to_owned()));
+        }
         self.dispatch(request, "pre-vote request", |raft, rpc| async move {
             raft.pre_vote(rpc).await
         })

@@ -626,6 +626,11 @@ async fn a_removed_replica_is_erased_and_can_be_added_back() {
     let reopened = cluster.nodes[at].host.group(GROUP).unwrap().status();
     assert!(!reopened.holds_data, "{reopened:?}");
     assert!(cluster.nodes[at].host.was_erased(GROUP));
+    // Erased and empty, it refuses every vote request for the group (a replica that
+    // missed its own removal could otherwise be elected by such replicas); the
+    // others vote as before.
+    assert!(cluster.nodes[at].host.service().refuses_votes(GROUP));
+    assert!(!cluster.node(leader).host.service().refuses_votes(GROUP));
 
     // Added back, it catches up from nothing (by snapshot or log, whichever the
     // leader still has) and holds every key.
@@ -644,6 +649,8 @@ async fn a_removed_replica_is_erased_and_can_be_added_back() {
         .unwrap();
     assert_eq!(cluster.nodes[at].hget("p0"), Reply::bulk("v"));
     assert_eq!(cluster.nodes[at].hget("after"), Reply::bulk("v"));
+    // Holding the group's data again, it votes again.
+    assert!(!cluster.nodes[at].host.service().refuses_votes(GROUP));
 }
 
 /// A purge a crash interrupted (its mark still there) is finished when the group opens.
@@ -666,6 +673,10 @@ async fn an_interrupted_purge_is_finished_at_the_next_open() {
     }
     std::fs::write(dir.path().join(format!("groups/{GROUP}.purging")), b"").unwrap();
     let host = open_when_released(9, dir.path(), config()).await;
+    // Never initialized and not erased: an empty replica votes (a group's first
+    // members vote before they initialize it themselves).
+    host.open_group(GROUP + 1).await.unwrap();
+    assert!(!host.service().refuses_votes(GROUP + 1));
     host.open_group(GROUP).await.unwrap();
     let status = host.group(GROUP).unwrap().status();
     assert!(!status.holds_data, "{status:?}");

@@ -116,11 +116,18 @@ pub async fn start(
     // does not do that either.
     let joined = config.data_dir.join(JOINED);
     if config.join && !joined.exists() {
-        std::fs::write(
-            &joined,
-            b"this node joined a running cluster: it bootstraps nothing\n",
-        )
-        .with_context(|| format!("writing {}", joined.display()))?;
+        // Synced, file and directory, as the purge marks are: a crash right after the
+        // start must not forget it.
+        std::fs::File::create(&joined)
+            .and_then(|mut f| {
+                std::io::Write::write_all(
+                    &mut f,
+                    b"this node joined a running cluster: it bootstraps nothing\n",
+                )?;
+                f.sync_all()
+            })
+            .and_then(|()| std::fs::File::open(&config.data_dir)?.sync_all())
+            .with_context(|| format!("writing {}", joined.display()))?;
     }
     if !config.join && !joined.exists() {
         bootstrap(config, &host, &placed)?;
