@@ -127,20 +127,18 @@ impl Cluster<'_> {
 
     /// Groups each node is a member of, by the map.
     fn load(&self) -> BTreeMap<NodeId, usize> {
-        let mut load = BTreeMap::new();
-        for record in self.groups.values() {
-            for id in record.members() {
-                *load.entry(id).or_default() += 1;
-            }
-        }
-        load
+        self.members_per_node(|_| true)
     }
 
     /// Shard replicas (voters and learners) on each node by the map; the meta group's
     /// do not count, they hold little.
     fn shard_load(&self) -> BTreeMap<NodeId, usize> {
+        self.members_per_node(|g| g != META)
+    }
+
+    fn members_per_node(&self, counted: impl Fn(GroupId) -> bool) -> BTreeMap<NodeId, usize> {
         let mut load = BTreeMap::new();
-        for (_, record) in self.groups.iter().filter(|(g, _)| **g != META) {
+        for (_, record) in self.groups.iter().filter(|(g, _)| counted(**g)) {
             for id in record.members() {
                 *load.entry(id).or_default() += 1;
             }
