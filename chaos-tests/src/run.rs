@@ -263,36 +263,19 @@ async fn final_values(addr: &str, ops: &[Op]) -> Result<BTreeMap<String, Option<
     Ok(out)
 }
 
-/// Whether, within `within`, some joined node and every joined node of a zone that
-/// does not lead every group is a voter of some shard group, with no move under way.
-/// (A replica on a group's leader does not move: nothing hands leadership over yet.
-/// A joined node takes only replicas of its own zone, so one whose zone leads every
-/// group is left out; with 2 groups and leader kills that happens.)
+/// Whether, within `within`, every joined node is a voter of some shard group. Each
+/// takes a replica of its own zone's older node (which holds one per group, two more
+/// than the newcomer); where that node leads the group, it hands leadership over first.
 async fn every_node_votes(cluster: &mut Cluster, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     loop {
-        if let (Some(voters), Some(leaders)) = (cluster.voters().await, cluster.leaders().await) {
-            let leading_zones: Vec<&str> = leaders
-                .values()
-                .filter_map(|id| cluster.nodes.iter().find(|n| n.id == *id))
-                .map(|n| n.zone)
-                .collect();
-            let leads_all =
-                |zone: &str| leading_zones.iter().filter(|z| **z == zone).count() == leaders.len();
-            let expected = cluster
-                .nodes
-                .iter()
-                .filter(|n| n.joins && !leads_all(n.zone));
-            let joined_any = cluster
+        if let Some(voters) = cluster.voters().await {
+            let all_vote = cluster
                 .nodes
                 .iter()
                 .filter(|n| n.joins)
-                .any(|n| voters.values().any(|v| v.contains(&n.id)));
-            if joined_any
-                && expected
-                    .clone()
-                    .all(|n| voters.values().any(|v| v.contains(&n.id)))
-            {
+                .all(|n| voters.values().any(|v| v.contains(&n.id)));
+            if all_vote {
                 return true;
             }
         }

@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 
+import pytest
 import redis
 
 from conftest import ClusterServer, wait_for
@@ -132,6 +133,142 @@ def test_nodes_that_join_take_replicas_while_writes_go_on(tmp_path):
                 assert status["holds_data"] == 0 and status["membership_index"] == 0, (g, status)
         assert client.set("after", "1") and client.get("after") == "1"
         assert layout(client)[0] == groups
+    finally:
+        stop.set()
+        c.stop()
+
+
+def leaders_by_status(c, groups):
+    """Each group's leader as the replicas themselves say (RAFT STATUS on a node that
+    calls itself leader), not the map."""
+    out = {}
+    for g in range(groups):
+        for resp, _ in c.ports:
+            try:
+                status = raft_status(resp, g)
+            except redis.RedisError:
+                continue
+            if status["role"] == b"leader":
+                out[g] = status["id"]
+    return out
+
+
+def handovers_logged(c):
+    return sum((c.data_dir / f"node-{i + 1}.log").read_text(errors="replace").count("HandOver(")
+               for i in range(len(c.ports)))
+
+
+def writer_thread(c, stop, acked, failed):
+    def write():
+        w = redis.Redis(host="127.0.0.1", port=c.port, protocol=2, socket_timeout=10)
+        i = 0
+        while not stop.is_set():
+            try:
+                w.set(f"k:{i}", i)
+                acked.append(i)
+            except redis.RedisError as e:  # refused while leadership moved: not lost
+                failed.append((i, repr(e)))
+            i += 1
+            time.sleep(0.005)
+    t = threading.Thread(target=write, daemon=True)
+    t.start()
+    return t
+
+
+def all_acked_there(c, acked):
+    r = c.client(protocol=2)
+    pipe = r.pipeline(transaction=False)
+    for i in acked:
+        pipe.get(f"k:{i}")
+    got = pipe.execute()
+    missing = [i for i, v in zip(acked, got) if v != str(i).encode()]
+    assert not missing, f"acknowledged writes lost: {missing[:10]}"
+
+
+def test_leaders_gathered_on_one_node_spread_back_while_writes_go_on(tmp_path):
+    """An operator moves every leader onto node 1 (RAFT TRANSFER-LEADER, as before
+    maintenance); the group leaders hand leadership over again until each node leads
+    one group. Nothing acknowledged is lost."""
+    c = ClusterServer(tmp_path, nodes=3, groups=GROUPS).start()
+    stop = threading.Event()
+    acked, failed = [], []
+    try:
+        writer = writer_thread(c, stop, acked, failed)
+        wait_for(lambda: len(acked) > 50 or None, what="writes before the hand-overs")
+        node1 = redis.Redis(host="127.0.0.1", port=c.ports[0][0], protocol=2)
+        # The errors an operator can meet.
+        with pytest.raises(redis.ResponseError, match="node 9 is not a voter of group 0"):
+            node1.execute_command("RAFT", "TRANSFER-LEADER", "0", "9")
+        with pytest.raises(redis.ResponseError, match="wrong number of arguments"):
+            node1.execute_command("RAFT", "TRANSFER-LEADER", "0")
+        gathered = False
+        for _ in range(20):
+            for g, leader in leaders_by_status(c, GROUPS).items():
+                if leader != 1:
+                    r = redis.Redis(host="127.0.0.1", port=c.ports[leader - 1][0], protocol=2)
+                    try:
+                        assert r.execute_command("RAFT", "TRANSFER-LEADER", str(g), "1") == b"OK"
+                    except redis.RedisError:
+                        pass  # it handed over (to the balancer) in between: ask again
+            if set(leaders_by_status(c, GROUPS).values()) == {1}:
+                gathered = True
+                break
+        assert gathered, leaders_by_status(c, GROUPS)
+        # A follower names the leader instead (MOVED, as for any membership change).
+        follower = redis.Redis(host="127.0.0.1", port=c.ports[1][0], protocol=2)
+        with pytest.raises(redis.exceptions.MovedError) as moved:
+            follower.execute_command("RAFT", "TRANSFER-LEADER", "0", "2")
+        assert str(moved.value).endswith(f":{c.ports[0][0]}"), moved.value
+
+        spread = wait_for(
+            lambda: (lambda l: l if sorted(l.values()) == [1, 2, 3] else None)(c.leaders()),
+            timeout=60, what="one leader per node again")
+        assert leaders_by_status(c, GROUPS) == spread
+        assert handovers_logged(c) >= 2
+        time.sleep(0.5)
+        stop.set()
+        writer.join(timeout=30)
+        assert len(acked) > 200, (len(acked), failed[:3])
+        all_acked_there(c, acked)
+    finally:
+        stop.set()
+        c.stop()
+
+
+def test_a_leader_s_own_replica_moves_once_it_hands_over(tmp_path):
+    """Two groups on three nodes, led by nodes 1 and 2; node 4 joins in zone a. Only
+    node 1's replicas can go to it (zones kept), and the lowest group, 0, is led by
+    node 1: it hands group 0 over, and the next leader moves node 1's replica to node
+    4. (Before hand-overs existed, group 1 moved instead; and had node 1 led both,
+    node 4 would have stayed empty.)"""
+    c = ClusterServer(tmp_path, nodes=3, groups=2).start()
+    stop = threading.Event()
+    acked, failed = [], []
+    try:
+        assert c.leaders() == {0: 1, 1: 2}
+        writer = writer_thread(c, stop, acked, failed)
+        wait_for(lambda: len(acked) > 50 or None, what="writes before the join")
+        c.join()  # node 4, zone a
+        client = c.client(protocol=2, decode_responses=True)
+
+        def moved():
+            info = client.info("cluster")
+            voters = {g: ids(info[f"group{g}"]["voters"]) for g in range(2)}
+            learners = [ids(info[f"group{g}"].get("learners", "")) for g in range(2)]
+            return voters if 4 in voters[0] and 1 not in voters[0] and not any(learners) \
+                else None
+        voters = wait_for(moved, timeout=90, what="node 1's replica of group 0 on node 4")
+        assert voters == {0: [2, 3, 4], 1: [1, 2, 3]}
+        assert c.leaders()[0] in (2, 3)
+        assert handovers_logged(c) >= 1
+        time.sleep(0.5)
+        stop.set()
+        writer.join(timeout=30)
+        assert len(acked) > 100, (len(acked), failed[:3])
+        all_acked_there(c, acked)
+        # Node 1 erased its replica of group 0.
+        wait_for(lambda: raft_status(c.ports[0][0], 0)["holds_data"] == 0 or None,
+                 timeout=30, what="node 1 erasing group 0")
     finally:
         stop.set()
         c.stop()

@@ -25,26 +25,37 @@
 //! there is one, and holds the fewest groups.
 //!
 //! Rebalancing (shard groups only, when `rebalance` is on) moves replicas onto nodes
-//! that hold fewer, such as a node added later, with the same three committed steps:
+//! that hold fewer, such as a node added later, with the same three committed steps,
+//! and spreads leaders over nodes by handing leadership over:
 //!
 //! | the cluster, with no voter gone                          | step                         |
 //! |----------------------------------------------------------|------------------------------|
 //! | a voter of this group is down, or it has a learner       | nothing: repair comes first  |
+//! | this group has more voters than the replication factor   | remove the `surplus` voter   |
 //! | the map misses a shard group, or its leader has not      | nothing: loads unknown       |
 //! | reported it for 5 s (a cluster starting, a group leaderless) |                          |
-//! | or it does not show this group's voters as they are now  |                              |
-//! | this group has more voters than the replication factor   | remove the `surplus` voter |
+//! | or it does not show this group as it is now (voters, leader) |                          |
 //! | another group has a voter down, a learner, or more voters| nothing                      |
 //! | than the replication factor (a move finishing there)     |                              |
-//! | a lower shard group has a `planned_move` by the map    | nothing: one move at a time  |
-//! | this group has one                                       | add its learner              |
-//! | anything else (loads within one of each other)           | nothing                      |
+//! | a lower shard group has a `planned_move` by the map      | nothing: one move at a time  |
+//! | this group has one, from another node than the leader's  | add its learner              |
+//! | this group has one, from the leader's own node           | hand leadership to another   |
+//! |                                                          | voter (then the next leader  |
+//! |                                                          | moves it)                    |
+//! | some group has a move (by the map)                       | nothing: replicas first      |
+//! | a lower shard group has a `planned_handover` by the map  | nothing: one at a time       |
+//! | this group has one                                       | hand leadership over         |
+//! | anything else (loads and leads within one)               | nothing                      |
 //!
 //! A move takes a replica from the voter `surplus` would remove once the new node
 //! votes, and only when that node holds at least two more shard replicas than the new
 //! one and the group keeps as many zones: every move lowers the spread of the loads,
-//! so moves stop. The removal is decided again after the promotion by the same rule,
-//! so it takes the replica the move was planned for. The leader never picks itself.
+//! so moves stop. Which voter goes does not depend on who leads, so a leader that
+//! hands over for a move leaves the next leader the same move; the removal after the
+//! promotion is decided again by the same rule, so it takes the replica the move was
+//! planned for (a leader never removes itself). A hand-over to spread leaders goes to
+//! a caught-up voter leading at least two shard groups fewer than this leader: it too
+//! lowers a spread, so hand-overs stop.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -62,6 +73,9 @@ pub struct Membership {
     /// Each learner with how far behind the leader's log it is (`None`: it has not
     /// acknowledged anything yet).
     pub learners: Vec<(NodeId, Option<u64>)>,
+    /// Voters not known to be within [`CAUGHT_UP`] entries of the leader's log: a
+    /// hand-over to one of them would wait for its log, and fail.
+    pub lagging: Vec<NodeId>,
 }
 
 /// What the leader does next.
@@ -70,6 +84,8 @@ pub enum Step {
     Promote(NodeId),
     Remove(NodeId),
     AddLearner(NodeId),
+    /// Hand leadership of the group to this voter.
+    HandOver(NodeId),
     Nothing,
 }
 
@@ -134,6 +150,15 @@ impl Cluster<'_> {
     /// do not count, they hold little.
     fn shard_load(&self) -> BTreeMap<NodeId, usize> {
         self.members_per_node(|g| g != META)
+    }
+
+    /// Shard groups each node leads, by the map.
+    fn leads(&self) -> BTreeMap<NodeId, usize> {
+        let mut leads = BTreeMap::new();
+        for (_, record) in self.groups.iter().filter(|(g, _)| **g != META) {
+            *leads.entry(record.leader).or_default() += 1;
+        }
+        leads
     }
 
     fn members_per_node(&self, counted: impl Fn(GroupId) -> bool) -> BTreeMap<NodeId, usize> {
@@ -214,7 +239,7 @@ fn rebalance_step(membership: &Membership, cluster: &Cluster<'_>) -> Step {
     // A move half done finishes whatever the other groups do.
     if membership.voters.len() > cluster.replicas {
         let load = cluster.shard_load();
-        return surplus(&membership.voters, cluster.leader, &load, cluster)
+        return surplus(&membership.voters, Some(cluster.leader), &load, cluster)
             .map_or(Step::Nothing, Step::Remove);
     }
     // Loads counted before every group reported (a cluster starting) are too low.
@@ -224,10 +249,12 @@ fn rebalance_step(membership: &Membership, cluster: &Cluster<'_>) -> Step {
             .get(&g)
             .is_some_and(|r| cluster.now_ms.saturating_sub(r.seen_ms) <= NODE_DOWN_AFTER_MS)
     });
-    // Nor is a move planned on the map until it shows this group as it is now: right
-    // after a move it still counts the replica that left.
+    // Nor is a step planned on the map until it shows this group as it is now: right
+    // after a move it still counts the replica that left, right after a hand-over
+    // the leader that left.
     let own_record_current = cluster.groups.get(&cluster.group).is_some_and(|r| {
         r.learners.is_empty()
+            && r.leader == cluster.leader
             && r.voters.iter().collect::<BTreeSet<_>>()
                 == membership.voters.iter().collect::<BTreeSet<_>>()
     });
@@ -247,22 +274,50 @@ fn rebalance_step(membership: &Membership, cluster: &Cluster<'_>) -> Step {
     if !others_settled {
         return Step::Nothing;
     }
-    let lower_moves = others.iter().any(|(g, r)| {
-        **g < cluster.group && planned_move(**g, &r.voters, r.leader, cluster).is_some()
-    });
-    if lower_moves {
+    let lower = |g: &GroupId| *g < cluster.group;
+    let moves_elsewhere: Vec<GroupId> = others
+        .iter()
+        .filter(|(g, r)| planned_move(**g, &r.voters, r.leader, cluster).is_some())
+        .map(|(g, _)| **g)
+        .collect();
+    if moves_elsewhere.iter().any(lower) {
         return Step::Nothing;
     }
-    planned_move(cluster.group, &membership.voters, cluster.leader, cluster)
-        .map_or(Step::Nothing, |(target, _)| Step::AddLearner(target))
+    match planned_move(cluster.group, &membership.voters, cluster.leader, cluster) {
+        Some((_, victim)) if victim == cluster.leader => {
+            let to = handover_target(membership, cluster);
+            return to.map_or(Step::Nothing, Step::HandOver);
+        }
+        Some((target, _)) => return Step::AddLearner(target),
+        None => {}
+    }
+    if !moves_elsewhere.is_empty() {
+        return Step::Nothing;
+    }
+    let leads = cluster.leads();
+    let lower_handover = others.iter().any(|(g, r)| {
+        lower(g) && planned_handover(r.leader, &r.voters, &leads, cluster, |_| true).is_some()
+    });
+    if lower_handover {
+        return Step::Nothing;
+    }
+    let caught_up = |id: NodeId| !membership.lagging.contains(&id);
+    planned_handover(
+        cluster.leader,
+        &membership.voters,
+        &leads,
+        cluster,
+        caught_up,
+    )
+    .map_or(Step::Nothing, Step::HandOver)
 }
 
-/// The voter to remove from `voters` (one more than the group keeps): never the
-/// leader; first one whose zone another voter shares (so the zones stay), then the
-/// most loaded node, then the lowest id.
+/// The voter to remove from `voters` (one more than the group keeps), never
+/// `keep` (the leader): first one whose zone another voter shares (so the zones
+/// stay), then the most loaded node, then the lowest id.
 fn surplus(
     voters: &[NodeId],
-    leader: NodeId,
+    keep: Option<NodeId>,
     load: &BTreeMap<NodeId, usize>,
     cluster: &Cluster<'_>,
 ) -> Option<NodeId> {
@@ -273,7 +328,7 @@ fn surplus(
     voters
         .iter()
         .copied()
-        .filter(|id| *id != leader)
+        .filter(|id| Some(*id) != keep)
         .max_by_key(|id| {
             (
                 zone_shared(*id),
@@ -286,7 +341,10 @@ fn surplus(
 /// A move for `group` (voters `voters`, led by `leader`), as `(new node, voter it
 /// replaces)`: onto the least loaded live node that holds nothing of the group, when
 /// the replaced voter holds at least two more shard replicas than it and the group
-/// keeps as many zones.
+/// keeps as many zones. Which voter a target replaces does not depend on who leads;
+/// of the moves there are, the first that leaves the leader in place is taken, and
+/// one that takes the leader's replica only when there is no other (see the
+/// module's notes: the next leader then finds the same move).
 fn planned_move(
     group: GroupId,
     voters: &[NodeId],
@@ -308,16 +366,56 @@ fn planned_move(
         .filter(|id| !voters.contains(id) && cluster.up(*id) && !cluster.holds_of(*id, group))
         .collect();
     targets.sort_by_key(|id| (of(id), *id));
-    targets.into_iter().find_map(|target| {
-        let mut with: Vec<NodeId> = voters.to_vec();
-        with.push(target);
-        let mut after_load = load.clone();
-        *after_load.entry(target).or_default() += 1;
-        let victim = surplus(&with, leader, &after_load, cluster)?;
-        let kept = zones(&mut with.iter().copied().filter(|id| *id != victim));
-        (victim != target && of(&victim) >= of(&target) + 2 && kept >= before)
-            .then_some((target, victim))
-    })
+    let moves: Vec<(NodeId, NodeId)> = targets
+        .into_iter()
+        .filter_map(|target| {
+            let mut with: Vec<NodeId> = voters.to_vec();
+            with.push(target);
+            let mut after_load = load.clone();
+            *after_load.entry(target).or_default() += 1;
+            let victim = surplus(&with, None, &after_load, cluster)?;
+            let kept = zones(&mut with.iter().copied().filter(|id| *id != victim));
+            (victim != target && of(&victim) >= of(&target) + 2 && kept >= before)
+                .then_some((target, victim))
+        })
+        .collect();
+    moves
+        .iter()
+        .find(|(_, victim)| *victim != leader)
+        .or(moves.first())
+        .copied()
+}
+
+/// The voter a leader hands over to so that leaders spread: one that is up, passes
+/// `eligible` (caught up, when the leader itself decides) and leads at least two
+/// shard groups fewer than `leader`; the one leading fewest, then the lowest id.
+fn planned_handover(
+    leader: NodeId,
+    voters: &[NodeId],
+    leads: &BTreeMap<NodeId, usize>,
+    cluster: &Cluster<'_>,
+    eligible: impl Fn(NodeId) -> bool,
+) -> Option<NodeId> {
+    let of = |id: &NodeId| leads.get(id).copied().unwrap_or(0);
+    voters
+        .iter()
+        .copied()
+        .filter(|id| *id != leader && cluster.up(*id) && eligible(*id))
+        .filter(|id| of(id) + 2 <= of(&leader))
+        .min_by_key(|id| (of(id), *id))
+}
+
+/// The voter to hand leadership to before a move takes the leader's own replica:
+/// up and caught up; leading fewest shard groups, then the lowest id.
+fn handover_target(membership: &Membership, cluster: &Cluster<'_>) -> Option<NodeId> {
+    let leads = cluster.leads();
+    membership
+        .voters
+        .iter()
+        .copied()
+        .filter(|id| *id != cluster.leader && cluster.up(*id))
+        .filter(|id| !membership.lagging.contains(id))
+        .min_by_key(|id| (leads.get(id).copied().unwrap_or(0), *id))
 }
 
 #[cfg(test)]
@@ -379,6 +477,7 @@ mod tests {
             &Membership {
                 voters: voters.to_vec(),
                 learners: learners.to_vec(),
+                lagging: Vec::new(),
             },
             &cluster,
         )
@@ -525,6 +624,7 @@ mod tests {
         let membership = Membership {
             voters: voters.clone(),
             learners: learners.iter().map(|id| (*id, Some(0))).collect(),
+            lagging: Vec::new(),
         };
         next_step(&membership, &cluster)
     }
@@ -539,13 +639,21 @@ mod tests {
         load
     }
 
+    /// What [`settle`] saw: steps taken, and how many were hand-overs.
+    #[derive(Debug, Default)]
+    struct Settled {
+        steps: usize,
+        handovers: usize,
+    }
+
     /// Every leader takes its step once a round, on the map as it was when the round
     /// began (leaders read the same, slightly stale map), until nobody has one.
-    fn settle(layout: &mut Layout, n: &BTreeMap<NodeId, NodeRecord>) -> usize {
-        let mut steps = 0;
+    fn settle(layout: &mut Layout, n: &BTreeMap<NodeId, NodeRecord>) -> Settled {
+        let mut settled = Settled::default();
         for _ in 0..100 {
             let before = layout.clone();
             let mut moved = false;
+            let mut handovers = 0;
             for g in before.keys() {
                 let step = rebalance_step(&before, n, *g);
                 let (voters, learners, leader) = layout.get_mut(g).expect("group");
@@ -560,20 +668,35 @@ mod tests {
                         assert_ne!(id, *leader, "a leader removed itself");
                         voters.retain(|v| *v != id);
                     }
+                    Step::HandOver(id) => {
+                        assert!(voters.contains(&id), "{id} is no voter: {layout:?}");
+                        assert_ne!(id, *leader);
+                        *leader = id;
+                        handovers += 1;
+                        settled.handovers += 1;
+                    }
                 }
                 moved = true;
-                steps += 1;
+                settled.steps += 1;
             }
             let moving = layout
                 .values()
                 .filter(|(v, l, _)| !l.is_empty() || v.len() > 3)
                 .count();
-            assert!(moving <= 1, "two moves at once: {layout:?}");
+            assert!(moving + handovers <= 1, "two steps at once: {layout:?}");
             if !moved {
-                return steps;
+                return settled;
             }
         }
         panic!("no fixed point: {layout:?}");
+    }
+
+    fn leads_of(layout: &Layout) -> BTreeMap<NodeId, usize> {
+        let mut leads = BTreeMap::new();
+        for (_, _, leader) in layout.values() {
+            *leads.entry(*leader).or_default() += 1;
+        }
+        leads
     }
 
     #[test]
@@ -589,9 +712,14 @@ mod tests {
         let mut layout: Layout = (0..3)
             .map(|g| (g, (vec![1, 2, 3], Vec::new(), g + 1)))
             .collect();
-        let steps = settle(&mut layout, &n);
-        assert_eq!(steps % 3, 0, "each move is add, promote, remove: {steps}");
-        assert!(steps >= 9, "at least three moves: {steps}");
+        let settled = settle(&mut layout, &n);
+        let moves = settled.steps - settled.handovers;
+        assert_eq!(
+            moves % 3,
+            0,
+            "each move is add, promote, remove: {settled:?}"
+        );
+        assert!(moves >= 9, "at least three moves: {settled:?}");
         for (g, (voters, learners, leader)) in &layout {
             assert!(learners.is_empty(), "{g}: {layout:?}");
             assert_eq!(voters.len(), 3, "{g}: {layout:?}");
@@ -604,31 +732,115 @@ mod tests {
             (1..=6).all(|id| (1..=2).contains(&load.get(&id).copied().unwrap_or(0))),
             "{load:?}"
         );
+        assert!(leads_of(&layout).values().all(|l| *l == 1), "{layout:?}");
     }
 
     #[test]
-    fn a_zone_s_only_newcomer_takes_only_that_zone_s_replicas() {
-        // Node 4 can take only node 1's replicas (zone a), and not where 1 leads.
+    fn a_zone_s_only_newcomer_takes_a_leader_s_replica_after_a_hand_over() {
+        // Node 4 can take only node 1's replicas (zone a). Group 0 is the lowest with
+        // that move, and 1 leads it: 1 hands over first, to the voter leading fewest.
         let n = nodes(&[(1, "a", 0), (2, "b", 0), (3, "c", 0), (4, "a", 0)]);
         let mut layout: Layout = (0..3)
             .map(|g| (g, (vec![1, 2, 3], Vec::new(), g + 1)))
             .collect();
-        assert_eq!(
-            rebalance_step(&layout, &n, 0),
-            Step::Nothing,
-            "1 leads group 0"
-        );
-        assert_eq!(rebalance_step(&layout, &n, 1), Step::AddLearner(4));
-        assert_eq!(
-            rebalance_step(&layout, &n, 2),
-            Step::Nothing,
-            "group 1 moves first"
-        );
-        settle(&mut layout, &n);
-        assert_eq!(layout[&0].0, vec![1, 2, 3]);
-        assert_eq!(layout[&1].0, vec![2, 3, 4]);
+        assert_eq!(rebalance_step(&layout, &n, 0), Step::HandOver(2));
+        assert_eq!(rebalance_step(&layout, &n, 1), Step::Nothing, "0 first");
+        assert_eq!(rebalance_step(&layout, &n, 2), Step::Nothing, "0 first");
+        // The next leader is left the same move.
+        layout.get_mut(&0).expect("group 0").2 = 2;
+        assert_eq!(rebalance_step(&layout, &n, 0), Step::AddLearner(4));
+        layout.get_mut(&0).expect("group 0").2 = 1;
+        let settled = settle(&mut layout, &n);
+        assert_eq!(layout[&0].0, vec![2, 3, 4]);
         // 1 and 4 now hold 2 and 1: within one of each other, nothing more moves.
+        assert_eq!(layout[&1].0, vec![1, 2, 3]);
         assert_eq!(layout[&2].0, vec![1, 2, 3]);
+        // 2 led groups 0 and 1, 1 none: leads spread again, one each but for 1.
+        assert!(settled.handovers >= 2, "{settled:?}");
+        let leads = leads_of(&layout);
+        assert!(leads.values().all(|l| *l == 1), "{leads:?}");
+    }
+
+    #[test]
+    fn leaders_spread_over_the_nodes_one_hand_over_at_a_time() {
+        let n = nodes(&[(1, "a", 0), (2, "b", 0), (3, "c", 0)]);
+        // Every group led by 1 (the others restarted, say).
+        let mut layout: Layout = (0..3)
+            .map(|g| (g, (vec![1, 2, 3], Vec::new(), 1)))
+            .collect();
+        assert_eq!(rebalance_step(&layout, &n, 0), Step::HandOver(2));
+        assert_eq!(rebalance_step(&layout, &n, 1), Step::Nothing, "0 first");
+        let settled = settle(&mut layout, &n);
+        assert_eq!(settled.handovers, settled.steps, "nothing but hand-overs");
+        assert_eq!(settled.handovers, 2, "{layout:?}");
+        assert_eq!(leads_of(&layout), BTreeMap::from([(1, 1), (2, 1), (3, 1)]));
+        // Two, one and one: within one, stays.
+        let near: Layout = BTreeMap::from([
+            (0, (vec![1, 2, 3], Vec::new(), 1)),
+            (1, (vec![1, 2, 3], Vec::new(), 1)),
+            (2, (vec![1, 2, 3], Vec::new(), 2)),
+            (3, (vec![1, 2, 3], Vec::new(), 3)),
+        ]);
+        assert!((0..4).all(|g| rebalance_step(&near, &n, g) == Step::Nothing));
+    }
+
+    #[test]
+    fn a_hand_over_waits_for_a_caught_up_voter_and_a_current_map() {
+        let n = nodes(&[(1, "a", 0), (2, "b", 0), (3, "c", 0)]);
+        let layout: Layout = (0..3)
+            .map(|g| (g, (vec![1, 2, 3], Vec::new(), 1)))
+            .collect();
+        let groups = records(&layout);
+        let cluster = Cluster {
+            group: 0,
+            nodes: &n,
+            groups: &groups,
+            replicas: 3,
+            now_ms: NOW,
+            replace_after_ms: 10_000,
+            leader: 1,
+            rebalance: true,
+            shard_groups: 3,
+        };
+        let mut membership = Membership {
+            voters: vec![1, 2, 3],
+            learners: Vec::new(),
+            lagging: vec![2],
+        };
+        assert_eq!(
+            next_step(&membership, &cluster),
+            Step::HandOver(3),
+            "2 lags"
+        );
+        membership.lagging = vec![2, 3];
+        assert_eq!(next_step(&membership, &cluster), Step::Nothing);
+        membership.lagging.clear();
+        // The map still names another leader of this group (a hand-over just done).
+        let mut behind = groups.clone();
+        if let Some(r) = behind.get_mut(&0) {
+            r.leader = 3;
+        }
+        let lagging_map = Cluster {
+            groups: &behind,
+            ..cluster
+        };
+        assert_eq!(next_step(&membership, &lagging_map), Step::Nothing);
+        // A node down: repair's turn, nothing moves.
+        let mut down = n.clone();
+        if let Some(r) = down.get_mut(&3) {
+            r.seen_ms = NOW - 6_000;
+        }
+        let with_down = Cluster {
+            nodes: &down,
+            ..cluster
+        };
+        assert_eq!(next_step(&membership, &with_down), Step::Nothing);
+        // Switched off: nothing.
+        let off = Cluster {
+            rebalance: false,
+            ..cluster
+        };
+        assert_eq!(next_step(&membership, &off), Step::Nothing);
     }
 
     #[test]
@@ -683,6 +895,7 @@ mod tests {
         let membership = Membership {
             voters: vec![1, 2, 3],
             learners: Vec::new(),
+            lagging: Vec::new(),
         };
         assert_eq!(next_step(&membership, &cluster), Step::Nothing);
         let mut stale = records(&crowded);
@@ -735,11 +948,13 @@ mod tests {
         };
         let load = BTreeMap::from([(1, 3), (2, 3), (3, 3), (4, 1)]);
         // 1 and 4 share zone a; 1 leads, so 4 goes although 2 and 3 hold more.
-        assert_eq!(surplus(&[1, 2, 3, 4], 1, &load, &cluster), Some(4));
+        assert_eq!(surplus(&[1, 2, 3, 4], Some(1), &load, &cluster), Some(4));
         // Led by 2: of the two in zone a, the more loaded.
-        assert_eq!(surplus(&[1, 2, 3, 4], 2, &load, &cluster), Some(1));
+        assert_eq!(surplus(&[1, 2, 3, 4], Some(2), &load, &cluster), Some(1));
+        // When planning a move, whoever leads: the same.
+        assert_eq!(surplus(&[1, 2, 3, 4], None, &load, &cluster), Some(1));
         // No zone shared: the most loaded, then the lowest id.
-        assert_eq!(surplus(&[1, 2, 3], 1, &load, &cluster), Some(2));
-        assert_eq!(surplus(&[1], 1, &load, &cluster), None);
+        assert_eq!(surplus(&[1, 2, 3], Some(1), &load, &cluster), Some(2));
+        assert_eq!(surplus(&[1], Some(1), &load, &cluster), None);
     }
 }

@@ -393,6 +393,48 @@ impl Group {
         Ok(())
     }
 
+    /// Hands leadership to the voter `to` and waits up to `timeout` for the group to
+    /// name its next leader: `Ok` once that is `to`. Rebalancing needs it to move a
+    /// leader's own replica, and to spread leaders over nodes.
+    ///
+    /// From the call on, this replica proposes nothing (a write gets `NotLeader`
+    /// naming `to`, which a router follows) and every voter stops honouring its lease,
+    /// so `to` is elected at once. When `to` cannot take over (its log is behind, it
+    /// is cut off), nobody hears this leader's heartbeats any more and the group
+    /// elects again after an election timeout: a pause, never two leaders.
+    pub async fn transfer_leader(&self, to: NodeId, timeout: Duration) -> Result<(), GroupError> {
+        let me = {
+            let watch = self.raft.metrics();
+            let m = watch.borrow_watched();
+            if m.state != ServerState::Leader {
+                return Err(self.not_leader(m.current_leader, None));
+            }
+            m.id
+        };
+        self.raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| self.error(e))?;
+        let next = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| m.current_leader.is_some_and(|l| l != me),
+                "another replica leads",
+            )
+            .await
+            .map_err(|_| GroupError::Timeout {
+                group: self.id,
+                timeout,
+            })?
+            .current_leader;
+        match next {
+            Some(l) if l == to => Ok(()),
+            other => Err(self.error(format!("leadership went to {other:?}, not to node {to}"))),
+        }
+    }
+
     /// Builds a snapshot now (the log before it is then purged per the config).
     pub async fn snapshot(&self) -> Result<(), GroupError> {
         self.raft

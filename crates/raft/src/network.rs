@@ -18,7 +18,8 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft_multi::{GroupNetworkAdapter, GroupNetworkFactory, GroupRouter};
 use parking_lot::{Mutex, RwLock};
@@ -226,6 +227,7 @@ enum Call {
     Append,
     Vote,
     PreVote,
+    TransferLeader,
 }
 
 fn network_err(e: impl std::fmt::Display) -> RPCError<TypeConfig> {
@@ -309,6 +311,7 @@ impl Network {
                 Call::Append => client.append(request).await,
                 Call::Vote => client.vote(request).await,
                 Call::PreVote => client.pre_vote(request).await,
+                Call::TransferLeader => client.transfer_leader(request).await,
             }
         })
         .await
@@ -370,6 +373,20 @@ impl GroupRouter<TypeConfig, GroupId> for Network {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.unary(target, group, Call::PreVote, &rpc, option.soft_ttl())
+            .await
+    }
+
+    /// openraft sends this to every voter when the leader hands over
+    /// ([`crate::Group::transfer_leader`]); without it a leader could never give up its
+    /// place, so its own replica could never move.
+    async fn transfer_leader(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        rpc: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.unary(target, group, Call::TransferLeader, &rpc, option.soft_ttl())
             .await
     }
 
@@ -607,6 +624,21 @@ impl RaftTransport for TransportService {
         }
         self.dispatch(request, "pre-vote request", |raft, rpc| async move {
             raft.pre_vote(rpc).await
+        })
+        .await
+    }
+
+    /// An erased replica holds no log, so it can be neither the next leader nor
+    /// anyone's voter: it has nothing to say to a hand-over either.
+    async fn transfer_leader(
+        &self,
+        request: Request<GroupRequest>,
+    ) -> Result<Response<GroupReply>, Status> {
+        if self.refuses_votes(request.get_ref().group) {
+            return reply::<TransferLeaderResponse<TypeConfig>>(&Err(ERASED.to_owned()));
+        }
+        self.dispatch(request, "transfer-leader request", |raft, rpc| async move {
+            raft.handle_transfer_leader(rpc).await
         })
         .await
     }

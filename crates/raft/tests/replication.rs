@@ -283,6 +283,69 @@ async fn three_replicas_elect_replicate_and_converge() {
     assert_eq!(forward.leader_id, Some(leader));
 }
 
+/// A leader hands over to a named voter, which then leads and commits; nothing
+/// acknowledged before is lost. A hand-over to a voter that is cut off fails, and the
+/// other two elect a leader and go on committing (a pause, not an outage).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_is_handed_to_a_named_voter() {
+    let cluster = Cluster::start(config()).await;
+    let all = [1, 2, 3];
+    let mut last = 0;
+    for i in 0..10 {
+        last = write_on_leader(&cluster, &all, &format!("a{i}")).await;
+    }
+    let first = cluster.leader(&all).await;
+    let term = cluster
+        .node(first)
+        .raft()
+        .metrics()
+        .borrow_watched()
+        .current_term;
+    let to = all.into_iter().find(|&id| id != first).unwrap();
+    let group = cluster.node(first).host.group(GROUP).unwrap();
+    group
+        .transfer_leader(to, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(cluster.leader(&all).await, to);
+    let now = cluster
+        .node(to)
+        .raft()
+        .metrics()
+        .borrow_watched()
+        .current_term;
+    assert!(now > term, "a new term: {term} -> {now}");
+    // The old leader no longer leads: it cannot hand anything over.
+    let refused = group.transfer_leader(first, Duration::from_secs(1)).await;
+    assert!(
+        matches!(refused, Err(shoal_raft::GroupError::NotLeader { .. })),
+        "{refused:?}"
+    );
+    for i in 0..10 {
+        last = write_on_leader(&cluster, &all, &format!("b{i}")).await;
+    }
+    cluster.converge(last).await;
+    for n in &cluster.nodes {
+        assert_eq!(n.host.replica(GROUP).unwrap().read().engine.dbsize(1), 20);
+    }
+
+    // To a voter that cannot hear anyone: no.
+    let third = all.into_iter().find(|&id| id != first && id != to).unwrap();
+    cluster.isolate(third, true);
+    let group = cluster.node(to).host.group(GROUP).unwrap();
+    let failed = group.transfer_leader(third, Duration::from_secs(3)).await;
+    assert!(failed.is_err(), "{failed:?}");
+    let rest = [first, to];
+    for i in 0..10 {
+        last = write_on_leader(&cluster, &rest, &format!("c{i}")).await;
+    }
+    cluster.isolate(third, false);
+    cluster.converge(last).await;
+    for n in &cluster.nodes {
+        assert_eq!(n.host.replica(GROUP).unwrap().read().engine.dbsize(1), 30);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_leader_does_not_commit_and_is_overwritten() {
     let mut cluster = Cluster::start(config()).await;

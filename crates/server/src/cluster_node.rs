@@ -365,7 +365,8 @@ fn spawn_map_upkeep(node: Arc<Node>, id: NodeId, addr: NodeAddr) {
 /// Every [`REPAIR_EVERY`], each group this node leads (shard groups, and the meta
 /// group with its three voters) takes its next step towards full replication
 /// ([`shoal_cluster::repair`]): replacing the replicas of a node that has been silent
-/// for `replace_after`.
+/// for `replace_after`; then, with `rebalance`, moving replicas onto less loaded nodes
+/// and handing leadership over so that leaders spread over the nodes.
 fn spawn_repair(node: Arc<Node>, config: &NodeConfig) {
     let replicas = config.replication_factor;
     let replace_after_ms = u64::try_from(config.replace_after.as_millis()).unwrap_or(u64::MAX);
@@ -405,6 +406,13 @@ fn spawn_repair(node: Arc<Node>, config: &NodeConfig) {
                         .filter(|m| !m.2)
                         .map(|m| (m.0, group.lag(m.0)))
                         .collect(),
+                    lagging: status
+                        .members
+                        .iter()
+                        .filter(|m| m.2 && m.0 != me)
+                        .filter(|m| group.lag(m.0).is_none_or(|l| l > repair::CAUGHT_UP))
+                        .map(|m| m.0)
+                        .collect(),
                 };
                 let step = repair::next_step(&membership, &cluster);
                 let done = match step {
@@ -422,14 +430,21 @@ fn spawn_repair(node: Arc<Node>, config: &NodeConfig) {
                         let add = group.add_learner(id, record.addr.clone());
                         tokio::time::timeout(step_limit, add).await
                     }
+                    repair::Step::HandOver(id) => Ok(group.transfer_leader(id, step_limit).await),
                 };
                 match done {
-                    Ok(Ok(())) => tracing::info!(group = group.id(), ?step, "re-placing a replica"),
+                    Ok(Ok(())) => {
+                        tracing::info!(group = group.id(), ?step, "repair or rebalancing step")
+                    }
                     Ok(Err(e)) => {
-                        tracing::warn!(group = group.id(), ?step, error = %e, "re-placing a replica")
+                        tracing::warn!(group = group.id(), ?step, error = %e, "repair or rebalancing step")
                     }
                     Err(_) => {
-                        tracing::warn!(group = group.id(), ?step, "re-placing a replica: timed out")
+                        tracing::warn!(
+                            group = group.id(),
+                            ?step,
+                            "repair or rebalancing step: timed out"
+                        )
                     }
                 }
             }

@@ -6,6 +6,7 @@
 //! RAFT ADD-LEARNER <group> <node-id> <zone> <raft-addr> <resp-addr>
 //! RAFT PROMOTE <group> <node-id>
 //! RAFT REMOVE <group> <node-id>
+//! RAFT TRANSFER-LEADER <group> <node-id>
 //! RAFT SNAPSHOT <group>
 //! ```
 
@@ -111,6 +112,29 @@ async fn run(r: &Replicated, sub: &str, args: &[Bytes]) -> Result<Value, Value> 
                 done(group.remove(id).await)
             }
         }
+        "TRANSFER-LEADER" => {
+            if args.len() != 4 {
+                return Err(wrong_args(sub));
+            }
+            let group = group_at(2)?;
+            let id = number(args, 3, "node id")?;
+            let status = group.status();
+            if !status.members.iter().any(|m| m.0 == id && m.2) {
+                return Err(Value::Error(format!(
+                    "ERR node {id} is not a voter of group {}",
+                    group.id()
+                )));
+            }
+            if status.leader.as_ref().is_some_and(|(l, _)| *l == id) && status.role == "leader" {
+                return Ok(Value::ok());
+            }
+            // Twice the quorum timeout: the named voter may first wait for its log.
+            done(
+                group
+                    .transfer_leader(id, r.quorum_timeout.saturating_mul(2))
+                    .await,
+            )
+        }
         "SNAPSHOT" => {
             if args.len() > 3 {
                 return Err(wrong_args(sub));
@@ -118,7 +142,7 @@ async fn run(r: &Replicated, sub: &str, args: &[Bytes]) -> Result<Value, Value> 
             done(group_at(2)?.snapshot().await)
         }
         other => Err(Value::Error(format!(
-            "ERR unknown subcommand '{}'. Try STATUS, ADD-LEARNER, PROMOTE, REMOVE or SNAPSHOT.",
+            "ERR unknown subcommand '{}'. Try STATUS, ADD-LEARNER, PROMOTE, REMOVE, TRANSFER-LEADER or SNAPSHOT.",
             other.to_ascii_lowercase()
         ))),
     }
