@@ -349,6 +349,20 @@ impl Drop for Cluster {
 impl Cluster {
     /// `DEBUG FSYNC-DELAY ms` on node `i`: its log syncs take that long (0: normal).
     pub async fn fsync_delay(&self, i: usize, ms: u64) -> Result<()> {
+        let mut cmd = redis::cmd("DEBUG");
+        cmd.arg("FSYNC-DELAY").arg(ms);
+        self.admin(i, cmd, Duration::from_secs(3)).await
+    }
+
+    /// `RAFT TRANSFER-LEADER group to` on node `i` (the group's leader).
+    pub async fn transfer_leader(&self, i: usize, group: u64, to: u64) -> Result<()> {
+        let mut cmd = redis::cmd("RAFT");
+        cmd.arg("TRANSFER-LEADER").arg(group).arg(to);
+        self.admin(i, cmd, Duration::from_secs(12)).await
+    }
+
+    /// Sends an admin command expecting OK to node `i`, within `limit`.
+    async fn admin(&self, i: usize, cmd: redis::Cmd, limit: Duration) -> Result<()> {
         let client = redis::Client::open(self.nodes[i].addr())?;
         let mut con = tokio::time::timeout(
             Duration::from_secs(2),
@@ -356,15 +370,9 @@ impl Cluster {
         )
         .await
         .context("connecting")??;
-        let _: () = tokio::time::timeout(
-            Duration::from_secs(3),
-            redis::cmd("DEBUG")
-                .arg("FSYNC-DELAY")
-                .arg(ms)
-                .query_async(&mut con),
-        )
-        .await
-        .context("DEBUG FSYNC-DELAY")??;
+        let _: () = tokio::time::timeout(limit, cmd.query_async(&mut con))
+            .await
+            .context("an admin command timed out")??;
         Ok(())
     }
 }

@@ -34,6 +34,10 @@ pub enum Kind {
     /// Make every log sync of one group's leader take a second (a slow or failing
     /// disk; the `DEBUG FSYNC-DELAY` failpoint) for the downtime.
     SlowDisk,
+    /// Hand one group's leadership to another of its voters (`RAFT TRANSFER-LEADER` on
+    /// the leader: what rebalancing and an operator draining a node do) while writes
+    /// go on, then wait the downtime; rebalancing may hand it back meanwhile.
+    HandOver,
     /// Two of the above at once, staggered over one and a half downtimes: the first
     /// alone, then both, then the second alone. Both hit the zone of a random group's
     /// leader, so every group keeps a majority and must keep taking writes: two of
@@ -209,6 +213,9 @@ pub async fn inject(
                 None => return Ok(None),
             }
         }
+        Kind::HandOver => {
+            return hand_over(cluster, &leaders, victim_group, rng, started, downtime).await;
+        }
         Kind::Combined => {
             // The zone of a random group's leader, so that a leader is among the nodes hit.
             let leader = victim_group.and_then(|g| leaders.get(&g));
@@ -273,6 +280,7 @@ pub async fn inject(
     //   slow-disk                 SlowDisk  leader           downtime
     //   restart-all               Kill      every node       none (restarted at once)
     //   combined                  two       one zone         1.5 x downtime, staggered
+    //   hand-over                 none      (its leader)     none: a leadership change
     let single = match kind {
         Kind::LeaderKill | Kind::ZoneKill | Kind::RestartAll => Some((Harm::Kill, downtime)),
         // A majority stays down three times as long: long enough for writes sent into
@@ -281,7 +289,8 @@ pub async fn inject(
         Kind::Pause => Some((Harm::Pause, downtime)),
         Kind::PartitionLeader | Kind::PartitionZone => Some((Harm::Cut, downtime)),
         Kind::SlowDisk => Some((Harm::SlowDisk, downtime)),
-        Kind::Combined => None,
+        // (A hand-over harms no node: it returned above.)
+        Kind::Combined | Kind::HandOver => None,
     };
     match single {
         Some((what, down)) => {
@@ -339,5 +348,47 @@ pub async fn inject(
             fault.groups.dedup();
         }
     }
+    Ok(Some(fault))
+}
+
+/// A [`Kind::HandOver`]: the leader of `group` hands it to a random other voter. A
+/// hand-over that does not take (the voter lagged, or was elected and lost it at once)
+/// is no failure of the harness: the group elects someone, and the checks that follow
+/// judge what the clients saw.
+async fn hand_over(
+    cluster: &mut Cluster,
+    leaders: &BTreeMap<u64, u64>,
+    group: Option<u64>,
+    rng: &mut StdRng,
+    started: Instant,
+    downtime: Duration,
+) -> Result<Option<Fault>> {
+    let Some((group, leader)) = group.and_then(|g| leaders.get(&g).map(|l| (g, *l))) else {
+        return Ok(None);
+    };
+    let voters = cluster.voters().await.unwrap_or_default();
+    let others: Vec<u64> = voters
+        .get(&group)
+        .into_iter()
+        .flatten()
+        .copied()
+        .filter(|v| *v != leader)
+        .collect();
+    let (Some(&to), Some(at_leader)) = (others.choose(rng), cluster.position(leader)) else {
+        return Ok(None);
+    };
+    let at = started.elapsed();
+    let outcome = cluster.transfer_leader(at_leader, group, to).await;
+    tracing::info!(group, leader, to, ?outcome, "hand-over");
+    let fault = Fault {
+        kind: Kind::HandOver,
+        at,
+        nodes: vec![leader],
+        groups: vec![group],
+        down: at,
+        healed: started.elapsed(),
+        parts: Vec::new(),
+    };
+    tokio::time::sleep(downtime).await;
     Ok(Some(fault))
 }

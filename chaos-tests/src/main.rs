@@ -81,6 +81,7 @@ fn plans(cli: &Cli) -> Vec<Plan> {
         ("partition-leader", vec![Kind::PartitionLeader]),
         ("slow-disk", vec![Kind::SlowDisk]),
         ("combined", vec![Kind::Combined]),
+        ("hand-over", vec![Kind::HandOver]),
     ];
     if cli.suite == Suite::Full {
         scenarios.push((
@@ -94,6 +95,7 @@ fn plans(cli: &Cli) -> Vec<Plan> {
                 Kind::PartitionZone,
                 Kind::SlowDisk,
                 Kind::Combined,
+                Kind::HandOver,
             ],
         ));
         scenarios.push(("partition-zone", vec![Kind::PartitionZone]));

@@ -371,7 +371,8 @@ fn recovery(ops: &[Op], faults: &[Fault], groups: u64) -> Vec<u64> {
             | Kind::RestartAll
             | Kind::PartitionLeader
             | Kind::PartitionZone
-            | Kind::SlowDisk => losses.extend(fault.groups.iter().map(|g| (fault.at, *g))),
+            | Kind::SlowDisk
+            | Kind::HandOver => losses.extend(fault.groups.iter().map(|g| (fault.at, *g))),
         }
     }
     for (from, g) in losses {

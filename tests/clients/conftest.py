@@ -91,24 +91,29 @@ class ClusterServer:
         self.procs = []
         self.port = self.ports[0][0]
 
-    def spawn(self, i, *more):
-        """Starts node i + 1 (again, after a kill: same ports, same data), with the
-        member list of every node so far and `more` flags."""
+    def argv(self, i, *more, groups=None, extra=None):
+        """The command line of node i + 1: the member list of every node so far, the
+        cluster's flags (`groups`, `extra` instead, to start one otherwise) and `more`."""
         zones = "abc"
         members = []
         for j, (resp, grpc) in enumerate(self.ports):
             members += ["--member",
                         f"{j + 1},{zones[j % 3]},127.0.0.1:{grpc},127.0.0.1:{resp}"]
         resp, grpc = self.ports[i]
+        return [binary(), "node", "--id", str(i + 1), "--zone", zones[i % 3],
+                "--resp", f"127.0.0.1:{resp}", "--grpc", f"127.0.0.1:{grpc}",
+                "--data-dir", str(self.data_dir / f"node-{i + 1}"),
+                "--groups", str(self.groups if groups is None else groups),
+                "--election-timeout-ms", str(self.election_timeout_ms),
+                "--heartbeat-ms", "100", *(self.extra if extra is None else extra),
+                *more, *members]
+
+    def spawn(self, i, *more):
+        """Starts node i + 1 (again, after a kill: same ports, same data), with the
+        member list of every node so far and `more` flags."""
         log = open(self.data_dir / f"node-{i + 1}.log", "ab")
-        proc = subprocess.Popen(
-            [binary(), "node", "--id", str(i + 1), "--zone", zones[i % 3],
-             "--resp", f"127.0.0.1:{resp}", "--grpc", f"127.0.0.1:{grpc}",
-             "--data-dir", str(self.data_dir / f"node-{i + 1}"),
-             "--groups", str(self.groups),
-             "--election-timeout-ms", str(self.election_timeout_ms),
-             "--heartbeat-ms", "100", *self.extra, *more, *members],
-            stdout=subprocess.PIPE, stderr=log, text=True)
+        proc = subprocess.Popen(self.argv(i, *more), stdout=subprocess.PIPE, stderr=log,
+                                text=True)
         if i < len(self.procs):
             self.procs[i] = proc
         else:

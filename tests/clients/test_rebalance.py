@@ -8,13 +8,14 @@ Real `shoal node` processes on loopback.
 """
 
 import signal
+import subprocess
 import threading
 import time
 
 import pytest
 import redis
 
-from conftest import ClusterServer, wait_for
+from conftest import ClusterServer, free_port, wait_for
 
 GROUPS = 3
 META = 2**64 - 1
@@ -271,4 +272,55 @@ def test_a_leader_s_own_replica_moves_once_it_hands_over(tmp_path):
                  timeout=30, what="node 1 erasing group 0")
     finally:
         stop.set()
+        c.stop()
+
+
+def refused(c, i, *more, groups=None, extra=None, within=40):
+    """Runs node i + 1 with other flags; returns what it printed on the way out (it
+    must exit, with an error, within `within` s)."""
+    proc = subprocess.Popen(c.argv(i, *more, groups=groups, extra=extra),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=within)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"node {i + 1} started with {more} {groups} {extra} kept running")
+    assert proc.returncode != 0, (out, err)
+    return err
+
+
+def test_a_node_started_with_another_shape_than_the_cluster_s_stops(tmp_path):
+    """Another --groups would route keys by another ring (with fewer groups, writes
+    land where no other router looks); a lower --replication-factor would shrink the
+    groups it leads. The map keeps the cluster's shape: a joining node with another
+    refuses before it routes anything, a restarted one is refused by its data
+    directory, and the cluster goes on serving."""
+    c = ClusterServer(tmp_path, nodes=3, groups=GROUPS).start()
+    try:
+        client = c.client(protocol=2, decode_responses=True)
+        for i in range(50):
+            client.set(f"k:{i}", i)
+        wanted = "but the cluster has --groups 3 --replication-factor 3"
+        # Joining with fewer groups, or with a lower replication factor.
+        c.ports.append((free_port(), free_port()))
+        err = refused(c, 3, "--join", groups=2)
+        assert "started with --groups 2 --replication-factor 3, " + wanted in err, err
+        err = refused(c, 3, "--join", extra=["--replication-factor", "1"])
+        assert "started with --groups 3 --replication-factor 1, " + wanted in err, err
+        c.ports.pop()
+        # Every node remembers the shape once it has seen the map agree.
+        wait_for(lambda: all((tmp_path / f"node-{i}" / "SHAPE").exists() for i in (1, 2, 3)),
+                 what="every node remembering the shape")
+        c.procs[2].send_signal(signal.SIGTERM)
+        c.procs[2].wait()
+        err = refused(c, 2, groups=4, within=15)
+        assert "started with --groups 4 --replication-factor 3, " + wanted in err, err
+        # Started as it was, it serves again; nothing was lost.
+        c.spawn(2)
+        wait_for(lambda: c.leaders() and all(
+            redis.Redis(host="127.0.0.1", port=c.ports[2][0], protocol=2).get(f"k:{i}")
+            == str(i).encode() for i in range(50)), what="node 3 serving again")
+        assert client.mget([f"k:{i}" for i in range(50)]) == [str(i) for i in range(50)]
+    finally:
         c.stop()

@@ -22,7 +22,7 @@ pub mod shards;
 pub mod wire;
 
 pub use local::Local;
-pub use meta::{ClusterMap, UserChange, META};
+pub use meta::{ClusterMap, ClusterShape, UserChange, META};
 pub use ring::Ring;
 pub use router::{error_text, Router};
 pub use service::ShardService;

@@ -15,6 +15,8 @@
 //! | `group:<id>`    | [`GroupRecord`]: leader, voters,   | the group's leader, with its |
 //! |                 | learners, term, committed          | node's report                |
 //! |                 | membership                         |                              |
+//! | `shape`         | [`ClusterShape`]: shard groups,    | the first node to find it    |
+//! |                 | replication factor                 | missing (`HSETNX`)           |
 //!
 //! Users live in a hash of their own ([`USERS_KEY`]: name → the user's ACL rules, as
 //! `ACL LIST` shows them), so that `ACL SETUSER` can change one user as a
@@ -62,6 +64,7 @@ const USER_UPDATE_ROUNDS: usize = 16;
 const INDEX_DROP_ROUNDS: usize = 8;
 
 const NODE: &[u8] = b"node:";
+const SHAPE: &[u8] = b"shape";
 const GROUP: &[u8] = b"group:";
 const INDEX: &[u8] = b"index:";
 
@@ -72,6 +75,33 @@ pub fn voters(members: &BTreeMap<NodeId, NodeAddr>) -> BTreeMap<NodeId, NodeAddr
         .into_iter()
         .filter_map(|id| members.get(&id).map(|a| (id, a.clone())))
         .collect()
+}
+
+/// What every node of a cluster must be started with alike. The ring is built from
+/// the group count, so a router with another count sends a key to another group than
+/// the rest of the cluster does (with fewer groups, an acknowledged write lands where
+/// no other router looks for it); and repair keeps every group at the replication
+/// factor of whichever node leads it, so a node with a lower one would remove
+/// replicas. The map keeps the cluster's, and a node that differs stops
+/// ([`ClusterShape::check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterShape {
+    pub groups: u64,
+    pub replication_factor: u64,
+}
+
+impl ClusterShape {
+    /// `Err` with what an operator must change when `self` (this node's flags) is not
+    /// the cluster's `map` shape.
+    pub fn check(&self, map: &ClusterShape) -> Result<(), String> {
+        if self == map {
+            return Ok(());
+        }
+        Err(format!(
+            "this node was started with --groups {} --replication-factor {}, but the cluster has --groups {} --replication-factor {}: start it with the cluster's",
+            self.groups, self.replication_factor, map.groups, map.replication_factor
+        ))
+    }
 }
 
 /// What the map knows of a node.
@@ -223,6 +253,8 @@ pub struct ClusterMap {
     /// The meta group's log index this map was read at: a cached copy is only
     /// replaced by one at least as new.
     pub applied: u64,
+    /// What every node must be started with (`None`: a map no node wrote it to yet).
+    pub shape: Option<ClusterShape>,
 }
 
 impl ClusterMap {
@@ -247,6 +279,8 @@ impl ClusterMap {
                         map.groups.insert(id, record);
                     }
                 }
+            } else if field == SHAPE {
+                map.shape = postcard::from_bytes(&value).ok();
             } else if let Some(name) = field.strip_prefix(INDEX) {
                 if let Some(definition) = IndexDefinition::decode(&value) {
                     map.indexes
@@ -434,6 +468,15 @@ impl Router {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Writes `shape` to the map unless it has one (the first node to get there
+    /// decides; a node with another then stops).
+    pub async fn claim_shape(&self, shape: &ClusterShape, now_ms: u64) -> Result<(), String> {
+        let value = postcard::to_allocvec(shape).map_err(|e| format!("ERR {e}"))?;
+        let command = vec![b"HSETNX".to_vec(), MAP_KEY.to_vec(), SHAPE.to_vec(), value];
+        // 1: ours; 0: a node was first, and the next map read checks against it.
+        map_change(self.group_write(META, command, now_ms).await?).map(|_| ())
     }
 
     /// Changes one user: reads its rules and the users hash's version on the meta
@@ -881,6 +924,29 @@ mod tests {
             raft: format!("127.0.0.1:{port}"),
             resp: format!("127.0.0.1:{}", port + 1),
         }
+    }
+
+    #[test]
+    fn the_shape_reads_back_and_a_node_started_otherwise_is_told_what_to_change() {
+        let shape = ClusterShape {
+            groups: 3,
+            replication_factor: 3,
+        };
+        let value = postcard::to_allocvec(&shape).unwrap_or_default();
+        let map = ClusterMap::from_pairs([(SHAPE.to_vec(), value)]);
+        assert_eq!(map.shape, Some(shape));
+        assert!(ClusterMap::from_pairs([]).shape.is_none());
+        assert_eq!(shape.check(&shape), Ok(()));
+        let fewer = ClusterShape { groups: 2, ..shape };
+        assert_eq!(
+            fewer.check(&shape),
+            Err("this node was started with --groups 2 --replication-factor 3, but the cluster has --groups 3 --replication-factor 3: start it with the cluster's".into())
+        );
+        let single = ClusterShape {
+            replication_factor: 1,
+            ..shape
+        };
+        assert!(single.check(&shape).is_err());
     }
 
     #[test]

@@ -36,7 +36,8 @@
 //! | reported it for 5 s (a cluster starting, a group leaderless) |                          |
 //! | or it does not show this group as it is now (voters, leader) |                          |
 //! | another group has a voter down, a learner, or more voters| nothing                      |
-//! | than the replication factor (a move finishing there)     |                              |
+//! | than the replication factor, or a node holds its data    |                              |
+//! | that its record does not name (a move finishing there)   |                              |
 //! | a lower shard group has a `planned_move` by the map      | nothing: one move at a time  |
 //! | this group has one, from another node than the leader's  | add its learner              |
 //! | this group has one, from the leader's own node           | hand leadership to another   |
@@ -266,10 +267,19 @@ fn rebalance_step(membership: &Membership, cluster: &Cluster<'_>) -> Step {
         .iter()
         .filter(|(g, _)| **g != META && **g != cluster.group)
         .collect();
-    let others_settled = others.iter().all(|(_, r)| {
+    // A live node holding a group's data that its record does not name is a learner
+    // the record does not show yet, or a replica a move left behind and not yet
+    // erased: either way that group is mid-move, and the loads the map gives are not
+    // yet so. (A node that is down may never come back to erase what it held.)
+    let others_settled = others.iter().all(|(g, r)| {
         r.learners.is_empty()
             && r.voters.len() <= cluster.replicas
             && r.voters.iter().all(|id| cluster.up(*id))
+            && cluster
+                .nodes
+                .iter()
+                .filter(|(id, _)| cluster.up(**id))
+                .all(|(id, n)| !n.holds.contains(g) || r.members().any(|m| m == *id))
     });
     if !others_settled {
         return Step::Nothing;
@@ -929,6 +939,45 @@ mod tests {
             ..cluster
         };
         assert_eq!(next_step(&membership, &cluster), Step::Nothing);
+    }
+
+    #[test]
+    fn a_move_the_map_does_not_show_yet_holds_the_others_back() {
+        // Group 0's record lags: it still shows [1, 2, 3] without a learner, but node 4
+        // already reported holding group 0's data (a learner being caught up). Group
+        // 1 must not take node 1's replica for node 4 too.
+        let mut n = nodes(&[(1, "a", 0), (2, "b", 0), (3, "c", 0), (4, "a", 0)]);
+        let layout: Layout = BTreeMap::from([
+            (0, (vec![1, 2, 3], Vec::new(), 3)),
+            (1, (vec![1, 2, 3], Vec::new(), 2)),
+        ]);
+        if let Some(r) = n.get_mut(&4) {
+            r.holds = vec![0];
+        }
+        assert_eq!(rebalance_step(&layout, &n, 1), Step::Nothing);
+        // Nor while node 1 still holds group 0's replica after the move.
+        let moved: Layout = BTreeMap::from([
+            (0, (vec![2, 3, 4], Vec::new(), 3)),
+            (1, (vec![1, 2, 3], Vec::new(), 2)),
+        ]);
+        for (id, holds) in [(1, vec![0, 1]), (4, vec![0])] {
+            if let Some(r) = n.get_mut(&id) {
+                r.holds = holds;
+            }
+        }
+        assert_eq!(rebalance_step(&moved, &n, 1), Step::Nothing);
+        // Once node 1 erased it, the loads are 1, 2, 2, 1: nothing to do anyway.
+        if let Some(r) = n.get_mut(&1) {
+            r.holds = vec![1];
+        }
+        assert_eq!(rebalance_step(&moved, &n, 1), Step::Nothing);
+        // Without node 4's data on group 0 and group 0 shown as before, group 0 moves
+        // first (the lowest), and group 1 waits for it.
+        if let Some(r) = n.get_mut(&4) {
+            r.holds = Vec::new();
+        }
+        assert_eq!(rebalance_step(&layout, &n, 0), Step::AddLearner(4));
+        assert_eq!(rebalance_step(&layout, &n, 1), Step::Nothing);
     }
 
     #[test]

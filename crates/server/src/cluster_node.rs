@@ -16,6 +16,7 @@ use shoal_raft::{GroupId, Host, NodeAddr, NodeId};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::cluster_shape;
 use crate::node::{self, Node, Store};
 use crate::node_config::NodeConfig;
 
@@ -36,6 +37,9 @@ pub struct Started {
     pub host: Arc<Host>,
     server: JoinHandle<()>,
     stop_grpc: tokio::sync::oneshot::Sender<()>,
+    /// Set when the map shows another cluster shape than this node's flags
+    /// ([`crate::cluster_shape`]): the node must stop.
+    misfit: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 /// Opens the node's groups, serves gRPC on `grpc`, and bootstraps new groups from the
@@ -52,6 +56,8 @@ pub async fn start(
     };
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let shape = cluster_shape::of(config);
+    cluster_shape::check_remembered(&config.data_dir, &shape)?;
     let raft_config = shoal_raft::raft_config(
         config.heartbeat_ms,
         config.election_timeout_ms,
@@ -175,9 +181,22 @@ pub async fn start(
         config.resp.port(),
         config.members.contains_key(&config.id),
     );
+    if config.join {
+        if let Store::Replicated(r) = &node.store {
+            cluster_shape::check_before_joining(&r.router, &shape, &config.data_dir).await?;
+        }
+    }
     node.spawn_background(Duration::from_secs(60));
+    let (misfit_tx, misfit) = tokio::sync::watch::channel(None);
     if let Some(addr) = config.members.get(&config.id) {
-        spawn_map_upkeep(node.clone(), config.id, addr.clone());
+        let keep = Upkeep {
+            id: config.id,
+            addr: addr.clone(),
+            shape,
+            data_dir: config.data_dir.clone(),
+            misfit: misfit_tx,
+        };
+        spawn_map_upkeep(node.clone(), keep);
         spawn_repair(node.clone(), config);
     }
     Ok(Started {
@@ -185,6 +204,7 @@ pub async fn start(
         host,
         server,
         stop_grpc,
+        misfit,
     })
 }
 
@@ -305,12 +325,28 @@ async fn quorum_reachable(members: &BTreeMap<NodeId, NodeAddr>, me: NodeId, limi
     }
 }
 
+/// What [`spawn_map_upkeep`] needs of the node's configuration.
+struct Upkeep {
+    id: NodeId,
+    addr: NodeAddr,
+    shape: shoal_cluster::ClusterShape,
+    data_dir: std::path::PathBuf,
+    misfit: tokio::sync::watch::Sender<Option<String>>,
+}
+
 /// Keeps this node's part of the cluster map: it reports itself every
 /// [`REPORT_EVERY`] (its liveness) and reads the map back; and while it leads the meta
 /// group it creates the map's indexes on any shard group that misses one
 /// ([`shoal_cluster::Router::reconcile_indexes`]), in a task of its own, since a
 /// leaderless group can hold that up for a quorum timeout and the reports must go on.
-fn spawn_map_upkeep(node: Arc<Node>, id: NodeId, addr: NodeAddr) {
+fn spawn_map_upkeep(node: Arc<Node>, keep: Upkeep) {
+    let Upkeep {
+        id,
+        addr,
+        shape,
+        data_dir,
+        misfit,
+    } = keep;
     let reporter = node.clone();
     tokio::spawn(async move {
         let Store::Replicated(r) = &reporter.store else {
@@ -339,6 +375,11 @@ fn spawn_map_upkeep(node: Arc<Node>, id: NodeId, addr: NodeAddr) {
             match r.router.refresh_map(node::now_ms(), linearized).await {
                 Ok(()) => r.router.with_cached_map(|m| reporter.access.sync(&m.users)),
                 Err(e) => tracing::debug!(error = %e, "could not read the cluster map"),
+            }
+            if let Err(why) = cluster_shape::check_map(&r.router, &shape, &data_dir).await {
+                tracing::error!(%why, "this node does not fit the cluster: stopping");
+                let _ = misfit.send(Some(why));
+                return;
             }
             let map = r.router.cached_map();
             purge_left_behind(&r.host, id, &map, &mut suspects).await;
@@ -580,6 +621,23 @@ impl Started {
             .filter(|h| h.is_member())
             .collect();
         !held.is_empty() && held.iter().all(|h| h.leader().is_some())
+    }
+
+    /// Resolves, with the reason, once the node finds it does not fit the cluster
+    /// (another `--groups` or `--replication-factor`); never otherwise.
+    pub fn misfit(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let mut misfit = self.misfit.clone();
+        async move {
+            let why = misfit
+                .wait_for(Option::is_some)
+                .await
+                .map(|why| why.clone().unwrap_or_default());
+            match why {
+                Ok(why) => why,
+                // The upkeep task is gone without a verdict: nothing to stop for.
+                Err(_) => std::future::pending().await,
+            }
+        }
     }
 
     /// Stops the groups, then the gRPC server.

@@ -13,6 +13,7 @@ mod admin;
 mod api;
 mod busy_poll;
 mod cluster_node;
+mod cluster_shape;
 mod connection;
 mod convert;
 mod dev_cluster;
@@ -300,12 +301,24 @@ async fn replicated_node(config: node_config::NodeConfig) -> Result<()> {
         "shoal node {} listening on resp {} grpc {}",
         config.id, config.resp, config.grpc
     );
+    // A node that finds it does not fit the cluster stops as on SIGTERM, then exits
+    // with the reason.
+    let misfit = Arc::new(parking_lot::Mutex::new(None));
+    let stop = {
+        let (misfit, found) = (misfit.clone(), started.misfit());
+        async move {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                why = found => *misfit.lock() = Some(why),
+            }
+        }
+    };
     serve_resp(
         std::slice::from_ref(&started.node),
         resp,
         settings,
         tls,
-        shutdown_signal(),
+        stop,
     )
     .await;
     tracing::info!("shutting down");
@@ -313,6 +326,9 @@ async fn replicated_node(config: node_config::NodeConfig) -> Result<()> {
         api.stop().await;
     }
     started.stop().await?;
+    if let Some(why) = misfit.lock().take() {
+        anyhow::bail!(why);
+    }
     tracing::info!("bye");
     Ok(())
 }

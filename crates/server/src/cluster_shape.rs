@@ -1,0 +1,167 @@
+//! Keeping a node to its cluster's shape (`--groups`, `--replication-factor`): the
+//! map holds the cluster's ([`ClusterShape`]), and a node started with another stops
+//! with a message saying what to change, before it routes a key by another ring or
+//! repairs a group to another replication factor.
+//!
+//! | when                                   | check                                      |
+//! |----------------------------------------|--------------------------------------------|
+//! | start, `SHAPE` in the data directory   | the flags against it: refuse to start      |
+//! | start with `--join`, no `SHAPE` yet    | read the map first (30 s at most): refuse  |
+//! | every map read                         | none in the map: write ours (`HSETNX`);    |
+//! |                                        | the same: write `SHAPE` once; another: stop|
+//!
+//! A node that bootstraps with the others checks at its first map read, a second
+//! after it starts; a joining node routes nothing before its check, and a restarted
+//! one is checked against its own data directory at once.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use shoal_cluster::{ClusterShape, Router};
+
+use crate::node;
+use crate::node_config::NodeConfig;
+
+/// In the data directory once the node has seen the map agree with its flags.
+const SHAPE: &str = "SHAPE";
+/// How long a joining node waits to read the map before it gives up.
+const JOIN_MAP_WAIT: Duration = Duration::from_secs(30);
+
+pub fn of(config: &NodeConfig) -> ClusterShape {
+    ClusterShape {
+        groups: config.groups,
+        replication_factor: config.replication_factor as u64,
+    }
+}
+
+fn encode(shape: &ClusterShape) -> String {
+    format!(
+        "groups {}\nreplication_factor {}\n",
+        shape.groups, shape.replication_factor
+    )
+}
+
+fn decode(text: &str) -> Option<ClusterShape> {
+    let mut groups = None;
+    let mut replication_factor = None;
+    for line in text.lines() {
+        match line.split_once(' ') {
+            Some(("groups", n)) => groups = n.trim().parse().ok(),
+            Some(("replication_factor", n)) => replication_factor = n.trim().parse().ok(),
+            _ => {}
+        }
+    }
+    Some(ClusterShape {
+        groups: groups?,
+        replication_factor: replication_factor?,
+    })
+}
+
+/// Refuses a start whose flags differ from the shape this data directory was part of.
+pub fn check_remembered(data_dir: &Path, shape: &ClusterShape) -> Result<()> {
+    let path = data_dir.join(SHAPE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let Some(remembered) = decode(&text) else {
+        bail!("{} is not a cluster shape: {text:?}", path.display());
+    };
+    shape.check(&remembered).map_err(anyhow::Error::msg)
+}
+
+/// Remembers that the cluster has `shape` (once; synced, a restart relies on it).
+pub fn remember(data_dir: &Path, shape: &ClusterShape) -> Result<()> {
+    let path = data_dir.join(SHAPE);
+    if path.exists() {
+        return Ok(());
+    }
+    let tmp = data_dir.join("SHAPE.tmp");
+    std::fs::write(&tmp, encode(shape))
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .and_then(|()| std::fs::File::open(data_dir)?.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// A joining node's check before it serves: the running cluster's map, read from its
+/// meta group, must have this node's shape (or none, a cluster of nodes from before
+/// the shape was kept).
+pub async fn check_before_joining(
+    router: &Router,
+    shape: &ClusterShape,
+    data_dir: &Path,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + JOIN_MAP_WAIT;
+    let map = loop {
+        match router.cluster_map(node::now_ms(), false).await {
+            Ok(map) => break map,
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                bail!("could not read the cluster map within {JOIN_MAP_WAIT:?} to join the cluster ({e}); a joining node needs the running members in --member")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    if let Some(cluster) = map.shape {
+        shape.check(&cluster).map_err(anyhow::Error::msg)?;
+        remember(data_dir, shape)?;
+    }
+    Ok(())
+}
+
+/// What one map read says of this node's shape: `Err` with the operator's message
+/// when it must stop. Writes the shape to a map without one, and `SHAPE` once they
+/// agree.
+pub async fn check_map(
+    router: &Router,
+    shape: &ClusterShape,
+    data_dir: &Path,
+) -> std::result::Result<(), String> {
+    match router.with_cached_map(|m| m.shape) {
+        None => {
+            if let Err(e) = router.claim_shape(shape, node::now_ms()).await {
+                tracing::debug!(error = %e, "could not write the cluster's shape to the map");
+            }
+            Ok(())
+        }
+        Some(cluster) => {
+            shape.check(&cluster)?;
+            if let Err(e) = remember(data_dir, shape) {
+                tracing::warn!(error = %e, "remembering the cluster's shape");
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_directory_remembers_the_shape_and_refuses_another() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let three = ClusterShape {
+            groups: 3,
+            replication_factor: 3,
+        };
+        let two = ClusterShape { groups: 2, ..three };
+        assert!(
+            check_remembered(dir.path(), &two).is_ok(),
+            "nothing kept yet"
+        );
+        remember(dir.path(), &three).unwrap_or_else(|e| panic!("{e}"));
+        assert!(check_remembered(dir.path(), &three).is_ok());
+        let refused = check_remembered(dir.path(), &two).map_err(|e| e.to_string());
+        assert_eq!(refused, two.check(&three));
+        assert!(refused.is_err());
+        // Kept once: a later call does not overwrite it.
+        remember(dir.path(), &two).unwrap_or_else(|e| panic!("{e}"));
+        assert!(check_remembered(dir.path(), &three).is_ok());
+        std::fs::write(dir.path().join(SHAPE), "groups x\n").unwrap_or_else(|e| panic!("{e}"));
+        assert!(check_remembered(dir.path(), &three).is_err());
+        assert_eq!(decode(&encode(&three)), Some(three));
+    }
+}
