@@ -13,7 +13,7 @@ import time
 import pytest
 import redis
 
-from conftest import ClusterServer, wait_for
+from conftest import ClusterServer, free_port, wait_for
 
 
 def groups(client, n):
@@ -169,5 +169,43 @@ def test_a_gone_node_s_replicas_are_re_created_on_the_others(tmp_path):
         assert client.set("end", "1") and client.get("end") == "1"
         view, _ = groups(client, 2)
         assert all(3 not in v["voters"] and len(v["voters"]) == 3 for v in view.values()), view
+    finally:
+        c.stop()
+
+
+def test_a_learner_that_never_catches_up_is_removed(tmp_path):
+    """An operator adds node 4 to group 0 with a wrong Raft address: the node is up
+    (it reports to the map) but no entry ever reaches it. Without a deadline that
+    learner would hold the group's repair back for good; after --learner-stall-ms
+    the leader removes it. Added again with the right address, it catches up and
+    votes."""
+    c = ClusterServer(tmp_path, nodes=3, groups=1,
+                      extra=["--rebalance", "false", "--learner-stall-ms", "3000"]).start()
+    try:
+        client = c.client(protocol=2, decode_responses=True)
+        for i in range(50):
+            client.set(f"k:{i}", i)
+        c.join()  # node 4, zone a
+        leader = c.leaders()[0]
+        admin = redis.Redis(host="127.0.0.1", port=c.ports[leader - 1][0], protocol=2)
+        resp4, grpc4 = c.ports[3]
+        closed = free_port()
+        assert admin.execute_command("RAFT", "ADD-LEARNER", "0", "4", "a",
+                                     f"127.0.0.1:{closed}", f"127.0.0.1:{resp4}") == b"OK"
+        members = lambda: [m[1] for m in raft_status(c.ports[leader - 1][0], 0)["members"]]
+        assert 4 in members()
+        started = time.monotonic()
+        wait_for(lambda: 4 not in members(), timeout=30, what="the stalled learner removed")
+        assert time.monotonic() - started >= 2.0, "removed before the stall time"
+        logs = (tmp_path / f"node-{leader}.log").read_text(errors="replace")
+        assert "a learner stopped catching up" in logs
+        # With its real address it catches up, and the leader promotes it.
+        assert admin.execute_command("RAFT", "ADD-LEARNER", "0", "4", "a",
+                                     f"127.0.0.1:{grpc4}", f"127.0.0.1:{resp4}") == b"OK"
+        wait_for(lambda: raft_status(resp4, 0)["applied_index"] > 0
+                 and groups(client, 1)[0][0]["voters"] == [1, 2, 3, 4] or None,
+                 timeout=30, what="node 4 voting in group 0")
+        assert redis.Redis(host="127.0.0.1", port=resp4, protocol=2).execute_command(
+            "DEBUG", "DIGEST", "0") == admin.execute_command("DEBUG", "DIGEST", "0")
     finally:
         c.stop()

@@ -202,6 +202,14 @@ def test_leaders_gathered_on_one_node_spread_back_while_writes_go_on(tmp_path):
             node1.execute_command("RAFT", "TRANSFER-LEADER", "0", "9")
         with pytest.raises(redis.ResponseError, match="wrong number of arguments"):
             node1.execute_command("RAFT", "TRANSFER-LEADER", "0")
+        # A follower names the leader instead (MOVED, as for any membership change).
+        # (Before the gathering: leaders spread as they started, nothing moves them.)
+        leader = leaders_by_status(c, GROUPS)[0]
+        other = 1 if leader != 1 else 2
+        follower = redis.Redis(host="127.0.0.1", port=c.ports[other - 1][0], protocol=2)
+        with pytest.raises(redis.exceptions.MovedError) as moved:
+            follower.execute_command("RAFT", "TRANSFER-LEADER", "0", str(other))
+        assert str(moved.value).endswith(f":{c.ports[leader - 1][0]}"), moved.value
         gathered = False
         for _ in range(20):
             for g, leader in leaders_by_status(c, GROUPS).items():
@@ -215,11 +223,6 @@ def test_leaders_gathered_on_one_node_spread_back_while_writes_go_on(tmp_path):
                 gathered = True
                 break
         assert gathered, leaders_by_status(c, GROUPS)
-        # A follower names the leader instead (MOVED, as for any membership change).
-        follower = redis.Redis(host="127.0.0.1", port=c.ports[1][0], protocol=2)
-        with pytest.raises(redis.exceptions.MovedError) as moved:
-            follower.execute_command("RAFT", "TRANSFER-LEADER", "0", "2")
-        assert str(moved.value).endswith(f":{c.ports[0][0]}"), moved.value
 
         spread = wait_for(
             lambda: (lambda l: l if sorted(l.values()) == [1, 2, 3] else None)(c.leaders()),
@@ -322,5 +325,47 @@ def test_a_node_started_with_another_shape_than_the_cluster_s_stops(tmp_path):
             redis.Redis(host="127.0.0.1", port=c.ports[2][0], protocol=2).get(f"k:{i}")
             == str(i).encode() for i in range(50)), what="node 3 serving again")
         assert client.mget([f"k:{i}" for i in range(50)]) == [str(i) for i in range(50)]
+    finally:
+        c.stop()
+
+
+def test_a_node_of_a_new_cluster_with_another_shape_stops_at_its_first_map_read(tmp_path):
+    """Four nodes start a new cluster together; node 4 has --groups 2. It cannot be
+    the one that writes the shape (the meta leader writes it once three groups with
+    three voters report), and it stops once the map has the shape, keeping the
+    cluster's shape in its data directory: started again with the same flags it is
+    refused at once; with the cluster's it serves."""
+    c = ClusterServer(tmp_path, nodes=4, groups=GROUPS)
+    for i in range(3):
+        c.spawn(i)
+    wrong = subprocess.Popen(c.argv(3, groups=2), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        try:
+            _, err = wrong.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            wrong.kill()
+            raise AssertionError("node 4 with --groups 2 kept running")
+        assert wrong.returncode != 0
+        assert "started with --groups 2 --replication-factor 3, but the cluster has " \
+               "--groups 3 --replication-factor 3" in err, err[-2000:]
+        assert (tmp_path / "node-4" / "SHAPE").read_text() == \
+            "groups 3\nreplication_factor 3\n"
+        err = refused(c, 3, groups=2, within=15)
+        assert "but the cluster has --groups 3" in err, err
+        # The others never stopped; with the cluster's flags node 4 serves too.
+        assert all(p.poll() is None for p in c.procs[:3])
+        c.spawn(3)
+        client = c.client(protocol=2, decode_responses=True)
+
+        def serving(check):
+            try:
+                return check()
+            except redis.RedisError:  # a group still electing its first leader
+                return None
+        wait_for(lambda: serving(lambda: client.set("after", "1") and client.get("after") == "1"),
+                 what="the cluster serving")
+        node4 = redis.Redis(host="127.0.0.1", port=c.ports[3][0], protocol=2)
+        wait_for(lambda: serving(lambda: node4.get("after") == b"1"), what="node 4 routing")
     finally:
         c.stop()

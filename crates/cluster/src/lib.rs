@@ -7,6 +7,7 @@
 //! [`repair`] how a group gets back to full replication when a node is gone, and
 //! [`purge`] when a node that comes back erases the replicas it was replaced in.
 
+pub mod learner_watch;
 pub mod local;
 pub mod merge;
 pub mod meta;

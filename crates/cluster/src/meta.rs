@@ -102,6 +102,25 @@ impl ClusterShape {
             self.groups, self.replication_factor, map.groups, map.replication_factor
         ))
     }
+
+    /// Whether `map` shows a cluster of this shape: a fresh record of exactly the
+    /// shard groups `0..groups`, each with `replication_factor` voters (every node's
+    /// worth when there are fewer). Only then may a node write its shape to a map
+    /// without one: a node started with other flags, first to get there, would
+    /// otherwise make every rightly started node stop.
+    pub fn seen_in(&self, map: &ClusterMap, now_ms: u64) -> bool {
+        let shard: Vec<(&GroupId, &GroupRecord)> =
+            map.groups.iter().filter(|(g, _)| **g != META).collect();
+        let voters = usize::try_from(self.replication_factor)
+            .unwrap_or(usize::MAX)
+            .min(map.nodes.len());
+        shard.len() as u64 == self.groups
+            && shard.iter().enumerate().all(|(i, (g, r))| {
+                **g == i as u64
+                    && r.voters.len() == voters
+                    && now_ms.saturating_sub(r.seen_ms) <= NODE_DOWN_AFTER_MS
+            })
+    }
 }
 
 /// What the map knows of a node.
@@ -947,6 +966,40 @@ mod tests {
             ..shape
         };
         assert!(single.check(&shape).is_err());
+
+        // Only a map that shows the shape lets a node write it there.
+        let record = |voters: Vec<NodeId>| GroupRecord {
+            leader: voters[0],
+            term: 1,
+            voters: voters.clone(),
+            learners: Vec::new(),
+            seen_ms: 1_000,
+            committed_index: 1,
+            committed_members: voters,
+        };
+        let mut map = ClusterMap::default();
+        for id in 1..=4u16 {
+            map.nodes.insert(
+                u64::from(id),
+                NodeRecord {
+                    addr: addr("a", 7000 + id),
+                    seen_ms: 1_000,
+                    holds: Vec::new(),
+                },
+            );
+        }
+        for g in 0..3 {
+            map.groups.insert(g, record(vec![1, 2, 3]));
+        }
+        map.groups.insert(META, record(vec![1, 2, 3]));
+        assert!(shape.seen_in(&map, 1_500));
+        assert!(!shape.seen_in(&map, 9_000), "records gone stale");
+        assert!(!fewer.seen_in(&map, 1_500), "three groups report, not two");
+        assert!(!single.seen_in(&map, 1_500), "three voters, not one");
+        let four = ClusterShape { groups: 4, ..shape };
+        assert!(!four.seen_in(&map, 1_500), "group 3 has no leader");
+        map.groups.remove(&1);
+        assert!(!shape.seen_in(&map, 1_500), "group 1 has not reported yet");
     }
 
     #[test]

@@ -9,11 +9,15 @@
 //! | the group's membership                                  | step                          |
 //! |---------------------------------------------------------|-------------------------------|
 //! | a learner that is up and within [`CAUGHT_UP`] entries   | promote it                    |
-//! | a learner that is down                                  | remove it                     |
+//! | a learner that is down, or stalled                      | remove it                     |
 //! | more voters than the replication factor, one gone       | remove the gone voter         |
 //! | a voter gone for `replace_after`, no learner under way  | add a learner on the best node|
 //! | no voter gone: rebalancing, below                       | (see the next table)          |
 //! | anything else (a learner still catching up, all fine)   | nothing                       |
+//!
+//! "Stalled": its acknowledged log index has not moved for `--learner-stall-ms`
+//! ([`crate::learner_watch`]); its node is then shunned, not picked for the group
+//! again for as long.
 //!
 //! "Gone" is the cluster map's view: the node has not reported for `replace_after`,
 //! while others have (a node the map has never seen is not gone; when the meta group
@@ -77,6 +81,57 @@ pub struct Membership {
     /// Voters not known to be within [`CAUGHT_UP`] entries of the leader's log: a
     /// hand-over to one of them would wait for its log, and fail.
     pub lagging: Vec<NodeId>,
+    /// Learners that stopped catching up ([`crate::learner_watch`]).
+    pub stalled: Vec<NodeId>,
+    /// Nodes not to add to this group for now (a learner of theirs stalled).
+    pub shunned: Vec<NodeId>,
+    /// (group, node): a live node that has held a shard group's data without being
+    /// its member by the map for longer than [`LEFTOVER_AFTER_MS`] ([`Leftovers`]).
+    pub leftovers: Vec<(GroupId, NodeId)>,
+}
+
+/// A node holding a group's data that the group's record does not name is a move in
+/// flight for this long (a learner the record does not show yet, a replica left
+/// behind and about to be erased); after it, a leftover its node cannot erase yet
+/// (its own log has a membership newer than the group's: `crate::purge`), which
+/// must not hold every other group back for good.
+pub const LEFTOVER_AFTER_MS: u64 = 20_000;
+
+/// Since when each live node has held data of a shard group the map does not make
+/// it a member of, as a group leader watched it.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    since: BTreeMap<(GroupId, NodeId), u64>,
+}
+
+impl Leftovers {
+    /// Takes the map as read now; returns the (group, node) pairs held that way for
+    /// longer than [`LEFTOVER_AFTER_MS`].
+    pub fn observe(
+        &mut self,
+        nodes: &BTreeMap<NodeId, NodeRecord>,
+        groups: &BTreeMap<GroupId, GroupRecord>,
+        now_ms: u64,
+    ) -> Vec<(GroupId, NodeId)> {
+        let mut seen = BTreeSet::new();
+        for (id, node) in nodes.iter().filter(|(_, n)| n.alive(now_ms)) {
+            for g in node.holds.iter().filter(|g| **g != META) {
+                let member = groups.get(g).is_some_and(|r| r.members().any(|m| m == *id));
+                if !member {
+                    seen.insert((*g, *id));
+                }
+            }
+        }
+        self.since.retain(|key, _| seen.contains(key));
+        for key in &seen {
+            self.since.entry(*key).or_insert(now_ms);
+        }
+        self.since
+            .iter()
+            .filter(|(_, since)| now_ms.saturating_sub(**since) > LEFTOVER_AFTER_MS)
+            .map(|(key, _)| *key)
+            .collect()
+    }
 }
 
 /// What the leader does next.
@@ -181,7 +236,8 @@ pub fn next_step(membership: &Membership, cluster: &Cluster<'_>) -> Step {
         }
     }
     for &(id, _) in &membership.learners {
-        if !cluster.up(id) && cluster.nodes.contains_key(&id) {
+        let down = !cluster.up(id) && cluster.nodes.contains_key(&id);
+        if down || membership.stalled.contains(&id) {
             return Step::Remove(id);
         }
     }
@@ -222,6 +278,7 @@ fn best_node(membership: &Membership, cluster: &Cluster<'_>) -> Option<NodeId> {
         .keys()
         .copied()
         .filter(|id| !members.contains(id) && cluster.up(*id) && !cluster.holds(*id))
+        .filter(|id| !membership.shunned.contains(id))
         .min_by_key(|id| {
             let zone_used = cluster.zone(*id).is_some_and(|z| used_zones.contains(z));
             (zone_used, load.get(id).copied().unwrap_or(0), *id)
@@ -270,7 +327,8 @@ fn rebalance_step(membership: &Membership, cluster: &Cluster<'_>) -> Step {
     // A live node holding a group's data that its record does not name is a learner
     // the record does not show yet, or a replica a move left behind and not yet
     // erased: either way that group is mid-move, and the loads the map gives are not
-    // yet so. (A node that is down may never come back to erase what it held.)
+    // yet so. (A node that is down may never come back to erase what it held; one
+    // that has held it so for `LEFTOVER_AFTER_MS` cannot erase it yet.)
     let others_settled = others.iter().all(|(g, r)| {
         r.learners.is_empty()
             && r.voters.len() <= cluster.replicas
@@ -279,6 +337,7 @@ fn rebalance_step(membership: &Membership, cluster: &Cluster<'_>) -> Step {
                 .nodes
                 .iter()
                 .filter(|(id, _)| cluster.up(**id))
+                .filter(|(id, _)| !membership.leftovers.contains(&(**g, **id)))
                 .all(|(id, n)| !n.holds.contains(g) || r.members().any(|m| m == *id))
     });
     if !others_settled {
@@ -287,13 +346,20 @@ fn rebalance_step(membership: &Membership, cluster: &Cluster<'_>) -> Step {
     let lower = |g: &GroupId| *g < cluster.group;
     let moves_elsewhere: Vec<GroupId> = others
         .iter()
-        .filter(|(g, r)| planned_move(**g, &r.voters, r.leader, cluster).is_some())
+        .filter(|(g, r)| planned_move(**g, &r.voters, r.leader, &[], cluster).is_some())
         .map(|(g, _)| **g)
         .collect();
     if moves_elsewhere.iter().any(lower) {
         return Step::Nothing;
     }
-    match planned_move(cluster.group, &membership.voters, cluster.leader, cluster) {
+    let own = planned_move(
+        cluster.group,
+        &membership.voters,
+        cluster.leader,
+        &membership.shunned,
+        cluster,
+    );
+    match own {
         Some((_, victim)) if victim == cluster.leader => {
             let to = handover_target(membership, cluster);
             return to.map_or(Step::Nothing, Step::HandOver);
@@ -359,6 +425,7 @@ fn planned_move(
     group: GroupId,
     voters: &[NodeId],
     leader: NodeId,
+    shunned: &[NodeId],
     cluster: &Cluster<'_>,
 ) -> Option<(NodeId, NodeId)> {
     let load = cluster.shard_load();
@@ -374,6 +441,7 @@ fn planned_move(
         .keys()
         .copied()
         .filter(|id| !voters.contains(id) && cluster.up(*id) && !cluster.holds_of(*id, group))
+        .filter(|id| !shunned.contains(id))
         .collect();
     targets.sort_by_key(|id| (of(id), *id));
     let moves: Vec<(NodeId, NodeId)> = targets
@@ -460,6 +528,17 @@ mod tests {
         learners: &[(NodeId, Option<u64>)],
         n: &BTreeMap<NodeId, NodeRecord>,
     ) -> Step {
+        step_watched(voters, learners, &[], &[], n)
+    }
+
+    /// [`step`] with learners that stalled and nodes shunned.
+    fn step_watched(
+        voters: &[NodeId],
+        learners: &[(NodeId, Option<u64>)],
+        stalled: &[NodeId],
+        shunned: &[NodeId],
+        n: &BTreeMap<NodeId, NodeRecord>,
+    ) -> Step {
         let groups = BTreeMap::from([(
             9,
             GroupRecord {
@@ -488,9 +567,44 @@ mod tests {
                 voters: voters.to_vec(),
                 learners: learners.to_vec(),
                 lagging: Vec::new(),
+                stalled: stalled.to_vec(),
+                shunned: shunned.to_vec(),
+                leftovers: Vec::new(),
             },
             &cluster,
         )
+    }
+
+    #[test]
+    fn a_stalled_learner_is_removed_and_its_node_not_picked_again() {
+        // Node 3 gone; 6 (zone c) took a learner that stopped catching up.
+        let n = nodes(&[
+            (1, "a", 0),
+            (2, "b", 0),
+            (3, "c", 20_000),
+            (6, "c", 0),
+            (7, "c", 0),
+        ]);
+        assert_eq!(step(&[1, 2, 3], &[(6, None)], &n), Step::Nothing, "waiting");
+        assert_eq!(
+            step_watched(&[1, 2, 3], &[(6, None)], &[6], &[], &n),
+            Step::Remove(6)
+        );
+        // A stalled learner that is caught up after all is promoted, not removed.
+        assert_eq!(
+            step_watched(&[1, 2, 3], &[(6, Some(2))], &[6], &[], &n),
+            Step::Promote(6)
+        );
+        // The next try goes to the other node of zone c, then anywhere but 6.
+        assert_eq!(
+            step_watched(&[1, 2, 3], &[], &[], &[6], &n),
+            Step::AddLearner(7)
+        );
+        assert_eq!(
+            step_watched(&[1, 2, 3], &[], &[], &[6, 7], &n),
+            Step::Nothing,
+            "nobody else"
+        );
     }
 
     #[test]
@@ -635,6 +749,9 @@ mod tests {
             voters: voters.clone(),
             learners: learners.iter().map(|id| (*id, Some(0))).collect(),
             lagging: Vec::new(),
+            stalled: Vec::new(),
+            shunned: Vec::new(),
+            leftovers: Vec::new(),
         };
         next_step(&membership, &cluster)
     }
@@ -816,6 +933,9 @@ mod tests {
             voters: vec![1, 2, 3],
             learners: Vec::new(),
             lagging: vec![2],
+            stalled: Vec::new(),
+            shunned: Vec::new(),
+            leftovers: Vec::new(),
         };
         assert_eq!(
             next_step(&membership, &cluster),
@@ -906,6 +1026,9 @@ mod tests {
             voters: vec![1, 2, 3],
             learners: Vec::new(),
             lagging: Vec::new(),
+            stalled: Vec::new(),
+            shunned: Vec::new(),
+            leftovers: Vec::new(),
         };
         assert_eq!(next_step(&membership, &cluster), Step::Nothing);
         let mut stale = records(&crowded);
@@ -966,6 +1089,45 @@ mod tests {
             }
         }
         assert_eq!(rebalance_step(&moved, &n, 1), Step::Nothing);
+        // One that stays (a leftover node 1 cannot erase yet) stops counting once
+        // the leader has seen it for LEFTOVER_AFTER_MS.
+        let groups = records(&layout);
+        let mut watch = Leftovers::default();
+        assert_eq!(watch.observe(&n, &groups, NOW), Vec::new());
+        assert_eq!(watch.observe(&n, &groups, NOW + 1_000), Vec::new());
+        let later = NOW + LEFTOVER_AFTER_MS + 1;
+        let mut reported = n.clone();
+        for r in reported.values_mut() {
+            r.seen_ms = later;
+        }
+        let held_long = watch.observe(&reported, &groups, later);
+        assert_eq!(
+            held_long,
+            vec![(0, 4)],
+            "node 4 with group 0's data, not a member"
+        );
+        let cluster = Cluster {
+            group: 1,
+            nodes: &n,
+            groups: &groups,
+            replicas: 3,
+            now_ms: NOW,
+            replace_after_ms: 10_000,
+            leader: 2,
+            rebalance: true,
+            shard_groups: 2,
+        };
+        let mut membership = Membership {
+            voters: vec![1, 2, 3],
+            learners: Vec::new(),
+            lagging: Vec::new(),
+            stalled: Vec::new(),
+            shunned: Vec::new(),
+            leftovers: Vec::new(),
+        };
+        assert_eq!(next_step(&membership, &cluster), Step::Nothing);
+        membership.leftovers = held_long;
+        assert_eq!(next_step(&membership, &cluster), Step::AddLearner(4));
         // Once node 1 erased it, the loads are 1, 2, 2, 1: nothing to do anyway.
         if let Some(r) = n.get_mut(&1) {
             r.holds = vec![1];

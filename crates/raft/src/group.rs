@@ -365,11 +365,19 @@ impl Group {
     /// does not lead, or `id` has acknowledged nothing yet, e.g. while a snapshot is
     /// being installed on it).
     pub fn lag(&self, id: NodeId) -> Option<u64> {
+        let matched = self.matched(id)?;
+        let last = self.raft.metrics().borrow_watched().last_log_index;
+        Some(last.unwrap_or(0).saturating_sub(matched))
+    }
+
+    /// The last log index `id` has acknowledged to this leader (`None` as for
+    /// [`Group::lag`]): it moves while a learner catches up, even when the leader's
+    /// log grows faster.
+    pub fn matched(&self, id: NodeId) -> Option<u64> {
         let watch = self.raft.metrics();
         let m = watch.borrow_watched();
         let matched = m.replication.as_ref()?.get(&id)?.as_ref()?.index;
-        let lag = m.last_log_index.unwrap_or(0).saturating_sub(matched);
-        Some(lag)
+        Some(matched)
     }
 
     /// Removes `id` from the group, voter or learner.

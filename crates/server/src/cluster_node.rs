@@ -181,11 +181,6 @@ pub async fn start(
         config.resp.port(),
         config.members.contains_key(&config.id),
     );
-    if config.join {
-        if let Store::Replicated(r) = &node.store {
-            cluster_shape::check_before_joining(&r.router, &shape, &config.data_dir).await?;
-        }
-    }
     node.spawn_background(Duration::from_secs(60));
     let (misfit_tx, misfit) = tokio::sync::watch::channel(None);
     if let Some(addr) = config.members.get(&config.id) {
@@ -197,7 +192,7 @@ pub async fn start(
             misfit: misfit_tx,
         };
         spawn_map_upkeep(node.clone(), keep);
-        spawn_repair(node.clone(), config);
+        spawn_repair(node.clone(), config, misfit.clone());
     }
     Ok(Started {
         node,
@@ -376,7 +371,9 @@ fn spawn_map_upkeep(node: Arc<Node>, keep: Upkeep) {
                 Ok(()) => r.router.with_cached_map(|m| reporter.access.sync(&m.users)),
                 Err(e) => tracing::debug!(error = %e, "could not read the cluster map"),
             }
-            if let Err(why) = cluster_shape::check_map(&r.router, &shape, &data_dir).await {
+            let meta_leader = r.host.group(META).is_some_and(|g| g.is_leader());
+            let fits = cluster_shape::check_map(&r.router, &shape, &data_dir, meta_leader).await;
+            if let Err(why) = fits {
                 tracing::error!(%why, "this node does not fit the cluster: stopping");
                 let _ = misfit.send(Some(why));
                 return;
@@ -408,21 +405,38 @@ fn spawn_map_upkeep(node: Arc<Node>, keep: Upkeep) {
 /// ([`shoal_cluster::repair`]): replacing the replicas of a node that has been silent
 /// for `replace_after`; then, with `rebalance`, moving replicas onto less loaded nodes
 /// and handing leadership over so that leaders spread over the nodes.
-fn spawn_repair(node: Arc<Node>, config: &NodeConfig) {
+fn spawn_repair(
+    node: Arc<Node>,
+    config: &NodeConfig,
+    misfit: tokio::sync::watch::Receiver<Option<String>>,
+) {
+    let shape = cluster_shape::of(config);
     let replicas = config.replication_factor;
     let replace_after_ms = u64::try_from(config.replace_after.as_millis()).unwrap_or(u64::MAX);
     let (me, rebalance, shard_groups) = (config.id, config.rebalance, config.groups);
     let step_limit = config.quorum_timeout.saturating_mul(2);
+    let stall_ms = u64::try_from(config.learner_stall.as_millis()).unwrap_or(u64::MAX);
     tokio::spawn(async move {
         let Store::Replicated(r) = &node.store else {
             return;
         };
+        let mut watch = shoal_cluster::learner_watch::LearnerWatch::new(stall_ms);
+        let mut leftovers = repair::Leftovers::default();
         let mut interval = tokio::time::interval(REPAIR_EVERY);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
+            if misfit.borrow().is_some() {
+                return;
+            }
             let map = r.router.cached_map();
+            // Not by another cluster's rules: a lower replication factor would shrink
+            // the groups this node leads (the node stops at its next map read).
+            if map.shape.is_some_and(|s| s != shape) {
+                continue;
+            }
             let now_ms = node::now_ms();
+            let old_leftovers = leftovers.observe(&map.nodes, &map.groups, now_ms);
             let cluster = |group, replicas| repair::Cluster {
                 group,
                 nodes: &map.nodes,
@@ -439,6 +453,13 @@ fn spawn_repair(node: Arc<Node>, config: &NodeConfig) {
             for (group, replicas) in led.chain(meta.map(|g| (g, META_VOTERS))) {
                 let cluster = cluster(group.id(), replicas);
                 let status = group.status();
+                let acknowledged: Vec<(NodeId, Option<u64>)> = status
+                    .members
+                    .iter()
+                    .filter(|m| !m.2)
+                    .map(|m| (m.0, group.matched(m.0)))
+                    .collect();
+                let stalled = watch.stalled(group.id(), &acknowledged, now_ms);
                 let membership = repair::Membership {
                     voters: status.members.iter().filter(|m| m.2).map(|m| m.0).collect(),
                     learners: status
@@ -454,8 +475,26 @@ fn spawn_repair(node: Arc<Node>, config: &NodeConfig) {
                         .filter(|m| group.lag(m.0).is_none_or(|l| l > repair::CAUGHT_UP))
                         .map(|m| m.0)
                         .collect(),
+                    shunned: watch.shunned(group.id(), now_ms),
+                    stalled,
+                    leftovers: old_leftovers.clone(),
                 };
                 let step = repair::next_step(&membership, &cluster);
+                let stalled = match step {
+                    repair::Step::Remove(id) if membership.stalled.contains(&id) => {
+                        tracing::warn!(
+                            group = group.id(),
+                            node = id,
+                            "a learner stopped catching up: removing it"
+                        );
+                        Some(id)
+                    }
+                    repair::Step::Remove(_)
+                    | repair::Step::Promote(_)
+                    | repair::Step::AddLearner(_)
+                    | repair::Step::HandOver(_)
+                    | repair::Step::Nothing => None,
+                };
                 let done = match step {
                     repair::Step::Nothing => continue,
                     repair::Step::Promote(id) => {
@@ -473,6 +512,11 @@ fn spawn_repair(node: Arc<Node>, config: &NodeConfig) {
                     }
                     repair::Step::HandOver(id) => Ok(group.transfer_leader(id, step_limit).await),
                 };
+                if let (Ok(Ok(())), Some(id)) = (&done, stalled) {
+                    // Not picked for this group again for a while: the next try goes
+                    // elsewhere.
+                    watch.shun(group.id(), id, now_ms);
+                }
                 match done {
                     Ok(Ok(())) => {
                         tracing::info!(group = group.id(), ?step, "repair or rebalancing step")
@@ -638,6 +682,28 @@ impl Started {
                 Err(_) => std::future::pending().await,
             }
         }
+    }
+
+    /// `shoal node`'s check before it serves RESP, when its data directory has no
+    /// `SHAPE` yet and it joins a running cluster or holds data (a restart): the map,
+    /// read from the meta group, must have this node's shape ([`crate::cluster_shape`]).
+    /// Not for `shoal dev`, whose nodes share their flags and start one by one (the
+    /// first could not read a map before the others are up).
+    pub async fn check_shape_first(&self, config: &NodeConfig) -> Result<()> {
+        let holds_data = self
+            .host
+            .group_ids()
+            .into_iter()
+            .filter_map(|g| self.host.group(g))
+            .any(|g| g.status().holds_data);
+        if !cluster_shape::must_check_first(&config.data_dir, config.join, holds_data) {
+            return Ok(());
+        }
+        let Store::Replicated(r) = &self.node.store else {
+            return Ok(());
+        };
+        let shape = cluster_shape::of(config);
+        cluster_shape::check_before_serving(&r.router, &shape, &config.data_dir).await
     }
 
     /// Stops the groups, then the gRPC server.

@@ -6,13 +6,20 @@
 //! | when                                   | check                                      |
 //! |----------------------------------------|--------------------------------------------|
 //! | start, `SHAPE` in the data directory   | the flags against it: refuse to start      |
-//! | start with `--join`, no `SHAPE` yet    | read the map first (30 s at most): refuse  |
-//! | every map read                         | none in the map: write ours (`HSETNX`);    |
-//! |                                        | the same: write `SHAPE` once; another: stop|
+//! | start without `SHAPE`, joining or      | read the map before serving (30 s at most):|
+//! | holding data (a restart)               | another shape: refuse                      |
+//! | every map read                         | another shape: keep the cluster's in       |
+//! |                                        | `SHAPE` (the next start refuses) and stop; |
+//! |                                        | the same: write `SHAPE` once               |
+//! | a map without one, read by the meta    | write ours (`HSETNX`), only if the map     |
+//! | leader                                 | shows it (`ClusterShape::seen_in`)         |
 //!
-//! A node that bootstraps with the others checks at its first map read, a second
-//! after it starts; a joining node routes nothing before its check, and a restarted
-//! one is checked against its own data directory at once.
+//! So a node started with other flags can be first to nothing: the shape is written
+//! only by the meta leader and only from what the groups report. A fresh node that
+//! bootstraps with the others (no data, no `SHAPE`) is checked at its first map read
+//! once the shape is there, a few seconds into a new cluster; a joining or restarted
+//! one routes nothing before its check. Repair and rebalancing do nothing while the
+//! map's shape is not this node's.
 
 use std::path::Path;
 use std::time::Duration;
@@ -25,7 +32,7 @@ use crate::node_config::NodeConfig;
 
 /// In the data directory once the node has seen the map agree with its flags.
 const SHAPE: &str = "SHAPE";
-/// How long a joining node waits to read the map before it gives up.
+/// How long a joining or restarted node waits to read the map before it gives up.
 const JOIN_MAP_WAIT: Duration = Duration::from_secs(30);
 
 pub fn of(config: &NodeConfig) -> ClusterShape {
@@ -86,10 +93,16 @@ pub fn remember(data_dir: &Path, shape: &ClusterShape) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// A joining node's check before it serves: the running cluster's map, read from its
-/// meta group, must have this node's shape (or none, a cluster of nodes from before
-/// the shape was kept).
-pub async fn check_before_joining(
+/// Whether a start must read the map before serving: no `SHAPE` yet, and the node
+/// joins a running cluster or holds data already (a restart).
+pub fn must_check_first(data_dir: &Path, join: bool, holds_data: bool) -> bool {
+    !data_dir.join(SHAPE).exists() && (join || holds_data)
+}
+
+/// The check before serving: the running cluster's map, read from its meta group,
+/// must have this node's shape (or none, a cluster of nodes from before the shape was
+/// kept).
+pub async fn check_before_serving(
     router: &Router,
     shape: &ClusterShape,
     data_dir: &Path,
@@ -99,41 +112,48 @@ pub async fn check_before_joining(
         match router.cluster_map(node::now_ms(), false).await {
             Ok(map) => break map,
             Err(e) if tokio::time::Instant::now() >= deadline => {
-                bail!("could not read the cluster map within {JOIN_MAP_WAIT:?} to join the cluster ({e}); a joining node needs the running members in --member")
+                bail!("could not read the cluster map within {JOIN_MAP_WAIT:?} ({e}); a joining node needs the running members in --member, a restarted one its cluster's meta group")
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     };
     if let Some(cluster) = map.shape {
-        shape.check(&cluster).map_err(anyhow::Error::msg)?;
+        if let Err(why) = shape.check(&cluster) {
+            remember(data_dir, &cluster)?;
+            bail!(why);
+        }
         remember(data_dir, shape)?;
     }
     Ok(())
 }
 
 /// What one map read says of this node's shape: `Err` with the operator's message
-/// when it must stop. Writes the shape to a map without one, and `SHAPE` once they
-/// agree.
+/// when it must stop (the cluster's shape is then kept in `SHAPE`, so that a restart
+/// with the same flags is refused at once). The meta leader writes the shape to a map
+/// without one that shows it; `SHAPE` is written once they agree.
 pub async fn check_map(
     router: &Router,
     shape: &ClusterShape,
     data_dir: &Path,
+    meta_leader: bool,
 ) -> std::result::Result<(), String> {
-    match router.with_cached_map(|m| m.shape) {
-        None => {
-            if let Err(e) = router.claim_shape(shape, node::now_ms()).await {
+    let now_ms = node::now_ms();
+    let (cluster, seen) = router.with_cached_map(|m| (m.shape, shape.seen_in(m, now_ms)));
+    let Some(cluster) = cluster else {
+        if meta_leader && seen {
+            if let Err(e) = router.claim_shape(shape, now_ms).await {
                 tracing::debug!(error = %e, "could not write the cluster's shape to the map");
             }
-            Ok(())
         }
-        Some(cluster) => {
-            shape.check(&cluster)?;
-            if let Err(e) = remember(data_dir, shape) {
-                tracing::warn!(error = %e, "remembering the cluster's shape");
-            }
-            Ok(())
-        }
+        return Ok(());
+    };
+    let fits = shape.check(&cluster);
+    // Ours when it fits, else the cluster's: a restart with these flags is refused.
+    let kept = if fits.is_ok() { shape } else { &cluster };
+    if let Err(e) = remember(data_dir, kept) {
+        tracing::warn!(error = %e, "remembering the cluster's shape");
     }
+    fits
 }
 
 #[cfg(test)]

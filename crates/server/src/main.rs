@@ -184,7 +184,18 @@ async fn dev(mut args: DevArgs) -> Result<()> {
         data_dir = %data_dir.display(), tls = tls.is_some(), "shoal dev cluster ready");
     // The line tests and scripts wait for.
     println!("shoal dev listening on {local}");
-    serve_resp(&nodes, listener, settings, tls, shutdown_signal()).await;
+    let misfit = Arc::new(parking_lot::Mutex::new(None));
+    let stop = {
+        let misfit = misfit.clone();
+        let found = futures::future::select_all(cluster.nodes.iter().map(|n| Box::pin(n.misfit())));
+        async move {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                (why, _, _) = found => *misfit.lock() = Some(why),
+            }
+        }
+    };
+    serve_resp(&nodes, listener, settings, tls, stop).await;
     tracing::info!("shutting down");
     api.stop().await;
     cluster.stop().await?;
@@ -192,6 +203,9 @@ async fn dev(mut args: DevArgs) -> Result<()> {
         if let Err(e) = std::fs::remove_dir_all(&data_dir) {
             tracing::warn!(error = %e, dir = %data_dir.display(), "removing the temporary data");
         }
+    }
+    if let Some(why) = misfit.lock().take() {
+        anyhow::bail!(why);
     }
     tracing::info!("bye");
     Ok(())
@@ -282,6 +296,10 @@ async fn replicated_node(config: node_config::NodeConfig) -> Result<()> {
         .with_context(|| format!("binding RESP {}", config.resp))?;
     let tls = load_tls(config.tls.clone())?;
     let started = cluster_node::start(&config, grpc, tls.as_ref()).await?;
+    if let Err(e) = started.check_shape_first(&config).await {
+        started.stop().await?;
+        return Err(e);
+    }
     let api = match config.api {
         Some(addr) => Some(ApiServer::start(addr, vec![started.node.clone()], tls.as_ref()).await?),
         None => None,

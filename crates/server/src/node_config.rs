@@ -89,6 +89,7 @@ pub struct FileConfig {
     pub groups: Option<u64>,
     pub replication_factor: Option<usize>,
     pub replace_after_ms: Option<u64>,
+    pub learner_stall_ms: Option<u64>,
     #[serde(default)]
     pub members: Vec<Member>,
     pub heartbeat_ms: Option<u64>,
@@ -243,6 +244,11 @@ pub struct NodeArgs {
     /// voter) [default: 30000].
     #[arg(long)]
     pub replace_after_ms: Option<u64>,
+    /// A learner (a replica being added, by repair or rebalancing) whose acknowledged
+    /// log has not moved for this long is removed, and its node is not picked for that
+    /// group again for as long [default: 300000].
+    #[arg(long)]
+    pub learner_stall_ms: Option<u64>,
     /// An initial voter of every group, as ID,ZONE,GRPC_ADDR,RESP_ADDR; repeat per node.
     /// Omit on a node that will be added later with RAFT ADD-LEARNER.
     #[arg(long = "member")]
@@ -310,6 +316,7 @@ pub struct NodeConfig {
     pub groups: u64,
     pub replication_factor: usize,
     pub replace_after: Duration,
+    pub learner_stall: Duration,
     pub members: BTreeMap<NodeId, NodeAddr>,
     pub heartbeat_ms: u64,
     pub election_timeout_ms: u64,
@@ -426,6 +433,11 @@ impl NodeArgs {
                 self.replace_after_ms
                     .or(file.replace_after_ms)
                     .unwrap_or(30_000),
+            ),
+            learner_stall: Duration::from_millis(
+                self.learner_stall_ms
+                    .or(file.learner_stall_ms)
+                    .unwrap_or(300_000),
             ),
             members: by_id,
             heartbeat_ms: self.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(150),
