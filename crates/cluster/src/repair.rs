@@ -43,6 +43,7 @@
 //! | than the replication factor, or a node holds its data    |                              |
 //! | that its record does not name (a move finishing there)   |                              |
 //! | a lower shard group has a `planned_move` by the map      | nothing: one move at a time  |
+//! | (unless it stood untaken for a minute: `Stuck`)          |                              |
 //! | this group has one, from another node than the leader's  | add its learner              |
 //! | this group has one, from the leader's own node           | hand leadership to another   |
 //! |                                                          | voter (then the next leader  |
@@ -88,6 +89,68 @@ pub struct Membership {
     /// (group, node): a live node that has held a shard group's data without being
     /// its member by the map for longer than [`LEFTOVER_AFTER_MS`] ([`Leftovers`]).
     pub leftovers: Vec<(GroupId, NodeId)>,
+    /// Shard groups whose step by the map (a move, a hand-over) has stood untaken for
+    /// longer than [`STUCK_AFTER_MS`] ([`Stuck`]): the "lower group first" rows let
+    /// the others go past them.
+    pub stuck: Vec<GroupId>,
+}
+
+/// How long a group may show a step by the map, its record unchanged and no group
+/// mid-move, before the groups above it stop waiting for it. Its leader may be unable to take it: the only
+/// voter to hand over to lags for good, or the move's target is shunned there
+/// ([`crate::learner_watch`]); none of which the map shows.
+pub const STUCK_AFTER_MS: u64 = 60_000;
+
+/// Since when each shard group has shown the same record and a step by the map.
+#[derive(Debug, Default)]
+pub struct Stuck {
+    since: BTreeMap<GroupId, (GroupRecord, u64)>,
+}
+
+impl Stuck {
+    /// Takes the map as `cluster` has it now; returns the shard groups whose step by
+    /// the map has stood, record unchanged, for longer than [`STUCK_AFTER_MS`].
+    pub fn observe(&mut self, cluster: &Cluster<'_>) -> Vec<GroupId> {
+        // A step waits rightly while another group is mid-move: the clocks run only
+        // while no group is.
+        let moving = cluster
+            .groups
+            .iter()
+            .filter(|(g, _)| **g != META)
+            .any(|(_, r)| !r.learners.is_empty() || r.voters.len() > cluster.replicas);
+        if moving {
+            self.since.clear();
+            return Vec::new();
+        }
+        let leads = cluster.leads();
+        let planned: BTreeMap<GroupId, &GroupRecord> = cluster
+            .groups
+            .iter()
+            .filter(|(g, _)| **g != META)
+            .filter(|(g, r)| {
+                planned_move(**g, &r.voters, r.leader, &[], cluster).is_some()
+                    || planned_handover(r.leader, &r.voters, &leads, cluster, |_| true).is_some()
+            })
+            .map(|(g, r)| (*g, r))
+            .collect();
+        self.since
+            .retain(|g, (record, _)| planned.get(g).is_some_and(|now| same_step(record, now)));
+        for (g, record) in &planned {
+            self.since
+                .entry(*g)
+                .or_insert_with(|| ((*record).clone(), cluster.now_ms));
+        }
+        self.since
+            .iter()
+            .filter(|(_, (_, since))| cluster.now_ms.saturating_sub(*since) > STUCK_AFTER_MS)
+            .map(|(g, _)| *g)
+            .collect()
+    }
+}
+
+/// Whether two records of a group show it as the same (`seen_ms` aside).
+fn same_step(a: &GroupRecord, b: &GroupRecord) -> bool {
+    (a.leader, a.term, &a.voters, &a.learners) == (b.leader, b.term, &b.voters, &b.learners)
 }
 
 /// A node holding a group's data that the group's record does not name is a move in
@@ -343,9 +406,11 @@ fn rebalance_step(membership: &Membership, cluster: &Cluster<'_>) -> Step {
     if !others_settled {
         return Step::Nothing;
     }
-    let lower = |g: &GroupId| *g < cluster.group;
+    // Waiting for a group whose leader cannot take its step would be for good.
+    let lower = |g: &GroupId| *g < cluster.group && !membership.stuck.contains(g);
     let moves_elsewhere: Vec<GroupId> = others
         .iter()
+        .filter(|(g, _)| !membership.stuck.contains(g))
         .filter(|(g, r)| planned_move(**g, &r.voters, r.leader, &[], cluster).is_some())
         .map(|(g, _)| **g)
         .collect();
@@ -570,6 +635,7 @@ mod tests {
                 stalled: stalled.to_vec(),
                 shunned: shunned.to_vec(),
                 leftovers: Vec::new(),
+                stuck: Vec::new(),
             },
             &cluster,
         )
@@ -752,6 +818,7 @@ mod tests {
             stalled: Vec::new(),
             shunned: Vec::new(),
             leftovers: Vec::new(),
+            stuck: Vec::new(),
         };
         next_step(&membership, &cluster)
     }
@@ -936,6 +1003,7 @@ mod tests {
             stalled: Vec::new(),
             shunned: Vec::new(),
             leftovers: Vec::new(),
+            stuck: Vec::new(),
         };
         assert_eq!(
             next_step(&membership, &cluster),
@@ -1029,6 +1097,7 @@ mod tests {
             stalled: Vec::new(),
             shunned: Vec::new(),
             leftovers: Vec::new(),
+            stuck: Vec::new(),
         };
         assert_eq!(next_step(&membership, &cluster), Step::Nothing);
         let mut stale = records(&crowded);
@@ -1124,6 +1193,7 @@ mod tests {
             stalled: Vec::new(),
             shunned: Vec::new(),
             leftovers: Vec::new(),
+            stuck: Vec::new(),
         };
         assert_eq!(next_step(&membership, &cluster), Step::Nothing);
         membership.leftovers = held_long;
@@ -1140,6 +1210,83 @@ mod tests {
         }
         assert_eq!(rebalance_step(&layout, &n, 0), Step::AddLearner(4));
         assert_eq!(rebalance_step(&layout, &n, 1), Step::Nothing);
+    }
+
+    #[test]
+    fn a_lower_group_whose_step_stands_untaken_stops_holding_the_others_back() {
+        // Every group led by 1; group 0's only other voters lag for good, so its
+        // leader never hands over; group 1 waits for it, then goes past it.
+        let n = nodes(&[(1, "a", 0), (2, "b", 0), (3, "c", 0)]);
+        let layout: Layout = (0..3)
+            .map(|g| (g, (vec![1, 2, 3], Vec::new(), 1)))
+            .collect();
+        let groups = records(&layout);
+        // The nodes and groups as reported at `now_ms` (every node reports each second).
+        let fresh = |now_ms: u64, groups: &BTreeMap<GroupId, GroupRecord>| {
+            let mut nodes = n.clone();
+            for r in nodes.values_mut() {
+                r.seen_ms = now_ms;
+            }
+            let mut groups = groups.clone();
+            for r in groups.values_mut() {
+                r.seen_ms = now_ms;
+            }
+            (nodes, groups)
+        };
+        let at = |now_ms, group, nodes, groups| Cluster {
+            group,
+            nodes,
+            groups,
+            replicas: 3,
+            now_ms,
+            replace_after_ms: 10_000,
+            leader: 1,
+            rebalance: true,
+            shard_groups: 3,
+        };
+        let mut stuck = Stuck::default();
+        let (n0, g0) = fresh(NOW, &groups);
+        assert!(stuck.observe(&at(NOW, 0, &n0, &g0)).is_empty());
+        let (n1, g1) = fresh(NOW + 30_000, &groups);
+        assert!(stuck.observe(&at(NOW + 30_000, 0, &n1, &g1)).is_empty());
+        let mut membership = Membership {
+            voters: vec![1, 2, 3],
+            learners: Vec::new(),
+            lagging: Vec::new(),
+            stalled: Vec::new(),
+            shunned: Vec::new(),
+            leftovers: Vec::new(),
+            stuck: Vec::new(),
+        };
+        let late = NOW + STUCK_AFTER_MS + 1;
+        let (n2, g2) = fresh(late, &groups);
+        assert_eq!(
+            next_step(&membership, &at(late, 1, &n2, &g2)),
+            Step::Nothing,
+            "0 first"
+        );
+        membership.stuck = stuck.observe(&at(late, 0, &n2, &g2));
+        assert_eq!(membership.stuck, vec![0, 1, 2]);
+        assert_eq!(
+            next_step(&membership, &at(late, 1, &n2, &g2)),
+            Step::HandOver(2)
+        );
+        // A record that changed starts its clock again.
+        let mut moved = groups.clone();
+        if let Some(r) = moved.get_mut(&0) {
+            r.term = 2;
+        }
+        let (n3, g3) = fresh(late + 1, &moved);
+        assert_eq!(stuck.observe(&at(late + 1, 0, &n3, &g3)), vec![1, 2]);
+        // Another group mid-move: waiting is right, every clock starts again.
+        let mut busy = moved.clone();
+        if let Some(r) = busy.get_mut(&2) {
+            r.learners.push(4);
+        }
+        let (n4, g4) = fresh(late + 2, &busy);
+        assert!(stuck.observe(&at(late + 2, 0, &n4, &g4)).is_empty());
+        let (n5, g5) = fresh(late + 3, &moved);
+        assert!(stuck.observe(&at(late + 3, 0, &n5, &g5)).is_empty());
     }
 
     #[test]

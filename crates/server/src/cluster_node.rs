@@ -422,6 +422,7 @@ fn spawn_repair(
         };
         let mut watch = shoal_cluster::learner_watch::LearnerWatch::new(stall_ms);
         let mut leftovers = repair::Leftovers::default();
+        let mut stuck = repair::Stuck::default();
         let mut interval = tokio::time::interval(REPAIR_EVERY);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -448,6 +449,8 @@ fn spawn_repair(
                 rebalance,
                 shard_groups,
             };
+            // (Whose steps stand untaken does not depend on the group asking.)
+            let stuck_groups = stuck.observe(&cluster(0, replicas));
             let meta = r.host.group(META).filter(|g| g.is_leader());
             let led = led_shard_groups(&r.host).into_iter().map(|g| (g, replicas));
             for (group, replicas) in led.chain(meta.map(|g| (g, META_VOTERS))) {
@@ -478,6 +481,7 @@ fn spawn_repair(
                     shunned: watch.shunned(group.id(), now_ms),
                     stalled,
                     leftovers: old_leftovers.clone(),
+                    stuck: stuck_groups.clone(),
                 };
                 let step = repair::next_step(&membership, &cluster);
                 let stalled = match step {
