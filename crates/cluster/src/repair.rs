@@ -41,9 +41,11 @@
 //! | or it does not show this group as it is now (voters, leader) |                          |
 //! | another group has a voter down, a learner, or more voters| nothing                      |
 //! | than the replication factor, or a node holds its data    |                              |
-//! | that its record does not name (a move finishing there)   |                              |
+//! | that its record does not name (a move finishing there;   |                              |
+//! | for 20 s at most: `Leftovers`)                           |                              |
 //! | a lower shard group has a `planned_move` by the map      | nothing: one move at a time  |
-//! | (unless it stood untaken for a minute: `Stuck`)          |                              |
+//! | (below, "a group" is never one whose step has stood      |                              |
+//! | untaken for a minute: `Stuck`)                           |                              |
 //! | this group has one, from another node than the leader's  | add its learner              |
 //! | this group has one, from the leader's own node           | hand leadership to another   |
 //! |                                                          | voter (then the next leader  |
