@@ -426,9 +426,17 @@ fn rebalance_step(membership: &Membership, cluster: &Cluster<'_>) -> Step {
         &membership.shunned,
         cluster,
     );
+    let caught_up = |id: NodeId| !membership.lagging.contains(&id);
     match own {
         Some((_, victim)) if victim == cluster.leader => {
-            let to = handover_target(membership, cluster);
+            let leads = cluster.leads();
+            let to = least_leading(
+                cluster.leader,
+                &membership.voters,
+                &leads,
+                cluster,
+                caught_up,
+            );
             return to.map_or(Step::Nothing, Step::HandOver);
         }
         Some((target, _)) => return Step::AddLearner(target),
@@ -444,7 +452,6 @@ fn rebalance_step(membership: &Membership, cluster: &Cluster<'_>) -> Step {
     if lower_handover {
         return Step::Nothing;
     }
-    let caught_up = |id: NodeId| !membership.lagging.contains(&id);
     planned_handover(
         cluster.leader,
         &membership.voters,
@@ -531,9 +538,8 @@ fn planned_move(
         .copied()
 }
 
-/// The voter a leader hands over to so that leaders spread: one that is up, passes
-/// `eligible` (caught up, when the leader itself decides) and leads at least two
-/// shard groups fewer than `leader`; the one leading fewest, then the lowest id.
+/// The voter a leader hands over to so that leaders spread: the one [`least_leading`]
+/// picks, when it leads at least two shard groups fewer than `leader`.
 fn planned_handover(
     leader: NodeId,
     voters: &[NodeId],
@@ -541,25 +547,25 @@ fn planned_handover(
     cluster: &Cluster<'_>,
     eligible: impl Fn(NodeId) -> bool,
 ) -> Option<NodeId> {
-    let of = |id: &NodeId| leads.get(id).copied().unwrap_or(0);
+    let of = |id: NodeId| leads.get(&id).copied().unwrap_or(0);
+    least_leading(leader, voters, leads, cluster, eligible).filter(|id| of(*id) + 2 <= of(leader))
+}
+
+/// The voter of `voters` other than `leader` that is up, passes `eligible` (caught up,
+/// when the leader itself decides) and leads the fewest shard groups, then the lowest
+/// id: where a hand-over goes, to spread leaders or before a move takes the leader's
+/// own replica.
+fn least_leading(
+    leader: NodeId,
+    voters: &[NodeId],
+    leads: &BTreeMap<NodeId, usize>,
+    cluster: &Cluster<'_>,
+    eligible: impl Fn(NodeId) -> bool,
+) -> Option<NodeId> {
     voters
         .iter()
         .copied()
         .filter(|id| *id != leader && cluster.up(*id) && eligible(*id))
-        .filter(|id| of(id) + 2 <= of(&leader))
-        .min_by_key(|id| (of(id), *id))
-}
-
-/// The voter to hand leadership to before a move takes the leader's own replica:
-/// up and caught up; leading fewest shard groups, then the lowest id.
-fn handover_target(membership: &Membership, cluster: &Cluster<'_>) -> Option<NodeId> {
-    let leads = cluster.leads();
-    membership
-        .voters
-        .iter()
-        .copied()
-        .filter(|id| *id != cluster.leader && cluster.up(*id))
-        .filter(|id| !membership.lagging.contains(id))
         .min_by_key(|id| (leads.get(id).copied().unwrap_or(0), *id))
 }
 

@@ -437,7 +437,11 @@ fn spawn_repair(
                 continue;
             }
             let now_ms = node::now_ms();
-            let old_leftovers = leftovers.observe(&map.nodes, &map.groups, now_ms);
+            // Both only feed the rebalancing rows.
+            let old_leftovers = match rebalance {
+                true => leftovers.observe(&map.nodes, &map.groups, now_ms),
+                false => Vec::new(),
+            };
             let cluster = |group, replicas| repair::Cluster {
                 group,
                 nodes: &map.nodes,
@@ -450,7 +454,10 @@ fn spawn_repair(
                 shard_groups,
             };
             // (Whose steps stand untaken does not depend on the group asking.)
-            let stuck_groups = stuck.observe(&cluster(0, replicas));
+            let stuck_groups = match rebalance {
+                true => stuck.observe(&cluster(0, replicas)),
+                false => Vec::new(),
+            };
             let meta = r.host.group(META).filter(|g| g.is_leader());
             let led = led_shard_groups(&r.host).into_iter().map(|g| (g, replicas));
             for (group, replicas) in led.chain(meta.map(|g| (g, META_VOTERS))) {

@@ -138,9 +138,14 @@ pub async fn check_map(
     meta_leader: bool,
 ) -> std::result::Result<(), String> {
     let now_ms = node::now_ms();
-    let (cluster, seen) = router.with_cached_map(|m| (m.shape, shape.seen_in(m, now_ms)));
+    // Whether the map shows our shape is asked only of a map without one, by the one
+    // node that may write it.
+    let (cluster, seen) = router.with_cached_map(|m| {
+        let seen = m.shape.is_none() && meta_leader && shape.seen_in(m, now_ms);
+        (m.shape, seen)
+    });
     let Some(cluster) = cluster else {
-        if meta_leader && seen {
+        if seen {
             if let Err(e) = router.claim_shape(shape, now_ms).await {
                 tracing::debug!(error = %e, "could not write the cluster's shape to the map");
             }
