@@ -90,6 +90,9 @@ pub struct AnnArgs {
     /// Build threads (and the threads of FLAT's batched search).
     #[arg(long, default_value_t = 2)]
     pub build_threads: usize,
+    /// Walk by the FLOAT32 vectors instead of their 8-bit codes.
+    #[arg(long)]
+    pub f32_walk: bool,
     /// Write the result as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -302,6 +305,7 @@ fn build(args: &AnnArgs, base: &Matrix<f32>, build: usize) -> Result<(Built, f64
                 m: args.m,
                 ef_construction: args.ef_construction,
                 seed: args.seed.wrapping_add(build as u64),
+                sq8_walk: !args.f32_walk,
                 ..HnswParams::default()
             },
         )?)),

@@ -15,6 +15,7 @@ mod hnsw;
 mod metric;
 mod prefetch;
 mod slots;
+mod sq8;
 mod topk;
 mod visited;
 mod words;

@@ -92,6 +92,7 @@ impl HnswIndex {
             seed: d.u64()?,
             exact_filter_fraction: f64::from_bits(d.u64()?),
             repair_fraction: f64::from_bits(d.u64()?),
+            ..HnswParams::default()
         };
         params.check().map_err(|e| corrupt(e.to_string()))?;
         let high = d.u32()?;

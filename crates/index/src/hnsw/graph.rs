@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use parking_lot::Mutex;
 
 use crate::error::Result;
+use crate::sq8::Sq8Store;
 use crate::words::{as_f32, load, WordArena};
 
 const LEVEL_MASK: u32 = 0xff;
@@ -47,6 +48,8 @@ pub(crate) struct Graph {
     nodes: WordArena,
     upper: WordArena,
     upper_ranges: Mutex<UpperRanges>,
+    /// 8-bit codes of the vectors, when walks steer by them (`HnswParams::sq8_walk`).
+    pub(crate) sq8: Option<Sq8Store>,
 }
 
 /// Allocation of upper-level blocks: a bump pointer, and ranges given back by reused
@@ -76,7 +79,7 @@ impl UpperRanges {
 }
 
 impl Graph {
-    pub(crate) fn new(dim: usize, m: usize, initial_cap: usize) -> Graph {
+    pub(crate) fn new(dim: usize, m: usize, initial_cap: usize, sq8: bool) -> Graph {
         let m0 = 2 * m;
         let raw = dim + 3 + m0;
         let padded = raw.next_multiple_of(16);
@@ -94,6 +97,7 @@ impl Graph {
             nodes: WordArena::new(1, initial_cap),
             upper: WordArena::new(1 + m, (initial_cap / m.max(1)).max(16)),
             upper_ranges: Mutex::new(UpperRanges::default()),
+            sq8: sq8.then(|| Sq8Store::new(dim, initial_cap)),
         }
     }
 
@@ -125,6 +129,9 @@ impl Graph {
     /// Gives `slot` its memory.
     pub(crate) fn ensure(&self, slot: u32) -> Result<()> {
         self.records.ensure(slot)?;
+        if let Some(codes) = &self.sq8 {
+            codes.ensure(slot)?;
+        }
         self.nodes.ensure(slot)
     }
 
@@ -300,6 +307,9 @@ impl Graph {
         );
         rec[self.count0_at()].store(0, Ordering::Relaxed);
         crate::words::store_f32(&rec[..self.dim], vector);
+        if let Some(codes) = &self.sq8 {
+            codes.write(slot, vector);
+        }
         for l in 1..=level {
             let (count, _) = self.list(slot, l);
             count.store(0, Ordering::Relaxed);
@@ -309,7 +319,10 @@ impl Graph {
 
     /// Bytes reserved by the graph's storage.
     pub(crate) fn allocated_bytes(&self) -> usize {
-        self.records.allocated_bytes() + self.nodes.allocated_bytes() + self.upper.allocated_bytes()
+        self.records.allocated_bytes()
+            + self.nodes.allocated_bytes()
+            + self.upper.allocated_bytes()
+            + self.sq8.as_ref().map_or(0, Sq8Store::allocated_bytes)
     }
 
     /// Vectors the graph holds without allocating.

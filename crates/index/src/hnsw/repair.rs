@@ -166,14 +166,15 @@ impl HnswIndex {
     /// Gives `s` neighbours at `level` by searching from the entry point, and links back.
     fn relink(&self, s: u32, level: usize) {
         let q: Vec<f32> = self.graph.vector(s).to_vec();
-        let Some((cur, cur_d, _)) = self.descend(&q, level) else {
+        let probe = self.exact(&q);
+        let Some((cur, cur_d, _)) = self.descend(&probe, level) else {
             return;
         };
         let mut state = self.scratch.take();
         let mut found = std::mem::take(&mut state.results);
         found.reset(self.params.ef_construction);
         let accept = |n: u32| n != s && self.graph.label_word(n) & DELETED == 0;
-        self.walk_layer(&q, (cur, cur_d), level, accept, &mut state, &mut found);
+        self.walk_layer(&probe, (cur, cur_d), level, accept, &mut state, &mut found);
         found.drain_sorted(&mut state.sorted);
         let chosen = self.select(&state.sorted, self.graph.m);
         state.results = found;

@@ -2,10 +2,13 @@
 //! level with a filter applied inside it, the exact path for very selective filters, and
 //! range search.
 
+use super::graph::Graph;
 use super::{FilterStrategy, HnswIndex};
 use crate::filter::IdFilter;
+use crate::metric::Metric;
 use crate::prefetch::prefetch;
 use crate::slots::{id_of, label_word, DELETED};
+use crate::sq8::{Sq8Query, Sq8Store};
 use crate::topk::{unique_neighbors, Candidates, Key, Neighbor, TopK};
 use crate::visited::Visited;
 use crate::words::load;
@@ -33,6 +36,65 @@ impl WalkState {
     }
 }
 
+/// The beam width of a coded walk asked for `ef`: a quarter wider, so that the nodes
+/// the codes misplace around the edge of the beam are still in it when the exact distances
+/// re-rank it. Measured on 200k × 128 (docs/index.md, "Coded walks"): exactly `ef` lost
+/// recall at ef 10 and 20; a quarter wider finds more than the FLOAT32 walk at about its
+/// cost.
+pub(super) fn sq8_width(ef: usize) -> usize {
+    ef + ef.div_ceil(4)
+}
+
+/// How a walk measures a query's distance to a node: what a graph walk is generic over,
+/// so that each kind of measure gets its own compiled loop.
+pub(super) trait Probe {
+    /// Distance from the query to `slot`.
+    fn distance(&self, slot: u32) -> f32;
+    /// Requests what [`Probe::distance`] of `slot` will read.
+    fn prefetch(&self, slot: u32);
+}
+
+/// Exact distances on the FLOAT32 vectors: inserts, repairs, range and exact searches.
+pub(super) struct Exact<'a> {
+    pub(super) graph: &'a Graph,
+    pub(super) metric: Metric,
+    pub(super) q: &'a [f32],
+}
+
+impl Probe for Exact<'_> {
+    #[inline(always)]
+    fn distance(&self, slot: u32) -> f32 {
+        self.metric.distance(self.q, self.graph.vector(slot))
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, slot: u32) {
+        prefetch(self.graph.vector_ptr(slot), self.graph.prefetch_lines);
+    }
+}
+
+/// Approximate distances on the 8-bit codes: the KNN walk (see `sq8`).
+pub(super) struct Coded<'a> {
+    codes: &'a Sq8Store,
+    q: Sq8Query,
+    lines: usize,
+}
+
+impl Probe for Coded<'_> {
+    #[inline(always)]
+    fn distance(&self, slot: u32) -> f32 {
+        self.q
+            .distance(self.codes.code(slot), self.codes.meta(slot))
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, slot: u32) {
+        let (code, meta) = self.codes.ptrs(slot);
+        prefetch(code, self.lines);
+        prefetch(meta, 1);
+    }
+}
+
 impl HnswIndex {
     /// Distance from a prepared query to a stored node.
     #[inline]
@@ -40,11 +102,20 @@ impl HnswIndex {
         self.metric.distance(q, self.graph.vector(slot))
     }
 
+    /// The exact measure of a prepared query.
+    pub(super) fn exact<'a>(&'a self, q: &'a [f32]) -> Exact<'a> {
+        Exact {
+            graph: &self.graph,
+            metric: self.metric,
+            q,
+        }
+    }
+
     /// Greedy descent at one upper level: moves to the closest neighbour until none is
     /// closer. Deleted nodes are fine stepping stones.
     pub(super) fn greedy(
         &self,
-        q: &[f32],
+        probe: &impl Probe,
         mut cur: u32,
         mut cur_d: f32,
         level: usize,
@@ -53,11 +124,11 @@ impl HnswIndex {
             let mut moved = false;
             let links = self.graph.links(cur, level);
             for link in links {
-                prefetch(self.graph.vector_ptr(load(link)), self.graph.prefetch_lines);
+                probe.prefetch(load(link));
             }
             for link in links {
                 let n = load(link);
-                let d = self.dist(q, n);
+                let d = probe.distance(n);
                 if d < cur_d {
                     (cur, cur_d, moved) = (n, d, true);
                     // Likely the next hop: start loading its links at this level.
@@ -72,11 +143,15 @@ impl HnswIndex {
 
     /// Descends from the entry point to `stop_level + 1`'s closest node; returns the node
     /// and its distance, or None for an empty graph.
-    pub(super) fn descend(&self, q: &[f32], stop_level: usize) -> Option<(u32, f32, usize)> {
+    pub(super) fn descend(
+        &self,
+        probe: &impl Probe,
+        stop_level: usize,
+    ) -> Option<(u32, f32, usize)> {
         let (ep, top) = self.entry()?;
-        let (mut cur, mut cur_d) = (ep, self.dist(q, ep));
+        let (mut cur, mut cur_d) = (ep, probe.distance(ep));
         for level in (stop_level + 1..=top).rev() {
-            (cur, cur_d) = self.greedy(q, cur, cur_d, level);
+            (cur, cur_d) = self.greedy(probe, cur, cur_d, level);
         }
         Some((cur, cur_d, top))
     }
@@ -88,7 +163,7 @@ impl HnswIndex {
     // #[PerformanceCriticalPath]: the inner loop of every query and every insert.
     pub(super) fn walk_layer(
         &self,
-        q: &[f32],
+        probe: &impl Probe,
         start: (u32, f32),
         level: usize,
         accept: impl Fn(u32) -> bool,
@@ -120,7 +195,7 @@ impl HnswIndex {
                 let n = load(link);
                 if visited.insert(n) {
                     if fresh.len() < AHEAD {
-                        prefetch(self.graph.vector_ptr(n), self.graph.prefetch_lines);
+                        probe.prefetch(n);
                     }
                     fresh.push(n);
                 }
@@ -128,9 +203,9 @@ impl HnswIndex {
             let mut bound = results.bound();
             for (i, &n) in fresh.iter().enumerate() {
                 if let Some(&later) = fresh.get(i + AHEAD) {
-                    prefetch(self.graph.vector_ptr(later), self.graph.prefetch_lines);
+                    probe.prefetch(later);
                 }
-                let d = self.dist(q, n);
+                let d = probe.distance(n);
                 if d < bound {
                     let key = Key::new(d, n);
                     candidates.push(key);
@@ -220,23 +295,71 @@ impl HnswIndex {
                 return self.to_neighbors(top.into_sorted(), k);
             }
         }
-        let Some((cur, cur_d, _)) = self.descend(q, 0) else {
-            return Vec::new();
-        };
         let mut state = self.scratch.take();
+        let found = match &self.graph.sq8 {
+            Some(codes) => self.coded_knn(codes, q, ef, filter, &mut state),
+            None => self.knn_walk(&self.exact(q), ef, filter, &mut state),
+        };
+        let answer = if found {
+            self.to_neighbors(state.sorted.iter().copied(), k)
+        } else {
+            Vec::new()
+        };
+        self.scratch.give_back(state);
+        answer
+    }
+
+    /// The coded walk of a KNN query: its nodes, re-ranked by their exact distances, in
+    /// `state.sorted`; false for an empty graph.
+    fn coded_knn(
+        &self,
+        codes: &Sq8Store,
+        q: &[f32],
+        ef: usize,
+        filter: Option<&dyn IdFilter>,
+        state: &mut WalkState,
+    ) -> bool {
+        let probe = Coded {
+            codes,
+            q: codes.query(q, self.metric),
+            lines: codes.lines(),
+        };
+        if !self.knn_walk(&probe, sq8_width(ef), filter, state) {
+            return false;
+        }
+        // The walk's order came from the codes; what it returns is measured exactly, so
+        // distances are those of the vectors and ties of codes cannot push a closer node
+        // out of the first k.
+        for key in state.sorted.iter_mut() {
+            *key = Key::new(self.dist(q, key.id()), key.id());
+        }
+        state.sorted.sort_unstable();
+        true
+    }
+
+    /// The walk of a KNN query: leaves the `ef` best admitted nodes in `state.sorted`,
+    /// closest first by `probe`; false for an empty graph.
+    fn knn_walk(
+        &self,
+        probe: &impl Probe,
+        ef: usize,
+        filter: Option<&dyn IdFilter>,
+        state: &mut WalkState,
+    ) -> bool {
+        let Some((cur, cur_d, _)) = self.descend(probe, 0) else {
+            return false;
+        };
         let mut results = std::mem::take(&mut state.results);
         results.reset(ef);
         if filter.is_none() && self.tombstones() == 0 {
-            self.walk_layer(q, (cur, cur_d), 0, |_| true, &mut state, &mut results);
+            self.walk_layer(probe, (cur, cur_d), 0, |_| true, state, &mut results);
         } else {
             let accept = |slot| self.admits(slot, filter);
-            self.walk_layer(q, (cur, cur_d), 0, accept, &mut state, &mut results);
+            self.walk_layer(probe, (cur, cur_d), 0, accept, state, &mut results);
         }
         results.drain_sorted(&mut state.sorted);
-        let answer = self.to_neighbors(state.sorted.iter().copied(), k);
         state.results = results;
-        self.scratch.give_back(state);
-        answer
+        true
     }
 
     /// Every admitted node within `radius` of a prepared query.
@@ -264,7 +387,7 @@ impl HnswIndex {
                 return self.to_neighbors(hits, usize::MAX);
             }
         }
-        let Some((start, start_d, _)) = self.descend(q, 0) else {
+        let Some((start, start_d, _)) = self.descend(&self.exact(q), 0) else {
             return Vec::new();
         };
         let boundary = |range: f32| range + range.abs() * epsilon;

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Two `shoal dev` builds measured in turns on the same data: FT.SEARCH QPS and latency.
+
+Usage: python benches/cluster/paired_dev.py --a NAME=SHOAL_BIN --b NAME=SHOAL_BIN
+           --bench SHOAL_BENCH --data DIR [--rounds 8] [--requests 3000] [--ef 20]
+
+Why: on this shared VM the speed of the host drifts by a third between runs minutes
+apart (docs/benchmarks.md, "Session 24"), more than most changes to a search are worth.
+So both clusters are started and loaded with the bench-ann data first, then measured in
+rounds, each round running every row (32 and 1 clients, default reads and READONLY) on
+both, alternating which goes first. The verdict is the median over rounds. The idle
+cluster only heartbeats while the other is measured.
+"""
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import cluster_search as cs
+
+
+def start(name, shoal, root, args):
+    procs = cs.Procs(root)
+    ports = cs.start_dev(shoal, procs, root, args, 3)
+    conn = cs.connect(ports[0])
+    try:
+        rate, _ = cs.ingest(conn, args.base)
+    finally:
+        conn.sock.close()
+    cs.wait_indexed(ports, len(args.base), True, procs, 1800)
+    quiet = cs.wait_quiet(procs.pids())
+    print(f"{name}: {rate:,.0f} vectors/s ingested, idle after {quiet:.1f}s",
+          file=sys.stderr, flush=True)
+    return procs, ports
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--a", required=True, help="NAME=path of the first shoal binary")
+    ap.add_argument("--b", required=True, help="NAME=path of the second shoal binary")
+    ap.add_argument("--bench", required=True, help="shoal-bench binary (the load driver)")
+    ap.add_argument("--data", required=True, type=Path)
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--requests", type=int, default=3000)
+    ap.add_argument("--ef", type=int, default=20)
+    args = ap.parse_args()
+    # What cluster_search.load and start_dev read.
+    args.driver, args.read_mode, args.follower_reads = "rust", None, None
+    args.base = cs.load_vectors(args.data / "base.fvecs")
+    queries = cs.load_vectors(args.data / "queries.fvecs")[:1000]
+    search = [cs.encode("FT.SEARCH", "idx", f"*=>[KNN 10 @vec $q EF_RUNTIME {args.ef}]",
+                        "PARAMS", "2", "q", q.tobytes(), "RETURN", "1", "__vec_score",
+                        "DIALECT", "2") for q in queries]
+    builds = [tuple(x.split("=", 1)) for x in (args.a, args.b)]
+    rows = [(ro, c) for ro in (False, True) for c in (32, 1)]
+    results = {(name, ro, c): [] for name, _ in builds for ro, c in rows}
+    clusters = {}
+    with tempfile.TemporaryDirectory(prefix="shoal-paired-dev-") as tmp:
+        try:
+            for name, shoal in builds:
+                root = Path(tmp) / name
+                root.mkdir()
+                clusters[name] = start(name, shoal, root, args)
+            for r in range(args.rounds):
+                order = [n for n, _ in builds]
+                if r % 2:
+                    order.reverse()
+                for ro, c in rows:
+                    for name in order:
+                        procs, ports = clusters[name]
+                        procs.check_alive()
+                        x = cs.load(args, ports, search, c, ro, procs.pids())
+                        results[(name, ro, c)].append(x)
+                print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+        finally:
+            for procs, _ in clusters.values():
+                procs.stop()
+    print(f"rounds {args.rounds}, {args.requests} requests per row, KNN 10 EF_RUNTIME "
+          f"{args.ef}, medians over rounds (p99: median and lowest)")
+    print("| build | reads | clients | FT.SEARCH QPS | p50 ms | p99 ms | lowest p99 ms "
+          "| servers CPU % |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for ro, c in rows:
+        for name, _ in builds:
+            v = results[(name, ro, c)]
+            med = lambda key: statistics.median(x[key] for x in v)  # noqa: E731
+            print(f"| {name} | {'READONLY' if ro else 'default'} | {c} | {med('qps'):,.0f} "
+                  f"| {med('p50_ms'):.3f} | {med('p99_ms'):.3f} "
+                  f"| {min(x['p99_ms'] for x in v):.3f} | {med('server_cpu_pct'):.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,394 @@
+//! 8-bit scalar codes of vectors, and the approximate distances a graph walk steers by.
+//!
+//! A walk measures hundreds of vectors to keep a few, and on a large index nearly every
+//! measurement is a cache miss: with FLOAT32 a 128-dimension vector is eight lines of
+//! memory. Its code is two.
+//!
+//! Each vector is coded on its own range: with `m` the midpoint of its smallest and
+//! largest component and `b` a 254th of the range between them, `vᵢ ≈ m + b·cᵢ` with
+//! codes `cᵢ` in `-127..=127`. So a code is a pure function of its vector: replicas
+//! applying the same writes hold the same codes without agreeing on any parameter, and a
+//! decoded index rebuilds them from its vectors instead of storing them. A record keeps
+//! `m`, `b`, `Σcᵢ` and `Σcᵢ²` beside the code.
+//!
+//! The query is coded the same way, and both distances expand into one integer dot
+//! product `D = c_q · c_v` and those sums, computed in f64:
+//!
+//! ```text
+//! q · v      = n·m_q·m_v + m_q·b_v·Σc_v + m_v·b_q·Σc_q + b_q·b_v·D
+//! |q − v|²   = n·Δ² + 2Δ(b_q·Σc_q − b_v·Σc_v) + b_q²·Σc_q² + b_v²·Σc_v² − 2·b_q·b_v·D,
+//!              Δ = m_q − m_v
+//! ```
+//!
+//! The L2 form never subtracts two large norms: a shared offset (vectors far from the
+//! origin, close to each other) cancels in `Δ` and in the midpoints, so codes still tell
+//! such vectors apart. What they cannot resolve is a spread far smaller than the range
+//! of a vector's own components. Only the order of a walk's candidates comes from these
+//! figures: every distance a search returns is recomputed from the FLOAT32 vectors.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use simsimd::SpatialSimilarity;
+
+use crate::error::Result;
+use crate::metric::Metric;
+use crate::words::WordArena;
+
+/// Words of a record's `[m, b, Σc, Σc²]`.
+const META: usize = 4;
+
+/// Codes and their [`Meta`], one record per slot.
+#[derive(Debug)]
+pub(crate) struct Sq8Store {
+    dim: usize,
+    /// Words of a record's codes: `dim` bytes rounded up to whole words; the padding
+    /// bytes stay zero, so they add nothing to a dot product.
+    words: usize,
+    codes: WordArena,
+    /// `[m, b, Σc, Σc²]` per slot, apart from the codes so that a 128-dimension code is
+    /// exactly two cache lines; this array is small enough to stay in cache.
+    metas: WordArena,
+}
+
+impl Sq8Store {
+    pub(crate) fn new(dim: usize, initial_cap: usize) -> Sq8Store {
+        let words = dim.div_ceil(4);
+        Sq8Store {
+            dim,
+            words,
+            codes: WordArena::new(words, initial_cap),
+            metas: WordArena::new(META, initial_cap),
+        }
+    }
+
+    /// Gives `slot` its memory.
+    pub(crate) fn ensure(&self, slot: u32) -> Result<()> {
+        self.codes.ensure(slot)?;
+        self.metas.ensure(slot)
+    }
+
+    /// Codes `v` (a prepared vector) into `slot`, which no reader can reach yet.
+    pub(crate) fn write(&self, slot: u32, v: &[f32]) {
+        let (bytes, meta) = encode(v, self.words * 4);
+        for (w, chunk) in self.codes.record(slot).iter().zip(bytes.chunks_exact(4)) {
+            let word = u32::from_le_bytes([
+                chunk[0] as u8,
+                chunk[1] as u8,
+                chunk[2] as u8,
+                chunk[3] as u8,
+            ]);
+            w.store(word, Ordering::Relaxed);
+        }
+        for (w, x) in self.metas.record(slot).iter().zip(meta.words()) {
+            w.store(x.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    /// The code of `slot`, padding included.
+    // #[PerformanceCriticalPath]
+    #[inline(always)]
+    pub(crate) fn code(&self, slot: u32) -> &[i8] {
+        as_i8(self.codes.record(slot))
+    }
+
+    /// The `[m, b, Σc, Σc²]` of `slot`.
+    #[inline(always)]
+    pub(crate) fn meta(&self, slot: u32) -> Meta {
+        let w = self.metas.record(slot);
+        let f = |i: usize| f32::from_bits(w[i].load(Ordering::Relaxed));
+        Meta {
+            mid: f(0),
+            step: f(1),
+            sum: f(2),
+            sum_sq: f(3),
+        }
+    }
+
+    /// Pointers to `slot`'s code and meta, for prefetching.
+    #[inline(always)]
+    pub(crate) fn ptrs(&self, slot: u32) -> (*const AtomicU32, *const AtomicU32) {
+        (
+            self.codes.record(slot).as_ptr(),
+            self.metas.record(slot).as_ptr(),
+        )
+    }
+
+    /// Cache lines of one code.
+    pub(crate) fn lines(&self) -> usize {
+        self.words.div_ceil(16)
+    }
+
+    /// A query coded for distances to this store's codes.
+    pub(crate) fn query(&self, q: &[f32], metric: Metric) -> Sq8Query {
+        debug_assert_eq!(q.len(), self.dim);
+        let (codes, meta) = encode(q, self.words * 4);
+        Sq8Query {
+            codes,
+            meta,
+            n: self.dim as f64,
+            metric,
+        }
+    }
+
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        self.codes.allocated_bytes() + self.metas.allocated_bytes()
+    }
+}
+
+/// What a record keeps beside its code: the midpoint `m` and step `b` of `vᵢ ≈ m + b·cᵢ`,
+/// and the sums `Σcᵢ`, `Σcᵢ²` that the distance expansions need.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Meta {
+    mid: f32,
+    step: f32,
+    sum: f32,
+    sum_sq: f32,
+}
+
+impl Meta {
+    fn words(self) -> [f32; META] {
+        [self.mid, self.step, self.sum, self.sum_sq]
+    }
+}
+
+/// A coded query.
+#[derive(Debug)]
+pub(crate) struct Sq8Query {
+    codes: Vec<i8>,
+    meta: Meta,
+    /// The dimension (padding codes are zero and add nothing to the sums).
+    n: f64,
+    metric: Metric,
+}
+
+impl Sq8Query {
+    /// Approximate distance to a stored code, in the units of [`Metric::distance`].
+    // #[PerformanceCriticalPath]: every vector a coded walk measures.
+    #[inline(always)]
+    pub(crate) fn distance(&self, code: &[i8], v: Meta) -> f32 {
+        // simsimd refuses only slices of different lengths; both are `words * 4` long.
+        let d = i8::dot(&self.codes, code).unwrap_or(0.0);
+        let q = self.meta;
+        let (mq, bq, sq, qq) = (
+            f64::from(q.mid),
+            f64::from(q.step),
+            f64::from(q.sum),
+            f64::from(q.sum_sq),
+        );
+        let (mv, bv, sv, qv) = (
+            f64::from(v.mid),
+            f64::from(v.step),
+            f64::from(v.sum),
+            f64::from(v.sum_sq),
+        );
+        let distance = match self.metric {
+            Metric::L2 => {
+                let delta = mq - mv;
+                self.n * delta * delta
+                    + 2.0 * delta * (bq * sq - bv * sv)
+                    + bq * bq * qq
+                    + bv * bv * qv
+                    - 2.0 * bq * bv * d
+            }
+            Metric::Ip | Metric::Cosine => {
+                1.0 - (self.n * mq * mv + mq * bv * sv + mv * bq * sq + bq * bv * d)
+            }
+        };
+        distance as f32
+    }
+}
+
+/// Codes `v` into `len` bytes (zero past `v`), with its [`Meta`].
+fn encode(v: &[f32], len: usize) -> (Vec<i8>, Meta) {
+    let (lo, hi) = v
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        });
+    let mut codes = vec![0i8; len];
+    if !(lo.is_finite() && hi.is_finite()) {
+        // Only an empty vector; validation refuses non-finite components before this.
+        return (
+            codes,
+            Meta {
+                mid: 0.0,
+                step: 0.0,
+                sum: 0.0,
+                sum_sq: 0.0,
+            },
+        );
+    }
+    // In f64: `hi - lo` of two large f32 of opposite signs may overflow an f32.
+    let mid = ((f64::from(lo) + f64::from(hi)) / 2.0) as f32;
+    let step = ((f64::from(hi) - f64::from(lo)) / 254.0) as f32;
+    let (mut sum, mut sum_sq) = (0i64, 0i64);
+    if step > 0.0 && step.is_finite() {
+        for (c, &x) in codes.iter_mut().zip(v) {
+            let code = ((f64::from(x) - f64::from(mid)) / f64::from(step))
+                .round()
+                .clamp(-127.0, 127.0) as i8;
+            *c = code;
+            sum += i64::from(code);
+            sum_sq += i64::from(code) * i64::from(code);
+        }
+    }
+    let step = if step.is_finite() { step } else { 0.0 };
+    (
+        codes,
+        Meta {
+            mid,
+            step,
+            sum: sum as f32,
+            sum_sq: sum_sq as f32,
+        },
+    )
+}
+
+/// Views words as the bytes stored in them, as signed codes.
+///
+/// Only for words no thread writes while the view lives; codes follow the same rule as
+/// vectors ([`crate::words::as_f32`]): written before the slot's id is published, reused
+/// only after a grace period.
+#[inline(always)]
+fn as_i8(words: &[AtomicU32]) -> &[i8] {
+    // SAFETY: AtomicU32 has the size and in-memory representation of u32, so `words`
+    // is `4 * len` initialised bytes, and i8 has alignment 1 and no invalid bit patterns.
+    // The caller holds the invariant above, so no write races with this shared view.
+    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<i8>(), words.len() * 4) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A seeded stream of uniform values in [-1, 1).
+    fn uniform(seed: u64) -> impl FnMut() -> f32 {
+        let mut state = seed;
+        move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+        }
+    }
+
+    fn store_of(vectors: &[Vec<f32>]) -> Sq8Store {
+        let store = Sq8Store::new(vectors[0].len(), vectors.len());
+        for (s, v) in vectors.iter().enumerate() {
+            store.ensure(s as u32).unwrap();
+            store.write(s as u32, v);
+        }
+        store
+    }
+
+    #[test]
+    fn codes_round_trip_through_words() {
+        let store = store_of(&[vec![1.0f32, -2.0, 0.5, 0.0, 2.0]]);
+        let code = store.code(0);
+        assert_eq!(code.len(), 8, "5 bytes rounded up to 2 words");
+        // m = 0, b = 4/254: 1.0 is 63.5 steps (rounded away from zero), 0.5 is 31.75.
+        assert_eq!(&code[..5], &[64, -127, 32, 0, 127]);
+        assert_eq!(&code[5..], &[0, 0, 0], "padding is zero");
+        let meta = store.meta(0);
+        assert_eq!((meta.mid, meta.step), (0.0, 4.0 / 254.0));
+        assert_eq!((meta.sum, meta.sum_sq), (96.0, 37_378.0));
+    }
+
+    #[test]
+    fn constant_vectors_code_to_their_value() {
+        let store = store_of(&[vec![3.0; 4], vec![5.0; 4], vec![0.0; 4]]);
+        assert_eq!(store.code(0), &[0; 4]);
+        let q = store.query(&[5.0; 4], Metric::L2);
+        assert_eq!(q.distance(store.code(0), store.meta(0)), 16.0);
+        assert_eq!(q.distance(store.code(1), store.meta(1)), 0.0);
+        assert_eq!(q.distance(store.code(2), store.meta(2)), 100.0);
+        let q = store.query(&[0.5; 4], Metric::Ip);
+        assert_eq!(q.distance(store.code(0), store.meta(0)), 1.0 - 6.0);
+    }
+
+    /// Approximate distances within the worst case of half a step per component, and on
+    /// average far inside it; `offset` moves every vector away from the origin.
+    fn check_error_bounds(offset: f32, spread: f32) {
+        let dim = 128;
+        let mut next = uniform(7);
+        let mut draw = || -> Vec<f32> { (0..dim).map(|_| offset + spread * next()).collect() };
+        let vectors: Vec<Vec<f32>> = (0..64).map(|_| draw()).collect();
+        let q = draw();
+        let store = store_of(&vectors);
+        let half_step = |v: &[f32]| {
+            let (lo, hi) = v
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(l, h), &x| (l.min(x), h.max(x)));
+            f64::from(hi - lo) / 254.0 / 2.0
+        };
+        let l1 = |v: &[f32]| v.iter().map(|x| f64::from(x.abs())).sum::<f64>();
+        let l1_diff = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| f64::from((x - y).abs()))
+                .sum::<f64>()
+        };
+        for metric in [Metric::L2, Metric::Ip] {
+            let coded = store.query(&q, metric);
+            let mut relative = 0.0;
+            for (s, v) in vectors.iter().enumerate() {
+                let exact = f64::from(metric.distance(&q, v));
+                let approx = f64::from(coded.distance(store.code(s as u32), store.meta(s as u32)));
+                let (eq, ev) = (half_step(&q), half_step(v));
+                let bound = match metric {
+                    // |x + e|² − |x|² ≤ 2|x|₁·E + n·E², |eᵢ| ≤ E = eq + ev.
+                    Metric::L2 => {
+                        let e = eq + ev;
+                        2.0 * l1_diff(&q, v) * e + dim as f64 * e * e
+                    }
+                    Metric::Ip | Metric::Cosine => ev * l1(&q) + eq * l1(v) + dim as f64 * eq * ev,
+                };
+                // f32 rounding of the exact figure and of the stored sums.
+                let bound = bound * 1.01 + 1e-5 * exact.abs().max(1.0);
+                let error = (exact - approx).abs();
+                assert!(
+                    error <= bound,
+                    "{metric:?} slot {s}: exact {exact}, approx {approx}, bound {bound}"
+                );
+                relative += error / bound;
+            }
+            let mean = relative / vectors.len() as f64;
+            assert!(mean < 0.25, "{metric:?}: mean error {mean} of the bound");
+        }
+    }
+
+    #[test]
+    fn approximate_distances_are_close_to_exact_ones() {
+        check_error_bounds(0.0, 1.0);
+    }
+
+    #[test]
+    fn a_shared_offset_cancels() {
+        // Far from the origin and close together: a code of the raw values could not
+        // tell these apart, a code about each vector's midpoint can.
+        check_error_bounds(1_000.0, 2.0);
+        let dim = 16;
+        let mut next = uniform(9);
+        let vectors: Vec<Vec<f32>> = (0..200)
+            .map(|_| (0..dim).map(|_| 1_000.0 + next()).collect())
+            .collect();
+        let store = store_of(&vectors);
+        let q: Vec<f32> = (0..dim).map(|_| 1_000.0 + next()).collect();
+        let coded = store.query(&q, Metric::L2);
+        let nearest = |d: &dyn Fn(usize) -> f32| {
+            (0..vectors.len())
+                .min_by(|&a, &b| d(a).total_cmp(&d(b)))
+                .unwrap()
+        };
+        let exact = nearest(&|s| Metric::L2.distance(&q, &vectors[s]));
+        let approx = nearest(&|s| coded.distance(store.code(s as u32), store.meta(s as u32)));
+        let (de, da) = (
+            Metric::L2.distance(&q, &vectors[exact]),
+            Metric::L2.distance(&q, &vectors[approx]),
+        );
+        assert!(
+            da <= de * 1.1 + 0.01,
+            "codes chose a node at {da}, the nearest is at {de}"
+        );
+    }
+}
