@@ -3,6 +3,9 @@
 
 Usage: python benches/cluster/paired_dev.py --a NAME=SHOAL_BIN --b NAME=SHOAL_BIN
            --bench SHOAL_BENCH --data DIR [--rounds 8] [--requests 3000] [--ef 20]
+           [--a-read-mode lease] [--b-read-mode read-index]
+
+The two may be one binary run two ways (`--b-read-mode lease`).
 
 Why: on this shared VM the speed of the host drifts by a third between runs minutes
 apart (docs/benchmarks.md, "Session 24"), more than most changes to a search are worth.
@@ -21,7 +24,8 @@ from pathlib import Path
 import cluster_search as cs
 
 
-def start(name, shoal, root, args):
+def start(name, shoal, root, args, read_mode):
+    args.read_mode = read_mode
     procs = cs.Procs(root)
     ports = cs.start_dev(shoal, procs, root, args, 3)
     conn = cs.connect(ports[0])
@@ -40,6 +44,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--a", required=True, help="NAME=path of the first shoal binary")
     ap.add_argument("--b", required=True, help="NAME=path of the second shoal binary")
+    ap.add_argument("--a-read-mode", choices=["read-index", "lease"],
+                    help="the first cluster's --read-mode [the node's default]")
+    ap.add_argument("--b-read-mode", choices=["read-index", "lease"],
+                    help="the second cluster's --read-mode [the node's default]")
     ap.add_argument("--bench", required=True, help="shoal-bench binary (the load driver)")
     ap.add_argument("--data", required=True, type=Path)
     ap.add_argument("--rounds", type=int, default=8)
@@ -54,6 +62,9 @@ def main():
                         "PARAMS", "2", "q", q.tobytes(), "RETURN", "1", "__vec_score",
                         "DIALECT", "2") for q in queries]
     builds = [tuple(x.split("=", 1)) for x in (args.a, args.b)]
+    modes = {builds[0][0]: args.a_read_mode, builds[1][0]: args.b_read_mode}
+    if builds[0][0] == builds[1][0]:
+        ap.error("--a and --b need different names")
     rows = [(ro, c) for ro in (False, True) for c in (32, 1)]
     results = {(name, ro, c): [] for name, _ in builds for ro, c in rows}
     clusters = {}
@@ -62,7 +73,7 @@ def main():
             for name, shoal in builds:
                 root = Path(tmp) / name
                 root.mkdir()
-                clusters[name] = start(name, shoal, root, args)
+                clusters[name] = start(name, shoal, root, args, modes[name])
             for r in range(args.rounds):
                 order = [n for n, _ in builds]
                 if r % 2:
@@ -78,7 +89,7 @@ def main():
             for procs, _ in clusters.values():
                 procs.stop()
     print(f"rounds {args.rounds}, {args.requests} requests per row, KNN 10 EF_RUNTIME "
-          f"{args.ef}, medians over rounds (p99: median and lowest)")
+          f"{args.ef}, read modes {modes}, medians over rounds (p99: median and lowest)")
     print("| build | reads | clients | FT.SEARCH QPS | p50 ms | p99 ms | lowest p99 ms "
           "| servers CPU % |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
