@@ -67,6 +67,10 @@ impl Sq8Store {
         self.metas.ensure(slot)
     }
 
+    pub(crate) fn is_backed(&self, slot: u32) -> bool {
+        self.codes.is_backed(slot) && self.metas.is_backed(slot)
+    }
+
     /// Codes `v` (a prepared vector) into `slot`, which no reader can reach yet.
     pub(crate) fn write(&self, slot: u32, v: &[f32]) {
         let (bytes, meta) = encode(v, self.words * 4);
@@ -80,7 +84,7 @@ impl Sq8Store {
             w.store(word, Ordering::Relaxed);
         }
         for (w, x) in self.metas.record(slot).iter().zip(meta.words()) {
-            w.store(x.to_bits(), Ordering::Relaxed);
+            w.store(x, Ordering::Relaxed);
         }
     }
 
@@ -95,13 +99,7 @@ impl Sq8Store {
     #[inline(always)]
     pub(crate) fn meta(&self, slot: u32) -> Meta {
         let w = self.metas.record(slot);
-        let f = |i: usize| f32::from_bits(w[i].load(Ordering::Relaxed));
-        Meta {
-            mid: f(0),
-            step: f(1),
-            sum: f(2),
-            sum_sq: f(3),
-        }
+        Meta::from_words(std::array::from_fn(|i| w[i].load(Ordering::Relaxed)))
     }
 
     /// Pointers to `slot`'s code and meta, for prefetching.
@@ -141,13 +139,27 @@ impl Sq8Store {
 pub(crate) struct Meta {
     mid: f32,
     step: f32,
-    sum: f32,
-    sum_sq: f32,
+    sum: i32,
+    sum_sq: u32,
 }
 
 impl Meta {
-    fn words(self) -> [f32; META] {
-        [self.mid, self.step, self.sum, self.sum_sq]
+    fn words(self) -> [u32; META] {
+        [
+            self.mid.to_bits(),
+            self.step.to_bits(),
+            u32::from_ne_bytes(self.sum.to_ne_bytes()),
+            self.sum_sq,
+        ]
+    }
+
+    fn from_words(w: [u32; META]) -> Meta {
+        Meta {
+            mid: f32::from_bits(w[0]),
+            step: f32::from_bits(w[1]),
+            sum: i32::from_ne_bytes(w[2].to_ne_bytes()),
+            sum_sq: w[3],
+        }
     }
 }
 
@@ -167,6 +179,7 @@ impl Sq8Query {
     #[inline(always)]
     pub(crate) fn distance(&self, code: &[i8], v: Meta) -> f32 {
         // simsimd refuses only slices of different lengths; both are `words * 4` long.
+        debug_assert_eq!(self.codes.len(), code.len());
         let d = i8::dot(&self.codes, code).unwrap_or(0.0);
         let q = self.meta;
         let (mq, bq, sq, qq) = (
@@ -213,23 +226,28 @@ fn encode(v: &[f32], len: usize) -> (Vec<i8>, Meta) {
             Meta {
                 mid: 0.0,
                 step: 0.0,
-                sum: 0.0,
-                sum_sq: 0.0,
+                sum: 0,
+                sum_sq: 0,
             },
         );
     }
-    // In f64: `hi - lo` of two large f32 of opposite signs may overflow an f32.
+    // In f64: `hi - lo` of two large f32 of opposite signs may overflow an f32. The step
+    // is measured from the midpoint as stored (rounded to f32) and rounded up, so both
+    // extremes lie within 127 steps of it: no code is clamped, every component is within
+    // half a step of `m + b·c`, even when the range is a few ulps of a large midpoint.
     let mid = ((f64::from(lo) + f64::from(hi)) / 2.0) as f32;
-    let step = ((f64::from(hi) - f64::from(lo)) / 254.0) as f32;
-    let (mut sum, mut sum_sq) = (0i64, 0i64);
+    let reach = (f64::from(hi) - f64::from(mid)).max(f64::from(mid) - f64::from(lo));
+    let step = round_up(reach / 127.0);
+    let (mut sum, mut sum_sq) = (0i32, 0u32);
     if step > 0.0 && step.is_finite() {
         for (c, &x) in codes.iter_mut().zip(v) {
             let code = ((f64::from(x) - f64::from(mid)) / f64::from(step))
                 .round()
                 .clamp(-127.0, 127.0) as i8;
             *c = code;
-            sum += i64::from(code);
-            sum_sq += i64::from(code) * i64::from(code);
+            // At most 127 · 32,768 and 127² · 32,768 (MAX_DIM): no overflow.
+            sum += i32::from(code);
+            sum_sq += i32::from(code).unsigned_abs().pow(2);
         }
     }
     let step = if step.is_finite() { step } else { 0.0 };
@@ -238,10 +256,23 @@ fn encode(v: &[f32], len: usize) -> (Vec<i8>, Meta) {
         Meta {
             mid,
             step,
-            sum: sum as f32,
-            sum_sq: sum_sq as f32,
+            sum,
+            sum_sq,
         },
     )
+}
+
+/// The least f32 at or above `x`, for `0 ≤ x < f32::MAX` (a step: half a range of f32s
+/// over 127).
+fn round_up(x: f64) -> f32 {
+    let f = x as f32;
+    if f64::from(f) < x {
+        // For a non-negative finite f32 the next one up is the next bit pattern
+        // (`f32::next_up` is newer than the crate's minimum Rust).
+        f32::from_bits(f.to_bits() + 1)
+    } else {
+        f
+    }
 }
 
 /// Views words as the bytes stored in them, as signed codes.
@@ -283,15 +314,49 @@ mod tests {
 
     #[test]
     fn codes_round_trip_through_words() {
-        let store = store_of(&[vec![1.0f32, -2.0, 0.5, 0.0, 2.0]]);
+        let store = store_of(&[vec![0.75f32, -2.0, 0.4, 0.0, 2.0]]);
         let code = store.code(0);
         assert_eq!(code.len(), 8, "5 bytes rounded up to 2 words");
-        // m = 0, b = 4/254: 1.0 is 63.5 steps (rounded away from zero), 0.5 is 31.75.
-        assert_eq!(&code[..5], &[64, -127, 32, 0, 127]);
+        // m = 0, b = 2/127 (rounded up to an f32): 0.75 is 47.6 steps, 0.4 is 25.4.
+        assert_eq!(&code[..5], &[48, -127, 25, 0, 127]);
         assert_eq!(&code[5..], &[0, 0, 0], "padding is zero");
         let meta = store.meta(0);
-        assert_eq!((meta.mid, meta.step), (0.0, 4.0 / 254.0));
-        assert_eq!((meta.sum, meta.sum_sq), (96.0, 37_378.0));
+        assert_eq!(meta.mid, 0.0);
+        // The least f32 at or above 2/127.
+        assert!(f64::from(meta.step) >= 2.0 / 127.0);
+        assert!(f64::from(f32::from_bits(meta.step.to_bits() - 1)) < 2.0 / 127.0);
+        assert_eq!((meta.sum, meta.sum_sq), (73, 35_187));
+    }
+
+    #[test]
+    fn every_component_is_within_half_a_step() {
+        let one_ulp_up = f32::from_bits(1.0f32.to_bits() + 1);
+        let mut next = uniform(3);
+        let cases: Vec<Vec<f32>> = vec![
+            // A range of one ulp at 1.0: the midpoint rounds to 1.0, and a step taken
+            // from the exact range would put the top component 254 steps away.
+            vec![1.0, one_ulp_up],
+            vec![1.0, one_ulp_up, 1.0, one_ulp_up, one_ulp_up],
+            vec![1e30, -1e30, 0.0, 3.0],
+            vec![f32::MAX, f32::MIN, 1.0],
+            vec![f32::MIN_POSITIVE, 0.0, -f32::MIN_POSITIVE / 2.0],
+            vec![1_000_000.0, 1_000_000.1, 999_999.9],
+            (0..37).map(|_| 5_000.0 + next()).collect(),
+        ];
+        for v in cases {
+            let (codes, meta) = encode(&v, v.len().div_ceil(4) * 4);
+            let half = f64::from(meta.step) / 2.0;
+            for (i, (&x, &c)) in v.iter().zip(&codes).enumerate() {
+                let back = f64::from(meta.mid) + f64::from(meta.step) * f64::from(c);
+                let error = (f64::from(x) - back).abs();
+                assert!(
+                    error <= half * (1.0 + 1e-9) + f64::from(meta.mid.abs()) * 1e-12,
+                    "{v:?}[{i}]: {x} came back as {back} (m {}, b {}, c {c})",
+                    meta.mid,
+                    meta.step
+                );
+            }
+        }
     }
 
     #[test]
@@ -308,19 +373,14 @@ mod tests {
 
     /// Approximate distances within the worst case of half a step per component, and on
     /// average far inside it; `offset` moves every vector away from the origin.
-    fn check_error_bounds(offset: f32, spread: f32) {
-        let dim = 128;
+    fn check_error_bounds(dim: usize, offset: f32, spread: f32) {
         let mut next = uniform(7);
         let mut draw = || -> Vec<f32> { (0..dim).map(|_| offset + spread * next()).collect() };
         let vectors: Vec<Vec<f32>> = (0..64).map(|_| draw()).collect();
         let q = draw();
         let store = store_of(&vectors);
-        let half_step = |v: &[f32]| {
-            let (lo, hi) = v
-                .iter()
-                .fold((f32::MAX, f32::MIN), |(l, h), &x| (l.min(x), h.max(x)));
-            f64::from(hi - lo) / 254.0 / 2.0
-        };
+        let half_step = |v: &[f32]| f64::from(encode(v, v.len().div_ceil(4) * 4).1.step) / 2.0;
+
         let l1 = |v: &[f32]| v.iter().map(|x| f64::from(x.abs())).sum::<f64>();
         let l1_diff = |a: &[f32], b: &[f32]| {
             a.iter()
@@ -359,14 +419,16 @@ mod tests {
 
     #[test]
     fn approximate_distances_are_close_to_exact_ones() {
-        check_error_bounds(0.0, 1.0);
+        check_error_bounds(128, 0.0, 1.0);
+        // Padding: 37 bytes of code in 10 words.
+        check_error_bounds(37, 0.0, 1.0);
     }
 
     #[test]
     fn a_shared_offset_cancels() {
         // Far from the origin and close together: a code of the raw values could not
         // tell these apart, a code about each vector's midpoint can.
-        check_error_bounds(1_000.0, 2.0);
+        check_error_bounds(128, 1_000.0, 2.0);
         let dim = 16;
         let mut next = uniform(9);
         let vectors: Vec<Vec<f32>> = (0..200)

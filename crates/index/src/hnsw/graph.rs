@@ -136,7 +136,9 @@ impl Graph {
     }
 
     pub(crate) fn is_backed(&self, slot: u32) -> bool {
-        self.records.is_backed(slot) && self.nodes.is_backed(slot)
+        self.records.is_backed(slot)
+            && self.nodes.is_backed(slot)
+            && self.sq8.as_ref().is_none_or(|codes| codes.is_backed(slot))
     }
 
     /// The stored vector of `slot`.

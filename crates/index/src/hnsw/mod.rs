@@ -48,9 +48,10 @@ pub struct HnswParams {
     pub exact_filter_fraction: f64,
     /// Tombstones are repaired in one batch once they reach this fraction of the nodes.
     pub repair_fraction: f64,
-    /// KNN walks steer by 8-bit codes of the vectors (`sq8`) and rerank what they keep by
-    /// the FLOAT32 vectors: a quarter of the memory read per vector measured, for an
-    /// eighth more memory held.
+    /// KNN walks steer by 8-bit codes of the vectors (`sq8`) and re-rank what they keep
+    /// by the FLOAT32 vectors: a quarter of the memory read per vector measured, for a
+    /// fifth more memory held. Not part of the byte format (the codes are derived data):
+    /// a decoded index takes the default, on unless built with the `float-walk` feature.
     pub sq8_walk: bool,
 }
 
