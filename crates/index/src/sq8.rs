@@ -5,8 +5,9 @@
 //! memory. Its code is two.
 //!
 //! Each vector is coded on its own range: with `m` the midpoint of its smallest and
-//! largest component and `b` a 254th of the range between them, `vᵢ ≈ m + b·cᵢ` with
-//! codes `cᵢ` in `-127..=127`. So a code is a pure function of its vector: replicas
+//! largest component and `b` about a 254th of the range between them (exactly: the least
+//! f32 that keeps both extremes within 127 steps of `m`), `vᵢ ≈ m + b·cᵢ` with codes
+//! `cᵢ` in `-127..=127`. So a code is a pure function of its vector: replicas
 //! applying the same writes hold the same codes without agreeing on any parameter, and a
 //! decoded index rebuilds them from its vectors instead of storing them. A record keeps
 //! `m`, `b`, `Σcᵢ` and `Σcᵢ²` beside the code.
@@ -46,7 +47,8 @@ pub(crate) struct Sq8Store {
     words: usize,
     codes: WordArena,
     /// `[m, b, Σc, Σc²]` per slot, apart from the codes so that a 128-dimension code is
-    /// exactly two cache lines; this array is small enough to stay in cache.
+    /// two whole cache lines (in page-aligned chunks). At 16 bytes a slot this array is a
+    /// quarter of the codes' size, so on a large index it is often a third miss.
     metas: WordArena,
 }
 
