@@ -75,7 +75,7 @@ use crate::meta::{GroupRecord, NodeRecord, META, NODE_DOWN_AFTER_MS};
 pub const CAUGHT_UP: u64 = 64;
 
 /// One group's membership as its leader sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Membership {
     pub voters: Vec<NodeId>,
     /// Each learner with how far behind the leader's log it is (`None`: it has not
@@ -639,11 +639,9 @@ mod tests {
             &Membership {
                 voters: voters.to_vec(),
                 learners: learners.to_vec(),
-                lagging: Vec::new(),
                 stalled: stalled.to_vec(),
                 shunned: shunned.to_vec(),
-                leftovers: Vec::new(),
-                stuck: Vec::new(),
+                ..Membership::default()
             },
             &cluster,
         )
@@ -822,11 +820,7 @@ mod tests {
         let membership = Membership {
             voters: voters.clone(),
             learners: learners.iter().map(|id| (*id, Some(0))).collect(),
-            lagging: Vec::new(),
-            stalled: Vec::new(),
-            shunned: Vec::new(),
-            leftovers: Vec::new(),
-            stuck: Vec::new(),
+            ..Membership::default()
         };
         next_step(&membership, &cluster)
     }
@@ -1006,12 +1000,8 @@ mod tests {
         };
         let mut membership = Membership {
             voters: vec![1, 2, 3],
-            learners: Vec::new(),
             lagging: vec![2],
-            stalled: Vec::new(),
-            shunned: Vec::new(),
-            leftovers: Vec::new(),
-            stuck: Vec::new(),
+            ..Membership::default()
         };
         assert_eq!(
             next_step(&membership, &cluster),
@@ -1100,12 +1090,7 @@ mod tests {
         };
         let membership = Membership {
             voters: vec![1, 2, 3],
-            learners: Vec::new(),
-            lagging: Vec::new(),
-            stalled: Vec::new(),
-            shunned: Vec::new(),
-            leftovers: Vec::new(),
-            stuck: Vec::new(),
+            ..Membership::default()
         };
         assert_eq!(next_step(&membership, &cluster), Step::Nothing);
         let mut stale = records(&crowded);
@@ -1196,12 +1181,7 @@ mod tests {
         };
         let mut membership = Membership {
             voters: vec![1, 2, 3],
-            learners: Vec::new(),
-            lagging: Vec::new(),
-            stalled: Vec::new(),
-            shunned: Vec::new(),
-            leftovers: Vec::new(),
-            stuck: Vec::new(),
+            ..Membership::default()
         };
         assert_eq!(next_step(&membership, &cluster), Step::Nothing);
         membership.leftovers = held_long;
@@ -1259,12 +1239,7 @@ mod tests {
         assert!(stuck.observe(&at(NOW + 30_000, 0, &n1, &g1)).is_empty());
         let mut membership = Membership {
             voters: vec![1, 2, 3],
-            learners: Vec::new(),
-            lagging: Vec::new(),
-            stalled: Vec::new(),
-            shunned: Vec::new(),
-            leftovers: Vec::new(),
-            stuck: Vec::new(),
+            ..Membership::default()
         };
         let late = NOW + STUCK_AFTER_MS + 1;
         let (n2, g2) = fresh(late, &groups);
