@@ -531,7 +531,7 @@ def main():
                     help="shard groups of the cluster setups, comma-separated (e.g. 3,1)")
     ap.add_argument("--readonly", action="store_true",
                     help="also measure each cluster with READONLY clients (local replicas)")
-    ap.add_argument("--read-mode", choices=["read-index", "lease"],
+    ap.add_argument("--read-mode", choices=["votes", "read-index", "lease"],
                     help="the nodes' --read-mode [the node's default]")
     ap.add_argument("--follower-reads", choices=["true", "false"],
                     help="the nodes' --follower-reads [the node's default]")

@@ -44,9 +44,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--a", required=True, help="NAME=path of the first shoal binary")
     ap.add_argument("--b", required=True, help="NAME=path of the second shoal binary")
-    ap.add_argument("--a-read-mode", choices=["read-index", "lease"],
+    ap.add_argument("--a-read-mode", choices=["votes", "read-index", "lease"],
                     help="the first cluster's --read-mode [the node's default]")
-    ap.add_argument("--b-read-mode", choices=["read-index", "lease"],
+    ap.add_argument("--b-read-mode", choices=["votes", "read-index", "lease"],
                     help="the second cluster's --read-mode [the node's default]")
     ap.add_argument("--bench", required=True, help="shoal-bench binary (the load driver)")
     ap.add_argument("--data", required=True, type=Path)

@@ -1,12 +1,14 @@
 """Follower reads: a router answers its search and aggregate parts from its own node's
-replicas once each group's leader has given it a read index, instead of sending the
-parts to the leaders. Reads stay linearizable: a write acknowledged through one router
-is seen by a search that starts after it through any other.
+replicas instead of sending the parts to the leaders, once they are confirmed: by one
+peer's vote (`--read-mode votes`, the default: groups of three voters) or by a read
+index from the group's leader (`--read-mode read-index`). Reads stay linearizable: a
+write acknowledged through one router is seen by a search that starts after it
+through any other.
 
 Three real `shoal node` processes, every node a replica of every group, so each
-router has a local replica of the groups the others lead. Run with follower reads on
-(the default) and off (`--follower-reads false`): the answers must be the same, and
-only the first answers from local replicas.
+router has a local replica of the groups the others lead. Run with follower reads
+confirmed by votes, by read indexes, and off (`--follower-reads false`): the answers
+must be the same, and only the first two answer from local replicas.
 """
 
 import struct
@@ -19,12 +21,13 @@ from conftest import ClusterServer
 GROUPS = 3
 
 
-@pytest.fixture(scope="module", params=["on", "off"])
+@pytest.fixture(scope="module", params=["votes", "read-index", "off"])
 def cluster(request, tmp_path_factory):
-    extra = [] if request.param == "on" else ["--follower-reads", "false"]
+    extra = {"votes": [], "read-index": ["--read-mode", "read-index"],
+             "off": ["--follower-reads", "false"]}[request.param]
     c = ClusterServer(tmp_path_factory.mktemp(f"follower-reads-{request.param}"), 3,
                       GROUPS, extra=extra).start()
-    c.follower_reads = request.param == "on"
+    c.follower_reads = request.param
     yield c
     c.stop()
 
@@ -39,8 +42,11 @@ def vec(x):
 
 
 def counts(client):
+    """(parts answered here after a read index, read index rounds, parts answered
+    here after a confirmation by votes, confirmation rounds)"""
     info = client.info("cluster")
-    return int(info["follower_reads"]), int(info["read_index_rounds"])
+    return tuple(int(info[k]) for k in (
+        "follower_reads", "read_index_rounds", "confirmed_reads", "confirm_rounds"))
 
 
 def test_every_router_sees_each_acknowledged_write_at_once(cluster):
@@ -67,15 +73,22 @@ def test_every_router_sees_each_acknowledged_write_at_once(cluster):
             "FT.AGGREGATE", "fr", "*", "GROUPBY", "0", "REDUCE", "COUNT", "0", "AS", "c")
         assert rows[1] == [b"c", str(i + 1).encode()], f"write {i}: {rows}"
     after = [counts(c) for c in clients]
-    for (reads0, rounds0), (reads1, rounds1) in zip(before, after):
-        reads, rounds = reads1 - reads0, rounds1 - rounds0
-        if cluster.follower_reads:
+    for b, a in zip(before, after):
+        reads, rounds, confirmed, fences = (y - x for x, y in zip(b, a))
+        if cluster.follower_reads == "read-index":
             # Each router searched 80 times, two of its three groups led elsewhere:
             # those parts were answered here, each after a read index round.
             assert reads >= 80, (reads, rounds)
             assert 0 < rounds <= reads
-        else:
+            assert (confirmed, fences) == (0, 0)
+        elif cluster.follower_reads == "votes":
+            # All three groups' parts, the one this node leads included, were
+            # answered here after a round of votes with one peer; no read index.
+            assert confirmed >= 3 * 80, (confirmed, fences)
+            assert 0 < fences <= confirmed
             assert (reads, rounds) == (0, 0)
+        else:
+            assert (reads, rounds, confirmed, fences) == (0, 0, 0, 0)
 
 
 def test_a_follower_read_waits_for_its_replica_to_apply_the_write(cluster):

@@ -7,6 +7,7 @@
 //! [`repair`] how a group gets back to full replication when a node is gone, and
 //! [`purge`] when a node that comes back erases the replicas it was replaced in.
 
+pub mod confirm;
 pub mod learner_watch;
 pub mod local;
 pub mod merge;
@@ -17,6 +18,7 @@ pub mod purge;
 pub mod read_index;
 pub mod repair;
 pub mod ring;
+pub mod rounds;
 pub mod router;
 pub mod service;
 pub mod shards;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use shoal_engine::aggregate::AggregatePart;
 use shoal_engine::{ReadContext, SearchResults};
-use shoal_raft::{Group, GroupId, Host, ReadMode, Replica, Request, Response};
+use shoal_raft::{Group, GroupId, Host, ReadMode, Replica, Request, Response, VoteView};
 
 use crate::wire::{AggregateCall, ReadAnswer, ReadCall, SearchCall, ShardError};
 
@@ -85,6 +85,20 @@ impl Local {
         self.linearize(&group, call.stale_ok).await?;
         let part = aggregate_on(&group.replica().read(), call);
         part
+    }
+
+    /// This node's votes in `groups`, each read inside its group's Raft core (see
+    /// `crate::confirm`); `None` for a group it holds no replica of, or whose core
+    /// has stopped.
+    pub async fn vote_views(&self, groups: &[GroupId]) -> Vec<(GroupId, Option<VoteView>)> {
+        let views = groups.iter().map(|&g| async move {
+            let view = match self.host.group(g).filter(|r| r.is_member()) {
+                Some(replica) => replica.vote_view().await.ok(),
+                None => None,
+            };
+            (g, view)
+        });
+        futures::future::join_all(views).await
     }
 
     /// The leader's half of a follower read: the index the follower must have applied

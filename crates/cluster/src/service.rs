@@ -101,6 +101,18 @@ impl Shard for ShardService {
         answer(&result)
     }
 
+    async fn votes(&self, request: Request<ShardCall>) -> Result<Response<ShardAnswer>, Status> {
+        let call = request.into_inner();
+        let span = tracing::debug_span!("shard_votes");
+        let result = async {
+            let groups: Vec<u64> = decode(&call.payload)?;
+            Ok(self.local.vote_views(&groups).await)
+        }
+        .instrument(span)
+        .await;
+        answer(&result)
+    }
+
     async fn leader(&self, request: Request<ShardCall>) -> Result<Response<ShardAnswer>, Status> {
         let group = request.into_inner().group;
         let _span = tracing::debug_span!("shard_leader", group).entered();

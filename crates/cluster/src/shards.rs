@@ -54,9 +54,12 @@ use shoal_engine::aggregate::AggregatePart;
 use shoal_engine::SearchResults;
 use shoal_proto::shard::shard_client::ShardClient;
 use shoal_proto::shard::ShardCall;
-use shoal_raft::{GroupError, GroupId, NodeAddr, NodeId, PeerClient, Request, Response};
+use shoal_raft::{
+    Group, GroupError, GroupId, NodeAddr, NodeId, PeerClient, ReadMode, Request, Response, VoteView,
+};
 use tonic::transport::Channel;
 
+use crate::confirm::{Fence, Fences};
 use crate::local::{aggregate_on, search_on, Local};
 use crate::read_index::{ReadIndex, ReadIndexes};
 use crate::service::MAX_MESSAGE;
@@ -88,6 +91,11 @@ const FOLLOWER_CATCH_UP: Duration = Duration::from_millis(200);
 /// After a follower read had to go to the leader after all, the group's parts go
 /// straight to the leader for this long.
 const FOLLOWER_BACKOFF: Duration = Duration::from_secs(1);
+/// How long a part waits for a confirmation round (`crate::confirm`) before it takes
+/// the read index or leader path (at most a quarter of the read's time)...
+const CONFIRM_WAIT: Duration = Duration::from_millis(200);
+/// ...and how long a peer whose round failed or timed out is not asked again.
+const CONFIRM_BACKOFF: Duration = Duration::from_secs(1);
 
 /// One call to a group.
 #[derive(Debug, Clone)]
@@ -145,6 +153,11 @@ pub struct Shards {
     follower_backoff: Mutex<HashMap<GroupId, Instant>>,
     /// Parts answered from this node's replicas by follower reads.
     answered_here: AtomicU64,
+    /// Confirmation rounds to peers (`crate::confirm`), and the parts they confirmed.
+    fences: Arc<Fences>,
+    confirmed: AtomicU64,
+    /// Until when each peer is not asked for confirmations (its last round failed).
+    confirm_backoff: Mutex<HashMap<NodeId, Instant>>,
 }
 
 impl Shards {
@@ -159,6 +172,9 @@ impl Shards {
             read_indexes: Arc::default(),
             follower_backoff: Mutex::new(HashMap::new()),
             answered_here: AtomicU64::new(0),
+            fences: Arc::default(),
+            confirmed: AtomicU64::new(0),
+            confirm_backoff: Mutex::new(HashMap::new()),
         }
     }
 
@@ -264,6 +280,9 @@ impl Shards {
             };
             let call = async {
                 if node == self.local.host.id() {
+                    if let Some(answer) = self.confirmed_part(group, op, budget).await {
+                        return answer;
+                    }
                     return self.call_local(group, op).await;
                 }
                 let call = self.call_leader(group, node, &addr, op, budget);
@@ -522,6 +541,9 @@ impl Shards {
         let Some(replica) = follower else {
             return self.call_remote(group, node, addr, op, budget).await;
         };
+        if let Some(answer) = self.confirmed_part(group, op, budget).await {
+            return answer;
+        }
         let index = match self.read_index(group, node, addr).await? {
             ReadIndex::At(index) => index,
             ReadIndex::Unsupported => {
@@ -529,46 +551,122 @@ impl Shards {
                 return self.call_remote(group, node, addr, op, budget).await;
             }
         };
-        // A short TIMEOUT leaves most of its time for the leader, should the replica
-        // not catch up.
-        let catch_up = FOLLOWER_CATCH_UP.min(budget / 4);
-        let near = index.saturating_sub(replica.applied_index()) <= FOLLOWER_MAX_LAG;
-        if near && replica.wait_applied(index, catch_up).await {
-            // Checked again under the lock the part reads under: the metrics waited on
-            // belong to the Raft, the state to the replica, and a reopen of the group
-            // between the two lookups could pair a new replica with old metrics.
-            let answer = {
-                let state = replica.replica().read();
-                let applied = state.applied().map_or(0, |l| l.index);
-                match op {
-                    _ if applied < index => None,
-                    Op::Search(call) => Some(search_on(&state, call).map(Answer::Search)),
-                    Op::Aggregate(call) => Some(aggregate_on(&state, call).map(Answer::Aggregate)),
-                    Op::Read(_) | Op::Write(_) => None,
-                }
-            };
-            if let Some(answer) = answer {
-                self.answered_here.fetch_add(1, Ordering::Relaxed);
-                return answer;
-            }
+        if let Some(answer) = answer_here(&replica, index, op, budget).await {
+            self.answered_here.fetch_add(1, Ordering::Relaxed);
+            return answer;
         }
         self.back_off(group);
         self.call_remote(group, node, addr, op, budget).await
+    }
+
+    /// A search or aggregate part answered from this node's replica of `group` after a
+    /// confirmation round with one peer (`crate::confirm`): the group's leader, or
+    /// when this node leads, another voter. `None` when the part, the group or the
+    /// moment does not allow it; the caller then takes the read index or leader path.
+    async fn confirmed_part(
+        &self,
+        group: GroupId,
+        op: &Op,
+        budget: Duration,
+    ) -> Option<Result<Answer, ShardError>> {
+        match op {
+            Op::Search(_) | Op::Aggregate(_)
+                if self.local.follower_reads && self.local.read_mode == ReadMode::Votes => {}
+            Op::Search(_) | Op::Aggregate(_) | Op::Read(_) | Op::Write(_) => return None,
+        }
+        let replica = self.local.host.group(group).filter(|g| g.is_member())?;
+        let me = self.local.host.id();
+        // A group of more than three voters (or joint ones, counted together) can never
+        // be confirmed by two: no round for it.
+        let voters = replica.voters();
+        if voters.len() > 3 {
+            return None;
+        }
+        let (peer, addr) = match replica.leader()? {
+            (leader, _) if leader == me => voters
+                .into_iter()
+                .find(|(id, _)| *id != me && !self.confirm_backing_off(*id))?,
+            (leader, addr) if !self.confirm_backing_off(leader) => (leader, addr),
+            _ => return None,
+        };
+        let wait = CONFIRM_WAIT.min(budget / 4);
+        let index = match tokio::time::timeout(wait, self.fence(group, peer, &addr)).await {
+            Ok(Some(Ok(fence))) => fence.index(me, peer, group),
+            Ok(Some(Err(_)) | None) | Err(_) => {
+                self.confirm_backoff
+                    .lock()
+                    .insert(peer, Instant::now() + CONFIRM_BACKOFF);
+                None
+            }
+        }?;
+        let answer = answer_here(&replica, index, op, budget).await?;
+        self.confirmed.fetch_add(1, Ordering::Relaxed);
+        Some(answer)
+    }
+
+    /// Whether `peer`'s last confirmation round failed within [`CONFIRM_BACKOFF`].
+    fn confirm_backing_off(&self, peer: NodeId) -> bool {
+        backing_off_until(&self.confirm_backoff, peer)
+    }
+
+    /// A confirmation round with `peer` sent after this call began, carrying `group`
+    /// and the groups of every other part waiting for one (`crate::rounds`). This
+    /// node's votes are taken when the round is sent.
+    async fn fence(
+        &self,
+        group: GroupId,
+        peer: NodeId,
+        addr: &NodeAddr,
+    ) -> Option<Result<Arc<Fence>, ShardError>> {
+        let channel = match self.channel(&addr.raft) {
+            Ok(c) => c,
+            Err(message) => return Some(Err(unreachable(group, peer, message, true))),
+        };
+        let local = self.local.clone();
+        let fetch = move |mut groups: Vec<GroupId>| {
+            let mut client = ShardClient::new(channel.clone());
+            let local = local.clone();
+            async move {
+                groups.sort_unstable();
+                groups.dedup();
+                // Bounded: a stuck Raft core would hold the slot for every later round.
+                let own = tokio::time::timeout(CONFIRM_WAIT, local.vote_views(&groups))
+                    .await
+                    .map_err(|_| no_answer(0, local.host.id(), CONFIRM_WAIT))?;
+                let mut request = tonic::Request::new(ShardCall {
+                    group: 0,
+                    payload: encode(&groups)?,
+                });
+                request.set_timeout(CONFIRM_WAIT);
+                // Bounded here too: the callers give up after CONFIRM_WAIT, and a round
+                // that hung on a partitioned peer would hold the slot for every later one.
+                let reply = match tokio::time::timeout(CONFIRM_WAIT, client.votes(request)).await {
+                    Ok(Ok(reply)) => reply,
+                    Ok(Err(status)) => return Err(failed_call(0, peer, &status)),
+                    Err(_) => return Err(no_answer(0, peer, CONFIRM_WAIT)),
+                };
+                let theirs: Vec<(GroupId, Option<VoteView>)> = answer(&reply.into_inner().payload)?;
+                let views = |v: Vec<(GroupId, Option<VoteView>)>| {
+                    v.into_iter()
+                        .filter_map(|(g, view)| view.map(|view| (g, view)))
+                        .collect()
+                };
+                Ok(Arc::new(Fence {
+                    own: views(own),
+                    peer: views(theirs),
+                }))
+            }
+        };
+        self.fences
+            .get((peer, addr.raft.clone()), group, fetch)
+            .await
     }
 
     /// Whether this router recently found its replica of `group` unable to answer
     /// follower reads (behind, or the leader too old): its parts go to the leader for
     /// a while instead of paying for a read index and a wait each time.
     fn backing_off(&self, group: GroupId) -> bool {
-        let mut until = self.follower_backoff.lock();
-        match until.get(&group) {
-            Some(&t) if Instant::now() < t => true,
-            Some(_) => {
-                until.remove(&group);
-                false
-            }
-            None => false,
-        }
+        backing_off_until(&self.follower_backoff, group)
     }
 
     fn back_off(&self, group: GroupId) {
@@ -589,7 +687,7 @@ impl Shards {
             .channel(&addr.raft)
             .map_err(|message| unreachable(group, node, message, true))?;
         let ttl = self.local.quorum_timeout + CALL_SLACK;
-        let fetch = move || {
+        let fetch = move |_: Vec<()>| {
             let mut client = ShardClient::new(channel.clone());
             async move {
                 let mut request = tonic::Request::new(ShardCall {
@@ -608,8 +706,16 @@ impl Shards {
             }
         };
         self.read_indexes
-            .get(group, (node, &addr.raft), fetch)
+            .get((group, node, addr.raft.clone()), (), fetch)
             .await
+            .unwrap_or_else(|| {
+                Err(unreachable(
+                    group,
+                    node,
+                    "the read index round was dropped".into(),
+                    false,
+                ))
+            })
     }
 
     /// Parts this router answered from its own replicas, and the read index rounds it
@@ -619,6 +725,12 @@ impl Shards {
             self.answered_here.load(Ordering::Relaxed),
             self.read_indexes.rounds(),
         )
+    }
+
+    /// Parts this router answered from its own replicas after a confirmation round,
+    /// and the rounds it sent (`crate::confirm`).
+    pub fn confirmed_read_counts(&self) -> (u64, u64) {
+        (self.confirmed.load(Ordering::Relaxed), self.fences.rounds())
     }
 
     async fn call_remote(
@@ -665,6 +777,48 @@ impl Shards {
             Op::Search(_) => answer::<SearchResults>(&reply).map(Answer::Search),
             Op::Aggregate(_) => answer::<AggregatePart>(&reply).map(Answer::Aggregate),
         }
+    }
+}
+
+/// Whether `key` is still backing off (its time in `until` is ahead); forgets a
+/// time that has.
+fn backing_off_until<K: std::hash::Hash + Eq>(until: &Mutex<HashMap<K, Instant>>, key: K) -> bool {
+    let mut until = until.lock();
+    match until.get(&key) {
+        Some(&t) if Instant::now() < t => true,
+        Some(_) => {
+            until.remove(&key);
+            false
+        }
+        None => false,
+    }
+}
+
+/// Answers a search or aggregate part on this node's replica once it has applied
+/// `index` (the read's read index): `None` when it lags more than [`FOLLOWER_MAX_LAG`]
+/// or does not get there within [`FOLLOWER_CATCH_UP`] (a quarter of the read's time if
+/// less), so that the caller can send the part to the leader.
+async fn answer_here(
+    replica: &Group,
+    index: u64,
+    op: &Op,
+    budget: Duration,
+) -> Option<Result<Answer, ShardError>> {
+    let catch_up = FOLLOWER_CATCH_UP.min(budget / 4);
+    let near = index.saturating_sub(replica.applied_index()) <= FOLLOWER_MAX_LAG;
+    if !(near && replica.wait_applied(index, catch_up).await) {
+        return None;
+    }
+    // Checked again under the lock the part reads under: the metrics waited on belong
+    // to the Raft, the state to the replica, and a reopen of the group between the two
+    // lookups could pair a new replica with old metrics.
+    let state = replica.replica().read();
+    let applied = state.applied().map_or(0, |l| l.index);
+    match op {
+        _ if applied < index => None,
+        Op::Search(call) => Some(search_on(&state, call).map(Answer::Search)),
+        Op::Aggregate(call) => Some(aggregate_on(&state, call).map(Answer::Aggregate)),
+        Op::Read(_) | Op::Write(_) => None,
     }
 }
 

@@ -14,6 +14,7 @@ use crate::db::GroupId;
 use crate::network::Raft;
 use crate::state_machine::Replica;
 use crate::types::{NodeAddr, NodeId, Request, Response};
+use crate::vote_view::VoteView;
 
 /// How a leader makes sure it still leads before it answers a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,12 +25,16 @@ pub enum ReadMode {
     /// The leader's lease: no round trip while a quorum acknowledged it within the
     /// lease, which assumes bounded clock drift between nodes.
     Lease,
+    /// As `ReadIndex`, except that a router confirms the search and aggregate parts it
+    /// reads on its own node by votes where it can (groups of at most three voters:
+    /// shoal-cluster's `confirm`), with no quorum round on the leader.
+    Votes,
 }
 
 impl ReadMode {
     fn policy(self) -> ReadPolicy {
         match self {
-            ReadMode::ReadIndex => ReadPolicy::ReadIndex,
+            ReadMode::ReadIndex | ReadMode::Votes => ReadPolicy::ReadIndex,
             ReadMode::Lease => ReadPolicy::LeaseRead,
         }
     }
@@ -218,6 +223,15 @@ impl Group {
         }
     }
 
+    /// This replica's vote as its Raft core holds it now (see [`crate::vote_view`]).
+    pub async fn vote_view(&self) -> Result<VoteView, GroupError> {
+        let me = self.raft.metrics().borrow_watched().id;
+        self.raft
+            .with_raft_state(move |st| crate::vote_view::of_state(me, st))
+            .await
+            .map_err(|e| self.error(e))
+    }
+
     /// The index this replica has applied (cheap: no copy of the metrics).
     pub fn applied_index(&self) -> u64 {
         let watch = self.raft.metrics();
@@ -270,6 +284,18 @@ impl Group {
             .cloned()
             .map(|addr| (id, addr));
         leader
+    }
+
+    /// The voters of the membership this replica goes by, with their addresses.
+    pub fn voters(&self) -> Vec<(NodeId, NodeAddr)> {
+        let watch = self.raft.metrics();
+        let metrics = watch.borrow_watched();
+        let config = &metrics.membership_config;
+        let voters = config
+            .voter_ids()
+            .filter_map(|id| config.get_node(&id).map(|addr| (id, addr.clone())))
+            .collect();
+        voters
     }
 
     pub fn status(&self) -> GroupStatus {

@@ -13,6 +13,7 @@ pub mod runtime;
 mod snapshot_file;
 pub mod state_machine;
 pub mod types;
+pub mod vote_view;
 
 pub use db::{GroupId, LogDb};
 pub use error::{RaftError, Result};
@@ -22,3 +23,4 @@ pub use log_store::{LogStore, WeakLog};
 pub use network::{Faults, Network, PeerClient, PeerTls, Raft};
 pub use state_machine::{Replica, Retirement, StateMachine};
 pub use types::{raft_config, NodeAddr, NodeId, RaftConfig, Request, Response, TypeConfig};
+pub use vote_view::VoteView;

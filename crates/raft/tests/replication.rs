@@ -748,3 +748,56 @@ async fn an_interrupted_purge_is_finished_at_the_next_open() {
     assert!(host.was_erased(GROUP));
     host.shutdown().await.unwrap();
 }
+
+/// Every replica's vote view names the leader at one term; only the leader gives a
+/// read index, and it covers every acknowledged write. A partitioned leader's view
+/// still names itself (it cannot know better), but the replicas that elected its
+/// successor name the successor: a read confirmed by the old leader and one of them
+/// is refused (shoal-cluster's `confirm`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vote_views_name_the_leader_and_only_it_gives_a_read_index() {
+    let cluster = Cluster::start(config()).await;
+    let all = [1, 2, 3];
+    let mut last = 0;
+    for i in 0..20 {
+        last = write_on_leader(&cluster, &all, &format!("v{i}")).await;
+    }
+    let leader = cluster.leader(&all).await;
+    let cluster = &cluster;
+    let view = |id: NodeId| async move {
+        let group = cluster.node(id).host.group(GROUP).unwrap();
+        group.vote_view().await.unwrap()
+    };
+    let lead = view(leader).await;
+    assert_eq!(lead.node, leader);
+    assert!(lead.committed);
+    assert!(
+        lead.read_index.is_some_and(|i| i >= last),
+        "{lead:?} after {last}"
+    );
+    assert_eq!(lead.voters.as_deref(), Some(&all[..]));
+    for id in all.into_iter().filter(|&id| id != leader) {
+        let v = view(id).await;
+        assert!(v.votes_for(lead.term, leader), "node {id}: {v:?}");
+        assert_eq!(v.read_index, None, "node {id} does not lead");
+        assert_eq!(v.voters, lead.voters);
+    }
+    // Cut the leader off: the other two elect a successor at a newer term.
+    cluster.isolate(leader, true);
+    let rest: Vec<NodeId> = all.into_iter().filter(|&id| id != leader).collect();
+    let next = cluster.leader(&rest).await;
+    let stale = view(leader).await;
+    assert!(stale.votes_for(lead.term, leader), "{stale:?}");
+    for &id in &rest {
+        let v = view(id).await;
+        assert!(
+            !v.votes_for(lead.term, leader),
+            "node {id} still votes {v:?}"
+        );
+        assert!(
+            v.votes_for(v.term, next) && v.term > lead.term,
+            "node {id}: {v:?}"
+        );
+    }
+    cluster.isolate(leader, false);
+}

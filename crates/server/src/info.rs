@@ -270,5 +270,11 @@ fn cluster_section(node: &Node) -> String {
     out.push_str(&format!(
         "follower_reads:{reads}\r\nread_index_rounds:{rounds}\r\n"
     ));
+    // Parts answered here after a confirmation round with one peer instead (the
+    // default in groups of three voters), and those rounds.
+    let (confirmed, fences) = r.router.shards().confirmed_read_counts();
+    out.push_str(&format!(
+        "confirmed_reads:{confirmed}\r\nconfirm_rounds:{fences}\r\n"
+    ));
     out
 }

@@ -100,7 +100,7 @@ struct DevArgs {
     /// spinning. 0 (the default) never spins; at most 1000.
     #[arg(long, default_value_t = 0)]
     busy_poll_us: u64,
-    /// See `shoal node --read-mode` [default: read-index].
+    /// See `shoal node --read-mode` [default: votes].
     #[arg(long)]
     read_mode: Option<String>,
     /// See `shoal node --follower-reads` [default: true].

@@ -54,7 +54,7 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("member {0:?}: expected ID,ZONE,GRPC_ADDR,RESP_ADDR")]
     Member(String),
-    #[error("read_mode {0:?}: expected read-index or lease")]
+    #[error("read_mode {0:?}: expected votes, read-index or lease")]
     ReadMode(String),
     #[error("members do not include this node (id {0})")]
     SelfMissing(NodeId),
@@ -270,8 +270,10 @@ pub struct NodeArgs {
     /// gets TRYAGAIN [default: 5000].
     #[arg(long)]
     pub quorum_timeout_ms: Option<u64>,
-    /// How the leader confirms it still leads before a read: read-index (a quorum
-    /// round per read batch) or lease [default: read-index].
+    /// How a read is confirmed to see every acknowledged write: votes (a search part
+    /// read on this node's replica of a group of at most three voters is confirmed by
+    /// one peer's vote; every other read as read-index), read-index (the leader's
+    /// quorum round per read batch) or lease (the leader's lease) [default: votes].
     #[arg(long)]
     pub read_mode: Option<String>,
     /// Whether a router answers search and aggregate parts from its own node's
@@ -352,6 +354,7 @@ fn parse_read_mode(s: &str) -> Result<ReadMode, ConfigError> {
     match s {
         "read-index" | "read_index" | "readindex" => Ok(ReadMode::ReadIndex),
         "lease" => Ok(ReadMode::Lease),
+        "votes" => Ok(ReadMode::Votes),
         other => Err(ConfigError::ReadMode(other.to_owned())),
     }
 }
@@ -397,7 +400,7 @@ impl NodeArgs {
         }
         let read_mode = match self.read_mode.or(file.read_mode) {
             Some(s) => parse_read_mode(&s)?,
-            None => ReadMode::ReadIndex,
+            None => ReadMode::Votes,
         };
         let grpc = self
             .grpc
@@ -530,7 +533,7 @@ mod tests {
         assert_eq!(c.grpc.to_string(), "127.0.0.1:50051");
         assert_eq!(c.groups, 1);
         assert!(c.members.is_empty());
-        assert_eq!(c.read_mode, ReadMode::ReadIndex);
+        assert_eq!(c.read_mode, ReadMode::Votes);
         assert!(c.rebalance && !c.join);
     }
 
