@@ -234,16 +234,17 @@ def start_dev(shoal, procs, root, args, groups):
 
 
 def follower_read_counts(ports):
-    """Each router's (follower reads, read index rounds) from INFO cluster; on `shoal
-    dev` the three connections reach its three nodes in turn."""
+    """Each router's (follower reads, read index rounds, confirmed reads, confirmation
+    rounds) from INFO cluster; on `shoal dev` the three connections reach its three
+    nodes in turn."""
     conns = [connect(p) for p in ports]
     try:
         views = [info_fields(c, "cluster") for c in conns]
     finally:
         for c in conns:
             c.sock.close()
-    return [(int(v.get("follower_reads", 0)), int(v.get("read_index_rounds", 0)))
-            for v in views]
+    keys = ("follower_reads", "read_index_rounds", "confirmed_reads", "confirm_rounds")
+    return [tuple(int(v.get(k, 0)) for k in keys) for v in views]
 
 
 def leader_layout(port, groups):
@@ -639,8 +640,9 @@ def main():
                               f"p99 {r['p99_ms']:.3f} ms", file=sys.stderr, flush=True)
                     if groups is not None:
                         v["follower_reads"] = follower_read_counts(ports)
-                        print(f"{vname}: follower reads, read index rounds so far: "
-                              f"{v['follower_reads']}", file=sys.stderr, flush=True)
+                        print(f"{vname}: follower reads, read index rounds, confirmed "
+                              f"reads, confirmation rounds so far: {v['follower_reads']}",
+                              file=sys.stderr, flush=True)
                     results["setups"][vname] = v
             except BaseException:
                 for log in sorted(root.glob("*.log")):
