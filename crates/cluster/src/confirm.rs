@@ -85,7 +85,6 @@ mod tests {
             id,
             term,
             node,
-            committed: true,
             read_index,
             voters: Some(vec![1, 2, 3]),
         }

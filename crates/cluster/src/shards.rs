@@ -578,12 +578,12 @@ impl Shards {
         let me = self.local.host.id();
         // A group of more than three voters (or joint ones, counted together) can never
         // be confirmed by two: no round for it.
-        let voters = replica.voters();
-        if voters.len() > 3 {
+        if replica.voter_count() > 3 {
             return None;
         }
         let (peer, addr) = match replica.leader()? {
-            (leader, _) if leader == me => voters
+            (leader, _) if leader == me => replica
+                .voters()
                 .into_iter()
                 .find(|(id, _)| *id != me && !self.confirm_backing_off(*id))?,
             (leader, addr) if !self.confirm_backing_off(leader) => (leader, addr),

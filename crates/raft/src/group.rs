@@ -286,6 +286,14 @@ impl Group {
         leader
     }
 
+    /// How many voters the membership this replica goes by has (those of both halves
+    /// of a joint membership, counted once). Cheap: no copy.
+    pub fn voter_count(&self) -> usize {
+        let watch = self.raft.metrics();
+        let count = watch.borrow_watched().membership_config.voter_ids().count();
+        count
+    }
+
     /// The voters of the membership this replica goes by, with their addresses.
     pub fn voters(&self) -> Vec<(NodeId, NodeAddr)> {
         let watch = self.raft.metrics();

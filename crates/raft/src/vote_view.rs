@@ -21,8 +21,6 @@ pub struct VoteView {
     /// The term and node of the leader the replica votes for.
     pub term: u64,
     pub node: NodeId,
-    /// Whether a quorum granted that vote (the replica knows its leader was elected).
-    pub committed: bool,
     /// When the replica leads under that vote and has committed an entry of its own
     /// term: its commit index, which covers every write acknowledged before now
     /// (Raft's read index). `None` otherwise.
@@ -61,7 +59,6 @@ pub(crate) fn of_state(me: NodeId, st: &openraft::RaftState<crate::TypeConfig>) 
         id: me,
         term: leader_id.term,
         node: leader_id.node_id,
-        committed: vote.is_committed(),
         read_index,
         voters,
     }
