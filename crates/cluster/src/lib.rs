@@ -26,7 +26,7 @@ pub mod wire;
 
 pub use local::Local;
 pub use meta::{ClusterMap, ClusterShape, UserChange, META};
-pub use ring::Ring;
+pub use ring::{Ring, Routing};
 pub use router::{error_text, Router};
 pub use service::ShardService;
 pub use shards::Shards;

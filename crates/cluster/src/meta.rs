@@ -780,7 +780,8 @@ impl Router {
     pub async fn reconcile_indexes(&self, now_ms: u64) -> Result<usize, String> {
         let before = self.cluster_map(now_ms, false).await?;
         let mut listed = BTreeMap::new();
-        for &group in self.ring().groups() {
+        let routing = self.routing();
+        for &group in routing.all() {
             let answer = self
                 .group_read(group, cmd(&[b"FT._GENERATIONS"]), now_ms)
                 .await
@@ -844,7 +845,7 @@ impl Router {
         }
         // A mark is done with once no group has its generation and the map does not
         // have it either; known only when every group answered.
-        if listed.len() == self.ring().groups().len() {
+        if listed.len() == routing.all().len() {
             for (name, g) in &dd_drops {
                 let current = after.indexes.get(name).map(|d| d.generation) == Some(*g);
                 let held = listed.values().any(|indexes| indexes.get(name) == Some(g));

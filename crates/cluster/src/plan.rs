@@ -8,21 +8,26 @@
 //! | DEL, UNLINK, EXISTS over groups           | each group its keys           | `Sum`        |
 //! | MGET, JSON.MGET over groups               | each group its keys (+ path)  | `Positional` |
 //! | MSET over groups                          | each group its pairs          | `AllOk`      |
-//! | DBSIZE                                    | every group                   | `Sum`        |
-//! | KEYS                                      | every group                   | `Concat`     |
-//! | SCAN cursor                               | the group the cursor is in    | `Scan`       |
+//! | DBSIZE                                    | every owner                   | `Sum`        |
+//! | KEYS                                      | every owner                   | `Concat`     |
+//! | SCAN cursor                               | the owner the cursor is in    | `Scan`       |
 //! | FLUSHALL, FLUSHDB, FT.CREATE, FT.DROPINDEX| every group                   | `AllOk`      |
-//! | FT.INFO                                   | every group                   | `Info`       |
-//! | FT.SEARCH                                 | every group, a typed part     | `Search`     |
-//! | FT.AGGREGATE                              | every group, a typed part     | `Aggregate`  |
-//! | anything else without keys (FT._LIST)     | the first group               | `Single`     |
+//! | FT.INFO                                   | every owner                   | `Info`       |
+//! | FT.SEARCH                                 | every owner, a typed part     | `Search`     |
+//! | FT.AGGREGATE                              | every owner, a typed part     | `Aggregate`  |
+//! | anything else without keys (FT._LIST)     | the first owner               | `Single`     |
+//!
+//! "Every group" is [`Routing::all`], a group being added included: it must hold every
+//! index (and lose every key to FLUSHALL) before it holds a key. "Every owner" is
+//! [`Routing::owners`], the groups that hold keys: a group being added joins them once
+//! a source has handed it its keys, so a search never counts a key on both.
 
 use std::collections::BTreeMap;
 
 use shoal_query::{AggregateRequest, SortBy};
 use shoal_raft::GroupId;
 
-use crate::ring::Ring;
+use crate::ring::Routing;
 
 /// How the replies of a command's parts become its reply.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,11 +129,10 @@ fn upper(name: &[u8]) -> String {
     String::from_utf8_lossy(name).to_ascii_uppercase()
 }
 
-fn everywhere<A: AsRef<[u8]>>(ring: &Ring, args: &[A], merge: Merge) -> Plan {
+fn everywhere<A: AsRef<[u8]>>(groups: &[GroupId], args: &[A], merge: Merge) -> Plan {
     let args = owned(args);
     Plan {
-        parts: ring
-            .groups()
+        parts: groups
             .iter()
             .map(|&group| Part {
                 group,
@@ -149,9 +153,10 @@ fn single<A: AsRef<[u8]>>(group: GroupId, args: &[A]) -> Plan {
     }
 }
 
-/// Plans one command (`args[0]` is its name). `None` only when the ring is empty.
-pub fn plan<A: AsRef<[u8]>>(ring: &Ring, args: &[A]) -> Option<Plan> {
-    let first = *ring.groups().first()?;
+/// Plans one command (`args[0]` is its name). `None` only when there are no groups.
+pub fn plan<A: AsRef<[u8]>>(routing: &Routing, args: &[A]) -> Option<Plan> {
+    let owners = routing.owners();
+    let first = *owners.first()?;
     let Some(name) = args.first() else {
         return Some(single(first, args));
     };
@@ -159,19 +164,19 @@ pub fn plan<A: AsRef<[u8]>>(ring: &Ring, args: &[A]) -> Option<Plan> {
     let keyed = shoal_resp::lookup(name.as_bytes()).filter(|c| c.first_key > 0);
     let Some(command) = keyed else {
         return Some(match name.as_str() {
-            "DBSIZE" => everywhere(ring, args, Merge::Sum),
-            "KEYS" => everywhere(ring, args, Merge::Concat),
+            "DBSIZE" => everywhere(owners, args, Merge::Sum),
+            "KEYS" => everywhere(owners, args, Merge::Concat),
             // FT._CREATE, FT._DROPIF: a router's FT.CREATE and FT.DROPINDEX with the
             // definition's generation (crate::meta).
             "FLUSHALL" | "FLUSHDB" | "FT.CREATE" | "FT._CREATE" | "FT.DROPINDEX" | "FT._DROPIF" => {
-                everywhere(ring, args, Merge::AllOk)
+                everywhere(routing.all(), args, Merge::AllOk)
             }
-            "FT.INFO" => everywhere(ring, args, Merge::Info),
-            "FT.SEARCH" => search(ring, args).unwrap_or_else(|| single(first, args)),
-            "FT.AGGREGATE" if ring.groups().len() > 1 => {
-                aggregate(ring, args).unwrap_or_else(|| single(first, args))
+            "FT.INFO" => everywhere(owners, args, Merge::Info),
+            "FT.SEARCH" => search(owners, args).unwrap_or_else(|| single(first, args)),
+            "FT.AGGREGATE" if owners.len() > 1 => {
+                aggregate(owners, args).unwrap_or_else(|| single(first, args))
             }
-            "SCAN" => scan(ring, args).unwrap_or_else(|| single(first, args)),
+            "SCAN" => scan(owners, args).unwrap_or_else(|| single(first, args)),
             _ => single(first, args),
         });
     };
@@ -186,7 +191,7 @@ pub fn plan<A: AsRef<[u8]>>(ring: &Ring, args: &[A]) -> Option<Plan> {
     };
     let step = command.step.max(1) as usize;
     let positions: Vec<usize> = (first_key..=last_key).step_by(step).collect();
-    let group_of = |i: usize| ring.group_of(args[i].as_ref()).unwrap_or(first);
+    let group_of = |i: usize| routing.group_of(args[i].as_ref()).unwrap_or(first);
     let home = group_of(first_key);
     if positions.iter().all(|&i| group_of(i) == home) {
         return Some(single(home, args));
@@ -221,11 +226,11 @@ pub fn plan<A: AsRef<[u8]>>(ring: &Ring, args: &[A]) -> Option<Plan> {
     Some(Plan { parts, merge })
 }
 
-fn search<A: AsRef<[u8]>>(ring: &Ring, args: &[A]) -> Option<Plan> {
+fn search<A: AsRef<[u8]>>(owners: &[GroupId], args: &[A]) -> Option<Plan> {
     // Unparsable: one group answers with the engine's error.
     let request = shoal_query::search::parse_search(&args[1..]).ok()?;
     Some(everywhere(
-        ring,
+        owners,
         args,
         Merge::Search {
             offset: request.offset,
@@ -240,10 +245,14 @@ fn search<A: AsRef<[u8]>>(ring: &Ring, args: &[A]) -> Option<Plan> {
     ))
 }
 
-fn aggregate<A: AsRef<[u8]>>(ring: &Ring, args: &[A]) -> Option<Plan> {
+fn aggregate<A: AsRef<[u8]>>(owners: &[GroupId], args: &[A]) -> Option<Plan> {
     // Unparsable: one group answers with the engine's error.
     let request = shoal_query::aggregate::parse_aggregate(&args[1..]).ok()?;
-    Some(everywhere(ring, args, Merge::Aggregate(Box::new(request))))
+    Some(everywhere(
+        owners,
+        args,
+        Merge::Aggregate(Box::new(request)),
+    ))
 }
 
 /// The group position a cluster SCAN cursor is in, and the cursor within the group.
@@ -267,21 +276,23 @@ pub fn next_cursor(index: usize, count: usize, inner: u64) -> u64 {
     }
 }
 
-fn scan<A: AsRef<[u8]>>(ring: &Ring, args: &[A]) -> Option<Plan> {
+/// SCAN over the owners by position: a group being added comes last (its id is the
+/// highest), so the positions of the others do not move when it joins them.
+fn scan<A: AsRef<[u8]>>(owners: &[GroupId], args: &[A]) -> Option<Plan> {
     let cursor: u64 = std::str::from_utf8(args.get(1)?.as_ref())
         .ok()?
         .parse()
         .ok()?;
     let (index, inner) = split_cursor(cursor);
     // One byte names the group: a ring of more groups scans the first 255.
-    let group = *ring.groups().get(index)?;
+    let group = *owners.get(index)?;
     let mut part = owned(args);
     part[1] = inner.to_string().into_bytes();
     Some(Plan {
         parts: vec![Part { group, args: part }],
         merge: Merge::Scan {
             index,
-            count: ring.groups().len(),
+            count: owners.len(),
         },
     })
 }
@@ -294,7 +305,7 @@ mod tests {
         s.split(' ').map(|p| p.as_bytes().to_vec()).collect()
     }
 
-    fn keys_on_distinct_groups(ring: &Ring, n: usize) -> Vec<String> {
+    fn keys_on_distinct_groups(ring: &Routing, n: usize) -> Vec<String> {
         let mut seen = std::collections::BTreeSet::new();
         let mut out = Vec::new();
         for i in 0.. {
@@ -311,7 +322,7 @@ mod tests {
 
     #[test]
     fn one_key_goes_to_its_group_unchanged() {
-        let ring = Ring::new(0..3);
+        let ring = Routing::stable(0..3, 0);
         let args = cmd("HSET doc:1 f v");
         let p = plan(&ring, &args).unwrap_or_else(|| unreachable!());
         assert_eq!(p.merge, Merge::Single);
@@ -322,7 +333,7 @@ mod tests {
 
     #[test]
     fn multi_key_commands_split_by_group() {
-        let ring = Ring::new(0..3);
+        let ring = Routing::stable(0..3, 0);
         let k = keys_on_distinct_groups(&ring, 3);
         let args = cmd(&format!("MGET {} {} {} {}", k[0], k[1], k[2], k[0]));
         let p = plan(&ring, &args).unwrap_or_else(|| unreachable!());
@@ -363,7 +374,7 @@ mod tests {
 
     #[test]
     fn hash_tagged_keys_stay_whole() {
-        let ring = Ring::new(0..6);
+        let ring = Routing::stable(0..6, 0);
         let args = cmd("DEL {u1}:a {u1}:b {u1}:c");
         let p = plan(&ring, &args).unwrap_or_else(|| unreachable!());
         assert_eq!(p.merge, Merge::Single);
@@ -372,7 +383,7 @@ mod tests {
 
     #[test]
     fn index_commands_go_everywhere() {
-        let ring = Ring::new(0..3);
+        let ring = Routing::stable(0..3, 0);
         for (c, merge) in [
             ("FT.CREATE idx SCHEMA a TAG", Merge::AllOk),
             ("FT.DROPINDEX idx", Merge::AllOk),
@@ -437,15 +448,15 @@ mod tests {
             })
         );
         assert_eq!(Merge::Sum.scatter(), None);
-        let one = Ring::new([0]);
+        let one = Routing::stable([0], 0);
         let p = plan(&one, &cmd("FT.AGGREGATE idx *")).unwrap_or_else(|| unreachable!());
         assert_eq!(p.merge, Merge::Single);
-        assert!(plan(&Ring::new([]), &cmd("GET a")).is_none());
+        assert!(plan(&Routing::stable([], 0), &cmd("GET a")).is_none());
     }
 
     #[test]
     fn scan_cursors_walk_every_group_once() {
-        let ring = Ring::new([4, 7, 9]);
+        let ring = Routing::stable([4, 7, 9], 0);
         let p = plan(&ring, &cmd("SCAN 0 COUNT 5")).unwrap_or_else(|| unreachable!());
         assert_eq!(p.parts[0].group, 4);
         assert_eq!(p.parts[0].args, cmd("SCAN 0 COUNT 5"));
@@ -466,5 +477,48 @@ mod tests {
         assert_ne!(next_cursor(0, 3, 5), 0);
         assert_eq!(next_cursor(2, 3, 0), 0);
         assert_eq!(split_cursor(0), (0, 0));
+    }
+
+    #[test]
+    fn a_group_being_added_gets_index_commands_at_once_and_searches_once_it_owns_keys() {
+        let copying = Routing::moving(0..3, 3, [], 1);
+        let groups = |c: &str, r: &Routing| -> Vec<GroupId> {
+            let p = plan(r, &cmd(c)).unwrap_or_else(|| unreachable!());
+            p.parts.iter().map(|p| p.group).collect()
+        };
+        for c in ["FT.CREATE idx SCHEMA a TAG", "FT.DROPINDEX idx", "FLUSHALL"] {
+            assert_eq!(groups(c, &copying), vec![0, 1, 2, 3], "{c}");
+        }
+        // Commands over the owners reach the target once a source has switched.
+        let one_switched = Routing::moving(0..3, 3, [0], 2);
+        let owners = [
+            "FT.SEARCH idx *",
+            "FT.AGGREGATE idx *",
+            "FT.INFO idx",
+            "DBSIZE",
+            "KEYS *",
+        ];
+        for c in owners {
+            assert_eq!(groups(c, &copying), vec![0, 1, 2], "{c}");
+            assert_eq!(groups(c, &one_switched), vec![0, 1, 2, 3], "{c}");
+        }
+        // SCAN keeps the old groups' positions: the target is the last.
+        let p = plan(&one_switched, &cmd("SCAN 4")).unwrap_or_else(|| unreachable!());
+        assert_eq!(p.parts[0].group, 3);
+        assert_eq!(p.merge, Merge::Scan { index: 3, count: 4 });
+        // A key of the switched source that the next ring gives the target goes there.
+        let next = Routing::stable(0..4, 0);
+        let old = Routing::stable(0..3, 0);
+        let moved = (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| {
+                old.group_of(k.as_bytes()) == Some(0) && next.group_of(k.as_bytes()) == Some(3)
+            })
+            .unwrap_or_else(|| unreachable!());
+        let p =
+            plan(&one_switched, &cmd(&format!("GET {moved}"))).unwrap_or_else(|| unreachable!());
+        assert_eq!(p.parts[0].group, 3);
+        let p = plan(&copying, &cmd(&format!("GET {moved}"))).unwrap_or_else(|| unreachable!());
+        assert_eq!(p.parts[0].group, 0);
     }
 }

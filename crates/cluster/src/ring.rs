@@ -7,7 +7,9 @@
 //! `{user:1}:cart` and `{user:1}:profile` live in one group and can share a
 //! transaction.
 
+use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use consistent_hash::{Node, RingHash, StaticHashRing};
 use shoal_raft::GroupId;
@@ -69,6 +71,143 @@ impl Ring {
             .calc_candidates(&hash_slot_key(key))
             .next()
             .map(|node| node.key)
+    }
+}
+
+/// Which group owns a key, and which groups a command over every group goes to, while
+/// the set of groups may be changing (docs/resharding.md).
+///
+/// Settled, it is the ring. While a group — the target — is being added, each old
+/// group (a source) hands the target the keys the next ring gives it, one source at a
+/// time; a key then belongs to the target once its source has switched, else to its
+/// old group. A key never moves between old groups (the next ring differs from the old
+/// one only by the target's points), so the two rings and the set of switched sources
+/// say where every key is.
+///
+/// | state                      | `group_of(k)`                                 | `owners()`          | `all()`           |
+/// |----------------------------|-----------------------------------------------|---------------------|-------------------|
+/// | settled                    | the ring's                                    | the ring's groups   | the ring's groups |
+/// | moving, nothing switched   | the old ring's                                | the old groups      | old groups + target |
+/// | moving, sources S switched | target if the old group is in S and the next ring says target, else the old ring's | old groups + target | old groups + target |
+///
+/// `epoch` numbers the routing functions: it rises whenever `group_of` or `owners`
+/// changes, and a group refuses calls planned at an epoch below the one it has
+/// reached.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    epoch: u64,
+    ring: Arc<Ring>,
+    moving: Option<Moving>,
+    owners: Vec<GroupId>,
+    all: Vec<GroupId>,
+}
+
+#[derive(Debug, Clone)]
+struct Moving {
+    target: GroupId,
+    next: Arc<Ring>,
+    switched: BTreeSet<GroupId>,
+}
+
+impl Routing {
+    /// A settled ring over `groups`.
+    pub fn stable(groups: impl IntoIterator<Item = GroupId>, epoch: u64) -> Routing {
+        Routing::from_ring(Ring::new(groups), epoch)
+    }
+
+    fn from_ring(ring: Ring, epoch: u64) -> Routing {
+        let groups = ring.groups().to_vec();
+        Routing {
+            epoch,
+            ring: Arc::new(ring),
+            moving: None,
+            owners: groups.clone(),
+            all: groups,
+        }
+    }
+
+    /// `target` being added to `groups`, the sources in `switched` having handed it
+    /// their keys. A target already among `groups`, or sources that are not, are
+    /// ignored: the routing is then the settled ring's (or its sources the real ones).
+    pub fn moving(
+        groups: impl IntoIterator<Item = GroupId>,
+        target: GroupId,
+        switched: impl IntoIterator<Item = GroupId>,
+        epoch: u64,
+    ) -> Routing {
+        let ring = Ring::new(groups);
+        if ring.groups().contains(&target) {
+            return Routing::from_ring(ring, epoch);
+        }
+        let switched: BTreeSet<GroupId> = switched
+            .into_iter()
+            .filter(|g| ring.groups().contains(g))
+            .collect();
+        let next = Ring::new(ring.groups().iter().copied().chain([target]));
+        let mut owners = ring.groups().to_vec();
+        if !switched.is_empty() {
+            owners.push(target);
+        }
+        let mut all = ring.groups().to_vec();
+        all.push(target);
+        Routing {
+            epoch,
+            ring: Arc::new(ring),
+            moving: Some(Moving {
+                target,
+                next: Arc::new(next),
+                switched,
+            }),
+            owners,
+            all,
+        }
+    }
+
+    /// The routing function's number (see the type's doc).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Whether a router routing by `current` should take this routing instead: not when
+    /// it is older (a map read that finished late must not take a router back). An
+    /// equal epoch is taken: the settled ring written when the last source switches
+    /// routes exactly as the moving one it replaces.
+    pub fn supersedes(&self, current: &Routing) -> bool {
+        self.epoch >= current.epoch
+    }
+
+    /// The group being added, while one is.
+    pub fn target(&self) -> Option<GroupId> {
+        self.moving.as_ref().map(|m| m.target)
+    }
+
+    /// The group that owns `key` now; `None` only when there are no groups.
+    pub fn group_of(&self, key: &[u8]) -> Option<GroupId> {
+        let old = self.ring.group_of(key)?;
+        match &self.moving {
+            Some(m) if m.switched.contains(&old) && m.next.group_of(key) == Some(m.target) => {
+                Some(m.target)
+            }
+            Some(_) | None => Some(old),
+        }
+    }
+
+    /// The groups that hold keys, ascending (the old ring's, then the target once a
+    /// source has switched): where searches, counts and scans go.
+    pub fn owners(&self) -> &[GroupId] {
+        &self.owners
+    }
+
+    /// Every group, the target included, ascending: where index definitions and
+    /// FLUSHALL go, so that a target holds every index before it holds a key.
+    pub fn all(&self) -> &[GroupId] {
+        &self.all
+    }
+}
+
+impl From<Ring> for Routing {
+    fn from(ring: Ring) -> Routing {
+        Routing::from_ring(ring, 0)
     }
 }
 
@@ -145,6 +284,96 @@ mod tests {
         }
         let share = moved as f64 / n as f64;
         assert!((share - 0.25).abs() < 0.05, "moved {share}");
+    }
+
+    fn keys(n: usize) -> Vec<Vec<u8>> {
+        (0..n).map(|i| format!("doc:{i}").into_bytes()).collect()
+    }
+
+    #[test]
+    fn a_target_with_no_source_switched_routes_as_the_old_ring() {
+        let old = Ring::new(0..3);
+        let moving = Routing::moving(0..3, 3, [], 1);
+        for key in keys(5_000) {
+            assert_eq!(moving.group_of(&key), old.group_of(&key));
+        }
+        assert_eq!(moving.owners(), &[0, 1, 2]);
+        assert_eq!(moving.all(), &[0, 1, 2, 3]);
+        assert_eq!(moving.target(), Some(3));
+    }
+
+    #[test]
+    fn every_source_switched_routes_as_the_next_ring() {
+        let next = Ring::new(0..4);
+        let moving = Routing::moving(0..3, 3, 0..3, 4);
+        for key in keys(5_000) {
+            assert_eq!(moving.group_of(&key), next.group_of(&key));
+        }
+        assert_eq!(moving.owners(), &[0, 1, 2, 3]);
+        assert_eq!(moving.epoch(), 4);
+    }
+
+    #[test]
+    fn a_switched_source_moves_exactly_its_keys_for_the_target() {
+        let (old, next) = (Ring::new(0..3), Ring::new(0..4));
+        let moving = Routing::moving(0..3, 3, [1], 2);
+        let mut moved = 0;
+        for key in keys(20_000) {
+            let expect = match (old.group_of(&key), next.group_of(&key)) {
+                (Some(1), Some(3)) => Some(3),
+                (before, _) => before,
+            };
+            moved += usize::from(expect == Some(3));
+            assert_eq!(moving.group_of(&key), expect);
+        }
+        // About a quarter of group 1's third.
+        assert!((800..2_600).contains(&moved), "{moved} keys moved");
+        assert_eq!(moving.owners(), &[0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn a_router_never_goes_back_to_an_older_routing() {
+        let copying = Routing::moving(0..3, 3, [], 1);
+        let switched = Routing::moving(0..3, 3, [0], 2);
+        assert!(switched.supersedes(&copying));
+        assert!(!copying.supersedes(&switched));
+        // The end of a move is written at the last switch's epoch, and taken.
+        let last = Routing::moving(0..3, 3, 0..3, 4);
+        let settled = Routing::stable(0..4, 4);
+        assert!(settled.supersedes(&last));
+        assert_eq!(settled.owners(), last.owners());
+    }
+
+    #[test]
+    fn tagged_keys_stay_together_in_every_state() {
+        let states = [
+            Routing::stable(0..3, 0),
+            Routing::moving(0..3, 3, [], 1),
+            Routing::moving(0..3, 3, [0, 2], 3),
+            Routing::moving(0..3, 3, 0..3, 4),
+        ];
+        for routing in &states {
+            for i in 0..300 {
+                let a = routing.group_of(format!("{{user:{i}}}:cart").as_bytes());
+                let b = routing.group_of(format!("profile:{{user:{i}}}").as_bytes());
+                assert_eq!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn a_target_already_on_the_ring_or_foreign_sources_change_nothing() {
+        let settled = Routing::moving(0..4, 3, 0..4, 7);
+        assert_eq!(settled.target(), None);
+        assert_eq!(settled.all(), &[0, 1, 2, 3]);
+        let foreign = Routing::moving(0..3, 3, [9], 1);
+        assert_eq!(foreign.owners(), &[0, 1, 2]);
+        let old = Ring::new(0..3);
+        for key in keys(1_000) {
+            assert_eq!(settled.group_of(&key), Ring::new(0..4).group_of(&key));
+            assert_eq!(foreign.group_of(&key), old.group_of(&key));
+        }
+        assert_eq!(Routing::stable([], 0).group_of(b"x"), None);
     }
 
     #[test]

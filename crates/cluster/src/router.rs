@@ -3,6 +3,7 @@
 //! run of reads — and merges the answers in the commands' order.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -15,7 +16,7 @@ use tracing::Instrument;
 use crate::merge;
 use crate::meta::{ClusterMap, IndexDefinition, MapChange};
 use crate::plan::{plan, Merge, Plan};
-use crate::ring::Ring;
+use crate::ring::{Ring, Routing};
 use crate::shards::{Answer, Op, Shards};
 use crate::wire::{AggregateCall, ReadCall, SearchCall, ShardError};
 
@@ -164,7 +165,9 @@ impl Batches {
 
 #[derive(Debug)]
 pub struct Router {
-    ring: Ring,
+    /// Where keys live ([`Routing`]); replaced, never by an older one, when the groups
+    /// change.
+    routing: parking_lot::RwLock<Arc<Routing>>,
     shards: Shards,
     /// The cluster map as last read ([`Router::refresh_map`]), for INFO.
     map: parking_lot::RwLock<ClusterMap>,
@@ -173,7 +176,7 @@ pub struct Router {
 impl Router {
     pub fn new(ring: Ring, shards: Shards) -> Router {
         Router {
-            ring,
+            routing: parking_lot::RwLock::new(Arc::new(ring.into())),
             shards,
             map: parking_lot::RwLock::new(ClusterMap::default()),
         }
@@ -213,8 +216,20 @@ impl Router {
         Ok(())
     }
 
-    pub fn ring(&self) -> &Ring {
-        &self.ring
+    /// Where keys live now.
+    pub fn routing(&self) -> Arc<Routing> {
+        self.routing.read().clone()
+    }
+
+    /// Routes by `routing` from now on, unless this router already routes by a later
+    /// epoch (a slow map read must not take it back). Whether it was taken.
+    pub fn set_routing(&self, routing: Routing) -> bool {
+        let mut current = self.routing.write();
+        if !routing.supersedes(&current) {
+            return false;
+        }
+        *current = Arc::new(routing);
+        true
     }
 
     pub fn shards(&self) -> &Shards {
@@ -222,9 +237,10 @@ impl Router {
     }
 
     fn batches<A: AsRef<[u8]>>(&self, commands: &[Vec<A>]) -> Option<Batches> {
+        let routing = self.routing();
         let mut batches = Batches::default();
         for command in commands {
-            batches.add(plan(&self.ring, command)?);
+            batches.add(plan(&routing, command)?);
         }
         Some(batches)
     }
@@ -443,8 +459,9 @@ impl Router {
             return Ok(Some(Self::no_groups(commands.len())));
         };
         let mut guards: BTreeMap<GroupId, Guard> = BTreeMap::new();
+        let routing = self.routing();
         for (key, version) in guard {
-            let group = self.ring.group_of(&key).unwrap_or_default();
+            let group = routing.group_of(&key).unwrap_or_default();
             guards.entry(group).or_default().push((key, version));
         }
         // WATCH over groups. Decision table:
@@ -611,7 +628,8 @@ impl Router {
     /// How far each group's leader had applied its log, read linearizably (so every
     /// write acknowledged before the call is at or below it).
     pub async fn applied(&self, now_ms: u64) -> Vec<(GroupId, Result<u64, String>)> {
-        let calls = self.ring.groups().iter().map(|&group| {
+        let routing = self.routing();
+        let calls = routing.all().iter().map(|&group| {
             let call = ReadCall {
                 commands: Vec::new(),
                 resp3: false,
@@ -640,9 +658,9 @@ impl Router {
         now_ms: u64,
     ) -> Result<Vec<Option<u64>>, String> {
         let mut by_group: BTreeMap<GroupId, Vec<usize>> = BTreeMap::new();
+        let routing = self.routing();
         for (i, key) in keys.iter().enumerate() {
-            let group = self
-                .ring
+            let group = routing
                 .group_of(key)
                 .ok_or("CLUSTERDOWN the cluster has no shard groups")?;
             by_group.entry(group).or_default().push(i);

@@ -5,7 +5,7 @@
 use rand::{Rng, SeedableRng};
 use shoal_cluster::plan::{plan, Merge};
 use shoal_cluster::router::{aggregate_reply, search_reply};
-use shoal_cluster::Ring;
+use shoal_cluster::Routing;
 use shoal_engine::{Engine, ReadContext, Reply, Write};
 
 const NOW: u64 = 1_700_000_000_000;
@@ -34,14 +34,14 @@ fn bytes(v: &[f32]) -> Vec<u8> {
 /// One engine per group of `ring`; every write goes to the key's group, as the router
 /// sends it.
 struct Sharded {
-    ring: Ring,
+    ring: Routing,
     engines: Vec<Engine>,
 }
 
 impl Sharded {
     fn new(groups: u64) -> Sharded {
         Sharded {
-            ring: Ring::new(0..groups),
+            ring: Routing::stable(0..groups, 0),
             engines: (0..groups).map(|_| Engine::new()).collect(),
         }
     }

@@ -222,7 +222,8 @@ fn cluster_section(node: &Node) -> String {
     let Store::Replicated(r) = &node.store else {
         return "cluster_enabled:0\r\n".into();
     };
-    let groups = r.router.ring().groups();
+    let routing = r.router.routing();
+    let groups = routing.all();
     let mut out = format!(
         "cluster_enabled:0\r\nshoal_node_id:{}\r\nshoal_shard_groups:{}\r\n",
         r.host.id(),

@@ -308,8 +308,8 @@ impl Shoal for Api {
         let map = r.router.cached_map();
         let groups = r
             .router
-            .ring()
-            .groups()
+            .routing()
+            .all()
             .iter()
             .map(|&g| {
                 let view = crate::info::group_view(r, &map, g);
