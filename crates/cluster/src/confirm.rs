@@ -5,40 +5,69 @@
 //! read began, that a quorum still takes it for leader: then no newer leader can have
 //! been elected (and have acknowledged writes the leader's log lacks) before the read
 //! began, and the leader's commit index covers every write acknowledged before it.
-//! A confirmation is the same fact stated by votes: a replica grants a newer candidate
-//! only by replacing its vote, and votes only grow, so a replica whose vote still names
-//! leader (t, L) at some moment after the read began granted no newer leader before
-//! the read began. In a group of at most three voters two of them are a quorum; when
-//! this node holds one of the two, its own vote is half of the confirmation:
+//! In a group of at most three voters two of them are a quorum, and when this node
+//! holds one of the two its own replica is half of what such a proof needs. Two
+//! proofs are used, the first where it applies, for its lower index:
+//!
+//! * **Votes.** A replica grants a newer candidate only by replacing its vote, and
+//!   votes only grow, so a replica whose vote still names leader (t, L) at some moment
+//!   after the read began granted no newer leader before the read began; if both of
+//!   the two still vote (t, L) and one of them is L, L's commit index (once L committed
+//!   an entry of its own term) covers every write acknowledged before the read began.
+//! * **Logs** (a quorum read, as Paxos Quorum Reads do). A write acknowledged before
+//!   the read began was committed, so it was in the logs of a quorum, and a committed
+//!   entry is never cut from a log that holds it (Raft overwrites only uncommitted
+//!   entries). Every quorum holds this node or the peer, so the higher of their two
+//!   last log indexes, read after the read began, is at or above every such write.
+//!   A replica applies only committed entries, so once this node's replica has applied
+//!   that index it holds every acknowledged write and nothing that can be undone. No
+//!   vote and no leader is needed: the peer can be any voter, so one round to one peer
+//!   carries every group this node shares with it. The index may name entries in
+//!   flight when the round answered (the read waits for their commit), or an
+//!   uncommitted tail that will be overwritten instead (a deposed leader's): then the
+//!   part gives up after the catch-up wait and the peer is not asked for a while.
+//!   A replica that was erased and given back offers no log view
+//!   (`shoal_raft::Host::read_views` says why).
 //!
 //! | this node's replica, when the round is sent | the peer's replica, when it answers | read at |
 //! |----------------------------------------------|-------------------------------------|---------|
 //! | leads as (t, me), committed in its own term  | votes for (t, me)                   | my commit index |
 //! | votes for (t, peer)                          | leads as (t, peer), committed in its own term | the peer's commit index |
-//! | anything else: another leader, a joint or larger membership, the two replicas on different memberships | | not confirmed: the read index or leader path |
+//! | the same committed membership                | the same committed membership       | the higher of the two last log indexes |
+//! | anything else: a joint or larger membership, the two on different memberships, one not yet known committed | | not confirmed: the read index or leader path |
 //!
 //! Both sides must go by one configuration of at most three voters holding both
 //! nodes, so that the two are a quorum of any configuration a newer leader could be
-//! elected by (a membership change passes through a joint configuration, which one of
-//! the two would have to hold). A round is sent after every read it serves began, and
-//! this node's own votes are taken when it is sent; the peer's votes when it answers.
-//! One round to a peer carries every group the waiting reads need from it: on three
-//! nodes that each lead a group, a search over the three groups costs each router two
-//! small calls per round, where the read index path costs two calls plus a heartbeat
-//! round on every leader.
+//! elected by, or an entry committed by (a membership change passes through a joint
+//! configuration, which one of the two would have to hold in its log and then go by).
+//! The logs proof further asks that both know that configuration committed at the same
+//! index: their logs then agree up to it, so an entry committed under an older
+//! configuration is in both. A round is sent after every read it serves began, and
+//! this node's own views are taken when it is sent; the peer's when it answers.
 
 use std::collections::HashMap;
 
-use shoal_raft::{GroupId, NodeId, VoteView};
+use serde::{Deserialize, Serialize};
+use shoal_raft::{GroupId, LogView, NodeId, VoteView};
 
 use crate::rounds::Rounds;
+use crate::wire::{decode, ShardError};
 
-/// What one round learned: this node's votes when it was sent, the peer's when it
+/// One replica's views, as a round carries them. `log` is `None` from a node of the
+/// previous version (it sends votes only), and from a replica this node erased and
+/// was given back (see `shoal_raft::Host::read_views`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    pub vote: VoteView,
+    pub log: Option<LogView>,
+}
+
+/// What one round learned: this node's views when it was sent, the peer's when it
 /// answered, per group.
 #[derive(Debug, Default)]
 pub struct Fence {
-    pub own: HashMap<GroupId, VoteView>,
-    pub peer: HashMap<GroupId, VoteView>,
+    pub own: HashMap<GroupId, View>,
+    pub peer: HashMap<GroupId, View>,
 }
 
 impl Fence {
@@ -52,49 +81,118 @@ impl Fence {
 /// The rounds of one router, per peer (its id and address).
 pub type Fences = Rounds<(NodeId, String), GroupId, std::sync::Arc<Fence>>;
 
+/// The answer to a `Votes` call on the wire: the vote views first, exactly as the
+/// previous version sent them alone, then the log views. postcard ignores what follows
+/// a value, so a node of the previous version reads the votes and stops there.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VotesAnswer {
+    pub votes: Vec<(GroupId, Option<VoteView>)>,
+    pub logs: Vec<(GroupId, LogView)>,
+}
+
+impl VotesAnswer {
+    pub fn new(views: Vec<(GroupId, Option<View>)>) -> VotesAnswer {
+        let logs = views
+            .iter()
+            .filter_map(|(g, v)| Some((*g, v.as_ref()?.log.clone()?)))
+            .collect();
+        let votes = views
+            .into_iter()
+            .map(|(g, v)| (g, v.map(|v| v.vote)))
+            .collect();
+        VotesAnswer { votes, logs }
+    }
+
+    /// Reads an answer of either version (a `Result` of it, as the shard service
+    /// answers): the log views are missing from a node of the previous version.
+    pub fn decode(bytes: &[u8]) -> Result<Vec<(GroupId, View)>, ShardError> {
+        type Votes = Vec<(GroupId, Option<VoteView>)>;
+        let (votes, rest): (Result<Votes, ShardError>, &[u8]) =
+            postcard::take_from_bytes(bytes).map_err(|e| ShardError::Codec(e.to_string()))?;
+        let votes = votes?;
+        let mut logs: HashMap<GroupId, LogView> = if rest.is_empty() {
+            HashMap::new()
+        } else {
+            decode::<Vec<(GroupId, LogView)>>(rest)?
+                .into_iter()
+                .collect()
+        };
+        Ok(votes
+            .into_iter()
+            .filter_map(|(g, vote)| {
+                let log = logs.remove(&g);
+                Some((g, View { vote: vote?, log }))
+            })
+            .collect())
+    }
+}
+
 /// The module's table for one group: `own` is this node's view when the round was
 /// sent, `theirs` the peer's when it answered.
-pub fn confirmed_index(me: NodeId, own: &VoteView, peer: NodeId, theirs: &VoteView) -> Option<u64> {
-    let voters = own.voters.as_ref()?;
+pub fn confirmed_index(me: NodeId, own: &View, peer: NodeId, theirs: &View) -> Option<u64> {
+    let (mine, peers) = (&own.vote, &theirs.vote);
+    let voters = mine.voters.as_ref()?;
     // The views must be the two nodes' own: an address now held by another node (a
     // learner, say) would otherwise answer for the peer.
-    let quorum_of_two = own.id == me
-        && theirs.id == peer
+    let quorum_of_two = mine.id == me
+        && peers.id == peer
         && me != peer
         && voters.len() <= 3
         && voters.contains(&me)
         && voters.contains(&peer)
-        && theirs.voters.as_ref() == Some(voters);
-    if !quorum_of_two || !theirs.votes_for(own.term, own.node) {
+        && peers.voters.as_ref() == Some(voters);
+    if !quorum_of_two {
         return None;
     }
-    match (own.node == me, own.node == peer) {
-        (true, _) => own.read_index,
-        (false, true) => theirs.read_index,
-        (false, false) => None,
-    }
+    let by_votes = match (
+        peers.votes_for(mine.term, mine.node),
+        mine.node == me,
+        mine.node == peer,
+    ) {
+        (true, true, _) => mine.read_index,
+        (true, false, true) => peers.read_index,
+        (true, false, false) | (false, _, _) => None,
+    };
+    let by_logs = || {
+        let (a, b) = (own.log.as_ref()?, theirs.log.as_ref()?);
+        let settled = a.settled_membership?;
+        (b.settled_membership == Some(settled)).then(|| a.last_log.max(b.last_log))
+    };
+    by_votes.or_else(by_logs)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Node `id`'s view: it votes for leader (`term`, `node`).
-    fn view(id: NodeId, term: u64, node: NodeId, read_index: Option<u64>) -> VoteView {
-        VoteView {
-            id,
-            term,
-            node,
-            read_index,
-            voters: Some(vec![1, 2, 3]),
+    /// Node `id`'s view: it votes for leader (`term`, `node`); no log view (a node of
+    /// the previous version).
+    fn view(id: NodeId, term: u64, node: NodeId, read_index: Option<u64>) -> View {
+        View {
+            vote: VoteView {
+                id,
+                term,
+                node,
+                read_index,
+                voters: Some(vec![1, 2, 3]),
+            },
+            log: None,
         }
     }
 
-    fn with_voters(v: VoteView, voters: Option<&[NodeId]>) -> VoteView {
-        VoteView {
-            voters: voters.map(<[NodeId]>::to_vec),
-            ..v
-        }
+    fn with_voters(mut v: View, voters: Option<&[NodeId]>) -> View {
+        v.vote.voters = voters.map(<[NodeId]>::to_vec);
+        v
+    }
+
+    /// `v`, knowing the membership at log index `at` committed, with `last_log` as the
+    /// last index of its log.
+    fn settled(mut v: View, at: u64, last_log: u64) -> View {
+        v.log = Some(LogView {
+            last_log,
+            settled_membership: Some(at),
+        });
+        v
     }
 
     #[test]
@@ -121,7 +219,7 @@ mod tests {
     fn anything_else_is_not_confirmed() {
         let five = Some(&[1, 2, 3, 4, 5][..]);
         let other = Some(&[1, 2, 4][..]);
-        let cases: Vec<(&str, NodeId, VoteView, NodeId, VoteView)> = vec![
+        let cases: Vec<(&str, NodeId, View, NodeId, View)> = vec![
             // The peer moved on to a newer leader: a newer term, or in openraft's
             // leader ids a greater node at the same term.
             (
@@ -235,6 +333,149 @@ mod tests {
         for (name, me, own, peer, theirs) in cases {
             assert_eq!(confirmed_index(me, &own, peer, &theirs), None, "{name}");
         }
+    }
+
+    #[test]
+    fn two_logs_on_one_settled_membership_confirm_whoever_leads() {
+        // The third node leads: the votes proof has nothing to say, the logs do.
+        let me = settled(view(1, 4, 3, None), 5, 120);
+        let peer = settled(view(2, 4, 3, None), 5, 131);
+        assert_eq!(confirmed_index(1, &me, 2, &peer), Some(131));
+        assert_eq!(confirmed_index(2, &peer, 1, &me), Some(131));
+        // No leader known, or the two on different terms: the logs still hold every
+        // committed entry.
+        let electing = settled(view(1, 5, 1, None), 5, 140);
+        assert_eq!(confirmed_index(1, &electing, 2, &peer), Some(140));
+        // Where the votes proof applies it wins: the leader's commit index is lower
+        // than its last log while entries are in flight.
+        let leading = settled(view(1, 4, 1, Some(118)), 5, 120);
+        let voting = settled(view(2, 4, 1, None), 5, 120);
+        assert_eq!(confirmed_index(1, &leading, 2, &voting), Some(118));
+        // Two voters: the two of them are every quorum.
+        let two = Some(&[1, 2][..]);
+        assert_eq!(
+            confirmed_index(1, &with_voters(me, two), 2, &with_voters(peer, two)),
+            Some(131)
+        );
+    }
+
+    #[test]
+    fn logs_confirm_nothing_unless_both_know_the_same_membership_committed() {
+        let five = Some(&[1, 2, 3, 4, 5][..]);
+        let other = Some(&[1, 2, 4][..]);
+        let me = settled(view(1, 4, 3, None), 5, 120);
+        let peer = settled(view(2, 4, 3, None), 5, 131);
+        let cases: Vec<(&str, NodeId, View, NodeId, View)> = vec![
+            (
+                "peer of the previous version",
+                1,
+                me.clone(),
+                2,
+                view(2, 4, 3, None),
+            ),
+            (
+                "peer's membership not known committed",
+                1,
+                me.clone(),
+                2,
+                View {
+                    log: Some(LogView {
+                        last_log: 131,
+                        settled_membership: None,
+                    }),
+                    ..view(2, 4, 3, None)
+                },
+            ),
+            (
+                "mine not known committed",
+                1,
+                view(1, 4, 3, None),
+                2,
+                peer.clone(),
+            ),
+            (
+                "committed at different indexes",
+                1,
+                me.clone(),
+                2,
+                settled(view(2, 4, 3, None), 9, 131),
+            ),
+            (
+                "five voters",
+                1,
+                with_voters(me.clone(), five),
+                2,
+                with_voters(peer.clone(), five),
+            ),
+            (
+                "different voters",
+                1,
+                me.clone(),
+                2,
+                with_voters(peer.clone(), other),
+            ),
+            (
+                "I am joint",
+                1,
+                with_voters(me.clone(), None),
+                2,
+                peer.clone(),
+            ),
+            (
+                "peer not a voter",
+                1,
+                me.clone(),
+                4,
+                settled(view(4, 4, 3, None), 5, 131),
+            ),
+            (
+                "wrong node answered",
+                1,
+                me.clone(),
+                2,
+                settled(view(4, 4, 3, None), 5, 131),
+            ),
+            ("asking oneself", 1, me.clone(), 1, me.clone()),
+        ];
+        for (name, me, own, peer, theirs) in cases {
+            assert_eq!(confirmed_index(me, &own, peer, &theirs), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn votes_answers_of_both_versions_read_alike() {
+        let views = vec![
+            (1, Some(settled(view(2, 4, 2, Some(40)), 5, 41))),
+            (2, None),
+            (3, Some(view(2, 4, 3, None))),
+        ];
+        let answer: Result<VotesAnswer, ShardError> = Ok(VotesAnswer::new(views.clone()));
+        let bytes = crate::wire::encode(&answer).unwrap();
+        let read = VotesAnswer::decode(&bytes).unwrap();
+        let expect: Vec<(GroupId, View)> = views
+            .iter()
+            .filter_map(|(g, v)| Some((*g, v.clone()?)))
+            .collect();
+        assert_eq!(read, expect);
+        // A node of the previous version reads the votes and ignores the rest.
+        type Old = Result<Vec<(GroupId, Option<VoteView>)>, ShardError>;
+        let old: Old = decode(&bytes).unwrap();
+        let votes: Vec<_> = views
+            .iter()
+            .map(|(g, v)| (*g, v.clone().map(|v| v.vote)))
+            .collect();
+        assert_eq!(old.unwrap(), votes);
+        // And its answers, votes alone, read here with no log views.
+        let old_bytes = crate::wire::encode(&Old::Ok(votes)).unwrap();
+        let read = VotesAnswer::decode(&old_bytes).unwrap();
+        assert!(read.iter().all(|(_, v)| v.log.is_none()));
+        assert_eq!(read.len(), 2);
+        // An error answer is an error.
+        let failed = crate::wire::encode(&Old::Err(ShardError::NoRoute { group: 7 })).unwrap();
+        assert!(matches!(
+            VotesAnswer::decode(&failed),
+            Err(ShardError::NoRoute { group: 7 })
+        ));
     }
 
     #[test]

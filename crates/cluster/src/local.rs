@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use shoal_engine::aggregate::AggregatePart;
 use shoal_engine::{ReadContext, SearchResults};
-use shoal_raft::{Group, GroupId, Host, ReadMode, Replica, Request, Response, VoteView};
+use shoal_raft::{Group, GroupId, Host, ReadMode, Replica, Request, Response};
 
+use crate::confirm::View;
 use crate::wire::{AggregateCall, ReadAnswer, ReadCall, SearchCall, ShardError};
 
 /// How this node's replicas answer.
@@ -87,15 +88,16 @@ impl Local {
         part
     }
 
-    /// This node's votes in `groups`, each read inside its group's Raft core (see
-    /// `crate::confirm`); `None` for a group it holds no replica of, or whose core
-    /// has stopped.
-    pub async fn vote_views(&self, groups: &[GroupId]) -> Vec<(GroupId, Option<VoteView>)> {
+    /// This node's views of `groups`, each read inside its group's Raft core (see
+    /// `crate::confirm` and `Host::read_views`); `None` for a group it holds no
+    /// replica of, or whose core has stopped.
+    pub async fn vote_views(&self, groups: &[GroupId]) -> Vec<(GroupId, Option<View>)> {
         let views = groups.iter().map(|&g| async move {
-            let view = match self.host.group(g).filter(|r| r.is_member()) {
-                Some(replica) => replica.vote_view().await.ok(),
-                None => None,
-            };
+            let view = self
+                .host
+                .read_views(g)
+                .await
+                .map(|(vote, log)| View { vote, log });
             (g, view)
         });
         futures::future::join_all(views).await

@@ -7,6 +7,7 @@ use shoal_proto::shard::{ShardAnswer, ShardCall};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+use crate::confirm::VotesAnswer;
 use crate::local::Local;
 use crate::wire::{decode, encode, LeaderView, ShardError};
 
@@ -106,7 +107,7 @@ impl Shard for ShardService {
         let span = tracing::debug_span!("shard_votes");
         let result = async {
             let groups: Vec<u64> = decode(&call.payload)?;
-            Ok(self.local.vote_views(&groups).await)
+            Ok(VotesAnswer::new(self.local.vote_views(&groups).await))
         }
         .instrument(span)
         .await;

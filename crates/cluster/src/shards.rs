@@ -55,11 +55,11 @@ use shoal_engine::SearchResults;
 use shoal_proto::shard::shard_client::ShardClient;
 use shoal_proto::shard::ShardCall;
 use shoal_raft::{
-    Group, GroupError, GroupId, NodeAddr, NodeId, PeerClient, ReadMode, Request, Response, VoteView,
+    Group, GroupError, GroupId, NodeAddr, NodeId, PeerClient, ReadMode, Request, Response,
 };
 use tonic::transport::Channel;
 
-use crate::confirm::{Fence, Fences};
+use crate::confirm::{Fence, Fences, VotesAnswer};
 use crate::local::{aggregate_on, search_on, Local};
 use crate::read_index::{ReadIndex, ReadIndexes};
 use crate::service::MAX_MESSAGE;
@@ -560,9 +560,9 @@ impl Shards {
     }
 
     /// A search or aggregate part answered from this node's replica of `group` after a
-    /// confirmation round with one peer (`crate::confirm`): the group's leader, or
-    /// when this node leads, another voter. `None` when the part, the group or the
-    /// moment does not allow it; the caller then takes the read index or leader path.
+    /// confirmation round with one peer (`crate::confirm`), another voter of the
+    /// group. `None` when the part, the group or the moment does not allow it; the
+    /// caller then takes the read index or leader path.
     async fn confirmed_part(
         &self,
         group: GroupId,
@@ -581,14 +581,15 @@ impl Shards {
         if replica.voter_count() > 3 {
             return None;
         }
-        let (peer, addr) = match replica.leader()? {
-            (leader, _) if leader == me => replica
-                .voters()
-                .into_iter()
-                .find(|(id, _)| *id != me && !self.confirm_backing_off(*id))?,
-            (leader, addr) if !self.confirm_backing_off(leader) => (leader, addr),
-            _ => return None,
-        };
+        // Any other voter can confirm (the logs proof of `crate::confirm`), so every
+        // group asks the same one where it can: the first voter after this node in id
+        // order, wrapping around. Then one round carries all of a search's parts, and
+        // on three nodes each node answers the rounds of one other.
+        let (peer, addr) = replica
+            .voters()
+            .into_iter()
+            .filter(|(id, _)| *id != me && !self.confirm_backing_off(*id))
+            .min_by_key(|(id, _)| id.wrapping_sub(me))?;
         let wait = CONFIRM_WAIT.min(budget / 4);
         let index = match tokio::time::timeout(wait, self.fence(group, peer, &addr)).await {
             Ok(Some(Ok(fence))) => fence.index(me, peer, group),
@@ -599,7 +600,16 @@ impl Shards {
                 None
             }
         }?;
-        let answer = answer_here(&replica, index, op, budget).await?;
+        let Some(answer) = answer_here(&replica, index, op, budget).await else {
+            // Not applied in time. By the logs proof the index may name entries that
+            // will never commit (the uncommitted tail of a deposed leader the peer is,
+            // still cut off from the others): the next parts ask another voter, or
+            // take the read index path, instead of waiting here each time.
+            self.confirm_backoff
+                .lock()
+                .insert(peer, Instant::now() + CONFIRM_BACKOFF);
+            return None;
+        };
         self.confirmed.fetch_add(1, Ordering::Relaxed);
         Some(answer)
     }
@@ -645,15 +655,13 @@ impl Shards {
                     Ok(Err(status)) => return Err(failed_call(0, peer, &status)),
                     Err(_) => return Err(no_answer(0, peer, CONFIRM_WAIT)),
                 };
-                let theirs: Vec<(GroupId, Option<VoteView>)> = answer(&reply.into_inner().payload)?;
-                let views = |v: Vec<(GroupId, Option<VoteView>)>| {
-                    v.into_iter()
-                        .filter_map(|(g, view)| view.map(|view| (g, view)))
-                        .collect()
-                };
+                let theirs = VotesAnswer::decode(&reply.into_inner().payload)?;
                 Ok(Arc::new(Fence {
-                    own: views(own),
-                    peer: views(theirs),
+                    own: own
+                        .into_iter()
+                        .filter_map(|(g, view)| view.map(|view| (g, view)))
+                        .collect(),
+                    peer: theirs.into_iter().collect(),
                 }))
             }
         };

@@ -406,14 +406,20 @@ pub fn execute(
         }
     };
 
-    // Each match's key looked up once, not at every comparison of the sort.
+    // Each match's key looked up once, not at every comparison of the sort, and its
+    // bytes asked for now: every key lives in an allocation of its own, cold after the
+    // walk, and the copies into the hits below would otherwise stall on them one by one.
     let mut ordered: Vec<Ranked<'_>> = matches
         .drain(..)
-        .map(|(doc, distance)| Ranked {
-            doc,
-            key: key_of(doc),
-            distance,
-            sort_value: sort_value(doc, distance),
+        .map(|(doc, distance)| {
+            let key = key_of(doc);
+            shoal_index::prefetch::prefetch(key.as_ptr(), 1);
+            Ranked {
+                doc,
+                key,
+                distance,
+                sort_value: sort_value(doc, distance),
+            }
         })
         .collect();
     let knn = plan.knn.is_some();

@@ -13,7 +13,7 @@ mod flat;
 mod grace;
 mod hnsw;
 mod metric;
-mod prefetch;
+pub mod prefetch;
 mod slots;
 mod sq8;
 mod topk;

@@ -1,10 +1,11 @@
 //! Software prefetch of the next vector a graph walk will read. The walk's memory accesses
 //! are data-dependent, so the hardware prefetcher cannot guess them; issuing the loads one
-//! neighbour ahead overlaps their latency with the current distance computation.
+//! neighbour ahead overlaps their latency with the current distance computation. The
+//! engine uses it too, for the keys of a search's hits (`shoal_engine::search`).
 
 /// Hints that the `lines` cache lines starting at `ptr` will be read soon.
 #[inline(always)]
-pub(crate) fn prefetch<T>(ptr: *const T, lines: usize) {
+pub fn prefetch<T>(ptr: *const T, lines: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};

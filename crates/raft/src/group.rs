@@ -14,7 +14,7 @@ use crate::db::GroupId;
 use crate::network::Raft;
 use crate::state_machine::Replica;
 use crate::types::{NodeAddr, NodeId, Request, Response};
-use crate::vote_view::VoteView;
+use crate::vote_view::{LogView, VoteView};
 
 /// How a leader makes sure it still leads before it answers a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,8 +223,9 @@ impl Group {
         }
     }
 
-    /// This replica's vote as its Raft core holds it now (see [`crate::vote_view`]).
-    pub async fn vote_view(&self) -> Result<VoteView, GroupError> {
+    /// This replica's vote and log as its Raft core holds them now (see
+    /// [`crate::vote_view`]).
+    pub async fn vote_view(&self) -> Result<(VoteView, LogView), GroupError> {
         let me = self.raft.metrics().borrow_watched().id;
         self.raft
             .with_raft_state(move |st| crate::vote_view::of_state(me, st))

@@ -20,6 +20,7 @@ use crate::log_store::LogStore;
 use crate::network::{GroupNetwork, Groups, Network, Raft, TransportService};
 use crate::state_machine::{Replica, Retirement, StateMachine};
 use crate::types::NodeId;
+use crate::vote_view::{LogView, VoteView};
 
 /// An open group's replica, with what retires its snapshot writes when it is closed.
 type Opened = (Arc<RwLock<Replica>>, Retirement);
@@ -95,6 +96,22 @@ impl Host {
     /// Whether this node's replica of `group` was erased by [`Host::purge_group`].
     pub fn was_erased(&self, group: GroupId) -> bool {
         self.erased_mark(group).exists()
+    }
+
+    /// This node's vote and log views of `group` for a read confirmation (see
+    /// [`crate::vote_view`]); `None` when it holds no member replica of it, or its
+    /// core has stopped.
+    ///
+    /// A replica erased once (the group had removed it) and given back offers no log
+    /// view, ever: it may have been sent a snapshot older than memberships its erased
+    /// log had acknowledged, and would then name as committed a membership a quorum
+    /// has already left, which the logs proof cannot tell. Its vote still counts: the
+    /// votes proof needs the leader's own view, which names the membership it commits
+    /// by.
+    pub async fn read_views(&self, group: GroupId) -> Option<(VoteView, Option<LogView>)> {
+        let replica = self.group(group).filter(|r| r.is_member())?;
+        let (vote, log) = replica.vote_view().await.ok()?;
+        Some((vote, (!self.was_erased(group)).then_some(log)))
     }
 
     async fn open_locked(&self, group: GroupId) -> Result<Raft> {

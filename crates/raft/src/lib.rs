@@ -23,4 +23,4 @@ pub use log_store::{LogStore, WeakLog};
 pub use network::{Faults, Network, PeerClient, PeerTls, Raft};
 pub use state_machine::{Replica, Retirement, StateMachine};
 pub use types::{raft_config, NodeAddr, NodeId, RaftConfig, Request, Response, TypeConfig};
-pub use vote_view::VoteView;
+pub use vote_view::{LogView, VoteView};

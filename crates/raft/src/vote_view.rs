@@ -6,7 +6,9 @@
 //! replica's vote, taken after the read began, plus the other node's vote, asked
 //! after the read began. A vote is the one fact that can prove no newer leader was
 //! elected: a replica grants a newer candidate only by replacing its vote, and votes
-//! only grow. The argument is in docs/consistency.md ("Confirmed reads").
+//! only grow. Where neither of the two leads, the two replicas' logs prove as much
+//! ([`LogView`]): every committed entry is in one of them. The arguments are in
+//! docs/consistency.md ("Confirmed reads").
 
 use crate::types::NodeId;
 
@@ -30,6 +32,23 @@ pub struct VoteView {
     pub voters: Option<Vec<NodeId>>,
 }
 
+/// A replica's log, as the quorum-read proof of shoal-cluster's `confirm` needs it,
+/// read inside the Raft core with the [`VoteView`]. Sent beside the vote views, not in
+/// them: a node of the previous version decodes the votes and never sees these.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogView {
+    /// The index of the last entry in the replica's log, committed or not. A
+    /// committed entry is never cut from a log that holds it (only uncommitted ones
+    /// are overwritten), so every entry committed before the view was taken is at or
+    /// below this in at least one replica of every quorum.
+    pub last_log: u64,
+    /// The log index of the membership the replica goes by, when the replica knows it
+    /// committed (`None` while a newer one is only in its log): two replicas naming
+    /// the same committed membership hold the same log up to it, and a newer one that
+    /// reached a quorum of it would be in one of their logs, and gone by.
+    pub settled_membership: Option<u64>,
+}
+
 impl VoteView {
     /// Whether this view names `leader` as the leader elected at `term`.
     pub fn votes_for(&self, term: u64, leader: NodeId) -> bool {
@@ -37,7 +56,10 @@ impl VoteView {
     }
 }
 
-pub(crate) fn of_state(me: NodeId, st: &openraft::RaftState<crate::TypeConfig>) -> VoteView {
+pub(crate) fn of_state(
+    me: NodeId,
+    st: &openraft::RaftState<crate::TypeConfig>,
+) -> (VoteView, LogView) {
     let vote = st.vote_ref();
     let leader_id = vote.leader_id();
     let leads = st.server_state == openraft::ServerState::Leader
@@ -55,11 +77,24 @@ pub(crate) fn of_state(me: NodeId, st: &openraft::RaftState<crate::TypeConfig>) 
         [one] => Some(one.iter().copied().collect()),
         _ => None,
     };
-    VoteView {
+    let membership = &st.membership_state;
+    let settled_membership = match (
+        membership.effective().log_id(),
+        membership.committed().log_id(),
+    ) {
+        (Some(effective), Some(committed)) if effective == committed => Some(effective.index),
+        (Some(_) | None, Some(_) | None) => None,
+    };
+    let vote = VoteView {
         id: me,
         term: leader_id.term,
         node: leader_id.node_id,
         read_index,
         voters,
-    }
+    };
+    let log = LogView {
+        last_log: st.log_ids.last().map_or(0, |l| l.index),
+        settled_membership,
+    };
+    (vote, log)
 }

@@ -714,6 +714,14 @@ async fn a_removed_replica_is_erased_and_can_be_added_back() {
     assert_eq!(cluster.nodes[at].hget("after"), Reply::bulk("v"));
     // Holding the group's data again, it votes again.
     assert!(!cluster.nodes[at].host.service().refuses_votes(GROUP));
+    // But it never offers its log for a quorum read (`Host::read_views`): what it was
+    // given back may be older than what its erased log had acknowledged. A replica
+    // never erased does.
+    group.promote(removed).await.unwrap();
+    let (_, log) = cluster.nodes[at].host.read_views(GROUP).await.unwrap();
+    assert_eq!(log, None);
+    let (_, log) = cluster.node(leader).host.read_views(GROUP).await.unwrap();
+    assert!(log.is_some_and(|l| l.settled_membership.is_some()));
 }
 
 /// A purge a crash interrupted (its mark still there) is finished when the group opens.
@@ -764,10 +772,12 @@ async fn vote_views_name_the_leader_and_only_it_gives_a_read_index() {
     }
     let leader = cluster.leader(&all).await;
     let cluster = &cluster;
-    let view = |id: NodeId| async move {
+    let views = |id: NodeId| async move {
         let group = cluster.node(id).host.group(GROUP).unwrap();
         group.vote_view().await.unwrap()
     };
+    let view = |id: NodeId| async move { views(id).await.0 };
+    let log = |id: NodeId| async move { views(id).await.1 };
     let lead = view(leader).await;
     assert_eq!(lead.node, leader);
     assert!(
@@ -780,6 +790,24 @@ async fn vote_views_name_the_leader_and_only_it_gives_a_read_index() {
         assert!(v.votes_for(lead.term, leader), "node {id}: {v:?}");
         assert_eq!(v.read_index, None, "node {id} does not lead");
         assert_eq!(v.voters, lead.voters);
+    }
+    // The logs proof: every replica knows the one membership committed, at one index,
+    // and any two replicas' logs reach every acknowledged write.
+    let mut logs = Vec::new();
+    for id in all {
+        logs.push(log(id).await);
+    }
+    assert!(logs[0].settled_membership.is_some(), "{logs:?}");
+    assert!(logs
+        .iter()
+        .all(|l| l.settled_membership == logs[0].settled_membership));
+    for a in &logs {
+        for b in &logs {
+            assert!(
+                a.last_log.max(b.last_log) >= last,
+                "{a:?} {b:?} after {last}"
+            );
+        }
     }
     // Cut the leader off: the other two elect a successor at a newer term.
     cluster.isolate(leader, true);
@@ -797,6 +825,18 @@ async fn vote_views_name_the_leader_and_only_it_gives_a_read_index() {
             v.votes_for(v.term, next) && v.term > lead.term,
             "node {id}: {v:?}"
         );
+    }
+    // Writes the cut-off leader never sees: its own log misses them, but paired with
+    // either replica that elected its successor the logs reach them.
+    let mut acked = 0;
+    for i in 0..5 {
+        acked = write_on_leader(cluster, &rest, &format!("w{i}")).await;
+    }
+    let stale = log(leader).await;
+    assert!(stale.last_log < acked, "{stale:?} after {acked}");
+    for &id in &rest {
+        let l = log(id).await;
+        assert!(stale.last_log.max(l.last_log) >= acked, "node {id}: {l:?}");
     }
     cluster.isolate(leader, false);
 }
