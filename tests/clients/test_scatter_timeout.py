@@ -2,10 +2,16 @@
 
 Three real `shoal node` processes host three shard groups; node 2 leads one of them and
 is paused with SIGSTOP (a long GC, a frozen VM). Elections are made slow (20 s), so the
-paused node stays that group's leader for the whole test and the group cannot answer.
-FT.SEARCH and FT.AGGREGATE then fail within their TIMEOUT, naming the group
-(ALLSHARDS, the default), or answer from the groups that did answer (SOMESHARDS). After
-SIGCONT every group answers again.
+paused node stays that group's leader for the whole test.
+
+With `--read-mode read-index` every read of the group needs that leader, so the group
+cannot answer: FT.SEARCH and FT.AGGREGATE fail within their TIMEOUT, naming the group
+(ALLSHARDS, the default), or answer from the groups that did answer (SOMESHARDS).
+
+In the default mode (`votes`) the router's own replica and the group's third one
+confirm a search without the leader (the logs proof, docs/consistency.md "Confirmed
+reads"), so one frozen node stops no search; a second one does, again by name and
+within the TIMEOUT. After SIGCONT every group answers again.
 """
 
 import signal
@@ -21,9 +27,9 @@ DIM = 8
 N = 300
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    c = ClusterServer(tmp_path, nodes=3, groups=3, election_timeout_ms=20_000).start()
+def slow_elections(tmp_path, *extra):
+    c = ClusterServer(tmp_path, nodes=3, groups=3, election_timeout_ms=20_000,
+                      extra=extra).start()
     try:
         yield c
     finally:
@@ -31,6 +37,18 @@ def cluster(tmp_path):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGCONT)
         c.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """Reads that need the group's leader."""
+    yield from slow_elections(tmp_path, "--read-mode", "read-index")
+
+
+@pytest.fixture
+def confirmed(tmp_path):
+    """The default read mode: searches confirmed by any two replicas."""
+    yield from slow_elections(tmp_path)
 
 
 def load(client):
@@ -60,16 +78,20 @@ def knn(client, query, *options):
     return [reply[i].decode() for i in range(1, len(reply), 2)]
 
 
-def test_a_paused_group_fails_a_search_by_name_or_is_left_out_on_request(cluster):
+def loaded(cluster):
+    """A client, the vectors loaded through it, every key, and the group node 2 leads."""
     client = cluster.client(protocol=2)
     vectors = load(client)
     total, everything = every_key(client)
     assert total == N and len(everything) == N
-
     leaders = cluster.leaders()
     paused_groups = [g for g, node in leaders.items() if node == 2]
     assert len(paused_groups) == 1, leaders
-    group = paused_groups[0]
+    return client, vectors, everything, paused_groups[0]
+
+
+def test_a_paused_group_fails_a_search_by_name_or_is_left_out_on_request(cluster):
+    client, vectors, everything, group = loaded(cluster)
     cluster.procs[1].send_signal(signal.SIGSTOP)
 
     # ALLSHARDS (the default): the query is cancelled at its TIMEOUT (and the router's
@@ -121,6 +143,12 @@ def test_a_paused_group_fails_a_search_by_name_or_is_left_out_on_request(cluster
 
     # Resumed, the group answers again and nothing was lost.
     cluster.procs[1].send_signal(signal.SIGCONT)
+    wait_whole(client, everything)
+    assert knn(client, vectors[7])[0] == "d:7"
+
+
+def wait_whole(client, everything):
+    """Searches again in full once every group answers (after SIGCONT)."""
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -131,13 +159,48 @@ def test_a_paused_group_fails_a_search_by_name_or_is_left_out_on_request(cluster
                 raise
             time.sleep(0.1)
     assert (total, again) == (N, everything)
-    assert knn(client, vectors[7])[0] == "d:7"
 
 
-def test_someshards_with_every_group_answering_is_the_whole_answer(cluster):
-    client = cluster.client(protocol=2)
+def test_a_frozen_leader_stops_no_search_and_a_lost_quorum_fails_by_name(confirmed):
+    client, vectors, everything, _ = loaded(confirmed)
+    # Acknowledged just before the freeze, in every group: a confirmed search sees it.
+    keys = [f"d:{i}" for i in range(30)]
+    for key in keys:
+        client.hset(key, "n", 5000)
+
+    confirmed.procs[1].send_signal(signal.SIGSTOP)
+    # Whole answers, repeatedly (past the 1 s a failed peer is left alone), each within
+    # its TIMEOUT: the frozen leader's group is confirmed by nodes 1 and 3.
+    deadline = time.monotonic() + 2.5
+    searches = 0
+    while time.monotonic() < deadline:
+        assert every_key(client, "TIMEOUT", "1000") == (N, everything)
+        searches += 1
+    assert searches >= 5
+    reply = client.execute_command(
+        "FT.SEARCH", "idx", "@n:[5000 5000]", "NOCONTENT", "LIMIT", "0", "100",
+        "TIMEOUT", "1000")
+    assert reply[0] == len(keys) and {k.decode() for k in reply[1:]} == set(keys)
+    assert knn(client, vectors[7], "TIMEOUT", "1000")[0] == "d:7"
+
+    # Node 3 frozen too: no group has two live replicas, so none can be confirmed.
+    confirmed.procs[2].send_signal(signal.SIGSTOP)
+    start = time.monotonic()
+    with pytest.raises(redis.exceptions.ResponseError, match=(
+            r"^Search operation cancelled due to timeout: "
+            r"shard group \d+ \(node \d\) did not answer within 500 ms$")):
+        every_key(client, "TIMEOUT", "300")
+    assert time.monotonic() - start < 2.5
+
+    for proc in confirmed.procs[1:]:
+        proc.send_signal(signal.SIGCONT)
+    wait_whole(client, everything)
+
+
+def test_someshards_with_every_group_answering_is_the_whole_answer(confirmed):
+    client = confirmed.client(protocol=2)
     load(client)
     assert every_key(client, "SOMESHARDS") == every_key(client)
-    resp3 = cluster.client(protocol=3)
+    resp3 = confirmed.client(protocol=3)
     reply = resp3.execute_command("FT.SEARCH", "idx", "*", "NOCONTENT", "SOMESHARDS")
     assert reply.get(b"warning", reply.get("warning")) == []

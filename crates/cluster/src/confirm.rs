@@ -21,8 +21,8 @@
 //!   last log indexes, read after the read began, is at or above every such write.
 //!   A replica applies only committed entries, so once this node's replica has applied
 //!   that index it holds every acknowledged write and nothing that can be undone. No
-//!   vote and no leader is needed: the peer can be any voter, so one round to one peer
-//!   carries every group this node shares with it. The index may name entries in
+//!   vote and no leader is needed: the peer can be any voter, so a part is confirmed
+//!   while its group has no leader, or one that does not answer. The index may name entries in
 //!   flight when the round answered (the read waits for their commit), or an
 //!   uncommitted tail that will be overwritten instead (a deposed leader's): then the
 //!   part gives up after the catch-up wait and the peer is not asked for a while.

@@ -3,11 +3,13 @@
 //! group its part ([`router`]) — through this node's replica when it leads the group
 //! ([`local`]), or a peer's shard service over gRPC ([`service`], [`shards`]). The
 //! cluster map (nodes and their liveness, index definitions) lives in a meta group of
-//! its own ([`meta`]); [`placement`] says which nodes hold a group's replicas,
-//! [`repair`] how a group gets back to full replication when a node is gone, and
-//! [`purge`] when a node that comes back erases the replicas it was replaced in.
+//! its own ([`meta`]), with the [`layout`] of the groups keys live on; [`placement`]
+//! says which nodes hold a group's replicas, [`repair`] how a group gets back to full
+//! replication when a node is gone, and [`purge`] when a node that comes back erases
+//! the replicas it was replaced in.
 
 pub mod confirm;
+pub mod layout;
 pub mod learner_watch;
 pub mod local;
 pub mod merge;

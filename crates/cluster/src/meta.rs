@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use shoal_engine::Reply;
 use shoal_raft::{GroupId, NodeAddr, NodeId, Request};
 
+use crate::layout::{Layout, LAYOUT_FIELD, RESHARD_KEY};
 use crate::placement::spread;
 use crate::router::{error_text, Router};
 use crate::shards::{Answer, Op};
@@ -274,6 +275,9 @@ pub struct ClusterMap {
     pub applied: u64,
     /// What every node must be started with (`None`: a map no node wrote it to yet).
     pub shape: Option<ClusterShape>,
+    /// The groups keys live on, once a reshard wrote them (`None`: the shape's
+    /// `0..groups` at epoch 0, [`Layout::initial`]).
+    pub layout: Option<Layout>,
 }
 
 impl ClusterMap {
@@ -308,6 +312,17 @@ impl ClusterMap {
             }
         }
         map
+    }
+
+    /// Adds the resharding hash's field/value pairs ([`crate::layout::RESHARD_KEY`]):
+    /// a layout in a format this node does not know is skipped.
+    pub fn with_reshard(mut self, pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Self {
+        for (field, value) in pairs {
+            if field == LAYOUT_FIELD {
+                self.layout = Layout::decode(&value);
+            }
+        }
+        self
     }
 
     /// Adds the users hash's field/value pairs (name → rules); names and rules that
@@ -433,7 +448,11 @@ impl Router {
     /// if it has one, as it is).
     pub async fn cluster_map(&self, now_ms: u64, stale_ok: bool) -> Result<ClusterMap, String> {
         let call = ReadCall {
-            commands: vec![cmd(&[b"HGETALL", MAP_KEY]), cmd(&[b"HGETALL", USERS_KEY])],
+            commands: vec![
+                cmd(&[b"HGETALL", MAP_KEY]),
+                cmd(&[b"HGETALL", USERS_KEY]),
+                cmd(&[b"HGETALL", RESHARD_KEY]),
+            ],
             resp3: false,
             now_ms,
             stale_ok,
@@ -450,7 +469,8 @@ impl Router {
                 }
                 let mut replies = answer.replies.into_iter();
                 let map = ClusterMap::from_pairs(replies.next().map(pairs).unwrap_or_default());
-                let mut map = map.with_users(replies.next().map(pairs).unwrap_or_default());
+                let map = map.with_users(replies.next().map(pairs).unwrap_or_default());
+                let mut map = map.with_reshard(replies.next().map(pairs).unwrap_or_default());
                 map.applied = answer.applied;
                 Ok(map)
             }
@@ -944,6 +964,31 @@ mod tests {
             raft: format!("127.0.0.1:{port}"),
             resp: format!("127.0.0.1:{}", port + 1),
         }
+    }
+
+    #[test]
+    fn a_map_has_a_layout_only_when_one_in_a_known_format_was_written() {
+        let layout = Layout {
+            epoch: 2,
+            groups: vec![0, 1, 2],
+            moving: Some(crate::layout::Moving {
+                target: 3,
+                switched: Vec::new(),
+            }),
+        };
+        let value = layout.encode().unwrap();
+        let map = ClusterMap::default().with_reshard([(LAYOUT_FIELD.to_vec(), value.clone())]);
+        assert_eq!(map.layout, Some(layout));
+        // Today's clusters: no layout, the shape's groups at epoch 0.
+        assert_eq!(ClusterMap::default().with_reshard([]).layout, None);
+        // A later node's format, or another field of the hash: skipped.
+        let mut later = value;
+        later[0] = 7;
+        let map = ClusterMap::default().with_reshard([
+            (LAYOUT_FIELD.to_vec(), later),
+            (b"reshard".to_vec(), vec![0]),
+        ]);
+        assert_eq!(map.layout, None);
     }
 
     #[test]

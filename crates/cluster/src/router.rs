@@ -211,6 +211,10 @@ impl Router {
                     .collect();
                 self.shards.set_group_members(*group, members);
             }
+            // A map without a layout leaves the routing the node started with.
+            if let Some(layout) = &map.layout {
+                self.set_routing(layout.routing());
+            }
             *cached = map;
         }
         Ok(())

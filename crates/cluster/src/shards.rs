@@ -581,25 +581,41 @@ impl Shards {
         if replica.voter_count() > 3 {
             return None;
         }
-        // Any other voter can confirm (the logs proof of `crate::confirm`), so every
-        // group asks the same one where it can: the first voter after this node in id
-        // order, wrapping around. Then one round carries all of a search's parts, and
-        // on three nodes each node answers the rounds of one other.
-        let (peer, addr) = replica
-            .voters()
-            .into_iter()
-            .filter(|(id, _)| *id != me && !self.confirm_backing_off(*id))
-            .min_by_key(|(id, _)| id.wrapping_sub(me))?;
+        // The leader where it is another node (the votes proof: its commit index, no
+        // wait for entries in flight); else, or while the leader is not answering, any
+        // other voter (the logs proof of `crate::confirm` needs no leader, so a search
+        // is still confirmed while a lost leader's group elects the next, or while a
+        // frozen one has not been replaced yet). A peer whose round fails is backed off
+        // and the next one asked at once, within the same part. Asking one peer for
+        // every group was tried (session 27, docs/benchmarks.md): a search's parts then
+        // often missed the round they would have shared and waited for the next, which
+        // cost more at one client than the saved round gained at 32.
+        let leader = replica.leader().filter(|(id, _)| *id != me);
+        let peers = leader.clone().into_iter().chain(
+            replica
+                .voters()
+                .into_iter()
+                .filter(|(id, _)| *id != me && leader.as_ref().is_none_or(|(l, _)| l != id)),
+        );
         let wait = CONFIRM_WAIT.min(budget / 4);
-        let index = match tokio::time::timeout(wait, self.fence(group, peer, &addr)).await {
-            Ok(Some(Ok(fence))) => fence.index(me, peer, group),
-            Ok(Some(Err(_)) | None) | Err(_) => {
-                self.confirm_backoff
-                    .lock()
-                    .insert(peer, Instant::now() + CONFIRM_BACKOFF);
-                None
+        let mut confirmed = None;
+        for (peer, addr) in peers {
+            if self.confirm_backing_off(peer) {
+                continue;
             }
-        }?;
+            match tokio::time::timeout(wait, self.fence(group, peer, &addr)).await {
+                Ok(Some(Ok(fence))) => {
+                    confirmed = fence.index(me, peer, group).map(|index| (peer, index));
+                    break;
+                }
+                Ok(Some(Err(_)) | None) | Err(_) => {
+                    self.confirm_backoff
+                        .lock()
+                        .insert(peer, Instant::now() + CONFIRM_BACKOFF);
+                }
+            }
+        }
+        let (peer, index) = confirmed?;
         let Some(answer) = answer_here(&replica, index, op, budget).await else {
             // Not applied in time. By the logs proof the index may name entries that
             // will never commit (the uncommitted tail of a deposed leader the peer is,
