@@ -53,17 +53,26 @@ impl Layout {
     }
 
     pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
-        let mut out = vec![LAYOUT_FORMAT];
-        out.extend(postcard::to_allocvec(self)?);
-        Ok(out)
+        encode_as(LAYOUT_FORMAT, self)
     }
 
-    /// `None` for a value in another format, or one that does not decode.
+    /// `None` for a value in another format, one that does not decode, or one no
+    /// router could route by (see [`Layout::is_sound`]).
     pub fn decode(value: &[u8]) -> Option<Layout> {
-        match value.split_first() {
-            Some((&LAYOUT_FORMAT, rest)) => postcard::from_bytes(rest).ok(),
-            Some(_) | None => None,
-        }
+        decode_as::<Layout>(LAYOUT_FORMAT, value).filter(Layout::is_sound)
+    }
+
+    /// Whether keys can be routed by it: some settled group, none of them the meta
+    /// group, and a group being added that is not already settled. A router never
+    /// goes back to an older epoch, so installing an unsound layout would be for good.
+    pub fn is_sound(&self) -> bool {
+        let real = |g: &GroupId| *g != crate::meta::META;
+        !self.groups.is_empty()
+            && self.groups.iter().all(real)
+            && self
+                .moving
+                .as_ref()
+                .is_none_or(|m| real(&m.target) && !self.groups.contains(&m.target))
     }
 
     /// The routing a router installs for this layout.
@@ -87,6 +96,22 @@ impl Layout {
         all.sort_unstable();
         all.dedup();
         all
+    }
+}
+
+/// `value` as the hash stores it: its format byte, then postcard.
+pub(crate) fn encode_as<T: Serialize>(format: u8, value: &T) -> Result<Vec<u8>, postcard::Error> {
+    let mut out = vec![format];
+    out.extend(postcard::to_allocvec(value)?);
+    Ok(out)
+}
+
+/// A stored value in `format`; `None` in another format (a later node's, skipped
+/// rather than misread) or when it does not decode.
+pub(crate) fn decode_as<T: serde::de::DeserializeOwned>(format: u8, stored: &[u8]) -> Option<T> {
+    match stored.split_first() {
+        Some((&f, rest)) if f == format => postcard::from_bytes(rest).ok(),
+        Some(_) | None => None,
     }
 }
 
@@ -117,6 +142,35 @@ mod tests {
         assert_eq!(Layout::decode(&later), None);
         assert_eq!(Layout::decode(&[]), None);
         assert_eq!(Layout::decode(&[LAYOUT_FORMAT, 0xff]), None);
+        // Written in a known format, but nothing a router could route by.
+        let unsound = [
+            Layout::initial(0),
+            Layout {
+                groups: vec![0, crate::meta::META],
+                ..Layout::initial(1)
+            },
+            Layout {
+                moving: Some(Moving {
+                    target: 1,
+                    switched: Vec::new(),
+                }),
+                ..Layout::initial(3)
+            },
+            Layout {
+                moving: Some(Moving {
+                    target: crate::meta::META,
+                    switched: Vec::new(),
+                }),
+                ..Layout::initial(3)
+            },
+        ];
+        for layout in unsound {
+            assert_eq!(
+                Layout::decode(&layout.encode().unwrap()),
+                None,
+                "{layout:?}"
+            );
+        }
     }
 
     #[test]

@@ -38,6 +38,7 @@ use shoal_raft::{GroupId, NodeAddr, NodeId, Request};
 
 use crate::layout::{Layout, LAYOUT_FIELD, RESHARD_KEY};
 use crate::placement::spread;
+use crate::reshard_record::{ReshardRecord, RESHARD_FIELD};
 use crate::router::{error_text, Router};
 use crate::shards::{Answer, Op};
 use crate::wire::ReadCall;
@@ -108,7 +109,9 @@ impl ClusterShape {
     /// shard groups `0..groups`, each with `replication_factor` voters (every node's
     /// worth when there are fewer). Only then may a node write its shape to a map
     /// without one: a node started with other flags, first to get there, would
-    /// otherwise make every rightly started node stop.
+    /// otherwise make every rightly started node stop. Groups a reshard added count
+    /// too, and need not be told apart: a map without a shape is a cluster's first
+    /// seconds, and a reshard starts only in a cluster whose shape is written.
     pub fn seen_in(&self, map: &ClusterMap, now_ms: u64) -> bool {
         let shard: Vec<(&GroupId, &GroupRecord)> =
             map.groups.iter().filter(|(g, _)| **g != META).collect();
@@ -278,6 +281,8 @@ pub struct ClusterMap {
     /// The groups keys live on, once a reshard wrote them (`None`: the shape's
     /// `0..groups` at epoch 0, [`Layout::initial`]).
     pub layout: Option<Layout>,
+    /// The reshard under way, if any (in a format this node knows).
+    pub reshard: Option<ReshardRecord>,
 }
 
 impl ClusterMap {
@@ -314,12 +319,23 @@ impl ClusterMap {
         map
     }
 
+    /// The cluster's shard groups: the layout's (a group being added included), or
+    /// `0..initial` (the `--groups` every node starts with) in a cluster never
+    /// resharded.
+    pub fn shard_groups(&self, initial: u64) -> Vec<GroupId> {
+        self.layout
+            .as_ref()
+            .map_or_else(|| (0..initial).collect(), Layout::all_groups)
+    }
+
     /// Adds the resharding hash's field/value pairs ([`crate::layout::RESHARD_KEY`]):
     /// a layout in a format this node does not know is skipped.
     pub fn with_reshard(mut self, pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Self {
         for (field, value) in pairs {
             if field == LAYOUT_FIELD {
                 self.layout = Layout::decode(&value);
+            } else if field == RESHARD_FIELD {
+                self.reshard = ReshardRecord::decode(&value);
             }
         }
         self
@@ -986,9 +1002,23 @@ mod tests {
         later[0] = 7;
         let map = ClusterMap::default().with_reshard([
             (LAYOUT_FIELD.to_vec(), later),
-            (b"reshard".to_vec(), vec![0]),
+            (RESHARD_FIELD.to_vec(), vec![0]),
+            (b"other".to_vec(), vec![0]),
         ]);
         assert_eq!(map.layout, None);
+        assert_eq!(map.reshard, None, "a record that does not decode");
+        let record = ReshardRecord {
+            target: 3,
+            members: vec![1, 2, 3],
+            phase: crate::reshard_record::Phase::Copying,
+            run: 1,
+            started_ms: 5,
+            progress: BTreeMap::new(),
+        };
+        let map = ClusterMap::default()
+            .with_reshard([(RESHARD_FIELD.to_vec(), record.encode().unwrap())]);
+        assert_eq!(map.reshard, Some(record));
+        assert_eq!(map.layout, None, "a record alone moves no key");
     }
 
     #[test]

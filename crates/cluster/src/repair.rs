@@ -226,9 +226,10 @@ pub struct Cluster<'a> {
     pub leader: NodeId,
     /// Whether replicas move onto less loaded nodes (see the module's second table).
     pub rebalance: bool,
-    /// Shard groups in the cluster (ids `0..shard_groups`): loads are only known once
-    /// the map has a fresh record of each.
-    pub shard_groups: u64,
+    /// The cluster's shard groups (the map's layout: `0..--groups`, and a group being
+    /// added by a reshard): loads are only known once the map has a fresh record of
+    /// each.
+    pub shard_groups: &'a [GroupId],
 }
 
 impl Cluster<'_> {
@@ -366,10 +367,10 @@ fn rebalance_step(membership: &Membership, cluster: &Cluster<'_>) -> Step {
             .map_or(Step::Nothing, Step::Remove);
     }
     // Loads counted before every group reported (a cluster starting) are too low.
-    let reported = (0..cluster.shard_groups).all(|g| {
+    let reported = cluster.shard_groups.iter().all(|g| {
         cluster
             .groups
-            .get(&g)
+            .get(g)
             .is_some_and(|r| cluster.now_ms.saturating_sub(r.seen_ms) <= NODE_DOWN_AFTER_MS)
     });
     // Nor is a step planned on the map until it shows this group as it is now: right
@@ -633,7 +634,7 @@ mod tests {
             replace_after_ms: 10_000,
             leader: 4,
             rebalance: false,
-            shard_groups: 1,
+            shard_groups: &[0],
         };
         next_step(
             &Membership {
@@ -804,7 +805,19 @@ mod tests {
     }
 
     fn rebalance_step(layout: &Layout, n: &BTreeMap<NodeId, NodeRecord>, group: GroupId) -> Step {
+        rebalance_step_adding(layout, n, group, &[])
+    }
+
+    /// [`rebalance_step`] while a reshard adds the groups `adding`, which the map has no
+    /// record of yet.
+    fn rebalance_step_adding(
+        layout: &Layout,
+        n: &BTreeMap<NodeId, NodeRecord>,
+        group: GroupId,
+        adding: &[GroupId],
+    ) -> Step {
         let groups = records(layout);
+        let shard_groups: Vec<GroupId> = layout.keys().chain(adding).copied().collect();
         let (voters, learners, leader) = &layout[&group];
         let cluster = Cluster {
             group,
@@ -815,7 +828,7 @@ mod tests {
             replace_after_ms: 10_000,
             leader: *leader,
             rebalance: true,
-            shard_groups: layout.len() as u64,
+            shard_groups: &shard_groups,
         };
         let membership = Membership {
             voters: voters.clone(),
@@ -996,7 +1009,7 @@ mod tests {
             replace_after_ms: 10_000,
             leader: 1,
             rebalance: true,
-            shard_groups: 3,
+            shard_groups: &[0, 1, 2],
         };
         let mut membership = Membership {
             voters: vec![1, 2, 3],
@@ -1061,6 +1074,8 @@ mod tests {
             .collect();
         // Group 0 (led by 1) gives node 2's replica to node 5, zone b for zone b.
         assert_eq!(rebalance_step(&crowded, &n, 0), Step::AddLearner(5));
+        // Not while a group the layout adds has not reported: the loads lack it.
+        assert_eq!(rebalance_step_adding(&crowded, &n, 0, &[3]), Step::Nothing);
         assert_eq!(rebalance_step(&crowded, &n, 1), Step::Nothing, "0 first");
         // A learner under way in another group: wait for it.
         let mut busy = crowded.clone();
@@ -1086,7 +1101,7 @@ mod tests {
             replace_after_ms: 10_000,
             leader: 1,
             rebalance: true,
-            shard_groups: 3,
+            shard_groups: &[0, 1, 2],
         };
         let membership = Membership {
             voters: vec![1, 2, 3],
@@ -1177,7 +1192,7 @@ mod tests {
             replace_after_ms: 10_000,
             leader: 2,
             rebalance: true,
-            shard_groups: 2,
+            shard_groups: &[0, 1],
         };
         let mut membership = Membership {
             voters: vec![1, 2, 3],
@@ -1230,7 +1245,7 @@ mod tests {
             replace_after_ms: 10_000,
             leader: 1,
             rebalance: true,
-            shard_groups: 3,
+            shard_groups: &[0, 1, 2],
         };
         let mut stuck = Stuck::default();
         let (n0, g0) = fresh(NOW, &groups);
@@ -1285,7 +1300,7 @@ mod tests {
             replace_after_ms: 10_000,
             leader: 1,
             rebalance: true,
-            shard_groups: 0,
+            shard_groups: &[],
         };
         let load = BTreeMap::from([(1, 3), (2, 3), (3, 3), (4, 1)]);
         // 1 and 4 share zone a; 1 leads, so 4 goes although 2 and 3 hold more.

@@ -211,6 +211,18 @@ impl Router {
                     .collect();
                 self.shards.set_group_members(*group, members);
             }
+            // A group being added: its members as the reshard chose them, until its
+            // leader reports the group (its record above then says).
+            if let Some(reshard) = map.reshard.as_ref().filter(|r| r.names_members()) {
+                if !map.groups.contains_key(&reshard.target) {
+                    let members = reshard
+                        .members
+                        .iter()
+                        .filter_map(|id| map.nodes.get(id).map(|n| (*id, n.addr.clone())))
+                        .collect();
+                    self.shards.set_group_members(reshard.target, members);
+                }
+            }
             // A map without a layout leaves the routing the node started with.
             if let Some(layout) = &map.layout {
                 self.set_routing(layout.routing());

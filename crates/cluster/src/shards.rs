@@ -585,25 +585,37 @@ impl Shards {
         // wait for entries in flight); else, or while the leader is not answering, any
         // other voter (the logs proof of `crate::confirm` needs no leader, so a search
         // is still confirmed while a lost leader's group elects the next, or while a
-        // frozen one has not been replaced yet). A peer whose round fails is backed off
+        // frozen one has not been replaced yet, unless it froze with an entry the
+        // others hold and do not know committed). A peer whose round fails is backed off
         // and the next one asked at once, within the same part. Asking one peer for
         // every group was tried (session 27, docs/benchmarks.md): a search's parts then
         // often missed the round they would have shared and waited for the next, which
         // cost more at one client than the saved round gained at 32.
+        let voters = replica.voters();
+        // A learner's replica confirms nothing (both rows need two voters).
+        if !voters.iter().any(|(id, _)| *id == me) {
+            return None;
+        }
         let leader = replica.leader().filter(|(id, _)| *id != me);
         let peers = leader.clone().into_iter().chain(
-            replica
-                .voters()
+            voters
                 .into_iter()
                 .filter(|(id, _)| *id != me && leader.as_ref().is_none_or(|(l, _)| l != id)),
         );
+        // Each peer gets a quarter of the part's time at most, all of them together
+        // half: the read index or leader path keeps the rest.
         let wait = CONFIRM_WAIT.min(budget / 4);
+        let give_up = Instant::now() + budget / 2;
         let mut confirmed = None;
         for (peer, addr) in peers {
             if self.confirm_backing_off(peer) {
                 continue;
             }
-            match tokio::time::timeout(wait, self.fence(group, peer, &addr)).await {
+            let left = give_up.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(wait.min(left), self.fence(group, peer, &addr)).await {
                 Ok(Some(Ok(fence))) => {
                     confirmed = fence.index(me, peer, group).map(|index| (peer, index));
                     break;

@@ -14,6 +14,8 @@ pub enum RaftError {
     Config(String),
     #[error("corrupt {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
+    #[error("the node is shutting down")]
+    ShuttingDown,
 }
 
 pub type Result<T, E = RaftError> = std::result::Result<T, E>;

@@ -36,8 +36,10 @@ pub struct Host {
     replicas: Mutex<HashMap<GroupId, Opened>>,
     config: Arc<openraft::Config>,
     /// Held while a group is opened or closed, so two callers never start two Rafts
-    /// over the same log and snapshot directory.
-    lifecycle: tokio::sync::Mutex<()>,
+    /// over the same log and snapshot directory. True once the node shuts down: a
+    /// group opened after [`Host::shutdown`] took its list (a map read opening the
+    /// layout's groups, say) would keep running past it, never retired.
+    lifecycle: tokio::sync::Mutex<bool>,
 }
 
 impl Host {
@@ -54,7 +56,7 @@ impl Host {
             groups: Groups::default(),
             replicas: Mutex::new(HashMap::new()),
             config: Arc::new(config),
-            lifecycle: tokio::sync::Mutex::new(()),
+            lifecycle: tokio::sync::Mutex::new(false),
         })
     }
 
@@ -71,8 +73,37 @@ impl Host {
 
     /// Starts (or restarts, from what is on disk) this node's replica of `group`.
     pub async fn open_group(&self, group: GroupId) -> Result<Raft> {
-        let _opening = self.lifecycle.lock().await;
+        let shut_down = self.lifecycle.lock().await;
+        if *shut_down {
+            return Err(RaftError::ShuttingDown);
+        }
         self.open_locked(group).await
+    }
+
+    /// The groups this node has a directory for: the ones it held a replica of when
+    /// it stopped. A node restarted after a reshard added a group reopens that group
+    /// from these before it reads the cluster map, so it takes part in the group's
+    /// Raft at once. A group whose erase a crash interrupted (its directory gone, its
+    /// purge mark left) is listed too, so its open finishes the erase. An unreadable
+    /// directory lists nothing: the map read opens the groups later.
+    pub fn group_dirs(&self) -> Vec<GroupId> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("groups")) else {
+            return Vec::new();
+        };
+        let mut groups: Vec<GroupId> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                match name.strip_suffix(".purging") {
+                    Some(id) => id.parse().ok(),
+                    None if e.file_type().is_ok_and(|t| t.is_dir()) => name.parse().ok(),
+                    None => None,
+                }
+            })
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        groups
     }
 
     fn group_dir(&self, group: GroupId) -> PathBuf {
@@ -255,8 +286,10 @@ impl Host {
 
     /// Stops every group.
     pub async fn shutdown(&self) -> Result<()> {
+        let mut shut_down = self.lifecycle.lock().await;
+        *shut_down = true;
         for group in self.groups.ids() {
-            self.close_group(group).await?;
+            self.close_locked(group).await?;
         }
         Ok(())
     }

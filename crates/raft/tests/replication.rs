@@ -724,6 +724,28 @@ async fn a_removed_replica_is_erased_and_can_be_added_back() {
     assert!(log.is_some_and(|l| l.settled_membership.is_some()));
 }
 
+/// What a restart reopens: groups with a directory, and a group whose erase a crash
+/// cut short after its directory went (the open finishes it); no mark, nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_dirs_lists_groups_and_interrupted_erases_only() {
+    let dir = TempDir::new().unwrap();
+    let host = Host::open(9, dir.path(), config()).unwrap();
+    let groups = dir.path().join("groups");
+    std::fs::create_dir_all(groups.join("3")).unwrap();
+    std::fs::create_dir_all(groups.join("scratch")).unwrap();
+    std::fs::write(groups.join("7.purging"), b"").unwrap();
+    std::fs::write(groups.join("5.erased"), b"").unwrap();
+    std::fs::write(groups.join("11"), b"").unwrap();
+    assert_eq!(host.group_dirs(), vec![3, 7]);
+    // A shut down node opens nothing more.
+    host.shutdown().await.unwrap();
+    assert!(matches!(
+        host.open_group(3).await,
+        Err(shoal_raft::RaftError::ShuttingDown)
+    ));
+    assert!(host.group(3).is_none());
+}
+
 /// A purge a crash interrupted (its mark still there) is finished when the group opens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_purge_is_finished_at_the_next_open() {
@@ -754,6 +776,10 @@ async fn an_interrupted_purge_is_finished_at_the_next_open() {
     assert_eq!(host.replica(GROUP).unwrap().read().engine.dbsize(1), 0);
     assert!(!dir.path().join(format!("groups/{GROUP}.purging")).exists());
     assert!(host.was_erased(GROUP));
+    // What a restart reopens before it reads the cluster map: the groups opened, and
+    // not the marks beside them.
+    assert!(dir.path().join(format!("groups/{GROUP}.erased")).exists());
+    assert_eq!(host.group_dirs(), vec![GROUP, GROUP + 1]);
     host.shutdown().await.unwrap();
 }
 

@@ -68,7 +68,13 @@ pub async fn start(
             .context("opening the Raft log")?
             .with_peer_client(peer_client.clone()),
     );
-    for group in 0..config.groups {
+    // The groups every node starts with, and any a reshard added that this node held
+    // when it stopped (docs/resharding.md §2); the rest a map read opens.
+    let mut groups: Vec<GroupId> = (0..config.groups).collect();
+    groups.extend(host.group_dirs().into_iter().filter(|g| *g != META));
+    groups.sort_unstable();
+    groups.dedup();
+    for group in groups {
         host.open_group(group)
             .await
             .with_context(|| format!("opening group {group}"))?;
@@ -371,6 +377,16 @@ fn spawn_map_upkeep(node: Arc<Node>, keep: Upkeep) {
                 Ok(()) => r.router.with_cached_map(|m| reporter.access.sync(&m.users)),
                 Err(e) => tracing::debug!(error = %e, "could not read the cluster map"),
             }
+            // The groups keys are routed to, and a group being created before any
+            // key is (its members take part in its Raft from the start).
+            let mut groups = r.router.routing().all().to_vec();
+            groups.extend(r.router.with_cached_map(|m| {
+                m.reshard
+                    .as_ref()
+                    .filter(|x| x.names_members())
+                    .map(|x| x.target)
+            }));
+            open_missing_groups(&r.host, &groups).await;
             let meta_leader = r.host.group(META).is_some_and(|g| g.is_leader());
             let fits = cluster_shape::check_map(&r.router, &shape, &data_dir, meta_leader).await;
             if let Err(why) = fits {
@@ -400,6 +416,23 @@ fn spawn_map_upkeep(node: Arc<Node>, keep: Upkeep) {
     });
 }
 
+/// Opens every one of `groups` this node has not opened: a group a reshard adds is
+/// opened by every node, as the first groups are at start, so that a replica added to
+/// it later finds it open. A group that fails to open is tried again at the next map
+/// read; none is opened once the node shuts down.
+async fn open_missing_groups(host: &Host, groups: &[GroupId]) {
+    for &group in groups {
+        if host.group(group).is_some() {
+            continue;
+        }
+        match host.open_group(group).await {
+            Ok(_) => tracing::info!(group, "opened a group the cluster map names"),
+            Err(shoal_raft::RaftError::ShuttingDown) => return,
+            Err(e) => tracing::warn!(group, error = %e, "could not open a group the map names"),
+        }
+    }
+}
+
 /// Every [`REPAIR_EVERY`], each group this node leads (shard groups, and the meta
 /// group with its three voters) takes its next step towards full replication
 /// ([`shoal_cluster::repair`]): replacing the replicas of a node that has been silent
@@ -413,7 +446,7 @@ fn spawn_repair(
     let shape = cluster_shape::of(config);
     let replicas = config.replication_factor;
     let replace_after_ms = u64::try_from(config.replace_after.as_millis()).unwrap_or(u64::MAX);
-    let (me, rebalance, shard_groups) = (config.id, config.rebalance, config.groups);
+    let (me, rebalance, initial_groups) = (config.id, config.rebalance, config.groups);
     let step_limit = config.quorum_timeout.saturating_mul(2);
     let stall_ms = u64::try_from(config.learner_stall.as_millis()).unwrap_or(u64::MAX);
     tokio::spawn(async move {
@@ -437,6 +470,7 @@ fn spawn_repair(
                 continue;
             }
             let now_ms = node::now_ms();
+            let shard_groups = map.shard_groups(initial_groups);
             // Both only feed the rebalancing rows.
             let old_leftovers = match rebalance {
                 true => leftovers.observe(&map.nodes, &map.groups, now_ms),
@@ -451,7 +485,7 @@ fn spawn_repair(
                 replace_after_ms,
                 leader: me,
                 rebalance,
-                shard_groups,
+                shard_groups: &shard_groups,
             };
             // (Whose steps stand untaken does not depend on the group asking.)
             let stuck_groups = match rebalance {
@@ -728,5 +762,33 @@ impl Started {
             abort.abort();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_the_layout_adds_is_opened_and_listed_for_the_next_start() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let host = Host::open(1, dir.path(), shoal_raft::raft_config(100, 500, 1_000)).unwrap();
+        for group in 0..3 {
+            host.open_group(group).await.unwrap();
+        }
+        // The routing a router installs from a layout that adds group 3.
+        let routing = shoal_cluster::Routing::stable(0..4, 1);
+        assert!(host.group(3).is_none());
+        open_missing_groups(&host, routing.all()).await;
+        assert!(host.group(3).is_some());
+        // Already open: left as it is.
+        let replica = host.replica(3).unwrap();
+        open_missing_groups(&host, routing.all()).await;
+        assert!(Arc::ptr_eq(&host.replica(3).unwrap(), &replica));
+        assert_eq!(host.group_dirs(), vec![0, 1, 2, 3]);
+        // A map read racing the shutdown opens nothing after it.
+        host.shutdown().await.unwrap();
+        open_missing_groups(&host, &[0, 4]).await;
+        assert!(host.group(0).is_none() && host.group(4).is_none());
     }
 }
