@@ -20,7 +20,6 @@ pub mod purge;
 pub mod read_index;
 pub mod repair;
 pub mod reshard_record;
-pub mod ring;
 pub mod rounds;
 pub mod router;
 pub mod service;
@@ -33,3 +32,5 @@ pub use ring::{Ring, Routing};
 pub use router::{error_text, Router};
 pub use service::ShardService;
 pub use shards::Shards;
+/// Which group owns a key (a crate of its own, so that the engine can use it too).
+pub use shoal_ring as ring;

@@ -20,6 +20,7 @@ pub mod error;
 pub mod fields;
 pub mod info;
 pub mod keyspace;
+pub mod layout;
 pub mod numeric;
 pub mod reply;
 pub mod search;
@@ -84,11 +85,18 @@ pub struct Engine {
     /// Indexes by name; ordered so that iteration (and snapshots) agree everywhere.
     pub(crate) indexes: BTreeMap<String, SearchIndex>,
     pub(crate) stats: Stats,
+    /// This group's part in a reshard (default: none). Boxed: two rings, rarely set.
+    pub(crate) layout: Box<layout::Layout>,
 }
 
 impl Engine {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// This group's part in a reshard, and the lowest router epoch it answers.
+    pub fn layout(&self) -> &layout::Layout {
+        &self.layout
     }
 
     /// Applies a log entry. Returns one reply per command.
@@ -266,6 +274,11 @@ impl Engine {
                 h.write(key);
             }
             h.write_u64(index.vectors() as u64);
+        }
+        // The reshard state decides what readers see and which entries apply (none:
+        // the digest as before it existed).
+        if !self.layout.is_initial() {
+            h.write(&snapshot::layout_bytes(&self.layout));
         }
         h.finish()
     }

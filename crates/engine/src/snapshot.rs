@@ -1,27 +1,33 @@
 //! The whole engine as one byte stream: what Raft ships to a lagging replica and what a
 //! restart loads.
 //!
-//! Layout: `SHOALENG`, format version (u32), the keyspace, the indexes, a CRC32 of
-//! everything before it. Every length is checked against what is left before anything
+//! Layout: `SHOALENG`, format version (u32), the keyspace, the indexes, the group's
+//! reshard state ([`crate::layout`]), a CRC32 of everything before it. Every length is checked against what is left before anything
 //! is allocated, so a truncated or corrupted stream is an error, never a panic or a
 //! huge allocation. Vector indexes travel in their own versioned format (shoal-index);
 //! tag and numeric indexes are rebuilt from the documents, which is cheap.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use shoal_query::schema::parse_create;
+use shoal_ring::Ring;
 
 use crate::docs::DocTable;
 use crate::error::{EngineError, Result};
 use crate::keyspace::{Entry, HashValue, Value};
+use crate::layout::{Incoming, Layout, Outgoing};
 use crate::search_index::{FieldIndex, SearchIndex};
 use crate::Engine;
 
 const MAGIC: &[u8; 8] = b"SHOALENG";
 /// 2 added each key's WATCH version and the keyspace's change clock; 1 still loads (its
 /// versions restart from the load). 3 added each index's generation; 1 and 2 load with
-/// generation 0.
-const VERSION: u32 = 3;
+/// generation 0. 4 added the reshard state; 1 to 3 load with none.
+const VERSION: u32 = 4;
+/// What an engine with no reshard state writes: the version before 4, which it needs
+/// nothing of, so that a node of the previous release (a rolling upgrade) installs
+/// the snapshots of a cluster that never reshards.
+const VERSION_WITHOUT_LAYOUT: u32 = 3;
 
 struct Out(Vec<u8>);
 
@@ -88,6 +94,165 @@ impl<'a> In<'a> {
     }
 }
 
+/// One key's value and expiry as a snapshot stores it: also the dump a reshard will
+/// copy a key by (docs/resharding.md §3.2), so the two never disagree.
+fn write_entry(out: &mut Out, entry: &Entry) -> Result<()> {
+    match entry.expires_at {
+        Some(t) => {
+            out.u8(1);
+            out.u64(t);
+        }
+        None => out.u8(0),
+    }
+    match &entry.value {
+        Value::Str(s) => {
+            out.u8(0);
+            out.bytes(s);
+        }
+        Value::Hash(h) => {
+            out.u8(1);
+            out.u64(h.len() as u64);
+            for (k, v) in h {
+                out.bytes(k);
+                out.bytes(v);
+            }
+        }
+        Value::Json(j) => {
+            out.u8(2);
+            out.bytes(&serde_json::to_vec(j).map_err(|e| corrupt(&e.to_string()))?);
+        }
+    }
+    Ok(())
+}
+
+fn read_entry(r: &mut In<'_>) -> Result<Entry> {
+    let expires_at = match r.u8()? {
+        0 => None,
+        1 => Some(r.u64()?),
+        _ => return Err(corrupt("expiry flag")),
+    };
+    let value = match r.u8()? {
+        0 => Value::Str(r.bytes()?.to_vec()),
+        1 => {
+            let n = r.count(16)?;
+            let mut h = HashValue::with_capacity(n);
+            for _ in 0..n {
+                let k = r.bytes()?.to_vec();
+                let v = r.bytes()?.to_vec();
+                h.insert(k, v);
+            }
+            Value::Hash(h)
+        }
+        2 => Value::Json(serde_json::from_slice(r.bytes()?).map_err(|e| corrupt(&e.to_string()))?),
+        _ => return Err(corrupt("value type")),
+    };
+    Ok(Entry { value, expires_at })
+}
+
+/// The reshard state as a snapshot stores it (also what the digest hashes).
+pub(crate) fn layout_bytes(layout: &Layout) -> Vec<u8> {
+    let mut out = Out(Vec::new());
+    write_layout(&mut out, layout);
+    out.0
+}
+
+fn write_ring(out: &mut Out, ring: &Ring) {
+    out.u64(ring.groups().len() as u64);
+    for &g in ring.groups() {
+        out.u64(g);
+    }
+}
+
+fn read_ring(r: &mut In<'_>) -> Result<Ring> {
+    let n = r.count(8)?;
+    let mut groups = Vec::with_capacity(n);
+    for _ in 0..n {
+        groups.push(r.u64()?);
+    }
+    Ok(Ring::new(groups))
+}
+
+fn write_layout(out: &mut Out, layout: &Layout) {
+    out.u64(layout.floor);
+    match &layout.outgoing {
+        None => out.u8(0),
+        Some(o) => {
+            out.u8(1);
+            out.u64(o.target);
+            write_ring(out, &o.next);
+            out.u64(o.begun);
+            match o.fenced {
+                None => out.u8(0),
+                Some(e) => {
+                    out.u8(1);
+                    out.u64(e);
+                }
+            }
+            out.u64(o.purge_cursor);
+        }
+    }
+    match &layout.incoming {
+        None => out.u8(0),
+        Some(i) => {
+            out.u8(1);
+            write_ring(out, &i.old);
+            out.u64(i.accepted.len() as u64);
+            for (&g, &e) in &i.accepted {
+                out.u64(g);
+                out.u64(e);
+            }
+            out.u64(i.run);
+            out.u8(u8::from(i.aborted));
+        }
+    }
+}
+
+fn read_layout(r: &mut In<'_>) -> Result<Layout> {
+    let floor = r.u64()?;
+    let outgoing = match r.u8()? {
+        0 => None,
+        1 => Some(Outgoing {
+            target: r.u64()?,
+            next: read_ring(r)?,
+            begun: r.u64()?,
+            fenced: match r.u8()? {
+                0 => None,
+                1 => Some(r.u64()?),
+                _ => return Err(corrupt("fence flag")),
+            },
+            purge_cursor: r.u64()?,
+        }),
+        _ => return Err(corrupt("outgoing flag")),
+    };
+    let incoming = match r.u8()? {
+        0 => None,
+        1 => {
+            let old = read_ring(r)?;
+            let n = r.count(16)?;
+            let mut accepted = BTreeMap::new();
+            for _ in 0..n {
+                accepted.insert(r.u64()?, r.u64()?);
+            }
+            Some(Incoming {
+                old,
+                accepted,
+                run: r.u64()?,
+                aborted: match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(corrupt("aborted flag")),
+                },
+            })
+        }
+        _ => return Err(corrupt("incoming flag")),
+    };
+    Ok(Layout {
+        floor,
+        outgoing,
+        incoming,
+    })
+}
+
 /// Checks that `data` is a whole, uncorrupted engine snapshot (its checksum and header)
 /// without building the engine: what a replica does with a snapshot it received before
 /// it lets go of its own state.
@@ -117,7 +282,11 @@ impl Engine {
     pub fn snapshot(&self) -> Result<Vec<u8>> {
         let mut out = Out(Vec::new());
         out.0.extend_from_slice(MAGIC);
-        out.u32(VERSION);
+        let with_layout = !self.layout.is_initial();
+        out.u32(match with_layout {
+            true => VERSION,
+            false => VERSION_WITHOUT_LAYOUT,
+        });
         let (clock, entries) = self.keyspace.versioned();
         let entries: Vec<(&[u8], &Entry, u64)> = entries.collect();
         out.u64(clock);
@@ -125,31 +294,7 @@ impl Engine {
         for (key, entry, version) in entries {
             out.bytes(key);
             out.u64(version);
-            match entry.expires_at {
-                Some(t) => {
-                    out.u8(1);
-                    out.u64(t);
-                }
-                None => out.u8(0),
-            }
-            match &entry.value {
-                Value::Str(s) => {
-                    out.u8(0);
-                    out.bytes(s);
-                }
-                Value::Hash(h) => {
-                    out.u8(1);
-                    out.u64(h.len() as u64);
-                    for (k, v) in h {
-                        out.bytes(k);
-                        out.bytes(v);
-                    }
-                }
-                Value::Json(j) => {
-                    out.u8(2);
-                    out.bytes(&serde_json::to_vec(j).map_err(|e| corrupt(&e.to_string()))?);
-                }
-            }
+            write_entry(&mut out, entry)?;
         }
         out.u64(self.indexes.len() as u64);
         for index in self.indexes.values() {
@@ -189,6 +334,9 @@ impl Engine {
                 }
             }
         }
+        if with_layout {
+            write_layout(&mut out, &self.layout);
+        }
         let crc = crc32fast::hash(&out.0);
         out.u32(crc);
         Ok(out.0)
@@ -212,29 +360,7 @@ impl Engine {
         for _ in 0..keys {
             let key = r.bytes()?.to_vec();
             let key_version = if versioned { Some(r.u64()?) } else { None };
-            let expires_at = match r.u8()? {
-                0 => None,
-                1 => Some(r.u64()?),
-                _ => return Err(corrupt("expiry flag")),
-            };
-            let value = match r.u8()? {
-                0 => Value::Str(r.bytes()?.to_vec()),
-                1 => {
-                    let n = r.count(16)?;
-                    let mut h = HashValue::with_capacity(n);
-                    for _ in 0..n {
-                        let k = r.bytes()?.to_vec();
-                        let v = r.bytes()?.to_vec();
-                        h.insert(k, v);
-                    }
-                    Value::Hash(h)
-                }
-                2 => Value::Json(
-                    serde_json::from_slice(r.bytes()?).map_err(|e| corrupt(&e.to_string()))?,
-                ),
-                _ => return Err(corrupt("value type")),
-            };
-            let entry = Entry { value, expires_at };
+            let entry = read_entry(&mut r)?;
             match key_version {
                 Some(v) => engine.keyspace.restore_versioned(&key, entry, v),
                 None => {
@@ -304,9 +430,114 @@ impl Engine {
             }
             engine.indexes.insert(index.schema.name.clone(), index);
         }
+        if version >= 4 {
+            *engine.layout = read_layout(&mut r)?;
+        }
         if r.pos != body.len() {
             return Err(corrupt("trailing bytes"));
         }
         Ok(engine)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reshard_layout() -> Layout {
+        Layout {
+            floor: 7,
+            outgoing: Some(Outgoing {
+                target: 3,
+                next: Ring::new(0..4),
+                begun: 5,
+                fenced: Some(7),
+                purge_cursor: 1_234,
+            }),
+            incoming: Some(Incoming {
+                old: Ring::new(0..3),
+                accepted: BTreeMap::from([(0, 6), (2, 7)]),
+                run: 2,
+                aborted: true,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_reshard_state_survives_a_snapshot_and_counts_in_the_digest() {
+        let mut engine = Engine::new();
+        let plain = engine.digest();
+        *engine.layout = reshard_layout();
+        assert_ne!(engine.digest(), plain);
+        let restored = Engine::restore(&engine.snapshot().unwrap()).unwrap();
+        assert_eq!(
+            layout_bytes(&restored.layout),
+            layout_bytes(&reshard_layout())
+        );
+        assert_eq!(restored.digest(), engine.digest());
+        let back = &restored.layout;
+        assert_eq!(back.floor, 7);
+        let out = back.outgoing.as_ref().unwrap();
+        assert_eq!(
+            (
+                out.target,
+                out.next.groups(),
+                out.begun,
+                out.fenced,
+                out.purge_cursor
+            ),
+            (3, &[0, 1, 2, 3][..], 5, Some(7), 1_234)
+        );
+        let inc = back.incoming.as_ref().unwrap();
+        assert_eq!(inc.old.groups(), &[0, 1, 2]);
+        assert_eq!(inc.accepted, BTreeMap::from([(0, 6), (2, 7)]));
+        assert_eq!((inc.run, inc.aborted), (2, true));
+        // Each field's change changes the digest.
+        let mut other = Engine::new();
+        *other.layout = reshard_layout();
+        if let Some(inc) = other.layout.incoming.as_mut() {
+            inc.accepted.insert(1, 8);
+        }
+        assert_ne!(other.digest(), engine.digest());
+    }
+
+    fn version(snapshot: &[u8]) -> u32 {
+        let mut r = In {
+            data: snapshot,
+            pos: MAGIC.len(),
+        };
+        r.u32().unwrap()
+    }
+
+    #[test]
+    fn an_engine_outside_a_reshard_writes_version_3_as_before() {
+        let mut engine = Engine::new();
+        let v3 = engine.snapshot().unwrap();
+        assert_eq!(version(&v3), 3, "readable by the previous release");
+        let restored = Engine::restore(&v3).unwrap();
+        assert!(restored.layout.is_initial());
+        assert_eq!(restored.digest(), engine.digest());
+        *engine.layout = reshard_layout();
+        let v4 = engine.snapshot().unwrap();
+        assert_eq!(version(&v4), 4);
+        // Version 4 cut before its layout (checksum made good) is refused, not read
+        // as a version 3 stream.
+        let mut cut = v4[..v4.len() - 4 - layout_bytes(&reshard_layout()).len()].to_vec();
+        let crc = crc32fast::hash(&cut);
+        cut.extend_from_slice(&crc.to_le_bytes());
+        assert!(Engine::restore(&cut).is_err());
+    }
+
+    #[test]
+    fn bad_flags_in_the_reshard_state_are_errors() {
+        for (at, value) in [(8, 2u8), (9, 9u8)] {
+            let mut bytes = layout_bytes(&Layout::default());
+            bytes[at] = value;
+            let mut r = In {
+                data: &bytes,
+                pos: 0,
+            };
+            assert!(read_layout(&mut r).is_err(), "byte {at} = {value}");
+        }
     }
 }

@@ -6,13 +6,20 @@
 //! that part is not empty — is placed by the tag alone, as in Redis Cluster, so
 //! `{user:1}:cart` and `{user:1}:profile` live in one group and can share a
 //! transaction.
+//!
+//! A crate of its own, below the engine and the cluster layer alike: a shard group's
+//! engine will need to know which of its keys a reshard moves (docs/resharding.md
+//! §3.1), and the engine must not depend on the cluster layer.
 
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use consistent_hash::{Node, RingHash, StaticHashRing};
-use shoal_raft::GroupId;
+
+/// A shard group's id, as `shoal_raft::GroupId` (the same `u64`: this crate sits
+/// below the Raft layer and does not depend on it).
+pub type GroupId = u64;
 
 /// Virtual nodes per group: with 256 the largest group of 3 holds within a few percent
 /// of a third of the keys (measured in the tests).
