@@ -534,6 +534,21 @@ impl Router {
         map_change(self.group_write(META, command, now_ms).await?).map(|_| ())
     }
 
+    /// Writes `layout` to the map: every router installs its routing at its next map
+    /// read, and every node opens its groups. The coordinator's write (step 5 of
+    /// docs/resharding.md guards it by the hash's version, so that a deposed
+    /// coordinator's late write is refused; until then nothing but tests calls it).
+    pub async fn map_set_layout(&self, layout: &Layout, now_ms: u64) -> Result<(), String> {
+        let value = layout.encode().map_err(|e| format!("ERR {e}"))?;
+        let command = vec![
+            b"HSET".to_vec(),
+            RESHARD_KEY.to_vec(),
+            LAYOUT_FIELD.to_vec(),
+            value,
+        ];
+        map_change(self.group_write(META, command, now_ms).await?).map(|_| ())
+    }
+
     /// Changes one user: reads its rules and the users hash's version on the meta
     /// leader, asks `change` what to store, and writes that guarded by the version, so
     /// that two routers changing users at once do not lose either change (the one that

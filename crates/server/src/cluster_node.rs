@@ -791,4 +791,60 @@ mod tests {
         open_missing_groups(&host, &[0, 4]).await;
         assert!(host.group(0).is_none() && host.group(4).is_none());
     }
+
+    /// The whole path on a real one-node cluster (RocksDB, openraft, gRPC): a layout
+    /// written to the meta group is read back by the node's map upkeep, its routing
+    /// installed and its new group opened; nothing goes back on a later read.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_layout_written_to_the_map_is_routed_by_and_its_group_opened() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let shape = crate::dev_cluster::Shape {
+            nodes: 1,
+            groups: 2,
+            replication_factor: 1,
+            zones: vec!["a".to_owned()],
+            resp: "127.0.0.1:6379".parse().unwrap(),
+            data_dir: dir.path().to_path_buf(),
+            max_bulk_len: 1 << 20,
+            busy_poll_us: 0,
+            read_mode: None,
+            follower_reads: None,
+            tls: None,
+        };
+        let cluster = crate::dev_cluster::DevCluster::start(&shape).await.unwrap();
+        let started = &cluster.nodes[0];
+        let Store::Replicated(r) = &started.node.store else {
+            panic!("a cluster node is replicated");
+        };
+        assert_eq!(r.router.routing().all(), &[0, 1]);
+        assert!(started.host.group(2).is_none());
+        let layout = shoal_cluster::layout::Layout {
+            epoch: 1,
+            groups: vec![0, 1],
+            moving: Some(shoal_cluster::layout::Moving {
+                target: 2,
+                switched: Vec::new(),
+            }),
+        };
+        // The meta group may still be electing: retried as a client would.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while let Err(e) = r.router.map_set_layout(&layout, node::now_ms()).await {
+            assert!(std::time::Instant::now() < deadline, "{e}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while r.router.routing().epoch() < 1 || started.host.group(2).is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "layout not installed: {:?}",
+                r.router.routing()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(r.router.routing().all(), &[0, 1, 2]);
+        // No source has switched: keys still go to the old groups only.
+        assert_eq!(r.router.routing().owners(), &[0, 1]);
+        assert_eq!(r.router.cached_map().layout, Some(layout));
+        cluster.stop().await.unwrap();
+    }
 }
