@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use indexmap::IndexMap;
 
+use crate::change_log::ChangeLog;
+
 /// A hash's fields in insertion order, as HGETALL returns them.
 pub type HashValue = IndexMap<Vec<u8>, Vec<u8>>;
 
@@ -65,6 +67,8 @@ pub struct Keyspace {
     /// Counts changes; a key's version is the count at its last change, which is what
     /// WATCH compares. Deterministic: only writes move it.
     clock: u64,
+    /// While this group hands keys to one being added: the changes to those keys.
+    changes: Option<Box<ChangeLog>>,
 }
 
 impl Keyspace {
@@ -84,14 +88,32 @@ impl Keyspace {
     fn entry_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
         self.clock += 1;
         let clock = self.clock;
-        self.map
+        let Keyspace { map, changes, .. } = self;
+        let (_, entry, version) = map
             .get_mut(&hash_key(key))?
             .iter_mut()
-            .find(|(k, _, _)| k == key)
-            .map(|(_, e, version)| {
-                *version = clock;
-                e
-            })
+            .find(|(k, _, _)| k == key)?;
+        *version = clock;
+        if let Some(changes) = changes {
+            changes.changed(key);
+        }
+        Some(entry)
+    }
+
+    /// Starts recording the changes to the keys `log` says move (a source's `_BEGIN`),
+    /// replacing any log under way.
+    pub fn track_changes(&mut self, log: ChangeLog) {
+        self.changes = Some(Box::new(log));
+    }
+
+    /// Stops recording (a source's `_PURGE`, or an abort); the log so far.
+    pub fn stop_tracking(&mut self) -> Option<ChangeLog> {
+        self.changes.take().map(|log| *log)
+    }
+
+    /// The changes recorded while this group hands keys over.
+    pub fn changes(&self) -> Option<&ChangeLog> {
+        self.changes.as_deref()
     }
 
     /// The version of a live key (None when absent or expired at `now`).
@@ -133,6 +155,9 @@ impl Keyspace {
                 None
             }
         };
+        if let Some(changes) = &mut self.changes {
+            changes.changed(key);
+        }
         let old_expiry = old.as_ref().and_then(|o| o.expires_at);
         if old_expiry != new_expiry {
             if let Some(t) = old_expiry {
@@ -156,6 +181,9 @@ impl Keyspace {
         self.len -= 1;
         if let Some(t) = old.expires_at {
             self.expiries.remove(&(t, hash, key.to_vec()));
+        }
+        if let Some(changes) = &mut self.changes {
+            changes.changed(key);
         }
         Some(old)
     }
@@ -276,6 +304,9 @@ impl Keyspace {
         self.map.clear();
         self.expiries.clear();
         self.len = 0;
+        if let Some(changes) = &mut self.changes {
+            changes.flushed_all();
+        }
     }
 
     /// Rough bytes held, for INFO memory.
@@ -291,6 +322,7 @@ impl Keyspace {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shoal_ring::Ring;
 
     fn s(v: &str) -> Entry {
         Entry {
@@ -342,5 +374,52 @@ mod tests {
         }
         assert_eq!(seen.len(), 1000);
         assert!(calls >= 1000 / 37);
+    }
+
+    #[test]
+    fn every_kind_of_change_to_a_moving_key_is_recorded_and_nothing_else() {
+        let ring = Ring::new(0..4);
+        let (moving, staying): (Vec<Vec<u8>>, Vec<Vec<u8>>) = (0..200)
+            .map(|i| format!("k:{i}").into_bytes())
+            .partition(|k| ring.group_of(k) == Some(3));
+        let mut ks = Keyspace::new();
+        ks.insert(&moving[0], s("before"));
+        ks.insert(&moving[1], s("before"));
+        ks.insert(&staying[0], s("before"));
+        // Writes before the copy began are the copy's, not the log's.
+        ks.track_changes(ChangeLog::new(3, Ring::new(0..4)));
+        assert!(ks.changes().is_some_and(ChangeLog::is_empty));
+        ks.insert(&staying[0], s("after"));
+        ks.insert(&staying[1], s("after"));
+        ks.remove(&staying[1]);
+        assert!(ks.changes().is_some_and(ChangeLog::is_empty));
+        ks.insert(&moving[2], s("new")); // 1: set
+        assert!(ks.set_expiry(&moving[0], Some(50))); // 2: expiry
+        if let Some(Entry {
+            value: Value::Str(v),
+            ..
+        }) = ks.get_mut(&moving[1], 0)
+        {
+            v.extend_from_slice(b" and after"); // 3: changed in place
+        }
+        ks.remove(&moving[0]); // 4: deleted (an expiry firing takes this path)
+        let listed: Vec<(u64, Vec<u8>)> = ks
+            .changes()
+            .map(|c| c.after(0).map(|(seq, k)| (seq, k.to_vec())).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            listed,
+            vec![
+                (1, moving[2].clone()),
+                (3, moving[1].clone()),
+                (4, moving[0].clone()),
+            ]
+        );
+        ks.clear();
+        assert_eq!(ks.changes().and_then(ChangeLog::flushed), Some(5));
+        let log = ks.stop_tracking();
+        assert!(log.is_some_and(|l| l.is_empty()));
+        ks.insert(&moving[3], s("untracked"));
+        assert!(ks.changes().is_none());
     }
 }

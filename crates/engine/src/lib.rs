@@ -14,6 +14,7 @@
 //! [`snapshot`] serializes it all.
 
 pub mod aggregate;
+pub mod change_log;
 pub mod commands;
 pub mod docs;
 pub mod error;
@@ -277,8 +278,9 @@ impl Engine {
         }
         // The reshard state decides what readers see and which entries apply (none:
         // the digest as before it existed).
-        if !self.layout.is_initial() {
-            h.write(&snapshot::layout_bytes(&self.layout));
+        let changes = self.keyspace.changes();
+        if !self.layout.is_initial() || changes.is_some() {
+            h.write(&snapshot::reshard_bytes(&self.layout, changes));
         }
         h.finish()
     }

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, VecDeque};
 use shoal_query::schema::parse_create;
 use shoal_ring::Ring;
 
+use crate::change_log::ChangeLog;
 use crate::docs::DocTable;
 use crate::error::{EngineError, Result};
 use crate::keyspace::{Entry, HashValue, Value};
@@ -150,10 +151,62 @@ fn read_entry(r: &mut In<'_>) -> Result<Entry> {
 }
 
 /// The reshard state as a snapshot stores it (also what the digest hashes).
-pub(crate) fn layout_bytes(layout: &Layout) -> Vec<u8> {
+pub(crate) fn reshard_bytes(layout: &Layout, changes: Option<&ChangeLog>) -> Vec<u8> {
     let mut out = Out(Vec::new());
     write_layout(&mut out, layout);
+    write_changes(&mut out, changes);
     out.0
+}
+
+fn write_changes(out: &mut Out, changes: Option<&ChangeLog>) {
+    let Some(log) = changes else {
+        out.u8(0);
+        return;
+    };
+    out.u8(1);
+    out.u64(log.target);
+    write_ring(out, &log.next);
+    out.u64(log.last());
+    match log.flushed() {
+        None => out.u8(0),
+        Some(seq) => {
+            out.u8(1);
+            out.u64(seq);
+        }
+    }
+    out.u64(log.len() as u64);
+    for (seq, key) in log.after(0) {
+        out.u64(seq);
+        out.bytes(key);
+    }
+}
+
+fn read_changes(r: &mut In<'_>) -> Result<Option<ChangeLog>> {
+    match r.u8()? {
+        0 => return Ok(None),
+        1 => {}
+        _ => return Err(corrupt("change log flag")),
+    }
+    let target = r.u64()?;
+    let next = read_ring(r)?;
+    let last = r.u64()?;
+    let flushed = match r.u8()? {
+        0 => None,
+        1 => Some(r.u64()?),
+        _ => return Err(corrupt("flush flag")),
+    };
+    let n = r.count(16)?;
+    let mut listed = Vec::with_capacity(n);
+    for _ in 0..n {
+        let seq = r.u64()?;
+        if seq > last || listed.last().is_some_and(|(prev, _)| *prev >= seq) {
+            return Err(corrupt("change log order"));
+        }
+        listed.push((seq, r.bytes()?.to_vec()));
+    }
+    Ok(Some(ChangeLog::from_parts(
+        target, next, last, flushed, listed,
+    )))
 }
 
 fn write_ring(out: &mut Out, ring: &Ring) {
@@ -282,7 +335,7 @@ impl Engine {
     pub fn snapshot(&self) -> Result<Vec<u8>> {
         let mut out = Out(Vec::new());
         out.0.extend_from_slice(MAGIC);
-        let with_layout = !self.layout.is_initial();
+        let with_layout = !self.layout.is_initial() || self.keyspace.changes().is_some();
         out.u32(match with_layout {
             true => VERSION,
             false => VERSION_WITHOUT_LAYOUT,
@@ -336,6 +389,7 @@ impl Engine {
         }
         if with_layout {
             write_layout(&mut out, &self.layout);
+            write_changes(&mut out, self.keyspace.changes());
         }
         let crc = crc32fast::hash(&out.0);
         out.u32(crc);
@@ -432,6 +486,9 @@ impl Engine {
         }
         if version >= 4 {
             *engine.layout = read_layout(&mut r)?;
+            if let Some(log) = read_changes(&mut r)? {
+                engine.keyspace.track_changes(log);
+            }
         }
         if r.pos != body.len() {
             return Err(corrupt("trailing bytes"));
@@ -471,8 +528,8 @@ mod tests {
         assert_ne!(engine.digest(), plain);
         let restored = Engine::restore(&engine.snapshot().unwrap()).unwrap();
         assert_eq!(
-            layout_bytes(&restored.layout),
-            layout_bytes(&reshard_layout())
+            reshard_bytes(&restored.layout, None),
+            reshard_bytes(&reshard_layout(), None)
         );
         assert_eq!(restored.digest(), engine.digest());
         let back = &restored.layout;
@@ -522,16 +579,54 @@ mod tests {
         assert_eq!(version(&v4), 4);
         // Version 4 cut before its layout (checksum made good) is refused, not read
         // as a version 3 stream.
-        let mut cut = v4[..v4.len() - 4 - layout_bytes(&reshard_layout()).len()].to_vec();
+        let mut cut = v4[..v4.len() - 4 - reshard_bytes(&reshard_layout(), None).len()].to_vec();
         let crc = crc32fast::hash(&cut);
         cut.extend_from_slice(&crc.to_le_bytes());
         assert!(Engine::restore(&cut).is_err());
     }
 
     #[test]
+    fn a_change_log_under_way_survives_a_snapshot() {
+        let mut engine = Engine::new();
+        engine
+            .keyspace
+            .track_changes(ChangeLog::new(3, Ring::new(0..4)));
+        let plain = Engine::new().digest();
+        assert_ne!(engine.digest(), plain, "tracking counts in the digest");
+        for i in 0..300 {
+            let key = format!("k:{i}").into_bytes();
+            engine.keyspace.insert(
+                &key,
+                Entry {
+                    value: Value::Str(b"v".to_vec()),
+                    expires_at: None,
+                },
+            );
+        }
+        engine.keyspace.remove(b"k:7");
+        let bytes = engine.snapshot().unwrap();
+        assert_eq!(version(&bytes), 4, "a layout-less engine that tracks");
+        let restored = Engine::restore(&bytes).unwrap();
+        let (a, b) = (
+            engine.keyspace.changes().unwrap(),
+            restored.keyspace.changes().unwrap(),
+        );
+        assert!(!a.is_empty());
+        assert_eq!((b.target, b.next.groups()), (3, &[0, 1, 2, 3][..]));
+        assert_eq!((b.last(), b.flushed()), (a.last(), a.flushed()));
+        assert!(a.after(0).eq(b.after(0)));
+        assert_eq!(restored.digest(), engine.digest());
+        // Tracking goes on from where it was: the next change is numbered after.
+        let mut restored = restored;
+        let moving = a.after(0).next().map(|(_, k)| k.to_vec()).unwrap();
+        restored.keyspace.remove(&moving);
+        assert_eq!(restored.keyspace.changes().unwrap().last(), a.last() + 1);
+    }
+
+    #[test]
     fn bad_flags_in_the_reshard_state_are_errors() {
         for (at, value) in [(8, 2u8), (9, 9u8)] {
-            let mut bytes = layout_bytes(&Layout::default());
+            let mut bytes = reshard_bytes(&Layout::default(), None);
             bytes[at] = value;
             let mut r = In {
                 data: &bytes,

@@ -53,6 +53,13 @@ impl std::fmt::Debug for Ring {
     }
 }
 
+/// Rebuilt from its groups: the ring is a function of them alone.
+impl Clone for Ring {
+    fn clone(&self) -> Ring {
+        Ring::new(self.groups.iter().copied())
+    }
+}
+
 impl Ring {
     /// A ring over `groups` (duplicates ignored). An empty set gives an empty ring,
     /// which owns nothing ([`Ring::group_of`] then answers `None`).
