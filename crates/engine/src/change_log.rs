@@ -15,6 +15,7 @@
 //! where the old one's stopped.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 
 use shoal_ring::{GroupId, Ring};
 
@@ -68,7 +69,7 @@ impl ChangeLog {
     /// The keys changed after change `after`, in the order of their last change.
     pub fn after(&self, after: u64) -> impl Iterator<Item = (u64, &[u8])> {
         self.by_seq
-            .range(after.saturating_add(1)..)
+            .range((Bound::Excluded(after), Bound::Unbounded))
             .map(|(seq, key)| (*seq, key.as_slice()))
     }
 
@@ -92,21 +93,31 @@ impl ChangeLog {
     }
 
     /// The log rebuilt from a snapshot's parts: its counters and its listed keys.
+    /// `None` for parts no log could have had: a number at 0 or past `last`, numbers
+    /// out of order, a key listed twice, a flush after the last change, or a `last`
+    /// that could not move on.
     pub(crate) fn from_parts(
         target: GroupId,
         next: Ring,
         last: u64,
         flushed: Option<u64>,
         listed: impl IntoIterator<Item = (u64, Vec<u8>)>,
-    ) -> ChangeLog {
+    ) -> Option<ChangeLog> {
+        if last == u64::MAX || flushed.is_some_and(|f| f == 0 || f > last) {
+            return None;
+        }
         let mut log = ChangeLog::new(target, next);
         log.last = last;
         log.flushed = flushed;
+        let mut previous = flushed.unwrap_or(0);
         for (seq, key) in listed {
-            log.seq_of.insert(key.clone(), seq);
+            if seq <= previous || seq > last || log.seq_of.insert(key.clone(), seq).is_some() {
+                return None;
+            }
+            previous = seq;
             log.by_seq.insert(seq, key);
         }
-        log
+        Some(log)
     }
 }
 
@@ -155,5 +166,27 @@ mod tests {
         log.changed(&moving[2]);
         let listed: Vec<(u64, &[u8])> = log.after(0).collect();
         assert_eq!(listed, vec![(4, &moving[2][..])]);
+    }
+
+    #[test]
+    fn parts_no_log_could_have_are_refused() {
+        let ring = || Ring::new(0..4);
+        let key = |i: u32| format!("k:{i}").into_bytes();
+        assert!(ChangeLog::from_parts(3, ring(), 5, Some(2), [(3, key(1)), (5, key(2))]).is_some());
+        type Parts = (u64, Option<u64>, Vec<(u64, Vec<u8>)>);
+        let bad: [Parts; 6] = [
+            (5, None, vec![(0, key(1))]),
+            (5, None, vec![(6, key(1))]),
+            (5, None, vec![(3, key(1)), (2, key(2))]),
+            (5, None, vec![(2, key(1)), (3, key(1))]),
+            (5, Some(6), Vec::new()),
+            (u64::MAX, None, Vec::new()),
+        ];
+        for (last, flushed, listed) in bad {
+            let refused = ChangeLog::from_parts(3, ring(), last, flushed, listed.clone());
+            assert!(refused.is_none(), "{last} {flushed:?} {listed:?}");
+        }
+        // Listed before the flush: the flush dropped those.
+        assert!(ChangeLog::from_parts(3, ring(), 5, Some(4), [(3, key(1))]).is_none());
     }
 }

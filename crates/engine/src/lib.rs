@@ -100,6 +100,13 @@ impl Engine {
         &self.layout
     }
 
+    /// Whether this group takes part in a reshard at all: only then do snapshots
+    /// carry the state (format 4) and the digest count it, so that a group that never
+    /// reshards writes and hashes exactly what the previous release did.
+    pub fn has_reshard_state(&self) -> bool {
+        !self.layout.is_initial() || self.keyspace.changes().is_some()
+    }
+
     /// Applies a log entry. Returns one reply per command.
     pub fn apply(&mut self, write: &Write) -> Vec<Reply> {
         self.apply_many(std::slice::from_ref(write))
@@ -278,9 +285,11 @@ impl Engine {
         }
         // The reshard state decides what readers see and which entries apply (none:
         // the digest as before it existed).
-        let changes = self.keyspace.changes();
-        if !self.layout.is_initial() || changes.is_some() {
-            h.write(&snapshot::reshard_bytes(&self.layout, changes));
+        if self.has_reshard_state() {
+            h.write(&snapshot::reshard_bytes(
+                &self.layout,
+                self.keyspace.changes(),
+            ));
         }
         h.finish()
     }

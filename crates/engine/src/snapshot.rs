@@ -174,8 +174,9 @@ fn write_changes(out: &mut Out, changes: Option<&ChangeLog>) {
             out.u64(seq);
         }
     }
-    out.u64(log.len() as u64);
-    for (seq, key) in log.after(0) {
+    let listed: Vec<(u64, &[u8])> = log.after(0).collect();
+    out.u64(listed.len() as u64);
+    for (seq, key) in listed {
         out.u64(seq);
         out.bytes(key);
     }
@@ -199,14 +200,11 @@ fn read_changes(r: &mut In<'_>) -> Result<Option<ChangeLog>> {
     let mut listed = Vec::with_capacity(n);
     for _ in 0..n {
         let seq = r.u64()?;
-        if seq > last || listed.last().is_some_and(|(prev, _)| *prev >= seq) {
-            return Err(corrupt("change log order"));
-        }
         listed.push((seq, r.bytes()?.to_vec()));
     }
-    Ok(Some(ChangeLog::from_parts(
-        target, next, last, flushed, listed,
-    )))
+    ChangeLog::from_parts(target, next, last, flushed, listed)
+        .map(Some)
+        .ok_or_else(|| corrupt("change log"))
 }
 
 fn write_ring(out: &mut Out, ring: &Ring) {
@@ -216,8 +214,15 @@ fn write_ring(out: &mut Out, ring: &Ring) {
     }
 }
 
+/// More groups than any cluster has: a ring's size is not the stream's (each group
+/// is 256 virtual nodes), so a crafted count must not reach it.
+const MAX_RING_GROUPS: usize = 4_096;
+
 fn read_ring(r: &mut In<'_>) -> Result<Ring> {
     let n = r.count(8)?;
+    if n > MAX_RING_GROUPS {
+        return Err(corrupt("ring size"));
+    }
     let mut groups = Vec::with_capacity(n);
     for _ in 0..n {
         groups.push(r.u64()?);
@@ -335,7 +340,7 @@ impl Engine {
     pub fn snapshot(&self) -> Result<Vec<u8>> {
         let mut out = Out(Vec::new());
         out.0.extend_from_slice(MAGIC);
-        let with_layout = !self.layout.is_initial() || self.keyspace.changes().is_some();
+        let with_layout = self.has_reshard_state();
         out.u32(match with_layout {
             true => VERSION,
             false => VERSION_WITHOUT_LAYOUT,
@@ -621,6 +626,49 @@ mod tests {
         let moving = a.after(0).next().map(|(_, k)| k.to_vec()).unwrap();
         restored.keyspace.remove(&moving);
         assert_eq!(restored.keyspace.changes().unwrap().last(), a.last() + 1);
+    }
+
+    #[test]
+    fn a_crafted_change_log_or_ring_is_an_error_not_an_allocation() {
+        let mut log = Out(Vec::new());
+        write_changes(&mut log, Some(&ChangeLog::new(3, Ring::new(0..4))));
+        let good = log.0.clone();
+        let mut r = In {
+            data: &good,
+            pos: 0,
+        };
+        assert!(read_changes(&mut r).unwrap().is_some());
+        // Flag, target, then the ring's group count: a huge ring in a short stream.
+        let mut huge = good.clone();
+        huge[9..17].copy_from_slice(&(MAX_RING_GROUPS as u64 + 1).to_le_bytes());
+        huge.extend(std::iter::repeat_n(0u8, 8 * (MAX_RING_GROUPS + 1)));
+        let mut r = In {
+            data: &huge,
+            pos: 0,
+        };
+        assert!(read_changes(&mut r).is_err());
+        // A listed change numbered 0.
+        let mut zero = Out(Vec::new());
+        zero.u8(1);
+        zero.u64(3);
+        write_ring(&mut zero, &Ring::new(0..4));
+        zero.u64(5);
+        zero.u8(0);
+        zero.u64(1);
+        zero.u64(0);
+        zero.bytes(b"k");
+        let mut r = In {
+            data: &zero.0,
+            pos: 0,
+        };
+        assert!(read_changes(&mut r).is_err());
+        let mut bad_flag = good;
+        bad_flag[0] = 2;
+        let mut r = In {
+            data: &bad_flag,
+            pos: 0,
+        };
+        assert!(read_changes(&mut r).is_err());
     }
 
     #[test]
