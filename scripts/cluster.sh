@@ -2,7 +2,8 @@
 # A cluster of real `shoal node` processes on loopback, for trying failover by hand.
 #
 #   scripts/cluster.sh up N       start N nodes (zones a, b, c in turn), wait for leaders
-#   scripts/cluster.sh status     each node's pid, zone, ports and its view of the groups and of the cluster map
+#   scripts/cluster.sh status [N] each node's pid, zone, ports and its view of the groups and of the cluster map
+#                                 (with N: nodes 1..N, those not running listed as down)
 #   scripts/cluster.sh down       stop every node (SIGTERM), keep the data
 #   scripts/cluster.sh kill ID    SIGKILL one node (it comes back with `up N` again)
 #   scripts/cluster.sh clean      stop every node and delete the data
@@ -89,8 +90,14 @@ up() {
 }
 
 status() {
-    local i
-    for i in $(ids); do
+    local i list
+    if [[ -n ${1:-} ]]; then
+        [[ $1 =~ ^[1-9][0-9]*$ ]] || { echo "usage: cluster.sh status [N]" >&2; exit 2; }
+        list=$(seq 1 "$1")
+    else
+        list=$(ids)
+    fi
+    for i in $list; do
         if alive "$i"; then
             echo "node $i  pid $(cat "$dir/$i.pid")  resp $(resp_port "$i")  grpc $(grpc_port "$i")"
             { ask "$i" INFO cluster | grep -E '^(group|meta_group|node[0-9]|shoal_)' || echo "(no answer)"; } | sed 's/^/    /'
@@ -113,7 +120,7 @@ down() {
 
 case ${1:-} in
 up) up "${2:-}" ;;
-status) status ;;
+status) status "${2:-}" ;;
 down) down ;;
 kill)
     id=${2:?usage: cluster.sh kill ID}

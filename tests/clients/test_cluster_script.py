@@ -50,6 +50,10 @@ def test_up_status_kill_up_down_clean(tmp_path: pathlib.Path):
         assert nodes[0].mset({f"k{i}": i for i in range(50)})
         run(env, "kill", "1")
         assert "node 1  down" in run(env, "status").stdout
+        # With a count: the nodes up to it, a node never started among them as down.
+        counted = run(env, "status", "4").stdout
+        assert "node 1  down" in counted and "node 4  down" in counted
+        assert "node 2  pid" in counted and "node 3  pid" in counted
         # Two of three replicas keep every group writing; the routers of the live nodes
         # find the new leaders.
         assert nodes[1].set("after", "kill")

@@ -171,6 +171,8 @@ pub struct Router {
     shards: Shards,
     /// The cluster map as last read ([`Router::refresh_map`]), for INFO.
     map: parking_lot::RwLock<ClusterMap>,
+    /// Map reads that succeeded: how a test sees that a stale view was read again.
+    map_reads: std::sync::atomic::AtomicU64,
 }
 
 impl Router {
@@ -179,7 +181,13 @@ impl Router {
             routing: parking_lot::RwLock::new(Arc::new(ring.into())),
             shards,
             map: parking_lot::RwLock::new(ClusterMap::default()),
+            map_reads: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How many map reads have succeeded since start.
+    pub fn map_reads(&self) -> u64 {
+        self.map_reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The cluster map as this router last read it.
@@ -198,6 +206,8 @@ impl Router {
     /// cache never goes back in time.
     pub async fn refresh_map(&self, now_ms: u64, linearized: bool) -> Result<(), String> {
         let map = self.cluster_map(now_ms, !linearized).await?;
+        self.map_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut cached = self.map.write();
         // Compared even for a leader read: one sent earlier may finish after a newer
         // replica read and must not undo it.

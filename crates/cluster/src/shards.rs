@@ -158,6 +158,10 @@ pub struct Shards {
     confirmed: AtomicU64,
     /// Until when each peer is not asked for confirmations (its last round failed).
     confirm_backoff: Mutex<HashMap<NodeId, Instant>>,
+    /// Raised when a call finds this router's members of a group wrong (the node asked
+    /// holds no replica, or none is known): the map upkeep reads the map again at once
+    /// instead of at its next tick.
+    stale_map: Arc<tokio::sync::Notify>,
 }
 
 impl Shards {
@@ -175,7 +179,15 @@ impl Shards {
             fences: Arc::default(),
             confirmed: AtomicU64::new(0),
             confirm_backoff: Mutex::new(HashMap::new()),
+            stale_map: Arc::default(),
         }
+    }
+
+    /// Notified whenever a call found this router's view of a group's members stale
+    /// (see the field). One permit is kept while nobody waits, so a nudge between two
+    /// waits is not lost; many nudges before the next wait are one.
+    pub fn stale_map(&self) -> Arc<tokio::sync::Notify> {
+        self.stale_map.clone()
     }
 
     /// Calls to other nodes are made with these settings (TLS, source address).
@@ -276,6 +288,7 @@ impl Shards {
         loop {
             attempt += 1;
             let Some((node, addr)) = self.target(group, attempt) else {
+                self.stale_map.notify_one();
                 return Err(ShardError::NoRoute { group });
             };
             let call = async {
@@ -342,6 +355,10 @@ impl Shards {
                     e @ (ShardError::Group(GroupError::NotLeader { .. })
                     | ShardError::NotHosted { .. }),
                 ) => {
+                    if matches!(e, ShardError::NotHosted { .. }) {
+                        // The replica moved (a node replaced): the map says where.
+                        self.stale_map.notify_one();
+                    }
                     self.hints.lock().remove(&group);
                     if out_of_time() {
                         return Err(e);

@@ -26,6 +26,8 @@ const JOINED: &str = "JOINED";
 const GRPC_DRAIN: Duration = Duration::from_secs(1);
 /// How often a node reports itself to the cluster map.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// The least time between two rounds of the map upkeep when a stale view asks for one.
+const STALE_GAP: Duration = Duration::from_millis(100);
 /// How often each group leader looks for a replica to re-create.
 const REPAIR_EVERY: Duration = Duration::from_secs(1);
 /// How often the meta leader checks the groups' indexes against the map.
@@ -336,7 +338,8 @@ struct Upkeep {
 }
 
 /// Keeps this node's part of the cluster map: it reports itself every
-/// [`REPORT_EVERY`] (its liveness) and reads the map back; and while it leads the meta
+/// [`REPORT_EVERY`] (its liveness) and reads the map back, sooner when a call finds the
+/// router's view of a group stale (`Shards::stale_map`); and while it leads the meta
 /// group it creates the map's indexes on any shard group that misses one
 /// ([`shoal_cluster::Router::reconcile_indexes`]), in a task of its own, since a
 /// leaderless group can hold that up for a quorum timeout and the reports must go on.
@@ -356,8 +359,19 @@ fn spawn_map_upkeep(node: Arc<Node>, keep: Upkeep) {
         let mut interval = tokio::time::interval(REPORT_EVERY);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut suspects = HashMap::new();
+        // A call that found a group's members wrong asks for an early round (the map
+        // says where the replicas went), at most one per STALE_GAP: a group nobody can
+        // reach would otherwise nudge on every retry.
+        let stale = r.router.shards().stale_map();
+        let mut last = tokio::time::Instant::now();
         loop {
-            interval.tick().await;
+            tokio::select! {
+                _ = interval.tick() => {}
+                () = stale.notified() => {
+                    tokio::time::sleep_until(last + STALE_GAP).await;
+                }
+            }
+            last = tokio::time::Instant::now();
             let led = led_groups(&r.host, node::now_ms());
             let holds = held_groups(&r.host);
             let report = r
@@ -792,15 +806,11 @@ mod tests {
         assert!(host.group(0).is_none() && host.group(4).is_none());
     }
 
-    /// The whole path on a real one-node cluster (RocksDB, openraft, gRPC): a layout
-    /// written to the meta group is read back by the node's map upkeep, its routing
-    /// installed and its new group opened; nothing goes back on a later read.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_layout_written_to_the_map_is_routed_by_and_its_group_opened() {
-        let dir = tempfile::TempDir::new().unwrap();
-        let shape = crate::dev_cluster::Shape {
+    /// A one-node cluster of `groups` groups in `dir`.
+    fn one_node(dir: &tempfile::TempDir, groups: u64) -> crate::dev_cluster::Shape {
+        crate::dev_cluster::Shape {
             nodes: 1,
-            groups: 2,
+            groups,
             replication_factor: 1,
             zones: vec!["a".to_owned()],
             resp: "127.0.0.1:6379".parse().unwrap(),
@@ -810,7 +820,16 @@ mod tests {
             read_mode: None,
             follower_reads: None,
             tls: None,
-        };
+        }
+    }
+
+    /// The whole path on a real one-node cluster (RocksDB, openraft, gRPC): a layout
+    /// written to the meta group is read back by the node's map upkeep, its routing
+    /// installed and its new group opened; nothing goes back on a later read.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_layout_written_to_the_map_is_routed_by_and_its_group_opened() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let shape = one_node(&dir, 2);
         let cluster = crate::dev_cluster::DevCluster::start(&shape).await.unwrap();
         let started = &cluster.nodes[0];
         let Store::Replicated(r) = &started.node.store else {
@@ -845,6 +864,63 @@ mod tests {
         // No source has switched: keys still go to the old groups only.
         assert_eq!(r.router.routing().owners(), &[0, 1]);
         assert_eq!(r.router.cached_map().layout, Some(layout));
+        cluster.stop().await.unwrap();
+    }
+
+    /// A call that finds a group where the router's view put it no longer (the node
+    /// holds no replica) has the map read again at once, not at the next tick.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_that_finds_the_map_stale_has_it_read_again_before_the_next_tick() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let shape = one_node(&dir, 1);
+        let cluster = crate::dev_cluster::DevCluster::start(&shape).await.unwrap();
+        let Store::Replicated(r) = &cluster.nodes[0].node.store else {
+            panic!("a cluster node is replicated");
+        };
+        let reads_after = |n: u64, within: Duration| async move {
+            let deadline = std::time::Instant::now() + within;
+            while r.router.map_reads() <= n {
+                if std::time::Instant::now() > deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            true
+        };
+        // Just after a tick's read, so the next tick is about a second away.
+        assert!(
+            reads_after(0, Duration::from_secs(20)).await,
+            "no map read at all"
+        );
+        let n = r.router.map_reads();
+        assert!(
+            reads_after(n, Duration::from_secs(5)).await,
+            "the ticks stopped"
+        );
+        let n = r.router.map_reads();
+        // Group 9 is nowhere: this node, the only one it could try, holds no replica.
+        let op = shoal_cluster::shards::Op::Read(shoal_cluster::wire::ReadCall {
+            commands: vec![vec![b"GET".to_vec(), b"k".to_vec()]],
+            resp3: false,
+            now_ms: node::now_ms(),
+            stale_ok: false,
+            versions: Vec::new(),
+        });
+        let asked = std::time::Instant::now();
+        let answer = r
+            .router
+            .shards()
+            .call_within(9, &op, Duration::from_millis(20))
+            .await;
+        assert!(answer.is_err(), "{answer:?}");
+        assert!(
+            reads_after(n, Duration::from_millis(600)).await,
+            "no early read: the next one came {:?} after the call",
+            {
+                reads_after(n, Duration::from_secs(5)).await;
+                asked.elapsed()
+            }
+        );
         cluster.stop().await.unwrap();
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! Paths starting with `$` are JSONPath and answer with every match (as RedisJSON 2
 //! does); legacy paths (`.a.b`, `a.b`, `.`) name one value and answer with it alone.
+//! An object keeps its members in the order they were written, as RedisJSON does
+//! (serde_json's `preserve_order`): a document reads back as it was stored.
 
 use serde_json::Value as Json;
 use serde_json_path::JsonPath;
@@ -311,7 +313,8 @@ pub(crate) fn del(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<Reply> 
             let last = last.replace("~1", "/").replace("~0", "~");
             match doc.pointer_mut(parent) {
                 Some(Json::Object(map)) => {
-                    if map.remove(&last).is_some() {
+                    // Shifted out, not swapped: the members keep their order.
+                    if map.shift_remove(&last).is_some() {
                         removed += 1;
                     }
                 }
