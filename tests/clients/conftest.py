@@ -163,9 +163,12 @@ class ClusterServer:
         return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
 
     def leaders(self) -> dict:
-        """Each group's leader, by node id, as node 1's INFO cluster reports it."""
+        """Each group's leader, by node id, as node 1's INFO cluster reports it; None
+        for a group that has none at the moment (`leader=none`: an election or a
+        hand-over under way)."""
         info = self.client(protocol=2).info("cluster")
-        return {g: int(info[f"group{g}"]["leader"]) for g in range(self.groups)}
+        leader = lambda g: str(info[f"group{g}"]["leader"])  # noqa: E731
+        return {g: int(leader(g)) if leader(g).isdigit() else None for g in range(self.groups)}
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs)

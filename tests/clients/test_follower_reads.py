@@ -12,6 +12,7 @@ must be the same, and only the first two answer from local replicas.
 """
 
 import struct
+import threading
 
 import pytest
 import redis
@@ -113,3 +114,49 @@ def test_a_follower_read_waits_for_its_replica_to_apply_the_write(cluster):
             assert total == [50 * (rnd + 1)] or total == 50 * (rnd + 1), (rnd, total)
     finally:
         slow.execute_command("DEBUG", "FSYNC-DELAY", "0")
+
+
+def test_concurrent_searches_stay_linearizable_and_share_one_round(cluster):
+    """Many clients at once, each writing through one router and searching through
+    another at once after the acknowledgement: every search finds the write it follows.
+    With votes, a router busy with other searches confirms a search's three parts by one
+    round for all of them (`confirmed_reads_by_search`); idle, or in the other modes,
+    it does not."""
+    clients = routers(cluster)
+    clients[0].execute_command(
+        "FT.CREATE", "conc", "ON", "HASH", "PREFIX", "1", "conc:", "SCHEMA",
+        "v", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", "2", "DISTANCE_METRIC", "L2")
+
+    def by_search():
+        return [int(c.info("cluster")["confirmed_reads_by_search"]) for c in clients]
+
+    before = by_search()
+    threads, rounds = 12, 25
+    start = threading.Barrier(threads)
+    wrong = []
+
+    def client(t):
+        ports = cluster.ports
+        writer = redis.Redis(host="127.0.0.1", port=ports[t % 3][0], protocol=2)
+        reader = redis.Redis(host="127.0.0.1", port=ports[(t + 1) % 3][0], protocol=2)
+        start.wait()
+        for i in range(rounds):
+            x = 1000 * (t + 1) + i
+            writer.hset(f"conc:{x}", "v", vec(x))
+            hit = reader.execute_command(
+                "FT.SEARCH", "conc", "*=>[KNN 1 @v $q]", "PARAMS", "2", "q", vec(x),
+                "NOCONTENT", "DIALECT", "2")
+            if hit[1:] != [f"conc:{x}".encode()]:
+                wrong.append((t, i, hit))
+
+    pool = [threading.Thread(target=client, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    assert not wrong, wrong[:5]
+    gained = [a - b for a, b in zip(by_search(), before)]
+    if cluster.follower_reads == "votes":
+        assert sum(gained) > 0, gained
+    else:
+        assert gained == [0, 0, 0], gained

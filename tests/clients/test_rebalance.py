@@ -225,7 +225,7 @@ def test_leaders_gathered_on_one_node_spread_back_while_writes_go_on(tmp_path):
         assert gathered, leaders_by_status(c, GROUPS)
 
         spread = wait_for(
-            lambda: (lambda l: l if sorted(l.values()) == [1, 2, 3] else None)(c.leaders()),
+            lambda: (lambda l: l if sorted(l.values(), key=str) == [1, 2, 3] else None)(c.leaders()),
             timeout=60, what="one leader per node again")
         assert leaders_by_status(c, GROUPS) == spread
         assert handovers_logged(c) >= 2

@@ -78,8 +78,60 @@ impl Fence {
     }
 }
 
-/// The rounds of one router, per peer (its id and address).
-pub type Fences = Rounds<(NodeId, String), GroupId, std::sync::Arc<Fence>>;
+/// The rounds of one router, per peer (its id and address); each caller names the
+/// groups it needs (one part's group, or every group of a search at once).
+pub type Fences = Rounds<(NodeId, String), Vec<GroupId>, std::sync::Arc<Fence>>;
+
+/// One round with one peer taken for a whole run of searches before their parts start
+/// (`Shards::search_fence`): each part reads by it where it confirms the part's group.
+#[derive(Debug, Clone)]
+pub struct SearchFence {
+    pub peer: NodeId,
+    pub fence: std::sync::Arc<Fence>,
+}
+
+/// The peer a search's round goes to, among `candidates` (every voter, but this node,
+/// of at least one of the search's groups), given each group's voters and leader as
+/// this node's replica knows them.
+///
+/// | what a peer gives a group                              | counts as |
+/// |--------------------------------------------------------|-----------|
+/// | it leads the group, or this node leads and it votes    | a votes-row group: read at a commit index, nothing in flight to wait for |
+/// | it is another voter                                    | a logs-row group: read at the higher last log index (may wait for entries in flight) |
+/// | it is not a voter of the group                         | nothing: that part takes its own round |
+///
+/// The peer with the most groups covered wins, then the most votes-row groups; ties go
+/// to the first id after `me` in ring order, so that the routers of a balanced cluster
+/// ask different peers instead of all the same one.
+pub fn search_peer(
+    me: NodeId,
+    groups: &[(GroupId, Vec<NodeId>, Option<NodeId>)],
+    candidates: &[NodeId],
+) -> Option<NodeId> {
+    let score = |peer: NodeId| {
+        let mut covered = 0usize;
+        let mut by_votes = 0usize;
+        for (_, voters, leader) in groups {
+            if voters.contains(&peer) && voters.contains(&me) {
+                covered += 1;
+                if *leader == Some(peer) || *leader == Some(me) {
+                    by_votes += 1;
+                }
+            }
+        }
+        (covered, by_votes)
+    };
+    // Ring order after `me`: ids above it first, ascending, then the ones below.
+    let ring = |peer: NodeId| (peer <= me, peer);
+    candidates
+        .iter()
+        .copied()
+        .filter(|&p| p != me)
+        .map(|p| (score(p), p))
+        .filter(|((covered, _), _)| *covered > 0)
+        .max_by(|(a, p), (b, q)| a.cmp(b).then_with(|| ring(*q).cmp(&ring(*p))))
+        .map(|(_, p)| p)
+}
 
 /// The answer to a `Votes` call on the wire: the vote views first, exactly as the
 /// previous version sent them alone, then the log views. postcard ignores what follows
@@ -164,6 +216,45 @@ pub fn confirmed_index(me: NodeId, own: &View, peer: NodeId, theirs: &View) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Three groups on nodes 1, 2, 3, led by 1, 2 and 3: every peer covers all three,
+    /// two by votes each, so the routers' ties go round the ring (1 asks 2, 2 asks 3,
+    /// 3 asks 1) rather than all to one node.
+    #[test]
+    fn a_search_asks_the_next_node_when_the_peers_tie() {
+        let all = vec![1, 2, 3];
+        let groups = vec![
+            (0, all.clone(), Some(1)),
+            (1, all.clone(), Some(2)),
+            (2, all.clone(), Some(3)),
+        ];
+        assert_eq!(search_peer(1, &groups, &[2, 3]), Some(2));
+        assert_eq!(search_peer(2, &groups, &[1, 3]), Some(3));
+        assert_eq!(search_peer(3, &groups, &[1, 2]), Some(1));
+        // A peer backed off (not a candidate) leaves the other.
+        assert_eq!(search_peer(1, &groups, &[3]), Some(3));
+        assert_eq!(search_peer(1, &groups, &[]), None);
+    }
+
+    /// Coverage first, then the votes row: a peer that is a voter of more of the
+    /// search's groups wins even against the next id; between equal coverage, the one
+    /// leading (or voting for this node's lead) more groups.
+    #[test]
+    fn a_search_asks_the_peer_that_covers_most_groups_then_most_by_votes() {
+        // Five nodes: group 0 on 1,2,3; group 1 on 1,3,4; group 2 on 1,3,5.
+        let groups = vec![
+            (0, vec![1, 2, 3], Some(2)),
+            (1, vec![1, 3, 4], Some(4)),
+            (2, vec![1, 3, 5], Some(5)),
+        ];
+        assert_eq!(search_peer(1, &groups, &[2, 3, 4, 5]), Some(3));
+        // Equal coverage (one group each): group 1's leader covers it by votes.
+        let groups = vec![(0, vec![1, 2, 3], None), (1, vec![1, 4, 5], Some(5))];
+        assert_eq!(search_peer(1, &groups, &[2, 3, 4, 5]), Some(5));
+        // A group this node is no voter of counts for nobody.
+        let groups = vec![(0, vec![2, 3, 4], Some(2))];
+        assert_eq!(search_peer(1, &groups, &[2, 3, 4]), None);
+    }
 
     /// Node `id`'s view: it votes for leader (`term`, `node`); no log view (a node of
     /// the previous version).

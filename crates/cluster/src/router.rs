@@ -2,11 +2,11 @@
 //! its parts — one log entry per group for a run of writes, one call per group for a
 //! run of reads — and merges the answers in the commands' order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
+use futures::future::{join_all, FutureExt};
 use shoal_engine::aggregate::AggregatePart;
 use shoal_engine::{render_search, EngineError, Reply, SearchResults};
 use shoal_query::AggregateRequest;
@@ -17,7 +17,7 @@ use crate::merge;
 use crate::meta::{ClusterMap, IndexDefinition, MapChange};
 use crate::plan::{plan, Merge, Plan};
 use crate::ring::{Ring, Routing};
-use crate::shards::{Answer, Op, Shards};
+use crate::shards::{Answer, Op, PendingFence, Shards};
 use crate::wire::{AggregateCall, ReadCall, SearchCall, ShardError};
 
 /// What a client is told when a group could not answer. Redirects are the router's
@@ -173,6 +173,25 @@ pub struct Router {
     map: parking_lot::RwLock<ClusterMap>,
     /// Map reads that succeeded: how a test sees that a stale view was read again.
     map_reads: std::sync::atomic::AtomicU64,
+    /// Runs of reads in flight on this router (see `read`'s fence).
+    reads_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a run of reads in flight for as long as it lives.
+struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl InFlight {
+    /// Counted in; whether other runs were in flight already.
+    fn enter(count: &Arc<std::sync::atomic::AtomicUsize>) -> (InFlight, bool) {
+        let before = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (InFlight(count.clone()), before > 0)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Router {
@@ -182,6 +201,7 @@ impl Router {
             shards,
             map: parking_lot::RwLock::new(ClusterMap::default()),
             map_reads: std::sync::atomic::AtomicU64::new(0),
+            reads_in_flight: Arc::default(),
         }
     }
 
@@ -601,6 +621,39 @@ impl Router {
                 }
                 .instrument(span)
             });
+        let quorum_timeout = self.shards.local().quorum_timeout;
+        let budget_of = |merge: &Merge| {
+            merge
+                .scatter()
+                .and_then(|s| s.timeout_ms)
+                .map_or(quorum_timeout, |ms| Duration::from_millis(ms) + PART_GRACE)
+        };
+        // One confirmation round for the groups of every search and aggregate in the
+        // run (`Shards::search_fence`), driven by the first part that needs it, when
+        // the router is busy:
+        //
+        // | other runs in flight here | rounds for a search over 3 groups | why |
+        // |---|---|---|
+        // | none | one per peer its parts ask (on 3 nodes: 2, in parallel) | the CPU is idle: a part walks as soon as its own round is back, while the other is in flight (paired, session 29: 8% lower p50 at one client) |
+        // | some | one, to one peer, shared with the other runs waiting | the CPU is the limit: a round costs a gRPC call on both nodes (7% more searches a second at 32 clients) |
+        let (_in_flight, busy) = InFlight::enter(&self.reads_in_flight);
+        let fence: Option<PendingFence<'_>> = if stale_ok || !busy || batches.typed.is_empty() {
+            None
+        } else {
+            let groups: BTreeSet<GroupId> = batches.typed.iter().map(|(_, g, _)| *g).collect();
+            let budget = batches
+                .typed
+                .iter()
+                .map(|(command, _, _)| budget_of(&batches.slots[*command].0))
+                .min()
+                .unwrap_or(quorum_timeout);
+            (groups.len() > 1).then(|| {
+                self.shards
+                    .search_fence(groups.into_iter().collect(), budget)
+                    .boxed()
+                    .shared()
+            })
+        };
         let typed = std::mem::take(&mut batches.typed)
             .into_iter()
             .map(|(command, group, args)| {
@@ -608,12 +661,7 @@ impl Router {
                 // Typed parts come from Search and Aggregate plans only
                 // (`Plan::is_typed`); the other merges are listed for exhaustiveness.
                 let merge = &batches.slots[command].0;
-                let budget = merge
-                    .scatter()
-                    .and_then(|s| s.timeout_ms)
-                    .map_or(self.shards.local().quorum_timeout, |ms| {
-                        Duration::from_millis(ms) + PART_GRACE
-                    });
+                let budget = budget_of(merge);
                 let op = match merge {
                     Merge::Search { offset, num, .. } => Op::Search(SearchCall {
                         args,
@@ -636,8 +684,9 @@ impl Router {
                     }),
                 };
                 let span = tracing::debug_span!("group_part", group);
+                let fence = fence.clone();
                 async move {
-                    let result = self.shards.call_within(group, &op, budget).await;
+                    let result = self.shards.call_fenced(group, &op, budget, fence).await;
                     (command, result.map_err(|e| part_error_text(&e)))
                 }
                 .instrument(span)

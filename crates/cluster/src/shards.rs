@@ -59,7 +59,7 @@ use shoal_raft::{
 };
 use tonic::transport::Channel;
 
-use crate::confirm::{Fence, Fences, VotesAnswer};
+use crate::confirm::{search_peer, Fence, Fences, SearchFence, VotesAnswer};
 use crate::local::{aggregate_on, search_on, Local};
 use crate::read_index::{ReadIndex, ReadIndexes};
 use crate::service::MAX_MESSAGE;
@@ -96,6 +96,11 @@ const FOLLOWER_BACKOFF: Duration = Duration::from_secs(1);
 const CONFIRM_WAIT: Duration = Duration::from_millis(200);
 /// ...and how long a peer whose round failed or timed out is not asked again.
 const CONFIRM_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A run of searches' confirmation round ([`Shards::search_fence`]), shared by its
+/// parts: the first part to need it drives it, the others wait for the same answer.
+pub type PendingFence<'a> =
+    futures::future::Shared<futures::future::BoxFuture<'a, Option<SearchFence>>>;
 
 /// One call to a group.
 #[derive(Debug, Clone)]
@@ -156,6 +161,8 @@ pub struct Shards {
     /// Confirmation rounds to peers (`crate::confirm`), and the parts they confirmed.
     fences: Arc<Fences>,
     confirmed: AtomicU64,
+    /// Of those, the parts confirmed by their search's own round (`search_fence`).
+    confirmed_by_search: AtomicU64,
     /// Until when each peer is not asked for confirmations (its last round failed).
     confirm_backoff: Mutex<HashMap<NodeId, Instant>>,
     /// Raised when a call finds this router's members of a group wrong (the node asked
@@ -178,6 +185,7 @@ impl Shards {
             answered_here: AtomicU64::new(0),
             fences: Arc::default(),
             confirmed: AtomicU64::new(0),
+            confirmed_by_search: AtomicU64::new(0),
             confirm_backoff: Mutex::new(HashMap::new()),
             stale_map: Arc::default(),
         }
@@ -260,6 +268,19 @@ impl Shards {
         op: &Op,
         budget: Duration,
     ) -> Result<Answer, ShardError> {
+        self.call_fenced(group, op, budget, None).await
+    }
+
+    /// [`Self::call_within`] for a part of a run of searches whose round
+    /// ([`Self::search_fence`]) is `search`: the part reads by it where it can, and
+    /// waits for it only then (a part that goes to a leader elsewhere does not).
+    pub async fn call_fenced(
+        &self,
+        group: GroupId,
+        op: &Op,
+        budget: Duration,
+        search: Option<PendingFence<'_>>,
+    ) -> Result<Answer, ShardError> {
         let start = Instant::now();
         let budget = if op.idempotent() {
             budget
@@ -293,12 +314,14 @@ impl Shards {
             };
             let call = async {
                 if node == self.local.host.id() {
-                    if let Some(answer) = self.confirmed_part(group, op, budget).await {
+                    if let Some(answer) =
+                        self.confirmed_part(group, op, budget, search.clone()).await
+                    {
                         return answer;
                     }
                     return self.call_local(group, op).await;
                 }
-                let call = self.call_leader(group, node, &addr, op, budget);
+                let call = self.call_leader(group, node, &addr, op, budget, search.clone());
                 let local = async {
                     match self.local_view(group) {
                         Some(before) => self.superseded(group, node, before).await,
@@ -543,6 +566,7 @@ impl Shards {
         addr: &NodeAddr,
         op: &Op,
         budget: Duration,
+        search: Option<PendingFence<'_>>,
     ) -> Result<Answer, ShardError> {
         let follower = match op {
             // A replica that follows another leader (or none: a left-behind one that
@@ -558,7 +582,7 @@ impl Shards {
         let Some(replica) = follower else {
             return self.call_remote(group, node, addr, op, budget).await;
         };
-        if let Some(answer) = self.confirmed_part(group, op, budget).await {
+        if let Some(answer) = self.confirmed_part(group, op, budget, search).await {
             return answer;
         }
         let index = match self.read_index(group, node, addr).await? {
@@ -585,6 +609,7 @@ impl Shards {
         group: GroupId,
         op: &Op,
         budget: Duration,
+        search: Option<PendingFence<'_>>,
     ) -> Option<Result<Answer, ShardError>> {
         match op {
             Op::Search(_) | Op::Aggregate(_)
@@ -604,14 +629,28 @@ impl Shards {
         // is still confirmed while a lost leader's group elects the next, or while a
         // frozen one has not been replaced yet, unless it froze with an entry the
         // others hold and do not know committed). A peer whose round fails is backed off
-        // and the next one asked at once, within the same part. Asking one peer for
-        // every group was tried (session 27, docs/benchmarks.md): a search's parts then
-        // often missed the round they would have shared and waited for the next, which
-        // cost more at one client than the saved round gained at 32.
+        // and the next one asked at once, within the same part. A run of searches over
+        // several groups takes one round for all of them first (`search` above, see
+        // `search_fence`); this is for a group it did not cover.
         let voters = replica.voters();
         // A learner's replica confirms nothing (both rows need two voters).
         if !voters.iter().any(|(id, _)| *id == me) {
             return None;
+        }
+        // The search's own round, when it took one and it covers this group.
+        if let Some(SearchFence { peer, fence }) = match search {
+            Some(pending) => pending.await,
+            None => None,
+        } {
+            if let Some(index) = fence.index(me, peer, group) {
+                let answer = self
+                    .answer_confirmed(&replica, peer, index, op, budget)
+                    .await;
+                if answer.is_some() {
+                    self.confirmed_by_search.fetch_add(1, Ordering::Relaxed);
+                }
+                return answer;
+            }
         }
         let leader = replica.leader().filter(|(id, _)| *id != me);
         let peers = leader.clone().into_iter().chain(
@@ -632,7 +671,7 @@ impl Shards {
             if left.is_zero() {
                 break;
             }
-            match tokio::time::timeout(wait.min(left), self.fence(group, peer, &addr)).await {
+            match tokio::time::timeout(wait.min(left), self.fence(vec![group], peer, &addr)).await {
                 Ok(Some(Ok(fence))) => {
                     confirmed = fence.index(me, peer, group).map(|index| (peer, index));
                     break;
@@ -645,7 +684,21 @@ impl Shards {
             }
         }
         let (peer, index) = confirmed?;
-        let Some(answer) = answer_here(&replica, index, op, budget).await else {
+        self.answer_confirmed(&replica, peer, index, op, budget)
+            .await
+    }
+
+    /// A part answered from `replica` once it has applied `index`, which a round with
+    /// `peer` confirmed.
+    async fn answer_confirmed(
+        &self,
+        replica: &Group,
+        peer: NodeId,
+        index: u64,
+        op: &Op,
+        budget: Duration,
+    ) -> Option<Result<Answer, ShardError>> {
+        let Some(answer) = answer_here(replica, index, op, budget).await else {
             // Not applied in time. By the logs proof the index may name entries that
             // will never commit (the uncommitted tail of a deposed leader the peer is,
             // still cut off from the others): the next parts ask another voter, or
@@ -659,29 +712,95 @@ impl Shards {
         Some(answer)
     }
 
+    /// One confirmation round for every group of a run of searches, with one peer,
+    /// taken before their parts start: each part then reads by it (`confirmed_part`)
+    /// instead of joining a round of its own. A search over three groups then costs one
+    /// call instead of two, and its parts cannot miss a round they would have shared
+    /// (each part registering on its own raced the round's task, session 27). `None`
+    /// when fewer than two of the groups could be confirmed here, or the round failed:
+    /// the parts take their own rounds as before.
+    pub async fn search_fence(
+        &self,
+        groups: Vec<GroupId>,
+        budget: Duration,
+    ) -> Option<SearchFence> {
+        if !(self.local.follower_reads && self.local.read_mode == ReadMode::Votes) {
+            return None;
+        }
+        let me = self.local.host.id();
+        let mut views = Vec::with_capacity(groups.len());
+        let mut addrs: HashMap<NodeId, NodeAddr> = HashMap::new();
+        for group in groups {
+            let Some(replica) = self.local.host.group(group).filter(|g| g.is_member()) else {
+                continue;
+            };
+            if replica.voter_count() > 3 {
+                continue;
+            }
+            let voters = replica.voters();
+            if !voters.iter().any(|(id, _)| *id == me) {
+                continue;
+            }
+            let ids = voters.iter().map(|(id, _)| *id).collect();
+            for (id, addr) in voters {
+                addrs.entry(id).or_insert(addr);
+            }
+            views.push((group, ids, replica.leader().map(|(id, _)| id)));
+        }
+        if views.len() < 2 {
+            return None;
+        }
+        let candidates: Vec<NodeId> = addrs
+            .keys()
+            .copied()
+            .filter(|&p| p != me && !self.confirm_backing_off(p))
+            .collect();
+        let peer = search_peer(me, &views, &candidates)?;
+        let addr = addrs.get(&peer)?.clone();
+        let covered = views
+            .iter()
+            .filter(|(_, voters, _)| voters.contains(&peer))
+            .map(|(group, _, _)| *group)
+            .collect();
+        let wait = CONFIRM_WAIT.min(budget / 4);
+        match tokio::time::timeout(wait, self.fence(covered, peer, &addr)).await {
+            Ok(Some(Ok(fence))) => Some(SearchFence { peer, fence }),
+            Ok(Some(Err(_)) | None) | Err(_) => {
+                self.confirm_backoff
+                    .lock()
+                    .insert(peer, Instant::now() + CONFIRM_BACKOFF);
+                None
+            }
+        }
+    }
+
     /// Whether `peer`'s last confirmation round failed within [`CONFIRM_BACKOFF`].
     fn confirm_backing_off(&self, peer: NodeId) -> bool {
         backing_off_until(&self.confirm_backoff, peer)
     }
 
-    /// A confirmation round with `peer` sent after this call began, carrying `group`
-    /// and the groups of every other part waiting for one (`crate::rounds`). This
-    /// node's votes are taken when the round is sent.
+    /// A confirmation round with `peer` sent after this call began, carrying `groups`
+    /// and the groups of every other caller waiting for one (`crate::rounds`). This
+    /// node's views are taken when the round is sent.
     async fn fence(
         &self,
-        group: GroupId,
+        groups: Vec<GroupId>,
         peer: NodeId,
         addr: &NodeAddr,
     ) -> Option<Result<Arc<Fence>, ShardError>> {
         let channel = match self.channel(&addr.raft) {
             Ok(c) => c,
-            Err(message) => return Some(Err(unreachable(group, peer, message, true))),
+            Err(message) => {
+                let group = groups.first().copied().unwrap_or(0);
+                return Some(Err(unreachable(group, peer, message, true)));
+            }
         };
         let local = self.local.clone();
-        let fetch = move |mut groups: Vec<GroupId>| {
+        let fetch = move |asked: Vec<Vec<GroupId>>| {
             let mut client = ShardClient::new(channel.clone());
             let local = local.clone();
             async move {
+                let mut groups: Vec<GroupId> = asked.into_iter().flatten().collect();
                 groups.sort_unstable();
                 groups.dedup();
                 // Bounded: a stuck Raft core would hold the slot for every later round.
@@ -711,7 +830,7 @@ impl Shards {
             }
         };
         self.fences
-            .get((peer, addr.raft.clone()), group, fetch)
+            .get((peer, addr.raft.clone()), groups, fetch)
             .await
     }
 
@@ -784,6 +903,11 @@ impl Shards {
     /// and the rounds it sent (`crate::confirm`).
     pub fn confirmed_read_counts(&self) -> (u64, u64) {
         (self.confirmed.load(Ordering::Relaxed), self.fences.rounds())
+    }
+
+    /// Of the confirmed parts, those confirmed by their search's own round.
+    pub fn confirmed_by_search(&self) -> u64 {
+        self.confirmed_by_search.load(Ordering::Relaxed)
     }
 
     async fn call_remote(

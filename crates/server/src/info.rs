@@ -277,5 +277,11 @@ fn cluster_section(node: &Node) -> String {
     out.push_str(&format!(
         "confirmed_reads:{confirmed}\r\nconfirm_rounds:{fences}\r\n"
     ));
+    // Of those parts, the ones a busy router confirmed with one round for the whole
+    // search (`Shards::search_fence`).
+    out.push_str(&format!(
+        "confirmed_reads_by_search:{}\r\n",
+        r.router.shards().confirmed_by_search()
+    ));
     out
 }

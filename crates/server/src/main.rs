@@ -7,6 +7,10 @@
 //! shard group, whose writes are committed to a Raft log on a quorum before they are
 //! answered, with a router in front.
 
+// The gRPC API's request futures nest the router's (scatter, rounds, shared fences)
+// deeper than the default limit of 128 allows the compiler to lay out.
+#![recursion_limit = "256"]
+
 mod access;
 mod acl_command;
 mod admin;
