@@ -24,6 +24,9 @@ test: setup lint unit pytest chaos-quick
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	# The fuzz targets live outside the workspace (libFuzzer wants nightly to run);
+	# checking them on stable keeps them compiling with the parsers they call.
+	cargo check --manifest-path crates/query/fuzz/Cargo.toml --bins
 
 unit:
 	@if cargo nextest --version >/dev/null 2>&1; then \

@@ -7,8 +7,8 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use shoal_index::{
-    build, Algorithm, HnswIndex, HnswParams, IdFilter, IndexConfig, IndexError, Metric, Predicate,
-    RoaringBitmap, VectorIndex, MAX_ID,
+    build, Algorithm, FilterStrategy, HnswIndex, HnswParams, IdFilter, IndexConfig, IndexError,
+    Metric, Predicate, RoaringBitmap, VectorIndex, MAX_ID,
 };
 
 fn hnsw(dim: usize, metric: Metric, cap: usize, params: HnswParams) -> HnswIndex {
@@ -488,5 +488,43 @@ fn the_coded_walk_finds_what_the_float_walk_finds_and_measures_exactly() {
             assert!(hits.iter().all(|h| h.id % 2 == 1 && h.id % 7 != 0));
             assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance));
         }
+    }
+}
+
+/// The planner's two paths forced on the same queries, at selectivities either side of
+/// where `Auto` switches: the exact scan is the brute force answer at every one (also
+/// where `Auto` would walk), and the filtered walk finds at least 95% of it (also where
+/// `Auto` would scan), so the switch only trades time.
+#[test]
+fn both_filter_strategies_agree_at_every_selectivity() {
+    let data = clustered(4_000, 16, 20, 51);
+    let index = hnsw(16, Metric::L2, 4_000, HnswParams::default());
+    fill(&index, &data);
+    for every in [100u32, 20, 5, 2] {
+        let bitmap: RoaringBitmap = (0..4_000u32).filter(|i| i % every == 1).collect();
+        let (mut found, mut total) = (0usize, 0usize);
+        for q in clustered(25, 16, 20, 52) {
+            let truth: Vec<u32> = brute_force(&data, &q, 10, Metric::L2, Some(&bitmap))
+                .iter()
+                .map(|t| t.0)
+                .collect();
+            let exact = index
+                .search_with(&q, 10, Some(64), Some(&bitmap), FilterStrategy::Exact)
+                .unwrap();
+            assert_eq!(
+                exact.iter().map(|n| n.id).collect::<Vec<_>>(),
+                truth,
+                "1 in {every}"
+            );
+            let walk = index
+                .search_with(&q, 10, Some(64), Some(&bitmap), FilterStrategy::Walk)
+                .unwrap();
+            assert!(walk.iter().all(|n| bitmap.contains(n.id)), "1 in {every}");
+            found += walk.iter().filter(|n| truth.contains(&n.id)).count();
+            total += truth.len();
+        }
+        assert_eq!(total, 250, "1 in {every}: every query has 10 matches");
+        let recall = found as f64 / total as f64;
+        assert!(recall >= 0.95, "1 in {every}: the walk's recall {recall}");
     }
 }
