@@ -82,12 +82,21 @@ impl Fence {
 /// groups it needs (one part's group, or every group of a search at once).
 pub type Fences = Rounds<(NodeId, String), Vec<GroupId>, std::sync::Arc<Fence>>;
 
-/// One round with one peer taken for a whole run of searches before their parts start
-/// (`Shards::search_fence`): each part reads by it where it confirms the part's group.
+/// One round with one peer taken for a whole run of searches (`Shards::search_fence`):
+/// each part it covers reads by it where it confirms the part's group.
 #[derive(Debug, Clone)]
 pub struct SearchFence {
     pub peer: NodeId,
     pub fence: std::sync::Arc<Fence>,
+}
+
+/// Where a run of searches' round goes, and the groups it covers (those the peer is a
+/// voter of), decided before the parts start (`Shards::search_fence_plan`).
+#[derive(Debug, Clone)]
+pub struct FencePlan {
+    pub peer: NodeId,
+    pub addr: shoal_raft::NodeAddr,
+    pub covered: Vec<GroupId>,
 }
 
 /// The peer a search's round goes to, among `candidates` (every voter, but this node,

@@ -637,23 +637,24 @@ impl Router {
         // | none | one per peer its parts ask (on 3 nodes: 2, in parallel) | the CPU is idle: a part walks as soon as its own round is back, while the other is in flight (paired, session 29: 8% lower p50 at one client) |
         // | some | one, to one peer, shared with the other runs waiting | the CPU is the limit: a round costs a gRPC call on both nodes (7% more searches a second at 32 clients) |
         let (_in_flight, busy) = InFlight::enter(&self.reads_in_flight);
-        let fence: Option<PendingFence<'_>> = if stale_ok || !busy || batches.typed.is_empty() {
-            None
-        } else {
-            let groups: BTreeSet<GroupId> = batches.typed.iter().map(|(_, g, _)| *g).collect();
-            let budget = batches
-                .typed
-                .iter()
-                .map(|(command, _, _)| budget_of(&batches.slots[*command].0))
-                .min()
-                .unwrap_or(quorum_timeout);
-            (groups.len() > 1).then(|| {
-                self.shards
-                    .search_fence(groups.into_iter().collect(), budget)
-                    .boxed()
-                    .shared()
-            })
-        };
+        let fence: Option<(BTreeSet<GroupId>, PendingFence<'_>)> =
+            if stale_ok || !busy || batches.typed.is_empty() {
+                None
+            } else {
+                let groups: BTreeSet<GroupId> = batches.typed.iter().map(|(_, g, _)| *g).collect();
+                let budget = batches
+                    .typed
+                    .iter()
+                    .map(|(command, _, _)| budget_of(&batches.slots[*command].0))
+                    .min()
+                    .unwrap_or(quorum_timeout);
+                let groups: Vec<GroupId> = groups.into_iter().collect();
+                self.shards.search_fence_plan(&groups).map(|plan| {
+                    let covered: BTreeSet<GroupId> = plan.covered.iter().copied().collect();
+                    let round = self.shards.search_fence(plan, budget).boxed().shared();
+                    (covered, round)
+                })
+            };
         let typed = std::mem::take(&mut batches.typed)
             .into_iter()
             .map(|(command, group, args)| {
@@ -684,7 +685,11 @@ impl Router {
                     }),
                 };
                 let span = tracing::debug_span!("group_part", group);
-                let fence = fence.clone();
+                // Only a part the round covers waits for it.
+                let fence = fence
+                    .as_ref()
+                    .filter(|(covered, _)| covered.contains(&group))
+                    .map(|(_, round)| round.clone());
                 async move {
                     let result = self.shards.call_fenced(group, &op, budget, fence).await;
                     (command, result.map_err(|e| part_error_text(&e)))

@@ -59,7 +59,7 @@ use shoal_raft::{
 };
 use tonic::transport::Channel;
 
-use crate::confirm::{search_peer, Fence, Fences, SearchFence, VotesAnswer};
+use crate::confirm::{search_peer, Fence, FencePlan, Fences, SearchFence, VotesAnswer};
 use crate::local::{aggregate_on, search_on, Local};
 use crate::read_index::{ReadIndex, ReadIndexes};
 use crate::service::MAX_MESSAGE;
@@ -616,6 +616,7 @@ impl Shards {
                 if self.local.follower_reads && self.local.read_mode == ReadMode::Votes => {}
             Op::Search(_) | Op::Aggregate(_) | Op::Read(_) | Op::Write(_) => return None,
         }
+        let started = Instant::now();
         let replica = self.local.host.group(group).filter(|g| g.is_member())?;
         let me = self.local.host.id();
         // A group of more than three voters (or joint ones, counted together) can never
@@ -637,11 +638,15 @@ impl Shards {
         if !voters.iter().any(|(id, _)| *id == me) {
             return None;
         }
-        // The search's own round, when it took one and it covers this group.
+        // The search's own round, when it took one for this group (`search` is only
+        // given to the parts it covers). A peer whose round did not confirm the group
+        // is not asked again for it below.
+        let mut asked = None;
         if let Some(SearchFence { peer, fence }) = match search {
             Some(pending) => pending.await,
             None => None,
         } {
+            asked = Some(peer);
             if let Some(index) = fence.index(me, peer, group) {
                 let answer = self
                     .answer_confirmed(&replica, peer, index, op, budget)
@@ -661,10 +666,11 @@ impl Shards {
         // Each peer gets a quarter of the part's time at most, all of them together
         // half: the read index or leader path keeps the rest.
         let wait = CONFIRM_WAIT.min(budget / 4);
-        let give_up = Instant::now() + budget / 2;
+        // Counted from the part's start, the search's round included.
+        let give_up = started + budget / 2;
         let mut confirmed = None;
         for (peer, addr) in peers {
-            if self.confirm_backing_off(peer) {
+            if asked == Some(peer) || self.confirm_backing_off(peer) {
                 continue;
             }
             let left = give_up.saturating_duration_since(Instant::now());
@@ -712,25 +718,21 @@ impl Shards {
         Some(answer)
     }
 
-    /// One confirmation round for every group of a run of searches, with one peer,
-    /// taken before their parts start: each part then reads by it (`confirmed_part`)
-    /// instead of joining a round of its own. A search over three groups then costs one
-    /// call instead of two, and its parts cannot miss a round they would have shared
-    /// (each part registering on its own raced the round's task, session 27). `None`
-    /// when fewer than two of the groups could be confirmed here, or the round failed:
+    /// Where one confirmation round for every group of a run of searches would go,
+    /// taken before their parts start: each covered part then reads by that round
+    /// (`confirmed_part`) instead of joining a round of its own. A search over three
+    /// groups then costs one call instead of two, and its parts cannot miss a round they
+    /// would have shared (each part registering on its own raced the round's task,
+    /// session 27). `None` when fewer than two of the groups could be confirmed here:
     /// the parts take their own rounds as before.
-    pub async fn search_fence(
-        &self,
-        groups: Vec<GroupId>,
-        budget: Duration,
-    ) -> Option<SearchFence> {
+    pub fn search_fence_plan(&self, groups: &[GroupId]) -> Option<FencePlan> {
         if !(self.local.follower_reads && self.local.read_mode == ReadMode::Votes) {
             return None;
         }
         let me = self.local.host.id();
         let mut views = Vec::with_capacity(groups.len());
         let mut addrs: HashMap<NodeId, NodeAddr> = HashMap::new();
-        for group in groups {
+        for &group in groups {
             let Some(replica) = self.local.host.group(group).filter(|g| g.is_member()) else {
                 continue;
             };
@@ -756,15 +758,34 @@ impl Shards {
             .filter(|&p| p != me && !self.confirm_backing_off(p))
             .collect();
         let peer = search_peer(me, &views, &candidates)?;
-        let addr = addrs.get(&peer)?.clone();
+        let addr = addrs.remove(&peer)?;
         let covered = views
             .iter()
             .filter(|(_, voters, _)| voters.contains(&peer))
             .map(|(group, _, _)| *group)
             .collect();
+        Some(FencePlan {
+            peer,
+            addr,
+            covered,
+        })
+    }
+
+    /// The round `plan` names, sent when the first covered part asks for it (so after
+    /// every read of the run began). `None` when it failed or took longer than a
+    /// quarter of `budget`: the parts then take their own rounds.
+    pub async fn search_fence(&self, plan: FencePlan, budget: Duration) -> Option<SearchFence> {
+        let FencePlan {
+            peer,
+            addr,
+            covered,
+        } = plan;
         let wait = CONFIRM_WAIT.min(budget / 4);
         match tokio::time::timeout(wait, self.fence(covered, peer, &addr)).await {
             Ok(Some(Ok(fence))) => Some(SearchFence { peer, fence }),
+            // A round cut short by a search's own short TIMEOUT says nothing of the
+            // peer: only a failure, or the full wait passing, backs it off.
+            Err(_) if wait < CONFIRM_WAIT => None,
             Ok(Some(Err(_)) | None) | Err(_) => {
                 self.confirm_backoff
                     .lock()

@@ -365,20 +365,26 @@ fn spawn_map_upkeep(node: Arc<Node>, keep: Upkeep) {
         let stale = r.router.shards().stale_map();
         let mut last = tokio::time::Instant::now();
         loop {
-            tokio::select! {
-                _ = interval.tick() => {}
+            let nudged = tokio::select! {
+                _ = interval.tick() => false,
                 () = stale.notified() => {
                     tokio::time::sleep_until(last + STALE_GAP).await;
+                    true
                 }
-            }
+            };
             last = tokio::time::Instant::now();
-            let led = led_groups(&r.host, node::now_ms());
-            let holds = held_groups(&r.host);
-            let report = r
-                .router
-                .report_node(id, &addr, &holds, &led, node::now_ms());
-            if let Err(e) = report.await {
-                tracing::debug!(error = %e, "could not report to the cluster map");
+            // A nudged round only reads the map back (and opens what it names): the
+            // report is a meta log entry, and the purge's two decisions must stay a
+            // tick apart (`purge`), so both keep the tick's pace.
+            if !nudged {
+                let led = led_groups(&r.host, node::now_ms());
+                let holds = held_groups(&r.host);
+                let report = r
+                    .router
+                    .report_node(id, &addr, &holds, &led, node::now_ms());
+                if let Err(e) = report.await {
+                    tracing::debug!(error = %e, "could not report to the cluster map");
+                }
             }
             // The first read of the users comes from the meta leader: a lagging
             // replica could hold an older, more permissive set. So does every read
@@ -401,6 +407,9 @@ fn spawn_map_upkeep(node: Arc<Node>, keep: Upkeep) {
                     .map(|x| x.target)
             }));
             open_missing_groups(&r.host, &groups).await;
+            if nudged {
+                continue;
+            }
             let meta_leader = r.host.group(META).is_some_and(|g| g.is_leader());
             let fits = cluster_shape::check_map(&r.router, &shape, &data_dir, meta_leader).await;
             if let Err(why) = fits {
