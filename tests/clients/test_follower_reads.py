@@ -160,3 +160,24 @@ def test_concurrent_searches_stay_linearizable_and_share_one_round(cluster):
         assert sum(gained) > 0, gained
     else:
         assert gained == [0, 0, 0], gained
+
+
+def test_a_search_after_ft_info_says_ready_finds_every_document(cluster):
+    """Backfill is each replica's own work: a follower may still be indexing old keys
+    when the leaders (whose state FT.INFO reports) are done. A search through any
+    router once FT.INFO says `ready` must count every document all the same."""
+    clients = routers(cluster)
+    pipe = clients[0].pipeline(transaction=False)
+    for i in range(20000):
+        pipe.hset(f"bf:{i}", mapping={"t": "x" if i % 2 else "y"})
+    pipe.execute()
+    clients[0].execute_command("FT.CREATE", "bf", "ON", "HASH", "PREFIX", "1", "bf:",
+                               "SCHEMA", "t", "TAG")
+    while True:
+        info = clients[0].execute_command("FT.INFO", "bf")
+        fields = dict(zip(info[::2], info[1::2]))
+        if fields[b"state"] == b"ready":
+            break
+    for reader in clients[1:] + clients[:1]:
+        total = reader.execute_command("FT.SEARCH", "bf", "@t:{x}", "LIMIT", "0", "0")
+        assert total in ([10000], 10000), total

@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use shoal_engine::aggregate::AggregatePart;
-use shoal_engine::SearchResults;
+use shoal_engine::{IndexState, SearchResults};
 use shoal_proto::shard::shard_client::ShardClient;
 use shoal_proto::shard::ShardCall;
 use shoal_raft::{
@@ -576,7 +576,7 @@ impl Shards {
                 .host
                 .group(group)
                 .filter(|g| g.is_member() && g.leader().is_some_and(|(id, _)| id == node))
-                .filter(|_| !self.backing_off(group)),
+                .filter(|g| !self.backing_off(group) && !backfilling(g, op)),
             Op::Search(_) | Op::Aggregate(_) | Op::Read(_) | Op::Write(_) => None,
         };
         let Some(replica) = follower else {
@@ -618,6 +618,10 @@ impl Shards {
         }
         let started = Instant::now();
         let replica = self.local.host.group(group).filter(|g| g.is_member())?;
+        // A follower still backfilling leaves the part to the leader (`backfilling`).
+        if !replica.is_leader() && backfilling(&replica, op) {
+            return None;
+        }
         let me = self.local.host.id();
         // A group of more than three voters (or joint ones, counted together) can never
         // be confirmed by two: no round for it.
@@ -996,6 +1000,28 @@ fn backing_off_until<K: std::hash::Hash + Eq>(until: &Mutex<HashMap<K, Instant>>
 /// `index` (the read's read index): `None` when it lags more than [`FOLLOWER_MAX_LAG`]
 /// or does not get there within [`FOLLOWER_CATCH_UP`] (a quarter of the read's time if
 /// less), so that the caller can send the part to the leader.
+/// Whether `replica` is still backfilling the index `op` reads. Backfill is each
+/// replica's own background work, not a log entry, so a follower that applied every
+/// write may still miss documents its leader has indexed, and FT.INFO reports the
+/// leaders: a part on such a follower goes to the leader instead, so that a search
+/// after FT.INFO said `ready` finds every document.
+fn backfilling(replica: &Group, op: &Op) -> bool {
+    let args = match op {
+        Op::Search(call) => &call.args,
+        Op::Aggregate(call) => &call.args,
+        Op::Read(_) | Op::Write(_) => return false,
+    };
+    let Some(name) = args.first() else {
+        return false;
+    };
+    let name = String::from_utf8_lossy(name);
+    let state = replica.replica().read();
+    state
+        .engine
+        .index(&name)
+        .is_some_and(|index| index.state() == IndexState::Backfilling)
+}
+
 async fn answer_here(
     replica: &Group,
     index: u64,
