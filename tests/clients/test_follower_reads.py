@@ -13,6 +13,7 @@ must be the same, and only the first two answer from local replicas.
 
 import struct
 import threading
+import time
 
 import pytest
 import redis
@@ -173,11 +174,14 @@ def test_a_search_after_ft_info_says_ready_finds_every_document(cluster):
     pipe.execute()
     clients[0].execute_command("FT.CREATE", "bf", "ON", "HASH", "PREFIX", "1", "bf:",
                                "SCHEMA", "t", "TAG")
-    while True:
+    def ready():
         info = clients[0].execute_command("FT.INFO", "bf")
-        fields = dict(zip(info[::2], info[1::2]))
-        if fields[b"state"] == b"ready":
-            break
+        return dict(zip(info[::2], info[1::2]))[b"state"] == b"ready"
+
+    # Polled without pause: the search must start the moment FT.INFO says ready.
+    deadline = time.monotonic() + 60
+    while not ready():
+        assert time.monotonic() < deadline, "FT.INFO never said ready"
     for reader in clients[1:] + clients[:1]:
         total = reader.execute_command("FT.SEARCH", "bf", "@t:{x}", "LIMIT", "0", "0")
         assert total in ([10000], 10000), total
