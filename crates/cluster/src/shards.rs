@@ -996,10 +996,6 @@ fn backing_off_until<K: std::hash::Hash + Eq>(until: &Mutex<HashMap<K, Instant>>
     }
 }
 
-/// Answers a search or aggregate part on this node's replica once it has applied
-/// `index` (the read's read index): `None` when it lags more than [`FOLLOWER_MAX_LAG`]
-/// or does not get there within [`FOLLOWER_CATCH_UP`] (a quarter of the read's time if
-/// less), so that the caller can send the part to the leader.
 /// Whether `replica` is still backfilling the index `op` reads. Backfill is each
 /// replica's own background work, not a log entry, so a follower that applied every
 /// write may still miss documents its leader has indexed, and FT.INFO reports the
@@ -1022,6 +1018,10 @@ fn backfilling(replica: &Group, op: &Op) -> bool {
         .is_some_and(|index| index.state() == IndexState::Backfilling)
 }
 
+/// Answers a search or aggregate part on this node's replica once it has applied
+/// `index` (the read's read index): `None` when it lags more than [`FOLLOWER_MAX_LAG`]
+/// or does not get there within [`FOLLOWER_CATCH_UP`] (a quarter of the read's time if
+/// less), so that the caller can send the part to the leader.
 async fn answer_here(
     replica: &Group,
     index: u64,
