@@ -24,6 +24,7 @@ pub mod rounds;
 pub mod router;
 pub mod service;
 pub mod shards;
+pub mod turns;
 pub mod wire;
 
 pub use local::Local;

@@ -11,6 +11,7 @@ use shoal_engine::{ReadContext, SearchResults};
 use shoal_raft::{Group, GroupId, Host, ReadMode, Replica, Request, Response};
 
 use crate::confirm::View;
+use crate::turns::Turns;
 use crate::wire::{AggregateCall, ReadAnswer, ReadCall, SearchCall, ShardError};
 
 /// How this node's replicas answer.
@@ -24,6 +25,10 @@ pub struct Local {
     /// replicas after a read index from the leader (`crate::read_index`), instead of
     /// sending them to the leader.
     pub follower_reads: bool,
+    /// The turns this node's router takes for parts it reads on its own replicas after
+    /// a confirmation round, when it is busy (one set for the whole process: `shoal
+    /// dev`'s nodes share it; see `crate::turns` for why only those parts).
+    pub walks: Turns,
 }
 
 impl Local {

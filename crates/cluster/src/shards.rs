@@ -63,6 +63,7 @@ use crate::confirm::{search_peer, Fence, FencePlan, Fences, SearchFence, VotesAn
 use crate::local::{aggregate_on, search_on, Local};
 use crate::read_index::{ReadIndex, ReadIndexes};
 use crate::service::MAX_MESSAGE;
+use crate::turns::{arrived, Turns};
 use crate::wire::{
     decode, encode, AggregateCall, LeaderView, ReadAnswer, ReadCall, SearchCall, ShardError,
 };
@@ -592,7 +593,7 @@ impl Shards {
                 return self.call_remote(group, node, addr, op, budget).await;
             }
         };
-        if let Some(answer) = answer_here(&replica, index, op, budget).await {
+        if let Some(answer) = answer_here(&self.local.walks, &replica, index, op, budget).await {
             self.answered_here.fetch_add(1, Ordering::Relaxed);
             return answer;
         }
@@ -708,7 +709,7 @@ impl Shards {
         op: &Op,
         budget: Duration,
     ) -> Option<Result<Answer, ShardError>> {
-        let Some(answer) = answer_here(replica, index, op, budget).await else {
+        let Some(answer) = answer_here(&self.local.walks, replica, index, op, budget).await else {
             // Not applied in time. By the logs proof the index may name entries that
             // will never commit (the uncommitted tail of a deposed leader the peer is,
             // still cut off from the others): the next parts ask another voter, or
@@ -1023,6 +1024,7 @@ fn backfilling(replica: &Group, op: &Op) -> bool {
 /// or does not get there within [`FOLLOWER_CATCH_UP`] (a quarter of the read's time if
 /// less), so that the caller can send the part to the leader.
 async fn answer_here(
+    walks: &Turns,
     replica: &Group,
     index: u64,
     op: &Op,
@@ -1033,6 +1035,7 @@ async fn answer_here(
     if !(near && replica.wait_applied(index, catch_up).await) {
         return None;
     }
+    let _turn = walks.take(arrived()).await;
     // Checked again under the lock the part reads under: the metrics waited on belong
     // to the Raft, the state to the replica, and a reopen of the group between the two
     // lookups could pair a new replica with old metrics.

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use shoal_cluster::meta::GroupRecord;
 use shoal_cluster::meta::META_VOTERS;
 use shoal_cluster::repair;
+use shoal_cluster::turns::Turns;
 use shoal_cluster::META;
 use shoal_raft::{GroupId, Host, NodeAddr, NodeId};
 use tokio::net::TcpListener;
@@ -46,10 +47,12 @@ pub struct Started {
 
 /// Opens the node's groups, serves gRPC on `grpc`, and bootstraps new groups from the
 /// configured members (see [`bootstrap`]).
+/// `walks` is the process's queue of searches (`shoal dev`'s nodes share one).
 pub async fn start(
     config: &NodeConfig,
     grpc: TcpListener,
     tls: Option<&crate::tls::Tls>,
+    walks: Turns,
 ) -> Result<Started> {
     let peer_tls = tls.and_then(crate::tls::Tls::peer);
     let peer_client = shoal_raft::PeerClient {
@@ -94,6 +97,7 @@ pub async fn start(
         read_mode: config.read_mode,
         quorum_timeout: config.quorum_timeout,
         follower_reads: config.follower_reads,
+        walks,
     };
     let (stop_grpc, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use shoal_cluster::turns::Turns;
 use shoal_raft::NodeId;
 use tokio::net::TcpListener;
 
@@ -158,6 +159,8 @@ impl DevCluster {
             .map(|n| format!("{},{},{},{}", n.id, n.zone, n.grpc, shape.resp))
             .collect();
         let mut nodes = Vec::new();
+        // One queue for the process: its searches share the same cores.
+        let walks = Turns::default();
         for (spot, listener) in layout.nodes.iter().zip(listeners) {
             let config = NodeArgs {
                 id: Some(spot.id),
@@ -175,7 +178,9 @@ impl DevCluster {
                 ..NodeArgs::default()
             }
             .resolve()?;
-            nodes.push(cluster_node::start(&config, listener, shape.tls.as_ref()).await?);
+            nodes.push(
+                cluster_node::start(&config, listener, shape.tls.as_ref(), walks.clone()).await?,
+            );
         }
         let cluster = DevCluster { nodes };
         let deadline = Instant::now() + READY_WITHIN;

@@ -299,7 +299,13 @@ async fn replicated_node(config: node_config::NodeConfig) -> Result<()> {
         .await
         .with_context(|| format!("binding RESP {}", config.resp))?;
     let tls = load_tls(config.tls.clone())?;
-    let started = cluster_node::start(&config, grpc, tls.as_ref()).await?;
+    let started = cluster_node::start(
+        &config,
+        grpc,
+        tls.as_ref(),
+        shoal_cluster::turns::Turns::default(),
+    )
+    .await?;
     if let Err(e) = started.check_shape_first(&config).await {
         started.stop().await?;
         return Err(e);

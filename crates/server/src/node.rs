@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use parking_lot::RwLock;
+use shoal_cluster::turns::ARRIVED;
 use shoal_cluster::Router;
 use shoal_engine::{Engine, ReadContext, Reply, Write};
 use shoal_raft::{Group, GroupError, GroupId, Host, Replica, Request};
@@ -309,9 +310,11 @@ impl Node {
         resp3: bool,
         stale_ok: bool,
     ) -> Vec<Reply> {
+        let since = Instant::now();
         self.counters.active_queries.fetch_add(1, Ordering::Relaxed);
         if let Store::Replicated(r) = &self.store {
-            let replies = r.router.read(requests, resp3, stale_ok, now_ms()).await;
+            let read = r.router.read(requests, resp3, stale_ok, now_ms());
+            let replies = ARRIVED.scope(since, read).await;
             self.counters.active_queries.fetch_sub(1, Ordering::Relaxed);
             return replies;
         }
