@@ -45,6 +45,11 @@ with hiredis); `threads` runs one Python thread per connection in this process; 
 connection on one Rust thread. The Python drivers spend 50-70 us of CPU per request,
 a third of a 2-vCPU machine at 7k searches/s, and a preempted client process delays
 every reply it holds: with them even PING had a 4-5 ms p99 at 32 connections.
+With --client-rt the rust driver runs at real-time priority. On two vCPUs that the
+servers' workers keep busy, an ordinarily scheduled driver reads a reply only when the
+kernel next runs it, which added 1.5 ms to the p99 of `shoal dev` at 32 clients
+(docs/benchmarks.md, "Session 30"): rows taken with it measure the servers' latency, not
+the driver's wait for a core.
 
 Prints markdown tables and writes JSON (`--json`).
 """
@@ -463,6 +468,8 @@ def run_rust(job, bench):
         f.flush()
         cmd = [bench, "resp-load", "--requests-file", f.name, "--clients", str(job["clients"]),
                "--requests", str(job["total"])]
+        if job.get("client_rt"):
+            cmd = ["chrt", "--fifo", "10", *cmd]
         for port in job["ports"]:
             cmd += ["--addr", f"127.0.0.1:{port}"]
         if job["readonly"]:
@@ -476,7 +483,8 @@ def run_rust(job, bench):
 
 def load(args, ports, payloads, clients, readonly, server_pids):
     job = {"ports": ports, "payloads": payloads, "total": args.requests,
-           "clients": clients, "readonly": readonly}
+           "clients": clients, "readonly": readonly,
+           "client_rt": getattr(args, "client_rt", False)}
     before = [cpu_seconds(p) for p in server_pids]
     if args.driver == "threads":
         wall, lat, client_cpu = run_threads(job)
@@ -538,6 +546,10 @@ def main():
                     help="the nodes' --follower-reads [the node's default]")
     ap.add_argument("--driver", choices=["procs", "threads", "rust"], default="procs")
     ap.add_argument("--bench", help="shoal-bench binary, for --driver rust")
+    ap.add_argument("--client-rt", action="store_true",
+                    help="run the rust driver at real-time priority (chrt --fifo 10, needs "
+                         "root): a reply is then read when it arrives, not when the "
+                         "kernel next schedules the driver among the servers' threads")
     ap.add_argument("--client-procs", type=int, default=2,
                     help="client processes for --driver procs")
     ap.add_argument("--no-single", action="store_true", help="skip the single-node setup")
@@ -576,7 +588,7 @@ def main():
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
         "shoal": args.shoal, "n": n, "dim": int(base.shape[1]), "queries": len(queries),
         "k": K, "ef": args.ef, "requests_per_measurement": args.requests,
-        "driver": args.driver,
+        "driver": args.driver, "client_rt": args.client_rt,
         "client_procs": args.client_procs if args.driver == "procs" else None,
         "read_mode": args.read_mode or "default",
         "follower_reads": args.follower_reads or "default", "truth": truth_source,

@@ -53,6 +53,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--ef", type=int, default=20)
+    ap.add_argument("--client-rt", action="store_true",
+                    help="the load driver at real-time priority (cluster_search.py)")
     args = ap.parse_args()
     # What cluster_search.load and start_dev read.
     args.driver, args.read_mode, args.follower_reads = "rust", None, None
