@@ -21,6 +21,9 @@
 //! | leader at one term (asked after 500 ms)   |                                       |
 //! | engine error                              | fail with its text                    |
 //!
+//! The rows for a failed attempt are [`crate::retry::after_failure`], tested one by one
+//! there; this module carries them out.
+//!
 //! Only reads are cut at the deadline: a write in flight has its fate decided by the
 //! group, so it waits out its attempt and reports an unknown outcome if that fails —
 //! unless the group has visibly moved on. A leader that is frozen (a long GC pause, a
@@ -62,15 +65,13 @@ use tonic::transport::Channel;
 use crate::confirm::{search_peer, Fence, FencePlan, Fences, SearchFence, VotesAnswer};
 use crate::local::{aggregate_on, search_on, Local};
 use crate::read_index::{ReadIndex, ReadIndexes};
+use crate::retry::{after_failure, AfterFailure, Attempt, Next};
 use crate::service::MAX_MESSAGE;
 use crate::turns::{arrived, Turns};
 use crate::wire::{
     decode, encode, AggregateCall, LeaderView, ReadAnswer, ReadCall, SearchCall, ShardError,
 };
 
-/// Redirects followed within one call before pausing: leadership rarely moves twice
-/// while a call is in flight.
-const MAX_REDIRECTS: usize = 3;
 /// Pause between attempts while a group elects a leader.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// How often a pending remote call looks at whether the group elected someone else.
@@ -362,62 +363,41 @@ impl Shards {
             } else {
                 call.await
             };
-            let pause = match result {
+            let error = match result {
                 Ok(answer) => {
                     self.hints.lock().insert(group, (node, addr));
                     return Ok(answer);
                 }
-                Err(ShardError::Group(GroupError::NotLeader {
-                    leader: Some(leader),
-                    ..
-                })) if redirects < MAX_REDIRECTS && leader.0 != node => {
+                Err(error) => error,
+            };
+            let AfterFailure {
+                next,
+                forget_hint,
+                refresh_map,
+            } = after_failure(
+                error,
+                Attempt {
+                    node,
+                    redirects,
+                    idempotent: op.idempotent(),
+                    out_of_time: out_of_time(),
+                },
+            );
+            if refresh_map {
+                // The replica moved (a node replaced): the map says where.
+                self.stale_map.notify_one();
+            }
+            if forget_hint {
+                self.hints.lock().remove(&group);
+            }
+            let pause = match next {
+                Next::Redirect(leader) => {
                     redirects += 1;
                     self.hints.lock().insert(group, leader);
                     false
                 }
-                Err(
-                    e @ (ShardError::Group(GroupError::NotLeader { .. })
-                    | ShardError::NotHosted { .. }),
-                ) => {
-                    if matches!(e, ShardError::NotHosted { .. }) {
-                        // The replica moved (a node replaced): the map says where.
-                        self.stale_map.notify_one();
-                    }
-                    self.hints.lock().remove(&group);
-                    if out_of_time() {
-                        return Err(e);
-                    }
-                    true
-                }
-                Err(ShardError::Unreachable {
-                    group,
-                    node,
-                    message,
-                    never_sent,
-                }) => {
-                    self.hints.lock().remove(&group);
-                    let retry = never_sent || op.idempotent();
-                    if !retry || out_of_time() {
-                        return Err(ShardError::Unreachable {
-                            group,
-                            node,
-                            message,
-                            never_sent,
-                        });
-                    }
-                    true
-                }
-                Err(
-                    e @ (ShardError::Group(
-                        GroupError::Timeout { .. }
-                        | GroupError::Unknown { .. }
-                        | GroupError::Raft { .. },
-                    )
-                    | ShardError::Deadline { .. }
-                    | ShardError::NoRoute { .. }
-                    | ShardError::Engine(_)
-                    | ShardError::Codec(_)),
-                ) => return Err(e),
+                Next::Pause => true,
+                Next::Fail(error) => return Err(error),
             };
             if pause {
                 tokio::time::sleep(RETRY_PAUSE).await;
