@@ -176,14 +176,15 @@ def test_a_frozen_leader_stops_no_search_and_a_lost_quorum_fails_by_name(confirm
     wait_for(lambda: readonly.execute_command(
         "FT.SEARCH", "idx", "@n:[5000 5000]", "NOCONTENT", "LIMIT", "0", "0")[0]
         == len(keys), timeout=10, what="node 1 applied the writes")
-    # Frozen only once the router's back-offs from the last search before (in `loaded`,
-    # right after the bulk load) have run out. Had node 1's replica lagged a round's
-    # index then by more than its 200 ms catch-up, the router leaves that peer alone
-    # (`CONFIRM_BACKOFF`), or reads that group at its leader (`FOLLOWER_BACKOFF`), for
-    # 1 s; a leader frozen within that second fails the group's searches until it
-    # ends, which is the back-off's documented cost, not what this test is about. Only
-    # searches that are not READONLY start a back-off, and none runs in between.
-    time.sleep(1.2)
+    # Frozen only once the router has no back-off left from the search before (in
+    # `loaded`, right after the bulk load). Had node 1's replica lagged a round's index
+    # then by more than its 200 ms catch-up, the router leaves that peer alone, or reads
+    # that group at its leader, for 1 s; a leader frozen within that second fails the
+    # group's searches until it ends, which is the back-off's documented cost, not what
+    # this test is about. Only searches that are not READONLY start one, and none runs
+    # in between.
+    wait_for(lambda: int(client.info("cluster")["read_backoffs"]) == 0, timeout=10,
+             what="the router's read back-offs ran out")
 
     confirmed.procs[1].send_signal(signal.SIGSTOP)
     # Whole answers, repeatedly (past the 1 s a failed peer is left alone), each within

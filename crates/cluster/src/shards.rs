@@ -916,6 +916,26 @@ impl Shards {
         self.confirmed_by_search.load(Ordering::Relaxed)
     }
 
+    /// Peers left alone by confirmed reads, and groups read at their leader instead of
+    /// here, at this moment: while any is, a frozen leader can fail searches its
+    /// group's other replica could confirm (docs/consistency.md).
+    pub fn read_backoffs(&self) -> usize {
+        let now = Instant::now();
+        let peers = self
+            .confirm_backoff
+            .lock()
+            .values()
+            .filter(|&&t| now < t)
+            .count();
+        let groups = self
+            .follower_backoff
+            .lock()
+            .values()
+            .filter(|&&t| now < t)
+            .count();
+        peers + groups
+    }
+
     async fn call_remote(
         &self,
         group: GroupId,

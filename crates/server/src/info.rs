@@ -283,5 +283,9 @@ fn cluster_section(node: &Node) -> String {
         "confirmed_reads_by_search:{}\r\n",
         r.router.shards().confirmed_by_search()
     ));
+    out.push_str(&format!(
+        "read_backoffs:{}\r\n",
+        r.router.shards().read_backoffs()
+    ));
     out
 }
