@@ -50,6 +50,9 @@ pub enum EngineError {
     /// Shards answered one request in different shapes: nodes of different versions.
     #[error("ERR shard groups answered {0} in different shapes; are the nodes of one version?")]
     PartsDisagree(&'static str),
+    /// A reshard step this group's state does not allow (docs/resharding.md §3.2).
+    #[error("ERR reshard: {0}")]
+    Reshard(String),
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;

@@ -253,6 +253,23 @@ impl Keyspace {
             .map(|(k, e, _)| (k.as_slice(), e))
     }
 
+    /// Whole buckets from hash `cursor` on, each sorted by key, expired entries
+    /// included. A reader that stops between two buckets resumes at the next one's
+    /// hash; sorting makes every replica walk the same keys in the same order, a
+    /// replica restored from a snapshot (whose buckets were filled in another order)
+    /// included, which is what lets a log entry (a reshard's purge) take keys by it.
+    pub(crate) fn buckets_from(
+        &self,
+        cursor: u64,
+    ) -> impl Iterator<Item = (u64, Vec<(&[u8], &Entry)>)> {
+        self.map.range(cursor..).map(|(&hash, bucket)| {
+            let mut sorted: Vec<(&[u8], &Entry)> =
+                bucket.iter().map(|(k, e, _)| (k.as_slice(), e)).collect();
+            sorted.sort_by(|a, b| a.0.cmp(b.0));
+            (hash, sorted)
+        })
+    }
+
     /// Every entry with its version, in keyspace order, and the change clock: what a
     /// snapshot keeps so that WATCH decides the same way on a replica restored from it.
     pub(crate) fn versioned(&self) -> (u64, impl Iterator<Item = (&[u8], &Entry, u64)>) {

@@ -222,9 +222,16 @@ impl Engine {
         self.keyspace.any_due(now)
     }
 
-    /// Number of live keys.
+    /// Number of live keys a reader of this group may see (during a reshard, not the
+    /// ones it handed over nor copies it does not show yet).
     pub fn dbsize(&self, now: u64) -> usize {
-        self.keyspace.len(now)
+        if self.layout.shows_everything() {
+            return self.keyspace.len(now);
+        }
+        self.keyspace
+            .iter(now)
+            .filter(|(key, _)| self.layout.visible(key))
+            .count()
     }
 
     pub fn keyspace(&self) -> &Keyspace {

@@ -13,6 +13,7 @@ use shoal_query::{FieldKind, Filter, KnnPlan, SearchPlan, SearchRequest};
 use crate::error::{EngineError, Result};
 use crate::fields::{raw_field, words};
 use crate::keyspace::{Keyspace, Value};
+use crate::layout::Layout;
 use crate::reply::format_g12;
 use crate::search_index::{FieldIndex, SearchIndex};
 
@@ -294,6 +295,7 @@ impl Evaluation<'_> {
 pub fn matching(
     index: &SearchIndex,
     keyspace: &Keyspace,
+    layout: &Layout,
     plan: &SearchPlan,
     now: u64,
     deadline: Option<Instant>,
@@ -306,6 +308,18 @@ pub fn matching(
         yielded: Vec::new(),
     };
     let allowed = eval.documents(&plan.filter)?;
+    // During a reshard some documents here belong to another group (a switched
+    // source's moved keys, the target's copies from sources not switched yet). They
+    // leave the allowed set before the walk, not its answer, so a KNN still finds k
+    // neighbours it may show.
+    let allowed = match (allowed, shown_documents(index, layout)) {
+        (allowed, None) => allowed,
+        (None, Some(shown)) => Some(shown),
+        (Some(mut allowed), Some(shown)) => {
+            allowed &= &shown;
+            Some(allowed)
+        }
+    };
     eval.check_deadline()?;
     // Every document's key exists (writes keep the table exact); only one that expired
     // and was not yet removed by a write must be hidden, and there is rarely any.
@@ -339,6 +353,22 @@ pub fn matching(
     Ok((matches, eval.yielded))
 }
 
+/// The documents a reader of this group may see while it takes part in a reshard;
+/// `None` (no bitmap built) when it may see them all, as nearly always.
+fn shown_documents(index: &SearchIndex, layout: &Layout) -> Option<RoaringBitmap> {
+    if layout.shows_everything() {
+        return None;
+    }
+    Some(
+        index
+            .docs
+            .all()
+            .iter()
+            .filter(|&doc| index.docs.key(doc).is_some_and(|key| layout.visible(key)))
+            .collect(),
+    )
+}
+
 /// A match with everything its ordering needs, gathered once before the sort so a
 /// comparison does not look the key up again.
 struct Ranked<'a> {
@@ -350,16 +380,18 @@ struct Ranked<'a> {
 
 /// Runs a bound query against one index. `window`, for a shard's part of a cluster-wide
 /// search, replaces LIMIT: see [`merge`].
+#[allow(clippy::too_many_arguments)]
 pub fn execute(
     index: &SearchIndex,
     keyspace: &Keyspace,
+    layout: &Layout,
     request: &SearchRequest,
     plan: &SearchPlan,
     now: u64,
     deadline: Option<Instant>,
     window: Option<usize>,
 ) -> Result<SearchResults> {
-    let (mut matches, yielded) = matching(index, keyspace, plan, now, deadline)?;
+    let (mut matches, yielded) = matching(index, keyspace, layout, plan, now, deadline)?;
     let eval = Evaluation {
         index,
         keyspace,

@@ -150,6 +150,27 @@ fn read_entry(r: &mut In<'_>) -> Result<Entry> {
     Ok(Entry { value, expires_at })
 }
 
+/// One key's dump, as a reshard copies it from a source to the target: the snapshot's
+/// encoding of its value and absolute expiry.
+pub(crate) fn dump_entry(entry: &Entry) -> Result<Vec<u8>> {
+    let mut out = Out(Vec::new());
+    write_entry(&mut out, entry)?;
+    Ok(out.0)
+}
+
+/// A key from its dump ([`dump_entry`]); trailing bytes are an error, not ignored.
+pub(crate) fn load_entry(bytes: &[u8]) -> Result<Entry> {
+    let mut r = In {
+        data: bytes,
+        pos: 0,
+    };
+    let entry = read_entry(&mut r)?;
+    if r.pos != bytes.len() {
+        return Err(corrupt("bytes after the dump"));
+    }
+    Ok(entry)
+}
+
 /// The reshard state as a snapshot stores it (also what the digest hashes).
 pub(crate) fn reshard_bytes(layout: &Layout, changes: Option<&ChangeLog>) -> Vec<u8> {
     let mut out = Out(Vec::new());

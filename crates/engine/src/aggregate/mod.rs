@@ -16,6 +16,7 @@ use shoal_query::{filter::parse_query, plan::bind, AggregateRequest, AggregateSt
 use crate::error::{EngineError, Result};
 use crate::fields::raw_field;
 use crate::keyspace::{Keyspace, Value};
+use crate::layout::Layout;
 use crate::reply::{format_g12, Reply};
 use crate::search_index::{FieldIndex, SearchIndex};
 
@@ -110,6 +111,8 @@ fn lookup(docs: &dyn Documents, row: &Row, name: &str) -> Cell {
 struct Source<'a> {
     index: &'a SearchIndex,
     keyspace: &'a Keyspace,
+    /// Which keys this group shows while it takes part in a reshard.
+    layout: &'a Layout,
     now: u64,
 }
 
@@ -153,8 +156,14 @@ fn source_rows(
 ) -> Result<(Vec<Row>, Knn)> {
     let parsed = parse_query(&request.query)?;
     let plan = bind(&source.index.schema, &parsed, &request.params)?;
-    let (matches, _) =
-        crate::search::matching(source.index, source.keyspace, &plan, source.now, deadline)?;
+    let (matches, _) = crate::search::matching(
+        source.index,
+        source.keyspace,
+        source.layout,
+        &plan,
+        source.now,
+        deadline,
+    )?;
     let rows = matches
         .iter()
         .map(|(doc, distance)| {
@@ -200,6 +209,7 @@ fn source_rows(
 pub fn execute(
     index: &SearchIndex,
     keyspace: &Keyspace,
+    layout: &Layout,
     request: &AggregateRequest,
     now: u64,
     deadline: Option<Instant>,
@@ -207,6 +217,7 @@ pub fn execute(
     let source = Source {
         index,
         keyspace,
+        layout,
         now,
     };
     let (rows, _) = source_rows(&source, request, deadline)?;

@@ -28,6 +28,7 @@ use super::group::{Groups, PartialGroup};
 use super::{compare, lookup, run, source_rows, Cell, Detached, Documents, Row, Source};
 use crate::error::{EngineError, Result};
 use crate::keyspace::Keyspace;
+use crate::layout::Layout;
 use crate::search_index::SearchIndex;
 
 /// A shard's part of an FT.AGGREGATE.
@@ -144,6 +145,7 @@ fn carry(rows: &mut [Row], names: &[&str], docs: &dyn Documents) {
 pub fn part(
     index: &SearchIndex,
     keyspace: &Keyspace,
+    layout: &Layout,
     request: &AggregateRequest,
     now: u64,
     deadline: Option<Instant>,
@@ -151,6 +153,7 @@ pub fn part(
     let source = Source {
         index,
         keyspace,
+        layout,
         now,
     };
     let (rows, knn) = source_rows(&source, request, deadline)?;

@@ -205,6 +205,7 @@ pub fn run_search<A: AsRef<[u8]>>(
     let results = crate::search::execute(
         index,
         &engine.keyspace,
+        &engine.layout,
         &request,
         &plan,
         now,
@@ -276,6 +277,7 @@ pub(super) fn aggregate(engine: &Engine, a: &Args<'_>, ctx: ReadContext) -> Resu
     let rows = crate::aggregate::execute(
         index,
         &engine.keyspace,
+        &engine.layout,
         &request,
         ctx.now_ms,
         deadline(request.timeout_ms, ctx.in_apply),
@@ -297,6 +299,7 @@ pub(crate) fn aggregate_part<A: AsRef<[u8]>>(
     crate::aggregate::part(
         index,
         &engine.keyspace,
+        &engine.layout,
         &request,
         ctx.now_ms,
         deadline(request.timeout_ms, ctx.in_apply),

@@ -164,6 +164,7 @@ pub(super) fn keys(engine: &Engine, a: &Args<'_>, now: u64) -> Result<Reply> {
         engine
             .keyspace
             .iter(now)
+            .filter(|(k, _)| engine.layout.visible(k))
             .filter(|(k, _)| pattern.matches(&String::from_utf8_lossy(k)))
             .map(|(k, _)| Reply::Bulk(k.to_vec()))
             .collect(),
@@ -200,6 +201,7 @@ pub(super) fn scan(engine: &Engine, a: &Args<'_>, now: u64) -> Result<Reply> {
     let (next, found) = engine.keyspace.scan(cursor, count, now);
     let keys = found
         .into_iter()
+        .filter(|k| engine.layout.visible(k))
         .filter(|k| {
             pattern
                 .as_ref()

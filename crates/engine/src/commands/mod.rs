@@ -8,6 +8,7 @@ pub(crate) mod ft;
 mod hash;
 mod json;
 pub(crate) mod keys;
+mod reshard;
 mod strings;
 
 use crate::error::{EngineError, Result};
@@ -122,6 +123,14 @@ pub(crate) fn execute(engine: &mut Engine, args: &[Vec<u8>], now: u64, resp3: bo
         "FT._CREATE" => ft::create_with_generation(engine, &a, now),
         "FT._DROPIF" => ft::drop_if_generation(engine, &a, now),
         "FT.DROPINDEX" | "FT.DROP" => ft::dropindex(engine, &a, now),
+        "SHOAL._BEGIN" => reshard::begin(engine, &a),
+        "SHOAL._FENCE" => reshard::fence(engine, &a),
+        "SHOAL._PURGE" => reshard::purge(engine, &a),
+        "SHOAL._SETTLE" => reshard::settle(engine, &a),
+        "SHOAL._ABORT" => reshard::abort(engine, &a),
+        "SHOAL._INCOMING" => reshard::incoming(engine, &a),
+        "SHOAL._IMPORT" => reshard::import(engine, &a, now),
+        "SHOAL._ACCEPT" => reshard::accept(engine, &a),
         _ => {
             // A read inside a transaction sees every write before it.
             engine.flush_vectors();
@@ -176,6 +185,14 @@ pub fn is_write(name: &str) -> bool {
             | "FT._DROPIF"
             | "FT.DROPINDEX"
             | "FT.DROP"
+            | "SHOAL._BEGIN"
+            | "SHOAL._FENCE"
+            | "SHOAL._PURGE"
+            | "SHOAL._SETTLE"
+            | "SHOAL._ABORT"
+            | "SHOAL._INCOMING"
+            | "SHOAL._IMPORT"
+            | "SHOAL._ACCEPT"
     )
 }
 
@@ -216,6 +233,9 @@ pub(crate) fn read(engine: &Engine, args: &[&[u8]], ctx: ReadContext) -> Reply {
             engine.index_names().map(Reply::bulk).collect(),
         )),
         "FT._GENERATIONS" => Ok(ft::generations(engine)),
+        "SHOAL._EXPORT" => reshard::export(engine, &a, now),
+        "SHOAL._CHANGES" => reshard::changes(engine, &a, now),
+        "SHOAL._LAYOUT" => Ok(reshard::state(engine)),
         _ => Err(EngineError::UnknownCommand(
             String::from_utf8_lossy(first).to_ascii_lowercase(),
         )),
