@@ -39,10 +39,16 @@ impl Local {
         })
     }
 
-    /// Proposes one log entry and waits until it is applied here.
+    /// Proposes one log entry and waits until it is applied here. An entry planned by
+    /// an older routing than the group's ran nothing: the router hears `StaleMap`.
     pub async fn write(&self, group: GroupId, request: Request) -> Result<Response, ShardError> {
+        let id = group;
         let group = self.group(group)?;
-        Ok(group.write(request, self.quorum_timeout).await?)
+        let response = group.write(request, self.quorum_timeout).await?;
+        match response.stale {
+            Some(floor) => Err(ShardError::StaleMap { group: id, floor }),
+            None => Ok(response),
+        }
     }
 
     async fn linearize(&self, group: &Group, stale_ok: bool) -> Result<(), ShardError> {
@@ -54,10 +60,12 @@ impl Local {
 
     /// Answers reads in order, after one leadership check for all of them.
     pub async fn read(&self, group: GroupId, call: &ReadCall) -> Result<ReadAnswer, ShardError> {
+        let id = group;
         let group = self.group(group)?;
         self.linearize(&group, call.stale_ok).await?;
         let ctx = read_context(call.now_ms, call.resp3);
         let replica = group.replica().read();
+        routed_now(&replica, id, call.epoch)?;
         Ok(ReadAnswer {
             replies: call
                 .commands
@@ -77,7 +85,7 @@ impl Local {
     ) -> Result<SearchResults, ShardError> {
         let group = self.group(group)?;
         self.linearize(&group, call.stale_ok).await?;
-        let part = search_on(&group.replica().read(), call);
+        let part = search_on(&group.replica().read(), group.id(), call);
         part
     }
 
@@ -89,7 +97,7 @@ impl Local {
     ) -> Result<AggregatePart, ShardError> {
         let group = self.group(group)?;
         self.linearize(&group, call.stale_ok).await?;
-        let part = aggregate_on(&group.replica().read(), call);
+        let part = aggregate_on(&group.replica().read(), group.id(), call);
         part
     }
 
@@ -121,7 +129,12 @@ impl Local {
 /// A search part on a replica's state as it is: linearized by the caller (a leader's
 /// check, or a follower read's applied index, taken under the same lock: engine and
 /// index change together), or stale (`READONLY`).
-pub fn search_on(replica: &Replica, call: &SearchCall) -> Result<SearchResults, ShardError> {
+pub fn search_on(
+    replica: &Replica,
+    group: GroupId,
+    call: &SearchCall,
+) -> Result<SearchResults, ShardError> {
+    routed_now(replica, group, call.epoch)?;
     let ctx = read_context(call.now_ms, call.resp3);
     replica
         .engine
@@ -130,7 +143,12 @@ pub fn search_on(replica: &Replica, call: &SearchCall) -> Result<SearchResults, 
 }
 
 /// An aggregate part on a replica's state (see [`search_on`]).
-pub fn aggregate_on(replica: &Replica, call: &AggregateCall) -> Result<AggregatePart, ShardError> {
+pub fn aggregate_on(
+    replica: &Replica,
+    group: GroupId,
+    call: &AggregateCall,
+) -> Result<AggregatePart, ShardError> {
+    routed_now(replica, group, call.epoch)?;
     let ctx = read_context(call.now_ms, false);
     replica
         .engine
@@ -138,10 +156,48 @@ pub fn aggregate_on(replica: &Replica, call: &AggregateCall) -> Result<Aggregate
         .map_err(ShardError::Engine)
 }
 
+/// Whether a call planned by routing `epoch` may read `replica`: not once the group has
+/// moved on to a newer routing (its floor), under which the call's keys may have moved
+/// in or out (docs/resharding.md §4). Checked under the lock the call reads under, so
+/// the answer and the check see the same state.
+pub fn routed_now(replica: &Replica, group: GroupId, epoch: u64) -> Result<(), ShardError> {
+    let floor = replica.engine.layout().floor;
+    if epoch < floor {
+        return Err(ShardError::StaleMap { group, floor });
+    }
+    Ok(())
+}
+
 fn read_context(now_ms: u64, resp3: bool) -> ReadContext {
     ReadContext {
         now_ms,
         resp3,
         in_apply: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_engine::Write;
+
+    use super::*;
+    use crate::wire::ANY_EPOCH;
+
+    #[test]
+    fn a_call_planned_by_an_older_routing_than_the_groups_is_refused() {
+        let mut replica = Replica::default();
+        assert!(
+            routed_now(&replica, 1, 0).is_ok(),
+            "a group that never resharded"
+        );
+        let begin = ["SHOAL._BEGIN", "5", "3", "0", "1", "2", "3"];
+        let args = begin.iter().map(|a| a.as_bytes().to_vec()).collect();
+        replica.engine.apply(&Write::single(1, args));
+        assert!(matches!(
+            routed_now(&replica, 1, 4),
+            Err(ShardError::StaleMap { group: 1, floor: 5 })
+        ));
+        assert!(routed_now(&replica, 1, 5).is_ok());
+        assert!(routed_now(&replica, 1, ANY_EPOCH).is_ok());
     }
 }

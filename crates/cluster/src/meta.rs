@@ -41,7 +41,7 @@ use crate::placement::spread;
 use crate::reshard_record::{ReshardRecord, RESHARD_FIELD};
 use crate::router::{error_text, Router};
 use crate::shards::{Answer, Op};
-use crate::wire::ReadCall;
+use crate::wire::{ReadCall, ANY_EPOCH};
 
 /// The meta group's id: far from the shard groups, which count up from 0.
 pub const META: GroupId = u64::MAX;
@@ -473,6 +473,8 @@ impl Router {
             now_ms,
             stale_ok,
             versions: Vec::new(),
+            // The meta group never reshards.
+            epoch: 0,
         };
         match self.shards().call(META, &Op::Read(call)).await {
             Ok(Answer::Read(answer)) => {
@@ -567,6 +569,8 @@ impl Router {
                 now_ms,
                 stale_ok: false,
                 versions: vec![USERS_KEY.to_vec()],
+                // The meta group never reshards.
+                epoch: 0,
             };
             let (current, version) = match self.shards().call(META, &Op::Read(call)).await {
                 Ok(Answer::Read(answer)) => {
@@ -945,6 +949,8 @@ impl Router {
             now_ms,
             stale_ok: false,
             versions: Vec::new(),
+            // Index metadata, the same on every group whatever the routing.
+            epoch: ANY_EPOCH,
         };
         match self.shards().call(group, &Op::Read(call)).await {
             Ok(Answer::Read(answer)) => match answer.replies.into_iter().next() {

@@ -13,6 +13,8 @@
 //! | unreachable after sending, write             | fail     | forget |         |
 //! | no quorum, leadership lost, deadline, no     | fail     |        |         |
 //! | route, engine or codec error                 |          |        |         |
+//! | the group's routing epoch is past the call's | fail     |        | refresh |
+//! | (a reshard: nothing ran)                     |          |        |         |
 //!
 //! A row that would pause fails instead once the call is out of time, with the error
 //! that made it pause. The redirect bound stops two nodes that each name the other
@@ -118,6 +120,13 @@ pub fn after_failure(error: ShardError, attempt: Attempt) -> AfterFailure {
             next: Next::Fail(e),
             forget_hint: false,
             refresh_map: false,
+        },
+        // The whole command is planned again on the new map, not this one part (its
+        // keys may live on another group now).
+        e @ ShardError::StaleMap { .. } => AfterFailure {
+            next: Next::Fail(e),
+            forget_hint: false,
+            refresh_map: true,
         },
     }
 }
@@ -285,5 +294,15 @@ mod tests {
             };
             assert_eq!(got.to_string(), text);
         }
+    }
+
+    #[test]
+    fn a_group_past_the_calls_routing_fails_it_and_has_the_map_read_again() {
+        let d = after_failure(ShardError::StaleMap { group: 1, floor: 4 }, attempt(0));
+        assert!(d.refresh_map && !d.forget_hint);
+        assert!(matches!(
+            d.next,
+            Next::Fail(ShardError::StaleMap { group: 1, floor: 4 })
+        ));
     }
 }

@@ -59,6 +59,9 @@ pub fn error_text(e: &ShardError) -> String {
         ),
         ShardError::Engine(text) => text.clone(),
         ShardError::Codec(text) => format!("ERR shard call: {text}"),
+        ShardError::StaleMap { group, floor } => format!(
+            "CLUSTERDOWN shard group {group} is handing keys to a new group (routing epoch {floor}), try again"
+        ),
     }
 }
 
@@ -79,7 +82,8 @@ fn part_error_text(e: &ShardError) -> String {
         | ShardError::Unreachable { .. }
         | ShardError::NoRoute { .. }
         | ShardError::Engine(_)
-        | ShardError::Codec(_) => error_text(e),
+        | ShardError::Codec(_)
+        | ShardError::StaleMap { .. } => error_text(e),
     }
 }
 
@@ -143,6 +147,9 @@ struct Batches {
     slots: Vec<(Merge, Vec<(GroupId, usize)>)>,
     /// Search and aggregation parts, called one by one: (command number, group, args).
     typed: Vec<(usize, GroupId, Vec<Vec<u8>>)>,
+    /// The epoch of the routing the parts were planned by; every call names it, and a
+    /// group that has moved past it refuses the call (docs/resharding.md §4).
+    epoch: u64,
 }
 
 impl Batches {
@@ -284,7 +291,10 @@ impl Router {
 
     fn batches<A: AsRef<[u8]>>(&self, commands: &[Vec<A>]) -> Option<Batches> {
         let routing = self.routing();
-        let mut batches = Batches::default();
+        let mut batches = Batches {
+            epoch: routing.epoch(),
+            ..Batches::default()
+        };
         for command in commands {
             batches.add(plan(&routing, command)?);
         }
@@ -552,7 +562,8 @@ impl Router {
                 commands: batches.by_group.remove(&group).unwrap_or_default(),
                 resp3,
                 guard: guards.remove(&group).unwrap_or_default(),
-            };
+            }
+            .at_epoch(batches.epoch);
             let span = tracing::debug_span!("group_write", group);
             async move {
                 let result = self.shards.call(group, &Op::Write(request)).await;
@@ -598,6 +609,7 @@ impl Router {
         let Some(mut batches) = self.batches(requests) else {
             return Self::no_groups(requests.len());
         };
+        let epoch = batches.epoch;
         let reads = std::mem::take(&mut batches.by_group)
             .into_iter()
             .map(|(group, commands)| {
@@ -607,6 +619,7 @@ impl Router {
                     now_ms,
                     stale_ok,
                     versions: Vec::new(),
+                    epoch,
                 };
                 let span = tracing::debug_span!("group_read", group);
                 async move {
@@ -672,6 +685,7 @@ impl Router {
                         now_ms,
                         window: offset.saturating_add(*num),
                         stale_ok,
+                        epoch,
                     }),
                     Merge::Aggregate(_)
                     | Merge::Single
@@ -684,6 +698,7 @@ impl Router {
                         args,
                         now_ms,
                         stale_ok,
+                        epoch,
                     }),
                 };
                 let span = tracing::debug_span!("group_part", group);
@@ -718,6 +733,7 @@ impl Router {
                 now_ms,
                 stale_ok: false,
                 versions: Vec::new(),
+                epoch: routing.epoch(),
             };
             async move {
                 let result = match self.shards.call(group, &Op::Read(call)).await {
@@ -754,6 +770,7 @@ impl Router {
                 now_ms,
                 stale_ok: false,
                 versions: positions.iter().map(|&i| keys[i].clone()).collect(),
+                epoch: routing.epoch(),
             };
             async move { (positions, self.shards.call(group, &Op::Read(call)).await) }
         });

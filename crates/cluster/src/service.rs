@@ -9,7 +9,9 @@ use tracing::Instrument;
 
 use crate::confirm::VotesAnswer;
 use crate::local::Local;
-use crate::wire::{decode, encode, LeaderView, ShardError};
+use crate::wire::{
+    decode, decode_aggregate, decode_read, decode_search, encode, LeaderView, ShardError,
+};
 
 /// Largest shard message: a batch of pipelined vector writes, or a search part that
 /// loads many fields.
@@ -57,7 +59,7 @@ impl Shard for ShardService {
         let call = request.into_inner();
         let span = tracing::debug_span!("shard_read", group = call.group);
         let result = async {
-            let read = decode(&call.payload)?;
+            let read = decode_read(&call.payload)?;
             self.local.read(call.group, &read).await
         }
         .instrument(span)
@@ -69,7 +71,7 @@ impl Shard for ShardService {
         let call = request.into_inner();
         let span = tracing::debug_span!("shard_search", group = call.group);
         let result = async {
-            let search = decode(&call.payload)?;
+            let search = decode_search(&call.payload)?;
             self.local.search(call.group, &search).await
         }
         .instrument(span)
@@ -84,7 +86,7 @@ impl Shard for ShardService {
         let call = request.into_inner();
         let span = tracing::debug_span!("shard_aggregate", group = call.group);
         let result = async {
-            let aggregate = decode(&call.payload)?;
+            let aggregate = decode_aggregate(&call.payload)?;
             self.local.aggregate(call.group, &aggregate).await
         }
         .instrument(span)

@@ -1043,8 +1043,10 @@ async fn answer_here(
     let applied = state.applied().map_or(0, |l| l.index);
     match op {
         _ if applied < index => None,
-        Op::Search(call) => Some(search_on(&state, call).map(Answer::Search)),
-        Op::Aggregate(call) => Some(aggregate_on(&state, call).map(Answer::Aggregate)),
+        Op::Search(call) => Some(search_on(&state, replica.id(), call).map(Answer::Search)),
+        Op::Aggregate(call) => {
+            Some(aggregate_on(&state, replica.id(), call).map(Answer::Aggregate))
+        }
         Op::Read(_) | Op::Write(_) => None,
     }
 }

@@ -29,6 +29,9 @@ struct World {
     keys: Vec<Vec<u8>>,
     next_doc: usize,
     dim: usize,
+    /// Per source, the change its catch-up goes on after (the coordinator's recorded
+    /// `progress.seq`, which only moves forward).
+    seq: std::collections::BTreeMap<u64, u64>,
 }
 
 fn ctx() -> ReadContext {
@@ -67,6 +70,11 @@ impl World {
     /// A few writes of every kind, to the cluster as its routing sends them and to
     /// the single engine.
     fn writes(&mut self, n: usize) {
+        self.writes_away_from(None, n);
+    }
+
+    /// Writes, none of them to a key `group` owns now.
+    fn writes_away_from(&mut self, group: Option<u64>, n: usize) {
         for _ in 0..n {
             let write = match self.rng.gen_range(0..10) {
                 0..=3 => {
@@ -75,15 +83,24 @@ impl World {
                     self.keys.push(key.clone());
                     self.hset(key)
                 }
-                4..=7 => {
+                4..=6 => {
                     let key = self.keys[self.rng.gen_range(0..self.keys.len())].clone();
                     self.hset(key)
+                }
+                // An expiry travels with the key's dump (it does not fire: NOW stays).
+                7 => {
+                    let key = self.keys[self.rng.gen_range(0..self.keys.len())].clone();
+                    let ttl = self.rng.gen_range(1_000..100_000u64).to_string();
+                    cmd(&[b"PEXPIRE", &key, ttl.as_bytes()])
                 }
                 _ => {
                     let key = self.keys[self.rng.gen_range(0..self.keys.len())].clone();
                     cmd(&[b"DEL", &key])
                 }
             };
+            if group.is_some() && self.cluster.ring.group_of(&write[1]) == group {
+                continue;
+            }
             self.cluster.write(write.clone());
             self.one.write(write);
         }
@@ -199,8 +216,9 @@ impl World {
 
     /// Copies source `g`'s moving keys to the target, a page at a time, with writes
     /// between the pages (to the source: the routing still sends its keys there).
-    fn copy(&mut self, g: u64) {
+    fn copy(&mut self, g: u64, flush: bool) {
         let mut cursor = b"0".to_vec();
+        let mut flush = flush;
         for _ in 0..10_000 {
             let page = self.group(g).query(
                 &cmd(&[b"SHOAL._EXPORT", b"3", &cursor, b"25", b"65536"]),
@@ -211,6 +229,28 @@ impl World {
             self.import(g, false, &page[1..]);
             self.writes(3);
             self.churn(g);
+            // A FLUSHALL in the middle of a copy, whose part on the target lands late:
+            // the sources flush, writes follow and reach the target by a catch-up, and
+            // only then does the target's part apply. None of the writes to keys the
+            // sources own may go (writes to keys the target owns are concurrent with
+            // its part, as for any group's part of a FLUSHALL, so there are none here).
+            if std::mem::take(&mut flush) {
+                let flushall = cmd(&[b"FLUSHALL"]);
+                let parts = plan(&self.cluster.ring, &flushall).unwrap_or_else(|| unreachable!());
+                let (late, now): (Vec<_>, Vec<_>) =
+                    parts.parts.into_iter().partition(|p| p.group == TARGET);
+                assert_eq!(late.len(), 1, "the target is among all() groups");
+                for part in now {
+                    apply(self.group(part.group), part.args);
+                }
+                self.one.write(flushall);
+                self.writes_away_from(Some(TARGET), 150);
+                self.catch_up(g, 0);
+                for part in late {
+                    apply(self.group(part.group), part.args);
+                }
+                self.check(&format!("flushed while copying group {g}"));
+            }
             if cursor == b"0" {
                 return;
             }
@@ -228,9 +268,9 @@ impl World {
         apply(self.group(TARGET), args);
     }
 
-    /// Catch-up rounds from change `after` until one lists nothing; the change to ask
-    /// after next.
-    fn catch_up(&mut self, g: u64, mut after: u64, writes: usize) -> u64 {
+    /// Catch-up rounds from where the last one stopped until one lists nothing.
+    fn catch_up(&mut self, g: u64, writes: usize) {
+        let mut after = self.seq.get(&g).copied().unwrap_or(0);
         for _ in 0..10_000 {
             let reply = self.group(g).query(
                 &cmd(&[
@@ -250,8 +290,9 @@ impl World {
             self.import(g, flushed, &reply[2..]);
             let listed = reply.len() > 2;
             after = u64::try_from(high).unwrap_or(0);
+            self.seq.insert(g, after);
             if !listed {
-                return after;
+                return;
             }
             self.writes(writes);
         }
@@ -261,6 +302,20 @@ impl World {
 
 #[test]
 fn adding_a_group_while_writing_answers_every_query_as_one_engine_at_every_step() {
+    reshard_while_writing(None);
+}
+
+/// A FLUSHALL while the second source is copied: the target drops its copies only
+/// through each source's own flush (a FLUSH import), keeps what the switched source
+/// handed it until the flush reaches it directly, and loses no write made after it.
+#[test]
+fn a_flushall_in_the_middle_of_a_reshard_loses_no_write_made_after_it() {
+    reshard_while_writing(Some(1));
+}
+
+/// One reshard of three groups into four, writes between its steps, a FLUSHALL while
+/// copying `flush_during` if given.
+fn reshard_while_writing(flush_during: Option<u64>) {
     let dim = 8;
     let (writes, _) = corpus("FLAT", 400, dim, 5);
     let mut world = World {
@@ -270,6 +325,7 @@ fn adding_a_group_while_writing_answers_every_query_as_one_engine_at_every_step(
         keys: (0..400).map(|i| format!("doc:{i}").into_bytes()).collect(),
         next_doc: 400,
         dim,
+        seq: std::collections::BTreeMap::new(),
     };
     // The target: a new, empty engine with the index (the coordinator's
     // `reconcile_group`), not in the routing yet.
@@ -298,15 +354,15 @@ fn adding_a_group_while_writing_answers_every_query_as_one_engine_at_every_step(
 
     let mut switched = Vec::new();
     for (g, epoch) in [(0u64, 2u64), (1, 3), (2, 4)] {
-        world.copy(g);
+        world.copy(g, flush_during == Some(g));
         world.check(&format!("group {g} copied"));
-        let seq = world.catch_up(g, 0, 2);
+        world.catch_up(g, 2);
         world.check(&format!("group {g} caught up"));
         // The switch. Between the fence and the new routing a router below the epoch
         // is refused by `g` (step 4), so no write reaches `g` here.
         let e = epoch.to_string();
         world.entry(g, cmd(&[b"SHOAL._FENCE", b"3", e.as_bytes()]));
-        world.catch_up(g, seq, 0);
+        world.catch_up(g, 0);
         world.entry(
             TARGET,
             cmd(&[
@@ -335,9 +391,10 @@ fn adding_a_group_while_writing_answers_every_query_as_one_engine_at_every_step(
         }
         world.check(&format!("group {g} purged"));
     }
-    for g in 0..4 {
-        world.entry(g, cmd(&[b"SHOAL._SETTLE", b"3", b"4"]));
+    for g in 0..3 {
+        world.entry(g, cmd(&[b"SHOAL._SETTLE", b"SOURCE", b"3", b"4"]));
     }
+    world.entry(TARGET, cmd(&[b"SHOAL._SETTLE", b"TARGET", b"4"]));
     world.writes(20);
     world.check("settled");
 
@@ -351,6 +408,18 @@ fn adding_a_group_while_writing_answers_every_query_as_one_engine_at_every_step(
         assert!(engine.layout().outgoing.is_none() && engine.layout().incoming.is_none());
     }
     assert_eq!(held, world.one.engines[0].dbsize(NOW));
+    // Every key holds what it would on one engine, its expiry included.
+    let one = &world.one.engines[0];
+    for (key, _) in one.keyspace().iter(NOW) {
+        let Some(g) = ring.group_of(key) else {
+            panic!("no group for {key:?}");
+        };
+        let engine = &world.cluster.engines[g as usize];
+        for read in [&b"HGETALL"[..], b"PTTL"] {
+            let ask = cmd(&[read, key]);
+            assert_eq!(engine.query(&ask, ctx()), one.query(&ask, ctx()), "{key:?}");
+        }
+    }
     // The target took its share: about a quarter of the keys.
     let on_target = world.cluster.engines[3].dbsize(NOW);
     assert!(

@@ -237,7 +237,7 @@ fn write_ring(out: &mut Out, ring: &Ring) {
 
 /// More groups than any cluster has: a ring's size is not the stream's (each group
 /// is 256 virtual nodes), so a crafted count must not reach it.
-const MAX_RING_GROUPS: usize = 4_096;
+pub(crate) const MAX_RING_GROUPS: usize = 4_096;
 
 fn read_ring(r: &mut In<'_>) -> Result<Ring> {
     let n = r.count(8)?;

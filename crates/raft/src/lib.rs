@@ -22,5 +22,7 @@ pub use host::Host;
 pub use log_store::{LogStore, WeakLog};
 pub use network::{Faults, Network, PeerClient, PeerTls, Raft};
 pub use state_machine::{Replica, Retirement, StateMachine};
-pub use types::{raft_config, NodeAddr, NodeId, RaftConfig, Request, Response, TypeConfig};
+pub use types::{
+    raft_config, NodeAddr, NodeId, RaftConfig, Request, Response, TypeConfig, EPOCH_COMMAND,
+};
 pub use vote_view::{LogView, VoteView};

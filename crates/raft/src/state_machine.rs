@@ -62,6 +62,16 @@ impl Replica {
     /// Applies consecutive entries, one response each. Unguarded writes go to the engine
     /// together (their vector inserts run in parallel); a WATCH-guarded entry first
     /// applies everything before it, so its guard sees the state its log position gives.
+    ///
+    /// | entry                                        | applied                                   |
+    /// |----------------------------------------------|-------------------------------------------|
+    /// | `SHOAL._EPOCH x` first, `x` below the floor   | not at all: `stale` = the floor           |
+    /// | a reshard step (`SHOAL._*`)                   | alone, after the batch before it          |
+    /// | WATCH-guarded                                 | alone, after the batch, if the guard holds |
+    /// | anything else                                 | in the batch                              |
+    ///
+    /// The floor moves only with reshard steps, which never wait in a batch, so the
+    /// floor an entry is checked against is the one at its log position.
     fn apply_entries(&mut self, items: &mut [EntryResponder<TypeConfig>]) -> Vec<Response> {
         let mut out: Vec<Response> = Vec::with_capacity(items.len());
         // Unguarded writes waiting for the engine, and the response slot of each.
@@ -69,9 +79,30 @@ impl Replica {
         let mut slots: Vec<usize> = Vec::new();
         for (entry, _) in items.iter_mut() {
             let log_id = entry.log_id();
-            match std::mem::replace(&mut entry.payload, EntryPayload::Blank) {
+            let payload = match std::mem::replace(&mut entry.payload, EntryPayload::Blank) {
+                EntryPayload::Normal(mut request) => match request.take_epoch() {
+                    Some(Some(epoch)) if epoch >= self.engine.layout().floor => {
+                        EntryPayload::Normal(request)
+                    }
+                    // Planned by a routing older than the group's (or unreadable):
+                    // nothing runs, and the router re-reads the map.
+                    Some(_) => {
+                        out.push(Response {
+                            stale: Some(self.engine.layout().floor),
+                            ..Response::default()
+                        });
+                        self.applied = Some(log_id);
+                        continue;
+                    }
+                    None => EntryPayload::Normal(request),
+                },
+                other @ (EntryPayload::Blank | EntryPayload::Membership(_)) => other,
+            };
+            match payload {
                 EntryPayload::Blank => out.push(Response::default()),
-                EntryPayload::Normal(request) if request.guard.is_empty() => {
+                EntryPayload::Normal(request)
+                    if request.guard.is_empty() && !request.reshards() =>
+                {
                     slots.push(out.len());
                     out.push(Response::default());
                     batch.push(Write::from(request));
@@ -84,8 +115,8 @@ impl Replica {
                     let moved = current.iter().zip(&guard).any(|(c, (_, w))| c != w);
                     out.push(if moved {
                         Response {
-                            replies: Vec::new(),
                             aborted: true,
+                            ..Response::default()
                         }
                     } else {
                         Response::replies(self.engine.apply(&Write::from(request)))

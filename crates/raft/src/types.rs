@@ -127,6 +127,12 @@ impl fmt::Display for Request {
 pub struct Response {
     pub replies: Vec<Reply>,
     pub aborted: bool,
+    /// The group's floor when the entry named an older router epoch
+    /// ([`EPOCH_COMMAND`]): nothing ran. Never on the wire: the node that proposed the
+    /// entry turns it into an error for the router that sent it, so a node of the
+    /// previous release still reads every `Response` it is sent.
+    #[serde(skip)]
+    pub stale: Option<u64>,
 }
 
 impl Response {
@@ -134,7 +140,59 @@ impl Response {
         Response {
             replies,
             aborted: false,
+            stale: None,
         }
+    }
+}
+
+/// The pseudo-command a router puts first in an entry, `SHOAL._EPOCH <x>`, with the
+/// epoch of the routing it planned the entry by (docs/resharding.md §3.2). The replica
+/// strips it before the engine sees the entry, and applies nothing if `x` is below the
+/// group's floor. A pseudo-command rather than a `Request` field: entries are postcard
+/// in the log store, and a new field would make existing logs unreadable. Routers send
+/// it only from epoch 1 on (a cluster that has resharded), so entries of a cluster that
+/// never did are byte for byte what the previous release wrote.
+pub const EPOCH_COMMAND: &[u8] = b"SHOAL._EPOCH";
+
+impl Request {
+    /// Puts `SHOAL._EPOCH <epoch>` first, when `epoch` is above 0 (see [`EPOCH_COMMAND`]).
+    pub fn at_epoch(mut self, epoch: u64) -> Request {
+        if epoch > 0 {
+            self.commands.insert(
+                0,
+                vec![EPOCH_COMMAND.to_vec(), epoch.to_string().into_bytes()],
+            );
+        }
+        self
+    }
+
+    /// Takes the entry's `SHOAL._EPOCH` off: `Some(x)` when it had one (`Some(None)`
+    /// when its argument is not an epoch), `None` when it had none.
+    pub fn take_epoch(&mut self) -> Option<Option<u64>> {
+        let first = self.commands.first()?;
+        if !first
+            .first()
+            .is_some_and(|name| name.eq_ignore_ascii_case(EPOCH_COMMAND))
+        {
+            return None;
+        }
+        let epoch = (first.len() == 2)
+            .then(|| std::str::from_utf8(&first[1]).ok()?.parse().ok())
+            .flatten();
+        self.commands.remove(0);
+        Some(epoch)
+    }
+
+    /// Whether a command of the entry is a reshard step (`SHOAL._*`): it may move the
+    /// floor or what readers see, so it is applied alone, at its exact position.
+    pub fn reshards(&self) -> bool {
+        self.commands.iter().any(|c| {
+            c.first().is_some_and(|name| {
+                name.len() > 7
+                    && name[..7].eq_ignore_ascii_case(b"SHOAL._")
+                    && !name.eq_ignore_ascii_case(EPOCH_COMMAND)
+            })
+        })
     }
 }
 
@@ -145,3 +203,56 @@ pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<Typ
 pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
 /// A snapshot as openraft passes it around: metadata and the open snapshot file.
 pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, std::fs::File>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(key: &str) -> Request {
+        Request {
+            now_ms: 1,
+            commands: vec![vec![b"SET".to_vec(), key.into(), b"v".to_vec()]],
+            resp3: false,
+            guard: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_entrys_epoch_goes_first_and_comes_off_before_the_engine() {
+        assert_eq!(
+            set("k").at_epoch(0),
+            set("k"),
+            "epoch 0 writes what it always did"
+        );
+        let mut entry = set("k").at_epoch(7);
+        assert_eq!(entry.commands.len(), 2);
+        assert!(!entry.reshards(), "the epoch is not a reshard step");
+        assert_eq!(entry.take_epoch(), Some(Some(7)));
+        assert_eq!(entry, set("k"));
+        assert_eq!(entry.take_epoch(), None);
+        let mut bad = set("k");
+        bad.commands
+            .insert(0, vec![b"shoal._epoch".to_vec(), b"x".to_vec()]);
+        assert_eq!(
+            bad.take_epoch(),
+            Some(None),
+            "unreadable: refused, not ignored"
+        );
+        let step = Request {
+            commands: vec![vec![b"shoal._fence".to_vec(), b"3".to_vec(), b"2".to_vec()]],
+            ..set("k")
+        };
+        assert!(step.reshards());
+    }
+
+    #[test]
+    fn a_stale_answer_never_reaches_the_wire() {
+        let response = Response {
+            stale: Some(4),
+            ..Response::replies(vec![Reply::Int(1)])
+        };
+        let bytes = postcard::to_allocvec(&response).unwrap_or_default();
+        let back: Response = postcard::from_bytes(&bytes).unwrap_or_default();
+        assert_eq!(back, Response::replies(vec![Reply::Int(1)]));
+    }
+}

@@ -868,3 +868,78 @@ async fn vote_views_name_the_leader_and_only_it_gives_a_read_index() {
     }
     cluster.isolate(leader, false);
 }
+
+/// Entries planned by a routing older than the group's (docs/resharding.md §3.2): the
+/// floor a reshard step raised refuses them on every replica at their log position,
+/// nothing of them runs, and the replicas stay equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_below_the_groups_routing_epoch_is_refused_on_every_replica() {
+    let cluster = Cluster::start(config()).await;
+    let leader = cluster.leader(&[1, 2, 3]).await;
+    let raft = cluster.node(leader).raft();
+    let entry = |commands: Vec<Vec<&str>>| Request {
+        now_ms: 1,
+        commands: commands
+            .into_iter()
+            .map(|c| c.into_iter().map(|a| a.as_bytes().to_vec()).collect())
+            .collect(),
+        resp3: false,
+        guard: Vec::new(),
+    };
+    // Epoch 0 adds nothing to an entry: what a cluster that never resharded writes.
+    assert_eq!(hset("a", "v").at_epoch(0), hset("a", "v"));
+    // Before any reshard every epoch passes.
+    let resp = raft.client_write(hset("a", "1").at_epoch(3)).await.unwrap();
+    assert_eq!(resp.data, Response::replies(vec![Reply::Int(1)]));
+    // A reshard step raises the floor to 5.
+    let begin = entry(vec![vec!["SHOAL._BEGIN", "5", "3", "0", "1", "2", "3"]]);
+    let resp = raft.client_write(begin).await.unwrap();
+    assert!(!resp.data.replies[0].is_error(), "{:?}", resp.data);
+    // Older: refused whole, with the floor; equal or newer: applied, the epoch stripped.
+    let resp = raft.client_write(hset("b", "1").at_epoch(4)).await.unwrap();
+    assert_eq!(resp.data.stale, Some(5));
+    assert!(resp.data.replies.is_empty());
+    let resp = raft.client_write(hset("c", "1").at_epoch(5)).await.unwrap();
+    assert_eq!(
+        (resp.data.stale, resp.data.replies.clone()),
+        (None, vec![Reply::Int(1)])
+    );
+    // Entries proposed together, likely applied in one batch: the floor moves exactly
+    // at the step's position, so one at epoch 5 runs before it and not after it.
+    let fence = entry(vec![vec!["SHOAL._FENCE", "3", "6"]]);
+    let (a, b, c) = tokio::join!(
+        raft.client_write(hset("d", "1").at_epoch(5)),
+        raft.client_write(fence),
+        raft.client_write(hset("e", "1").at_epoch(5)),
+    );
+    let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+    let fenced_at = b.log_id.index;
+    // Whichever order the three were committed in, an entry ran exactly when it came
+    // before the fence.
+    for resp in [&a, &c] {
+        let ran = resp.log_id.index < fenced_at;
+        assert_eq!(resp.data.stale, (!ran).then_some(6), "{resp:?}");
+    }
+    let last_index = a.log_id.index.max(b.log_id.index).max(c.log_id.index);
+    cluster.converge(last_index).await;
+    let shown = |ran: bool| if ran { Reply::bulk("1") } else { Reply::Null };
+    for n in &cluster.nodes {
+        assert_eq!(n.hget("a"), Reply::bulk("1"), "node {}", n.id);
+        assert_eq!(n.hget("b"), Reply::Null, "node {}", n.id);
+        assert_eq!(n.hget("c"), Reply::bulk("1"), "node {}", n.id);
+        assert_eq!(
+            n.hget("d"),
+            shown(a.log_id.index < fenced_at),
+            "node {}",
+            n.id
+        );
+        assert_eq!(
+            n.hget("e"),
+            shown(c.log_id.index < fenced_at),
+            "node {}",
+            n.id
+        );
+        let floor = n.host.replica(GROUP).unwrap().read().engine.layout().floor;
+        assert_eq!(floor, 6, "node {}", n.id);
+    }
+}

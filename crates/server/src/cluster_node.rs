@@ -918,6 +918,7 @@ mod tests {
             now_ms: node::now_ms(),
             stale_ok: false,
             versions: Vec::new(),
+            epoch: 0,
         });
         let asked = std::time::Instant::now();
         let answer = r

@@ -5,18 +5,20 @@
 //! Every write here depends only on its arguments, the entry's time and the engine's
 //! state, so every replica ends in the same [`Layout`]. Each may be sent again after an
 //! unknown outcome: a repeat, or one naming an epoch below the group's floor (a
-//! superseded coordinator's), changes nothing and answers the group's state
-//! ([`state`]), which is what the coordinator reads to go on.
+//! superseded coordinator's, or one of an earlier reshard's), changes nothing and
+//! answers the group's state ([`state`]), which is what the coordinator reads to go
+//! on. Imports and accepts name the coordinator's run instead, which only grows.
 //!
 //! | entry (group)                            | refused when                                        | effect |
 //! |------------------------------------------|-----------------------------------------------------|--------|
 //! | `_BEGIN e1 T next…` (source)             | the target of a reshard; another target under way   | floor ≥ e1, `outgoing`, changes tracked |
 //! | `_FENCE T e` (source)                    | not T's source                                      | floor ≥ e, fenced: moving keys hidden |
 //! | `_PURGE T e n` (source)                  | not fenced                                          | changes dropped, ≤ n moving keys deleted |
-//! | `_SETTLE T e` (source / target)          | an unfenced or unpurged source                      | `outgoing` / `incoming` gone |
-//! | `_ABORT T e` (source)                    | fenced: it finishes forward                         | `outgoing` gone, floor ≥ e |
-//! | `_ABORT e run` (target)                  | an older run; a source already accepted             | aborted, every key deleted, floor ≥ e |
-//! | `_INCOMING e1 run old…` (target)         | a source; holds keys; another intake                | `incoming`, floor ≥ e1 |
+//! | `_SETTLE SOURCE T e`                     | not switched; handed-over keys not purged yet       | `outgoing` gone, floor ≥ e |
+//! | `_SETTLE TARGET e`                       | an old group not accepted (unless aborted)          | `incoming` gone, floor ≥ e |
+//! | `_ABORT TARGET e run` (first)            | an older run; a source already accepted             | aborted, every key deleted, floor ≥ e |
+//! | `_ABORT SOURCE T e` (then)               | another target                                      | `outgoing` gone (the fence too), floor ≥ e |
+//! | `_INCOMING e1 run old…` (target)         | a source; holds keys; another intake; an aborted one's run not older | `incoming`, floor ≥ e1 |
 //! | `_IMPORT g run [FLUSH] key dump…`        | no intake; older run; aborted; g accepted; a key not g's; a bad dump | the keys set or deleted |
 //! | `_ACCEPT g e run` (target)               | as `_IMPORT`                                        | g's keys shown, floor ≥ e |
 
@@ -30,7 +32,7 @@ use crate::error::{EngineError, Result};
 use crate::keyspace::Entry;
 use crate::layout::{Incoming, Layout, Outgoing};
 use crate::reply::Reply;
-use crate::snapshot::{dump_entry, load_entry};
+use crate::snapshot::{dump_entry, load_entry, MAX_RING_GROUPS};
 use crate::Engine;
 
 /// Keys an `_EXPORT` or `_PURGE` looks at, at most, whatever it finds: they hold the
@@ -58,7 +60,13 @@ fn cursor_reply(hash: u64) -> Reply {
     Reply::Bulk(hash.to_string().into_bytes())
 }
 
+/// A ring's groups; no more than a snapshot can hold again.
 fn groups(a: &Args<'_>, from: usize) -> Result<Vec<GroupId>> {
+    if a.len().saturating_sub(from) > MAX_RING_GROUPS {
+        return Err(refused(format!(
+            "a ring of more than {MAX_RING_GROUPS} groups"
+        )));
+    }
     (from..a.len()).map(|i| uint(a, i)).collect()
 }
 
@@ -289,8 +297,11 @@ pub(super) fn fence(engine: &mut Engine, a: &Args<'_>) -> Result<Reply> {
 pub(super) fn purge(engine: &mut Engine, a: &Args<'_>) -> Result<Reply> {
     a.arity(3, false)?;
     let target = uint(a, 0)?;
-    let _epoch = uint(a, 1)?;
+    let epoch = uint(a, 1)?;
     let max = limit(a, 2)?;
+    if epoch < engine.layout.floor {
+        return Ok(state(engine));
+    }
     let out = outgoing_to(&mut engine.layout, target)?;
     if out.fenced.is_none() {
         return Err(refused("a source purges only once it has switched"));
@@ -314,11 +325,7 @@ pub(super) fn purge(engine: &mut Engine, a: &Args<'_>) -> Result<Reply> {
                 .map(|(key, _)| key.to_vec()),
         );
     }
-    for key in &doomed {
-        if let Some(old) = engine.keyspace.remove(key) {
-            engine.indexes_changed(key, Some(&old.value), None);
-        }
-    }
+    remove_keys(engine, &doomed);
     if let Some(out) = engine.layout.outgoing.as_mut() {
         out.purge_cursor = resume;
     }
@@ -328,89 +335,153 @@ pub(super) fn purge(engine: &mut Engine, a: &Args<'_>) -> Result<Reply> {
     ]))
 }
 
-/// `SHOAL._SETTLE <T> <e>`: the reshard is over for this group (a purged source, or
-/// the target once every source was accepted or the reshard aborted).
-pub(super) fn settle(engine: &mut Engine, a: &Args<'_>) -> Result<Reply> {
-    a.arity(2, false)?;
-    let target = uint(a, 0)?;
-    let epoch = uint(a, 1)?;
-    if engine.layout.outgoing.is_some() {
-        let out = outgoing_to(&mut engine.layout, target)?;
-        if out.fenced.is_none() {
-            return Err(refused(
-                "a source that has not switched ends its hand-over by _ABORT",
-            ));
-        }
-        // Settled, a source shows every key it holds again: one it handed over and
-        // still held would be counted twice. One pass over the keys, once a reshard.
-        let next = out.next.clone();
-        let left = engine
-            .keyspace
-            .buckets_from(0)
-            .any(|(_, bucket)| bucket.iter().any(|(k, _)| next.group_of(k) == Some(target)));
-        if left {
-            return Err(refused(
-                "keys handed over are still here: _PURGE them first",
-            ));
-        }
-        engine.keyspace.stop_tracking();
-        engine.layout.outgoing = None;
+/// Which side of a reshard a `_SETTLE` or `_ABORT` is meant for: said in the entry,
+/// not guessed from the group's state, so that a repeat, or one that arrives before
+/// the group took part, cannot be read as the other side's.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Source,
+    Target,
+}
+
+fn side(a: &Args<'_>) -> Result<Side> {
+    let word = a.get(0)?;
+    if word.eq_ignore_ascii_case(b"SOURCE") {
+        Ok(Side::Source)
+    } else if word.eq_ignore_ascii_case(b"TARGET") {
+        Ok(Side::Target)
+    } else {
+        Err(EngineError::Syntax)
     }
-    engine.layout.incoming = None;
+}
+
+/// `SHOAL._SETTLE SOURCE <T> <e>` (a source that switched and purged) or
+/// `SHOAL._SETTLE TARGET <e>` (the target, once every old group was accepted or the
+/// reshard aborted): the reshard is over for this group, every key it holds is shown.
+pub(super) fn settle(engine: &mut Engine, a: &Args<'_>) -> Result<Reply> {
+    a.arity(2, true)?;
+    let side = side(a)?;
+    match side {
+        Side::Source => a.arity(3, false)?,
+        Side::Target => a.arity(2, false)?,
+    }
+    let epoch = uint(a, a.len() - 1)?;
+    if epoch < engine.layout.floor {
+        return Ok(state(engine));
+    }
+    match side {
+        Side::Source => {
+            let target = uint(a, 1)?;
+            if engine.layout.outgoing.is_none() {
+                // Settled already (a repeat).
+                engine.layout.floor = engine.layout.floor.max(epoch);
+                return Ok(state(engine));
+            }
+            let out = outgoing_to(&mut engine.layout, target)?;
+            if out.fenced.is_none() {
+                return Err(refused(
+                    "a source that has not switched ends its hand-over by _ABORT",
+                ));
+            }
+            // Settled, a source shows every key it holds again: one it handed over and
+            // still held would be counted twice. One pass over the keys, once a reshard.
+            let next = out.next.clone();
+            let left = engine
+                .keyspace
+                .buckets_from(0)
+                .any(|(_, bucket)| bucket.iter().any(|(k, _)| next.group_of(k) == Some(target)));
+            if left {
+                return Err(refused(
+                    "keys handed over are still here: _PURGE them first",
+                ));
+            }
+            engine.keyspace.stop_tracking();
+            engine.layout.outgoing = None;
+        }
+        Side::Target => {
+            if let Some(inc) = &engine.layout.incoming {
+                let pending: Vec<GroupId> = inc
+                    .old
+                    .groups()
+                    .iter()
+                    .filter(|g| !inc.accepted.contains_key(g))
+                    .copied()
+                    .collect();
+                // Settled, the target shows every key it holds: copies from a group
+                // that has not switched would be counted twice.
+                if !inc.aborted && !pending.is_empty() {
+                    return Err(refused(format!(
+                        "groups {pending:?} have not switched to this group"
+                    )));
+                }
+            }
+            engine.layout.incoming = None;
+        }
+    }
     engine.layout.floor = engine.layout.floor.max(epoch);
     Ok(state(engine))
 }
 
-/// `SHOAL._ABORT <T> <e>` on a source, `SHOAL._ABORT <e> <run>` on the target: the
-/// reshard is given up before any source switched.
+/// `SHOAL._ABORT TARGET <e> <run>`, then `SHOAL._ABORT SOURCE <T> <e>` on every source:
+/// the reshard is given up while the target has accepted no source. The target goes
+/// first, so an accept still in flight lands after its abort and is refused: the target
+/// never owns anything, and a source may drop its fence (docs/resharding.md §5).
 pub(super) fn abort(engine: &mut Engine, a: &Args<'_>) -> Result<Reply> {
-    a.arity(2, false)?;
-    if engine.layout.outgoing.is_some() {
-        let target = uint(a, 0)?;
-        let epoch = uint(a, 1)?;
-        if outgoing_to(&mut engine.layout, target)?.fenced.is_some() {
-            return Err(refused(
-                "this source has switched: the reshard finishes forward",
-            ));
-        }
-        engine.keyspace.stop_tracking();
-        engine.layout.outgoing = None;
-        engine.layout.floor = engine.layout.floor.max(epoch);
-        return Ok(state(engine));
-    }
-    let epoch = uint(a, 0)?;
-    let run = uint(a, 1)?;
-    if engine.layout.incoming.is_none() {
-        engine.layout.floor = engine.layout.floor.max(epoch);
-        return Ok(state(engine));
-    }
-    let Some(inc) = engine.layout.incoming.as_mut() else {
-        return Ok(state(engine));
+    a.arity(3, false)?;
+    let side = side(a)?;
+    let epoch = match side {
+        Side::Source => uint(a, 2)?,
+        Side::Target => uint(a, 1)?,
     };
-    if run < inc.run {
-        return Err(refused(format!("run {run} is older than run {}", inc.run)));
+    if epoch < engine.layout.floor {
+        return Ok(state(engine));
     }
-    if let Some(g) = inc.accepted.keys().next() {
-        return Err(refused(format!(
-            "group {g} has switched to this group: the reshard finishes forward"
-        )));
-    }
-    inc.run = run;
-    inc.aborted = true;
-    // Only copies are held before a source is accepted: routers send clients' writes
-    // here only from the first accept on.
-    let keys: Vec<Vec<u8>> = engine
-        .keyspace
-        .buckets_from(0)
-        .flat_map(|(_, bucket)| bucket.into_iter().map(|(k, _)| k.to_vec()))
-        .collect();
-    for key in &keys {
-        if let Some(old) = engine.keyspace.remove(key) {
-            engine.indexes_changed(key, Some(&old.value), None);
+    match side {
+        Side::Source => {
+            let target = uint(a, 1)?;
+            // A source that never began (or aborted already) only learns the epoch.
+            if engine.layout.outgoing.is_some() {
+                outgoing_to(&mut engine.layout, target)?;
+                engine.keyspace.stop_tracking();
+                engine.layout.outgoing = None;
+            }
+        }
+        Side::Target => {
+            let run = uint(a, 2)?;
+            if let Some(inc) = engine.layout.incoming.as_mut() {
+                if run < inc.run {
+                    return Err(refused(format!("run {run} is older than run {}", inc.run)));
+                }
+                if let Some(g) = inc.accepted.keys().next() {
+                    return Err(refused(format!(
+                        "group {g} has switched to this group: the reshard finishes forward"
+                    )));
+                }
+                inc.run = run;
+                inc.aborted = true;
+                // Only copies are held before a source is accepted: routers send
+                // clients' writes here only from the first accept on.
+                let keys: Vec<Vec<u8>> = engine
+                    .keyspace
+                    .buckets_from(0)
+                    .flat_map(|(_, bucket)| bucket.into_iter().map(|(k, _)| k.to_vec()))
+                    .collect();
+                remove_keys(engine, &keys);
+            }
         }
     }
     engine.layout.floor = engine.layout.floor.max(epoch);
     Ok(state(engine))
+}
+
+/// Deletes `keys` through the keyspace (which records what a source still tracks) and
+/// keeps the indexes exact.
+fn remove_keys(engine: &mut Engine, keys: &[Vec<u8>]) {
+    for key in keys {
+        if let Some(old) = engine.keyspace.remove(key) {
+            engine.indexes_changed(key, Some(&old.value), None);
+        }
+    }
 }
 
 /// `SHOAL._INCOMING <e1> <run> <old groups…>`: this new, empty group takes keys from
@@ -426,13 +497,27 @@ pub(super) fn incoming(engine: &mut Engine, a: &Args<'_>) -> Result<Reply> {
     if engine.layout.outgoing.is_some() {
         return Err(refused("this group hands keys over itself"));
     }
-    if let Some(inc) = engine.layout.incoming.as_mut() {
-        if inc.old.groups() != old.groups() {
-            return Err(refused("this group already takes keys from other groups"));
+    match engine.layout.incoming.as_mut() {
+        // An aborted intake (emptied by its abort) starts afresh: the next attempt
+        // to add a group reuses the id. Its run must be newer, so that a late entry of
+        // the aborted attempt is refused by its run (coordinators number runs from the
+        // reshard's first epoch: docs/resharding.md §5).
+        Some(inc) if inc.aborted && run <= inc.run => {
+            return Err(refused(format!(
+                "run {run} is not newer than the aborted run {}",
+                inc.run
+            )));
         }
-        inc.run = inc.run.max(run);
-        engine.layout.floor = engine.layout.floor.max(epoch);
-        return Ok(state(engine));
+        Some(inc) if inc.aborted => {}
+        Some(inc) => {
+            if inc.old.groups() != old.groups() {
+                return Err(refused("this group already takes keys from other groups"));
+            }
+            inc.run = inc.run.max(run);
+            engine.layout.floor = engine.layout.floor.max(epoch);
+            return Ok(state(engine));
+        }
+        None => {}
     }
     if !engine.keyspace.is_empty() {
         return Err(refused(
@@ -474,11 +559,12 @@ pub(super) fn import(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<Repl
     a.arity(2, true)?;
     let source = uint(a, 0)?;
     let run = uint(a, 1)?;
-    let flush = a.get(2).is_ok_and(|w| w.eq_ignore_ascii_case(b"FLUSH"));
-    let pairs = a.rest(if flush { 3 } else { 2 });
-    if pairs.len() % 2 != 0 {
-        return Err(EngineError::Arity(a.name.to_ascii_lowercase()));
+    // By count, not by spelling: a first key may be called "flush".
+    let flush = a.len() % 2 == 1;
+    if flush && !a.get(2)?.eq_ignore_ascii_case(b"FLUSH") {
+        return Err(EngineError::Syntax);
     }
+    let pairs = a.rest(if flush { 3 } else { 2 });
     let inc = intake(&mut engine.layout, source, run)?;
     if inc.accepted.contains_key(&source) {
         return Err(refused(format!("group {source} has switched already")));
@@ -509,11 +595,7 @@ pub(super) fn import(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<Repl
             .flat_map(|(_, bucket)| bucket.into_iter().map(|(k, _)| k.to_vec()))
             .filter(|k| old.group_of(k) == Some(source))
             .collect();
-        for key in &gone {
-            if let Some(entry) = engine.keyspace.remove(key) {
-                engine.indexes_changed(key, Some(&entry.value), None);
-            }
-        }
+        remove_keys(engine, &gone);
     }
     let applied = entries.len();
     for (key, entry) in entries {

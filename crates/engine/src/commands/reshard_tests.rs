@@ -366,8 +366,21 @@ fn a_copy_with_writes_then_a_switch_moves_every_moving_key_and_nothing_else() {
         &src,
         &[b"SHOAL._CHANGES", b"3", b"0", b"1", b"1"]
     )));
-    assert!(!is_error(&run(&mut src, &[b"SHOAL._SETTLE", b"3", b"2"])));
-    assert!(!is_error(&run(&mut dst, &[b"SHOAL._SETTLE", b"3", b"2"])));
+    assert!(!is_error(&run(
+        &mut src,
+        &[b"SHOAL._SETTLE", b"SOURCE", b"3", b"2"]
+    )));
+    // The other old groups (standing in for this test) switch too, handing nothing.
+    for g in [&b"1"[..], b"2"] {
+        assert!(!is_error(&run(
+            &mut dst,
+            &[b"SHOAL._ACCEPT", g, b"2", b"1"]
+        )));
+    }
+    assert!(!is_error(&run(
+        &mut dst,
+        &[b"SHOAL._SETTLE", b"TARGET", b"2"]
+    )));
     assert_eq!(visible_keys(&src), shown_src);
     assert_eq!(visible_keys(&dst), shown_dst);
     for engine in [&src, &dst] {
@@ -403,18 +416,53 @@ fn late_repeated_and_out_of_order_entries_change_nothing_or_are_refused() {
         &mut src,
         &[b"SHOAL._BEGIN", b"6", b"4", b"0", b"1", b"2", b"4"]
     )));
-    // A source cannot purge before it switched, nor abort after.
+    // A source cannot purge or settle before it switched, nor settle before its purge.
     assert!(is_error(&run(
         &mut src,
         &[b"SHOAL._PURGE", b"3", b"6", b"10"]
     )));
-    assert!(is_error(&run(&mut src, &[b"SHOAL._SETTLE", b"3", b"6"])));
+    let settle = |e: &'static [u8]| vec![&b"SHOAL._SETTLE"[..], b"SOURCE", b"3", e];
+    assert!(is_error(&run(&mut src, &settle(b"6"))));
     assert!(!is_error(&run(&mut src, &[b"SHOAL._FENCE", b"3", b"6"])));
-    assert!(is_error(&run(&mut src, &[b"SHOAL._ABORT", b"3", b"7"])));
     assert!(
-        is_error(&run(&mut src, &[b"SHOAL._SETTLE", b"3", b"6"])),
+        is_error(&run(&mut src, &settle(b"6"))),
         "settled before its purge, a source would show the keys it handed over"
     );
+    assert!(visible_keys(&src).iter().all(|k| !moving(k)));
+    // Aborted (its target aborted first), a source drops its fence and shows every
+    // key again; the aborted reshard's late entries then change nothing.
+    let abort = |e: &'static [u8]| vec![&b"SHOAL._ABORT"[..], b"SOURCE", b"3", e];
+    assert!(
+        is_error(&run(&mut src, &[b"SHOAL._ABORT", b"3", b"7"])),
+        "no side named"
+    );
+    assert!(!is_error(&run(&mut src, &abort(b"7"))));
+    assert_eq!(visible_keys(&src).len(), keys.len());
+    let digest = src.digest();
+    for late in [
+        vec![&b"SHOAL._FENCE"[..], b"3", b"6"],
+        vec![&b"SHOAL._PURGE"[..], b"3", b"6", b"100"],
+        settle(b"6"),
+        abort(b"7"),
+        abort(b"6"),
+    ] {
+        let reply = run(&mut src, &late);
+        assert!(!is_error(&reply), "{late:?}: {reply:?}");
+        assert_eq!(src.digest(), digest, "{late:?}");
+    }
+    assert_eq!(src.layout().floor, 7);
+    assert!(src.keyspace().changes().is_none());
+    // A target's abort or settle sent to a group that is not one only moves its floor.
+    assert!(!is_error(&run(
+        &mut src,
+        &[b"SHOAL._ABORT", b"TARGET", b"8", b"1"]
+    )));
+    assert!(!is_error(&run(
+        &mut src,
+        &[b"SHOAL._SETTLE", b"TARGET", b"8"]
+    )));
+    assert_eq!(src.layout().floor, 8);
+    assert_eq!(visible_keys(&src).len(), keys.len());
 
     // The target: empty to begin with, runs only go forward, all or nothing.
     let mut dst = Engine::new();
@@ -474,7 +522,10 @@ fn late_repeated_and_out_of_order_entries_change_nothing_or_are_refused() {
     assert!(dst.keyspace().is_empty());
     // Abort: copies dropped, later imports refused; not once a source is accepted.
     import(&mut dst, b"3", false, std::slice::from_ref(&good));
-    assert!(!is_error(&run(&mut dst, &[b"SHOAL._ABORT", b"7", b"3"])));
+    assert!(!is_error(&run(
+        &mut dst,
+        &[b"SHOAL._ABORT", b"TARGET", b"7", b"3"]
+    )));
     assert!(dst.keyspace().is_empty());
     assert!(is_error(&import(
         &mut dst,
@@ -482,6 +533,20 @@ fn late_repeated_and_out_of_order_entries_change_nothing_or_are_refused() {
         false,
         std::slice::from_ref(&good)
     )));
+    // The next attempt reuses the aborted target: its intake starts afresh, at a
+    // newer run only (the aborted attempt's late entries carry its older one).
+    assert!(is_error(&run(
+        &mut dst,
+        &[b"SHOAL._INCOMING", b"8", b"3", b"0", b"1", b"2"]
+    )));
+    assert!(!is_error(&run(
+        &mut dst,
+        &[b"SHOAL._INCOMING", b"8", b"4", b"0", b"1", b"2"]
+    )));
+    assert_eq!(
+        int(&import(&mut dst, b"4", false, std::slice::from_ref(&good))),
+        1
+    );
     let mut dst = Engine::new();
     run(
         &mut dst,
@@ -503,7 +568,39 @@ fn late_repeated_and_out_of_order_entries_change_nothing_or_are_refused() {
         is_error(&run(&mut dst, &[b"SHOAL._ACCEPT", b"5", b"6", b"1"])),
         "not an old group"
     );
-    assert!(is_error(&run(&mut dst, &[b"SHOAL._ABORT", b"8", b"1"])));
+    // Settling the target waits for every old group; aborting it is too late now.
+    let settle = [&b"SHOAL._SETTLE"[..], b"TARGET", b"6"];
+    assert!(is_error(&run(&mut dst, &settle)));
+    assert!(is_error(&run(
+        &mut dst,
+        &[b"SHOAL._ABORT", b"TARGET", b"8", b"1"]
+    )));
+    for g in [&b"1"[..], b"2"] {
+        assert!(!is_error(&run(
+            &mut dst,
+            &[b"SHOAL._ACCEPT", g, b"6", b"1"]
+        )));
+    }
+    assert!(!is_error(&run(&mut dst, &settle)));
+    // A first key named like the flag is a key: the flag goes by the count.
+    let mut dst = Engine::new();
+    run(
+        &mut dst,
+        &[b"SHOAL._INCOMING", b"1", b"1", b"0", b"1", b"2"],
+    );
+    let g = Ring::new(0..3).group_of(b"flush").unwrap().to_string();
+    let imported = run(
+        &mut dst,
+        &[
+            b"SHOAL._IMPORT",
+            g.as_bytes(),
+            b"1",
+            b"flush",
+            &dump(&mover),
+        ],
+    );
+    assert_eq!(int(&imported), 1);
+    assert!(dst.keyspace().get(b"flush", NOW).is_some());
 }
 
 /// Replicas fed the same entries agree, and one restored from a snapshot taken in
