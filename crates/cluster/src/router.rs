@@ -18,7 +18,7 @@ use crate::meta::{ClusterMap, IndexDefinition, MapChange};
 use crate::plan::{plan, Merge, Plan};
 use crate::ring::{Ring, Routing};
 use crate::shards::{Answer, Op, PendingFence, Shards};
-use crate::wire::{AggregateCall, ReadCall, SearchCall, ShardError};
+use crate::wire::{AggregateCall, ReadCall, SearchCall, ShardError, ANY_EPOCH};
 
 /// What a client is told when a group could not answer. Redirects are the router's
 /// business, so a client never sees `MOVED`: only that a group is electing
@@ -98,6 +98,15 @@ const UNEXPECTED: &str = "ERR shard call: unexpected answer";
 /// that answer should reach the router before it gives up on the group.
 const PART_GRACE: Duration = Duration::from_millis(200);
 
+/// How often a router refused for a stale map reads the map again while waiting for
+/// the new routing (`Router::await_epoch`).
+const EPOCH_PAUSE: Duration = Duration::from_millis(50);
+
+/// Times a command is planned again after a group refused it for a stale map: each
+/// time the router first waited for the newer routing, so a second refusal means
+/// yet another switch, and a third is not worth waiting for.
+const STALE_REPLANS: usize = 3;
+
 /// A command that changes the index definitions of the cluster map, with its index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum IndexCommand {
@@ -140,7 +149,7 @@ type TypedParts = BTreeMap<usize, Vec<Result<Answer, String>>>;
 
 /// Commands of one run, grouped: each group's commands in order, and where each
 /// command's parts landed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Batches {
     by_group: BTreeMap<GroupId, Vec<Vec<Vec<u8>>>>,
     /// Per command: its merge, and (group, position in that group's batch) per part.
@@ -150,6 +159,8 @@ struct Batches {
     /// The epoch of the routing the parts were planned by; every call names it, and a
     /// group that has moved past it refuses the call (docs/resharding.md §4).
     epoch: u64,
+    /// That routing, for whatever else the run places (WATCH's keys).
+    routing: Arc<Routing>,
 }
 
 impl Batches {
@@ -182,6 +193,9 @@ pub struct Router {
     map_reads: std::sync::atomic::AtomicU64,
     /// Runs of reads in flight on this router (see `read`'s fence).
     reads_in_flight: std::sync::atomic::AtomicUsize,
+    /// One wait for a newer routing at a time (`await_epoch`): the callers refused
+    /// together share its map reads instead of each asking the meta leader.
+    epoch_wait: tokio::sync::Mutex<()>,
 }
 
 /// Counts a run of reads in flight for as long as it lives.
@@ -209,6 +223,39 @@ impl Router {
             map: parking_lot::RwLock::new(ClusterMap::default()),
             map_reads: std::sync::atomic::AtomicU64::new(0),
             reads_in_flight: std::sync::atomic::AtomicUsize::new(0),
+            epoch_wait: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Waits until this router routes by epoch `floor` or later, the epoch a group
+    /// refused a call below (docs/resharding.md §4): the map is read from the meta
+    /// leader, again every [`EPOCH_PAUSE`] while it is older, for at most the quorum
+    /// timeout. A group moves past an epoch only a step or two before the map does
+    /// (the coordinator writes the map right after), so the wait is a few quorum round
+    /// trips. On time out, the refusal's text, which says nothing ran.
+    pub async fn await_epoch(&self, group: GroupId, floor: u64, now_ms: u64) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + self.shards.local().quorum_timeout;
+        loop {
+            if self.routing().epoch() >= floor {
+                return Ok(());
+            }
+            {
+                let _one = self.epoch_wait.lock().await;
+                if self.routing().epoch() >= floor {
+                    return Ok(());
+                }
+                // A failed read (the meta group electing) is tried again below.
+                if let Err(e) = self.refresh_map(now_ms, true).await {
+                    tracing::debug!(group, floor, error = %e, "map read while waiting for a routing epoch");
+                }
+            }
+            if self.routing().epoch() >= floor {
+                return Ok(());
+            }
+            if std::time::Instant::now() + EPOCH_PAUSE >= deadline {
+                return Err(error_text(&ShardError::StaleMap { group, floor }));
+            }
+            tokio::time::sleep(EPOCH_PAUSE).await;
         }
     }
 
@@ -292,8 +339,11 @@ impl Router {
     fn batches<A: AsRef<[u8]>>(&self, commands: &[Vec<A>]) -> Option<Batches> {
         let routing = self.routing();
         let mut batches = Batches {
+            by_group: BTreeMap::new(),
+            slots: Vec::new(),
+            typed: Vec::new(),
             epoch: routing.epoch(),
-            ..Batches::default()
+            routing: routing.clone(),
         };
         for command in commands {
             batches.add(plan(&routing, command)?);
@@ -425,7 +475,7 @@ impl Router {
     async fn write_run(&self, commands: Vec<Vec<Vec<u8>>>, now_ms: u64) -> Vec<Reply> {
         let n = commands.len();
         match self
-            .run_transaction(commands, false, Vec::new(), now_ms)
+            .run_transaction(commands, false, Vec::new(), now_ms, 0)
             .await
         {
             Ok(Some(replies)) => replies,
@@ -501,21 +551,25 @@ impl Router {
                 String::from_utf8_lossy(name).to_uppercase()
             ));
         }
-        self.run_transaction(commands, resp3, guard, now_ms).await
+        self.run_transaction(commands, resp3, guard, now_ms, 0)
+            .await
     }
 
+    /// `transaction`, planned again (`replans` times so far) when a group refused it
+    /// for a stale map.
     async fn run_transaction(
         &self,
         commands: Vec<Vec<Vec<u8>>>,
         resp3: bool,
         guard: Guard,
         now_ms: u64,
+        replans: usize,
     ) -> Result<Option<Vec<Reply>>, String> {
         let Some(mut batches) = self.batches(&commands) else {
             return Ok(Some(Self::no_groups(commands.len())));
         };
         let mut guards: BTreeMap<GroupId, Guard> = BTreeMap::new();
-        let routing = self.routing();
+        let routing = batches.routing.clone();
         for (key, version) in guard {
             let group = routing.group_of(&key).unwrap_or_default();
             guards.entry(group).or_default().push((key, version));
@@ -556,6 +610,7 @@ impl Router {
             .chain(guards.keys())
             .copied()
             .collect();
+        let guarded = !guards.is_empty();
         let calls = touched.iter().map(|&group| {
             let request = Request {
                 now_ms,
@@ -566,22 +621,68 @@ impl Router {
             .at_epoch(batches.epoch);
             let span = tracing::debug_span!("group_write", group);
             async move {
-                let result = self.shards.call(group, &Op::Write(request)).await;
-                (group, result)
+                let op = Op::Write(request);
+                let result = self.shards.call(group, &op).await;
+                (group, result, op)
             }
             .instrument(span)
         });
         let mut answers: BTreeMap<GroupId, Result<Vec<Reply>, String>> = BTreeMap::new();
-        for (group, result) in join_all(calls).await {
+        let mut refused: Vec<(GroupId, u64, Op)> = Vec::new();
+        for (group, result, op) in join_all(calls).await {
             let replies = match result {
                 Ok(Answer::Write(response)) if response.aborted => return Ok(None),
                 Ok(Answer::Write(response)) => Ok(response.replies),
                 Ok(Answer::Read(_) | Answer::Search(_) | Answer::Aggregate(_)) => {
                     Err(UNEXPECTED.to_owned())
                 }
+                Err(ShardError::StaleMap { floor, .. }) if replans < STALE_REPLANS => {
+                    refused.push((group, floor, op));
+                    continue;
+                }
                 Err(e) => Err(error_text(&e)),
             };
             answers.insert(group, replies);
+        }
+        // A group that refused for a stale map ran nothing of its part. Decision table:
+        //
+        // | the transaction        | what happens to a refused group's part                |
+        // |------------------------|-------------------------------------------------------|
+        // | guarded by WATCH       | EXEC aborts (nil): its versions were read where the keys |
+        // |                        | may no longer be, and nothing ran on that group          |
+        // | not guarded            | its commands are planned again on the newer routing,    |
+        // |                        | each one's merged reply in its place; the other groups' |
+        // |                        | parts, applied already, are not sent again              |
+        for (group, floor, op) in refused {
+            if let Err(text) = self.await_epoch(group, floor, now_ms).await {
+                answers.insert(group, Err(text));
+                continue;
+            }
+            if guarded {
+                return Ok(None);
+            }
+            let Op::Write(mut request) = op else {
+                answers.insert(group, Err(UNEXPECTED.to_owned()));
+                continue;
+            };
+            request.take_epoch();
+            let part = Box::pin(self.run_transaction(
+                request.commands,
+                resp3,
+                Vec::new(),
+                now_ms,
+                replans + 1,
+            ))
+            .await;
+            answers.insert(
+                group,
+                match part {
+                    Ok(Some(replies)) => Ok(replies),
+                    // Unguarded, nothing aborts.
+                    Ok(None) => Err(UNEXPECTED.to_owned()),
+                    Err(text) => Err(text),
+                },
+            );
         }
         // A search or aggregation over groups has no place in a log entry: its parts
         // are typed calls, which would not run at the transaction's point.
@@ -606,8 +707,41 @@ impl Router {
         stale_ok: bool,
         now_ms: u64,
     ) -> Vec<Reply> {
+        let mut replans = 0;
+        loop {
+            let (replies, stale) = self.read_once(requests, resp3, stale_ok, now_ms).await;
+            // A group refused for a stale map: reads are idempotent, so once the router
+            // routes by the newer epoch the whole run is read again (a search's parts
+            // must all come from one routing, or a moving key counts twice or never).
+            let Some((group, floor)) = stale else {
+                return replies;
+            };
+            if replans >= STALE_REPLANS || self.await_epoch(group, floor, now_ms).await.is_err() {
+                return replies;
+            }
+            replans += 1;
+        }
+    }
+
+    /// One try of [`Router::read`], and the highest floor a group refused it for.
+    async fn read_once<A: AsRef<[u8]>>(
+        &self,
+        requests: &[Vec<A>],
+        resp3: bool,
+        stale_ok: bool,
+        now_ms: u64,
+    ) -> (Vec<Reply>, Option<(GroupId, u64)>) {
+        let stale: parking_lot::Mutex<Option<(GroupId, u64)>> = parking_lot::Mutex::new(None);
+        let note = |e: &ShardError| {
+            if let ShardError::StaleMap { group, floor } = e {
+                let mut seen = stale.lock();
+                if seen.is_none_or(|(_, f)| f < *floor) {
+                    *seen = Some((*group, *floor));
+                }
+            }
+        };
         let Some(mut batches) = self.batches(requests) else {
-            return Self::no_groups(requests.len());
+            return (Self::no_groups(requests.len()), None);
         };
         let epoch = batches.epoch;
         let reads = std::mem::take(&mut batches.by_group)
@@ -622,13 +756,17 @@ impl Router {
                     epoch,
                 };
                 let span = tracing::debug_span!("group_read", group);
+                let note = &note;
                 async move {
                     let result = match self.shards.call(group, &Op::Read(call)).await {
                         Ok(Answer::Read(answer)) => Ok(answer.replies),
                         Ok(Answer::Write(_) | Answer::Search(_) | Answer::Aggregate(_)) => {
                             Err(UNEXPECTED.to_owned())
                         }
-                        Err(e) => Err(error_text(&e)),
+                        Err(e) => {
+                            note(&e);
+                            Err(error_text(&e))
+                        }
                     };
                     (group, result)
                 }
@@ -707,9 +845,14 @@ impl Router {
                     .as_ref()
                     .filter(|(covered, _)| covered.contains(&group))
                     .map(|(_, round)| round.clone());
+                let note = &note;
                 async move {
                     let result = self.shards.call_fenced(group, &op, budget, fence).await;
-                    (command, result.map_err(|e| part_error_text(&e)))
+                    let result = result.map_err(|e| {
+                        note(&e);
+                        part_error_text(&e)
+                    });
+                    (command, result)
                 }
                 .instrument(span)
             });
@@ -719,7 +862,8 @@ impl Router {
         for (command, result) in typed {
             by_command.entry(command).or_default().push(result);
         }
-        assemble(batches.slots, &answers, by_command, resp3)
+        let replies = assemble(batches.slots, &answers, by_command, resp3);
+        (replies, stale.into_inner())
     }
 
     /// How far each group's leader had applied its log, read linearizably (so every
@@ -733,7 +877,8 @@ impl Router {
                 now_ms,
                 stale_ok: false,
                 versions: Vec::new(),
-                epoch: routing.epoch(),
+                // How far a log was applied does not depend on where keys live.
+                epoch: ANY_EPOCH,
             };
             async move {
                 let result = match self.shards.call(group, &Op::Read(call)).await {

@@ -66,6 +66,7 @@ impl Replica {
     /// | entry                                        | applied                                   |
     /// |----------------------------------------------|-------------------------------------------|
     /// | `SHOAL._EPOCH x` first, `x` below the floor   | not at all: `stale` = the floor           |
+    /// | no epoch, routed by key, the floor above 0    | not at all: planned at epoch 0            |
     /// | a reshard step (`SHOAL._*`)                   | alone, after the batch before it          |
     /// | WATCH-guarded                                 | alone, after the batch, if the guard holds |
     /// | anything else                                 | in the batch                              |
@@ -80,22 +81,27 @@ impl Replica {
         for (entry, _) in items.iter_mut() {
             let log_id = entry.log_id();
             let payload = match std::mem::replace(&mut entry.payload, EntryPayload::Blank) {
-                EntryPayload::Normal(mut request) => match request.take_epoch() {
-                    Some(Some(epoch)) if epoch >= self.engine.layout().floor => {
-                        EntryPayload::Normal(request)
-                    }
-                    // Planned by a routing older than the group's (or unreadable):
-                    // nothing runs, and the router re-reads the map.
-                    Some(_) => {
+                EntryPayload::Normal(mut request) => {
+                    let planned_at = match request.take_epoch() {
+                        Some(epoch) => epoch,
+                        None if request.unrouted() => Some(u64::MAX),
+                        // A router that has not seen a reshard (or of the previous
+                        // release); before any reshard every floor is 0.
+                        None => Some(0),
+                    };
+                    let floor = self.engine.layout().floor;
+                    if planned_at.is_none_or(|epoch| epoch < floor) {
+                        // Planned by a routing older than the group's (or unreadable):
+                        // nothing runs, and the router re-reads the map.
                         out.push(Response {
-                            stale: Some(self.engine.layout().floor),
+                            stale: Some(floor),
                             ..Response::default()
                         });
                         self.applied = Some(log_id);
                         continue;
                     }
-                    None => EntryPayload::Normal(request),
-                },
+                    EntryPayload::Normal(request)
+                }
                 other @ (EntryPayload::Blank | EntryPayload::Membership(_)) => other,
             };
             match payload {
@@ -579,6 +585,55 @@ mod tests {
         let engine = restored(&mut built);
         assert_eq!(engine.digest(), live_digest);
         assert_eq!(engine.index("idx").unwrap().vectors(), 299);
+    }
+
+    /// One run of entries, applied together: each is checked against the floor at its
+    /// own log position, entries without an epoch count as epoch 0 once the floor has
+    /// risen, and ticks and index metadata are not refused.
+    #[tokio::test]
+    async fn routing_epochs_are_checked_at_each_entrys_position_in_a_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, log) = open(dir.path());
+        let at = |index: u64, epoch: Option<u64>, args: &[&str]| {
+            let mut entry = command_entry(index, args);
+            if let (EntryPayload::Normal(r), Some(epoch)) = (&mut entry.payload, epoch) {
+                *r = r.clone().at_epoch(epoch);
+            }
+            entry
+        };
+        let mut tick = blank_ent::<TypeConfig>(1, 1, 10);
+        tick.payload = EntryPayload::Normal(crate::types::Request::tick(10));
+        let entries = vec![
+            at(1, None, &["SET", "a", "1"]),
+            at(2, None, &["SHOAL._BEGIN", "5", "3", "0", "1", "2", "3"]),
+            at(3, None, &["SET", "b", "1"]),
+            at(4, Some(5), &["SET", "c", "1"]),
+            at(5, Some(4), &["SET", "d", "1"]),
+            at(6, None, &["SHOAL._FENCE", "3", "6"]),
+            at(7, Some(5), &["SET", "e", "1"]),
+            at(8, Some(6), &["SET", "f", "1"]),
+            at(9, None, &["FT._DROPIF", "nope", "1"]),
+            tick,
+        ];
+        commit(&mut sm, &log, entries).await;
+        let replica = sm.replica();
+        let replica = replica.read();
+        let held = |k: &str| replica.engine.keyspace().get(k.as_bytes(), 10).is_some();
+        let got: Vec<(&str, bool)> = ["a", "b", "c", "d", "e", "f"]
+            .into_iter()
+            .map(|k| (k, held(k)))
+            .collect();
+        let expected = vec![
+            ("a", true),
+            ("b", false),
+            ("c", true),
+            ("d", false),
+            ("e", false),
+            ("f", true),
+        ];
+        assert_eq!(got, expected);
+        assert_eq!(replica.engine.layout().floor, 6);
+        assert_eq!(replica.applied().map(|l| l.index), Some(10));
     }
 
     #[tokio::test]

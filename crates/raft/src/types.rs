@@ -148,10 +148,12 @@ impl Response {
 /// The pseudo-command a router puts first in an entry, `SHOAL._EPOCH <x>`, with the
 /// epoch of the routing it planned the entry by (docs/resharding.md §3.2). The replica
 /// strips it before the engine sees the entry, and applies nothing if `x` is below the
-/// group's floor. A pseudo-command rather than a `Request` field: entries are postcard
-/// in the log store, and a new field would make existing logs unreadable. Routers send
-/// it only from epoch 1 on (a cluster that has resharded), so entries of a cluster that
-/// never did are byte for byte what the previous release wrote.
+/// group's floor; an entry without it counts as planned at epoch 0 (unless
+/// [`Request::unrouted`]), so a router that has not seen a reshard yet is refused too.
+/// A pseudo-command rather than a `Request` field: entries are postcard in the log
+/// store, and a new field would make existing logs unreadable. Routers send it only
+/// from epoch 1 on (a cluster that has resharded), so entries of a cluster that never
+/// did are byte for byte what the previous release wrote.
 pub const EPOCH_COMMAND: &[u8] = b"SHOAL._EPOCH";
 
 impl Request {
@@ -181,6 +183,21 @@ impl Request {
             .flatten();
         self.commands.remove(0);
         Some(epoch)
+    }
+
+    /// Whether the entry does not depend on where keys live, so that no routing epoch
+    /// applies to it: an expiry tick (no commands), a reshard step, or index metadata
+    /// only (`FT._CREATE`/`FT._DROPIF`, which every group holds alike and the
+    /// reconciler keeps in line on a group being added). Any other entry without
+    /// `SHOAL._EPOCH` was planned at epoch 0.
+    pub fn unrouted(&self) -> bool {
+        self.reshards()
+            || self.commands.iter().all(|c| {
+                c.first().is_some_and(|name| {
+                    name.eq_ignore_ascii_case(b"FT._CREATE")
+                        || name.eq_ignore_ascii_case(b"FT._DROPIF")
+                })
+            })
     }
 
     /// Whether a command of the entry is a reshard step (`SHOAL._*`): it may move the

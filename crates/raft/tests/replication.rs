@@ -899,6 +899,9 @@ async fn an_entry_below_the_groups_routing_epoch_is_refused_on_every_replica() {
     let resp = raft.client_write(hset("b", "1").at_epoch(4)).await.unwrap();
     assert_eq!(resp.data.stale, Some(5));
     assert!(resp.data.replies.is_empty());
+    // Without an epoch: planned at 0 (a router that has not seen the reshard yet).
+    let resp = raft.client_write(hset("x", "1")).await.unwrap();
+    assert_eq!(resp.data.stale, Some(5));
     let resp = raft.client_write(hset("c", "1").at_epoch(5)).await.unwrap();
     assert_eq!(
         (resp.data.stale, resp.data.replies.clone()),
@@ -926,6 +929,7 @@ async fn an_entry_below_the_groups_routing_epoch_is_refused_on_every_replica() {
     for n in &cluster.nodes {
         assert_eq!(n.hget("a"), Reply::bulk("1"), "node {}", n.id);
         assert_eq!(n.hget("b"), Reply::Null, "node {}", n.id);
+        assert_eq!(n.hget("x"), Reply::Null, "node {}", n.id);
         assert_eq!(n.hget("c"), Reply::bulk("1"), "node {}", n.id);
         assert_eq!(
             n.hget("d"),

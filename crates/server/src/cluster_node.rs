@@ -880,6 +880,106 @@ mod tests {
         cluster.stop().await.unwrap();
     }
 
+    /// A group that has moved past the router's routing epoch (a reshard step raised
+    /// its floor) refuses the router's calls, which run nothing there. The router reads
+    /// the map again: while the map is older it answers CLUSTERDOWN, nothing applied;
+    /// once the map has the newer routing it plans the command again, and it succeeds
+    /// (docs/resharding.md §4). Real one-node cluster: RocksDB, openraft, gRPC.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_router_refused_for_a_stale_map_waits_for_the_new_routing_and_plans_again() {
+        use shoal_cluster::shards::{Answer, Op};
+        let dir = tempfile::TempDir::new().unwrap();
+        let shape = one_node(&dir, 2);
+        let cluster = crate::dev_cluster::DevCluster::start(&shape).await.unwrap();
+        let started = &cluster.nodes[0];
+        let Store::Replicated(r) = &started.node.store else {
+            panic!("a cluster node is replicated");
+        };
+        let key = (0..)
+            .map(|i| format!("k{i}").into_bytes())
+            .find(|k| r.router.routing().group_of(k) == Some(0))
+            .unwrap();
+        let args = |parts: &[&[u8]]| parts.iter().map(|p| p.to_vec()).collect::<Vec<_>>();
+        // Group 0 begins handing keys to a group 2 at epoch 1; the map says nothing yet.
+        let begin = shoal_raft::Request {
+            now_ms: node::now_ms(),
+            commands: vec![args(&[b"SHOAL._BEGIN", b"1", b"2", b"0", b"1", b"2"])],
+            resp3: false,
+            guard: Vec::new(),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let answer = r.router.shards().call(0, &Op::Write(begin.clone())).await;
+            if matches!(&answer, Ok(Answer::Write(w)) if !w.replies.iter().any(|x| x.is_error())) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{answer:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(r.router.routing().epoch(), 0);
+        // Refused while the map is older: CLUSTERDOWN, for a write and a read alike.
+        let set = |v: &[u8]| vec![args(&[b"SET", &key, v])];
+        let get = [args(&[b"GET", &key])];
+        let (refused, read) = tokio::join!(
+            r.router.write(set(b"1"), node::now_ms()),
+            r.router.read(&get, false, false, node::now_ms()),
+        );
+        for reply in [&refused[0], &read[0]] {
+            let shoal_engine::Reply::Error(text) = reply else {
+                panic!("not refused: {reply:?}");
+            };
+            assert!(
+                text.starts_with("CLUSTERDOWN shard group 0 is handing keys"),
+                "{text}"
+            );
+        }
+        let held = |host: &Host| {
+            host.replica(0).is_some_and(|g| {
+                g.read()
+                    .engine
+                    .keyspace()
+                    .get(&key, node::now_ms())
+                    .is_some()
+            })
+        };
+        assert!(!held(&started.host), "a refused write ran");
+        // The write is planned at epoch 0 before the layout is written (the first poll
+        // of `join!` plans it), so it can only succeed by waiting for the new routing.
+        let layout = shoal_cluster::layout::Layout {
+            epoch: 1,
+            groups: vec![0, 1],
+            moving: Some(shoal_cluster::layout::Moving {
+                target: 2,
+                switched: Vec::new(),
+            }),
+        };
+        let publish = async {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while let Err(e) = r.router.map_set_layout(&layout, node::now_ms()).await {
+                assert!(std::time::Instant::now() < deadline, "{e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        // An MSET over both groups: group 1 takes its part at once, group 0's part alone
+        // is planned again.
+        let other = (0..)
+            .map(|i| format!("o{i}").into_bytes())
+            .find(|k| r.router.routing().group_of(k) == Some(1))
+            .unwrap();
+        let mset = vec![args(&[b"MSET", &key, b"2", &other, b"3"])];
+        let (written, ()) = tokio::join!(r.router.write(mset, node::now_ms()), publish);
+        assert_eq!(written, vec![shoal_engine::Reply::Ok]);
+        assert_eq!(r.router.routing().epoch(), 1);
+        let get = [args(&[b"MGET", &key, &other])];
+        let read = r.router.read(&get, false, false, node::now_ms()).await;
+        let both = vec![
+            shoal_engine::Reply::bulk("2"),
+            shoal_engine::Reply::bulk("3"),
+        ];
+        assert_eq!(read, vec![shoal_engine::Reply::Array(both)]);
+        cluster.stop().await.unwrap();
+    }
+
     /// A call that finds a group where the router's view put it no longer (the node
     /// holds no replica) has the map read again at once, not at the next tick.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
