@@ -19,6 +19,7 @@ pub mod plan;
 pub mod purge;
 pub mod read_index;
 pub mod repair;
+pub mod reshard;
 pub mod reshard_record;
 pub mod retry;
 pub mod rounds;

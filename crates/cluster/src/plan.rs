@@ -154,6 +154,17 @@ fn single<A: AsRef<[u8]>>(group: GroupId, args: &[A]) -> Plan {
 }
 
 /// Plans one command (`args[0]` is its name). `None` only when there are no groups.
+/// Whether the command is placed by its keys (each group gets the command with its own
+/// keys), rather than sent whole to every group or to one: what a router may plan
+/// again for one group's part alone without repeating it on the others.
+pub fn is_keyed<A: AsRef<[u8]>>(args: &[A]) -> bool {
+    let Some(name) = args.first() else {
+        return false;
+    };
+    shoal_resp::lookup(upper(name.as_ref()).as_bytes())
+        .is_some_and(|c| c.first_key > 0 && args.len() > c.first_key as usize)
+}
+
 pub fn plan<A: AsRef<[u8]>>(routing: &Routing, args: &[A]) -> Option<Plan> {
     let owners = routing.owners();
     let first = *owners.first()?;
@@ -299,6 +310,27 @@ fn scan<A: AsRef<[u8]>>(owners: &[GroupId], args: &[A]) -> Option<Plan> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn keyed_commands_are_told_from_the_ones_every_group_gets() {
+        for keyed in [
+            &["SET", "k", "v"][..],
+            &["MSET", "a", "1", "b", "2"],
+            &["DEL", "a", "b"],
+        ] {
+            assert!(super::is_keyed(keyed), "{keyed:?}");
+        }
+        for whole in [
+            &["FLUSHALL"][..],
+            &["DBSIZE"],
+            &["FT._CREATE", "1", "KEEP", "idx"],
+            &["KEYS", "*"],
+            &["SCAN", "0"],
+            &[],
+        ] {
+            assert!(!super::is_keyed(whole), "{whole:?}");
+        }
+    }
+
     use super::*;
 
     fn cmd(s: &str) -> Vec<Vec<u8>> {

@@ -2,8 +2,8 @@
 //! (`shoal:reshard`'s `reshard` field, docs/resharding.md §1).
 //!
 //! `RESHARD ADD-GROUP` creates it and the meta leader's coordinator moves it through
-//! its phases (steps 5 and 3 of the plan: neither is built, so nothing writes one
-//! yet). What routers use of it today: the new group's members, where to look for
+//! its phases (`crate::reshard` decides the next step; the task that takes it, step 5
+//! of the plan, is not built, so nothing writes one yet). What routers use of it today: the new group's members, where to look for
 //! the group before its leader has reported it to the map.
 
 use std::collections::BTreeMap;
@@ -60,6 +60,10 @@ pub struct SourceProgress {
     pub seq: u64,
     /// Keys the source had to move when the copy began.
     pub keys: u64,
+    /// The copy's scan has reached the end (its cursor came back as "0").
+    pub copy_done: bool,
+    /// A catch-up round after the copy was small enough to fence behind.
+    pub caught_up: bool,
 }
 
 /// Marks the value's format, as [`crate::layout`]'s: a record in a format this node
@@ -108,6 +112,8 @@ mod tests {
                         copied: 1_024,
                         seq: 9,
                         keys: 5_000,
+                        copy_done: true,
+                        caught_up: false,
                     },
                 ),
             ]),

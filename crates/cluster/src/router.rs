@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::merge;
 use crate::meta::{ClusterMap, IndexDefinition, MapChange};
-use crate::plan::{plan, Merge, Plan};
+use crate::plan::{is_keyed, plan, Merge, Plan};
 use crate::ring::{Ring, Routing};
 use crate::shards::{Answer, Op, PendingFence, Shards};
 use crate::wire::{AggregateCall, ReadCall, SearchCall, ShardError, ANY_EPOCH};
@@ -234,26 +234,33 @@ impl Router {
     /// (the coordinator writes the map right after), so the wait is a few quorum round
     /// trips. On time out, the refusal's text, which says nothing ran.
     pub async fn await_epoch(&self, group: GroupId, floor: u64, now_ms: u64) -> Result<(), String> {
-        let deadline = std::time::Instant::now() + self.shards.local().quorum_timeout;
+        let deadline = tokio::time::Instant::now() + self.shards.local().quorum_timeout;
+        let refused = || Err(error_text(&ShardError::StaleMap { group, floor }));
         loop {
             if self.routing().epoch() >= floor {
                 return Ok(());
             }
-            {
+            let reads = self.map_reads();
+            let read = async {
                 let _one = self.epoch_wait.lock().await;
-                if self.routing().epoch() >= floor {
-                    return Ok(());
+                // Another caller read the map while this one waited for the lock:
+                // that read is as good as this one's would be.
+                if self.routing().epoch() >= floor || self.map_reads() != reads {
+                    return;
                 }
                 // A failed read (the meta group electing) is tried again below.
                 if let Err(e) = self.refresh_map(now_ms, true).await {
                     tracing::debug!(group, floor, error = %e, "map read while waiting for a routing epoch");
                 }
+            };
+            if tokio::time::timeout_at(deadline, read).await.is_err() {
+                return refused();
             }
             if self.routing().epoch() >= floor {
                 return Ok(());
             }
-            if std::time::Instant::now() + EPOCH_PAUSE >= deadline {
-                return Err(error_text(&ShardError::StaleMap { group, floor }));
+            if tokio::time::Instant::now() + EPOCH_PAUSE >= deadline {
+                return refused();
             }
             tokio::time::sleep(EPOCH_PAUSE).await;
         }
@@ -568,6 +575,9 @@ impl Router {
         let Some(mut batches) = self.batches(&commands) else {
             return Ok(Some(Self::no_groups(commands.len())));
         };
+        // Watched keys on other groups count too: their check is a read before the
+        // entry, which a replan would move further from its commit.
+        let guarded = !guard.is_empty();
         let mut guards: BTreeMap<GroupId, Guard> = BTreeMap::new();
         let routing = batches.routing.clone();
         for (key, version) in guard {
@@ -610,7 +620,6 @@ impl Router {
             .chain(guards.keys())
             .copied()
             .collect();
-        let guarded = !guards.is_empty();
         let calls = touched.iter().map(|&group| {
             let request = Request {
                 now_ms,
@@ -650,10 +659,26 @@ impl Router {
         // |------------------------|-------------------------------------------------------|
         // | guarded by WATCH       | EXEC aborts (nil): its versions were read where the keys |
         // |                        | may no longer be, and nothing ran on that group          |
-        // | not guarded            | its commands are planned again on the newer routing,    |
+        // | not guarded, keyed     | its commands are planned again on the newer routing,    |
         // |                        | each one's merged reply in its place; the other groups' |
-        // |                        | parts, applied already, are not sent again              |
+        // |                        | parts, applied already, are not sent again (a one-group |
+        // |                        | MULTI whose keys now span two groups becomes one entry  |
+        // |                        | per group, as any MULTI over groups)                    |
+        // | a command every group  | the refusal's error: planned again it would reach the   |
+        // | gets (FLUSHALL, FT.*)  | groups that applied it already a second time            |
         for (group, floor, op) in refused {
+            let Op::Write(mut request) = op else {
+                answers.insert(group, Err(UNEXPECTED.to_owned()));
+                continue;
+            };
+            request.take_epoch();
+            if !guarded && !request.commands.iter().all(|c| is_keyed(c)) {
+                answers.insert(
+                    group,
+                    Err(error_text(&ShardError::StaleMap { group, floor })),
+                );
+                continue;
+            }
             if let Err(text) = self.await_epoch(group, floor, now_ms).await {
                 answers.insert(group, Err(text));
                 continue;
@@ -661,11 +686,6 @@ impl Router {
             if guarded {
                 return Ok(None);
             }
-            let Op::Write(mut request) = op else {
-                answers.insert(group, Err(UNEXPECTED.to_owned()));
-                continue;
-            };
-            request.take_epoch();
             let part = Box::pin(self.run_transaction(
                 request.commands,
                 resp3,

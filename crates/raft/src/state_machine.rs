@@ -601,8 +601,9 @@ mod tests {
             }
             entry
         };
-        let mut tick = blank_ent::<TypeConfig>(1, 1, 10);
-        tick.payload = EntryPayload::Normal(crate::types::Request::tick(10));
+        // A tick long after the key "g" was due to expire.
+        let mut tick = blank_ent::<TypeConfig>(1, 1, 11);
+        tick.payload = EntryPayload::Normal(crate::types::Request::tick(100));
         let entries = vec![
             at(1, None, &["SET", "a", "1"]),
             at(2, None, &["SHOAL._BEGIN", "5", "3", "0", "1", "2", "3"]),
@@ -612,7 +613,23 @@ mod tests {
             at(6, None, &["SHOAL._FENCE", "3", "6"]),
             at(7, Some(5), &["SET", "e", "1"]),
             at(8, Some(6), &["SET", "f", "1"]),
-            at(9, None, &["FT._DROPIF", "nope", "1"]),
+            at(9, Some(6), &["SET", "g", "1", "PX", "5"]),
+            // Index metadata without an epoch: not routed by key, not refused.
+            at(
+                10,
+                None,
+                &[
+                    "FT._CREATE",
+                    "7",
+                    "KEEP",
+                    "idx",
+                    "ON",
+                    "HASH",
+                    "SCHEMA",
+                    "n",
+                    "NUMERIC",
+                ],
+            ),
             tick,
         ];
         commit(&mut sm, &log, entries).await;
@@ -633,7 +650,12 @@ mod tests {
         ];
         assert_eq!(got, expected);
         assert_eq!(replica.engine.layout().floor, 6);
-        assert_eq!(replica.applied().map(|l| l.index), Some(10));
+        assert!(
+            replica.engine.index("idx").is_some(),
+            "index metadata was refused"
+        );
+        assert_eq!(replica.engine.expired_keys(), 1, "the tick was refused");
+        assert_eq!(replica.applied().map(|l| l.index), Some(11));
     }
 
     #[tokio::test]

@@ -960,21 +960,27 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         };
-        // An MSET over both groups: group 1 takes its part at once, group 0's part alone
-        // is planned again.
+        // An MSET over both groups and an INCR on group 1: group 1 takes its part at
+        // once, group 0's part alone is planned again (an INCR sent twice would say 5).
         let other = (0..)
             .map(|i| format!("o{i}").into_bytes())
             .find(|k| r.router.routing().group_of(k) == Some(1))
             .unwrap();
-        let mset = vec![args(&[b"MSET", &key, b"2", &other, b"3"])];
-        let (written, ()) = tokio::join!(r.router.write(mset, node::now_ms()), publish);
-        assert_eq!(written, vec![shoal_engine::Reply::Ok]);
+        let run = vec![
+            args(&[b"MSET", &key, b"2", &other, b"3"]),
+            args(&[b"INCR", &other]),
+        ];
+        let (written, ()) = tokio::join!(r.router.write(run, node::now_ms()), publish);
+        assert_eq!(
+            written,
+            vec![shoal_engine::Reply::Ok, shoal_engine::Reply::Int(4)]
+        );
         assert_eq!(r.router.routing().epoch(), 1);
         let get = [args(&[b"MGET", &key, &other])];
         let read = r.router.read(&get, false, false, node::now_ms()).await;
         let both = vec![
             shoal_engine::Reply::bulk("2"),
-            shoal_engine::Reply::bulk("3"),
+            shoal_engine::Reply::bulk("4"),
         ];
         assert_eq!(read, vec![shoal_engine::Reply::Array(both)]);
         cluster.stop().await.unwrap();
