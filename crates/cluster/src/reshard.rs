@@ -14,19 +14,24 @@
 //! | Creating         | the target has no leader, or not every voter is up    | wait                  |
 //! | Creating         | the target is ready                                   | intake (indexes, `_INCOMING`, map: Copying at epoch + 1) |
 //! | Copying          | a source did not answer                               | wait                  |
-//! | Copying          | a source has not begun                                | begin                 |
-//! | Copying          | a source hands keys to another group                  | wait (never happens: the record names one target) |
+//! | Copying          | a source has not begun (all begin before any copies)  | begin                 |
+//! | Copying          | a source hands keys to another group, or takes keys   | wait (never happens)  |
 //! | Copying          | a source's copy is not done                           | copy a page           |
-//! | Copying          | a source has not caught up                            | catch up              |
+//! | Copying          | a source has not caught up (since the last switch)    | catch up              |
 //! | Copying          | all caught up, the target, the source and meta ready  | switching the lowest unswitched source, at epoch + 1 |
 //! | Copying          | every source switched                                 | cleaning (map: the settled ring of old groups and the target) |
 //! | Switching{g, e}  | g or the target did not answer                        | wait                  |
+//! | Switching{g, e}  | g hands no keys over, or the target takes none        | wait (never happens)  |
+//! | Switching{g, e}  | g is not fenced, the target, g or meta not ready      | wait                  |
 //! | Switching{g, e}  | g is not fenced                                       | fence                 |
 //! | Switching{g, e}  | the target has not accepted g                         | accept (final catch-up first) |
 //! | Switching{g, e}  | the target accepted g                                 | switch (map: g switched, epoch e) |
 //! | Cleaning         | an old group still hands keys over                    | purge, then settle it |
 //! | Cleaning         | the target still takes keys                           | settle the target     |
 //! | Cleaning         | neither                                               | finish (record removed) |
+//! | Aborting         | nothing published (Creating timed out)                | finish the abort: the target holds no keys, and may never answer |
+//! | Aborting         | the target accepted a source the map did not switch   | switching it at its epoch: too late, the reshard goes forward |
+//! | Aborting         | the target accepted only switched sources             | copying again: forward |
 //! | Aborting         | the target has not aborted                            | abort the target (first) |
 //! | Aborting         | an old group still hands keys over                    | abort it              |
 //! | Aborting         | neither                                               | finish the abort (map: the old groups at epoch + 1) |
@@ -177,11 +182,16 @@ pub enum Action {
         epoch: u64,
         seq: u64,
     },
-    /// The map: `source` switched, epoch `epoch`; phase Copying again.
+    /// The map: `source` switched, epoch `epoch`; phase Copying again, every remaining
+    /// source's `caught_up` cleared (each catches up again right before its own fence,
+    /// so the final catch-up behind it stays short).
     Switch {
         source: GroupId,
         epoch: u64,
     },
+    /// The record: phase Copying again (an abort that came after a source switched:
+    /// the reshard finishes forward).
+    ResumeCopying,
     /// The map: the settled layout of the old groups and the target, at the same
     /// epoch (it routes as the last moving one did); phase Cleaning.
     StartCleaning,
@@ -211,6 +221,12 @@ pub enum Action {
     },
 }
 
+/// Whether the target, a source and the meta group all have a leader and every
+/// voter: a fence is put up only when the switch behind it can follow at once.
+fn switch_ready(ready: &BTreeSet<GroupId>, target: GroupId, source: GroupId) -> bool {
+    ready.contains(&target) && ready.contains(&source) && ready.contains(&crate::meta::META)
+}
+
 /// The next action (see the module's table).
 pub fn next_action(view: View<'_>) -> Action {
     let View {
@@ -234,7 +250,9 @@ pub fn next_action(view: View<'_>) -> Action {
         .map(|m| m.switched.iter().copied().collect())
         .unwrap_or_default();
     let progress = |g: GroupId| record.progress.get(&g).copied().unwrap_or_default();
-    let hands_over = |g: GroupId| matches!(states.get(&g), Some(GroupState { role: Role::Source { target: t, .. }, .. }) if *t == target);
+    let role = |g: GroupId| states.get(&g).map(|s| &s.role);
+    let hands_over =
+        |g: GroupId| matches!(role(g), Some(Role::Source { target: t, .. }) if *t == target);
     match record.phase {
         Phase::Creating => {
             if !ready.contains(&target) || !states.contains_key(&target) {
@@ -244,82 +262,45 @@ pub fn next_action(view: View<'_>) -> Action {
                 epoch: layout.epoch + 1,
             }
         }
-        Phase::Copying => {
-            let unswitched: Vec<GroupId> = old
-                .iter()
-                .copied()
-                .filter(|g| !switched.contains(g))
-                .collect();
-            if unswitched.is_empty() {
-                return Action::StartCleaning;
-            }
-            for &g in &unswitched {
-                match states.get(&g).map(|s| &s.role) {
-                    None => return Action::Wait("a source did not answer"),
-                    Some(Role::None | Role::Target { .. }) => {
-                        return Action::Begin {
-                            source: g,
-                            epoch: layout.epoch,
-                        }
-                    }
-                    Some(Role::Source { target: t, .. }) if *t != target => {
-                        return Action::Wait("a source hands keys to another group")
-                    }
-                    Some(Role::Source { .. }) => {}
-                }
-                let SourceProgress {
-                    copy_done, cursor, ..
-                } = progress(g);
-                if !copy_done {
-                    return Action::Copy { source: g, cursor };
-                }
-            }
-            for &g in &unswitched {
-                let p = progress(g);
-                if !p.caught_up {
-                    return Action::CatchUp {
-                        source: g,
-                        seq: p.seq,
-                    };
-                }
-            }
-            let source = unswitched[0];
-            if !(ready.contains(&target)
-                && ready.contains(&source)
-                && ready.contains(&crate::meta::META))
-            {
-                return Action::Wait("a fence waits for the target, the source and the meta group to have every voter");
-            }
-            Action::StartSwitch {
-                source,
-                epoch: layout.epoch + 1,
-            }
-        }
+        Phase::Copying => copying(view, &old, &switched),
         Phase::Switching { source, epoch } => {
-            let (Some(s), Some(t)) = (states.get(&source), states.get(&target)) else {
+            let (Some(s), Some(t)) = (role(source), role(target)) else {
                 return Action::Wait("the source or the target did not answer");
             };
-            match &s.role {
+            let Role::Target {
+                aborted: false,
+                accepted,
+                ..
+            } = t
+            else {
+                return Action::Wait("the target takes no keys");
+            };
+            let fenced = match s {
                 Role::Source {
                     target: to, fenced, ..
-                } if *to == target => {
-                    if fenced.is_none() {
-                        return Action::Fence { source, epoch };
-                    }
-                }
+                } if *to == target => fenced.is_some(),
                 Role::Source { .. } | Role::None | Role::Target { .. } => {
                     return Action::Wait("the switching source hands no keys to the target")
                 }
-            }
-            match &t.role {
-                Role::Target { accepted, .. } if accepted.contains_key(&source) => {
-                    Action::Switch { source, epoch }
+            };
+            if !fenced {
+                // A coordinator resuming here checks again what the one that chose to
+                // switch checked.
+                if !switch_ready(ready, target, source) {
+                    return Action::Wait(
+                        "a fence waits for the target, the source and the meta group",
+                    );
                 }
-                Role::Target { .. } | Role::None | Role::Source { .. } => Action::Accept {
+                return Action::Fence { source, epoch };
+            }
+            if accepted.contains_key(&source) {
+                Action::Switch { source, epoch }
+            } else {
+                Action::Accept {
                     source,
                     epoch,
                     seq: progress(source).seq,
-                },
+                }
             }
         }
         Phase::Cleaning => {
@@ -332,7 +313,7 @@ pub fn next_action(view: View<'_>) -> Action {
             if old.iter().any(|g| !states.contains_key(g)) || !states.contains_key(&target) {
                 return Action::Wait("a group did not answer");
             }
-            match states.get(&target).map(|s| &s.role) {
+            match role(target) {
                 Some(Role::Target { .. }) => Action::SettleTarget {
                     epoch: layout.epoch,
                 },
@@ -341,10 +322,28 @@ pub fn next_action(view: View<'_>) -> Action {
         }
         Phase::Aborting => {
             let epoch = layout.epoch + 1;
-            let Some(t) = states.get(&target) else {
+            // Creating timed out: nothing was published, no source began, and the
+            // target (which may never answer: that is why) holds no keys.
+            if layout.moving.is_none() {
+                return Action::FinishAbort { epoch };
+            }
+            let Some(t) = role(target) else {
                 return Action::Wait("the target did not answer");
             };
-            if let Role::Target { aborted: false, .. } = t.role {
+            if let Role::Target {
+                aborted: false,
+                accepted,
+                ..
+            } = t
+            {
+                // Too late: a source switched (or its accept landed before the abort).
+                // The target refuses to abort; the reshard goes forward.
+                if let Some((&source, &at)) = accepted.iter().find(|(g, _)| !switched.contains(g)) {
+                    return Action::StartSwitch { source, epoch: at };
+                }
+                if !accepted.is_empty() {
+                    return Action::ResumeCopying;
+                }
                 return Action::AbortTarget { epoch };
             }
             if let Some(&source) = old.iter().find(|&&g| hands_over(g)) {
@@ -355,6 +354,69 @@ pub fn next_action(view: View<'_>) -> Action {
             }
             Action::FinishAbort { epoch }
         }
+    }
+}
+
+/// The Copying rows: every source begins, then each copies, then each catches up,
+/// then the lowest unswitched source switches.
+fn copying(view: View<'_>, old: &[GroupId], switched: &BTreeSet<GroupId>) -> Action {
+    let View {
+        record,
+        layout,
+        states,
+        ready,
+    } = view;
+    let target = record.target;
+    let unswitched: Vec<GroupId> = old
+        .iter()
+        .copied()
+        .filter(|g| !switched.contains(g))
+        .collect();
+    let Some(&first) = unswitched.first() else {
+        return Action::StartCleaning;
+    };
+    let progress = |g: GroupId| record.progress.get(&g).copied().unwrap_or_default();
+    // Every source begins before any copies: from its `_BEGIN` on, a router still
+    // below the reshard's epoch is refused there (docs/resharding.md §2).
+    for &g in &unswitched {
+        match states.get(&g).map(|s| &s.role) {
+            None => return Action::Wait("a source did not answer"),
+            Some(Role::None) => {
+                return Action::Begin {
+                    source: g,
+                    epoch: layout.epoch,
+                }
+            }
+            Some(Role::Target { .. }) => return Action::Wait("an old group takes keys itself"),
+            Some(Role::Source { target: t, .. }) if *t != target => {
+                return Action::Wait("a source hands keys to another group")
+            }
+            Some(Role::Source { .. }) => {}
+        }
+    }
+    for &g in &unswitched {
+        let SourceProgress {
+            copy_done, cursor, ..
+        } = progress(g);
+        if !copy_done {
+            return Action::Copy { source: g, cursor };
+        }
+    }
+    for &g in &unswitched {
+        let p = progress(g);
+        if !p.caught_up {
+            return Action::CatchUp {
+                source: g,
+                seq: p.seq,
+            };
+        }
+    }
+    if !switch_ready(ready, target, first) {
+        return Action::Wait("a fence waits for the target, the source and the meta group");
+    }
+    Action::StartSwitch {
+        source: first,
+        epoch: layout.epoch + 1,
     }
 }
 

@@ -364,7 +364,7 @@ fn aborting_undoes_the_target_first_then_the_sources_then_the_map() {
         Action::FinishAbort { epoch: 2 }
     );
     assert!(matches!(
-        decide(&r, &layout, &states[..3], &ready),
+        decide(&r, &layout, &states[1..], &ready),
         Action::Wait(_)
     ));
 }
@@ -412,4 +412,152 @@ fn group_states_parse_from_the_engines_own_answers() {
         })
     );
     assert_eq!(GroupState::parse(&shoal_engine::Reply::err("no")), None);
+}
+
+#[test]
+fn every_source_begins_before_any_copies() {
+    let r = record(Phase::Copying, &[]);
+    let layout = moving(1, &[]);
+    let states = [
+        (0, source(None)),
+        (1, none(0)),
+        (2, source(None)),
+        (T, target(&[], false)),
+    ];
+    assert_eq!(
+        decide(&r, &layout, &states, &all_ready()),
+        Action::Begin {
+            source: 1,
+            epoch: 1
+        }
+    );
+    // An old group that takes keys itself: never begun, wait.
+    let states = [
+        (0, source(None)),
+        (1, target(&[], false)),
+        (2, source(None)),
+        (T, target(&[], false)),
+    ];
+    assert!(matches!(
+        decide(&r, &layout, &states, &all_ready()),
+        Action::Wait(_)
+    ));
+}
+
+#[test]
+fn a_resumed_switch_fences_only_when_everyone_is_ready_and_the_target_takes_keys() {
+    let r = record(
+        Phase::Switching {
+            source: 0,
+            epoch: 2,
+        },
+        &[(0, done()), (1, done()), (2, done())],
+    );
+    let layout = moving(1, &[]);
+    let states = [
+        (0, source(None)),
+        (1, source(None)),
+        (2, source(None)),
+        (T, target(&[], false)),
+    ];
+    let mut ready = all_ready();
+    ready.remove(&META);
+    assert!(matches!(
+        decide(&r, &layout, &states, &ready),
+        Action::Wait(_)
+    ));
+    let aborted = [
+        (0, source(Some(2))),
+        (1, source(None)),
+        (2, source(None)),
+        (T, target(&[], true)),
+    ];
+    assert!(matches!(
+        decide(&r, &layout, &aborted, &all_ready()),
+        Action::Wait(_)
+    ));
+}
+
+#[test]
+fn an_abort_after_a_source_switched_goes_forward_and_one_before_any_publish_just_ends() {
+    let r = record(Phase::Aborting, &[]);
+    let ready = all_ready();
+    // The accept of source 1 landed before the abort: switch it at its epoch.
+    let states = [
+        (0, source(None)),
+        (1, source(Some(2))),
+        (2, source(None)),
+        (T, target(&[(1, 2)], false)),
+    ];
+    assert_eq!(
+        decide(&r, &moving(1, &[]), &states, &ready),
+        Action::StartSwitch {
+            source: 1,
+            epoch: 2
+        }
+    );
+    // Already switched in the map: copying again.
+    assert_eq!(
+        decide(&r, &moving(2, &[1]), &states, &ready),
+        Action::ResumeCopying
+    );
+    // Creating timed out: nothing published, the target silent (why it timed out).
+    let silent = [(0, none(0)), (1, none(0)), (2, none(0))];
+    assert_eq!(
+        decide(&r, &Layout::initial(3), &silent, &ready),
+        Action::FinishAbort { epoch: 1 }
+    );
+    // A source silent while the target has aborted: wait, it may still hide keys.
+    let states = [(0, none(2)), (2, none(2)), (T, target(&[], true))];
+    assert!(matches!(
+        decide(&r, &moving(1, &[]), &states, &ready),
+        Action::Wait(_)
+    ));
+}
+
+#[test]
+fn cleaning_waits_for_a_silent_target() {
+    let r = record(Phase::Cleaning, &[]);
+    let layout = Layout {
+        epoch: 4,
+        groups: vec![0, 1, 2, T],
+        moving: None,
+    };
+    let states = [(0, none(2)), (1, none(3)), (2, none(4))];
+    assert!(matches!(
+        decide(&r, &layout, &states, &all_ready()),
+        Action::Wait(_)
+    ));
+}
+
+#[test]
+fn group_states_parse_an_unfenced_source_and_an_aborted_empty_target() {
+    let ctx = ReadContext {
+        now_ms: 1,
+        resp3: false,
+        in_apply: false,
+    };
+    let run = |engine: &mut Engine, args: &[&str]| {
+        let args = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+        engine.apply(&Write::single(1, args));
+    };
+    let state = |engine: &Engine| GroupState::parse(&engine.query(&["SHOAL._LAYOUT"], ctx));
+    let mut src = Engine::new();
+    run(&mut src, &["SHOAL._BEGIN", "1", "3", "0", "1", "2", "3"]);
+    assert_eq!(state(&src), Some(source(None)));
+    let mut dst = Engine::new();
+    run(&mut dst, &["SHOAL._INCOMING", "1", "1", "0", "1", "2"]);
+    assert_eq!(state(&dst), Some(target(&[], false)));
+    run(&mut dst, &["SHOAL._ABORT", "TARGET", "2", "1"]);
+    assert_eq!(
+        state(&dst),
+        Some(GroupState {
+            floor: 2,
+            role: Role::Target {
+                run: 1,
+                aborted: true,
+                accepted: BTreeMap::new()
+            }
+        })
+    );
 }
