@@ -20,6 +20,7 @@ pub mod purge;
 pub mod read_index;
 pub mod repair;
 pub mod reshard;
+pub mod reshard_inputs;
 pub mod reshard_record;
 pub mod retry;
 pub mod rounds;

@@ -551,6 +551,20 @@ impl Router {
         map_change(self.group_write(META, command, now_ms).await?).map(|_| ())
     }
 
+    /// Writes `record` to the map, as [`Router::map_set_layout`] writes a layout: the
+    /// coordinator's write, guarded once step 5 of docs/resharding.md builds it; until
+    /// then nothing but tests calls it.
+    pub async fn map_set_reshard(&self, record: &ReshardRecord, now_ms: u64) -> Result<(), String> {
+        let value = record.encode().map_err(|e| format!("ERR {e}"))?;
+        let command = vec![
+            b"HSET".to_vec(),
+            RESHARD_KEY.to_vec(),
+            RESHARD_FIELD.to_vec(),
+            value,
+        ];
+        map_change(self.group_write(META, command, now_ms).await?).map(|_| ())
+    }
+
     /// Changes one user: reads its rules and the users hash's version on the meta
     /// leader, asks `change` what to store, and writes that guarded by the version, so
     /// that two routers changing users at once do not lose either change (the one that

@@ -986,6 +986,64 @@ mod tests {
         cluster.stop().await.unwrap();
     }
 
+    /// The coordinator's inputs on a real one-node cluster: nothing while no reshard is
+    /// recorded; then the record and the layout from the map, each group's state from
+    /// its leader (the target, not created yet, silent), and the groups ready. The
+    /// decision on them is to wait for the target.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_coordinator_reads_the_record_and_every_groups_state() {
+        use shoal_cluster::reshard::{next_action, Action, GroupState, Role};
+        use shoal_cluster::reshard_record::{Phase, ReshardRecord};
+        let dir = tempfile::TempDir::new().unwrap();
+        let shape = one_node(&dir, 2);
+        let cluster = crate::dev_cluster::DevCluster::start(&shape).await.unwrap();
+        let Store::Replicated(r) = &cluster.nodes[0].node.store else {
+            panic!("a cluster node is replicated");
+        };
+        // Once the map is read (and its shape written), still no reshard: no inputs.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while r.router.cached_map().shape.is_none() || r.router.cached_map().groups.len() < 3 {
+            assert!(std::time::Instant::now() < deadline, "no map");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(r.router.reshard_inputs(node::now_ms()).await.is_none());
+        let record = ReshardRecord {
+            target: 2,
+            members: vec![1],
+            phase: Phase::Creating,
+            run: 1,
+            started_ms: node::now_ms(),
+            progress: Default::default(),
+        };
+        r.router
+            .map_set_reshard(&record, node::now_ms())
+            .await
+            .unwrap();
+        r.router.refresh_map(node::now_ms(), true).await.unwrap();
+        let inputs = r.router.reshard_inputs(node::now_ms()).await.unwrap();
+        assert_eq!(inputs.record, record);
+        assert_eq!(inputs.layout, shoal_cluster::layout::Layout::initial(2));
+        let idle = GroupState {
+            floor: 0,
+            role: Role::None,
+        };
+        assert_eq!(inputs.states.get(&0), Some(&idle));
+        assert_eq!(inputs.states.get(&1), Some(&idle));
+        assert!(
+            !inputs.states.contains_key(&2),
+            "the target has no leader yet"
+        );
+        for g in [0, 1, shoal_cluster::META] {
+            assert!(
+                inputs.ready.contains(&g),
+                "{g} not ready: {:?}",
+                inputs.ready
+            );
+        }
+        assert!(matches!(next_action(inputs.view()), Action::Wait(_)));
+        cluster.stop().await.unwrap();
+    }
+
     /// A call that finds a group where the router's view put it no longer (the node
     /// holds no replica) has the map read again at once, not at the next tick.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
