@@ -249,7 +249,6 @@ pub fn next_action(view: View<'_>) -> Action {
         .as_ref()
         .map(|m| m.switched.iter().copied().collect())
         .unwrap_or_default();
-    let progress = |g: GroupId| record.progress.get(&g).copied().unwrap_or_default();
     let role = |g: GroupId| states.get(&g).map(|s| &s.role);
     let hands_over =
         |g: GroupId| matches!(role(g), Some(Role::Source { target: t, .. }) if *t == target);
@@ -299,7 +298,7 @@ pub fn next_action(view: View<'_>) -> Action {
                 Action::Accept {
                     source,
                     epoch,
-                    seq: progress(source).seq,
+                    seq: record.progress_of(source).seq,
                 }
             }
         }
@@ -375,7 +374,6 @@ fn copying(view: View<'_>, old: &[GroupId], switched: &BTreeSet<GroupId>) -> Act
     let Some(&first) = unswitched.first() else {
         return Action::StartCleaning;
     };
-    let progress = |g: GroupId| record.progress.get(&g).copied().unwrap_or_default();
     // Every source begins before any copies: from its `_BEGIN` on, a router still
     // below the reshard's epoch is refused there (docs/resharding.md §2).
     for &g in &unswitched {
@@ -397,13 +395,13 @@ fn copying(view: View<'_>, old: &[GroupId], switched: &BTreeSet<GroupId>) -> Act
     for &g in &unswitched {
         let SourceProgress {
             copy_done, cursor, ..
-        } = progress(g);
+        } = record.progress_of(g);
         if !copy_done {
             return Action::Copy { source: g, cursor };
         }
     }
     for &g in &unswitched {
-        let p = progress(g);
+        let p = record.progress_of(g);
         if !p.caught_up {
             return Action::CatchUp {
                 source: g,

@@ -81,6 +81,11 @@ impl ReshardRecord {
         decode_as::<ReshardRecord>(RECORD_FORMAT, value).filter(|r| r.target != crate::meta::META)
     }
 
+    /// How far `source`'s copy has come (nothing yet when the record has no entry).
+    pub fn progress_of(&self, source: GroupId) -> SourceProgress {
+        self.progress.get(&source).copied().unwrap_or_default()
+    }
+
     /// Whether routers should learn the target's members from this record: until
     /// the group's leader reports it to the map (its own record then says who its
     /// members are, as they change), and not while the reshard is being undone.
