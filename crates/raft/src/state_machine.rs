@@ -82,14 +82,15 @@ impl Replica {
             let log_id = entry.log_id();
             let payload = match std::mem::replace(&mut entry.payload, EntryPayload::Blank) {
                 EntryPayload::Normal(mut request) => {
+                    let floor = self.engine.layout().floor;
                     let planned_at = match request.take_epoch() {
                         Some(epoch) => epoch,
-                        None if request.unrouted() => Some(u64::MAX),
                         // A router that has not seen a reshard (or of the previous
-                        // release); before any reshard every floor is 0.
-                        None => Some(0),
+                        // release): epoch 0, which every floor of a group that never
+                        // resharded takes, so the commands are only looked at after one.
+                        None if floor == 0 || !request.unrouted() => Some(0),
+                        None => Some(u64::MAX),
                     };
-                    let floor = self.engine.layout().floor;
                     if planned_at.is_none_or(|epoch| epoch < floor) {
                         // Planned by a routing older than the group's (or unreadable):
                         // nothing runs, and the router re-reads the map.
