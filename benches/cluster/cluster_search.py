@@ -467,7 +467,8 @@ def run_rust(job, bench):
             f.write(len(p).to_bytes(4, "little") + p)
         f.flush()
         cmd = [bench, "resp-load", "--requests-file", f.name, "--clients", str(job["clients"]),
-               "--requests", str(job["total"])]
+               "--requests", str(job["total"]),
+               "--warmup-seconds", str(job.get("warmup", 0.0))]
         if job.get("client_rt"):
             cmd = ["chrt", "--fifo", "10", *cmd]
         for port in job["ports"]:
@@ -478,21 +479,29 @@ def run_rust(job, bench):
     if out.returncode != 0:
         raise RuntimeError(f"shoal-bench resp-load failed: {out.stderr.strip()}")
     report = json.loads(out.stdout)
-    return report["seconds"], report["latencies_us"], report["cpu_seconds"]
+    return (report["seconds"], report["latencies_us"], report["cpu_seconds"],
+            report["warmup_seconds"])
 
 
 def load(args, ports, payloads, clients, readonly, server_pids):
     job = {"ports": ports, "payloads": payloads, "total": args.requests,
            "clients": clients, "readonly": readonly,
-           "client_rt": getattr(args, "client_rt", False)}
+           "client_rt": getattr(args, "client_rt", False),
+           "warmup": getattr(args, "warmup", 0.0)}
+    if job["warmup"] and args.driver != "rust":
+        raise SystemExit("--warmup needs --driver rust")
     before = [cpu_seconds(p) for p in server_pids]
+    warmed = 0.0
     if args.driver == "threads":
         wall, lat, client_cpu = run_threads(job)
     elif args.driver == "rust":
-        wall, lat, client_cpu = run_rust(job, args.bench)
+        wall, lat, client_cpu, warmed = run_rust(job, args.bench)
     else:
         wall, lat, client_cpu = run_procs(job, args.client_procs)
+    # The servers' CPU is read around the whole run, warm-up included, and taken over
+    # the same span.
     server_cpu = sum(cpu_seconds(p) for p in server_pids) - sum(before)
+    server_cpu *= wall / (wall + warmed)
     assert len(lat) == args.requests, (len(lat), args.requests)
     return {"qps": len(lat) / wall, "p50_ms": statistics.median(lat) / 1000,
             "p99_ms": float(np.percentile(lat, 99)) / 1000,
@@ -536,6 +545,8 @@ def main():
     ap.add_argument("--requests", type=int, default=3000,
                     help="FT.SEARCH requests per (setup, clients) measurement")
     ap.add_argument("--ef", type=int, default=20, help="EF_RUNTIME")
+    ap.add_argument("--warmup", type=float, default=0.0,
+                    help="seconds each load runs unmeasured first (--driver rust) [0]")
     ap.add_argument("--groups", default="3",
                     help="shard groups of the cluster setups, comma-separated (e.g. 3,1)")
     ap.add_argument("--readonly", action="store_true",

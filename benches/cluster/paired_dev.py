@@ -3,7 +3,7 @@
 
 Usage: python benches/cluster/paired_dev.py --a NAME=SHOAL_BIN --b NAME=SHOAL_BIN
            --bench SHOAL_BENCH --data DIR [--rounds 8] [--requests 3000] [--ef 20]
-           [--a-read-mode lease] [--b-read-mode read-index]
+           [--a-read-mode lease] [--b-read-mode read-index] [--warmup 0.5]
 
 The two may be one binary run two ways (`--b-read-mode lease`).
 
@@ -53,6 +53,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--ef", type=int, default=20)
+    ap.add_argument("--warmup", type=float, default=0.0,
+                    help="seconds each row's clients run unmeasured before it [0]")
     ap.add_argument("--client-rt", action="store_true",
                     help="the load driver at real-time priority (cluster_search.py)")
     args = ap.parse_args()
@@ -91,7 +93,8 @@ def main():
             for procs, _ in clusters.values():
                 procs.stop()
     print(f"rounds {args.rounds}, {args.requests} requests per row, KNN 10 EF_RUNTIME "
-          f"{args.ef}, read modes {modes}, medians over rounds (p99: median and lowest)")
+          f"{args.ef}, warm-up {args.warmup:g} s, read modes {modes}, "
+          "medians over rounds (p99: median and lowest)")
     print("| build | reads | clients | FT.SEARCH QPS | p50 ms | p99 ms | lowest p99 ms "
           "| servers CPU % |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")

@@ -11,12 +11,21 @@
 //! bytes of RESP. Connection `c` of `n` sends requests `c, c + n, c + 2n, …` of
 //! `--requests`, cycling over the file, exactly as the Python drivers plan them. Output
 //! (stdout, JSON): the measured window's wall seconds, the driver's CPU seconds in it,
-//! and every request's latency in µs.
+//! the warm-up's seconds, and every measured request's latency in µs.
+//!
+//! `--warmup-seconds`: every connection first runs its plan unmeasured, in a closed loop,
+//! until the warm-up ends, and then goes on to its measured requests without pausing.
+//! Without it every connection sends its first measured request at the same instant,
+//! and a clustered search's confirmation rounds start in lockstep: in session 32 the
+//! first 100 ms of a 20,000-request row held half of the requests at or over its p99
+//! (docs/benchmarks.md). A warm-up measures the steady state a server sees from clients
+//! that did not all start together; each connection crosses into the measured window on
+//! its own, so the crossing does not line them up again.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use redis_protocol::resp2::decode::decode_range;
@@ -44,12 +53,17 @@ pub struct RespLoadArgs {
     /// Send READONLY on every connection first (replica reads on a cluster).
     #[arg(long)]
     readonly: bool,
+    /// Seconds every connection sends unmeasured requests before its measured ones.
+    #[arg(long, default_value_t = 0.0)]
+    warmup_seconds: f64,
 }
 
 #[derive(Debug, Serialize)]
 struct Report {
     seconds: f64,
     cpu_seconds: f64,
+    /// From the connections' start to the measured window's (0 without a warm-up).
+    warmup_seconds: f64,
     latencies_us: Vec<f64>,
 }
 
@@ -60,6 +74,9 @@ pub fn run(args: &RespLoadArgs) -> Result<()> {
     }
     if args.clients == 0 {
         bail!("--clients must be at least 1");
+    }
+    if !(args.warmup_seconds.is_finite() && args.warmup_seconds >= 0.0) {
+        bail!("--warmup-seconds must be a number of seconds, 0 or more");
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -121,11 +138,20 @@ async fn drive(args: &RespLoadArgs, requests: Arc<Vec<Vec<u8>>>) -> Result<Repor
         ready.push(joined??);
     }
 
-    let (t0, cpu0) = (Instant::now(), thread_cpu_seconds()?);
+    let start = Instant::now();
+    let t0 = start + Duration::from_secs_f64(args.warmup_seconds);
     let mut measuring = JoinSet::new();
     for (mut conn, seq) in ready {
         let requests = requests.clone();
         measuring.spawn(async move {
+            // The warm-up cycles over this connection's own plan, so it sends the same
+            // requests the measured window will.
+            for &j in seq.iter().cycle() {
+                if Instant::now() >= t0 {
+                    break;
+                }
+                conn.call(&requests[j]).await?;
+            }
             let mut lat = Vec::with_capacity(seq.len());
             for j in seq {
                 let t = Instant::now();
@@ -135,6 +161,9 @@ async fn drive(args: &RespLoadArgs, requests: Arc<Vec<Vec<u8>>>) -> Result<Repor
             Ok::<_, anyhow::Error>((lat, Instant::now()))
         });
     }
+    // The driver's CPU is read when the window opens, on this (the only) thread.
+    tokio::time::sleep_until(t0.into()).await;
+    let cpu0 = thread_cpu_seconds()?;
     let mut latencies_us = Vec::with_capacity(args.requests);
     let mut end = t0;
     while let Some(joined) = measuring.join_next().await {
@@ -144,8 +173,9 @@ async fn drive(args: &RespLoadArgs, requests: Arc<Vec<Vec<u8>>>) -> Result<Repor
     }
     let cpu_seconds = thread_cpu_seconds()? - cpu0;
     Ok(Report {
-        seconds: (end - t0).as_secs_f64(),
+        seconds: end.saturating_duration_since(t0).as_secs_f64(),
         cpu_seconds,
+        warmup_seconds: t0.saturating_duration_since(start).as_secs_f64(),
         latencies_us,
     })
 }

@@ -88,6 +88,16 @@ impl Layout {
         }
     }
 
+    /// The settled groups other than `target`: a reshard's old groups, whether the
+    /// layout still moves keys to `target` or (once cleaning) settled it among them.
+    pub fn old_groups(&self, target: GroupId) -> Vec<GroupId> {
+        self.groups
+            .iter()
+            .copied()
+            .filter(|&g| g != target)
+            .collect()
+    }
+
     /// Every group of the layout, the one being added included: the groups every node
     /// opens and every index command reaches.
     pub fn all_groups(&self) -> Vec<GroupId> {

@@ -66,7 +66,7 @@ const USER_UPDATE_ROUNDS: usize = 16;
 const INDEX_DROP_ROUNDS: usize = 8;
 
 const NODE: &[u8] = b"node:";
-const SHAPE: &[u8] = b"shape";
+pub(crate) const SHAPE: &[u8] = b"shape";
 const GROUP: &[u8] = b"group:";
 const INDEX: &[u8] = b"index:";
 
@@ -847,10 +847,22 @@ impl Router {
     /// back, so after each create the map is read again and the create taken back (by
     /// its generation) unless the map still has it.
     pub async fn reconcile_indexes(&self, now_ms: u64) -> Result<usize, String> {
+        let routing = self.routing();
+        self.reconcile_groups(routing.all(), true, now_ms).await
+    }
+
+    /// [`Router::reconcile_indexes`] on `groups` only (a reshard's target before the
+    /// routing names it); `every` when they are all the routing's groups, the one case
+    /// where a DD mark no group holds may be cleared.
+    pub(crate) async fn reconcile_groups(
+        &self,
+        groups: &[GroupId],
+        every: bool,
+        now_ms: u64,
+    ) -> Result<usize, String> {
         let before = self.cluster_map(now_ms, false).await?;
         let mut listed = BTreeMap::new();
-        let routing = self.routing();
-        for &group in routing.all() {
+        for &group in groups {
             let answer = self
                 .group_read(group, cmd(&[b"FT._GENERATIONS"]), now_ms)
                 .await
@@ -914,7 +926,7 @@ impl Router {
         }
         // A mark is done with once no group has its generation and the map does not
         // have it either; known only when every group answered.
-        if listed.len() == routing.all().len() {
+        if every && listed.len() == groups.len() {
             for (name, g) in &dd_drops {
                 let current = after.indexes.get(name).map(|d| d.generation) == Some(*g);
                 let held = listed.values().any(|indexes| indexes.get(name) == Some(g));
@@ -951,7 +963,7 @@ impl Router {
 
     /// One read command, linearized on `group`'s leader, and its reply; an error reply
     /// is `Err`.
-    async fn group_read(
+    pub(crate) async fn group_read(
         &self,
         group: GroupId,
         command: Vec<Vec<u8>>,
@@ -981,7 +993,7 @@ impl Router {
 
     /// One command as one log entry of `group` (the meta group's or a shard group's),
     /// and its reply.
-    async fn group_write(
+    pub(crate) async fn group_write(
         &self,
         group: GroupId,
         command: Vec<Vec<u8>>,

@@ -238,12 +238,7 @@ pub fn next_action(view: View<'_>) -> Action {
     let target = record.target;
     // The old groups: the settled ones other than the target (in Cleaning the layout
     // is the settled ring of both).
-    let old: Vec<GroupId> = layout
-        .groups
-        .iter()
-        .copied()
-        .filter(|&g| g != target)
-        .collect();
+    let old = layout.old_groups(target);
     let switched: BTreeSet<GroupId> = layout
         .moving
         .as_ref()

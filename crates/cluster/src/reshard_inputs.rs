@@ -62,6 +62,18 @@ impl Router {
             Some(layout) => layout.clone(),
             None => Layout::initial(map.shape.as_ref()?.groups),
         };
+        Some(self.reshard_inputs_of(record, layout, now_ms).await)
+    }
+
+    /// The inputs for `record` and `layout` as the caller read them (the coordinator
+    /// reads both linearized, with the version its writes are guarded by): each
+    /// group's state, and readiness by the cached map.
+    pub async fn reshard_inputs_of(
+        &self,
+        record: ReshardRecord,
+        layout: Layout,
+        now_ms: u64,
+    ) -> Inputs {
         let mut groups = layout.all_groups();
         groups.push(record.target);
         groups.sort_unstable();
@@ -92,11 +104,11 @@ impl Router {
             .into_iter()
             .filter_map(|(g, state)| state.map(|s| (g, s)))
             .collect();
-        Some(Inputs {
+        Inputs {
             record,
             layout,
             states,
-            ready: ready_groups(&map, now_ms),
-        })
+            ready: ready_groups(&self.cached_map(), now_ms),
+        }
     }
 }

@@ -348,6 +348,17 @@ pub static COMMANDS: &[Command] = &[
         "Shard group administration: STATUS, ADD-LEARNER, PROMOTE, REMOVE, SNAPSHOT."
     ),
     cmd!(
+        "RESHARD",
+        -2,
+        ["admin", "noscript", "loading", "stale"],
+        0,
+        0,
+        0,
+        ["admin", "slow", "dangerous"],
+        "cluster",
+        "Online resharding: ADD-GROUP adds a shard group while writes go on; STATUS; ABORT."
+    ),
+    cmd!(
         "DEBUG",
         -2,
         ["admin", "noscript", "loading", "stale"],

@@ -37,7 +37,9 @@ const FORCED_REFRESHES_PER_NODE: u32 = 100;
 const FORCED_WINDOW: Duration = Duration::from_secs(1);
 
 /// Commands whose first argument is a subcommand an ACL rule can name (`+config|get`).
-const CONTAINERS: &[&str] = &["ACL", "CLIENT", "COMMAND", "CONFIG", "DEBUG", "RAFT"];
+const CONTAINERS: &[&str] = &[
+    "ACL", "CLIENT", "COMMAND", "CONFIG", "DEBUG", "RAFT", "RESHARD",
+];
 
 pub const NOAUTH: &str = "NOAUTH Authentication required.";
 const USERS_UNKNOWN: &str =

@@ -32,6 +32,7 @@ const NODE_COMMANDS: &[&str] = &[
     "READONLY",
     "READWRITE",
     "RAFT",
+    "RESHARD",
     "DEBUG",
 ];
 
@@ -101,6 +102,7 @@ pub fn answer(node: &Arc<Node>, client: &mut Client, name: &str, args: &[Bytes])
         }
         // Queued inside MULTI: membership changes are not transactional.
         "RAFT" => Value::Error("ERR RAFT is not allowed inside MULTI".into()),
+        "RESHARD" => Value::Error("ERR RESHARD is not allowed inside MULTI".into()),
         "DEBUG" => match text(&args[1]).to_ascii_uppercase().as_str() {
             // This replica's dataset, as replicas compare it (keys, values, expiries,
             // WATCH versions, index membership).

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use shoal_cluster::meta::GroupRecord;
@@ -33,6 +33,11 @@ const STALE_GAP: Duration = Duration::from_millis(100);
 const REPAIR_EVERY: Duration = Duration::from_secs(1);
 /// How often the meta leader checks the groups' indexes against the map.
 const RECONCILE_EVERY: Duration = Duration::from_secs(2);
+/// How often the meta leader looks for a reshard to coordinate (the map it reads is
+/// refreshed every second anyway).
+const RESHARD_IDLE: Duration = Duration::from_millis(500);
+/// How soon a coordinator that waits (for a group's leader, for voters) looks again.
+const RESHARD_WAIT: Duration = Duration::from_millis(200);
 
 /// A started node.
 pub struct Started {
@@ -202,8 +207,10 @@ pub async fn start(
             shape,
             data_dir: config.data_dir.clone(),
             misfit: misfit_tx,
+            election_timeout_ms: config.election_timeout_ms,
         };
         spawn_map_upkeep(node.clone(), keep);
+        spawn_reshard(node.clone(), config.reshard_pace);
         spawn_repair(node.clone(), config, misfit.clone());
     }
     Ok(Started {
@@ -262,7 +269,13 @@ fn bootstrap(
             .group(group)
             .with_context(|| format!("group {group} is not open"))?;
         let members: BTreeMap<NodeId, NodeAddr> = members.iter().cloned().collect();
-        spawn_initialize(config, handle, members, position == 0);
+        spawn_initialize(
+            config.id,
+            config.election_timeout_ms,
+            handle,
+            members,
+            position == 0,
+        );
     }
     Ok(())
 }
@@ -281,7 +294,13 @@ fn bootstrap_meta(
         return Ok(());
     }
     let handle = host.group(META).context("the meta group is not open")?;
-    spawn_initialize(config, handle, voters.clone(), position == 0);
+    spawn_initialize(
+        config.id,
+        config.election_timeout_ms,
+        handle,
+        voters.clone(),
+        position == 0,
+    );
     Ok(())
 }
 
@@ -289,13 +308,13 @@ fn bootstrap_meta(
 /// majority is reachable, or after three election timeouts at most), otherwise after
 /// three election timeouts as a fallback.
 fn spawn_initialize(
-    config: &NodeConfig,
+    me: NodeId,
+    election_timeout_ms: u64,
     group: shoal_raft::Group,
     members: BTreeMap<NodeId, NodeAddr>,
     first: bool,
 ) {
-    let me = config.id;
-    let fallback = Duration::from_millis(config.election_timeout_ms.saturating_mul(3));
+    let fallback = Duration::from_millis(election_timeout_ms.saturating_mul(3));
     tokio::spawn(async move {
         if first {
             quorum_reachable(&members, me, fallback).await;
@@ -339,6 +358,7 @@ struct Upkeep {
     shape: shoal_cluster::ClusterShape,
     data_dir: std::path::PathBuf,
     misfit: tokio::sync::watch::Sender<Option<String>>,
+    election_timeout_ms: u64,
 }
 
 /// Keeps this node's part of the cluster map: it reports itself every
@@ -354,6 +374,7 @@ fn spawn_map_upkeep(node: Arc<Node>, keep: Upkeep) {
         shape,
         data_dir,
         misfit,
+        election_timeout_ms,
     } = keep;
     let reporter = node.clone();
     tokio::spawn(async move {
@@ -363,6 +384,8 @@ fn spawn_map_upkeep(node: Arc<Node>, keep: Upkeep) {
         let mut interval = tokio::time::interval(REPORT_EVERY);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut suspects = HashMap::new();
+        // The reshards (by their start) whose new group this node has started.
+        let mut started_targets = HashSet::new();
         // A call that found a group's members wrong asks for an early round (the map
         // says where the replicas went), at most one per STALE_GAP: a group nobody can
         // reach would otherwise nudge on every retry.
@@ -411,6 +434,13 @@ fn spawn_map_upkeep(node: Arc<Node>, keep: Upkeep) {
                     .map(|x| x.target)
             }));
             open_missing_groups(&r.host, &groups).await;
+            start_new_group(
+                &r.host,
+                id,
+                election_timeout_ms,
+                &r.router,
+                &mut started_targets,
+            );
             if nudged {
                 continue;
             }
@@ -438,6 +468,89 @@ fn spawn_map_upkeep(node: Arc<Node>, keep: Upkeep) {
             }
             if let Err(e) = r.router.reconcile_indexes(node::now_ms()).await {
                 tracing::debug!(error = %e, "index reconciliation did not finish");
+            }
+        }
+    });
+}
+
+/// Starts the group a reshard adds, on its recorded members, as [`bootstrap`] starts
+/// the first groups: the first member at once, the others as a fallback. Once per
+/// reshard (by its start time): a later initialize of a group that has a leader is
+/// refused by openraft anyway, but need not be tried every second.
+fn start_new_group(
+    host: &Host,
+    me: NodeId,
+    election_timeout_ms: u64,
+    router: &shoal_cluster::Router,
+    started: &mut HashSet<(GroupId, u64)>,
+) {
+    let Some((record, addrs)) = router.with_cached_map(|m| {
+        let record = m.reshard.clone()?;
+        let addrs: BTreeMap<NodeId, NodeAddr> = record
+            .members
+            .iter()
+            .filter_map(|id| m.nodes.get(id).map(|n| (*id, n.addr.clone())))
+            .collect();
+        Some((record, addrs))
+    }) else {
+        return;
+    };
+    let key = (record.target, record.started_ms);
+    let creating = record.phase == shoal_cluster::reshard_record::Phase::Creating;
+    if !creating || !record.members.contains(&me) || started.contains(&key) {
+        return;
+    }
+    // Every member's address, or none: a membership missing one would be for good.
+    if addrs.len() != record.members.len() {
+        return;
+    }
+    let Some(group) = host.group(record.target) else {
+        return;
+    };
+    started.insert(key);
+    let first = record.members.first() == Some(&me);
+    tracing::info!(group = record.target, members = ?record.members, first, "starting the group a reshard adds");
+    spawn_initialize(me, election_timeout_ms, group, addrs, first);
+}
+
+/// While this node leads the meta group and a reshard is recorded, the coordinator's
+/// ticks ([`shoal_cluster::reshard_run`]): at once after a step, every
+/// [`RESHARD_WAIT`] while it waits, every [`RESHARD_IDLE`] with no reshard; `pace`
+/// after each step taken (`--reshard-pace-ms`).
+fn spawn_reshard(node: Arc<Node>, pace: Duration) {
+    use shoal_cluster::reshard_run::{Coordinator, Tick};
+    tokio::spawn(async move {
+        let Store::Replicated(r) = &node.store else {
+            return;
+        };
+        let mut me = Coordinator::default();
+        loop {
+            let leads = r.host.group(META).is_some_and(|g| g.is_leader());
+            let recorded = r.router.with_cached_map(|m| m.reshard.is_some());
+            let pause = if !leads {
+                me.forget();
+                RESHARD_IDLE
+            } else if !recorded {
+                RESHARD_IDLE
+            } else {
+                match r.router.reshard_tick(&mut me, node::now_ms()).await {
+                    Ok(Tick::Idle) => RESHARD_IDLE,
+                    Ok(Tick::Waiting(why)) => {
+                        tracing::debug!(why, "reshard waits");
+                        RESHARD_WAIT
+                    }
+                    Ok(Tick::Took(_)) => pace,
+                    Ok(Tick::Claimed(_) | Tick::TimedOut | Tick::Lost) => Duration::ZERO,
+                    Err(e) => {
+                        tracing::info!(error = %e, "reshard step did not finish; trying again");
+                        RESHARD_WAIT
+                    }
+                }
+            };
+            if pause.is_zero() {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(pause).await;
             }
         }
     });
@@ -1007,9 +1120,11 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(r.router.reshard_inputs(node::now_ms()).await.is_none());
+        // Its member is a node the map does not know, so the group is never started
+        // and the coordinator (this node leads the meta group) waits for it.
         let record = ReshardRecord {
             target: 2,
-            members: vec![1],
+            members: vec![9],
             phase: Phase::Creating,
             run: 1,
             started_ms: node::now_ms(),
@@ -1021,7 +1136,15 @@ mod tests {
             .unwrap();
         r.router.refresh_map(node::now_ms(), true).await.unwrap();
         let inputs = r.router.reshard_inputs(node::now_ms()).await.unwrap();
-        assert_eq!(inputs.record, record);
+        // The coordinator may have claimed it since (a higher run), nothing else.
+        assert!(inputs.record.run >= record.run);
+        assert_eq!(
+            ReshardRecord {
+                run: record.run,
+                ..inputs.record.clone()
+            },
+            record
+        );
         assert_eq!(inputs.layout, shoal_cluster::layout::Layout::initial(2));
         let idle = GroupState {
             floor: 0,
@@ -1041,6 +1164,141 @@ mod tests {
             );
         }
         assert!(matches!(next_action(inputs.view()), Action::Wait(_)));
+        cluster.stop().await.unwrap();
+    }
+
+    /// The whole reshard on a real one-node cluster (RocksDB, openraft, gRPC):
+    /// `RESHARD ADD-GROUP`'s record, the new group started on its member, and the meta
+    /// leader's coordinator taking every step while a writer goes on. Every write
+    /// acknowledged before and during the reshard reads back, DBSIZE counts each key
+    /// once, and each key is held by the group the final ring gives it and no other.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn adding_a_group_moves_its_keys_while_writes_go_on() {
+        use shoal_engine::Reply;
+        let dir = tempfile::TempDir::new().unwrap();
+        let shape = one_node(&dir, 2);
+        let cluster = crate::dev_cluster::DevCluster::start(&shape).await.unwrap();
+        let started = &cluster.nodes[0];
+        let Store::Replicated(r) = &started.node.store else {
+            panic!("a cluster node is replicated");
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while r.router.cached_map().shape.is_none() || r.router.cached_map().groups.len() < 3 {
+            assert!(std::time::Instant::now() < deadline, "no map");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let set = |k: &str, expire: bool| {
+            let mut c = vec![
+                b"SET".to_vec(),
+                k.as_bytes().to_vec(),
+                format!("v-{k}").into_bytes(),
+            ];
+            if expire {
+                c.extend([b"PX".to_vec(), b"600000".to_vec()]);
+            }
+            c
+        };
+        let mut acked: Vec<String> = Vec::new();
+        for chunk in 0..4 {
+            let keys: Vec<String> = (0..100).map(|i| format!("k{}", chunk * 100 + i)).collect();
+            let commands = keys.iter().map(|k| set(k, k.ends_with('7'))).collect();
+            let replies = r.router.write(commands, node::now_ms()).await;
+            assert!(replies.iter().all(|x| *x == Reply::Ok), "{replies:?}");
+            acked.extend(keys);
+        }
+        assert_eq!(r.router.reshard_add_group(node::now_ms()).await, Ok(2));
+        let again = r.router.reshard_add_group(node::now_ms()).await;
+        assert!(again.is_err_and(|e| e.contains("under way")));
+        // Four writers while the reshard runs: each key once, its acknowledgement noted.
+        let writer = |t: usize| async move {
+            let (mut ok, mut refused) = (Vec::new(), 0);
+            for i in 0.. {
+                if i % 8 == 0 {
+                    let status = r.router.reshard_status(node::now_ms()).await;
+                    if status.is_ok_and(|s| s.record.is_none()) {
+                        break;
+                    }
+                }
+                let k = format!("w{t}-{i}");
+                match r
+                    .router
+                    .write(vec![set(&k, i % 5 == 0)], node::now_ms())
+                    .await
+                    .first()
+                {
+                    Some(Reply::Ok) => ok.push(k),
+                    _ => refused += 1,
+                }
+            }
+            (ok, refused)
+        };
+        let writing = futures::future::join_all((0..4).map(writer));
+        let (mut written, mut refused) = (Vec::new(), 0);
+        for (ok, no) in tokio::time::timeout(Duration::from_secs(90), writing)
+            .await
+            .expect("the reshard did not finish within 90 s")
+        {
+            written.extend(ok);
+            refused += no;
+        }
+        let status = r.router.reshard_status(node::now_ms()).await.unwrap();
+        assert_eq!(status.layout.groups, vec![0, 1, 2]);
+        assert!(status.layout.moving.is_none());
+        assert!(
+            written.len() > 20,
+            "the writer wrote {} keys",
+            written.len()
+        );
+        acked.extend(written);
+        // The router installs the final routing at its next map read.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while r.router.routing().all() != [0, 1, 2] {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "routing not installed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for k in &acked {
+            let got = r
+                .router
+                .read(
+                    &[vec![b"GET".to_vec(), k.as_bytes().to_vec()]],
+                    false,
+                    false,
+                    node::now_ms(),
+                )
+                .await;
+            assert_eq!(got, vec![Reply::Bulk(format!("v-{k}").into_bytes())], "{k}");
+        }
+        let dbsize = r
+            .router
+            .read(&[vec![b"DBSIZE".to_vec()]], false, false, node::now_ms())
+            .await;
+        assert_eq!(
+            dbsize,
+            vec![Reply::Int(acked.len() as i64)],
+            "{refused} refused"
+        );
+        let routing = r.router.routing();
+        let now = node::now_ms();
+        let mut moved = 0;
+        for k in &acked {
+            let owner = routing.group_of(k.as_bytes()).unwrap();
+            moved += usize::from(owner == 2);
+            for g in 0..3 {
+                let held = started
+                    .host
+                    .replica(g)
+                    .is_some_and(|x| x.read().engine.keyspace().get(k.as_bytes(), now).is_some());
+                assert_eq!(held, g == owner, "{k} on group {g}, owned by {owner}");
+            }
+        }
+        assert!(
+            moved > acked.len() / 6,
+            "only {moved} of {} keys moved",
+            acked.len()
+        );
         cluster.stop().await.unwrap();
     }
 

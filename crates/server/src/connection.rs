@@ -130,7 +130,7 @@ enum Step {
     Reply(Value),
     /// EXEC of a queued transaction (one log entry).
     Exec(Vec<Vec<Vec<u8>>>),
-    /// Shard group administration, which waits on Raft.
+    /// Shard group administration (RAFT, RESHARD), which waits on Raft.
     Raft(Vec<Bytes>),
     /// WATCH: the versions must come from a linearized read.
     Watch(Vec<Vec<u8>>),
@@ -328,7 +328,12 @@ async fn run(
                 }
                 Step::Raft(args) => {
                     run.flush(node, client, &mut output).await;
-                    let value = crate::raft_admin::answer(node, &args).await;
+                    let value = match args.first() {
+                        Some(name) if name.eq_ignore_ascii_case(b"RESHARD") => {
+                            crate::reshard_admin::answer(node, &args).await
+                        }
+                        Some(_) | None => crate::raft_admin::answer(node, &args).await,
+                    };
                     encode(value, client.protocol, &mut output);
                 }
                 Step::Info(args) => {
@@ -467,7 +472,7 @@ fn step(node: &Arc<Node>, client: &mut Client, request: Vec<Bytes>) -> Step {
             client.lib_ver = None;
             Step::Reply(crate::admin::answer(node, client, name, &request))
         }
-        "RAFT" => Step::Raft(request),
+        "RAFT" | "RESHARD" => Step::Raft(request),
         "INFO" => Step::Info(request),
         "ACL" => Step::Acl(request),
         _ if command.is_write() => Step::Write(owned(request)),

@@ -26,6 +26,7 @@ mod node;
 mod node_config;
 mod persist;
 mod raft_admin;
+mod reshard_admin;
 mod tls;
 
 use std::net::SocketAddr;

@@ -99,6 +99,7 @@ pub struct FileConfig {
     pub read_mode: Option<String>,
     pub follower_reads: Option<bool>,
     pub rebalance: Option<bool>,
+    pub reshard_pace_ms: Option<u64>,
     pub join: Option<bool>,
     pub max_bulk_len: Option<usize>,
     pub busy_poll_us: Option<u64>,
@@ -286,6 +287,11 @@ pub struct NodeArgs {
     /// later), one group at a time, keeping each group's zones [default: true].
     #[arg(long)]
     pub rebalance: Option<bool>,
+    /// A pause after each step of a reshard this node coordinates (a page of keys
+    /// copied, a catch-up, a fence...), in milliseconds: it bounds the load that adding
+    /// a shard group puts on a busy cluster [default: 0].
+    #[arg(long)]
+    pub reshard_pace_ms: Option<u64>,
     /// This node joins a running cluster: it starts no group and no meta group from
     /// the member list (which names it and the running members); leaders move
     /// replicas onto it (--rebalance) or an operator adds it (RAFT ADD-LEARNER).
@@ -327,6 +333,7 @@ pub struct NodeConfig {
     pub read_mode: ReadMode,
     pub follower_reads: bool,
     pub rebalance: bool,
+    pub reshard_pace: Duration,
     pub join: bool,
     pub max_bulk_len: usize,
     pub busy_poll_us: u64,
@@ -460,6 +467,9 @@ impl NodeArgs {
             read_mode,
             follower_reads: self.follower_reads.or(file.follower_reads).unwrap_or(true),
             rebalance: self.rebalance.or(file.rebalance).unwrap_or(true),
+            reshard_pace: Duration::from_millis(
+                self.reshard_pace_ms.or(file.reshard_pace_ms).unwrap_or(0),
+            ),
             join: self.join || file.join.unwrap_or(false),
             max_bulk_len: self
                 .max_bulk_len

@@ -1,0 +1,120 @@
+//! `RESHARD ADD-GROUP | STATUS | ABORT` (docs/resharding.md §1): what any router does
+//! for an operator. Each writes only the reshard record, guarded by the version it read,
+//! and leaves the work to the meta leader's coordinator ([`crate::reshard_run`]).
+
+use std::collections::BTreeMap;
+
+use shoal_raft::{GroupId, NodeAddr, NodeId};
+
+use crate::layout::Layout;
+use crate::placement::group_members;
+use crate::reshard_record::{Phase, ReshardRecord};
+use crate::reshard_run::hset_record;
+use crate::router::Router;
+
+/// What `RESHARD STATUS` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The reshard under way, if any.
+    pub record: Option<ReshardRecord>,
+    /// The layout keys are routed by.
+    pub layout: Layout,
+}
+
+impl Router {
+    /// Records a reshard that adds one shard group, placed on the live nodes as a
+    /// group of the cluster's replication factor, and answers its id. Refused while
+    /// another reshard is recorded.
+    pub async fn reshard_add_group(&self, now_ms: u64) -> Result<GroupId, String> {
+        let current = self.read_reshard(now_ms).await?;
+        if let Some(record) = &current.record {
+            return Err(format!(
+                "ERR a reshard adding group {} is under way (RESHARD STATUS)",
+                record.target
+            ));
+        }
+        let map = self.cached_map();
+        let shape = &current.shape;
+        let target = current
+            .layout
+            .all_groups()
+            .into_iter()
+            .max()
+            .map_or(0, |g| g.saturating_add(1));
+        let alive: BTreeMap<NodeId, NodeAddr> = map
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.alive(now_ms))
+            .map(|(&id, n)| (id, n.addr.clone()))
+            .collect();
+        let replicas = usize::try_from(shape.replication_factor).unwrap_or(usize::MAX);
+        let members = group_members(&alive, replicas, target);
+        if members.len() < replicas.min(map.nodes.len()) || members.is_empty() {
+            return Err(format!(
+                "ERR {} of the cluster's nodes are up; a new group needs {replicas}",
+                members.len()
+            ));
+        }
+        let first_epoch = current.layout.epoch.saturating_add(1);
+        let record = ReshardRecord {
+            target,
+            members,
+            phase: Phase::Creating,
+            run: first_epoch << 32,
+            started_ms: now_ms,
+            progress: BTreeMap::new(),
+        };
+        if !self
+            .write_reshard(current.version, vec![hset_record(&record)?], now_ms)
+            .await?
+        {
+            return Err("ERR the reshard record changed meanwhile; try again".into());
+        }
+        tracing::info!(target, members = ?record.members, "reshard recorded");
+        Ok(target)
+    }
+
+    /// The reshard under way and the layout, read on the meta leader.
+    pub async fn reshard_status(&self, now_ms: u64) -> Result<Status, String> {
+        let current = self.read_reshard(now_ms).await?;
+        Ok(Status {
+            record: current.record,
+            layout: current.layout,
+        })
+    }
+
+    /// Turns the reshard under way into an abort. Refused once a source has switched:
+    /// its keys' writes are on the new group only, so the reshard finishes forward.
+    pub async fn reshard_abort(&self, now_ms: u64) -> Result<(), String> {
+        let current = self.read_reshard(now_ms).await?;
+        let Some(record) = current.record else {
+            return Err("ERR no reshard is under way".into());
+        };
+        let switched = current
+            .layout
+            .moving
+            .as_ref()
+            .is_some_and(|m| !m.switched.is_empty());
+        match record.phase {
+            Phase::Aborting => return Ok(()),
+            Phase::Cleaning => {
+                return Err("ERR every source has switched: the reshard finishes forward".into())
+            }
+            Phase::Creating | Phase::Copying | Phase::Switching { .. } if switched => {
+                return Err("ERR a source has switched: the reshard finishes forward".into())
+            }
+            Phase::Creating | Phase::Copying | Phase::Switching { .. } => {}
+        }
+        let aborting = ReshardRecord {
+            phase: Phase::Aborting,
+            ..record
+        };
+        if !self
+            .write_reshard(current.version, vec![hset_record(&aborting)?], now_ms)
+            .await?
+        {
+            return Err("ERR the reshard record changed meanwhile; try again".into());
+        }
+        Ok(())
+    }
+}
