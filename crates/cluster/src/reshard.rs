@@ -33,7 +33,7 @@
 //! | Aborting         | the target accepted a source the map did not switch   | switching it at its epoch: too late, the reshard goes forward |
 //! | Aborting         | the target accepted only switched sources             | copying again: forward |
 //! | Aborting         | the target has not aborted                            | abort the target (first) |
-//! | Aborting         | an old group still hands keys over                    | abort it              |
+//! | Aborting         | an old group hands keys over, or is below the abort's epoch | abort it (its floor rises: a late `_BEGIN` is a no-op) |
 //! | Aborting         | neither                                               | finish the abort (map: the old groups at epoch + 1) |
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -340,7 +340,12 @@ pub fn next_action(view: View<'_>) -> Action {
                 }
                 return Action::AbortTarget { epoch };
             }
-            if let Some(&source) = old.iter().find(|&&g| hands_over(g)) {
+            // Every old group learns the abort's epoch, a source or not: a `_BEGIN` of
+            // this reshard still in flight (an unknown outcome, a deposed
+            // coordinator's) then finds the floor above its epoch and does nothing,
+            // instead of starting to track changes for a target that is gone.
+            let behind = |g: GroupId| states.get(&g).is_some_and(|s| s.floor < epoch);
+            if let Some(&source) = old.iter().find(|&&g| hands_over(g) || behind(g)) {
                 return Action::AbortSource { source, epoch };
             }
             if old.iter().any(|g| !states.contains_key(g)) {

@@ -48,7 +48,13 @@ impl Router {
             .map(|(&id, n)| (id, n.addr.clone()))
             .collect();
         let replicas = usize::try_from(shape.replication_factor).unwrap_or(usize::MAX);
-        let members = group_members(&alive, replicas, target);
+        // An aborted reshard's group keeps its id, its Raft group and its voters: a
+        // group initialized once is not initialized again, so its members are those
+        // voters (repair then treats it as any group once the layout names it).
+        let members = match map.groups.get(&target) {
+            Some(known) if !known.voters.is_empty() => known.voters.clone(),
+            Some(_) | None => group_members(&alive, replicas, target),
+        };
         if members.len() < replicas.min(map.nodes.len()) || members.is_empty() {
             return Err(format!(
                 "ERR {} of the cluster's nodes are up; a new group needs {replicas}",

@@ -50,8 +50,9 @@ const FENCE_BELOW: usize = 256;
 const FINAL_READS: usize = 10_000;
 /// Purge entries one tick sends.
 const PURGE_ENTRIES: usize = 64;
-/// A new group that has no leader with every voter up this long after
-/// `RESHARD ADD-GROUP` is given up: the reshard aborts (nothing was published).
+/// A new group that has no leader with every voter up this long after the
+/// coordinator took the reshard up is given up: the reshard aborts (nothing was
+/// published).
 pub const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What a coordinator remembers between ticks: the run it claimed.
@@ -83,6 +84,8 @@ pub enum Tick {
     Waiting(&'static str),
     /// A guarded map write was refused: the record changed since this tick read it.
     Lost,
+    /// Another coordinator claimed the reshard after this one: it stands back a while.
+    Superseded,
 }
 
 /// The reshard's part of the map, read on the meta leader.
@@ -269,11 +272,22 @@ impl Router {
             return Ok(Tick::Idle);
         };
         let version = current.version;
-        if me.run != Some(record.run) {
-            let claimed = ReshardRecord {
+        if me.run.is_some_and(|run| run != record.run) {
+            // Another coordinator claimed it since: this node was deposed (or two
+            // believe they lead). Stand back before claiming again, so that two do not
+            // take the record from each other on every tick.
+            me.forget();
+            return Ok(Tick::Superseded);
+        }
+        if me.run.is_none() {
+            let mut claimed = ReshardRecord {
                 run: record.run.saturating_add(1),
                 ..record
             };
+            if claimed.phase == Phase::Creating {
+                // The creation timeout runs on the coordinator's clock, from its claim.
+                claimed.started_ms = now_ms;
+            }
             let run = claimed.run;
             if !self
                 .write_reshard(version, vec![hset_record(&claimed)?], now_ms)
@@ -368,10 +382,10 @@ impl Router {
             .map(|_| ())
     }
 
-    /// Reads `source`'s changes after `seq` and imports them, until a read lists at
-    /// most `few` keys or `reads` reads were made. Returns the last seq imported and
-    /// whether a read listed at most `few`. (A read that lists fewer keys than asked
-    /// may still have been cut by its bytes: only an empty one proves the end.)
+    /// Reads `source`'s changes after `seq` and imports them, until a read that ran
+    /// out of changes lists at most `few` keys, or `reads` reads were made. Returns the
+    /// last seq imported and whether such a read came. With `few` 0 that read listed
+    /// nothing, which alone proves the end whatever the limits.
     async fn catch_up(
         &self,
         inputs: &Inputs,
@@ -397,9 +411,14 @@ impl Router {
             let flushed = *flushed == Reply::Int(1);
             let dumps = pairs(&reply[2..])?;
             let listed = dumps.len() / 2;
+            // The engine stops listing once either limit is reached: a read under both
+            // ran out of changes; one at a limit may have been cut with more to come
+            // (pages of large documents list few keys).
+            let bytes: usize = dumps.iter().map(Vec::len).sum();
+            let reached_end = listed < PAGE_KEYS && bytes < PAGE_BYTES;
             self.import(inputs, source, flushed, dumps, now_ms).await?;
             seq = high;
-            if listed <= few {
+            if reached_end && listed <= few {
                 return Ok((seq, true));
             }
         }

@@ -353,6 +353,21 @@ fn aborting_undoes_the_target_first_then_the_sources_then_the_map() {
             epoch: 2
         }
     );
+    // A group that never began learns the abort's epoch too (a late `_BEGIN` of the
+    // reshard then finds its floor above it).
+    let states = [
+        (0, none(2)),
+        (1, none(2)),
+        (2, none(1)),
+        (T, target(&[], true)),
+    ];
+    assert_eq!(
+        decide(&r, &layout, &states, &ready),
+        Action::AbortSource {
+            source: 2,
+            epoch: 2
+        }
+    );
     let states = [
         (0, none(2)),
         (1, none(2)),
