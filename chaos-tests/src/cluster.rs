@@ -28,7 +28,14 @@ pub struct Shape {
     /// The last this many nodes are not started with the others: [`Cluster::join`]
     /// starts them later with `--join`, and the group leaders move replicas onto them.
     pub joining: usize,
+    /// Whether the run adds a shard group (`RESHARD ADD-GROUP`) while the faults go
+    /// on; the nodes then pause [`RESHARD_PACE_MS`] after each reshard step, so that
+    /// the reshard spans the faults instead of finishing before the first.
+    pub reshard: bool,
 }
+
+/// `--reshard-pace-ms` of a resharding run's nodes.
+pub const RESHARD_PACE_MS: u64 = 1_500;
 
 #[derive(Debug)]
 pub struct Node {
@@ -196,6 +203,13 @@ impl Cluster {
             .args(["--heartbeat-ms", &shape.heartbeat_ms.to_string()])
             .args(["--quorum-timeout-ms", &shape.quorum_timeout_ms.to_string()])
             .args(node.joins.then_some("--join"))
+            .args(
+                shape
+                    .reshard
+                    .then(|| ["--reshard-pace-ms".to_owned(), RESHARD_PACE_MS.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(members)
             .stdout(Stdio::null())
             .stderr(log)
@@ -268,7 +282,6 @@ impl Cluster {
     /// The leaders of every shard group, as some live node's INFO cluster says (not a
     /// cut-off node's, whose view may be stale).
     pub async fn leaders(&mut self) -> Option<BTreeMap<u64, u64>> {
-        let groups = self.shape.groups;
         let ids: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
         for i in 0..self.nodes.len() {
             if !self.nodes[i].is_running()
@@ -280,8 +293,9 @@ impl Cluster {
             let Ok(info) = info_cluster(&self.nodes[i].addr()).await else {
                 continue;
             };
+            let groups = group_ids(&info);
             let mut leaders = BTreeMap::new();
-            for g in 0..groups {
+            for &g in &groups {
                 if let Some(leader) = field(&info, &format!("group{g}"), "leader") {
                     if let Ok(id) = leader.parse() {
                         leaders.insert(g, id);
@@ -290,7 +304,8 @@ impl Cluster {
             }
             let meta_led =
                 field(&info, "meta_group", "leader").is_some_and(|l| l.parse::<u64>().is_ok());
-            if leaders.len() as u64 == groups && meta_led {
+            if leaders.len() == groups.len() && groups.len() as u64 >= self.shape.groups && meta_led
+            {
                 return Some(leaders);
             }
         }
@@ -314,7 +329,7 @@ impl Cluster {
                     .collect()
             };
             let mut out = BTreeMap::new();
-            for g in 0..self.shape.groups {
+            for g in group_ids(&info) {
                 let name = format!("group{g}");
                 if !ids(field(&info, &name, "learners")).is_empty() {
                     return None;
@@ -377,7 +392,7 @@ impl Cluster {
     }
 }
 
-async fn info_cluster(addr: &str) -> Result<String> {
+pub async fn info_cluster(addr: &str) -> Result<String> {
     let client = redis::Client::open(addr)?;
     let mut con = tokio::time::timeout(
         Duration::from_secs(2),
@@ -394,6 +409,14 @@ async fn info_cluster(addr: &str) -> Result<String> {
     Ok(info)
 }
 
+/// The shard groups an INFO cluster lists (`group<id>:` lines): the groups keys live
+/// on, and during a reshard the group being added.
+pub fn group_ids(info: &str) -> Vec<u64> {
+    info.lines()
+        .filter_map(|l| l.strip_prefix("group")?.split_once(':')?.0.parse().ok())
+        .collect()
+}
+
 /// `key` of the `name:k1=v1,k2=v2` line of an INFO section.
 pub fn field(info: &str, name: &str, key: &str) -> Option<String> {
     let line = info
@@ -402,4 +425,22 @@ pub fn field(info: &str, name: &str, key: &str) -> Option<String> {
     line.split(',')
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
         .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_groups_of_an_info_cluster_are_its_group_lines() {
+        let info = "cluster_enabled:0\r\nshoal_shard_groups:3\r\n\
+                    group0:leader=1,local_role=leader,voters=1|2|3,learners=\r\n\
+                    group2:leader=none,local_role=follower,voters=1|2|3,learners=\r\n\
+                    group10:leader=3,local_role=follower,voters=1|2|3,learners=\r\n\
+                    meta_group:leader=1,local_role=leader,voters=1|2|3,learners=\r\n\
+                    groups_seen:7\r\n";
+        assert_eq!(group_ids(info), vec![0, 2, 10]);
+        assert_eq!(field(info, "group2", "leader").as_deref(), Some("none"));
+        assert_eq!(field(info, "group10", "voters").as_deref(), Some("1|2|3"));
+    }
 }

@@ -36,6 +36,8 @@ pub enum Seen {
     Done,
     Value(Option<u64>),
     Found(bool),
+    /// A KNN answer named this key twice (a document shown by two groups).
+    Twice(String),
 }
 
 #[derive(Debug, Clone, Serialize)]

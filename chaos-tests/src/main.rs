@@ -15,6 +15,11 @@ use shoal_chaos::workload::Workload;
 /// while leaders are killed, paused and cut off: rebalancing under faults.
 const GROW: &str = "grow";
 
+/// The scenario that adds a shard group (`RESHARD ADD-GROUP`) while leaders (the
+/// sources', the new group's, the meta group's where it shares a node) are killed,
+/// paused and cut off.
+const RESHARD: &str = "reshard";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Suite {
     /// A few faults of each kind on a 3-node cluster (CI: a couple of minutes).
@@ -65,6 +70,7 @@ fn plans(cli: &Cli) -> Vec<Plan> {
         heartbeat_ms: 100,
         quorum_timeout_ms: 5_000,
         joining: 0,
+        reshard: false,
     };
     let workload = Workload {
         workers,
@@ -82,6 +88,10 @@ fn plans(cli: &Cli) -> Vec<Plan> {
         ("slow-disk", vec![Kind::SlowDisk]),
         ("combined", vec![Kind::Combined]),
         ("hand-over", vec![Kind::HandOver]),
+        (
+            RESHARD,
+            vec![Kind::LeaderKill, Kind::Pause, Kind::PartitionLeader],
+        ),
     ];
     if cli.suite == Suite::Full {
         scenarios.push((
@@ -117,6 +127,7 @@ fn plans(cli: &Cli) -> Vec<Plan> {
                 } else {
                     0
                 },
+                reshard: name == RESHARD,
                 ..shape.clone()
             },
             workload: workload.clone(),
@@ -145,7 +156,7 @@ fn summary(r: &Report) -> String {
     let mut rec = r.recovery_ms.clone();
     rec.sort_unstable();
     format!(
-        "{:<12} seed {:<4} {} nodes {} groups: {} faults, {} ops ({} acked, {} unknown, {} failed), {} keys checked ({} skipped), {} violations, converged {}{}, write recovery after a leader loss p50 {} ms p99 {} ms max {} ms ({} samples){}, {:.1} s — {}",
+        "{:<12} seed {:<4} {} nodes {} groups: {} faults, {} ops ({} acked, {} unknown, {} failed), {} keys checked ({} skipped), {} violations, converged {}{}{}, write recovery after a leader loss p50 {} ms p99 {} ms max {} ms ({} samples){}, {:.1} s — {}",
         r.name,
         r.seed,
         r.nodes,
@@ -161,6 +172,18 @@ fn summary(r: &Report) -> String {
         r.converged.values().all(|c| *c),
         match r.rebalanced {
             Some(done) => format!(", joined nodes holding replicas {done}"),
+            None => String::new(),
+        },
+        match r.resharded {
+            Some(done) => format!(
+                ", a group added {done} ({} faults during it; phases {})",
+                r.faults_during_reshard,
+                r.reshard_phases
+                    .iter()
+                    .map(|(phase, ms)| format!("{phase} at {:.1} s", *ms as f64 / 1000.0))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             None => String::new(),
         },
         percentile(&rec, 0.5),

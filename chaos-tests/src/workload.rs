@@ -110,13 +110,16 @@ async fn run_op(con: &mut MultiplexedConnection, key: &str, call: &Call) -> Outc
             Call::Knn(v) => {
                 let r: redis::RedisResult<redis::Value> = redis::cmd("FT.SEARCH")
                     .arg(INDEX)
-                    .arg("*=>[KNN 1 @vec $q AS d]")
+                    .arg("*=>[KNN 2 @vec $q AS d]")
                     .arg(&["PARAMS", "2", "q"][..])
                     .arg(vector(*v))
                     .arg(&["RETURN", "1", "d", "DIALECT", "2"][..])
                     .query_async(con)
                     .await;
-                r.map(|reply| Seen::Found(nearest_is(&reply, key)))
+                r.map(|reply| match named_twice(&reply) {
+                    Some(twice) => Seen::Twice(twice),
+                    None => Seen::Found(nearest_is(&reply, key)),
+                })
             }
         }
     };
@@ -127,19 +130,40 @@ async fn run_op(con: &mut MultiplexedConnection, key: &str, call: &Call) -> Outc
     }
 }
 
-/// Whether an FT.SEARCH reply's first hit is `key` at distance 0.
+/// A reply's string, bulk or simple.
+fn text(v: &redis::Value) -> Option<String> {
+    if let redis::Value::BulkString(b) = v {
+        Some(String::from_utf8_lossy(b).into_owned())
+    } else if let redis::Value::SimpleString(s) = v {
+        Some(s.clone())
+    } else {
+        None
+    }
+}
+
+/// An FT.SEARCH reply's hit ids (`[total, id, fields, id, fields, ..]`).
+fn hit_ids(reply: &redis::Value) -> Vec<String> {
+    let redis::Value::Array(items) = reply else {
+        return Vec::new();
+    };
+    items.iter().skip(1).step_by(2).filter_map(text).collect()
+}
+
+/// A key an FT.SEARCH reply names more than once: a document two groups both showed
+/// (a reshard's copy and its original), which the router's merge must never give.
+fn named_twice(reply: &redis::Value) -> Option<String> {
+    let ids = hit_ids(reply);
+    ids.iter()
+        .enumerate()
+        .find(|(i, id)| ids[..*i].contains(id))
+        .map(|(_, id)| id.clone())
+}
+
+/// Whether an FT.SEARCH reply's first hit is `key` at distance 0 (KNN 2 asks for a
+/// second hit only so that a key named twice can be seen).
 fn nearest_is(reply: &redis::Value, key: &str) -> bool {
     let redis::Value::Array(items) = reply else {
         return false;
-    };
-    let text = |v: &redis::Value| {
-        if let redis::Value::BulkString(b) = v {
-            Some(String::from_utf8_lossy(b).into_owned())
-        } else if let redis::Value::SimpleString(s) = v {
-            Some(s.clone())
-        } else {
-            None
-        }
     };
     let (Some(id), Some(redis::Value::Array(fields))) = (items.get(1).and_then(text), items.get(2))
     else {
@@ -243,4 +267,32 @@ async fn worker(
         tokio::time::sleep(workload.pace).await;
     }
     ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(hits: &[(&str, &str)]) -> redis::Value {
+        let mut items = vec![redis::Value::Int(hits.len() as i64)];
+        for (id, d) in hits {
+            items.push(redis::Value::BulkString(id.as_bytes().to_vec()));
+            items.push(redis::Value::Array(vec![
+                redis::Value::BulkString(b"d".to_vec()),
+                redis::Value::BulkString(d.as_bytes().to_vec()),
+            ]));
+        }
+        redis::Value::Array(items)
+    }
+
+    #[test]
+    fn a_knn_answer_naming_a_key_twice_is_told_apart() {
+        let fine = reply(&[("doc:0:1", "0"), ("doc:0:2", "4")]);
+        assert_eq!(named_twice(&fine), None);
+        assert!(nearest_is(&fine, "doc:0:1"));
+        assert!(!nearest_is(&fine, "doc:0:2"));
+        let twice = reply(&[("doc:0:1", "0"), ("doc:0:1", "0")]);
+        assert_eq!(named_twice(&twice).as_deref(), Some("doc:0:1"));
+        assert_eq!(named_twice(&reply(&[])), None);
+    }
 }

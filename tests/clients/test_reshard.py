@@ -184,6 +184,9 @@ def test_a_group_added_while_writing_and_searching_takes_its_keys(tmp_path):
 
         info = client.info("cluster")
         assert isinstance(info.get("group3"), dict), info
+        wait_for(lambda: client.info("cluster")["shoal_reshard"]
+                 == {"phase": "none", "epoch": final["epoch"]} or None,
+                 timeout=10, what="INFO cluster's reshard line after the reshard")
         # Each key on its new group only: three replicas of each, and no more.
         wait_for(lambda: sum(local_keys(resp) for resp, _ in c.ports) == 3 * dbsize or None,
                  timeout=30, what="three copies of every key, and no more")
@@ -218,6 +221,12 @@ def test_an_abort_while_copying_leaves_every_key_where_it_was_and_a_new_reshard_
             return sum(dict(zip(p[::2], p[1::2]))[b"copied"] for p in s["sources"])
         # Aborted once a source has begun and copied keys: each is told to stop.
         wait_for(lambda: copied() > 0 or None, timeout=60, what="the copy to begin")
+        # INFO cluster shows it too, from the map each router reads every second.
+        def info_says_copying():
+            line = client.info("cluster").get("shoal_reshard", {})
+            return line if line.get("phase") == "copying" else None
+        line = wait_for(info_says_copying, timeout=10, what="INFO cluster's reshard line")
+        assert line["target"] == GROUPS and line["switched"] == "", line
         assert client.execute_command("RESHARD", "ABORT") == b"OK"
         final = wait_for(lambda: (lambda s: s if s["phase"] == b"none" else None)(status(client)),
                          timeout=60, what="the abort to finish")

@@ -36,6 +36,7 @@
 //! |----------------------------------------------------------|------------------------------|
 //! | a voter of this group is down, or it has a learner       | nothing: repair comes first  |
 //! | this group has more voters than the replication factor   | remove the `surplus` voter   |
+//! | a reshard is under way (the map has its record)          | nothing: no new move or hand-over until it ends |
 //! | the map misses a shard group, or its leader has not      | nothing: loads unknown       |
 //! | reported it for 5 s (a cluster starting, a group leaderless) |                          |
 //! | or it does not show this group as it is now (voters, leader) |                          |
@@ -230,6 +231,10 @@ pub struct Cluster<'a> {
     /// added by a reshard): loads are only known once the map has a fresh record of
     /// each.
     pub shard_groups: &'a [GroupId],
+    /// Whether a reshard is under way (the map has its record): rebalancing waits
+    /// for it to end, so that the coordinator's copy and switches do not share the
+    /// nodes with snapshot installs and its groups' leaders stay where they are.
+    pub resharding: bool,
 }
 
 impl Cluster<'_> {
@@ -365,6 +370,9 @@ fn rebalance_step(membership: &Membership, cluster: &Cluster<'_>) -> Step {
         let load = cluster.shard_load();
         return surplus(&membership.voters, Some(cluster.leader), &load, cluster)
             .map_or(Step::Nothing, Step::Remove);
+    }
+    if cluster.resharding {
+        return Step::Nothing;
     }
     // Loads counted before every group reported (a cluster starting) are too low.
     let reported = cluster.shard_groups.iter().all(|g| {
@@ -634,6 +642,7 @@ mod tests {
             replace_after_ms: 10_000,
             leader: 4,
             rebalance: false,
+            resharding: false,
             shard_groups: &[0],
         };
         next_step(
@@ -816,6 +825,17 @@ mod tests {
         group: GroupId,
         adding: &[GroupId],
     ) -> Step {
+        rebalance_step_in(layout, n, group, adding, false)
+    }
+
+    /// [`rebalance_step_adding`], with a reshard's record in the map or not.
+    fn rebalance_step_in(
+        layout: &Layout,
+        n: &BTreeMap<NodeId, NodeRecord>,
+        group: GroupId,
+        adding: &[GroupId],
+        resharding: bool,
+    ) -> Step {
         let groups = records(layout);
         let shard_groups: Vec<GroupId> = layout.keys().chain(adding).copied().collect();
         let (voters, learners, leader) = &layout[&group];
@@ -828,6 +848,7 @@ mod tests {
             replace_after_ms: 10_000,
             leader: *leader,
             rebalance: true,
+            resharding,
             shard_groups: &shard_groups,
         };
         let membership = Membership {
@@ -971,6 +992,37 @@ mod tests {
     }
 
     #[test]
+    fn nothing_new_moves_while_a_reshard_runs_but_a_half_done_move_finishes() {
+        let n = nodes(&[(1, "a", 0), (2, "b", 0), (3, "c", 0), (4, "a", 0)]);
+        let layout: Layout = (0..3)
+            .map(|g| (g, (vec![1, 2, 3], Vec::new(), g + 1)))
+            .collect();
+        // Without a reshard: the hand-over that starts node 4's move (as above).
+        assert_eq!(
+            rebalance_step_in(&layout, &n, 0, &[], false),
+            Step::HandOver(2)
+        );
+        assert_eq!(rebalance_step_in(&layout, &n, 0, &[], true), Step::Nothing);
+        // Every group led by 1: leaders would spread; not while a reshard runs.
+        let all_one: Layout = (0..3)
+            .map(|g| (g, (vec![1, 2, 3], Vec::new(), 1)))
+            .collect();
+        let n3 = nodes(&[(1, "a", 0), (2, "b", 0), (3, "c", 0)]);
+        assert_eq!(
+            rebalance_step_in(&all_one, &n3, 0, &[], false),
+            Step::HandOver(2)
+        );
+        assert_eq!(
+            rebalance_step_in(&all_one, &n3, 0, &[], true),
+            Step::Nothing
+        );
+        // A move that got as far as promoting node 4 still removes the surplus voter.
+        let mut half = layout.clone();
+        half.insert(0, (vec![1, 2, 3, 4], Vec::new(), 2));
+        assert_eq!(rebalance_step_in(&half, &n, 0, &[], true), Step::Remove(1));
+    }
+
+    #[test]
     fn leaders_spread_over_the_nodes_one_hand_over_at_a_time() {
         let n = nodes(&[(1, "a", 0), (2, "b", 0), (3, "c", 0)]);
         // Every group led by 1 (the others restarted, say).
@@ -1009,6 +1061,7 @@ mod tests {
             replace_after_ms: 10_000,
             leader: 1,
             rebalance: true,
+            resharding: false,
             shard_groups: &[0, 1, 2],
         };
         let mut membership = Membership {
@@ -1047,6 +1100,7 @@ mod tests {
         // Switched off: nothing.
         let off = Cluster {
             rebalance: false,
+            resharding: false,
             ..cluster
         };
         assert_eq!(next_step(&membership, &off), Step::Nothing);
@@ -1101,6 +1155,7 @@ mod tests {
             replace_after_ms: 10_000,
             leader: 1,
             rebalance: true,
+            resharding: false,
             shard_groups: &[0, 1, 2],
         };
         let membership = Membership {
@@ -1136,6 +1191,7 @@ mod tests {
         // Switched off: the repair rows only.
         let cluster = Cluster {
             rebalance: false,
+            resharding: false,
             ..cluster
         };
         assert_eq!(next_step(&membership, &cluster), Step::Nothing);
@@ -1192,6 +1248,7 @@ mod tests {
             replace_after_ms: 10_000,
             leader: 2,
             rebalance: true,
+            resharding: false,
             shard_groups: &[0, 1],
         };
         let mut membership = Membership {
@@ -1245,6 +1302,7 @@ mod tests {
             replace_after_ms: 10_000,
             leader: 1,
             rebalance: true,
+            resharding: false,
             shard_groups: &[0, 1, 2],
         };
         let mut stuck = Stuck::default();
@@ -1300,6 +1358,7 @@ mod tests {
             replace_after_ms: 10_000,
             leader: 1,
             rebalance: true,
+            resharding: false,
             shard_groups: &[],
         };
         let load = BTreeMap::from([(1, 3), (2, 3), (3, 3), (4, 1)]);

@@ -631,6 +631,7 @@ fn spawn_repair(
                 leader: me,
                 rebalance,
                 shard_groups: &shard_groups,
+                resharding: map.reshard.is_some(),
             };
             // (Whose steps stand untaken does not depend on the group asking.)
             let stuck_groups = match rebalance {

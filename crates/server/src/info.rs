@@ -214,6 +214,34 @@ pub fn group_view(
     }
 }
 
+/// `INFO cluster`'s `shoal_reshard` line, from the map this router last read (up to a
+/// second old; `RESHARD STATUS` reads it linearized): `phase=none` and the routing
+/// epoch when no reshard runs, else the phase, the group being added and the sources
+/// that have handed it their keys so far.
+fn reshard_line(map: &shoal_cluster::ClusterMap, epoch: u64) -> String {
+    let Some(record) = &map.reshard else {
+        return format!("shoal_reshard:phase=none,epoch={epoch}\r\n");
+    };
+    let switched = map
+        .layout
+        .as_ref()
+        .and_then(|l| l.moving.as_ref())
+        .map(|m| {
+            m.switched
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .unwrap_or_default();
+    format!(
+        "shoal_reshard:phase={},epoch={epoch},target={},run={},switched={switched}\r\n",
+        crate::reshard_admin::phase_name(record.phase),
+        record.target,
+        record.run,
+    )
+}
+
 /// `INFO cluster`: the shard groups this node routes to and who leads each.
 fn cluster_section(node: &Node) -> String {
     // cluster_enabled stays 0 even on a cluster: the router hides the shards, and a
@@ -252,6 +280,7 @@ fn cluster_section(node: &Node) -> String {
         out.push_str(&format!("group{g}:{}", line(g)));
     }
     out.push_str(&format!("meta_group:{}", line(shoal_cluster::META)));
+    out.push_str(&reshard_line(&map, routing.epoch()));
     let now = now_ms();
     out.push_str(&format!("shoal_nodes:{}\r\n", map.nodes.len()));
     for (id, record) in &map.nodes {

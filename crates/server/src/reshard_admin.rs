@@ -64,7 +64,7 @@ pub async fn answer(node: &Node, args: &[Bytes]) -> Value {
     .await
 }
 
-fn phase_name(phase: Phase) -> &'static str {
+pub fn phase_name(phase: Phase) -> &'static str {
     match phase {
         Phase::Creating => "creating",
         Phase::Copying => "copying",
