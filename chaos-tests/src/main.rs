@@ -176,8 +176,13 @@ fn summary(r: &Report) -> String {
         },
         match r.resharded {
             Some(done) => format!(
-                ", a group added {done} ({} faults during it; phases {})",
+                ", a group added {done} ({} faults during it{}; phases {})",
                 r.faults_during_reshard,
+                if r.faults_during_reshard == 0 {
+                    ", so it checked little more than a reshard without faults"
+                } else {
+                    ""
+                },
                 r.reshard_phases
                     .iter()
                     .map(|(phase, ms)| format!("{phase} at {:.1} s", *ms as f64 / 1000.0))

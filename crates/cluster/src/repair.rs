@@ -114,13 +114,14 @@ impl Stuck {
     /// Takes the map as `cluster` has it now; returns the shard groups whose step by
     /// the map has stood, record unchanged, for longer than [`STUCK_AFTER_MS`].
     pub fn observe(&mut self, cluster: &Cluster<'_>) -> Vec<GroupId> {
-        // A step waits rightly while another group is mid-move: the clocks run only
-        // while no group is.
-        let moving = cluster
-            .groups
-            .iter()
-            .filter(|(g, _)| **g != META)
-            .any(|(_, r)| !r.learners.is_empty() || r.voters.len() > cluster.replicas);
+        // A step waits rightly while another group is mid-move, or while a reshard
+        // runs (rebalancing waits for it): the clocks run only while neither is so.
+        let moving = cluster.resharding
+            || cluster
+                .groups
+                .iter()
+                .filter(|(g, _)| **g != META)
+                .any(|(_, r)| !r.learners.is_empty() || r.voters.len() > cluster.replicas);
         if moving {
             self.since.clear();
             return Vec::new();
@@ -1343,6 +1344,27 @@ mod tests {
         assert!(stuck.observe(&at(late + 2, 0, &n4, &g4)).is_empty());
         let (n5, g5) = fresh(late + 3, &moved);
         assert!(stuck.observe(&at(late + 3, 0, &n5, &g5)).is_empty());
+        // While a reshard runs every step waits by design: no clock runs, so none of
+        // them is taken for stuck when it ends.
+        let (n6, g6) = fresh(late + 4, &moved);
+        let resharding = Cluster {
+            resharding: true,
+            ..at(late + 4, 0, &n6, &g6)
+        };
+        assert!(stuck.observe(&resharding).is_empty());
+        let (n7, g7) = fresh(late + 4 + 2 * STUCK_AFTER_MS, &moved);
+        let still = Cluster {
+            resharding: true,
+            ..at(late + 4 + 2 * STUCK_AFTER_MS, 0, &n7, &g7)
+        };
+        assert!(stuck.observe(&still).is_empty());
+        let (n8, g8) = fresh(late + 5 + 2 * STUCK_AFTER_MS, &moved);
+        assert!(
+            stuck
+                .observe(&at(late + 5 + 2 * STUCK_AFTER_MS, 0, &n8, &g8))
+                .is_empty(),
+            "the clocks start again when the reshard ends"
+        );
     }
 
     #[test]
