@@ -30,8 +30,23 @@ def base_port() -> int:
 
 
 def run(env, *args, check=True):
-    return subprocess.run([str(SCRIPT), *args], env=env, capture_output=True, text=True,
-                          timeout=120, check=check)
+    done = subprocess.run([str(SCRIPT), *args], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    if check and done.returncode != 0:
+        raise AssertionError(f"cluster.sh {' '.join(args)} exited {done.returncode}\n"
+                             f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}\n"
+                             f"{node_logs(env)}")
+    return done
+
+
+def node_logs(env) -> str:
+    """The last lines of every node's log: why a node did not come up is in there."""
+    tails = []
+    for log in sorted(pathlib.Path(env["SHOAL_CLUSTER_DIR"]).glob("node-*.log")):
+        lines = log.read_text(errors="replace").splitlines()
+        tails.append(f"--- {log.name} (last 40 of {len(lines)} lines)")
+        tails.extend(lines[-40:])
+    return "\n".join(tails)
 
 
 def test_up_status_kill_up_down_clean(tmp_path: pathlib.Path):
