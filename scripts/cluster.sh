@@ -35,7 +35,27 @@ grpc_port() { echo $((base + 100 + $1)); }
 # The nodes started by the last `up`, one id per line.
 ids() { [[ -f $dir/nodes ]] && cat "$dir/nodes" || true; }
 
-alive() { [[ -f $dir/$1.pid ]] && kill -0 "$(cat "$dir/$1.pid")" 2>/dev/null; }
+# Whether process PID runs: an exited one that nobody has reaped yet (a zombie) does not.
+running() {
+    local state
+    state=$(sed -n 's/^.*) \(.\).*$/\1/p' "/proc/$1/stat" 2>/dev/null || true)
+    [[ -n $state && $state != Z ]]
+}
+
+alive() { [[ -f $dir/$1.pid ]] && running "$(cat "$dir/$1.pid")"; }
+
+# Waits up to 10 s for process PID to exit. A SIGKILL takes effect only once every
+# thread has left the kernel (a RocksDB fsync can hold one), and until then the node's
+# ports and files are still its own: a node started again at once would fail to bind.
+gone() {
+    local i
+    for ((i = 0; i < 100; i++)); do
+        running "$1" || return 0
+        sleep 0.1
+    done
+    echo "process $1 did not exit within 10 s" >&2
+    return 1
+}
 
 ask() { # ask ID COMMAND... : one RESP command to node ID, with a bash /dev/tcp socket
     local id=$1
@@ -64,10 +84,12 @@ up() {
     seq 1 "$n" >"$dir/nodes"
     for ((i = 1; i <= n; i++)); do
         if alive "$i"; then continue; fi
+        # Appended: the end of a killed node's log stays readable after its restart.
+        echo "--- cluster.sh up: starting node $i at $(date -u +%FT%TZ)" >>"$dir/node-$i.log"
         "$bin" node --id "$i" --zone "${zones[$(((i - 1) % 3))]}" \
             --resp "127.0.0.1:$(resp_port $i)" --grpc "127.0.0.1:$(grpc_port $i)" \
             --data-dir "$dir/node-$i" --groups "$groups" "${members[@]}" \
-            >"$dir/node-$i.out" 2>"$dir/node-$i.log" &
+            >>"$dir/node-$i.out" 2>>"$dir/node-$i.log" &
         echo $! >"$dir/$i.pid"
     done
     # Ready when every node answers and each sees a leader for every group.
@@ -75,6 +97,12 @@ up() {
     while ((SECONDS < deadline)); do
         ready=1
         for ((i = 1; i <= n; i++)); do
+            # A node that exited will not come back by waiting: say why at once.
+            if ! alive "$i"; then
+                echo "node $i exited; the end of $dir/node-$i.log:" >&2
+                tail -n 20 "$dir/node-$i.log" | sed 's/^/    /' >&2
+                exit 1
+            fi
             local led
             led=$(ask "$i" INFO cluster 2>/dev/null | grep -c '^group[0-9]*:leader=[0-9]' || true)
             ((led == groups)) || ready=0
@@ -139,7 +167,11 @@ status) status "${2:-}" ;;
 down) down ;;
 kill)
     id=${2:?usage: cluster.sh kill ID}
-    alive "$id" && kill -KILL "$(cat "$dir/$id.pid")"
+    if alive "$id"; then
+        pid=$(cat "$dir/$id.pid")
+        kill -KILL "$pid"
+        gone "$pid"
+    fi
     rm -f "$dir/$id.pid"
     ;;
 clean)

@@ -15,7 +15,8 @@ _handed_out: set[int] = set()
 _rng = random.SystemRandom()
 
 
-def _ephemeral_low() -> int:
+def ephemeral_low() -> int:
+    """The lowest port the kernel may pick as a source port."""
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
             return int(f.read().split()[0])
@@ -26,7 +27,7 @@ def _ephemeral_low() -> int:
 def free_port() -> int:
     """A port under the ephemeral range that nothing listens on and that this process
     has not handed out before."""
-    high = _ephemeral_low()
+    high = ephemeral_low()
     low = max(1024, high - 20000)
     for _ in range(1000):
         port = _rng.randrange(low, high)
