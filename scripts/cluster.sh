@@ -35,11 +35,13 @@ grpc_port() { echo $((base + 100 + $1)); }
 # The nodes started by the last `up`, one id per line.
 ids() { [[ -f $dir/nodes ]] && cat "$dir/nodes" || true; }
 
-# Whether process PID runs: an exited one that nobody has reaped yet (a zombie) does not.
+# Whether process PID runs: whether any of its threads does. After a SIGKILL the main
+# thread can be a zombie while another still finishes a system call, holding the
+# process's sockets and files; an exited process nobody has reaped yet does not run.
 running() {
-    local state
-    state=$(sed -n 's/^.*) \(.\).*$/\1/p' "/proc/$1/stat" 2>/dev/null || true)
-    [[ -n $state && $state != Z ]]
+    local states
+    states=$(cat /proc/"$1"/task/*/stat 2>/dev/null | sed -n 's/^.*) \(.\).*$/\1/p' || true)
+    [[ $states == *[!Z$'\n']* ]]
 }
 
 alive() { [[ -f $dir/$1.pid ]] && running "$(cat "$dir/$1.pid")"; }
@@ -169,7 +171,7 @@ kill)
     id=${2:?usage: cluster.sh kill ID}
     if alive "$id"; then
         pid=$(cat "$dir/$id.pid")
-        kill -KILL "$pid"
+        kill -KILL "$pid" 2>/dev/null || true # it may have exited since
         gone "$pid"
     fi
     rm -f "$dir/$id.pid"

@@ -33,12 +33,17 @@ def base_port() -> int:
 
 
 def running(pid: int) -> bool:
-    """Whether `pid` runs (an exited process not yet reaped does not)."""
-    try:
-        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    """Whether any thread of `pid` runs: after a SIGKILL the main thread can be a
+    zombie while another still holds the process's ports (an exited process not yet
+    reaped does not run)."""
+    for stat in pathlib.Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            return True
+    return False
 
 
 def run(env, *args, check=True):

@@ -15,9 +15,11 @@ use crate::words::load;
 
 /// Neighbours whose vectors are requested ahead of the one being measured: enough to
 /// overlap memory latency, few enough not to flood the core's fill buffers. Measured in
-/// pairs on 200k × 128 (docs/benchmarks.md, session 35): 8 walked 4–8% faster than 4
+/// pairs on 200k × 128 (docs/benchmarks.md, session 35): 8 walked 3–8% faster than 4
 /// and 3 slower; 12 gained another 1–2% at ef 20 and up, inside the noise, so the
-/// smaller depth stays for cores with fewer fill buffers.
+/// smaller depth stays for cores with fewer fill buffers. The coded walk's re-rank
+/// requests its FLOAT32 vectors (nine lines each at 128 dimensions) as far ahead; the
+/// pairs measured the two together.
 const AHEAD: usize = 8;
 
 /// Reusable buffers of one walk, pooled per index.
@@ -196,15 +198,14 @@ impl HnswIndex {
             // unless this node's neighbours bring a closer one. Its list is requested
             // as soon as it is known, so that the load overlaps the distances below
             // rather than stalling the next expansion (profiled: the read of a popped
-            // node's list count was the walk's costliest instruction).
-            let mut next = match candidates.peek() {
-                Some(top) => {
-                    let (ptr, lines) = self.graph.links_ptr(top.id());
-                    prefetch(ptr, lines);
-                    top.distance()
-                }
-                None => f32::INFINITY,
-            };
+            // node's list count was the walk's costliest instruction). Level 0 only:
+            // an upper level's list is found through the node's record first.
+            let ahead = level == 0;
+            let mut next = candidates.peek();
+            if let Some(top) = next.filter(|_| ahead) {
+                let (ptr, lines) = self.graph.links_ptr(top.id());
+                prefetch(ptr, lines);
+            }
             // First pass: unvisited neighbours, with their vectors requested from memory
             // all at once so the loads overlap.
             fresh.clear();
@@ -226,8 +227,9 @@ impl HnswIndex {
                 if d < bound {
                     let key = Key::new(d, n);
                     candidates.push(key);
-                    if d < next {
-                        next = d;
+                    // The heap's order: by distance, then by slot.
+                    if ahead && next.is_none_or(|top| key < top) {
+                        next = Some(key);
                         let (ptr, lines) = self.graph.links_ptr(n);
                         prefetch(ptr, lines);
                     }
