@@ -115,16 +115,11 @@ up() {
         fi
         sleep 0.2
     done
-    # Say which node is missing what: a node that exited, one that does not answer, or
-    # the groups it sees without a leader.
+    # Say which node is missing what: one that does not answer, or the groups it sees
+    # without a leader (a node that exited was reported in the loop).
     {
         echo "not every node saw a leader for each of the $groups groups within 60 s:"
         for ((i = 1; i <= n; i++)); do
-            if ! alive "$i"; then
-                echo "  node $i exited; the end of $dir/node-$i.log:"
-                tail -n 5 "$dir/node-$i.log" | sed 's/^/    /'
-                continue
-            fi
             local view
             view=$(ask "$i" INFO cluster 2>/dev/null | grep -E '^(group[0-9]*|meta_group):' || true)
             echo "  node $i: ${view:-no answer}" | sed '2,$s/^/    /'
