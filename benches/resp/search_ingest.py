@@ -178,7 +178,9 @@ def main():
         polled = {"busy_poll_us": args.busy_poll_us,
                   "ping_p50_us": statistics.median(poll_ping),
                   "search_p50_us": statistics.median(poll_search),
-                  "search_p99_us": float(np.percentile(poll_search, 99))}
+                  "search_p99_us": float(np.percentile(poll_search, 99)),
+                  "search_over_ping_p50_us": statistics.median(
+                      s - p for p, s in zip(poll_ping, poll_search))}
 
     hnswlib_rate = len(base) / hnswlib_build
     ping_p50 = statistics.median(ping)
@@ -209,9 +211,11 @@ def main():
     print(f"| FT.SEARCH KNN 10 ef 20 p50, us | {search_p50:.1f} (p99 {search_p99:.1f}) | "
           f"in-process p50 {inproc['p50_us']:.1f} + 1.3 x PING p50 {ping_p50:.1f} | "
           f"<= {bar:.1f} | {'met' if search_p50 <= bar else 'NOT met'} |")
-    print(f"| FT.SEARCH over the PING before it, p50, us | {over_ping:.1f} | in-process p50 "
-          f"{inproc['p50_us']:.1f} + 0.3 x PING p50 {ping_p50:.1f} | "
-          f"<= {inproc['p50_us'] + 0.3 * ping_p50:.1f} | (the same bar, pair by pair) |")
+    allowance = inproc["p50_us"] + 0.3 * ping_p50
+    print(f"| FT.SEARCH over the PING before it, p50 of pairs, us | {over_ping:.1f} | "
+          f"in-process p50 {inproc['p50_us']:.1f} + 0.3 x PING p50 {ping_p50:.1f} | "
+          f"<= {allowance:.1f} | {'met' if over_ping <= allowance else 'NOT met'} "
+          f"(the bar's allowance, applied to each pair) |")
     if polled:
         pbar = inproc["p50_us"] + 1.3 * polled["ping_p50_us"]
         print(f"| same, --busy-poll-us {polled['busy_poll_us']} | {polled['search_p50_us']:.1f} "
