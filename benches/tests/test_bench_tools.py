@@ -270,6 +270,27 @@ def test_paired_run_alternates_both_engines(dataset, tmp_path):
     assert at_64["hnswlib_recall"] >= HNSW_MIN_RECALL
 
 
+def test_paired_builds_walk_one_graph(dataset, tmp_path):
+    """benches/paired_builds.py pairs two shoal-bench builds: given the same binary twice,
+    both build the same graph (one thread, one seed), so their recall is identical at
+    every ef, and every turn yields a positive ratio."""
+    binary = shoal_bench_binary()
+    out = tmp_path / "builds.json"
+    run_script(sys.executable, BENCHES / "paired_builds.py", "--a", f"x={binary}",
+               "--b", f"y={binary}", "--base", dataset / "base.fvecs",
+               "--queries", dataset / "queries.fvecs", "--groundtruth", dataset / "gt_l2.ivecs",
+               "--metric", "l2", "--ef-search", ",".join(map(str, HNSW_EFS)), "--rounds", "3",
+               "--json", out)
+    result = json.loads(out.read_text())
+    assert result["a"][0] == "x" and result["b"][0] == "y"
+    assert [run["ef"] for run in result["runs"]] == list(HNSW_EFS)
+    for run in result["runs"]:
+        assert run["a_recall"] == run["b_recall"]
+        assert len(run["ratios"]) == 3 and all(r > 0 for r in run["ratios"])
+        assert run["speedup_min"] <= run["speedup"] <= run["speedup_max"]
+    assert result["runs"][-1]["a_recall"] >= HNSW_MIN_RECALL
+
+
 def test_serve_refuses_a_bad_request(dataset):
     """A malformed request ends `shoal-bench ann --serve` with an error naming it,
     instead of a wrong timing."""
