@@ -20,7 +20,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from paired import SHOAL_SEED, Server, count_queries, paired_rounds
+from paired import SHOAL_SEED, Server, common, count_queries, paired_rounds
 
 
 def named(text):
@@ -48,16 +48,13 @@ def parse_args():
     args.ef_search = [int(ef) for ef in args.ef_search.split(",")]
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    # One build thread: a parallel build is not repeatable, and the pair must walk one graph.
+    args.build_threads = 1
     return args
 
 
 def serve(args, name, binary):
-    # One build thread: a parallel build is not repeatable, and the pair must walk one graph.
-    return Server(name, [binary, "ann", "--base", args.base, "--queries", args.queries,
-                         "--groundtruth", args.groundtruth, "--metric", args.metric,
-                         "--m", args.m, "--ef-construction", args.ef_construction,
-                         "--k", args.k, "--build-threads", 1, "--algo", "hnsw",
-                         "--seed", SHOAL_SEED, "--serve"])
+    return Server(name, [binary, "ann", *common(args), "--seed", SHOAL_SEED])
 
 
 def measure(args, a, b, num_queries):
