@@ -98,9 +98,11 @@ pub struct AnnArgs {
     pub json: Option<PathBuf>,
     /// Build once, print `ready`, then answer requests on stdin, one line each:
     /// `pass EF N` → one untimed pass over all queries, then the median seconds of N
-    /// timed single-threaded passes; `recall EF` → recall@k; `quit`. `benches/paired.py`
-    /// alternates passes of two engines this way, so a drift of the machine's speed hits
-    /// both alike.
+    /// timed single-threaded passes; `spaced EF GAP_US [spin]` → each query searched
+    /// alone after the thread slept (or spun) GAP_US, printing the searches' p50 µs and
+    /// the mean gap, the idle a server sees between one client's requests; `recall EF` →
+    /// recall@k; `quit`. `benches/paired.py` alternates passes of two engines this way,
+    /// so a drift of the machine's speed hits both alike.
     #[arg(long, conflicts_with_all = ["json", "builds"])]
     pub serve: bool,
 }
@@ -500,6 +502,15 @@ fn serve(args: &AnnArgs, base: &Matrix<f32>, queries: &Matrix<f32>) -> Result<()
                 }
                 writeln!(out, "{:.9}", median(&times))?;
             }
+            Some("spaced") => {
+                let gap = match words.next().map(str::parse::<u64>) {
+                    Some(Ok(us)) => Duration::from_micros(us),
+                    _ => bail!("spaced needs a gap in µs: {line:?}"),
+                };
+                let spin = words.next() == Some("spin");
+                let (p50, slept) = spaced(index, queries, args.k, ef, gap, spin)?;
+                writeln!(out, "{p50:.2} {slept:.1}")?;
+            }
             Some("recall") => {
                 let found = search_all(index, queries, args.k, ef, 1, None)?;
                 let sum: f64 = found.iter().zip(&truth).map(|(f, t)| recall(f, t)).sum();
@@ -511,6 +522,42 @@ fn serve(args: &AnnArgs, base: &Matrix<f32>, queries: &Matrix<f32>) -> Result<()
         out.flush()?;
     }
     Ok(())
+}
+
+/// Searches every query alone after an idle gap, slept or spun; returns the searches' p50 in µs and
+/// the mean time the thread was away, in µs (sleeps overshoot by the timer's slack). The
+/// tight loop of a `pass` keeps the core busy and its caches warm; a server answering
+/// one client idles between requests, and on a VM whose idle vCPU halts, what the next
+/// search finds in the caches and clocks differs (docs/benchmarks.md, session 37).
+fn spaced(
+    index: &dyn VectorIndex,
+    queries: &Matrix<f32>,
+    k: usize,
+    ef: Option<usize>,
+    gap: Duration,
+    spin: bool,
+) -> Result<(f64, f64)> {
+    let mut lat = Vec::with_capacity(queries.rows);
+    let mut away = 0.0;
+    for i in 0..queries.rows {
+        let t = Instant::now();
+        if spin {
+            while t.elapsed() < gap {
+                std::hint::spin_loop();
+            }
+        } else {
+            std::thread::sleep(gap);
+        }
+        away += t.elapsed().as_secs_f64() * 1e6;
+        let t = Instant::now();
+        index.search(queries.row(i), k, ef, None)?;
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    lat.sort_by(f64::total_cmp);
+    match lat.get(lat.len() / 2) {
+        Some(&p50) => Ok((p50, away / queries.rows as f64)),
+        None => bail!("no queries to search"),
+    }
 }
 
 fn print_table(r: &Report) {
