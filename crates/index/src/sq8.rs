@@ -126,6 +126,8 @@ impl Sq8Store {
             codes,
             meta,
             n: self.dim as f64,
+            norm: 0.0,
+            err: 0.0,
             metric,
         }
     }
@@ -172,8 +174,18 @@ pub(crate) struct Sq8Query {
     meta: Meta,
     /// The dimension (padding codes are zero and add nothing to the sums).
     n: f64,
+    /// `|q̂|`, the norm of the decoded query `q̂ᵢ = m + b·cᵢ`, once
+    /// [`Sq8Query::prepare_floors`] ran.
+    norm: f64,
+    /// `|q − q̂|`, how far decoding moved the query, likewise.
+    err: f64,
     metric: Metric,
 }
+
+/// Widening of a floor's error term against rounding in the figures it is built from
+/// (the f64 expansion cast to f32, f32 steps and midpoints): a floor must never exceed
+/// the exact distance, and this costs a few re-ranked nodes at most.
+const FLOOR_SLACK: f64 = 1e-3;
 
 impl Sq8Query {
     /// Approximate distance to a stored code, in the units of [`Metric::distance`].
@@ -210,6 +222,61 @@ impl Sq8Query {
             }
         };
         distance as f32
+    }
+}
+
+impl Sq8Query {
+    /// Measures what [`Sq8Query::floor`] needs of the query side (`q`, the query
+    /// this was coded from): only searches that compute floors pay for it.
+    pub(crate) fn prepare_floors(&mut self, q: &[f32]) {
+        let (mut norm_sq, mut err_sq) = (0.0, 0.0);
+        for (&c, &x) in self.codes.iter().zip(q) {
+            let decoded = f64::from(self.meta.mid) + f64::from(self.meta.step) * f64::from(c);
+            norm_sq += decoded * decoded;
+            err_sq += (f64::from(x) - decoded).powi(2);
+        }
+        self.norm = norm_sq.sqrt();
+        self.err = err_sq.sqrt();
+    }
+
+    /// A distance the exact one from this query to a vector cannot be below, given the
+    /// distance its code measured (`approx`, from [`Sq8Query::distance`]) and its meta.
+    ///
+    /// Every component of a vector is within half a step of its decoded value
+    /// (`encode`), so `|v − v̂| ≤ √n·b_v/2`; the query's own `|q − q̂|` is known. By the
+    /// triangle and Cauchy–Schwarz inequalities:
+    ///
+    /// ```text
+    /// L2:  |q − v| ≥ |q̂ − v̂| − |q − q̂| − |v − v̂|       floor = (√approx − reach)², or 0
+    /// IP:  |q·v − q̂·v̂| ≤ |q − q̂|·|v̂| + (|q̂| + |q − q̂|)·|v − v̂|   floor = approx − that
+    ///      with |v̂|² = n·m_v² + 2·m_v·b_v·Σc_v + b_v²·Σc_v²
+    /// ```
+    ///
+    /// A re-rank may skip a node whose floor is above the k-th exact distance found so
+    /// far: it cannot be among the k closest (`HnswIndex::coded_knn`).
+    pub(crate) fn floor(&self, approx: f32, v: Meta) -> f32 {
+        let (bv, mv) = (f64::from(v.step), f64::from(v.mid));
+        let v_err = self.n.sqrt() * bv / 2.0;
+        let approx = f64::from(approx);
+        let floor = match self.metric {
+            Metric::L2 => {
+                let root = approx.max(0.0).sqrt();
+                let reach = (self.err + v_err) * (1.0 + FLOOR_SLACK) + root * FLOOR_SLACK;
+                let gap = (root - reach).max(0.0);
+                gap * gap
+            }
+            Metric::Ip | Metric::Cosine => {
+                let v_norm = (self.n * mv * mv
+                    + 2.0 * mv * bv * f64::from(v.sum)
+                    + bv * bv * f64::from(v.sum_sq))
+                .max(0.0)
+                .sqrt();
+                let error = self.err * v_norm + (self.norm + self.err) * v_err;
+                approx - error * (1.0 + FLOOR_SLACK) - FLOOR_SLACK * (1.0 + approx.abs())
+            }
+        };
+        // Lowered by more than the cast to f32 can raise it.
+        (floor - floor.abs() * 1e-6) as f32
     }
 }
 
@@ -417,6 +484,57 @@ mod tests {
             let mean = relative / vectors.len() as f64;
             assert!(mean < 0.25, "{metric:?}: mean error {mean} of the bound");
         }
+    }
+
+    /// The invariant a re-rank's skips rest on: no floor is above its exact distance,
+    /// for every metric, near and far from the origin, wide and narrow spreads, padded
+    /// dimensions, and a query that is one of the vectors (distance 0).
+    #[test]
+    fn floors_never_exceed_exact_distances() {
+        let mut skippable = 0;
+        let mut total = 0;
+        for (dim, offset, spread, seed) in [
+            (128, 0.0, 1.0, 21),
+            (37, 0.0, 1.0, 22),
+            (128, 1_000.0, 2.0, 23),
+            (16, 1_000.0, 0.001, 24),
+            (64, -5.0, 100.0, 25),
+            (3, 0.0, 1e-6, 26),
+        ] {
+            let mut next = uniform(seed);
+            let mut draw = || -> Vec<f32> { (0..dim).map(|_| offset + spread * next()).collect() };
+            let raw: Vec<Vec<f32>> = (0..200).map(|_| draw()).collect();
+            for metric in [Metric::L2, Metric::Ip, Metric::Cosine] {
+                let prepare = |v: &[f32]| {
+                    let mut out = Vec::new();
+                    metric.prepare(v, dim, &mut out).unwrap();
+                    out
+                };
+                let vectors: Vec<Vec<f32>> = raw.iter().map(|v| prepare(v)).collect();
+                let store = store_of(&vectors);
+                for q in [prepare(&draw()), vectors[7].clone()] {
+                    let mut coded = store.query(&q, metric);
+                    coded.prepare_floors(&q);
+                    for (s, v) in vectors.iter().enumerate() {
+                        let (code, meta) = (store.code(s as u32), store.meta(s as u32));
+                        let exact = metric.distance(&q, v);
+                        let floor = coded.floor(coded.distance(code, meta), meta);
+                        assert!(
+                            floor <= exact,
+                            "{metric:?} dim {dim} offset {offset} spread {spread} slot {s}: \
+                             floor {floor} above exact {exact}"
+                        );
+                        total += 1;
+                        skippable += usize::from(floor > exact * 0.5);
+                    }
+                }
+            }
+        }
+        // Not vacuous: many floors are within a factor of two of the exact distance.
+        assert!(
+            skippable * 4 > total,
+            "{skippable} of {total} floors useful"
+        );
     }
 
     #[test]
