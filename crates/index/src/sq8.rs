@@ -252,6 +252,11 @@ impl Sq8Query {
     ///      with |v̂|² = n·m_v² + 2·m_v·b_v·Σc_v + b_v²·Σc_v²
     /// ```
     ///
+    /// The exact distance is itself an f32 kernel's: for L2 its rounding is relative to
+    /// the result and the slack covers it; an IP kernel's grows with `|q|·|v|`, which
+    /// may dwarf `1 − q·v`, so the IP floor also subtracts `n·ε·|q|·|v|` (bounded from
+    /// the decoded norms and their errors), a generous bound on an f32 dot product's.
+    ///
     /// A re-rank may skip a node whose floor is above the k-th exact distance found so
     /// far: it cannot be among the k closest (`HnswIndex::coded_knn`).
     pub(crate) fn floor(&self, approx: f32, v: Meta) -> f32 {
@@ -271,8 +276,10 @@ impl Sq8Query {
                     + bv * bv * f64::from(v.sum_sq))
                 .max(0.0)
                 .sqrt();
-                let error = self.err * v_norm + (self.norm + self.err) * v_err;
-                approx - error * (1.0 + FLOOR_SLACK) - FLOOR_SLACK * (1.0 + approx.abs())
+                let q_norm = self.norm + self.err;
+                let error = self.err * v_norm + q_norm * v_err;
+                let rounding = self.n * f64::from(f32::EPSILON) * q_norm * (v_norm + v_err);
+                approx - error * (1.0 + FLOOR_SLACK) - rounding - FLOOR_SLACK * (1.0 + approx.abs())
             }
         };
         // Lowered by more than the cast to f32 can raise it.
@@ -488,11 +495,31 @@ mod tests {
 
     /// The invariant a re-rank's skips rest on: no floor is above its exact distance,
     /// for every metric, near and far from the origin, wide and narrow spreads, padded
-    /// dimensions, and a query that is one of the vectors (distance 0).
+    /// dimensions, a query that is one of the vectors, and an IP query whose code is
+    /// exact against vectors far from the origin (an f32 dot's rounding over the codes'
+    /// error).
     #[test]
     fn floors_never_exceed_exact_distances() {
-        let mut skippable = 0;
-        let mut total = 0;
+        // L2 pairs, and those whose floor is within a factor of two of the exact.
+        let (mut total, mut skippable) = (0, 0);
+        let check = |metric: Metric, q: &[f32], vectors: &[Vec<f32>]| {
+            let store = store_of(vectors);
+            let mut coded = store.query(q, metric);
+            coded.prepare_floors(q);
+            let mut useful = 0;
+            for (s, v) in vectors.iter().enumerate() {
+                let (code, meta) = (store.code(s as u32), store.meta(s as u32));
+                let exact = metric.distance(q, v);
+                let floor = coded.floor(coded.distance(code, meta), meta);
+                assert!(
+                    floor <= exact,
+                    "{metric:?} dim {} slot {s}: floor {floor} above exact {exact}",
+                    q.len()
+                );
+                useful += usize::from(floor > exact * 0.5);
+            }
+            useful
+        };
         for (dim, offset, spread, seed) in [
             (128, 0.0, 1.0, 21),
             (37, 0.0, 1.0, 22),
@@ -511,30 +538,37 @@ mod tests {
                     out
                 };
                 let vectors: Vec<Vec<f32>> = raw.iter().map(|v| prepare(v)).collect();
-                let store = store_of(&vectors);
                 for q in [prepare(&draw()), vectors[7].clone()] {
-                    let mut coded = store.query(&q, metric);
-                    coded.prepare_floors(&q);
-                    for (s, v) in vectors.iter().enumerate() {
-                        let (code, meta) = (store.code(s as u32), store.meta(s as u32));
-                        let exact = metric.distance(&q, v);
-                        let floor = coded.floor(coded.distance(code, meta), meta);
-                        assert!(
-                            floor <= exact,
-                            "{metric:?} dim {dim} offset {offset} spread {spread} slot {s}: \
-                             floor {floor} above exact {exact}"
-                        );
-                        total += 1;
-                        skippable += usize::from(floor > exact * 0.5);
+                    let useful = check(metric, &q, &vectors);
+                    if metric == Metric::L2 {
+                        total += vectors.len();
+                        skippable += useful;
                     }
                 }
             }
         }
-        // Not vacuous: many floors are within a factor of two of the exact distance.
+        // Not vacuous: many L2 floors are within a factor of two of the exact distance.
         assert!(
             skippable * 4 > total,
-            "{skippable} of {total} floors useful"
+            "{skippable} of {total} L2 floors useful"
         );
+        // Integers from -127 to 127 summing to 0: a step of 1, so the query's code is
+        // exact, while `1 − q·v` is near 1 and the dot's terms are near 1e5.
+        let q: Vec<f32> = (0..128)
+            .map(|i| {
+                let x = 127.0 - (i / 2) as f32;
+                if i % 2 == 0 {
+                    -x
+                } else {
+                    x
+                }
+            })
+            .collect();
+        let mut next = uniform(28);
+        let vectors: Vec<Vec<f32>> = (0..200)
+            .map(|_| (0..128).map(|_| 1_000.0 + 0.001 * next()).collect())
+            .collect();
+        check(Metric::Ip, &q, &vectors);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! ```
 //!
 //! The vector comes first and records are padded to whole cache lines (when that costs at
-//! most an eighth more memory), so reading a vector touches exactly `dim / 16` lines; the
+//! most an eighth more memory, and walks measure vectors: see below), so reading a
+//! vector touches exactly `dim / 16` lines; the
 //! label follows it, so the check "is this node deleted / allowed" costs at most one more.
 //! The upper-block pointer shares that line, so a hop through an upper level finds the
 //! node's upper links without another dependent miss. Links are atomics: a reader
@@ -18,11 +19,11 @@
 //! links hold that node's lock bit, so "one node's update" is the longest any writer
 //! blocks another, and readers never block.
 //!
-//! Records are not padded when walks steer by 8-bit codes: a search then reads a record's vector only to
-//! re-rank the few nodes it keeps, and inserts pay one line in eight more. Measured at
-//! 200k × 128 (docs/benchmarks.md, session 37): searches equal in pairs, builds within
-//! 2%, and 52 bytes less per vector, which brings the index from 1.13 × hnswlib's memory
-//! back under issue #2's 1.1 ×.
+//! Records are not padded when walks steer by 8-bit codes: a search then reads a
+//! record's vector only to re-rank the few nodes it keeps, and inserts pay one line in
+//! eight more. Measured at 200k × 128 (docs/benchmarks.md, session 37): searches equal
+//! in pairs, builds within 2%, and 52 bytes less per vector, which brings the index
+//! from 1.13 × hnswlib's memory back under issue #2's 1.1 ×.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -98,7 +99,13 @@ impl Graph {
             dim,
             m0,
             m,
-            prefetch_lines: (dim + 1).div_ceil(16).min(16),
+            // An unpadded record may start anywhere in a line: up to 15 words more.
+            prefetch_lines: if stride % 16 == 0 {
+                (dim + 1).div_ceil(16)
+            } else {
+                (dim + 1 + 15).div_ceil(16)
+            }
+            .min(16),
             records: WordArena::new(stride, initial_cap),
             nodes: WordArena::new(1, initial_cap),
             upper: WordArena::new(1 + m, (initial_cap / m.max(1)).max(16)),

@@ -49,8 +49,8 @@ pub struct HnswParams {
     /// Tombstones are repaired in one batch once they reach this fraction of the nodes.
     pub repair_fraction: f64,
     /// KNN walks steer by 8-bit codes of the vectors (`sq8`) and re-rank what they keep
-    /// by the FLOAT32 vectors: a quarter of the memory read per vector measured, for a
-    /// fifth more memory held. Not part of the byte format (the codes are derived data):
+    /// by the FLOAT32 vectors: a quarter of the memory read per vector measured, for an
+    /// eighth more memory held (a fifth before records stopped being padded). Not part of the byte format (the codes are derived data):
     /// a decoded index takes the default, on unless built with the `float-walk` feature.
     pub sq8_walk: bool,
 }

@@ -338,7 +338,8 @@ impl HnswIndex {
     /// below) lies above the k-th exact distance so far cannot enter the answer, and is
     /// skipped. The bound only falls as nodes are measured, so a skip stays right. Should
     /// the answer come out short or its k-th distance reach a skipped floor (an id met
-    /// twice, a node removed meanwhile), the skipped nodes are measured too: the answer
+    /// twice: removed and added again while the search ran), the skipped nodes are
+    /// measured too: the answer
     /// is always the one re-ranking every node would give. Measured in pairs
     /// (docs/benchmarks.md, session 37): on 200k × 128 L2, searches 4%, 10% and 17%
     /// faster at ef 40, 80 and 160, and within the noise at ef 20.
