@@ -258,7 +258,9 @@ impl Sq8Query {
     /// the decoded norms and their errors), a generous bound on an f32 dot product's.
     ///
     /// A re-rank may skip a node whose floor is above the k-th exact distance found so
-    /// far: it cannot be among the k closest (`HnswIndex::coded_knn`).
+    /// far: it cannot be among the k closest (`HnswIndex::coded_knn`). Searches use the
+    /// L2 floor only for now: the IP one is looser, and skipping by it did not pay
+    /// (docs/benchmarks.md, session 37).
     pub(crate) fn floor(&self, approx: f32, v: Meta) -> f32 {
         let (bv, mv) = (f64::from(v.step), f64::from(v.mid));
         let v_err = self.n.sqrt() * bv / 2.0;

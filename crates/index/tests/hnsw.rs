@@ -29,9 +29,9 @@ fn recall_at_ef_64_is_at_least_095_on_every_metric() {
 
 /// A beam as wide as the index holds every node it reaches (all of them, in a graph of
 /// 1,500 at M 16), so its re-rank must return exactly the brute-force answer under the
-/// index's own distances, ids and distances alike, though the beam's far nodes are
-/// skipped by their codes' floors. The clusters are tight enough under COSINE that the
-/// codes alone misorder them (docs/index.md).
+/// index's own distances, ids and distances alike, though under L2 the beam's far nodes
+/// are skipped by their codes' floors. The clusters are tight enough under COSINE that
+/// the codes alone misorder them (docs/index.md).
 #[test]
 fn a_beam_over_every_node_returns_the_exact_neighbours() {
     let (n, dim) = (1_500, 32);

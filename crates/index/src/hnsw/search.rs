@@ -342,7 +342,7 @@ impl HnswIndex {
     /// measured too: the answer
     /// is always the one re-ranking every node would give. Measured in pairs
     /// (docs/benchmarks.md, session 37): on 200k × 128 L2, searches 4%, 10% and 17%
-    /// faster at ef 40, 80 and 160, and within the noise at ef 20.
+    /// faster at ef 40, 80 and 160; narrower beams are measured whole.
     fn coded_knn(
         &self,
         codes: &Sq8Store,
@@ -360,10 +360,16 @@ impl HnswIndex {
         if !self.knn_walk(&probe, sq8_width(ef), filter, state) {
             return Vec::new();
         }
-        // A beam of at most 2k nodes is measured whole: too few nodes lie past the first
-        // k for skipping some to pay for the floors (ef 10 at k 10 keeps 13).
+        // Where floors pay, measured in pairs (docs/benchmarks.md, session 37):
+        //
+        //   metric      beam ≤ 3k        beam > 3k
+        //   L2          measure whole    skip by floors (1.04× at ef 40, 1.18× at 160)
+        //   IP, COSINE  measure whole    measure whole: their floor is looser, and
+        //                                skipping measured 0.97× at ef 40, 1.04× at 160
+        //
+        // At k 10, ef 20 keeps 25 nodes: with floors, 2–3% slower in pairs.
         let exact = self.exact(q);
-        if state.sorted.len() <= 2 * k {
+        if state.sorted.len() <= 3 * k || self.metric != Metric::L2 {
             let sorted = &mut state.sorted;
             for key in sorted.iter().take(AHEAD) {
                 exact.prefetch(key.id());
@@ -382,7 +388,7 @@ impl HnswIndex {
         self.rerank_with_floors(codes, &probe.q, &exact, k, state)
     }
 
-    /// The re-rank of a beam wider than 2k, skipping by floors (see `coded_knn`). Kept
+    /// The re-rank of a beam wider than 3k, skipping by floors (see `coded_knn`). Kept
     /// out of line: inlined, it slowed the walks of narrow beams by 1–3% (in pairs).
     #[inline(never)]
     fn rerank_with_floors(
