@@ -126,7 +126,6 @@ impl Sq8Store {
             codes,
             meta,
             n: self.dim as f64,
-            norm: 0.0,
             err: 0.0,
             metric,
         }
@@ -174,10 +173,8 @@ pub(crate) struct Sq8Query {
     meta: Meta,
     /// The dimension (padding codes are zero and add nothing to the sums).
     n: f64,
-    /// `|q̂|`, the norm of the decoded query `q̂ᵢ = m + b·cᵢ`, once
+    /// `|q − q̂|`, how far decoding moved the query (`q̂ᵢ = m + b·cᵢ`), once
     /// [`Sq8Query::prepare_floors`] ran.
-    norm: f64,
-    /// `|q − q̂|`, how far decoding moved the query, likewise.
     err: f64,
     metric: Metric,
 }
@@ -229,13 +226,11 @@ impl Sq8Query {
     /// Measures what [`Sq8Query::floor`] needs of the query side (`q`, the query
     /// this was coded from): only searches that compute floors pay for it.
     pub(crate) fn prepare_floors(&mut self, q: &[f32]) {
-        let (mut norm_sq, mut err_sq) = (0.0, 0.0);
+        let mut err_sq = 0.0;
         for (&c, &x) in self.codes.iter().zip(q) {
             let decoded = f64::from(self.meta.mid) + f64::from(self.meta.step) * f64::from(c);
-            norm_sq += decoded * decoded;
             err_sq += (f64::from(x) - decoded).powi(2);
         }
-        self.norm = norm_sq.sqrt();
         self.err = err_sq.sqrt();
     }
 
@@ -244,48 +239,31 @@ impl Sq8Query {
     ///
     /// Every component of a vector is within half a step of its decoded value
     /// (`encode`), so `|v − v̂| ≤ √n·b_v/2`; the query's own `|q − q̂|` is known. By the
-    /// triangle and Cauchy–Schwarz inequalities:
+    /// triangle inequality:
     ///
     /// ```text
     /// L2:  |q − v| ≥ |q̂ − v̂| − |q − q̂| − |v − v̂|       floor = (√approx − reach)², or 0
-    /// IP:  |q·v − q̂·v̂| ≤ |q − q̂|·|v̂| + (|q̂| + |q − q̂|)·|v − v̂|   floor = approx − that
-    ///      with |v̂|² = n·m_v² + 2·m_v·b_v·Σc_v + b_v²·Σc_v²
     /// ```
     ///
-    /// The exact distance is itself an f32 kernel's: for L2 its rounding is relative to
-    /// the result and the slack covers it; an IP kernel's grows with `|q|·|v|`, which
-    /// may dwarf `1 − q·v`, so the IP floor also subtracts `n·ε·|q|·|v|` (bounded from
-    /// the decoded norms and their errors), a generous bound on an f32 dot product's.
+    /// The slack covers the f32 rounding of the exact distance, which for L2 is
+    /// relative to the result. IP and COSINE have no floor (negative infinity): the
+    /// one tried, `|q·v − q̂·v̂| ≤ |q − q̂|·|v̂| + (|q̂| + |q − q̂|)·|v − v̂|` plus an f32
+    /// dot's rounding, was too loose to pay (docs/benchmarks.md, session 37).
     ///
     /// A re-rank may skip a node whose floor is above the k-th exact distance found so
-    /// far: it cannot be among the k closest (`HnswIndex::coded_knn`). Searches use the
-    /// L2 floor only for now: the IP one is looser, and skipping by it did not pay
-    /// (docs/benchmarks.md, session 37).
+    /// far: it cannot be among the k closest (`HnswIndex::coded_knn`).
     pub(crate) fn floor(&self, approx: f32, v: Meta) -> f32 {
-        let (bv, mv) = (f64::from(v.step), f64::from(v.mid));
-        let v_err = self.n.sqrt() * bv / 2.0;
-        let approx = f64::from(approx);
-        let floor = match self.metric {
+        match self.metric {
             Metric::L2 => {
-                let root = approx.max(0.0).sqrt();
+                let v_err = self.n.sqrt() * f64::from(v.step) / 2.0;
+                let root = f64::from(approx).max(0.0).sqrt();
                 let reach = (self.err + v_err) * (1.0 + FLOOR_SLACK) + root * FLOOR_SLACK;
                 let gap = (root - reach).max(0.0);
-                gap * gap
+                // Lowered by more than the cast to f32 can raise it.
+                (gap * gap * (1.0 - 1e-6)) as f32
             }
-            Metric::Ip | Metric::Cosine => {
-                let v_norm = (self.n * mv * mv
-                    + 2.0 * mv * bv * f64::from(v.sum)
-                    + bv * bv * f64::from(v.sum_sq))
-                .max(0.0)
-                .sqrt();
-                let q_norm = self.norm + self.err;
-                let error = self.err * v_norm + q_norm * v_err;
-                let rounding = self.n * f64::from(f32::EPSILON) * q_norm * (v_norm + v_err);
-                approx - error * (1.0 + FLOOR_SLACK) - rounding - FLOOR_SLACK * (1.0 + approx.abs())
-            }
-        };
-        // Lowered by more than the cast to f32 can raise it.
-        (floor - floor.abs() * 1e-6) as f32
+            Metric::Ip | Metric::Cosine => f32::NEG_INFINITY,
+        }
     }
 }
 
@@ -495,33 +473,13 @@ mod tests {
         }
     }
 
-    /// The invariant a re-rank's skips rest on: no floor is above its exact distance,
-    /// for every metric, near and far from the origin, wide and narrow spreads, padded
-    /// dimensions, a query that is one of the vectors, and an IP query whose code is
-    /// exact against vectors far from the origin (an f32 dot's rounding over the codes'
-    /// error).
+    /// The invariant a re-rank's skips rest on: no L2 floor is above its exact
+    /// distance, near and far from the origin, wide and narrow spreads, padded
+    /// dimensions, and a query that is one of the vectors.
     #[test]
     fn floors_never_exceed_exact_distances() {
-        // L2 pairs, and those whose floor is within a factor of two of the exact.
-        let (mut total, mut skippable) = (0, 0);
-        let check = |metric: Metric, q: &[f32], vectors: &[Vec<f32>]| {
-            let store = store_of(vectors);
-            let mut coded = store.query(q, metric);
-            coded.prepare_floors(q);
-            let mut useful = 0;
-            for (s, v) in vectors.iter().enumerate() {
-                let (code, meta) = (store.code(s as u32), store.meta(s as u32));
-                let exact = metric.distance(q, v);
-                let floor = coded.floor(coded.distance(code, meta), meta);
-                assert!(
-                    floor <= exact,
-                    "{metric:?} dim {} slot {s}: floor {floor} above exact {exact}",
-                    q.len()
-                );
-                useful += usize::from(floor > exact * 0.5);
-            }
-            useful
-        };
+        // Pairs, and those whose floor is within a factor of two of the exact distance.
+        let (mut total, mut useful) = (0, 0);
         for (dim, offset, spread, seed) in [
             (128, 0.0, 1.0, 21),
             (37, 0.0, 1.0, 22),
@@ -532,45 +490,33 @@ mod tests {
         ] {
             let mut next = uniform(seed);
             let mut draw = || -> Vec<f32> { (0..dim).map(|_| offset + spread * next()).collect() };
-            let raw: Vec<Vec<f32>> = (0..200).map(|_| draw()).collect();
-            for metric in [Metric::L2, Metric::Ip, Metric::Cosine] {
-                let prepare = |v: &[f32]| {
-                    let mut out = Vec::new();
-                    metric.prepare(v, dim, &mut out).unwrap();
-                    out
-                };
-                let vectors: Vec<Vec<f32>> = raw.iter().map(|v| prepare(v)).collect();
-                for q in [prepare(&draw()), vectors[7].clone()] {
-                    let useful = check(metric, &q, &vectors);
-                    if metric == Metric::L2 {
-                        total += vectors.len();
-                        skippable += useful;
-                    }
+            let vectors: Vec<Vec<f32>> = (0..200).map(|_| draw()).collect();
+            let store = store_of(&vectors);
+            for q in [draw(), vectors[7].clone()] {
+                let mut coded = store.query(&q, Metric::L2);
+                coded.prepare_floors(&q);
+                for (s, v) in vectors.iter().enumerate() {
+                    let (code, meta) = (store.code(s as u32), store.meta(s as u32));
+                    let exact = Metric::L2.distance(&q, v);
+                    let floor = coded.floor(coded.distance(code, meta), meta);
+                    assert!(
+                        floor <= exact,
+                        "dim {dim} offset {offset} spread {spread} slot {s}: \
+                         floor {floor} above exact {exact}"
+                    );
+                    total += 1;
+                    useful += usize::from(floor > exact * 0.5);
                 }
             }
         }
-        // Not vacuous: many L2 floors are within a factor of two of the exact distance.
-        assert!(
-            skippable * 4 > total,
-            "{skippable} of {total} L2 floors useful"
-        );
-        // Integers from -127 to 127 summing to 0: a step of 1, so the query's code is
-        // exact, while `1 − q·v` is near 1 and the dot's terms are near 1e5.
-        let q: Vec<f32> = (0..128)
-            .map(|i| {
-                let x = 127.0 - (i / 2) as f32;
-                if i % 2 == 0 {
-                    -x
-                } else {
-                    x
-                }
-            })
-            .collect();
-        let mut next = uniform(28);
-        let vectors: Vec<Vec<f32>> = (0..200)
-            .map(|_| (0..128).map(|_| 1_000.0 + 0.001 * next()).collect())
-            .collect();
-        check(Metric::Ip, &q, &vectors);
+        // Not vacuous: many floors are within a factor of two of the exact distance.
+        assert!(useful * 4 > total, "{useful} of {total} floors useful");
+        // IP and COSINE have none.
+        let store = store_of(&[vec![1.0, 2.0, 3.0]]);
+        for metric in [Metric::Ip, Metric::Cosine] {
+            let coded = store.query(&[1.0, 2.0, 3.0], metric);
+            assert_eq!(coded.floor(0.0, store.meta(0)), f32::NEG_INFINITY);
+        }
     }
 
     #[test]
