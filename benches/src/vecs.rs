@@ -84,7 +84,7 @@ fn texmex(bytes: &[u8], path: &Path) -> Result<Matrix<u32>> {
     }
     let cols = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
     let row_bytes = 4 * (cols + 1);
-    if cols == 0 || bytes.len() % row_bytes != 0 {
+    if cols == 0 || !bytes.len().is_multiple_of(row_bytes) {
         bail!("{}: not a TEXMEX file of dimension {cols}", path.display());
     }
     let rows = bytes.len() / row_bytes;

@@ -64,7 +64,7 @@ mod tests {
     #[test]
     fn bitmap_and_predicate_agree() {
         let bitmap: RoaringBitmap = (0..100u32).filter(|i| i % 7 == 0).collect();
-        let pred = Predicate(|i: u32| i % 7 == 0);
+        let pred = Predicate(|i: u32| i.is_multiple_of(7));
         for i in 0..100 {
             assert_eq!(bitmap.allows(i), pred.allows(i));
         }

@@ -200,7 +200,7 @@ impl FlatIndex {
         if k == 0 {
             return Err(IndexError::ZeroK);
         }
-        if queries.len() % self.dim != 0 {
+        if !queries.len().is_multiple_of(self.dim) {
             return Err(IndexError::DimensionMismatch {
                 expected: self.dim,
                 got: queries.len(),

@@ -11,6 +11,7 @@ mod error;
 mod filter;
 mod flat;
 mod grace;
+mod head_dot;
 mod hnsw;
 mod metric;
 pub mod prefetch;

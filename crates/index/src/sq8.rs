@@ -1,19 +1,28 @@
-//! 8-bit scalar codes of vectors, and the approximate distances a graph walk steers by.
+//! 8-bit scalar codes of queries, 7-bit codes of vectors, and the approximate distances
+//! a graph walk steers by.
 //!
 //! A walk measures hundreds of vectors to keep a few, and on a large index nearly every
 //! measurement is a cache miss: with FLOAT32 a 128-dimension vector is eight lines of
 //! memory. Its code is two.
 //!
 //! Each vector is coded on its own range: with `m` the midpoint of its smallest and
-//! largest component and `b` about a 254th of the range between them (exactly: the least
-//! f32 that keeps both extremes within 127 steps of `m`), `vᵢ ≈ m + b·cᵢ` with codes
-//! `cᵢ` in `-127..=127`. So a code is a pure function of its vector: replicas
+//! largest component and `b` about a 126th of the range between them (exactly: the least
+//! f32 that keeps both extremes within 63 steps of `m`), `vᵢ ≈ m + b·cᵢ` with codes
+//! `cᵢ` in `-63..=63`. So a code is a pure function of its vector: replicas
 //! applying the same writes hold the same codes without agreeing on any parameter, and a
 //! decoded index rebuilds them from its vectors instead of storing them. A record keeps
 //! `m`, `b`, `Σcᵢ` and `Σcᵢ²` beside the code.
 //!
-//! The query is coded the same way, and both distances expand into one integer dot
-//! product `D = c_q · c_v` and those sums, computed in f64:
+//! Why 7 bits: a code is stored as the byte `cᵢ + 63`, which leaves each byte's top bit
+//! free, and a code of 128 bytes or more carries its 128 bits of `[m, b, Σc, Σc²]` in
+//! those bits. A walk then reads two lines per 128-dimension neighbour instead of three
+//! (with the sums in an array of their own, the third line was a miss of its own, and
+//! profiles put a third of the walk's time on prefetches waiting for a free fill
+//! buffer). Shorter codes keep the four words in a separate array. The query, coded
+//! once per search, keeps 8 bits (`-127..=127`): its precision costs nothing per node.
+//!
+//! Both distances expand into one integer dot product `D = c_q · c_v` and those sums,
+//! computed in f64:
 //!
 //! ```text
 //! q · v      = n·m_q·m_v + m_q·b_v·Σc_v + m_v·b_q·Σc_q + b_q·b_v·D
@@ -32,85 +41,168 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use simsimd::SpatialSimilarity;
 
 use crate::error::Result;
+use crate::head_dot::{Kernel, HEAD};
 use crate::metric::Metric;
 use crate::words::WordArena;
 
 /// Words of a record's `[m, b, Σc, Σc²]`.
 const META: usize = 4;
 
+/// The largest code of a stored vector that carries its meta: 7 bits, stored as
+/// `c + VECTOR_MAX`.
+const VECTOR_MAX: i32 = 63;
+
+/// The largest code of a query, and of a stored vector whose meta is apart.
+const QUERY_MAX: i32 = 127;
+
+/// Code bytes whose top bits hold a record's meta, one bit each.
+const META_BITS: usize = HEAD;
+const _: () = assert!(META_BITS == META * 32);
+
 /// Codes and their [`Meta`], one record per slot.
 #[derive(Debug)]
 pub(crate) struct Sq8Store {
     dim: usize,
     /// Words of a record's codes: `dim` bytes rounded up to whole words; the padding
-    /// bytes stay zero, so they add nothing to a dot product.
+    /// bytes stay zero, and the query's codes there are zero, so they add nothing to a
+    /// dot product.
     words: usize,
     codes: WordArena,
-    /// `[m, b, Σc, Σc²]` per slot, apart from the codes so that a 128-dimension code is
-    /// two whole cache lines (in page-aligned chunks). At 16 bytes a slot this array is a
-    /// quarter of the codes' size, so on a large index it is often a third miss.
-    metas: WordArena,
+    /// `[m, b, Σc, Σc²]` per slot beside 8-bit codes; 7-bit codes (L2, 128 dimensions or
+    /// more) carry them in their own top bits (`None` here).
+    metas: Option<WordArena>,
+    /// Reads the first [`META_BITS`] bytes of a code that carries its meta.
+    kernel: Kernel,
 }
 
 impl Sq8Store {
-    pub(crate) fn new(dim: usize, initial_cap: usize) -> Sq8Store {
+    pub(crate) fn new(dim: usize, initial_cap: usize, metric: Metric) -> Sq8Store {
         let words = dim.div_ceil(4);
+        // Which codes carry their meta: only L2's. An IP or COSINE code's error enters
+        // the distance scaled by the whole query (`|q|₁·E`), an L2 code's by the
+        // difference (`|q − v|₁·E`), small between near neighbours; at 7 bits COSINE
+        // walks lost recall (0.931 → 0.889 at ef 10, 200k × 128), L2 walks none
+        // (docs/benchmarks.md, session 38).
+        //
+        //   metric      dim < 128                 dim ≥ 128
+        //   L2          8-bit codes, meta apart   7-bit codes carrying the meta
+        //   IP, COSINE  8-bit codes, meta apart   8-bit codes, meta apart
+        let inline = match metric {
+            Metric::L2 => dim >= META_BITS,
+            Metric::Ip | Metric::Cosine => false,
+        };
         Sq8Store {
             dim,
             words,
             codes: WordArena::new(words, initial_cap),
-            metas: WordArena::new(META, initial_cap),
+            metas: (!inline).then(|| WordArena::new(META, initial_cap)),
+            kernel: Kernel::detect(),
         }
     }
 
     /// Gives `slot` its memory.
     pub(crate) fn ensure(&self, slot: u32) -> Result<()> {
         self.codes.ensure(slot)?;
-        self.metas.ensure(slot)
+        match &self.metas {
+            Some(metas) => metas.ensure(slot),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn is_backed(&self, slot: u32) -> bool {
-        self.codes.is_backed(slot) && self.metas.is_backed(slot)
+        self.codes.is_backed(slot) && self.metas.as_ref().is_none_or(|m| m.is_backed(slot))
     }
 
     /// Codes `v` (a prepared vector) into `slot`, which no reader can reach yet.
     pub(crate) fn write(&self, slot: u32, v: &[f32]) {
-        let (bytes, meta) = encode(v, self.words * 4);
+        let (codes, meta) = encode(v, self.words * 4, self.vector_max());
+        let mut bytes: Vec<u8>;
+        match &self.metas {
+            Some(metas) => {
+                bytes = codes.iter().map(|&c| c.cast_unsigned()).collect();
+                for (w, x) in metas.record(slot).iter().zip(meta.words()) {
+                    w.store(x, Ordering::Relaxed);
+                }
+            }
+            None => {
+                bytes = codes
+                    .iter()
+                    .take(self.dim)
+                    .map(|&c| (i32::from(c) + VECTOR_MAX) as u8)
+                    .collect();
+                bytes.resize(self.words * 4, 0);
+                let bits = meta_bits(meta);
+                for (i, byte) in bytes.iter_mut().take(META_BITS).enumerate() {
+                    *byte |= (((bits >> i) & 1) as u8) << 7;
+                }
+            }
+        }
         for (w, chunk) in self.codes.record(slot).iter().zip(bytes.chunks_exact(4)) {
-            let word = u32::from_le_bytes([
-                chunk[0] as u8,
-                chunk[1] as u8,
-                chunk[2] as u8,
-                chunk[3] as u8,
-            ]);
+            let word = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
             w.store(word, Ordering::Relaxed);
         }
-        for (w, x) in self.metas.record(slot).iter().zip(meta.words()) {
-            w.store(x, Ordering::Relaxed);
-        }
-    }
-
-    /// The code of `slot`, padding included.
-    // #[PerformanceCriticalPath]
-    #[inline(always)]
-    pub(crate) fn code(&self, slot: u32) -> &[i8] {
-        as_i8(self.codes.record(slot))
     }
 
     /// The `[m, b, Σc, Σc²]` of `slot`.
     #[inline(always)]
     pub(crate) fn meta(&self, slot: u32) -> Meta {
-        let w = self.metas.record(slot);
-        Meta::from_words(std::array::from_fn(|i| w[i].load(Ordering::Relaxed)))
+        match &self.metas {
+            Some(metas) => {
+                let w = metas.record(slot);
+                Meta::from_words(std::array::from_fn(|i| w[i].load(Ordering::Relaxed)))
+            }
+            None => {
+                let head: &[u8; META_BITS] = head(as_u8(self.codes.record(slot)));
+                Meta::from_bits(top_bits(head))
+            }
+        }
     }
 
-    /// Pointers to `slot`'s code and meta, for prefetching.
+    /// Approximate distance from `q` to `slot`, in the units of [`Metric::distance`].
+    // #[PerformanceCriticalPath]: every vector a coded walk measures.
     #[inline(always)]
-    pub(crate) fn ptrs(&self, slot: u32) -> (*const AtomicU32, *const AtomicU32) {
+    pub(crate) fn distance(&self, q: &Sq8Query, slot: u32) -> f32 {
+        let words = self.codes.record(slot);
+        // simsimd refuses only slices of different lengths; both are `words * 4` long.
+        debug_assert_eq!(q.codes.len(), words.len() * 4);
+        match &self.metas {
+            Some(metas) => {
+                let d = i8::dot(&q.codes, as_i8(words)).unwrap_or(0.0);
+                let w = metas.record(slot);
+                let meta = Meta::from_words(std::array::from_fn(|i| w[i].load(Ordering::Relaxed)));
+                q.expand(d, meta)
+            }
+            None => {
+                let (head_words, tail_words) = words.split_at(META_BITS / 4);
+                let (q_head, q_tail) = q.codes.split_at(META_BITS);
+                let (dot, bits) = self.kernel.head_dot(head(q_head), head(as_u8(head_words)));
+                let mut stored_dot = f64::from(dot);
+                if !q_tail.is_empty() {
+                    // Past the head no byte carries a meta bit.
+                    stored_dot += i8::dot(q_tail, as_i8(tail_words)).unwrap_or(0.0);
+                }
+                // Σ c_q·(stored − 63) over the query's codes; its padding codes are zero.
+                let d = stored_dot - f64::from(VECTOR_MAX) * f64::from(q.meta.sum);
+                q.expand(d, Meta::from_bits(bits))
+            }
+        }
+    }
+
+    /// Pointers to `slot`'s code and, when it has one apart, its meta, for prefetching.
+    #[inline(always)]
+    pub(crate) fn ptrs(&self, slot: u32) -> (*const AtomicU32, Option<*const AtomicU32>) {
         (
             self.codes.record(slot).as_ptr(),
-            self.metas.record(slot).as_ptr(),
+            self.metas.as_ref().map(|m| m.record(slot).as_ptr()),
         )
+    }
+
+    /// The largest code of a stored vector.
+    fn vector_max(&self) -> i32 {
+        match self.metas {
+            Some(_) => QUERY_MAX,
+            None => VECTOR_MAX,
+        }
     }
 
     /// Cache lines of one code.
@@ -121,7 +213,7 @@ impl Sq8Store {
     /// A query coded for distances to this store's codes.
     pub(crate) fn query(&self, q: &[f32], metric: Metric) -> Sq8Query {
         debug_assert_eq!(q.len(), self.dim);
-        let (codes, meta) = encode(q, self.words * 4);
+        let (codes, meta) = encode(q, self.words * 4, QUERY_MAX);
         Sq8Query {
             codes,
             meta,
@@ -132,8 +224,42 @@ impl Sq8Store {
     }
 
     pub(crate) fn allocated_bytes(&self) -> usize {
-        self.codes.allocated_bytes() + self.metas.allocated_bytes()
+        self.codes.allocated_bytes() + self.metas.as_ref().map_or(0, WordArena::allocated_bytes)
     }
+}
+
+/// The first [`META_BITS`] codes of a query or bytes of a stored code that has them.
+#[inline(always)]
+fn head<T>(bytes: &[T]) -> &[T; META_BITS] {
+    match bytes.first_chunk() {
+        Some(head) => head,
+        // Only stores without a meta array call this, and their codes are that long.
+        None => unreachable!("a code of {} bytes carries no meta", bytes.len()),
+    }
+}
+
+/// The meta's 128 bits, word `i` in bits `32i..32i + 32`.
+fn meta_bits(meta: Meta) -> u128 {
+    meta.words()
+        .iter()
+        .rev()
+        .fold(0u128, |acc, &w| (acc << 32) | u128::from(w))
+}
+
+/// The top bit of each byte, byte `i` in bit `i`.
+#[inline(always)]
+fn top_bits(bytes: &[u8; META_BITS]) -> u128 {
+    let mut bits = 0u128;
+    for (i, chunk) in bytes.chunks_exact(8).enumerate() {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(chunk);
+        let x = (u64::from_le_bytes(eight) >> 7) & 0x0101_0101_0101_0101;
+        // Each byte's low bit lands in the top byte at its own position (no carries:
+        // every partial product is a distinct power of two).
+        let packed = x.wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        bits |= u128::from(packed) << (8 * i);
+    }
+    bits
 }
 
 /// What a record keeps beside its code: the midpoint `m` and step `b` of `vᵢ ≈ m + b·cᵢ`,
@@ -164,6 +290,11 @@ impl Meta {
             sum_sq: w[3],
         }
     }
+
+    #[inline(always)]
+    fn from_bits(bits: u128) -> Meta {
+        Meta::from_words(std::array::from_fn(|i| (bits >> (32 * i)) as u32))
+    }
 }
 
 /// A coded query.
@@ -185,13 +316,10 @@ pub(crate) struct Sq8Query {
 const FLOOR_SLACK: f64 = 1e-3;
 
 impl Sq8Query {
-    /// Approximate distance to a stored code, in the units of [`Metric::distance`].
-    // #[PerformanceCriticalPath]: every vector a coded walk measures.
+    /// The distance from the dot product `D` of the query's codes with a record's and
+    /// the record's meta.
     #[inline(always)]
-    pub(crate) fn distance(&self, code: &[i8], v: Meta) -> f32 {
-        // simsimd refuses only slices of different lengths; both are `words * 4` long.
-        debug_assert_eq!(self.codes.len(), code.len());
-        let d = i8::dot(&self.codes, code).unwrap_or(0.0);
+    fn expand(&self, d: f64, v: Meta) -> f32 {
         let q = self.meta;
         let (mq, bq, sq, qq) = (
             f64::from(q.mid),
@@ -267,8 +395,8 @@ impl Sq8Query {
     }
 }
 
-/// Codes `v` into `len` bytes (zero past `v`), with its [`Meta`].
-fn encode(v: &[f32], len: usize) -> (Vec<i8>, Meta) {
+/// Codes `v` into `len` codes in `-max..=max` (zero past `v`), with its [`Meta`].
+fn encode(v: &[f32], len: usize, max: i32) -> (Vec<i8>, Meta) {
     let (lo, hi) = v
         .iter()
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
@@ -289,17 +417,17 @@ fn encode(v: &[f32], len: usize) -> (Vec<i8>, Meta) {
     }
     // In f64: `hi - lo` of two large f32 of opposite signs may overflow an f32. The step
     // is measured from the midpoint as stored (rounded to f32) and rounded up, so both
-    // extremes lie within 127 steps of it: no code is clamped, every component is within
+    // extremes lie within `max` steps of it: no code is clamped, every component is within
     // half a step of `m + b·c`, even when the range is a few ulps of a large midpoint.
     let mid = ((f64::from(lo) + f64::from(hi)) / 2.0) as f32;
     let reach = (f64::from(hi) - f64::from(mid)).max(f64::from(mid) - f64::from(lo));
-    let step = round_up(reach / 127.0);
+    let step = round_up(reach / f64::from(max));
     let (mut sum, mut sum_sq) = (0i32, 0u32);
     if step > 0.0 && step.is_finite() {
         for (c, &x) in codes.iter_mut().zip(v) {
             let code = ((f64::from(x) - f64::from(mid)) / f64::from(step))
                 .round()
-                .clamp(-127.0, 127.0) as i8;
+                .clamp(-f64::from(max), f64::from(max)) as i8;
             *c = code;
             // At most 127 · 32,768 and 127² · 32,768 (MAX_DIM): no overflow.
             sum += i32::from(code);
@@ -319,7 +447,7 @@ fn encode(v: &[f32], len: usize) -> (Vec<i8>, Meta) {
 }
 
 /// The least f32 at or above `x`, for `0 ≤ x < f32::MAX` (a step: half a range of f32s
-/// over 127).
+/// over 63 or 127).
 fn round_up(x: f64) -> f32 {
     let f = x as f32;
     if f64::from(f) < x {
@@ -344,9 +472,22 @@ fn as_i8(words: &[AtomicU32]) -> &[i8] {
     unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<i8>(), words.len() * 4) }
 }
 
+/// Views words as the bytes stored in them.
+///
+/// The same rule as [`as_i8`].
+#[inline(always)]
+fn as_u8(words: &[AtomicU32]) -> &[u8] {
+    // SAFETY: as for `as_i8`: `4 * len` initialised bytes, u8 has alignment 1 and no
+    // invalid bit patterns, and no write races with the view.
+    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), words.len() * 4) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The code bits of a byte that carries a meta bit.
+    const CODE_BITS: u8 = 0x7f;
 
     /// A seeded stream of uniform values in [-1, 1).
     fn uniform(seed: u64) -> impl FnMut() -> f32 {
@@ -359,8 +500,8 @@ mod tests {
         }
     }
 
-    fn store_of(vectors: &[Vec<f32>]) -> Sq8Store {
-        let store = Sq8Store::new(vectors[0].len(), vectors.len());
+    fn store_of(vectors: &[Vec<f32>], metric: Metric) -> Sq8Store {
+        let store = Sq8Store::new(vectors[0].len(), vectors.len(), metric);
         for (s, v) in vectors.iter().enumerate() {
             store.ensure(s as u32).unwrap();
             store.write(s as u32, v);
@@ -368,20 +509,127 @@ mod tests {
         store
     }
 
+    /// The bytes stored for `slot`.
+    fn stored(store: &Sq8Store, slot: u32) -> &[u8] {
+        as_u8(store.codes.record(slot))
+    }
+
     #[test]
     fn codes_round_trip_through_words() {
-        let store = store_of(&[vec![0.75f32, -2.0, 0.4, 0.0, 2.0]]);
-        let code = store.code(0);
-        assert_eq!(code.len(), 8, "5 bytes rounded up to 2 words");
+        let store = store_of(&[vec![0.75f32, -2.0, 0.4, 0.0, 2.0]], Metric::L2);
+        let bytes = stored(&store, 0);
+        assert_eq!(bytes.len(), 8, "5 bytes rounded up to 2 words");
         // m = 0, b = 2/127 (rounded up to an f32): 0.75 is 47.6 steps, 0.4 is 25.4.
-        assert_eq!(&code[..5], &[48, -127, 25, 0, 127]);
-        assert_eq!(&code[5..], &[0, 0, 0], "padding is zero");
+        assert_eq!(&bytes[..5], &[48, (-127i8).cast_unsigned(), 25, 0, 127]);
+        assert_eq!(&bytes[5..], &[0, 0, 0], "padding is zero");
         let meta = store.meta(0);
         assert_eq!(meta.mid, 0.0);
         // The least f32 at or above 2/127.
         assert!(f64::from(meta.step) >= 2.0 / 127.0);
         assert!(f64::from(f32::from_bits(meta.step.to_bits() - 1)) < 2.0 / 127.0);
         assert_eq!((meta.sum, meta.sum_sq), (73, 35_187));
+
+        // 128 dimensions under L2: 7-bit codes stored as c + 63, the meta in the top
+        // bits. m = 0, b = 2/63: 0.75 is 23.6 steps, 0.4 is 12.6.
+        let mut v = vec![0.0f32; 128];
+        v[..5].copy_from_slice(&[0.75, -2.0, 0.4, 0.0, 2.0]);
+        let store = store_of(&[v], Metric::L2);
+        let meta = store.meta(0);
+        let codes: Vec<u8> = stored(&store, 0).iter().map(|b| b & CODE_BITS).collect();
+        assert_eq!(&codes[..5], &[24 + 63, 0, 13 + 63, 63, 126]);
+        assert!(codes[5..].iter().all(|&c| c == 63));
+        assert!(f64::from(meta.step) >= 2.0 / 63.0);
+        assert!(f64::from(f32::from_bits(meta.step.to_bits() - 1)) < 2.0 / 63.0);
+        assert_eq!((meta.sum, meta.sum_sq), (37, 8_683));
+    }
+
+    #[test]
+    fn meta_bits_round_trip() {
+        let mut next = uniform(11);
+        for _ in 0..100 {
+            let bits = (0..4).fold(0u128, |acc, _| {
+                (acc << 32) | u128::from((next().to_bits()) ^ (next().to_bits() << 3))
+            });
+            let mut bytes = [0u8; META_BITS];
+            for (i, b) in bytes.iter_mut().enumerate() {
+                *b = (i as u8 & CODE_BITS) | ((((bits >> i) & 1) as u8) << 7);
+            }
+            assert_eq!(top_bits(&bytes), bits);
+            let meta = Meta::from_bits(bits);
+            assert_eq!(meta_bits(meta), bits);
+        }
+    }
+
+    /// Codes of 128 bytes or more carry their meta in their top bits, shorter ones in
+    /// the array apart; either way the code bits, the meta and the distances are the
+    /// ones the vector codes to. The distance is checked against `|q̂ − v̂|²` and
+    /// `1 − q̂·v̂` taken directly from the decoded values, so the expansion, the dot
+    /// product over the head and the tail, and the offset of the stored bytes are
+    /// all in the comparison.
+    #[test]
+    fn long_codes_carry_their_meta_in_their_top_bits() {
+        for (dim, offset, spread, seed) in [
+            (128, 0.0, 1.0, 31),
+            (130, -3.0, 0.5, 32),
+            (200, 1_000.0, 2.0, 33),
+            (127, 0.0, 1.0, 34),
+            (16, -1.0, 4.0, 35),
+        ] {
+            let mut next = uniform(seed);
+            let mut draw = || -> Vec<f32> { (0..dim).map(|_| offset + spread * next()).collect() };
+            // Negative vectors give negative sums: every bit pattern of the words.
+            let mut vectors: Vec<Vec<f32>> = (0..40).map(|_| draw()).collect();
+            vectors.push(vec![-5.0; dim]);
+            vectors.push((0..dim).map(|i| -(i as f32)).collect());
+            let q = draw();
+            for metric in [Metric::L2, Metric::Ip] {
+                let store = store_of(&vectors, metric);
+                let inline = dim >= META_BITS && metric == Metric::L2;
+                assert_eq!(store.metas.is_none(), inline, "{metric:?} dim {dim}");
+                let max = if inline { VECTOR_MAX } else { QUERY_MAX };
+                let offset = if inline { VECTOR_MAX } else { 0 };
+                let coded = store.query(&q, metric);
+                let q_hat: Vec<f64> = coded
+                    .codes
+                    .iter()
+                    .take(dim)
+                    .map(|&c| f64::from(coded.meta.mid) + f64::from(coded.meta.step) * f64::from(c))
+                    .collect();
+                for (s, v) in vectors.iter().enumerate() {
+                    let (codes, meta) = encode(v, store.words * 4, max);
+                    assert_eq!(store.meta(s as u32), meta, "dim {dim} slot {s}");
+                    let bytes = stored(&store, s as u32);
+                    for i in 0..dim {
+                        let code = if inline {
+                            i32::from(bytes[i] & CODE_BITS)
+                        } else {
+                            i32::from(bytes[i].cast_signed())
+                        };
+                        assert_eq!(
+                            code,
+                            i32::from(codes[i]) + offset,
+                            "dim {dim} slot {s} byte {i}"
+                        );
+                    }
+                    let v_hat = codes
+                        .iter()
+                        .take(dim)
+                        .map(|&c| f64::from(meta.mid) + f64::from(meta.step) * f64::from(c));
+                    let direct = match metric {
+                        Metric::L2 => q_hat.iter().zip(v_hat).map(|(a, b)| (a - b).powi(2)).sum(),
+                        Metric::Ip | Metric::Cosine => {
+                            1.0 - q_hat.iter().zip(v_hat).map(|(a, b)| a * b).sum::<f64>()
+                        }
+                    };
+                    let got = f64::from(store.distance(&coded, s as u32));
+                    let scale = q_hat.iter().map(|a| a * a).sum::<f64>().max(1.0);
+                    assert!(
+                        (got - direct).abs() <= 1e-6 * scale + 1e-6 * direct.abs(),
+                        "{metric:?} dim {dim} slot {s}: {got} against {direct}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
@@ -400,31 +648,40 @@ mod tests {
             (0..37).map(|_| 5_000.0 + next()).collect(),
         ];
         for v in cases {
-            let (codes, meta) = encode(&v, v.len().div_ceil(4) * 4);
-            let half = f64::from(meta.step) / 2.0;
-            for (i, (&x, &c)) in v.iter().zip(&codes).enumerate() {
-                let back = f64::from(meta.mid) + f64::from(meta.step) * f64::from(c);
-                let error = (f64::from(x) - back).abs();
-                assert!(
-                    error <= half * (1.0 + 1e-9) + f64::from(meta.mid.abs()) * 1e-12,
-                    "{v:?}[{i}]: {x} came back as {back} (m {}, b {}, c {c})",
-                    meta.mid,
-                    meta.step
-                );
+            for max in [VECTOR_MAX, QUERY_MAX] {
+                let (codes, meta) = encode(&v, v.len().div_ceil(4) * 4, max);
+                let half = f64::from(meta.step) / 2.0;
+                for (i, (&x, &c)) in v.iter().zip(&codes).enumerate() {
+                    let back = f64::from(meta.mid) + f64::from(meta.step) * f64::from(c);
+                    let error = (f64::from(x) - back).abs();
+                    assert!(
+                        error <= half * (1.0 + 1e-9) + f64::from(meta.mid.abs()) * 1e-12,
+                        "{v:?}[{i}] at {max}: {x} came back as {back} (m {}, b {}, c {c})",
+                        meta.mid,
+                        meta.step
+                    );
+                }
             }
         }
     }
 
     #[test]
     fn constant_vectors_code_to_their_value() {
-        let store = store_of(&[vec![3.0; 4], vec![5.0; 4], vec![0.0; 4]]);
-        assert_eq!(store.code(0), &[0; 4]);
+        let store = store_of(&[vec![3.0; 4], vec![5.0; 4], vec![0.0; 4]], Metric::L2);
+        assert_eq!(stored(&store, 0), &[0; 4]);
         let q = store.query(&[5.0; 4], Metric::L2);
-        assert_eq!(q.distance(store.code(0), store.meta(0)), 16.0);
-        assert_eq!(q.distance(store.code(1), store.meta(1)), 0.0);
-        assert_eq!(q.distance(store.code(2), store.meta(2)), 100.0);
+        assert_eq!(store.distance(&q, 0), 16.0);
+        assert_eq!(store.distance(&q, 1), 0.0);
+        assert_eq!(store.distance(&q, 2), 100.0);
+        let store = store_of(&[vec![3.0; 4]], Metric::Ip);
         let q = store.query(&[0.5; 4], Metric::Ip);
-        assert_eq!(q.distance(store.code(0), store.meta(0)), 1.0 - 6.0);
+        assert_eq!(store.distance(&q, 0), 1.0 - 6.0);
+        // Carrying the meta, a constant code is 63s with the meta's bits on top.
+        let store = store_of(&[vec![3.0; 128], vec![5.0; 128]], Metric::L2);
+        assert!(stored(&store, 0).iter().all(|&b| b & CODE_BITS == 63));
+        let q = store.query(&[5.0; 128], Metric::L2);
+        assert_eq!(store.distance(&q, 0), 4.0 * 128.0);
+        assert_eq!(store.distance(&q, 1), 0.0);
     }
 
     /// Approximate distances within the worst case of half a step per component, and on
@@ -434,8 +691,8 @@ mod tests {
         let mut draw = || -> Vec<f32> { (0..dim).map(|_| offset + spread * next()).collect() };
         let vectors: Vec<Vec<f32>> = (0..64).map(|_| draw()).collect();
         let q = draw();
-        let store = store_of(&vectors);
-        let half_step = |v: &[f32]| f64::from(encode(v, v.len().div_ceil(4) * 4).1.step) / 2.0;
+        let half_step =
+            |v: &[f32], max| f64::from(encode(v, v.len().div_ceil(4) * 4, max).1.step) / 2.0;
 
         let l1 = |v: &[f32]| v.iter().map(|x| f64::from(x.abs())).sum::<f64>();
         let l1_diff = |a: &[f32], b: &[f32]| {
@@ -445,12 +702,13 @@ mod tests {
                 .sum::<f64>()
         };
         for metric in [Metric::L2, Metric::Ip] {
+            let store = store_of(&vectors, metric);
             let coded = store.query(&q, metric);
             let mut relative = 0.0;
             for (s, v) in vectors.iter().enumerate() {
                 let exact = f64::from(metric.distance(&q, v));
-                let approx = f64::from(coded.distance(store.code(s as u32), store.meta(s as u32)));
-                let (eq, ev) = (half_step(&q), half_step(v));
+                let approx = f64::from(store.distance(&coded, s as u32));
+                let (eq, ev) = (half_step(&q, QUERY_MAX), half_step(v, store.vector_max()));
                 let bound = match metric {
                     // |x + e|² − |x|² ≤ 2|x|₁·E + n·E², |eᵢ| ≤ E = eq + ev.
                     Metric::L2 => {
@@ -491,14 +749,14 @@ mod tests {
             let mut next = uniform(seed);
             let mut draw = || -> Vec<f32> { (0..dim).map(|_| offset + spread * next()).collect() };
             let vectors: Vec<Vec<f32>> = (0..200).map(|_| draw()).collect();
-            let store = store_of(&vectors);
+            let store = store_of(&vectors, Metric::L2);
             for q in [draw(), vectors[7].clone()] {
                 let mut coded = store.query(&q, Metric::L2);
                 coded.prepare_floors(&q);
                 for (s, v) in vectors.iter().enumerate() {
-                    let (code, meta) = (store.code(s as u32), store.meta(s as u32));
+                    let meta = store.meta(s as u32);
                     let exact = Metric::L2.distance(&q, v);
-                    let floor = coded.floor(coded.distance(code, meta), meta);
+                    let floor = coded.floor(store.distance(&coded, s as u32), meta);
                     assert!(
                         floor <= exact,
                         "dim {dim} offset {offset} spread {spread} slot {s}: \
@@ -512,8 +770,8 @@ mod tests {
         // Not vacuous: many floors are within a factor of two of the exact distance.
         assert!(useful * 4 > total, "{useful} of {total} floors useful");
         // IP and COSINE have none.
-        let store = store_of(&[vec![1.0, 2.0, 3.0]]);
         for metric in [Metric::Ip, Metric::Cosine] {
+            let store = store_of(&[vec![1.0, 2.0, 3.0]], metric);
             let coded = store.query(&[1.0, 2.0, 3.0], metric);
             assert_eq!(coded.floor(0.0, store.meta(0)), f32::NEG_INFINITY);
         }
@@ -536,7 +794,7 @@ mod tests {
         let vectors: Vec<Vec<f32>> = (0..200)
             .map(|_| (0..dim).map(|_| 1_000.0 + next()).collect())
             .collect();
-        let store = store_of(&vectors);
+        let store = store_of(&vectors, Metric::L2);
         let q: Vec<f32> = (0..dim).map(|_| 1_000.0 + next()).collect();
         let coded = store.query(&q, Metric::L2);
         let nearest = |d: &dyn Fn(usize) -> f32| {
@@ -545,7 +803,7 @@ mod tests {
                 .unwrap()
         };
         let exact = nearest(&|s| Metric::L2.distance(&q, &vectors[s]));
-        let approx = nearest(&|s| coded.distance(store.code(s as u32), store.meta(s as u32)));
+        let approx = nearest(&|s| store.distance(&coded, s as u32));
         let (de, da) = (
             Metric::L2.distance(&q, &vectors[exact]),
             Metric::L2.distance(&q, &vectors[approx]),

@@ -134,7 +134,7 @@ proptest! {
         fill(index.as_ref(), &data);
         let q = &clustered(1, 12, 6, seed + 7)[0];
         let bitmap: RoaringBitmap = (0..600u32).filter(|i| i % modulus == 0).collect();
-        let pred = Predicate(|i: u32| i % modulus == 0);
+        let pred = Predicate(|i: u32| i.is_multiple_of(modulus));
         let truth = brute_force(&data, q, k, metric, Some(&bitmap));
         for f in [&bitmap as &dyn shoal_index::IdFilter, &pred] {
             let found = index.search(q, k, None, Some(f)).unwrap();

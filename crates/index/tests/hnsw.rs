@@ -204,7 +204,7 @@ fn filtered_range_search_respects_filter() {
     let data = clustered(2_000, 8, 10, 21);
     let index = build(&hnsw_config(8, Metric::L2, 2_000)).unwrap();
     fill(index.as_ref(), &data);
-    let pred = Predicate(|i: u32| i % 2 == 0);
+    let pred = Predicate(|i: u32| i.is_multiple_of(2));
     let hits = index
         .range_search(&data[10], 50.0, None, Some(&pred))
         .unwrap();

@@ -85,7 +85,7 @@ fn read<'e>(engine: &'e Engine, key: &[u8], now: u64) -> Result<Option<&'e HashV
 }
 
 pub(super) fn hset(engine: &mut Engine, a: &Args<'_>, now: u64, hmset: bool) -> Result<Reply> {
-    if a.len() < 3 || a.len() % 2 == 0 {
+    if a.len() < 3 || a.len().is_multiple_of(2) {
         return Err(EngineError::Arity(a.name.to_ascii_lowercase()));
     }
     let key = a.get(0)?;

@@ -69,7 +69,7 @@ pub(super) fn set(engine: &mut Engine, a: &Args<'_>, now: u64) -> Result<Reply> 
 }
 
 pub(super) fn mset(engine: &mut Engine, a: &Args<'_>, _now: u64) -> Result<Reply> {
-    if a.len() < 2 || a.len() % 2 != 0 {
+    if a.len() < 2 || !a.len().is_multiple_of(2) {
         return Err(EngineError::Arity("mset".into()));
     }
     for pair in a.rest(0).chunks_exact(2) {

@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use parking_lot::Mutex;
 
 use crate::error::Result;
+use crate::metric::Metric;
 use crate::sq8::Sq8Store;
 use crate::words::{as_f32, load, WordArena};
 
@@ -86,11 +87,12 @@ impl UpperRanges {
 }
 
 impl Graph {
-    pub(crate) fn new(dim: usize, m: usize, initial_cap: usize, sq8: bool) -> Graph {
+    /// `sq8`: the metric the walks' codes measure by, when walks steer by codes.
+    pub(crate) fn new(dim: usize, m: usize, initial_cap: usize, sq8: Option<Metric>) -> Graph {
         let m0 = 2 * m;
         let raw = dim + 3 + m0;
         let padded = raw.next_multiple_of(16);
-        let stride = if !sq8 && (padded - raw) * 8 <= raw {
+        let stride = if sq8.is_none() && (padded - raw) * 8 <= raw {
             padded
         } else {
             raw
@@ -110,7 +112,7 @@ impl Graph {
             nodes: WordArena::new(1, initial_cap),
             upper: WordArena::new(1 + m, (initial_cap / m.max(1)).max(16)),
             upper_ranges: Mutex::new(UpperRanges::default()),
-            sq8: sq8.then(|| Sq8Store::new(dim, initial_cap)),
+            sq8: sq8.map(|metric| Sq8Store::new(dim, initial_cap, metric)),
         }
     }
 
@@ -360,7 +362,7 @@ impl Drop for NodeLock<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::Graph;
+    use super::{Graph, Metric};
 
     /// Bytes a graph reserves per slot of its records, codes included.
     fn per_slot(g: &Graph) -> usize {
@@ -370,15 +372,15 @@ mod tests {
     #[test]
     fn records_are_padded_to_lines_only_when_walks_read_their_vectors() {
         // dim 128, M 16: a record is 163 words; padded it is 176 (11 lines).
-        let float = Graph::new(128, 16, 4096, false);
-        let coded = Graph::new(128, 16, 4096, true);
+        let float = Graph::new(128, 16, 4096, None);
+        let coded = Graph::new(128, 16, 4096, Some(Metric::L2));
         float.ensure(0).unwrap();
         coded.ensure(0).unwrap();
         assert_eq!(float.records.record(0).len(), 176);
         assert_eq!(coded.records.record(0).len(), 163);
-        // So a coded slot costs less than a float one plus its code (128 bytes) and
-        // the code's 16-byte record.
-        let codes = 128 + 16;
+        // So a coded slot costs less than a float one plus its code (128 bytes, the
+        // meta in its top bits under L2).
+        let codes = 128;
         assert!(per_slot(&coded) < per_slot(&float) + codes);
     }
 }

@@ -156,7 +156,12 @@ impl HnswIndex {
         Ok(HnswIndex {
             metric,
             level_scale: 1.0 / (params.m as f64).ln(),
-            graph: Graph::new(dim, params.m, initial_cap, params.sq8_walk),
+            graph: Graph::new(
+                dim,
+                params.m,
+                initial_cap,
+                params.sq8_walk.then_some(metric),
+            ),
             params,
             pool: SlotPool::default(),
             ids: IdMap::with_capacity(initial_cap),

@@ -91,15 +91,16 @@ pub(super) struct Coded<'a> {
 impl Probe for Coded<'_> {
     #[inline(always)]
     fn distance(&self, slot: u32) -> f32 {
-        self.q
-            .distance(self.codes.code(slot), self.codes.meta(slot))
+        self.codes.distance(&self.q, slot)
     }
 
     #[inline(always)]
     fn prefetch(&self, slot: u32) {
         let (code, meta) = self.codes.ptrs(slot);
         prefetch(code, self.lines);
-        prefetch(meta, 1);
+        if let Some(meta) = meta {
+            prefetch(meta, 1);
+        }
     }
 }
 
