@@ -131,7 +131,7 @@ impl Sq8Store {
                     .map(|&c| (i32::from(c) + VECTOR_MAX) as u8)
                     .collect();
                 bytes.resize(self.words * 4, 0);
-                let bits = meta_bits(meta);
+                let bits = meta.packed();
                 for (i, byte) in bytes.iter_mut().take(META_BITS).enumerate() {
                     *byte |= (((bits >> i) & 1) as u8) << 7;
                 }
@@ -153,7 +153,7 @@ impl Sq8Store {
             }
             None => {
                 let head: &[u8; META_BITS] = head(as_u8(self.codes.record(slot)));
-                Meta::from_bits(top_bits(head))
+                Meta::from_packed(top_bits(head))
             }
         }
     }
@@ -183,7 +183,7 @@ impl Sq8Store {
                 }
                 // Σ c_q·(stored − 63) over the query's codes; its padding codes are zero.
                 let d = stored_dot - f64::from(VECTOR_MAX) * f64::from(q.meta.sum);
-                q.expand(d, Meta::from_bits(bits))
+                q.expand(d, Meta::from_packed(bits))
             }
         }
     }
@@ -238,14 +238,6 @@ fn head<T>(bytes: &[T]) -> &[T; META_BITS] {
     }
 }
 
-/// The meta's 128 bits, word `i` in bits `32i..32i + 32`.
-fn meta_bits(meta: Meta) -> u128 {
-    meta.words()
-        .iter()
-        .rev()
-        .fold(0u128, |acc, &w| (acc << 32) | u128::from(w))
-}
-
 /// The top bit of each byte, byte `i` in bit `i`.
 #[inline(always)]
 fn top_bits(bytes: &[u8; META_BITS]) -> u128 {
@@ -270,9 +262,48 @@ pub(crate) struct Meta {
     step: f32,
     sum: i32,
     sum_sq: u32,
+    /// `|v − v̂|` in [`ERR_FULL`]ths of its bound `√n·b/2`, rounded up: what an L2
+    /// floor subtracts for the vector's side. 7-bit codes carry it (their sums leave 12
+    /// bits free); beside 8-bit codes it is the bound itself.
+    err: u16,
 }
 
+/// The `err` of a [`Meta`] that is the whole bound.
+const ERR_FULL: u16 = 4095;
+
+/// Bit fields of a meta carried in a code's top bits: `[m, b]` in the first 64, then
+/// `Σc` (24 bits, two's complement), `Σc²` (28 bits) and `err` (12 bits). At most
+/// 32,768 dimensions of 7-bit codes give `|Σc| ≤ 2,064,384 < 2²³` and `Σc² ≤
+/// 130,056,192 < 2²⁸`.
+const SUM_BITS: u32 = 24;
+const SUM_SQ_BITS: u32 = 28;
+
 impl Meta {
+    /// The 128 bits a 7-bit code carries.
+    fn packed(self) -> u128 {
+        let sum = u128::from(self.sum.cast_unsigned() & ((1 << SUM_BITS) - 1));
+        let sum_sq = u128::from(self.sum_sq & ((1 << SUM_SQ_BITS) - 1));
+        u128::from(self.mid.to_bits())
+            | (u128::from(self.step.to_bits()) << 32)
+            | (sum << 64)
+            | (sum_sq << (64 + SUM_BITS))
+            | (u128::from(self.err & ERR_FULL) << (64 + SUM_BITS + SUM_SQ_BITS))
+    }
+
+    #[inline(always)]
+    fn from_packed(bits: u128) -> Meta {
+        let low = |shift: u32, width: u32| ((bits >> shift) as u32) & ((1u32 << width) - 1);
+        // Sign-extends the 24-bit sum.
+        let sum = (low(64, SUM_BITS) << (32 - SUM_BITS)).cast_signed() >> (32 - SUM_BITS);
+        Meta {
+            mid: f32::from_bits(bits as u32),
+            step: f32::from_bits((bits >> 32) as u32),
+            sum,
+            sum_sq: low(64 + SUM_BITS, SUM_SQ_BITS),
+            err: (bits >> (64 + SUM_BITS + SUM_SQ_BITS)) as u16 & ERR_FULL,
+        }
+    }
+
     fn words(self) -> [u32; META] {
         [
             self.mid.to_bits(),
@@ -288,12 +319,8 @@ impl Meta {
             step: f32::from_bits(w[1]),
             sum: i32::from_ne_bytes(w[2].to_ne_bytes()),
             sum_sq: w[3],
+            err: ERR_FULL,
         }
-    }
-
-    #[inline(always)]
-    fn from_bits(bits: u128) -> Meta {
-        Meta::from_words(std::array::from_fn(|i| (bits >> (32 * i)) as u32))
     }
 }
 
@@ -383,7 +410,8 @@ impl Sq8Query {
     pub(crate) fn floor(&self, approx: f32, v: Meta) -> f32 {
         match self.metric {
             Metric::L2 => {
-                let v_err = self.n.sqrt() * f64::from(v.step) / 2.0;
+                let v_err = self.n.sqrt() * f64::from(v.step) / 2.0 * f64::from(v.err)
+                    / f64::from(ERR_FULL);
                 let root = f64::from(approx).max(0.0).sqrt();
                 let reach = (self.err + v_err) * (1.0 + FLOOR_SLACK) + root * FLOOR_SLACK;
                 let gap = (root - reach).max(0.0);
@@ -412,6 +440,7 @@ fn encode(v: &[f32], len: usize, max: i32) -> (Vec<i8>, Meta) {
                 step: 0.0,
                 sum: 0,
                 sum_sq: 0,
+                err: ERR_FULL,
             },
         );
     }
@@ -422,7 +451,7 @@ fn encode(v: &[f32], len: usize, max: i32) -> (Vec<i8>, Meta) {
     let mid = ((f64::from(lo) + f64::from(hi)) / 2.0) as f32;
     let reach = (f64::from(hi) - f64::from(mid)).max(f64::from(mid) - f64::from(lo));
     let step = round_up(reach / f64::from(max));
-    let (mut sum, mut sum_sq) = (0i32, 0u32);
+    let (mut sum, mut sum_sq, mut err_sq) = (0i32, 0u32, 0.0f64);
     if step > 0.0 && step.is_finite() {
         for (c, &x) in codes.iter_mut().zip(v) {
             let code = ((f64::from(x) - f64::from(mid)) / f64::from(step))
@@ -432,9 +461,18 @@ fn encode(v: &[f32], len: usize, max: i32) -> (Vec<i8>, Meta) {
             // At most 127 · 32,768 and 127² · 32,768 (MAX_DIM): no overflow.
             sum += i32::from(code);
             sum_sq += i32::from(code).unsigned_abs().pow(2);
+            err_sq += (f64::from(x) - (f64::from(mid) + f64::from(step) * f64::from(code))).powi(2);
         }
     }
     let step = if step.is_finite() { step } else { 0.0 };
+    // The error as a share of its bound, rounded up and one more: the floor's reach
+    // must not fall short of it by the rounding of this division.
+    let bound = (v.len() as f64).sqrt() * f64::from(step) / 2.0;
+    let err = if bound > 0.0 {
+        (err_sq.sqrt() / bound * f64::from(ERR_FULL)).ceil() + 1.0
+    } else {
+        f64::from(ERR_FULL)
+    };
     (
         codes,
         Meta {
@@ -442,6 +480,7 @@ fn encode(v: &[f32], len: usize, max: i32) -> (Vec<i8>, Meta) {
             step,
             sum,
             sum_sq,
+            err: err.min(f64::from(ERR_FULL)) as u16,
         },
     )
 }
@@ -451,9 +490,7 @@ fn encode(v: &[f32], len: usize, max: i32) -> (Vec<i8>, Meta) {
 fn round_up(x: f64) -> f32 {
     let f = x as f32;
     if f64::from(f) < x {
-        // For a non-negative finite f32 the next one up is the next bit pattern
-        // (`f32::next_up` is newer than the crate's minimum Rust).
-        f32::from_bits(f.to_bits() + 1)
+        f.next_up()
     } else {
         f
     }
@@ -555,9 +592,62 @@ mod tests {
                 *b = (i as u8 & CODE_BITS) | ((((bits >> i) & 1) as u8) << 7);
             }
             assert_eq!(top_bits(&bytes), bits);
-            let meta = Meta::from_bits(bits);
-            assert_eq!(meta_bits(meta), bits);
+            assert_eq!(Meta::from_packed(bits).packed(), bits);
         }
+        // The widest sums 32,768 dimensions of 7-bit codes can have.
+        for (sum, sum_sq, err) in [
+            (-2_064_384, 130_056_192, ERR_FULL),
+            (2_064_384, 0, 0),
+            (-1, 1, 1),
+            (0, 3_969, 77),
+        ] {
+            let meta = Meta {
+                mid: -1.5,
+                step: 0.25,
+                sum,
+                sum_sq,
+                err,
+            };
+            assert_eq!(Meta::from_packed(meta.packed()), meta);
+        }
+    }
+
+    /// A vector's `err` bounds how far its code decodes from it, and under 7 bits is
+    /// well inside the worst case that 8-bit codes assume.
+    #[test]
+    fn err_bounds_the_decoding_error() {
+        let mut next = uniform(41);
+        let (mut shares, mut count) = (0.0, 0);
+        for (dim, offset, spread) in [(128usize, 0.0, 1.0), (300, 50.0, 0.01), (1, 2.0, 1.0)] {
+            for max in [VECTOR_MAX, QUERY_MAX] {
+                for _ in 0..50 {
+                    let v: Vec<f32> = (0..dim).map(|_| offset + spread * next()).collect();
+                    let (codes, meta) = encode(&v, dim.div_ceil(4) * 4, max);
+                    let bound = (dim as f64).sqrt() * f64::from(meta.step) / 2.0;
+                    let actual = v
+                        .iter()
+                        .zip(&codes)
+                        .map(|(&x, &c)| {
+                            let back = f64::from(meta.mid) + f64::from(meta.step) * f64::from(c);
+                            (f64::from(x) - back).powi(2)
+                        })
+                        .sum::<f64>()
+                        .sqrt();
+                    let share = f64::from(meta.err) / f64::from(ERR_FULL);
+                    assert!(
+                        actual <= bound * share,
+                        "dim {dim}: {actual} over {bound} x {share}"
+                    );
+                    shares += share;
+                    count += 1;
+                }
+            }
+        }
+        assert!(
+            shares / f64::from(count) < 0.8,
+            "mean share {}",
+            shares / f64::from(count)
+        );
     }
 
     /// Codes of 128 bytes or more carry their meta in their top bits, shorter ones in
@@ -596,7 +686,11 @@ mod tests {
                     .map(|&c| f64::from(coded.meta.mid) + f64::from(coded.meta.step) * f64::from(c))
                     .collect();
                 for (s, v) in vectors.iter().enumerate() {
-                    let (codes, meta) = encode(v, store.words * 4, max);
+                    let (codes, mut meta) = encode(v, store.words * 4, max);
+                    if !inline {
+                        // Beside 8-bit codes no room is kept for the error.
+                        meta.err = ERR_FULL;
+                    }
                     assert_eq!(store.meta(s as u32), meta, "dim {dim} slot {s}");
                     let bytes = stored(&store, s as u32);
                     for i in 0..dim {
