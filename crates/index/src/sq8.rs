@@ -1,5 +1,5 @@
-//! 8-bit scalar codes of queries, 7-bit codes of vectors, and the approximate distances
-//! a graph walk steers by.
+//! Scalar codes of vectors (7 or 8 bits) and queries (8 bits), and the approximate
+//! distances a graph walk steers by.
 //!
 //! A walk measures hundreds of vectors to keep a few, and on a large index nearly every
 //! measurement is a cache miss: with FLOAT32 a 128-dimension vector is eight lines of
@@ -8,18 +8,22 @@
 //! Each vector is coded on its own range: with `m` the midpoint of its smallest and
 //! largest component and `b` about a 126th of the range between them (exactly: the least
 //! f32 that keeps both extremes within 63 steps of `m`), `vᵢ ≈ m + b·cᵢ` with codes
-//! `cᵢ` in `-63..=63`. So a code is a pure function of its vector: replicas
+//! `cᵢ` in `-63..=63` (8-bit codes: 127 steps). So a code is a pure function of its
+//! vector: replicas
 //! applying the same writes hold the same codes without agreeing on any parameter, and a
 //! decoded index rebuilds them from its vectors instead of storing them. A record keeps
 //! `m`, `b`, `Σcᵢ` and `Σcᵢ²` beside the code.
 //!
-//! Why 7 bits: a code is stored as the byte `cᵢ + 63`, which leaves each byte's top bit
-//! free, and a code of 128 bytes or more carries its 128 bits of `[m, b, Σc, Σc²]` in
-//! those bits. A walk then reads two lines per 128-dimension neighbour instead of three
-//! (with the sums in an array of their own, the third line was a miss of its own, and
-//! profiles put a third of the walk's time on prefetches waiting for a free fill
-//! buffer). Shorter codes keep the four words in a separate array. The query, coded
-//! once per search, keeps 8 bits (`-127..=127`): its precision costs nothing per node.
+//! Why 7 bits: under L2 and COSINE a code of 128 dimensions or more is stored as the
+//! bytes `cᵢ + 63`, with `cᵢ` in `-63..=63`, which leaves each byte's top bit free; the
+//! first 128 of them carry the record's meta: `[m, b]`, the sums, and how far the code
+//! decodes from its vector (`Meta::err`, for the re-rank's floors). A walk then reads
+//! two lines per 128-dimension neighbour instead of three (with the meta in an array of
+//! its own, the third line was a miss of its own, and profiles put a third of the
+//! walk's time on prefetches waiting for a free fill buffer). Shorter codes, and IP's,
+//! keep 8 bits (`-127..=127`, about a 254th of the range) and the four words in a
+//! separate array (`Sq8Store::new` says why). The query, coded once per search, keeps 8
+//! bits: its precision costs nothing per node.
 //!
 //! Both distances expand into one integer dot product `D = c_q · c_v` and those sums,
 //! computed in f64:
@@ -29,6 +33,8 @@
 //! |q − v|²   = n·Δ² + 2Δ(b_q·Σc_q − b_v·Σc_v) + b_q²·Σc_q² + b_v²·Σc_v² − 2·b_q·b_v·D,
 //!              Δ = m_q − m_v
 //! ```
+//!
+//! COSINE takes the L2 form, halved: its vectors are normalised, so `1 − cos = |q − v|²/2`.
 //!
 //! The L2 form never subtracts two large norms: a shared offset (vectors far from the
 //! origin, close to each other) cancels in `Δ` and in the midpoints, so codes still tell
@@ -68,8 +74,8 @@ pub(crate) struct Sq8Store {
     /// dot product.
     words: usize,
     codes: WordArena,
-    /// `[m, b, Σc, Σc²]` per slot beside 8-bit codes; 7-bit codes (L2, 128 dimensions or
-    /// more) carry them in their own top bits (`None` here).
+    /// `[m, b, Σc, Σc²]` per slot beside 8-bit codes; 7-bit codes (L2 and COSINE, 128
+    /// dimensions or more) carry them in their own top bits (`None` here).
     metas: Option<WordArena>,
     /// Reads the first [`META_BITS`] bytes of a code that carries its meta.
     kernel: Kernel,
@@ -78,18 +84,20 @@ pub(crate) struct Sq8Store {
 impl Sq8Store {
     pub(crate) fn new(dim: usize, initial_cap: usize, metric: Metric) -> Sq8Store {
         let words = dim.div_ceil(4);
-        // Which codes carry their meta: only L2's. An IP or COSINE code's error enters
-        // the distance scaled by the whole query (`|q|₁·E`), an L2 code's by the
-        // difference (`|q − v|₁·E`), small between near neighbours; at 7 bits COSINE
-        // walks lost recall (0.931 → 0.889 at ef 10, 200k × 128), L2 walks none
-        // (docs/benchmarks.md, session 38).
+        // Which codes carry their meta: those measured by the L2 form. A code's error
+        // enters the IP form scaled by the whole query (`|q|₁·E`) and the L2 form by
+        // the difference (`|q − v|₁·E`), small between near neighbours. COSINE vectors
+        // are normalised, so `1 − cos = |q − v|²/2` and they take the L2 form: at 7 bits
+        // by the IP form COSINE walks lost recall (0.931 → 0.889 at ef 10, 200k × 128),
+        // by the L2 form they gained (0.949) (docs/benchmarks.md, session 38). IP vectors
+        // have no common norm and keep the IP form and 8 bits.
         //
-        //   metric      dim < 128                 dim ≥ 128
-        //   L2          8-bit codes, meta apart   7-bit codes carrying the meta
-        //   IP, COSINE  8-bit codes, meta apart   8-bit codes, meta apart
+        //   metric       dim < 128                 dim ≥ 128
+        //   L2, COSINE   8-bit codes, meta apart   7-bit codes carrying the meta
+        //   IP           8-bit codes, meta apart   8-bit codes, meta apart
         let inline = match metric {
-            Metric::L2 => dim >= META_BITS,
-            Metric::Ip | Metric::Cosine => false,
+            Metric::L2 | Metric::Cosine => dim >= META_BITS,
+            Metric::Ip => false,
         };
         Sq8Store {
             dim,
@@ -361,17 +369,20 @@ impl Sq8Query {
             f64::from(v.sum_sq),
         );
         let distance = match self.metric {
-            Metric::L2 => {
+            Metric::L2 | Metric::Cosine => {
                 let delta = mq - mv;
-                self.n * delta * delta
+                let l2 = self.n * delta * delta
                     + 2.0 * delta * (bq * sq - bv * sv)
                     + bq * bq * qq
                     + bv * bv * qv
-                    - 2.0 * bq * bv * d
+                    - 2.0 * bq * bv * d;
+                if self.metric == Metric::Cosine {
+                    l2 / 2.0
+                } else {
+                    l2
+                }
             }
-            Metric::Ip | Metric::Cosine => {
-                1.0 - (self.n * mq * mv + mq * bv * sv + mv * bq * sq + bq * bv * d)
-            }
+            Metric::Ip => 1.0 - (self.n * mq * mv + mq * bv * sv + mv * bq * sq + bq * bv * d),
         };
         distance as f32
     }
@@ -652,8 +663,9 @@ mod tests {
 
     /// Codes of 128 bytes or more carry their meta in their top bits, shorter ones in
     /// the array apart; either way the code bits, the meta and the distances are the
-    /// ones the vector codes to. The distance is checked against `|q̂ − v̂|²` and
-    /// `1 − q̂·v̂` taken directly from the decoded values, so the expansion, the dot
+    /// ones the vector codes to. The distance is checked against `|q̂ − v̂|²`,
+    /// `|q̂ − v̂|²/2` and `1 − q̂·v̂` taken directly from the decoded values, so the
+    /// expansion, the dot
     /// product over the head and the tail, and the offset of the stored bytes are
     /// all in the comparison.
     #[test]
@@ -672,9 +684,9 @@ mod tests {
             vectors.push(vec![-5.0; dim]);
             vectors.push((0..dim).map(|i| -(i as f32)).collect());
             let q = draw();
-            for metric in [Metric::L2, Metric::Ip] {
+            for metric in [Metric::L2, Metric::Cosine, Metric::Ip] {
                 let store = store_of(&vectors, metric);
-                let inline = dim >= META_BITS && metric == Metric::L2;
+                let inline = dim >= META_BITS && metric != Metric::Ip;
                 assert_eq!(store.metas.is_none(), inline, "{metric:?} dim {dim}");
                 let max = if inline { VECTOR_MAX } else { QUERY_MAX };
                 let offset = if inline { VECTOR_MAX } else { 0 };
@@ -709,9 +721,18 @@ mod tests {
                         .iter()
                         .take(dim)
                         .map(|&c| f64::from(meta.mid) + f64::from(meta.step) * f64::from(c));
+                    let l2 = || {
+                        q_hat
+                            .iter()
+                            .zip(v_hat.clone())
+                            .map(|(a, b)| (a - b).powi(2))
+                            .sum()
+                    };
                     let direct = match metric {
-                        Metric::L2 => q_hat.iter().zip(v_hat).map(|(a, b)| (a - b).powi(2)).sum(),
-                        Metric::Ip | Metric::Cosine => {
+                        Metric::L2 => l2(),
+                        // Normalised vectors: 1 − cos = |q − v|²/2.
+                        Metric::Cosine => l2() / 2.0,
+                        Metric::Ip => {
                             1.0 - q_hat.iter().zip(v_hat).map(|(a, b)| a * b).sum::<f64>()
                         }
                     };
