@@ -412,25 +412,41 @@ impl Sq8Query {
     /// ```
     ///
     /// The slack covers the f32 rounding of the exact distance, which for L2 is
-    /// relative to the result. IP and COSINE have no floor (negative infinity): the
-    /// one tried, `|q·v − q̂·v̂| ≤ |q − q̂|·|v̂| + (|q̂| + |q − q̂|)·|v − v̂|` plus an f32
+    /// relative to the result. COSINE's floor is half L2's less an absolute slack (its
+    /// vectors are unit vectors; below). IP has no floor (negative infinity): the one
+    /// tried, `|q·v − q̂·v̂| ≤ |q − q̂|·|v̂| + (|q̂| + |q − q̂|)·|v − v̂|` plus an f32
     /// dot's rounding, was too loose to pay (docs/benchmarks.md, session 37).
     ///
     /// A re-rank may skip a node whose floor is above the k-th exact distance found so
     /// far: it cannot be among the k closest (`HnswIndex::coded_knn`).
     pub(crate) fn floor(&self, approx: f32, v: Meta) -> f32 {
         match self.metric {
-            Metric::L2 => {
-                let v_err = self.n.sqrt() * f64::from(v.step) / 2.0 * f64::from(v.err)
-                    / f64::from(ERR_FULL);
-                let root = f64::from(approx).max(0.0).sqrt();
-                let reach = (self.err + v_err) * (1.0 + FLOOR_SLACK) + root * FLOOR_SLACK;
-                let gap = (root - reach).max(0.0);
-                // Lowered by more than the cast to f32 can raise it.
-                (gap * gap * (1.0 - 1e-6)) as f32
+            Metric::L2 => self.l2_floor(f64::from(approx), v) as f32,
+            Metric::Cosine => {
+                // `approx` is half the L2 form. The exact figure is `1 − q·v` in f32 of
+                // unit vectors: their squared norms are within 4 ulps of one (one
+                // rounding of 1/|v|, one per component), which moves `1 − q·v` from
+                // `|q − v|²/2` by at most 4u, and the f32 dot product of n terms and
+                // the subtraction from one add at most (n + 1)u (u = 2⁻²⁴); twice
+                // their sum is taken off. The floor may be negative, as the exact
+                // figure of two equal vectors may be.
+                let u = f64::from(f32::EPSILON) / 2.0;
+                let slack = 2.0 * (self.n + 5.0) * u;
+                (self.l2_floor(2.0 * f64::from(approx), v) / 2.0 - slack) as f32
             }
-            Metric::Ip | Metric::Cosine => f32::NEG_INFINITY,
+            Metric::Ip => f32::NEG_INFINITY,
         }
+    }
+
+    /// The floor of a squared L2 distance (see [`Sq8Query::floor`]).
+    fn l2_floor(&self, approx: f64, v: Meta) -> f64 {
+        let v_err =
+            self.n.sqrt() * f64::from(v.step) / 2.0 * f64::from(v.err) / f64::from(ERR_FULL);
+        let root = approx.max(0.0).sqrt();
+        let reach = (self.err + v_err) * (1.0 + FLOOR_SLACK) + root * FLOOR_SLACK;
+        let gap = (root - reach).max(0.0);
+        // Lowered by more than the cast to f32 can raise it.
+        gap * gap * (1.0 - 1e-6)
     }
 }
 
@@ -846,9 +862,9 @@ mod tests {
         }
     }
 
-    /// The invariant a re-rank's skips rest on: no L2 floor is above its exact
-    /// distance, near and far from the origin, wide and narrow spreads, padded
-    /// dimensions, and a query that is one of the vectors.
+    /// The invariant a re-rank's skips rest on: no L2 or COSINE floor is above its
+    /// exact distance, near and far from the origin, wide and narrow spreads, padded
+    /// dimensions, 7- and 8-bit codes, and a query that is one of the vectors.
     #[test]
     fn floors_never_exceed_exact_distances() {
         // Pairs, and those whose floor is within a factor of two of the exact distance.
@@ -863,33 +879,41 @@ mod tests {
         ] {
             let mut next = uniform(seed);
             let mut draw = || -> Vec<f32> { (0..dim).map(|_| offset + spread * next()).collect() };
-            let vectors: Vec<Vec<f32>> = (0..200).map(|_| draw()).collect();
-            let store = store_of(&vectors, Metric::L2);
-            for q in [draw(), vectors[7].clone()] {
-                let mut coded = store.query(&q, Metric::L2);
-                coded.prepare_floors(&q);
-                for (s, v) in vectors.iter().enumerate() {
-                    let meta = store.meta(s as u32);
-                    let exact = Metric::L2.distance(&q, v);
-                    let floor = coded.floor(store.distance(&coded, s as u32), meta);
-                    assert!(
-                        floor <= exact,
-                        "dim {dim} offset {offset} spread {spread} slot {s}: \
-                         floor {floor} above exact {exact}"
-                    );
-                    total += 1;
-                    useful += usize::from(floor > exact * 0.5);
+            let raw: Vec<Vec<f32>> = (0..200).map(|_| draw()).collect();
+            let raw_q = draw();
+            for metric in [Metric::L2, Metric::Cosine] {
+                // COSINE stores and searches unit vectors.
+                let prepare = |v: &[f32]| {
+                    let mut out = Vec::new();
+                    metric.prepare(v, dim, &mut out).unwrap();
+                    out
+                };
+                let vectors: Vec<Vec<f32>> = raw.iter().map(|v| prepare(v)).collect();
+                let store = store_of(&vectors, metric);
+                for q in [prepare(&raw_q), vectors[7].clone()] {
+                    let mut coded = store.query(&q, metric);
+                    coded.prepare_floors(&q);
+                    for (s, v) in vectors.iter().enumerate() {
+                        let meta = store.meta(s as u32);
+                        let exact = metric.distance(&q, v);
+                        let floor = coded.floor(store.distance(&coded, s as u32), meta);
+                        assert!(
+                            floor <= exact,
+                            "{metric:?} dim {dim} offset {offset} spread {spread} slot {s}: \
+                             floor {floor} above exact {exact}"
+                        );
+                        total += 1;
+                        useful += usize::from(floor > exact * 0.5);
+                    }
                 }
             }
         }
         // Not vacuous: many floors are within a factor of two of the exact distance.
         assert!(useful * 4 > total, "{useful} of {total} floors useful");
-        // IP and COSINE have none.
-        for metric in [Metric::Ip, Metric::Cosine] {
-            let store = store_of(&[vec![1.0, 2.0, 3.0]], metric);
-            let coded = store.query(&[1.0, 2.0, 3.0], metric);
-            assert_eq!(coded.floor(0.0, store.meta(0)), f32::NEG_INFINITY);
-        }
+        // IP has none.
+        let store = store_of(&[vec![1.0, 2.0, 3.0]], Metric::Ip);
+        let coded = store.query(&[1.0, 2.0, 3.0], Metric::Ip);
+        assert_eq!(coded.floor(0.0, store.meta(0)), f32::NEG_INFINITY);
     }
 
     #[test]

@@ -361,16 +361,17 @@ impl HnswIndex {
         if !self.knn_walk(&probe, sq8_width(ef), filter, state) {
             return Vec::new();
         }
-        // Where floors pay, measured in pairs (docs/benchmarks.md, session 37):
+        // Where floors pay, measured in pairs (docs/benchmarks.md, sessions 37–38):
         //
         //   metric      beam ≤ 3k        beam > 3k
         //   L2          measure whole    skip by floors (1.04× at ef 40, 1.18× at 160)
-        //   IP, COSINE  measure whole    measure whole: a floor tried for them was
-        //                                looser; 0.97× at ef 40, 1.04× at 160
+        //   COSINE      measure whole    skip by floors (L2's, halved: session 38)
+        //   IP          measure whole    measure whole: a floor tried for it was
+        //                                looser; 0.97× at ef 40, 1.04× at 160 (COSINE)
         //
         // At k 10, ef 20 keeps 25 nodes: with floors, 2–3% slower in pairs.
         let exact = self.exact(q);
-        if state.sorted.len() <= 3 * k || self.metric != Metric::L2 {
+        if state.sorted.len() <= 3 * k || self.metric == Metric::Ip {
             let sorted = &mut state.sorted;
             for key in sorted.iter().take(AHEAD) {
                 exact.prefetch(key.id());
