@@ -79,8 +79,15 @@ pub fn check_remembered(data_dir: &Path, shape: &ClusterShape) -> Result<()> {
     shape.check(&remembered).map_err(anyhow::Error::msg)
 }
 
+/// One `remember` at a time in the process. A restarted node checks the map before
+/// serving while its map task checks every read, and both may remember at once: with
+/// one `SHAPE.tmp` between them, one renamed it away under the other, whose start then
+/// failed ("writing …/SHAPE: No such file or directory", CI of session 38).
+static REMEMBERING: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
 /// Remembers that the cluster has `shape` (once; synced, a restart relies on it).
 pub fn remember(data_dir: &Path, shape: &ClusterShape) -> Result<()> {
+    let _one_at_a_time = REMEMBERING.lock();
     let path = data_dir.join(SHAPE);
     if path.exists() {
         return Ok(());
@@ -188,5 +195,31 @@ mod tests {
         std::fs::write(dir.path().join(SHAPE), "groups x\n").unwrap_or_else(|e| panic!("{e}"));
         assert!(check_remembered(dir.path(), &three).is_err());
         assert_eq!(decode(&encode(&three)), Some(three));
+    }
+
+    /// Callers racing to remember (a restart's check before serving and the map task)
+    /// all succeed, and the first shape is the one kept.
+    #[test]
+    fn concurrent_remembers_all_succeed() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let three = ClusterShape {
+                groups: 3,
+                replication_factor: 3,
+            };
+            let results: Vec<Result<()>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| s.spawn(|| remember(dir.path(), &three)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| panic!("a remember panicked")))
+                    .collect()
+            });
+            for r in results {
+                r.unwrap_or_else(|e| panic!("{e:#}"));
+            }
+            assert!(check_remembered(dir.path(), &three).is_ok());
+        }
     }
 }
