@@ -12,13 +12,14 @@
 //! vector: replicas
 //! applying the same writes hold the same codes without agreeing on any parameter, and a
 //! decoded index rebuilds them from its vectors instead of storing them. A record keeps
-//! `m`, `b`, `Σcᵢ` and `Σcᵢ²` beside the code.
+//! `m`, `b`, `Σcᵢ` and `Σcᵢ²` with the code (and, with 7 bits, its decoding error).
 //!
 //! Why 7 bits: under L2 and COSINE a code of 128 dimensions or more is stored as the
 //! bytes `cᵢ + 63`, with `cᵢ` in `-63..=63`, which leaves each byte's top bit free; the
 //! first 128 of them carry the record's meta: `[m, b]`, the sums, and how far the code
 //! decodes from its vector (`Meta::err`, for the re-rank's floors). A walk then reads
-//! two lines per 128-dimension neighbour instead of three (with the meta in an array of
+//! two lines per 128-dimension neighbour instead of three (in the page-aligned chunks of
+//! 1 MiB and more; a small chunk on the heap may put a code across a third line) (with the meta in an array of
 //! its own, the third line was a miss of its own, and profiles put a third of the
 //! walk's time on prefetches waiting for a free fill buffer). Shorter codes, and IP's,
 //! keep 8 bits (`-127..=127`, about a 254th of the range) and the four words in a
@@ -42,7 +43,7 @@
 //! of a vector's own components. Only the order of a walk's candidates comes from these
 //! figures: every distance a search returns is recomputed from the FLOAT32 vectors.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use simsimd::SpatialSimilarity;
 
@@ -79,6 +80,11 @@ pub(crate) struct Sq8Store {
     metas: Option<WordArena>,
     /// Reads the first [`META_BITS`] bytes of a code that carries its meta.
     kernel: Kernel,
+    /// The largest `|1 − |v|²|` of any vector written, as f64 bits (non-negative f64s
+    /// order as their bits): what a COSINE floor allows for vectors that are only
+    /// nearly of unit length. `Metric::prepare` leaves a few ulps; a decoded index
+    /// accepts up to 1e-3 (`Metric::is_prepared`). Only grows.
+    norm_dev: AtomicU64,
 }
 
 impl Sq8Store {
@@ -105,6 +111,7 @@ impl Sq8Store {
             codes: WordArena::new(words, initial_cap),
             metas: (!inline).then(|| WordArena::new(META, initial_cap)),
             kernel: Kernel::detect(),
+            norm_dev: AtomicU64::new(0),
         }
     }
 
@@ -123,6 +130,10 @@ impl Sq8Store {
 
     /// Codes `v` (a prepared vector) into `slot`, which no reader can reach yet.
     pub(crate) fn write(&self, slot: u32, v: &[f32]) {
+        // Before the slot is published (as its code is): a reader that finds the slot
+        // then reads a deviation at least this vector's.
+        self.norm_dev
+            .fetch_max(norm_dev(v).to_bits(), Ordering::Relaxed);
         let (codes, meta) = encode(v, self.words * 4, self.vector_max());
         let mut bytes: Vec<u8>;
         match &self.metas {
@@ -227,8 +238,15 @@ impl Sq8Store {
             meta,
             n: self.dim as f64,
             err: 0.0,
+            norm_dev: norm_dev(q),
             metric,
         }
+    }
+
+    /// [`Sq8Query::floor`] of `slot`, whose code measured `approx`.
+    pub(crate) fn floor(&self, q: &Sq8Query, approx: f32, slot: u32) -> f32 {
+        let stored = f64::from_bits(self.norm_dev.load(Ordering::Relaxed));
+        q.floor(approx, self.meta(slot), stored)
     }
 
     pub(crate) fn allocated_bytes(&self) -> usize {
@@ -342,6 +360,8 @@ pub(crate) struct Sq8Query {
     /// `|q − q̂|`, how far decoding moved the query (`q̂ᵢ = m + b·cᵢ`), once
     /// [`Sq8Query::prepare_floors`] ran.
     err: f64,
+    /// `|1 − |q|²|`, for COSINE floors.
+    norm_dev: f64,
     metric: Metric,
 }
 
@@ -412,26 +432,27 @@ impl Sq8Query {
     /// ```
     ///
     /// The slack covers the f32 rounding of the exact distance, which for L2 is
-    /// relative to the result. COSINE's floor is half L2's less an absolute slack (its
-    /// vectors are unit vectors; below). IP has no floor (negative infinity): the one
+    /// relative to the result. COSINE's floor is half L2's less an absolute slack for
+    /// vectors of nearly unit length (below). IP has no floor (negative infinity): the one
     /// tried, `|q·v − q̂·v̂| ≤ |q − q̂|·|v̂| + (|q̂| + |q − q̂|)·|v − v̂|` plus an f32
     /// dot's rounding, was too loose to pay (docs/benchmarks.md, session 37).
     ///
     /// A re-rank may skip a node whose floor is above the k-th exact distance found so
     /// far: it cannot be among the k closest (`HnswIndex::coded_knn`).
-    pub(crate) fn floor(&self, approx: f32, v: Meta) -> f32 {
+    pub(crate) fn floor(&self, approx: f32, v: Meta, stored_norm_dev: f64) -> f32 {
         match self.metric {
             Metric::L2 => self.l2_floor(f64::from(approx), v) as f32,
             Metric::Cosine => {
-                // `approx` is half the L2 form. The exact figure is `1 − q·v` in f32 of
-                // unit vectors: their squared norms are within 4 ulps of one (one
-                // rounding of 1/|v|, one per component), which moves `1 − q·v` from
-                // `|q − v|²/2` by at most 4u, and the f32 dot product of n terms and
-                // the subtraction from one add at most (n + 1)u (u = 2⁻²⁴); twice
-                // their sum is taken off. The floor may be negative, as the exact
-                // figure of two equal vectors may be.
+                // `approx` is half the L2 form. The exact figure is `1 − q·v` in f32, and
+                // `1 − q·v = |q − v|²/2 + (1 − |q|²)/2 + (1 − |v|²)/2`: the norms' terms
+                // come off as measured (the query's, and the largest of any stored
+                // vector's), with a thousandth more for their own rounding. The f32 dot
+                // product of n terms of unit vectors and the subtraction from one add at
+                // most (n + 1)u (u = 2⁻²⁴); twice that comes off too. The floor may be
+                // negative, as the exact figure of two equal vectors may be.
                 let u = f64::from(f32::EPSILON) / 2.0;
-                let slack = 2.0 * (self.n + 5.0) * u;
+                let norms = (self.norm_dev + stored_norm_dev) / 2.0 * (1.0 + FLOOR_SLACK);
+                let slack = 2.0 * (self.n + 1.0) * u + norms;
                 (self.l2_floor(2.0 * f64::from(approx), v) / 2.0 - slack) as f32
             }
             Metric::Ip => f32::NEG_INFINITY,
@@ -448,6 +469,11 @@ impl Sq8Query {
         // Lowered by more than the cast to f32 can raise it.
         gap * gap * (1.0 - 1e-6)
     }
+}
+
+/// `|1 − |v|²|`, in f64.
+fn norm_dev(v: &[f32]) -> f64 {
+    (v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() - 1.0).abs()
 }
 
 /// Codes `v` into `len` codes in `-max..=max` (zero past `v`), with its [`Meta`].
@@ -639,8 +665,8 @@ mod tests {
         }
     }
 
-    /// A vector's `err` bounds how far its code decodes from it, and under 7 bits is
-    /// well inside the worst case that 8-bit codes assume.
+    /// A vector's `err` bounds how far its code decodes from it, and is on average well
+    /// inside the bound `√n·b/2` it is a share of.
     #[test]
     fn err_bounds_the_decoding_error() {
         let mut next = uniform(41);
@@ -753,9 +779,16 @@ mod tests {
                         }
                     };
                     let got = f64::from(store.distance(&coded, s as u32));
-                    let scale = q_hat.iter().map(|a| a * a).sum::<f64>().max(1.0);
+                    // The L2 form subtracts no large norms, so its error is relative to
+                    // the result; the IP form's to the query's size.
+                    let scale = match metric {
+                        Metric::L2 | Metric::Cosine => direct.abs() + 1.0,
+                        Metric::Ip => {
+                            q_hat.iter().map(|a| a * a).sum::<f64>().max(1.0) + direct.abs()
+                        }
+                    };
                     assert!(
-                        (got - direct).abs() <= 1e-6 * scale + 1e-6 * direct.abs(),
+                        (got - direct).abs() <= 1e-6 * scale,
                         "{metric:?} dim {dim} slot {s}: {got} against {direct}"
                     );
                 }
@@ -862,58 +895,113 @@ mod tests {
         }
     }
 
-    /// The invariant a re-rank's skips rest on: no L2 or COSINE floor is above its
-    /// exact distance, near and far from the origin, wide and narrow spreads, padded
-    /// dimensions, 7- and 8-bit codes, and a query that is one of the vectors.
-    #[test]
-    fn floors_never_exceed_exact_distances() {
-        // Pairs, and those whose floor is within a factor of two of the exact distance.
+    /// Floors of every pair of a store against its exact distances: how many, and how
+    /// many within a factor of two of the exact distance.
+    fn check_floors(
+        metric: Metric,
+        vectors: &[Vec<f32>],
+        queries: &[Vec<f32>],
+        what: &str,
+    ) -> (usize, usize) {
+        let store = store_of(vectors, metric);
         let (mut total, mut useful) = (0, 0);
-        for (dim, offset, spread, seed) in [
-            (128, 0.0, 1.0, 21),
-            (37, 0.0, 1.0, 22),
-            (128, 1_000.0, 2.0, 23),
-            (16, 1_000.0, 0.001, 24),
-            (64, -5.0, 100.0, 25),
-            (3, 0.0, 1e-6, 26),
-        ] {
-            let mut next = uniform(seed);
-            let mut draw = || -> Vec<f32> { (0..dim).map(|_| offset + spread * next()).collect() };
-            let raw: Vec<Vec<f32>> = (0..200).map(|_| draw()).collect();
-            let raw_q = draw();
-            for metric in [Metric::L2, Metric::Cosine] {
-                // COSINE stores and searches unit vectors.
-                let prepare = |v: &[f32]| {
-                    let mut out = Vec::new();
-                    metric.prepare(v, dim, &mut out).unwrap();
-                    out
-                };
-                let vectors: Vec<Vec<f32>> = raw.iter().map(|v| prepare(v)).collect();
-                let store = store_of(&vectors, metric);
-                for q in [prepare(&raw_q), vectors[7].clone()] {
-                    let mut coded = store.query(&q, metric);
-                    coded.prepare_floors(&q);
-                    for (s, v) in vectors.iter().enumerate() {
-                        let meta = store.meta(s as u32);
-                        let exact = metric.distance(&q, v);
-                        let floor = coded.floor(store.distance(&coded, s as u32), meta);
-                        assert!(
-                            floor <= exact,
-                            "{metric:?} dim {dim} offset {offset} spread {spread} slot {s}: \
-                             floor {floor} above exact {exact}"
-                        );
-                        total += 1;
-                        useful += usize::from(floor > exact * 0.5);
-                    }
-                }
+        for q in queries {
+            let mut coded = store.query(q, metric);
+            coded.prepare_floors(q);
+            for (s, v) in vectors.iter().enumerate() {
+                let exact = metric.distance(q, v);
+                let floor = store.floor(&coded, store.distance(&coded, s as u32), s as u32);
+                assert!(
+                    floor <= exact,
+                    "{metric:?} {what} slot {s}: floor {floor} above exact {exact}"
+                );
+                total += 1;
+                useful += usize::from(floor > exact * 0.5);
             }
         }
-        // Not vacuous: many floors are within a factor of two of the exact distance.
-        assert!(useful * 4 > total, "{useful} of {total} floors useful");
+        (total, useful)
+    }
+
+    /// The invariant a re-rank's skips rest on: no L2 or COSINE floor is above its
+    /// exact distance, near and far from the origin, wide and narrow spreads, padded
+    /// dimensions, 7- and 8-bit codes (with tails past the meta's 128 bytes), and a
+    /// query that is one of the vectors.
+    #[test]
+    fn floors_never_exceed_exact_distances() {
+        for metric in [Metric::L2, Metric::Cosine] {
+            let (mut total, mut useful) = (0, 0);
+            for (dim, offset, spread, seed) in [
+                (128, 0.0, 1.0, 21),
+                (37, 0.0, 1.0, 22),
+                (128, 1_000.0, 2.0, 23),
+                (16, 1_000.0, 0.001, 24),
+                (64, -5.0, 100.0, 25),
+                (3, 0.0, 1e-6, 26),
+                (130, 0.0, 1.0, 27),
+                (200, 1_000.0, 2.0, 28),
+                (1536, 0.0, 1.0, 29),
+            ] {
+                let mut next = uniform(seed);
+                let mut draw =
+                    || -> Vec<f32> { (0..dim).map(|_| offset + spread * next()).collect() };
+                // COSINE stores and searches unit vectors.
+                let prepare = |v: Vec<f32>| {
+                    let mut out = Vec::new();
+                    metric.prepare(&v, dim, &mut out).unwrap();
+                    out
+                };
+                let vectors: Vec<Vec<f32>> = (0..200).map(|_| prepare(draw())).collect();
+                let queries = [prepare(draw()), vectors[7].clone()];
+                let what = format!("dim {dim} offset {offset} spread {spread}");
+                let (t, u) = check_floors(metric, &vectors, &queries, &what);
+                total += t;
+                useful += u;
+            }
+            // Not vacuous: many floors are within a factor of two of the exact distance.
+            assert!(
+                useful * 4 > total,
+                "{metric:?}: {useful} of {total} floors useful"
+            );
+        }
         // IP has none.
         let store = store_of(&[vec![1.0, 2.0, 3.0]], Metric::Ip);
         let coded = store.query(&[1.0, 2.0, 3.0], Metric::Ip);
-        assert_eq!(coded.floor(0.0, store.meta(0)), f32::NEG_INFINITY);
+        assert_eq!(store.floor(&coded, 0.0, 0), f32::NEG_INFINITY);
+    }
+
+    /// A decoded index takes COSINE vectors whose squared length is within 1e-3 of one
+    /// (`Metric::is_prepared`), more than `Metric::prepare` ever leaves. Their exact
+    /// distances then stray from `|q − v|²/2` by up to half that, and the floors must
+    /// allow for it: a query equal to a vector 1 + 5e-4 long in square has an exact
+    /// distance of −2.5e-4, which a slack for f32 rounding alone would put its floor
+    /// above.
+    #[test]
+    fn cosine_floors_allow_for_vectors_of_nearly_unit_length() {
+        for dim in [16, 128, 130] {
+            let mut next = uniform(51);
+            let unit = |v: Vec<f32>| {
+                let mut out = Vec::new();
+                Metric::Cosine.prepare(&v, dim, &mut out).unwrap();
+                out
+            };
+            let mut vectors: Vec<Vec<f32>> = (0..50)
+                .map(|_| unit((0..dim).map(|_| next()).collect()))
+                .collect();
+            // Vector 4 is made longer below: against its own unit direction the exact
+            // distance is about −2.5e-4.
+            let query = vectors[4].clone();
+            for (i, v) in vectors.iter_mut().enumerate() {
+                let stretch = if i % 2 == 0 { 1.0 + 5e-4 } else { 1.0 - 5e-4 };
+                v.iter_mut().for_each(|x| *x *= f32::sqrt(stretch));
+                assert!(Metric::Cosine.is_prepared(v), "a decoder would take it");
+            }
+            check_floors(
+                Metric::Cosine,
+                &vectors,
+                &[query, vectors[3].clone()],
+                &format!("dim {dim}"),
+            );
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! Only occupied slots are written (live and tombstoned nodes), renumbered densely: no link
 //! ever names a free slot, so the renumbering is total, and every slot in a stream costs at
 //! least `4 · dim` bytes of it, which bounds what decoding may allocate. Loading is linear
-//! and needs no rebuild of the graph; the 8-bit codes (`sq8`) are a pure function of each
+//! and needs no rebuild of the graph; the codes (`sq8`) are a pure function of each
 //! vector and are recomputed as it is loaded, not stored. Every id, count, level and link
 //! is checked before the index is assembled.
 

@@ -19,7 +19,7 @@
 //! links hold that node's lock bit, so "one node's update" is the longest any writer
 //! blocks another, and readers never block.
 //!
-//! Records are not padded when walks steer by 8-bit codes: a search then reads a
+//! Records are not padded when walks steer by codes: a search then reads a
 //! record's vector only to re-rank the few nodes it keeps, and inserts pay one line in
 //! eight more. Measured at 200k × 128 (docs/benchmarks.md, session 37): searches equal
 //! in pairs, builds within 2%, and 52 bytes less per vector, which brings the index
@@ -56,7 +56,7 @@ pub(crate) struct Graph {
     nodes: WordArena,
     upper: WordArena,
     upper_ranges: Mutex<UpperRanges>,
-    /// 8-bit codes of the vectors, when walks steer by them (`HnswParams::sq8_walk`).
+    /// 7- or 8-bit codes of the vectors, when walks steer by them (`HnswParams::sq8_walk`).
     pub(crate) sq8: Option<Sq8Store>,
 }
 

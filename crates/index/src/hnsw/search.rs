@@ -81,7 +81,7 @@ impl Probe for Exact<'_> {
     }
 }
 
-/// Approximate distances on the 8-bit codes: the KNN walk (see `sq8`).
+/// Approximate distances on the vectors' 7- or 8-bit codes: the KNN walk (see `sq8`).
 pub(super) struct Coded<'a> {
     codes: &'a Sq8Store,
     q: Sq8Query,
@@ -413,7 +413,7 @@ impl HnswIndex {
             if j < k {
                 f32::NEG_INFINITY
             } else {
-                coded.floor(key.distance(), codes.meta(key.id()))
+                codes.floor(coded, key.distance(), key.id())
             }
         };
         floors.clear();
