@@ -76,13 +76,28 @@ impl Kernel {
 
 /// The reference the SIMD kernels are held to.
 fn scalar(q: &[i8; HEAD], stored: &[u8; HEAD]) -> (i32, u128) {
-    let mut dot = 0i32;
+    let dot = q
+        .iter()
+        .zip(stored)
+        .map(|(&c, &b)| i32::from(c) * i32::from(b & CODE_BITS))
+        .sum();
+    (dot, top_bits(stored))
+}
+
+/// The top bit of each byte, byte `i` in bit `i`: what the kernels gather, on its own
+/// (a record's meta, read without a distance).
+pub(crate) fn top_bits(bytes: &[u8; HEAD]) -> u128 {
     let mut bits = 0u128;
-    for (i, (&c, &b)) in q.iter().zip(stored).enumerate() {
-        dot += i32::from(c) * i32::from(b & CODE_BITS);
-        bits |= u128::from(b >> 7) << i;
+    for (i, chunk) in bytes.chunks_exact(8).enumerate() {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(chunk);
+        let x = (u64::from_le_bytes(eight) >> 7) & 0x0101_0101_0101_0101;
+        // Each byte's low bit lands in the top byte at its own position (no carries:
+        // every partial product is a distinct power of two).
+        let packed = x.wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        bits |= u128::from(packed) << (8 * i);
     }
-    (dot, bits)
+    bits
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -48,7 +48,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use simsimd::SpatialSimilarity;
 
 use crate::error::Result;
-use crate::head_dot::{Kernel, HEAD};
+use crate::head_dot::{top_bits, Kernel, HEAD};
 use crate::metric::Metric;
 use crate::words::WordArena;
 
@@ -185,11 +185,9 @@ impl Sq8Store {
         // simsimd refuses only slices of different lengths; both are `words * 4` long.
         debug_assert_eq!(q.codes.len(), words.len() * 4);
         match &self.metas {
-            Some(metas) => {
+            Some(_) => {
                 let d = i8::dot(&q.codes, as_i8(words)).unwrap_or(0.0);
-                let w = metas.record(slot);
-                let meta = Meta::from_words(std::array::from_fn(|i| w[i].load(Ordering::Relaxed)));
-                q.expand(d, meta)
+                q.expand(d, self.meta(slot))
             }
             None => {
                 let (head_words, tail_words) = words.split_at(META_BITS / 4);
@@ -262,22 +260,6 @@ fn head<T>(bytes: &[T]) -> &[T; META_BITS] {
         // Only stores without a meta array call this, and their codes are that long.
         None => unreachable!("a code of {} bytes carries no meta", bytes.len()),
     }
-}
-
-/// The top bit of each byte, byte `i` in bit `i`.
-#[inline(always)]
-fn top_bits(bytes: &[u8; META_BITS]) -> u128 {
-    let mut bits = 0u128;
-    for (i, chunk) in bytes.chunks_exact(8).enumerate() {
-        let mut eight = [0u8; 8];
-        eight.copy_from_slice(chunk);
-        let x = (u64::from_le_bytes(eight) >> 7) & 0x0101_0101_0101_0101;
-        // Each byte's low bit lands in the top byte at its own position (no carries:
-        // every partial product is a distinct power of two).
-        let packed = x.wrapping_mul(0x0102_0408_1020_4080) >> 56;
-        bits |= u128::from(packed) << (8 * i);
-    }
-    bits
 }
 
 /// What a record keeps beside its code: the midpoint `m` and step `b` of `vᵢ ≈ m + b·cᵢ`,
