@@ -161,6 +161,15 @@ def test_concurrent_searches_stay_linearizable_and_share_one_round(cluster):
         assert sum(gained) > 0, gained
     else:
         assert gained == [0, 0, 0], gained
+    # Confirmation rounds go on one stream per peer, kept between rounds: a stream is
+    # opened again only after one broke or a round was given up.
+    infos = [c.info("cluster") for c in clients]
+    streams = sum(int(i["confirm_streams"]) for i in infos)
+    rounds = sum(int(i["confirm_rounds"]) for i in infos)
+    if cluster.follower_reads == "votes":
+        assert 1 <= streams and 4 * streams <= rounds, (streams, rounds)
+    else:
+        assert streams == 0 and rounds == 0, (streams, rounds)
 
 
 def test_a_search_after_ft_info_says_ready_finds_every_document(cluster):

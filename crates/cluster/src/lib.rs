@@ -30,6 +30,7 @@ pub mod router;
 pub mod service;
 pub mod shards;
 pub mod turns;
+pub mod vote_link;
 pub mod wire;
 
 pub use local::Local;

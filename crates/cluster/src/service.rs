@@ -2,9 +2,12 @@
 //! this node leads. Every call is decoded, run through [`Local`], and its result —
 //! answer or [`ShardError`] — encoded back; gRPC errors are left for transport failures.
 
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
 use shoal_proto::shard::shard_server::{Shard, ShardServer};
 use shoal_proto::shard::{ShardAnswer, ShardCall};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use crate::confirm::VotesAnswer;
@@ -32,6 +35,15 @@ impl ShardService {
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)
     }
+}
+
+/// A stream of answers to a stream of calls (`VotesStream`).
+pub type AnswerStream = Pin<Box<dyn Stream<Item = Result<ShardAnswer, Status>> + Send>>;
+
+/// The answer to one `Votes` call: this node's views of the groups named.
+async fn votes_answer(local: &Local, call: &ShardCall) -> Result<VotesAnswer, ShardError> {
+    let groups: Vec<u64> = decode(&call.payload)?;
+    Ok(VotesAnswer::new(local.vote_views(&groups).await))
 }
 
 fn answer<T: serde::Serialize>(
@@ -107,13 +119,30 @@ impl Shard for ShardService {
     async fn votes(&self, request: Request<ShardCall>) -> Result<Response<ShardAnswer>, Status> {
         let call = request.into_inner();
         let span = tracing::debug_span!("shard_votes");
-        let result = async {
-            let groups: Vec<u64> = decode(&call.payload)?;
-            Ok(VotesAnswer::new(self.local.vote_views(&groups).await))
-        }
-        .instrument(span)
-        .await;
+        let result = votes_answer(&self.local, &call).instrument(span).await;
         answer(&result)
+    }
+
+    type VotesStreamStream = AnswerStream;
+
+    async fn votes_stream(
+        &self,
+        request: Request<Streaming<ShardCall>>,
+    ) -> Result<Response<AnswerStream>, Status> {
+        let local = self.local.clone();
+        // One call at a time, in order (`then`): each answer is the views as they are
+        // when its call is read, after the caller's reads began.
+        let answers = request.into_inner().then(move |call| {
+            let local = local.clone();
+            async move {
+                let call = call?;
+                let span = tracing::debug_span!("shard_votes");
+                let result = votes_answer(&local, &call).instrument(span).await;
+                let payload = encode(&result).map_err(|e| Status::internal(e.to_string()))?;
+                Ok(ShardAnswer { payload })
+            }
+        });
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn leader(&self, request: Request<ShardCall>) -> Result<Response<ShardAnswer>, Status> {

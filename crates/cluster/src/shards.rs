@@ -68,6 +68,7 @@ use crate::read_index::{ReadIndex, ReadIndexes};
 use crate::retry::{after_failure, AfterFailure, Attempt, Next};
 use crate::service::MAX_MESSAGE;
 use crate::turns::{arrived, Turns};
+use crate::vote_link::VoteLink;
 use crate::wire::{
     decode, encode, AggregateCall, LeaderView, ReadAnswer, ReadCall, SearchCall, ShardError,
 };
@@ -103,6 +104,17 @@ const CONFIRM_BACKOFF: Duration = Duration::from_secs(1);
 /// parts: the first part to need it drives it, the others wait for the same answer.
 pub type PendingFence<'a> =
     futures::future::Shared<futures::future::BoxFuture<'a, Option<SearchFence>>>;
+
+/// Whether a part read on this node may still be confirmed by votes there
+/// ([`Shards::confirmed_part`]).
+#[derive(Clone)]
+enum Confirm<'a> {
+    /// Yes: by its search's round when it has one (`Some`), else by a round of its own.
+    Try(Option<PendingFence<'a>>),
+    /// No: its search's round was tried first and did not confirm it (which also
+    /// tried the part's own rounds); the read index or leader path only.
+    Tried,
+}
 
 /// One call to a group.
 #[derive(Debug, Clone)]
@@ -167,6 +179,8 @@ pub struct Shards {
     confirmed_by_search: AtomicU64,
     /// Until when each peer is not asked for confirmations (its last round failed).
     confirm_backoff: Mutex<HashMap<NodeId, Instant>>,
+    /// The stream each peer's confirmation rounds go on (`crate::vote_link`).
+    vote_links: Mutex<HashMap<(NodeId, String), Arc<VoteLink>>>,
     /// Raised when a call finds this router's members of a group wrong (the node asked
     /// holds no replica, or none is known): the map upkeep reads the map again at once
     /// instead of at its next tick.
@@ -189,6 +203,7 @@ impl Shards {
             confirmed: AtomicU64::new(0),
             confirmed_by_search: AtomicU64::new(0),
             confirm_backoff: Mutex::new(HashMap::new()),
+            vote_links: Mutex::new(HashMap::new()),
             stale_map: Arc::default(),
         }
     }
@@ -300,6 +315,19 @@ impl Shards {
                 .await
                 .unwrap_or_else(|_| Err(expired(Some(self.local.host.id()))));
         }
+        // A part its search's round covers reads by that round first: no leader to
+        // look up, no watch on a remote call, no timer of its own (every wait in
+        // `confirmed_part` is bounded by a share of `budget`). Only a part the round
+        // did not confirm takes the loop below, which then does not try again. A
+        // follower backing off (it lagged) leaves the part to the leader at once, as
+        // `call_leader` does.
+        let mut confirm = Confirm::Try(search.clone());
+        if search.is_some() && !self.follower_backing_off(group) {
+            if let Some(answer) = self.confirmed_part(group, op, budget, search).await {
+                return answer;
+            }
+            confirm = Confirm::Tried;
+        }
         // A read stops before a pause would take it past its deadline, with the error
         // that made it pause; a write tries once more after it (it was not applied).
         let out_of_time = || {
@@ -316,14 +344,14 @@ impl Shards {
             };
             let call = async {
                 if node == self.local.host.id() {
-                    if let Some(answer) =
-                        self.confirmed_part(group, op, budget, search.clone()).await
-                    {
-                        return answer;
+                    if let Confirm::Try(search) = confirm.clone() {
+                        if let Some(answer) = self.confirmed_part(group, op, budget, search).await {
+                            return answer;
+                        }
                     }
                     return self.call_local(group, op).await;
                 }
-                let call = self.call_leader(group, node, &addr, op, budget, search.clone());
+                let call = self.call_leader(group, node, &addr, op, budget, confirm.clone());
                 let local = async {
                     match self.local_view(group) {
                         Some(before) => self.superseded(group, node, before).await,
@@ -547,7 +575,7 @@ impl Shards {
         addr: &NodeAddr,
         op: &Op,
         budget: Duration,
-        search: Option<PendingFence<'_>>,
+        confirm: Confirm<'_>,
     ) -> Result<Answer, ShardError> {
         let follower = match op {
             // A replica that follows another leader (or none: a left-behind one that
@@ -563,8 +591,10 @@ impl Shards {
         let Some(replica) = follower else {
             return self.call_remote(group, node, addr, op, budget).await;
         };
-        if let Some(answer) = self.confirmed_part(group, op, budget, search).await {
-            return answer;
+        if let Confirm::Try(search) = confirm {
+            if let Some(answer) = self.confirmed_part(group, op, budget, search).await {
+                return answer;
+            }
         }
         let index = match self.read_index(group, node, addr).await? {
             ReadIndex::At(index) => index,
@@ -604,6 +634,26 @@ impl Shards {
             return None;
         }
         let me = self.local.host.id();
+        // The search's own round, when it took one for this group (`search` is only
+        // given to the parts it covers). Its views carry the voters, which the proof
+        // checks, so nothing about the membership is looked up first. A peer whose
+        // round did not confirm the group is not asked again for it below.
+        let mut asked = None;
+        if let Some(SearchFence { peer, fence }) = match search {
+            Some(pending) => pending.await,
+            None => None,
+        } {
+            asked = Some(peer);
+            if let Some(index) = fence.index(me, peer, group) {
+                let answer = self
+                    .answer_confirmed(&replica, peer, index, op, budget)
+                    .await;
+                if answer.is_some() {
+                    self.confirmed_by_search.fetch_add(1, Ordering::Relaxed);
+                }
+                return answer;
+            }
+        }
         // A group of more than three voters (or joint ones, counted together) can never
         // be confirmed by two: no round for it.
         if replica.voter_count() > 3 {
@@ -622,25 +672,6 @@ impl Shards {
         // A learner's replica confirms nothing (both rows need two voters).
         if !voters.iter().any(|(id, _)| *id == me) {
             return None;
-        }
-        // The search's own round, when it took one for this group (`search` is only
-        // given to the parts it covers). A peer whose round did not confirm the group
-        // is not asked again for it below.
-        let mut asked = None;
-        if let Some(SearchFence { peer, fence }) = match search {
-            Some(pending) => pending.await,
-            None => None,
-        } {
-            asked = Some(peer);
-            if let Some(index) = fence.index(me, peer, group) {
-                let answer = self
-                    .answer_confirmed(&replica, peer, index, op, budget)
-                    .await;
-                if answer.is_some() {
-                    self.confirmed_by_search.fetch_add(1, Ordering::Relaxed);
-                }
-                return answer;
-            }
         }
         let leader = replica.leader().filter(|(id, _)| *id != me);
         let peers = leader.clone().into_iter().chain(
@@ -716,34 +747,37 @@ impl Shards {
         }
         let me = self.local.host.id();
         let mut views = Vec::with_capacity(groups.len());
-        let mut addrs: HashMap<NodeId, NodeAddr> = HashMap::new();
+        let mut replicas = Vec::with_capacity(groups.len());
         for &group in groups {
-            let Some(replica) = self.local.host.group(group).filter(|g| g.is_member()) else {
+            let Some(replica) = self.local.host.group(group) else {
                 continue;
             };
-            if replica.voter_count() > 3 {
+            let Some((voters, leader)) = replica.voting() else {
+                continue;
+            };
+            if voters.len() > 3 || !voters.contains(&me) {
                 continue;
             }
-            let voters = replica.voters();
-            if !voters.iter().any(|(id, _)| *id == me) {
-                continue;
-            }
-            let ids = voters.iter().map(|(id, _)| *id).collect();
-            for (id, addr) in voters {
-                addrs.entry(id).or_insert(addr);
-            }
-            views.push((group, ids, replica.leader().map(|(id, _)| id)));
+            views.push((group, voters, leader));
+            replicas.push(replica);
         }
         if views.len() < 2 {
             return None;
         }
-        let candidates: Vec<NodeId> = addrs
-            .keys()
-            .copied()
-            .filter(|&p| p != me && !self.confirm_backing_off(p))
+        let mut candidates: Vec<NodeId> = views
+            .iter()
+            .flat_map(|(_, voters, _)| voters.iter().copied())
+            .filter(|&p| p != me)
             .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates.retain(|&p| !self.confirm_backing_off(p));
         let peer = search_peer(me, &views, &candidates)?;
-        let addr = addrs.remove(&peer)?;
+        let addr = views
+            .iter()
+            .zip(&replicas)
+            .filter(|((_, voters, _), _)| voters.contains(&peer))
+            .find_map(|(_, replica)| replica.member_addr(peer))?;
         let covered = views
             .iter()
             .filter(|(_, voters, _)| voters.contains(&peer))
@@ -802,8 +836,15 @@ impl Shards {
             }
         };
         let local = self.local.clone();
+        let link = self
+            .vote_links
+            .lock()
+            .entry((peer, addr.raft.clone()))
+            .or_default()
+            .clone();
         let fetch = move |asked: Vec<Vec<GroupId>>| {
-            let mut client = ShardClient::new(channel.clone());
+            let channel = channel.clone();
+            let link = link.clone();
             let local = local.clone();
             async move {
                 let mut groups: Vec<GroupId> = asked.into_iter().flatten().collect();
@@ -813,19 +854,16 @@ impl Shards {
                 let own = tokio::time::timeout(CONFIRM_WAIT, local.vote_views(&groups))
                     .await
                     .map_err(|_| no_answer(0, local.host.id(), CONFIRM_WAIT))?;
-                let mut request = tonic::Request::new(ShardCall {
-                    group: 0,
-                    payload: encode(&groups)?,
-                });
-                request.set_timeout(CONFIRM_WAIT);
+                let payload = encode(&groups)?;
                 // Bounded here too: the callers give up after CONFIRM_WAIT, and a round
                 // that hung on a partitioned peer would hold the slot for every later one.
-                let reply = match tokio::time::timeout(CONFIRM_WAIT, client.votes(request)).await {
+                let round = link.round(&channel, payload, CONFIRM_WAIT);
+                let reply = match tokio::time::timeout(CONFIRM_WAIT, round).await {
                     Ok(Ok(reply)) => reply,
                     Ok(Err(status)) => return Err(failed_call(0, peer, &status)),
                     Err(_) => return Err(no_answer(0, peer, CONFIRM_WAIT)),
                 };
-                let theirs = VotesAnswer::decode(&reply.into_inner().payload)?;
+                let theirs = VotesAnswer::decode(&reply)?;
                 Ok(Arc::new(Fence {
                     own: own
                         .into_iter()
@@ -845,6 +883,12 @@ impl Shards {
     /// a while instead of paying for a read index and a wait each time.
     fn backing_off(&self, group: GroupId) -> bool {
         backing_off_until(&self.follower_backoff, group)
+    }
+
+    /// [`Self::backing_off`] for a replica that does not lead: a leader's own part
+    /// never goes elsewhere.
+    fn follower_backing_off(&self, group: GroupId) -> bool {
+        self.backing_off(group) && !self.local.host.group(group).is_some_and(|g| g.is_leader())
     }
 
     fn back_off(&self, group: GroupId) {
@@ -909,6 +953,12 @@ impl Shards {
     /// and the rounds it sent (`crate::confirm`).
     pub fn confirmed_read_counts(&self) -> (u64, u64) {
         (self.confirmed.load(Ordering::Relaxed), self.fences.rounds())
+    }
+
+    /// Streams this router opened for its confirmation rounds (`crate::vote_link`):
+    /// one per peer while nothing breaks.
+    pub fn confirm_streams(&self) -> u64 {
+        self.vote_links.lock().values().map(|l| l.opened()).sum()
     }
 
     /// Of the confirmed parts, those confirmed by their search's own round.

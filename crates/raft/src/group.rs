@@ -128,7 +128,8 @@ impl Group {
         }
     }
 
-    fn member_addr(&self, id: NodeId) -> Option<NodeAddr> {
+    /// The address of `id` in the membership this replica goes by.
+    pub fn member_addr(&self, id: NodeId) -> Option<NodeAddr> {
         let metrics = self.raft.metrics();
         let m = metrics.borrow_watched();
         m.membership_config.get_node(&id).cloned()
@@ -293,6 +294,20 @@ impl Group {
         let watch = self.raft.metrics();
         let count = watch.borrow_watched().membership_config.voter_ids().count();
         count
+    }
+
+    /// The voters of the membership this replica goes by and the leader it knows of,
+    /// read together and without copying addresses (a router plans a confirmation
+    /// round by them for every search); `None` when this node holds no replica.
+    pub fn voting(&self) -> Option<(Vec<NodeId>, Option<NodeId>)> {
+        let watch = self.raft.metrics();
+        let metrics = watch.borrow_watched();
+        let config = &metrics.membership_config;
+        let me = metrics.id;
+        if !config.nodes().any(|(id, _)| *id == me) {
+            return None;
+        }
+        Some((config.voter_ids().collect(), metrics.current_leader))
     }
 
     /// The voters of the membership this replica goes by, with their addresses.

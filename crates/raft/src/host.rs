@@ -34,6 +34,11 @@ pub struct Host {
     network: Network,
     groups: Groups,
     replicas: Mutex<HashMap<GroupId, Opened>>,
+    /// What [`Host::was_erased`] found per group: every confirmation round asks it for
+    /// each group it carries, and a look at the disk each time was a `statx` per
+    /// group per round. The mark is only ever made (by [`Host::erase`], which sets this
+    /// first), never removed, so a group found erased stays erased.
+    erased: Mutex<HashMap<GroupId, bool>>,
     config: Arc<openraft::Config>,
     /// Held while a group is opened or closed, so two callers never start two Rafts
     /// over the same log and snapshot directory. True once the node shuts down: a
@@ -55,6 +60,7 @@ impl Host {
             network: Network::new(),
             groups: Groups::default(),
             replicas: Mutex::new(HashMap::new()),
+            erased: Mutex::new(HashMap::new()),
             config: Arc::new(config),
             lifecycle: tokio::sync::Mutex::new(false),
         })
@@ -126,7 +132,12 @@ impl Host {
 
     /// Whether this node's replica of `group` was erased by [`Host::purge_group`].
     pub fn was_erased(&self, group: GroupId) -> bool {
-        self.erased_mark(group).exists()
+        if let Some(&erased) = self.erased.lock().get(&group) {
+            return erased;
+        }
+        let erased = self.erased_mark(group).exists();
+        // Kept only if no erase began meanwhile (it sets `true` before the mark).
+        *self.erased.lock().entry(group).or_insert(erased)
     }
 
     /// This node's vote and log views of `group` for a read confirmation (see
@@ -265,6 +276,10 @@ impl Host {
     /// opens: the log is never left without the snapshot its purged prefix needs.
     async fn erase(&self, group: GroupId) -> Result<()> {
         let io = |e: std::io::Error| RaftError::Io(e.to_string());
+        // Known erased from the start, before the mark exists: a replica offering its
+        // log view to a confirmation (`read_views`) in between would be the unsafe
+        // direction, one withholding it the safe one.
+        self.erased.lock().insert(group, true);
         self.db.erase_group(group).await?;
         match std::fs::remove_dir_all(self.group_dir(group)) {
             Ok(()) => {}

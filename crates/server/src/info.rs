@@ -312,6 +312,11 @@ fn cluster_section(node: &Node) -> String {
         "confirmed_reads_by_search:{}\r\n",
         r.router.shards().confirmed_by_search()
     ));
+    // The streams those rounds went on: one per peer unless one broke.
+    out.push_str(&format!(
+        "confirm_streams:{}\r\n",
+        r.router.shards().confirm_streams()
+    ));
     out.push_str(&format!(
         "read_backoffs:{}\r\n",
         r.router.shards().read_backoffs()
