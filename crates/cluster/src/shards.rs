@@ -180,7 +180,7 @@ pub struct Shards {
     /// Until when each peer is not asked for confirmations (its last round failed).
     confirm_backoff: Mutex<HashMap<NodeId, Instant>>,
     /// The stream each peer's confirmation rounds go on (`crate::vote_link`).
-    vote_links: Mutex<HashMap<(NodeId, String), Arc<VoteLink>>>,
+    vote_links: Mutex<HashMap<String, Arc<VoteLink>>>,
     /// Raised when a call finds this router's members of a group wrong (the node asked
     /// holds no replica, or none is known): the map upkeep reads the map again at once
     /// instead of at its next tick.
@@ -828,22 +828,17 @@ impl Shards {
         peer: NodeId,
         addr: &NodeAddr,
     ) -> Option<Result<Arc<Fence>, ShardError>> {
-        let channel = match self.channel(&addr.raft) {
-            Ok(c) => c,
+        let link = match self.vote_link(&addr.raft) {
+            Ok(link) => link,
             Err(message) => {
                 let group = groups.first().copied().unwrap_or(0);
                 return Some(Err(unreachable(group, peer, message, true)));
             }
         };
         let local = self.local.clone();
-        let link = self
-            .vote_links
-            .lock()
-            .entry((peer, addr.raft.clone()))
-            .or_default()
-            .clone();
+        // Built for every caller, run only by the one that starts a round: it holds
+        // what it needs by reference count, not by copy.
         let fetch = move |asked: Vec<Vec<GroupId>>| {
-            let channel = channel.clone();
             let link = link.clone();
             let local = local.clone();
             async move {
@@ -857,7 +852,7 @@ impl Shards {
                 let payload = encode(&groups)?;
                 // Bounded here too: the callers give up after CONFIRM_WAIT, and a round
                 // that hung on a partitioned peer would hold the slot for every later one.
-                let round = link.round(&channel, payload, CONFIRM_WAIT);
+                let round = link.round(payload, CONFIRM_WAIT);
                 let reply = match tokio::time::timeout(CONFIRM_WAIT, round).await {
                     Ok(Ok(reply)) => reply,
                     Ok(Err(status)) => return Err(failed_call(0, peer, &status)),
@@ -876,6 +871,20 @@ impl Shards {
         self.fences
             .get((peer, addr.raft.clone()), groups, fetch)
             .await
+    }
+
+    /// The link this router's confirmation rounds to the node at `addr` go on.
+    fn vote_link(&self, addr: &str) -> Result<Arc<VoteLink>, String> {
+        if let Some(link) = self.vote_links.lock().get(addr) {
+            return Ok(link.clone());
+        }
+        let link = Arc::new(VoteLink::new(self.channel(addr)?));
+        Ok(self
+            .vote_links
+            .lock()
+            .entry(addr.to_owned())
+            .or_insert(link)
+            .clone())
     }
 
     /// Whether this router recently found its replica of `group` unable to answer

@@ -31,8 +31,9 @@ use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
 /// One peer's stream, kept between rounds.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct VoteLink {
+    channel: Channel,
     open: Mutex<Option<Open>>,
     /// The peer answered `Unimplemented` for the stream: rounds go as `Votes` calls.
     unary: AtomicBool,
@@ -47,28 +48,33 @@ struct Open {
 }
 
 impl VoteLink {
+    /// A link over `channel`, the peer's; the first round opens its stream.
+    pub fn new(channel: Channel) -> VoteLink {
+        VoteLink {
+            channel,
+            open: Mutex::new(None),
+            unary: AtomicBool::new(false),
+            opened: AtomicU64::new(0),
+        }
+    }
+
     /// The peer's answer to one round carrying `payload` (a `Votes` call's), sent when
     /// this is called. `timeout` is set on a `Votes` call when the peer takes no stream;
     /// the caller bounds the round itself.
-    pub async fn round(
-        &self,
-        channel: &Channel,
-        payload: Vec<u8>,
-        timeout: Duration,
-    ) -> Result<Vec<u8>, Status> {
+    pub async fn round(&self, payload: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, Status> {
         if self.unary.load(Ordering::Relaxed) {
-            return unary(channel, payload, timeout).await;
+            return self.unary(payload, timeout).await;
         }
         let kept = self.open.lock().take();
         let reused = kept.is_some();
-        let first = self.exchange(kept, channel, payload.clone()).await;
+        let first = self.exchange(kept, payload.clone()).await;
         match first {
             Ok(answer) => Ok(answer),
             Err(status) if status.code() == Code::Unimplemented => {
                 self.unary.store(true, Ordering::Relaxed);
-                unary(channel, payload, timeout).await
+                self.unary(payload, timeout).await
             }
-            Err(_) if reused => self.exchange(None, channel, payload).await,
+            Err(_) if reused => self.exchange(None, payload).await,
             Err(status) => Err(status),
         }
     }
@@ -80,15 +86,10 @@ impl VoteLink {
 
     /// Sends `payload` on `link` (a new stream when `None`) and reads its answer; the
     /// stream goes back into the link only then.
-    async fn exchange(
-        &self,
-        link: Option<Open>,
-        channel: &Channel,
-        payload: Vec<u8>,
-    ) -> Result<Vec<u8>, Status> {
+    async fn exchange(&self, link: Option<Open>, payload: Vec<u8>) -> Result<Vec<u8>, Status> {
         let mut link = match link {
             Some(link) => link,
-            None => self.open_stream(channel).await?,
+            None => self.open_stream().await?,
         };
         link.calls
             .unbounded_send(ShardCall { group: 0, payload })
@@ -102,21 +103,21 @@ impl VoteLink {
         Ok(answer.payload)
     }
 
-    async fn open_stream(&self, channel: &Channel) -> Result<Open, Status> {
+    async fn open_stream(&self) -> Result<Open, Status> {
         let (calls, requests) = mpsc::unbounded();
-        let mut client = ShardClient::new(channel.clone());
+        let mut client = ShardClient::new(self.channel.clone());
         let answers = client.votes_stream(requests).await?.into_inner();
         self.opened.fetch_add(1, Ordering::Relaxed);
         Ok(Open { calls, answers })
     }
-}
 
-/// One round as a unary `Votes` call (a peer without the stream).
-async fn unary(channel: &Channel, payload: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, Status> {
-    let mut client = ShardClient::new(channel.clone());
-    let mut request = tonic::Request::new(ShardCall { group: 0, payload });
-    request.set_timeout(timeout);
-    Ok(client.votes(request).await?.into_inner().payload)
+    /// One round as a unary `Votes` call (a peer without the stream).
+    async fn unary(&self, payload: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, Status> {
+        let mut client = ShardClient::new(self.channel.clone());
+        let mut request = tonic::Request::new(ShardCall { group: 0, payload });
+        request.set_timeout(timeout);
+        Ok(client.votes(request).await?.into_inner().payload)
+    }
 }
 
 #[cfg(test)]
@@ -218,9 +219,9 @@ mod tests {
     #[tokio::test]
     async fn rounds_share_one_stream_and_each_gets_its_own_answer() {
         let channel = serve(Echo::default()).await;
-        let link = VoteLink::default();
+        let link = VoteLink::new(channel);
         for i in 0..20u8 {
-            let answer = link.round(&channel, vec![i; 3], WAIT).await.unwrap();
+            let answer = link.round(vec![i; 3], WAIT).await.unwrap();
             assert_eq!(answer, vec![i; 3]);
         }
         assert_eq!(link.opened(), 1);
@@ -229,21 +230,15 @@ mod tests {
     #[tokio::test]
     async fn a_round_given_up_leaves_no_answer_for_the_next() {
         let channel = serve(Echo::default()).await;
-        let link = VoteLink::default();
-        assert_eq!(
-            link.round(&channel, b"a".to_vec(), WAIT).await.unwrap(),
-            b"a"
-        );
+        let link = VoteLink::new(channel);
+        assert_eq!(link.round(b"a".to_vec(), WAIT).await.unwrap(), b"a");
         // Given up while its answer is still owed on the stream...
-        let slow = link.round(&channel, SLOW.to_vec(), WAIT);
+        let slow = link.round(SLOW.to_vec(), WAIT);
         assert!(tokio::time::timeout(Duration::from_millis(50), slow)
             .await
             .is_err());
         // ...so the next round must not read it as its own.
-        assert_eq!(
-            link.round(&channel, b"b".to_vec(), WAIT).await.unwrap(),
-            b"b"
-        );
+        assert_eq!(link.round(b"b".to_vec(), WAIT).await.unwrap(), b"b");
         assert_eq!(
             link.opened(),
             2,
@@ -258,9 +253,9 @@ mod tests {
             ..Echo::default()
         };
         let channel = serve(echo).await;
-        let link = VoteLink::default();
+        let link = VoteLink::new(channel);
         for i in 0..10u8 {
-            let answer = link.round(&channel, vec![i], WAIT).await.unwrap();
+            let answer = link.round(vec![i], WAIT).await.unwrap();
             assert_eq!(answer, vec![i], "round {i}");
         }
         // Three rounds a stream: the fourth on each finds it ended and opens the next.
@@ -275,9 +270,9 @@ mod tests {
         };
         let unary_calls = echo.unary_calls.clone();
         let channel = serve(echo).await;
-        let link = VoteLink::default();
+        let link = VoteLink::new(channel);
         for i in 0..3u8 {
-            assert_eq!(link.round(&channel, vec![i], WAIT).await.unwrap(), vec![i]);
+            assert_eq!(link.round(vec![i], WAIT).await.unwrap(), vec![i]);
         }
         assert_eq!(unary_calls.load(Ordering::Relaxed), 3);
         assert_eq!(link.opened(), 0);
