@@ -131,7 +131,13 @@ def test_concurrent_searches_stay_linearizable_and_share_one_round(cluster):
     def by_search():
         return [int(c.info("cluster")["confirmed_reads_by_search"]) for c in clients]
 
+    def streams_and_rounds():
+        infos = [c.info("cluster") for c in clients]
+        return (sum(int(i["confirm_streams"]) for i in infos),
+                sum(int(i["confirm_rounds"]) for i in infos))
+
     before = by_search()
+    streams_before, rounds_before = streams_and_rounds()
     threads, rounds = 12, 25
     start = threading.Barrier(threads)
     wrong = []
@@ -163,13 +169,13 @@ def test_concurrent_searches_stay_linearizable_and_share_one_round(cluster):
         assert gained == [0, 0, 0], gained
     # Confirmation rounds go on one stream per peer, kept between rounds: a stream is
     # opened again only after one broke or a round was given up.
-    infos = [c.info("cluster") for c in clients]
-    streams = sum(int(i["confirm_streams"]) for i in infos)
-    rounds = sum(int(i["confirm_rounds"]) for i in infos)
+    streams_after, rounds_after = streams_and_rounds()
+    new_streams, new_rounds = streams_after - streams_before, rounds_after - rounds_before
     if cluster.follower_reads == "votes":
-        assert 1 <= streams and 4 * streams <= rounds, (streams, rounds)
+        assert streams_after >= 1 and new_rounds >= 20, (streams_after, new_rounds)
+        assert 4 * new_streams <= new_rounds, (new_streams, new_rounds)
     else:
-        assert streams == 0 and rounds == 0, (streams, rounds)
+        assert streams_after == 0 and rounds_after == 0, (streams_after, rounds_after)
 
 
 def test_a_search_after_ft_info_says_ready_finds_every_document(cluster):

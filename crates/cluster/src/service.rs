@@ -130,9 +130,12 @@ impl Shard for ShardService {
         request: Request<Streaming<ShardCall>>,
     ) -> Result<Response<AnswerStream>, Status> {
         let local = self.local.clone();
+        // The stream ends when the node stops: its groups give no views any more, and a
+        // peer's kept stream would otherwise hold the connection open past the stop.
+        let stopping = local.host.stopping();
         // One call at a time, in order (`then`): each answer is the views as they are
         // when its call is read, after the caller's reads began.
-        let answers = request.into_inner().then(move |call| {
+        let answers = request.into_inner().take_until(stopping).then(move |call| {
             let local = local.clone();
             async move {
                 let call = call?;

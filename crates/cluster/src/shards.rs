@@ -22,7 +22,9 @@
 //! | engine error                              | fail with its text                    |
 //!
 //! The rows for a failed attempt are [`crate::retry::after_failure`], tested one by one
-//! there; this module carries them out.
+//! there; this module carries them out. A search part its search's confirmation round
+//! covers is first read on this node by that round, within the same deadline, and
+//! takes the loop only when the round does not confirm it.
 //!
 //! Only reads are cut at the deadline: a write in flight has its fate decided by the
 //! group, so it waits out its attempt and reports an unknown outcome if that fails —
@@ -111,8 +113,10 @@ pub type PendingFence<'a> =
 enum Confirm<'a> {
     /// Yes: by its search's round when it has one (`Some`), else by a round of its own.
     Try(Option<PendingFence<'a>>),
-    /// No: its search's round was tried first and did not confirm it (which also
-    /// tried the part's own rounds); the read index or leader path only.
+    /// No: `confirmed_part` was tried first, with the search's round, and answered
+    /// nothing (the round did not confirm the group and no round of the part's own
+    /// did, the replica did not catch up, or the group cannot be confirmed here); the
+    /// read index or leader path only.
     Tried,
 }
 
@@ -179,7 +183,8 @@ pub struct Shards {
     confirmed_by_search: AtomicU64,
     /// Until when each peer is not asked for confirmations (its last round failed).
     confirm_backoff: Mutex<HashMap<NodeId, Instant>>,
-    /// The stream each peer's confirmation rounds go on (`crate::vote_link`).
+    /// The stream the confirmation rounds to each peer address go on
+    /// (`crate::vote_link`).
     vote_links: Mutex<HashMap<String, Arc<VoteLink>>>,
     /// Raised when a call finds this router's members of a group wrong (the node asked
     /// holds no replica, or none is known): the map upkeep reads the map again at once
@@ -289,8 +294,8 @@ impl Shards {
     }
 
     /// [`Self::call_within`] for a part of a run of searches whose round
-    /// ([`Self::search_fence`]) is `search`: the part reads by it where it can, and
-    /// waits for it only then (a part that goes to a leader elsewhere does not).
+    /// ([`Self::search_fence`]) is `search`: the part reads by it where it can (waiting
+    /// for it first), and takes the leader loop below only when it does not confirm.
     pub async fn call_fenced(
         &self,
         group: GroupId,
@@ -316,17 +321,25 @@ impl Shards {
                 .unwrap_or_else(|_| Err(expired(Some(self.local.host.id()))));
         }
         // A part its search's round covers reads by that round first: no leader to
-        // look up, no watch on a remote call, no timer of its own (every wait in
-        // `confirmed_part` is bounded by a share of `budget`). Only a part the round
-        // did not confirm takes the loop below, which then does not try again. A
-        // follower backing off (it lagged) leaves the part to the leader at once, as
+        // look up and no watch on a remote call, within the part's deadline as any
+        // attempt (its walk may wait for a turn). Only a part the round did not confirm
+        // takes the loop below, which does not try confirmation again. A follower
+        // backing off (it lagged) leaves the part to the leader at once, as
         // `call_leader` does.
         let mut confirm = Confirm::Try(search.clone());
         if search.is_some() && !self.follower_backing_off(group) {
-            if let Some(answer) = self.confirmed_part(group, op, budget, search).await {
-                return answer;
+            let here = self.confirmed_part(group, op, budget, search);
+            match tokio::time::timeout(budget, here).await {
+                Ok(Some(answer)) => {
+                    if let Err(ShardError::StaleMap { .. }) = &answer {
+                        // As `after_failure` has it: the map says where keys went.
+                        self.stale_map.notify_one();
+                    }
+                    return answer;
+                }
+                Ok(None) => confirm = Confirm::Tried,
+                Err(_) => return Err(expired(Some(self.local.host.id()))),
             }
-            confirm = Confirm::Tried;
         }
         // A read stops before a pause would take it past its deadline, with the error
         // that made it pause; a write tries once more after it (it was not applied).

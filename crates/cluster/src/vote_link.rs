@@ -7,21 +7,23 @@
 //! `shoal dev` at 32 clients that was about 20 µs of CPU per search (docs/benchmarks.md,
 //! "Session 39"). On the stream a round is one message each way.
 //!
-//! Rounds to a peer go one at a time (`crate::rounds`), so the stream carries at most
-//! one call, and its answer is the next message. A round takes the stream out of the
-//! link while it runs and puts it back only after its answer came: a round given up
-//! half-way (its deadline) drops the stream with the answer still owed on it, so a
-//! later round can never read an answer meant for an earlier one.
+//! A round takes the stream out of the link while it runs and puts it back only after
+//! its answer came, so a stream carries one call at a time and its answer is the next
+//! message. A round given up half-way (its deadline) drops the stream with the answer
+//! still owed on it, so a later round can never read an answer meant for an earlier
+//! one. Rounds to a peer go one at a time anyway (`crate::rounds`); should two ever
+//! overlap on one link (a node id taken over at an address), the second finds no
+//! stream kept and opens its own.
 //!
 //! | the round                                   | next                                 |
 //! |---------------------------------------------|--------------------------------------|
 //! | answered on the stream                      | keep the stream for the next round   |
 //! | failed on a stream kept from an earlier one | drop it, once more on a fresh stream |
 //! | failed on a fresh stream                    | drop it, the round fails             |
-//! | the peer has no `VotesStream` (older Shoal) | `Votes` calls from now on            |
+//! | the peer has no `VotesStream` (older Shoal) | `Votes` calls for [`UNARY_FOR`]      |
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use futures::channel::mpsc;
 use parking_lot::Mutex;
@@ -30,13 +32,18 @@ use shoal_proto::shard::{ShardAnswer, ShardCall};
 use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
+/// How long rounds go as `Votes` calls after a peer had no stream: it may be upgraded
+/// meanwhile (a rolling upgrade), and then the stream is tried again.
+pub const UNARY_FOR: Duration = Duration::from_secs(60);
+
 /// One peer's stream, kept between rounds.
 #[derive(Debug)]
 pub struct VoteLink {
     channel: Channel,
     open: Mutex<Option<Open>>,
-    /// The peer answered `Unimplemented` for the stream: rounds go as `Votes` calls.
-    unary: AtomicBool,
+    /// Until when rounds go as `Votes` calls: the peer answered `Unimplemented` for
+    /// the stream.
+    unary_until: Mutex<Option<Instant>>,
     /// Streams opened since the start (one per peer while nothing breaks).
     opened: AtomicU64,
 }
@@ -53,7 +60,7 @@ impl VoteLink {
         VoteLink {
             channel,
             open: Mutex::new(None),
-            unary: AtomicBool::new(false),
+            unary_until: Mutex::new(None),
             opened: AtomicU64::new(0),
         }
     }
@@ -62,20 +69,29 @@ impl VoteLink {
     /// this is called. `timeout` is set on a `Votes` call when the peer takes no stream;
     /// the caller bounds the round itself.
     pub async fn round(&self, payload: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, Status> {
-        if self.unary.load(Ordering::Relaxed) {
+        if self
+            .unary_until
+            .lock()
+            .is_some_and(|until| Instant::now() < until)
+        {
             return self.unary(payload, timeout).await;
         }
         let kept = self.open.lock().take();
         let reused = kept.is_some();
-        let first = self.exchange(kept, payload.clone()).await;
-        match first {
-            Ok(answer) => Ok(answer),
+        let mut result = self.exchange(kept, payload.clone()).await;
+        if reused
+            && result
+                .as_ref()
+                .is_err_and(|s| s.code() != Code::Unimplemented)
+        {
+            result = self.exchange(None, payload.clone()).await;
+        }
+        match result {
             Err(status) if status.code() == Code::Unimplemented => {
-                self.unary.store(true, Ordering::Relaxed);
+                *self.unary_until.lock() = Some(Instant::now() + UNARY_FOR);
                 self.unary(payload, timeout).await
             }
-            Err(_) if reused => self.exchange(None, payload).await,
-            Err(status) => Err(status),
+            other => other,
         }
     }
 
@@ -87,13 +103,16 @@ impl VoteLink {
     /// Sends `payload` on `link` (a new stream when `None`) and reads its answer; the
     /// stream goes back into the link only then.
     async fn exchange(&self, link: Option<Open>, payload: Vec<u8>) -> Result<Vec<u8>, Status> {
+        let call = ShardCall { group: 0, payload };
         let mut link = match link {
-            Some(link) => link,
-            None => self.open_stream().await?,
+            Some(link) => {
+                link.calls
+                    .unbounded_send(call)
+                    .map_err(|_| Status::unavailable("the votes stream was closed"))?;
+                link
+            }
+            None => self.open_stream(call).await?,
         };
-        link.calls
-            .unbounded_send(ShardCall { group: 0, payload })
-            .map_err(|_| Status::unavailable("the votes stream was closed"))?;
         let answer = link
             .answers
             .message()
@@ -103,8 +122,13 @@ impl VoteLink {
         Ok(answer.payload)
     }
 
-    async fn open_stream(&self) -> Result<Open, Status> {
+    /// A new stream with `first` already on it: the call goes out with the stream's
+    /// headers instead of a round trip after them.
+    async fn open_stream(&self, first: ShardCall) -> Result<Open, Status> {
         let (calls, requests) = mpsc::unbounded();
+        calls
+            .unbounded_send(first)
+            .map_err(|_| Status::internal("a new channel refused a call"))?;
         let mut client = ShardClient::new(self.channel.clone());
         let answers = client.votes_stream(requests).await?.into_inner();
         self.opened.fetch_add(1, Ordering::Relaxed);
@@ -139,6 +163,7 @@ mod tests {
         /// Answers `Unimplemented` for the stream, as an older Shoal does.
         no_stream: bool,
         unary_calls: Arc<AtomicU64>,
+        stream_calls: Arc<AtomicU64>,
     }
 
     const SLOW: &[u8] = b"slow";
@@ -180,6 +205,7 @@ mod tests {
             &self,
             calls: Request<Streaming<ShardCall>>,
         ) -> Result<Response<AnswerStream>, Status> {
+            self.stream_calls.fetch_add(1, Ordering::Relaxed);
             if self.no_stream {
                 return unimplemented();
             }
@@ -268,13 +294,23 @@ mod tests {
             no_stream: true,
             ..Echo::default()
         };
-        let unary_calls = echo.unary_calls.clone();
+        let (unary_calls, stream_calls) = (echo.unary_calls.clone(), echo.stream_calls.clone());
         let channel = serve(echo).await;
         let link = VoteLink::new(channel);
         for i in 0..3u8 {
             assert_eq!(link.round(vec![i], WAIT).await.unwrap(), vec![i]);
         }
         assert_eq!(unary_calls.load(Ordering::Relaxed), 3);
+        assert_eq!(
+            stream_calls.load(Ordering::Relaxed),
+            1,
+            "the stream tried once"
+        );
         assert_eq!(link.opened(), 0);
+        // Once the peer may have been upgraded, the stream is tried again.
+        *link.unary_until.lock() = Some(Instant::now());
+        assert_eq!(link.round(vec![9], WAIT).await.unwrap(), vec![9]);
+        assert_eq!(stream_calls.load(Ordering::Relaxed), 2);
+        assert_eq!(unary_calls.load(Ordering::Relaxed), 4);
     }
 }

@@ -45,6 +45,9 @@ pub struct Host {
     /// group opened after [`Host::shutdown`] took its list (a map read opening the
     /// layout's groups, say) would keep running past it, never retired.
     lifecycle: tokio::sync::Mutex<bool>,
+    /// True from the moment [`Host::shutdown`] begins: long-lived answers (a peer's
+    /// stream of confirmation rounds) end then instead of outliving the groups.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Host {
@@ -63,6 +66,7 @@ impl Host {
             erased: Mutex::new(HashMap::new()),
             config: Arc::new(config),
             lifecycle: tokio::sync::Mutex::new(false),
+            stopping: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -299,8 +303,18 @@ impl Host {
         Ok(())
     }
 
+    /// Resolves once the node has begun to shut down.
+    pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stopping = self.stopping.subscribe();
+        async move {
+            // An error means the host is gone: stopped all the same.
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+        }
+    }
+
     /// Stops every group.
     pub async fn shutdown(&self) -> Result<()> {
+        self.stopping.send_replace(true);
         let mut shut_down = self.lifecycle.lock().await;
         *shut_down = true;
         for group in self.groups.ids() {

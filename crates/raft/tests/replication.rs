@@ -589,6 +589,23 @@ async fn opening_a_group_twice_at_once_starts_one_raft() {
     host.shutdown().await.unwrap();
 }
 
+/// Long-lived answers (a peer's stream of confirmation rounds) end on `stopping`:
+/// pending while the node runs, resolved by the shutdown, and at once for a caller
+/// that asks after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_tells_when_it_begins_to_stop() {
+    let dir = TempDir::new().unwrap();
+    let host = Host::open(9, dir.path(), config()).unwrap();
+    host.open_group(GROUP).await.unwrap();
+    let early = tokio::spawn(host.stopping());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!early.is_finished(), "resolved while the host runs");
+    host.shutdown().await.unwrap();
+    let ten = Duration::from_secs(10);
+    tokio::time::timeout(ten, early).await.unwrap().unwrap();
+    tokio::time::timeout(ten, host.stopping()).await.unwrap();
+}
+
 /// A replica the group removed is erased (log, vote, snapshot: durably, a restart
 /// does not bring it back), and the group can add the node back as a fresh learner
 /// that catches up like any new replica.
