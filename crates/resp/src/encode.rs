@@ -44,12 +44,74 @@ impl Value {
     pub fn bulk(b: impl Into<Bytes>) -> Value {
         Value::Bulk(b.into())
     }
+
+    /// Any reply tree as a [`Value`], for a reply that embeds it among values of its own.
+    pub fn from_tree<T: ReplyTree>(tree: T) -> Value {
+        match tree.into_node() {
+            Node::Simple(s) => Value::Simple(s),
+            Node::Error(e) => Value::Error(e),
+            Node::Int(i) => Value::Int(i),
+            Node::Bulk(b) => Value::Bulk(b),
+            Node::Null => Value::Null,
+            Node::Array(items) => Value::Array(items.into_iter().map(Value::from_tree).collect()),
+            Node::Map(pairs) => Value::Map(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (Value::from_tree(k), Value::from_tree(v)))
+                    .collect(),
+            ),
+            Node::Double(d) => Value::Double(d),
+            Node::Bool(b) => Value::Bool(b),
+            Node::Verbatim(s) => Value::Verbatim(s),
+        }
+    }
+}
+
+/// One level of a reply tree: the shapes [`Value`] has, with children of the tree's own
+/// type. A tree with these shapes (the engine's replies) is framed through it as it is,
+/// without first being rebuilt as a [`Value`] tree: that copy was an allocation per array
+/// of every search's reply.
+#[derive(Debug)]
+pub enum Node<T> {
+    Simple(Bytes),
+    Error(String),
+    Int(i64),
+    Bulk(Bytes),
+    Null,
+    Array(Vec<T>),
+    Map(Vec<(T, T)>),
+    Double(f64),
+    Bool(bool),
+    Verbatim(String),
+}
+
+/// A reply tree [`encode`] can frame.
+pub trait ReplyTree: Sized {
+    /// This value's own level; its children stay of the tree's type.
+    fn into_node(self) -> Node<Self>;
+}
+
+impl ReplyTree for Value {
+    fn into_node(self) -> Node<Value> {
+        match self {
+            Value::Simple(s) => Node::Simple(s),
+            Value::Error(e) => Node::Error(e),
+            Value::Int(i) => Node::Int(i),
+            Value::Bulk(b) => Node::Bulk(b),
+            Value::Null => Node::Null,
+            Value::Array(items) => Node::Array(items),
+            Value::Map(pairs) => Node::Map(pairs),
+            Value::Double(d) => Node::Double(d),
+            Value::Bool(b) => Node::Bool(b),
+            Value::Verbatim(s) => Node::Verbatim(s),
+        }
+    }
 }
 
 /// Appends `value`, framed for `protocol`, to `out`. Takes the value: its bulk strings
 /// move into the frames, where a borrowed `Bytes` made from a `Vec` would allocate a
 /// shared header on every clone (a GET's reply, every field of a search).
-pub fn encode(value: Value, protocol: Protocol, out: &mut BytesMut) {
+pub fn encode<T: ReplyTree>(value: T, protocol: Protocol, out: &mut BytesMut) {
     // Frames built here are always encodable; redis-protocol reports errors only for
     // frames it cannot represent (e.g. a Hello frame in a reply), which never occur.
     match protocol {
@@ -88,50 +150,50 @@ fn one_line_bytes(bytes: Bytes) -> Bytes {
     }
 }
 
-fn to_resp2(value: Value) -> Frame2 {
-    match value {
-        Value::Simple(s) => Frame2::SimpleString(one_line_bytes(s)),
-        Value::Error(e) => Frame2::Error(one_line(&e).as_ref().into()),
-        Value::Int(i) => Frame2::Integer(i),
-        Value::Bulk(b) => Frame2::BulkString(b),
-        Value::Null => Frame2::Null,
-        Value::Array(items) => Frame2::Array(items.into_iter().map(to_resp2).collect()),
-        Value::Map(pairs) => Frame2::Array(
+fn to_resp2<T: ReplyTree>(value: T) -> Frame2 {
+    match value.into_node() {
+        Node::Simple(s) => Frame2::SimpleString(one_line_bytes(s)),
+        Node::Error(e) => Frame2::Error(one_line(&e).as_ref().into()),
+        Node::Int(i) => Frame2::Integer(i),
+        Node::Bulk(b) => Frame2::BulkString(b),
+        Node::Null => Frame2::Null,
+        Node::Array(items) => Frame2::Array(items.into_iter().map(to_resp2).collect()),
+        Node::Map(pairs) => Frame2::Array(
             pairs
                 .into_iter()
                 .flat_map(|(k, v)| [to_resp2(k), to_resp2(v)])
                 .collect(),
         ),
-        Value::Double(d) => Frame2::BulkString(Bytes::from(format_double(d))),
-        Value::Bool(b) => Frame2::Integer(i64::from(b)),
-        Value::Verbatim(s) => Frame2::BulkString(Bytes::from(s)),
+        Node::Double(d) => Frame2::BulkString(Bytes::from(format_double(d))),
+        Node::Bool(b) => Frame2::Integer(i64::from(b)),
+        Node::Verbatim(s) => Frame2::BulkString(Bytes::from(s)),
     }
 }
 
-fn to_resp3(value: Value) -> Frame3 {
-    match value {
-        Value::Simple(s) => Frame3::SimpleString {
+fn to_resp3<T: ReplyTree>(value: T) -> Frame3 {
+    match value.into_node() {
+        Node::Simple(s) => Frame3::SimpleString {
             data: one_line_bytes(s),
             attributes: None,
         },
-        Value::Error(e) => Frame3::SimpleError {
+        Node::Error(e) => Frame3::SimpleError {
             data: one_line(&e).as_ref().into(),
             attributes: None,
         },
-        Value::Int(i) => Frame3::Number {
+        Node::Int(i) => Frame3::Number {
             data: i,
             attributes: None,
         },
-        Value::Bulk(b) => Frame3::BlobString {
+        Node::Bulk(b) => Frame3::BlobString {
             data: b,
             attributes: None,
         },
-        Value::Null => Frame3::Null,
-        Value::Array(items) => Frame3::Array {
+        Node::Null => Frame3::Null,
+        Node::Array(items) => Frame3::Array {
             data: items.into_iter().map(to_resp3).collect(),
             attributes: None,
         },
-        Value::Map(pairs) => {
+        Node::Map(pairs) => {
             let mut map = FrameMap::with_capacity(pairs.len());
             for (k, v) in pairs {
                 map.insert(to_resp3(k), to_resp3(v));
@@ -141,15 +203,15 @@ fn to_resp3(value: Value) -> Frame3 {
                 attributes: None,
             }
         }
-        Value::Double(d) => Frame3::Double {
+        Node::Double(d) => Frame3::Double {
             data: d,
             attributes: None,
         },
-        Value::Bool(b) => Frame3::Boolean {
+        Node::Bool(b) => Frame3::Boolean {
             data: b,
             attributes: None,
         },
-        Value::Verbatim(s) => Frame3::VerbatimString {
+        Node::Verbatim(s) => Frame3::VerbatimString {
             data: Bytes::from(s),
             format: VerbatimStringFormat::Text,
             attributes: None,

@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::access::{Denial, Session};
 use crate::busy_poll::{poll_for, Polled};
-use crate::convert::to_value;
+use crate::convert::{to_value, EngineReply};
 use crate::node::Node;
 
 /// Bytes asked of the socket per read.
@@ -157,7 +157,7 @@ impl Run {
             let batch = std::mem::take(&mut self.writes);
             let span = tracing::trace_span!("apply", commands = batch.len());
             for reply in node.apply_each(batch).instrument(span).await {
-                encode(to_value(reply), client.protocol, output);
+                encode(EngineReply(reply), client.protocol, output);
             }
         }
         if !self.reads.is_empty() {
@@ -168,7 +168,7 @@ impl Run {
                 .instrument(span)
                 .await;
             for reply in replies {
-                encode(to_value(reply), client.protocol, output);
+                encode(EngineReply(reply), client.protocol, output);
             }
         }
     }
