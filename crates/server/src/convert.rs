@@ -7,8 +7,9 @@ use shoal_resp::Value;
 /// An engine reply as the RESP encoder takes it, framed without first being rebuilt as a
 /// [`Value`] tree (a search's reply would allocate that tree's arrays once more).
 /// A newtype because neither the trait nor `Reply` is this crate's; it has `Reply`'s
-/// layout, so wrapping a `Vec` of them reuses its allocation.
+/// layout (`repr(transparent)`), so wrapping a `Vec` of them reuses its allocation.
 #[derive(Debug)]
+#[repr(transparent)]
 pub struct EngineReply(pub Reply);
 
 impl ReplyTree for EngineReply {
