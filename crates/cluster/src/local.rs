@@ -136,10 +136,13 @@ pub fn search_on(
 ) -> Result<SearchResults, ShardError> {
     routed_now(replica, group, call.epoch)?;
     let ctx = read_context(call.now_ms, call.resp3);
-    replica
-        .engine
-        .search_part(&call.args, ctx, call.window)
-        .map_err(ShardError::Engine)
+    let results = match &call.prepared.0 {
+        Some(prepared) => replica
+            .engine
+            .search_part_prepared(prepared, ctx, call.window),
+        None => replica.engine.search_part(&call.args, ctx, call.window),
+    };
+    results.map_err(ShardError::Engine)
 }
 
 /// An aggregate part on a replica's state (see [`search_on`]).

@@ -28,6 +28,7 @@ use shoal_query::{AggregateRequest, SortBy};
 use shoal_raft::GroupId;
 
 use crate::ring::Routing;
+use crate::wire::Prepared;
 
 /// How the replies of a command's parts become its reply.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +59,8 @@ pub enum Merge {
         sort: Option<SortBy>,
         nocontent: bool,
         scatter: Scatter,
+        /// The request parsed here, for the parts this router runs itself.
+        prepared: Prepared,
     },
     /// FT.AGGREGATE over groups: the parts are rows or partial groups, finished by
     /// `shoal_engine::aggregate::merge_parts`.
@@ -130,17 +133,23 @@ fn upper(name: &[u8]) -> String {
 }
 
 fn everywhere<A: AsRef<[u8]>>(groups: &[GroupId], args: &[A], merge: Merge) -> Plan {
-    let args = owned(args);
-    Plan {
-        parts: groups
-            .iter()
-            .map(|&group| Part {
-                group,
-                args: args.clone(),
-            })
-            .collect(),
-        merge,
+    // Copied for every group but the last, which takes these: an FT.SEARCH's
+    // arguments carry its vector.
+    let mut parts: Vec<Part> = groups
+        .iter()
+        .map(|&group| Part {
+            group,
+            args: Vec::new(),
+        })
+        .collect();
+    if let Some((last, rest)) = parts.split_last_mut() {
+        let args = owned(args);
+        for part in rest {
+            part.args = args.clone();
+        }
+        last.args = args;
     }
+    Plan { parts, merge }
 }
 
 fn single<A: AsRef<[u8]>>(group: GroupId, args: &[A]) -> Plan {
@@ -246,12 +255,13 @@ fn search<A: AsRef<[u8]>>(owners: &[GroupId], args: &[A]) -> Option<Plan> {
         Merge::Search {
             offset: request.offset,
             num: request.num,
-            sort: request.sort_by,
+            sort: request.sort_by.clone(),
             nocontent: request.nocontent,
             scatter: Scatter {
                 timeout_ms: request.timeout_ms,
                 partial: request.partial,
             },
+            prepared: Prepared::of(request),
         },
     ))
 }
@@ -454,7 +464,8 @@ mod tests {
                 scatter: Scatter {
                     timeout_ms: Some(250),
                     partial: true
-                }
+                },
+                prepared: Prepared::default(),
             }
         );
         assert_eq!(

@@ -837,13 +837,19 @@ impl Router {
                 let merge = &batches.slots[command].0;
                 let budget = budget_of(merge);
                 let op = match merge {
-                    Merge::Search { offset, num, .. } => Op::Search(SearchCall {
+                    Merge::Search {
+                        offset,
+                        num,
+                        prepared,
+                        ..
+                    } => Op::Search(SearchCall {
                         args,
                         resp3,
                         now_ms,
                         window: offset.saturating_add(*num),
                         stale_ok,
                         epoch,
+                        prepared: prepared.clone(),
                     }),
                     Merge::Aggregate(_)
                     | Merge::Single
@@ -974,6 +980,7 @@ fn assemble(
                 sort,
                 nocontent,
                 scatter,
+                prepared: _,
             } = &merge
             {
                 let parts = typed.remove(&command).unwrap_or_default();

@@ -41,7 +41,33 @@ pub struct SearchCall {
     pub stale_ok: bool,
     /// As [`ReadCall::epoch`].
     pub epoch: u64,
+    /// The arguments as the router parsed them; never sent: a peer parses `args`.
+    #[serde(skip)]
+    pub prepared: Prepared,
 }
+
+/// An FT.SEARCH parsed once by the router that plans it, for every part it then runs
+/// on its own replicas (`shoal_engine::PreparedSearch`); `None` where it did not parse
+/// (each part then gives the engine's error).
+#[derive(Debug, Clone, Default)]
+pub struct Prepared(pub Option<std::sync::Arc<shoal_engine::PreparedSearch>>);
+
+impl Prepared {
+    pub fn of(request: shoal_query::SearchRequest) -> Self {
+        Prepared(Some(std::sync::Arc::new(
+            shoal_engine::PreparedSearch::from_request(request),
+        )))
+    }
+}
+
+/// Equal always: a call's `args` say everything it holds, and are compared.
+impl PartialEq for Prepared {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Prepared {}
 
 /// One group's part of an FT.AGGREGATE (`args` without the command name).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +137,7 @@ impl From<before_epochs::SearchCall> for SearchCall {
             window: c.window,
             stale_ok: c.stale_ok,
             epoch: 0,
+            prepared: Prepared::default(),
         }
     }
 }

@@ -31,7 +31,7 @@ pub mod tags;
 
 use std::collections::BTreeMap;
 
-pub use commands::ft::render_search;
+pub use commands::ft::{render_search, PreparedSearch};
 pub use error::{EngineError, Result};
 pub use keyspace::{Entry, Keyspace, Value};
 pub use reply::{format_g12, Reply};
@@ -157,6 +157,18 @@ impl Engine {
         window: usize,
     ) -> std::result::Result<SearchResults, String> {
         commands::ft::run_search(self, args, ctx, Some(window))
+            .map(|(results, _)| results)
+            .map_err(|e| e.to_string())
+    }
+
+    /// [`Engine::search_part`] of a search parsed once for several parts.
+    pub fn search_part_prepared(
+        &self,
+        prepared: &PreparedSearch,
+        ctx: ReadContext,
+        window: usize,
+    ) -> std::result::Result<SearchResults, String> {
+        commands::ft::run_prepared(self, prepared, ctx, Some(window))
             .map(|(results, _)| results)
             .map_err(|e| e.to_string())
     }

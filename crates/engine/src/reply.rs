@@ -108,6 +108,8 @@ fn g12_exact(v: f64) -> String {
 const POW10: [f64; 16] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
 ];
+/// 10^-1 down to 10^-4: the decades below one that the fast path formats.
+const NEG_POW10: [f64; 4] = [1e-1, 1e-2, 1e-3, 1e-4];
 
 /// `a`'s 12 significant digits (as an integer in 10^11..10^12) and decimal exponent,
 /// rounded as `{:.11e}` rounds them, for the `%g` fixed range (exponent -4..=11).
@@ -127,12 +129,20 @@ fn g12_digits_fast(a: f64) -> Option<(u64, i32)> {
         let k = usize::try_from(11 - e).ok()?;
         POW10.get(k).map(|p| a * p)
     };
-    let mut exponent = a.log10().floor() as i32;
-    if !(-4..=11).contains(&exponent) {
+    // The decade by comparisons, not `log10().floor()`: both are libm calls on the
+    // baseline x86-64 target, and this runs for every hit of every search part. The
+    // table's negative powers are not exact, so this too can land one off next to a
+    // power of ten, which the check below puts right as it did for log10.
+    if !(1e-4..1e12).contains(&a) {
         return None;
     }
+    let mut exponent = if a >= 1.0 {
+        POW10[1..12].partition_point(|&p| p <= a) as i32
+    } else {
+        -(NEG_POW10.partition_point(|&p| p > a) as i32) - 1
+    };
     let mut x = scaled(exponent)?;
-    // log10 can land one off next to a power of ten.
+    // The decade can be one off next to a power of ten.
     if x < 1e11 {
         exponent -= 1;
         x = scaled(exponent)?;
@@ -143,10 +153,15 @@ fn g12_digits_fast(a: f64) -> Option<(u64, i32)> {
     if !(1e11..1e12).contains(&x) || !(-4..=11).contains(&exponent) {
         return None;
     }
-    if (x - x.floor() - 0.5).abs() < TIE_MARGIN {
+    // `x` is in 10^11..10^12: truncating to u64 is exact and is its floor, and away
+    // from a tie (refused just above) rounding is one comparison. `floor` and `round`
+    // are libm calls on the baseline target.
+    let whole = x as u64;
+    let fraction = x - whole as f64;
+    if (fraction - 0.5).abs() < TIE_MARGIN {
         return None;
     }
-    let mut digits = x.round() as u64;
+    let mut digits = whole + u64::from(fraction > 0.5);
     if digits == 1_000_000_000_000 {
         // Rounded up to the next power of ten: 9.99...95 becomes 1.00000000000e+1.
         digits = 100_000_000_000;
@@ -260,6 +275,39 @@ mod tests {
         ] {
             assert_eq!(format_g12(v), g12_exact(v), "{v}");
             assert_eq!(format_g12(-v), g12_exact(-v), "{v}");
+        }
+    }
+
+    /// Next to every power of ten the fast path can reach, where its decade is found
+    /// by comparison with inexact powers, and the fast path is what ordinary values in
+    /// each decade take.
+    #[test]
+    fn decade_edges_format_as_the_exact_path() {
+        for e in -5..=13 {
+            let p: f64 = format!("1e{e}").parse().unwrap_or(f64::NAN);
+            let mut v = p;
+            let mut around = vec![p];
+            for _ in 0..3 {
+                v = v.next_up();
+                around.push(v);
+            }
+            v = p;
+            for _ in 0..3 {
+                v = v.next_down();
+                around.push(v);
+            }
+            around.extend([p * 0.9999999, p * 1.0000001, f64::from(p as f32)]);
+            for v in around {
+                assert_eq!(format_g12(v), g12_exact(v), "{v:e}");
+            }
+            if (-4..=11).contains(&e) {
+                let ordinary = p * 3.7;
+                assert_eq!(
+                    g12_digits_fast(ordinary).map(|(_, exp)| exp),
+                    Some(e),
+                    "{ordinary:e} takes the fast path in its decade"
+                );
+            }
         }
     }
 }

@@ -478,7 +478,7 @@ pub fn execute(
             .take(request.num)
             .collect(),
     };
-    let mut hits = Vec::new();
+    let mut hits = Vec::with_capacity(page.len());
     for Ranked {
         doc,
         key,
@@ -543,6 +543,7 @@ fn load_fields(
             }
         }
         Some(list) => {
+            out.reserve_exact(list.len());
             for wanted in list {
                 let name = wanted.name.as_bytes().to_vec();
                 if Some(wanted.field.as_str()) == knn_alias {

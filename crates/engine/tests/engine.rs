@@ -554,3 +554,78 @@ fn json_objects_keep_their_members_in_written_order() {
     assert_eq!(again, got);
     assert_eq!(restored.digest(), e.digest());
 }
+
+/// A search parsed once for several parts (a router's own replicas) answers as the
+/// same arguments parsed by each part: the same hits, and the same error where the
+/// index is unknown, the query malformed, or both (the unknown index first).
+#[test]
+fn a_prepared_search_answers_as_its_arguments_do() {
+    use shoal_engine::PreparedSearch;
+    let mut e = Engine::new();
+    apply(
+        &mut e,
+        1,
+        s("FT.CREATE idx ON HASH PREFIX 1 d: SCHEMA v VECTOR FLAT 6 TYPE FLOAT32 DIM 2 DISTANCE_METRIC L2 t TAG"),
+    );
+    for i in 0..20u8 {
+        let key = format!("d:{i}");
+        let tag = if i % 2 == 0 { "even" } else { "odd" };
+        apply(
+            &mut e,
+            2,
+            cmd(&[
+                b"HSET",
+                key.as_bytes(),
+                b"v",
+                &blob(&[f32::from(i), 1.0]),
+                b"t",
+                tag.as_bytes(),
+            ]),
+        );
+    }
+    let ctx = ReadContext {
+        now_ms: 3,
+        resp3: false,
+        in_apply: false,
+    };
+    let q = blob(&[4.2, 1.0]);
+    let searches: Vec<Vec<Vec<u8>>> = vec![
+        cmd(&[
+            b"idx",
+            b"*=>[KNN 3 @v $q AS d]",
+            b"PARAMS",
+            b"2",
+            b"q",
+            &q,
+            b"DIALECT",
+            b"2",
+        ]),
+        cmd(&[
+            b"idx",
+            b"@t:{odd}=>[KNN 4 @v $q]",
+            b"PARAMS",
+            b"2",
+            b"q",
+            &q,
+            b"RETURN",
+            b"1",
+            b"t",
+        ]),
+        cmd(&[b"idx", b"@t:{even}", b"LIMIT", b"0", b"3"]),
+        cmd(&[b"idx", b"@t:{odd", b"DIALECT", b"2"]),
+        cmd(&[b"nosuch", b"@t:{odd", b"DIALECT", b"2"]),
+        cmd(&[b"nosuch", b"*"]),
+        cmd(&[b"idx", b"*=>[KNN 3 @v $missing]", b"DIALECT", b"2"]),
+    ];
+    let mut errors = 0;
+    for args in &searches {
+        let plain = e.search_part(args, ctx, 10);
+        let prepared = PreparedSearch::new(args).map(|p| e.search_part_prepared(&p, ctx, 10));
+        let prepared = prepared.unwrap_or_else(|| panic!("{args:?} parses as a request"));
+        assert_eq!(format!("{plain:?}"), format!("{prepared:?}"), "{args:?}");
+        errors += usize::from(plain.is_err());
+    }
+    assert_eq!(errors, 4, "the last four are refused");
+    // Arguments that are not a request at all are not prepared: each part refuses them.
+    assert!(PreparedSearch::new(&[b"idx".to_vec()]).is_none());
+}

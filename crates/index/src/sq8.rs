@@ -489,9 +489,7 @@ fn encode(v: &[f32], len: usize, max: i32) -> (Vec<i8>, Meta) {
     let (mut sum, mut sum_sq, mut err_sq) = (0i32, 0u32, 0.0f64);
     if step > 0.0 && step.is_finite() {
         for (c, &x) in codes.iter_mut().zip(v) {
-            let code = ((f64::from(x) - f64::from(mid)) / f64::from(step))
-                .round()
-                .clamp(-f64::from(max), f64::from(max)) as i8;
+            let code = round_within((f64::from(x) - f64::from(mid)) / f64::from(step), max);
             *c = code;
             // At most 127 · 32,768 and 127² · 32,768 (MAX_DIM): no overflow.
             sum += i32::from(code);
@@ -518,6 +516,27 @@ fn encode(v: &[f32], len: usize, max: i32) -> (Vec<i8>, Meta) {
             err: err.min(f64::from(ERR_FULL)) as u16,
         },
     )
+}
+
+/// `y.round().clamp(-max, max)` (halves away from zero), for `0 < max ≤ 127`.
+///
+/// `f64::round` is a libm call on the baseline x86-64 target, once per component of
+/// every query of every search part (a copy of the loop: 1.45 µs a 128-dimension
+/// vector with it, 1.18 with this). Rounding is monotonic, so clamping first gives the
+/// same code, and a clamped `y` truncates to an integer exactly, with `y − t` exact
+/// too (Sterbenz: `t ≤ y ≤ 2t` for `y ≥ 1`, and `t = 0` below 1): so the codes are
+/// the same bits as before, which replicas that code the same vector rely on.
+#[inline(always)]
+fn round_within(y: f64, max: i32) -> i8 {
+    let m = f64::from(max);
+    // `max(-m).min(m)` rather than `clamp`: a NaN (not reachable: components are
+    // finite and the step positive) becomes a code, not a panic.
+    let y = y.max(-m).min(m);
+    let t = y as i32;
+    let frac = y - f64::from(t);
+    let code = t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5);
+    // Within -127..=127 by the clamp.
+    code as i8
 }
 
 /// The least f32 at or above `x`, for `0 ≤ x < f32::MAX` (a step: half a range of f32s
@@ -584,6 +603,36 @@ mod tests {
     /// The bytes stored for `slot`.
     fn stored(store: &Sq8Store, slot: u32) -> &[u8] {
         as_u8(store.codes.record(slot))
+    }
+
+    /// The codes are the bits `f64::round` and a clamp gave, on halves, near-halves,
+    /// the clamp's edges and a spread of ordinary values, for both code ranges.
+    #[test]
+    fn rounding_within_the_range_is_round_then_clamp() {
+        let reference = |y: f64, max: i32| y.round().clamp(-f64::from(max), f64::from(max)) as i8;
+        let mut ys = vec![0.0, -0.0, 1e-300, -1e-300, 1e300, -1e300];
+        for k in -140..=140 {
+            let h = f64::from(k) + 0.5;
+            ys.extend([
+                h,
+                h.next_up(),
+                h.next_down(),
+                f64::from(k),
+                f64::from(k).next_up(),
+            ]);
+            ys.extend([f64::from(k).next_down(), f64::from(k) - 0.49999999999999994]);
+        }
+        let mut next = uniform(11);
+        ys.extend((0..100_000).map(|_| f64::from(next()) * 150.0));
+        for max in [VECTOR_MAX, QUERY_MAX, 1] {
+            for &y in &ys {
+                assert_eq!(
+                    round_within(y, max),
+                    reference(y, max),
+                    "y = {y:e}, max = {max}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -197,18 +197,67 @@ pub fn run_search<A: AsRef<[u8]>>(
     ctx: ReadContext,
     window: Option<usize>,
 ) -> Result<(SearchResults, bool)> {
-    let now = ctx.now_ms;
     let request = parse_search(args)?;
     let index = index_named(engine, &request.index)?;
     let parsed = parse_query(&request.query)?;
-    let plan = bind(&index.schema, &parsed, &request.params)?;
+    run_parsed(engine, index, &request, &parsed, ctx, window)
+}
+
+/// An FT.SEARCH's arguments and query parsed once, for the parts of one search that
+/// run on this node's replicas of several groups: parsing is a tenth of a part's own
+/// work, and it depends on the arguments alone (binding, which needs the index's
+/// schema, stays with each part).
+#[derive(Debug)]
+pub struct PreparedSearch {
+    request: shoal_query::SearchRequest,
+    /// Kept as it came out: a bad query is reported after an unknown index, as
+    /// [`run_search`] orders its errors.
+    query: std::result::Result<shoal_query::ParsedQuery, shoal_query::QueryError>,
+}
+
+impl PreparedSearch {
+    /// `None` when the arguments do not parse: each part then parses them itself and
+    /// gives the error as before.
+    pub fn new<A: AsRef<[u8]>>(args: &[A]) -> Option<Self> {
+        parse_search(args).ok().map(Self::from_request)
+    }
+
+    /// From FT.SEARCH's arguments as `shoal_query::search::parse_search` gave them.
+    pub fn from_request(request: shoal_query::SearchRequest) -> Self {
+        let query = parse_query(&request.query);
+        PreparedSearch { request, query }
+    }
+}
+
+/// [`run_search`] of a search parsed before.
+pub fn run_prepared(
+    engine: &Engine,
+    prepared: &PreparedSearch,
+    ctx: ReadContext,
+    window: Option<usize>,
+) -> Result<(SearchResults, bool)> {
+    let request = &prepared.request;
+    let index = index_named(engine, &request.index)?;
+    let parsed = prepared.query.as_ref().map_err(|e| e.clone())?;
+    run_parsed(engine, index, request, parsed, ctx, window)
+}
+
+fn run_parsed(
+    engine: &Engine,
+    index: &SearchIndex,
+    request: &shoal_query::SearchRequest,
+    parsed: &shoal_query::ParsedQuery,
+    ctx: ReadContext,
+    window: Option<usize>,
+) -> Result<(SearchResults, bool)> {
+    let plan = bind(&index.schema, parsed, &request.params)?;
     let results = crate::search::execute(
         index,
         &engine.keyspace,
         &engine.layout,
-        &request,
+        request,
         &plan,
-        now,
+        ctx.now_ms,
         deadline(request.timeout_ms, ctx.in_apply),
         window,
     )?;
