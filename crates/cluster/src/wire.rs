@@ -33,6 +33,8 @@ pub struct ReadAnswer {
 /// One group's part of an FT.SEARCH (`args` without the command name).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SearchCall {
+    /// Not to be changed once planned without clearing `prepared`, which was parsed
+    /// from them and is what a part on this node runs.
     pub args: Vec<Vec<u8>>,
     pub resp3: bool,
     pub now_ms: u64,

@@ -529,8 +529,8 @@ fn encode(v: &[f32], len: usize, max: i32) -> (Vec<i8>, Meta) {
 #[inline(always)]
 fn round_within(y: f64, max: i32) -> i8 {
     let m = f64::from(max);
-    // `max(-m).min(m)` rather than `clamp`: a NaN (not reachable: components are
-    // finite and the step positive) becomes a code, not a panic.
+    // Components are validated finite and the step is positive, so `y` is never NaN
+    // (one would come out as `-max` here, where `round` then the cast gave 0).
     let y = y.max(-m).min(m);
     let t = y as i32;
     let frac = y - f64::from(t);
