@@ -133,22 +133,23 @@ fn upper(name: &[u8]) -> String {
 }
 
 fn everywhere<A: AsRef<[u8]>>(groups: &[GroupId], args: &[A], merge: Merge) -> Plan {
+    let Some((&last, rest)) = groups.split_last() else {
+        return Plan {
+            parts: Vec::new(),
+            merge,
+        };
+    };
     // Copied for every group but the last, which takes these: an FT.SEARCH's
     // arguments carry its vector.
-    let mut parts: Vec<Part> = groups
+    let args = owned(args);
+    let mut parts: Vec<Part> = rest
         .iter()
         .map(|&group| Part {
             group,
-            args: Vec::new(),
+            args: args.clone(),
         })
         .collect();
-    if let Some((last, rest)) = parts.split_last_mut() {
-        let args = owned(args);
-        for part in rest {
-            part.args = args.clone();
-        }
-        last.args = args;
-    }
+    parts.push(Part { group: last, args });
     Plan { parts, merge }
 }
 

@@ -620,12 +620,12 @@ fn a_prepared_search_answers_as_its_arguments_do() {
     let mut errors = 0;
     for args in &searches {
         let plain = e.search_part(args, ctx, 10);
-        let prepared = PreparedSearch::new(args).map(|p| e.search_part_prepared(&p, ctx, 10));
-        let prepared = prepared.unwrap_or_else(|| panic!("{args:?} parses as a request"));
+        // As a router prepares it (`shoal_cluster::plan`).
+        let request = shoal_query::search::parse_search(args)
+            .unwrap_or_else(|e| panic!("{args:?} parses as a request: {e}"));
+        let prepared = e.search_part_prepared(&PreparedSearch::from_request(request), ctx, 10);
         assert_eq!(format!("{plain:?}"), format!("{prepared:?}"), "{args:?}");
         errors += usize::from(plain.is_err());
     }
     assert_eq!(errors, 4, "the last four are refused");
-    // Arguments that are not a request at all are not prepared: each part refuses them.
-    assert!(PreparedSearch::new(&[b"idx".to_vec()]).is_none());
 }

@@ -216,13 +216,8 @@ pub struct PreparedSearch {
 }
 
 impl PreparedSearch {
-    /// `None` when the arguments do not parse: each part then parses them itself and
-    /// gives the error as before.
-    pub fn new<A: AsRef<[u8]>>(args: &[A]) -> Option<Self> {
-        parse_search(args).ok().map(Self::from_request)
-    }
-
-    /// From FT.SEARCH's arguments as `shoal_query::search::parse_search` gave them.
+    /// From FT.SEARCH's arguments as `shoal_query::search::parse_search` gave them
+    /// (arguments that do not parse are not prepared: each part refuses them itself).
     pub fn from_request(request: shoal_query::SearchRequest) -> Self {
         let query = parse_query(&request.query);
         PreparedSearch { request, query }
