@@ -43,7 +43,8 @@
 //! The logs proof further asks that both know that configuration committed at the same
 //! index: their logs then agree up to it, so an entry committed under an older
 //! configuration is in both. A round is sent after every read it serves began, and
-//! this node's own views are taken when it is sent; the peer's when it answers.
+//! this node's own views are taken while it is out; the peer's when it answers. Both
+//! follow every read the round serves, which is all the proof needs of either.
 
 use std::collections::HashMap;
 

@@ -858,15 +858,21 @@ impl Shards {
                 let mut groups: Vec<GroupId> = asked.into_iter().flatten().collect();
                 groups.sort_unstable();
                 groups.dedup();
-                // Bounded: a stuck Raft core would hold the slot for every later round.
-                let own = tokio::time::timeout(CONFIRM_WAIT, local.vote_views(&groups))
-                    .await
-                    .map_err(|_| no_answer(0, local.host.id(), CONFIRM_WAIT))?;
                 let payload = encode(&groups)?;
-                // Bounded here too: the callers give up after CONFIRM_WAIT, and a round
-                // that hung on a partitioned peer would hold the slot for every later one.
-                let round = link.round(payload, CONFIRM_WAIT);
-                let reply = match tokio::time::timeout(CONFIRM_WAIT, round).await {
+                // This node's views and the peer's are taken at the same time: each
+                // only has to be taken after every read the round serves began, in
+                // either order (docs/consistency.md), and a round that waited for its
+                // own Raft cores before it sent the call took one hop longer, queued
+                // behind the walks under load.
+                //
+                // Bounded: a stuck Raft core would hold the slot for every later round.
+                let own = tokio::time::timeout(CONFIRM_WAIT, local.vote_views(&groups));
+                // Bounded too: the callers give up after CONFIRM_WAIT, and a round that
+                // hung on a partitioned peer would hold the slot for every later one.
+                let round = tokio::time::timeout(CONFIRM_WAIT, link.round(payload, CONFIRM_WAIT));
+                let (own, reply) = futures::join!(own, round);
+                let own = own.map_err(|_| no_answer(0, local.host.id(), CONFIRM_WAIT))?;
+                let reply = match reply {
                     Ok(Ok(reply)) => reply,
                     Ok(Err(status)) => return Err(failed_call(0, peer, &status)),
                     Err(_) => return Err(no_answer(0, peer, CONFIRM_WAIT)),

@@ -488,13 +488,22 @@ fn encode(v: &[f32], len: usize, max: i32) -> (Vec<i8>, Meta) {
     let step = round_up(reach / f64::from(max));
     let (mut sum, mut sum_sq, mut err_sq) = (0i32, 0u32, 0.0f64);
     if step > 0.0 && step.is_finite() {
+        let (m, b) = (f64::from(mid), f64::from(step));
+        // Three passes, not one: the codes and their sums have no order to keep and go
+        // several components at a time, while the error is summed in the components'
+        // order, its bits the same as ever. In one pass all three went at the pace of
+        // that chain of f64 additions: a 128-dimension query (coded once per part of
+        // every search) took 1.59 µs, now 1.13 (`Sq8Store::query`, in a loop).
         for (c, &x) in codes.iter_mut().zip(v) {
-            let code = round_within((f64::from(x) - f64::from(mid)) / f64::from(step), max);
-            *c = code;
+            *c = round_within((f64::from(x) - m) / b, max);
+        }
+        for &c in &codes[..v.len()] {
             // At most 127 · 32,768 and 127² · 32,768 (MAX_DIM): no overflow.
-            sum += i32::from(code);
-            sum_sq += i32::from(code).unsigned_abs().pow(2);
-            err_sq += (f64::from(x) - (f64::from(mid) + f64::from(step) * f64::from(code))).powi(2);
+            sum += i32::from(c);
+            sum_sq += i32::from(c).unsigned_abs().pow(2);
+        }
+        for (&c, &x) in codes.iter().zip(v) {
+            err_sq += (f64::from(x) - (m + b * f64::from(c))).powi(2);
         }
     }
     let step = if step.is_finite() { step } else { 0.0 };
@@ -631,6 +640,63 @@ mod tests {
                     reference(y, max),
                     "y = {y:e}, max = {max}"
                 );
+            }
+        }
+    }
+
+    /// The coding loop as it was in one pass (session 41): the three passes give the
+    /// same codes and the same meta to the bit, the error's sum included, on vectors of
+    /// many scales and lengths, for both code ranges.
+    #[test]
+    fn coding_in_three_passes_gives_the_bits_of_one() {
+        let one_pass = |v: &[f32], len: usize, max: i32| {
+            let (lo, hi) = v
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
+                    (lo.min(x), hi.max(x))
+                });
+            let mid = ((f64::from(lo) + f64::from(hi)) / 2.0) as f32;
+            let reach = (f64::from(hi) - f64::from(mid)).max(f64::from(mid) - f64::from(lo));
+            let step = round_up(reach / f64::from(max));
+            let mut codes = vec![0i8; len];
+            let (mut sum, mut sum_sq, mut err_sq) = (0i32, 0u32, 0.0f64);
+            if !(step > 0.0 && step.is_finite()) {
+                return (codes, sum, sum_sq, err_sq);
+            }
+            for (c, &x) in codes.iter_mut().zip(v) {
+                let code = round_within((f64::from(x) - f64::from(mid)) / f64::from(step), max);
+                *c = code;
+                sum += i32::from(code);
+                sum_sq += i32::from(code).unsigned_abs().pow(2);
+                err_sq +=
+                    (f64::from(x) - (f64::from(mid) + f64::from(step) * f64::from(code))).powi(2);
+            }
+            (codes, sum, sum_sq, err_sq)
+        };
+        let mut next = uniform(42);
+        for (i, dim) in [1usize, 3, 4, 17, 128, 300, 1536]
+            .into_iter()
+            .cycle()
+            .take(70)
+            .enumerate()
+        {
+            let scale = [1e-6f32, 1e-2, 1.0, 3.0e2, 1e7][i % 5];
+            let shift = [0.0f32, 0.5, -40.0][i % 3] * scale;
+            let v: Vec<f32> = (0..dim).map(|_| next() * scale + shift).collect();
+            for max in [VECTOR_MAX, QUERY_MAX] {
+                let len = dim.div_ceil(4) * 4;
+                let (codes, meta) = encode(&v, len, max);
+                let (want, sum, sum_sq, err_sq) = one_pass(&v, len, max);
+                assert_eq!(codes, want, "dim {dim}, scale {scale}, max {max}");
+                assert_eq!((meta.sum, meta.sum_sq), (sum, sum_sq));
+                let bound = (v.len() as f64).sqrt() * f64::from(meta.step) / 2.0;
+                let err = if bound > 0.0 {
+                    ((err_sq.sqrt() / bound * f64::from(ERR_FULL)).ceil() + 1.0)
+                        .min(f64::from(ERR_FULL)) as u16
+                } else {
+                    ERR_FULL
+                };
+                assert_eq!(meta.err, err, "dim {dim}, scale {scale}, max {max}");
             }
         }
     }
