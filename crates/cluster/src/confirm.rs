@@ -29,7 +29,7 @@
 //!   A replica that was erased and given back offers no log view
 //!   (`shoal_raft::Host::read_views` says why).
 //!
-//! | this node's replica, when the round is sent | the peer's replica, when it answers | read at |
+//! | this node's replica, while the round is out | the peer's replica, when it answers | read at |
 //! |----------------------------------------------|-------------------------------------|---------|
 //! | leads as (t, me), committed in its own term  | votes for (t, me)                   | my commit index |
 //! | votes for (t, peer)                          | leads as (t, peer), committed in its own term | the peer's commit index |
@@ -63,7 +63,7 @@ pub struct View {
     pub log: Option<LogView>,
 }
 
-/// What one round learned: this node's views when it was sent, the peer's when it
+/// What one round learned: this node's views while it was out, the peer's when it
 /// answered, per group.
 #[derive(Debug, Default)]
 pub struct Fence {
@@ -189,8 +189,8 @@ impl VotesAnswer {
     }
 }
 
-/// The module's table for one group: `own` is this node's view when the round was
-/// sent, `theirs` the peer's when it answered.
+/// The module's table for one group: `own` is this node's view while the round was
+/// out, `theirs` the peer's when it answered.
 pub fn confirmed_index(me: NodeId, own: &View, peer: NodeId, theirs: &View) -> Option<u64> {
     let (mine, peers) = (&own.vote, &theirs.vote);
     let voters = mine.voters.as_ref()?;

@@ -834,7 +834,7 @@ impl Shards {
 
     /// A confirmation round with `peer` sent after this call began, carrying `groups`
     /// and the groups of every other caller waiting for one (`crate::rounds`). This
-    /// node's views are taken when the round is sent.
+    /// node's views are taken while the round is out.
     async fn fence(
         &self,
         groups: Vec<GroupId>,

@@ -497,7 +497,8 @@ fn encode(v: &[f32], len: usize, max: i32) -> (Vec<i8>, Meta) {
         for (c, &x) in codes.iter_mut().zip(v) {
             *c = round_within((f64::from(x) - m) / b, max);
         }
-        for &c in &codes[..v.len()] {
+        // The padding past `v` is zero: it adds nothing to either sum.
+        for &c in &codes {
             // At most 127 · 32,768 and 127² · 32,768 (MAX_DIM): no overflow.
             sum += i32::from(c);
             sum_sq += i32::from(c).unsigned_abs().pow(2);
@@ -645,8 +646,8 @@ mod tests {
     }
 
     /// The coding loop as it was in one pass (session 41): the three passes give the
-    /// same codes and the same meta to the bit, the error's sum included, on vectors of
-    /// many scales and lengths, for both code ranges.
+    /// same codes and the same meta to the bit (the error's share, from its sum, too)
+    /// on vectors of many scales and lengths, for both code ranges.
     #[test]
     fn coding_in_three_passes_gives_the_bits_of_one() {
         let one_pass = |v: &[f32], len: usize, max: i32| {
