@@ -36,7 +36,9 @@ For each setup:
    clients then send PING the same way: the PING QPS is the ceiling of this client
    and the RESP loop, so a search QPS close to it means the client, not the search,
    is the limit. The CPU time of the client and of the servers over each window is
-   reported as % of one core.
+   reported as % of one core, and with the rust driver also the time its thread was
+   runnable but waiting for a core (% of the window): while it waits, every reply
+   that came in waits with it, so that share of the latencies is the driver's.
 
 The clients (--driver): `procs` (default) runs --client-procs processes, each driving
 its share of the connections from one epoll loop (requests pre-encoded, replies parsed
@@ -480,7 +482,7 @@ def run_rust(job, bench):
         raise RuntimeError(f"shoal-bench resp-load failed: {out.stderr.strip()}")
     report = json.loads(out.stdout)
     return (report["seconds"], report["latencies_us"], report["cpu_seconds"],
-            report["warmup_seconds"])
+            report["warmup_seconds"], report["wait_seconds"])
 
 
 def load(args, ports, payloads, clients, readonly, server_pids):
@@ -492,10 +494,12 @@ def load(args, ports, payloads, clients, readonly, server_pids):
         raise SystemExit("--warmup needs --driver rust")
     before = [cpu_seconds(p) for p in server_pids]
     warmed = 0.0
+    # Only the Rust driver is one thread whose run-queue wait can be read.
+    client_wait = None
     if args.driver == "threads":
         wall, lat, client_cpu = run_threads(job)
     elif args.driver == "rust":
-        wall, lat, client_cpu, warmed = run_rust(job, args.bench)
+        wall, lat, client_cpu, warmed, client_wait = run_rust(job, args.bench)
     else:
         wall, lat, client_cpu = run_procs(job, args.client_procs)
     # The servers' CPU is read around the whole run, warm-up included, and taken over
@@ -507,6 +511,7 @@ def load(args, ports, payloads, clients, readonly, server_pids):
             "p99_ms": float(np.percentile(lat, 99)) / 1000,
             "mean_ms": statistics.fmean(lat) / 1000, "max_ms": max(lat) / 1000,
             "seconds": wall, "client_cpu_pct": 100 * client_cpu / wall,
+            "client_wait_pct": None if client_wait is None else 100 * client_wait / wall,
             "server_cpu_pct": 100 * server_cpu / wall}
 
 
@@ -680,6 +685,13 @@ def main():
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 
 
+def waiting(row):
+    """The driver's run-queue wait as a share of the row's time ("—" for the Python
+    drivers, or a row recorded before it was measured)."""
+    pct = row.get("client_wait_pct")
+    return "—" if pct is None else f"{pct:.1f}"
+
+
 def report(results, clients_list, args):
     setups = results["setups"]
     print(f"machine: {results['machine']}; n {results['n']} x {results['dim']}, "
@@ -699,14 +711,15 @@ def report(results, clients_list, args):
         print(f"| {name} | {ingest_cols} | {s['recall_at_10']:.4f} | "
               f"{'—' if overlap is None else f'{overlap:.4f}'} |")
     print("\n| setup | clients | FT.SEARCH QPS | p50 ms | p99 ms | max ms | PING QPS "
-          "(client ceiling) | PING p99 ms | client CPU % | servers CPU % |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "(client ceiling) | PING p99 ms | client CPU % | client waiting for a core % "
+          "| servers CPU % |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, s in setups.items():
         for clients, r in s["load"].items():
             print(f"| {name} | {clients} | {r['qps']:,.0f} | {r['p50_ms']:.3f} | "
                   f"{r['p99_ms']:.3f} | {r['max_ms']:.1f} | {r['ping']['qps']:,.0f} | "
                   f"{r['ping']['p99_ms']:.3f} | {r['client_cpu_pct']:.0f} | "
-                  f"{r['server_cpu_pct']:.0f} |")
+                  f"{waiting(r)} | {r['server_cpu_pct']:.0f} |")
     top = str(max(clients_list))
     if "single" in setups:
         print()

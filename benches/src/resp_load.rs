@@ -62,6 +62,10 @@ pub struct RespLoadArgs {
 struct Report {
     seconds: f64,
     cpu_seconds: f64,
+    /// How long the driver's thread was runnable but waiting for a core during the
+    /// window. On a machine whose cores the servers keep busy, every reply that came in
+    /// meanwhile waited too: this is the part of the latencies that is the driver's.
+    wait_seconds: f64,
     /// From the connections' start to the measured window's (0 without a warm-up).
     warmup_seconds: f64,
     latencies_us: Vec<f64>,
@@ -163,7 +167,7 @@ async fn drive(args: &RespLoadArgs, requests: Arc<Vec<Vec<u8>>>) -> Result<Repor
     }
     // The driver's CPU is read when the window opens, on this (the only) thread.
     tokio::time::sleep_until(t0.into()).await;
-    let cpu0 = thread_cpu_seconds()?;
+    let (cpu0, wait0) = thread_sched_seconds()?;
     let mut latencies_us = Vec::with_capacity(args.requests);
     let mut end = t0;
     while let Some(joined) = measuring.join_next().await {
@@ -171,24 +175,28 @@ async fn drive(args: &RespLoadArgs, requests: Arc<Vec<Vec<u8>>>) -> Result<Repor
         latencies_us.extend(lat);
         end = end.max(done);
     }
-    let cpu_seconds = thread_cpu_seconds()? - cpu0;
+    let (cpu1, wait1) = thread_sched_seconds()?;
     Ok(Report {
         seconds: end.saturating_duration_since(t0).as_secs_f64(),
-        cpu_seconds,
+        cpu_seconds: cpu1 - cpu0,
+        wait_seconds: wait1 - wait0,
         warmup_seconds: t0.saturating_duration_since(start).as_secs_f64(),
         latencies_us,
     })
 }
 
-/// CPU time of the calling thread: with a current-thread runtime, all of the driver.
-fn thread_cpu_seconds() -> Result<f64> {
+/// CPU time of the calling thread and its time waiting on a run queue (the first two
+/// fields of its schedstat): with a current-thread runtime, all of the driver.
+fn thread_sched_seconds() -> Result<(f64, f64)> {
     let text = std::fs::read_to_string("/proc/thread-self/schedstat")?;
-    let ns: u64 = text
-        .split_whitespace()
-        .next()
-        .context("empty schedstat")?
-        .parse()?;
-    Ok(ns as f64 / 1e9)
+    let mut fields = text.split_whitespace();
+    let mut next = || -> Result<f64> {
+        let ns: u64 = fields.next().context("short schedstat")?.parse()?;
+        Ok(ns as f64 / 1e9)
+    };
+    let cpu = next()?;
+    let wait = next()?;
+    Ok((cpu, wait))
 }
 
 struct Conn {

@@ -75,6 +75,9 @@ def test_every_planned_request_is_sent_once_and_timed(server, tmp_path):
     assert all(x > 0 for x in report["latencies_us"])
     assert report["seconds"] >= max(report["latencies_us"]) / 1e6
     assert report["cpu_seconds"] >= 0
+    # The driver's run-queue wait, read from its one thread over the same window: never
+    # negative, never longer than the window (its reads bracket it within a few ms).
+    assert 0 <= report["wait_seconds"] <= report["seconds"] + 0.5
     assert call(server, "GET", "n") == b"$2\r\n27\r\n"
 
 
