@@ -165,7 +165,8 @@ async fn drive(args: &RespLoadArgs, requests: Arc<Vec<Vec<u8>>>) -> Result<Repor
             Ok::<_, anyhow::Error>((lat, Instant::now()))
         });
     }
-    // The driver's CPU is read when the window opens, on this (the only) thread.
+    // The driver's CPU and run-queue wait are read when the window opens, on this (the
+    // only) thread.
     tokio::time::sleep_until(t0.into()).await;
     let (cpu0, wait0) = thread_sched_seconds()?;
     let mut latencies_us = Vec::with_capacity(args.requests);
