@@ -174,12 +174,13 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn recall(found: &[Neighbor], truth: &[u32]) -> f64 {
-    let hits = found.iter().filter(|n| truth.contains(&n.id)).count();
+/// Recall@k of the ids found against the true ids (k = `truth.len()`).
+pub(crate) fn recall(found: impl IntoIterator<Item = u32>, truth: &[u32]) -> f64 {
+    let hits = found.into_iter().filter(|id| truth.contains(id)).count();
     hits as f64 / truth.len().max(1) as f64
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -333,7 +334,7 @@ fn measure(
     let rec = results
         .iter()
         .zip(truth)
-        .map(|(f, t)| recall(f, t))
+        .map(|(f, t)| recall(f.iter().map(|n| n.id), t))
         .sum::<f64>()
         / queries.rows as f64;
     let pass =
@@ -513,7 +514,11 @@ fn serve(args: &AnnArgs, base: &Matrix<f32>, queries: &Matrix<f32>) -> Result<()
             }
             Some("recall") => {
                 let found = search_all(index, queries, args.k, ef, 1, None)?;
-                let sum: f64 = found.iter().zip(&truth).map(|(f, t)| recall(f, t)).sum();
+                let sum: f64 = found
+                    .iter()
+                    .zip(&truth)
+                    .map(|(f, t)| recall(f.iter().map(|n| n.id), t))
+                    .sum();
                 writeln!(out, "{:.6}", sum / queries.rows as f64)?;
             }
             Some("quit") | None => break,

@@ -291,6 +291,26 @@ def test_paired_builds_walk_one_graph(dataset, tmp_path):
     assert result["runs"][-1]["a_recall"] >= HNSW_MIN_RECALL
 
 
+def test_engine_search_walks_the_engines_graph(dataset, tmp_path):
+    """`shoal-bench engine-search` builds through the engine in pipelines (here 7 HSETs
+    each, so many flushes and a grown index) and times the bare walk and FT.SEARCH on that
+    graph: FT.SEARCH answers exactly the walk's ids, so the two recalls are equal, and
+    the bare index built as `ann` builds it finds the neighbours too."""
+    out = tmp_path / "engine.json"
+    run_script(shoal_bench_binary(), "engine-search", "--base", dataset / "base.fvecs",
+               "--queries", dataset / "queries.fvecs", "--groundtruth", dataset / "gt_l2.ivecs",
+               "--chunk", "7", "--ef", "64", "--passes", "2", "--json", out)
+    result = json.loads(out.read_text())
+    assert (result["n"], result["dim"], result["chunk"], result["ef"]) == (N, DIM, 7, 64)
+    assert result["ft_search_recall"] == result["walk_recall"]
+    assert result["walk_recall"] >= HNSW_MIN_RECALL
+    assert result["bare_recall"] >= HNSW_MIN_RECALL
+    assert result["ingest_per_second"] > 0
+    assert result["bare_walk_p50_us"] > 0
+    for kind in ("walk", "ft_search"):
+        assert 0 < result[f"{kind}_p50_us"] <= result[f"{kind}_p99_us"]
+
+
 def test_serve_refuses_a_bad_request(dataset):
     """A malformed request ends `shoal-bench ann --serve` with an error naming it,
     instead of a wrong timing."""

@@ -89,3 +89,23 @@ def test_an_error_reply_fails_the_run(server, tmp_path):
     assert out.returncode != 0
     assert "error reply" in out.stderr and "unknown command" in out.stderr
     assert call(server, "PING") == b"+PONG\r\n"
+
+
+def test_paired_latency_measures_both_servers_in_turns(dataset, tmp_path):
+    """benches/resp/paired_latency.py starts two standalone servers (here one binary
+    twice), ingests the dataset into each and times FT.SEARCH on both in alternating
+    rounds: every round gives each server a positive p50 and a positive ratio."""
+    out = tmp_path / "paired.json"
+    run = subprocess.run(
+        [sys.executable, str(BENCHES / "resp" / "paired_latency.py"),
+         "--a", f"x={shoal_binary()}", "--b", f"y={shoal_binary()}",
+         "--data", str(dataset), "--rounds", "3", "--json", str(out)],
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    assert set(result["rounds"]) == {"x", "y"}
+    for rows in result["rounds"].values():
+        assert all(len(v) == 3 for v in rows.values())
+        assert all(p > 0 for p in rows["search_p50_us"] + rows["ping_p50_us"])
+    assert len(result["a_over_b"]) == 3 and all(r > 0 for r in result["a_over_b"])
+    assert "over y's: median" in run.stdout

@@ -138,9 +138,11 @@ impl SearchIndex {
                     let config = IndexConfig {
                         dim: options.dim,
                         metric,
-                        // Preallocating INITIAL_CAP up front costs memory for indexes that
-                        // stay small; growth past it is cheap.
-                        initial_cap: options.initial_cap.min(1 << 16),
+                        // INITIAL_CAP as asked: untouched capacity costs address space,
+                        // not memory (shoal-index maps it lazily), and a walk on an index
+                        // that outgrew its first chunk is 12-14% slower than on the same
+                        // graph in one (`shoal-bench engine-search`, docs/benchmarks.md).
+                        initial_cap: options.initial_cap,
                         algorithm,
                     };
                     FieldIndex::Vector(

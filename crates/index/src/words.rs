@@ -275,18 +275,28 @@ mod tests {
     }
 
     #[test]
-    fn locate_is_dense_and_ordered() {
-        let arena = WordArena::new(1, 100);
-        let mut last = (0, 0);
-        for i in 1..100_000u32 {
-            let loc = arena.locate(i);
-            if loc.0 == last.0 {
-                assert_eq!(loc.1, last.1 + 1);
-            } else {
-                assert_eq!((loc.0, loc.1), (last.0 + 1, 0));
-                assert_eq!(last.1 + 1, arena.chunk_len(last.0));
+    fn locate_counts_through_the_chunks_in_order() {
+        for first in [1usize, 5, 64, 1000, 65_536, 300_000, 5_000_000] {
+            let arena = WordArena::new(1, first);
+            assert_eq!(arena.chunk_len(0), first);
+            let (mut chunk, mut offset) = (0usize, 0usize);
+            for i in 0..((first * 9).min(4_000_000) + 5_000) as u32 {
+                assert_eq!(
+                    arena.locate(i),
+                    (chunk, offset),
+                    "first {first}, record {i}"
+                );
+                offset += 1;
+                if offset == arena.chunk_len(chunk) {
+                    (chunk, offset) = (chunk + 1, 0);
+                }
             }
-            last = loc;
+            // The last u32 id still has a chunk.
+            let (last, at) = arena.locate(u32::MAX);
+            assert!(
+                last < MAX_CHUNKS && at < arena.chunk_len(last),
+                "first {first}"
+            );
         }
     }
 }

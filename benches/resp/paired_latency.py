@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Two `shoal dev --standalone` builds, one client each, FT.SEARCH latency in turns.
+
+Usage: python benches/resp/paired_latency.py --a NAME=SHOAL_BIN --b NAME=SHOAL_BIN
+           --data DIR [--rounds 10] [--json OUT]
+
+Why: issue #3's latency bar (search_ingest.py) is one sequential run per server, and
+on this VM the in-process walk alone moves between 20 and 36 us from one hour to the
+next (docs/benchmarks.md, session 44), more than most changes to the search path are
+worth. Here both servers are started and ingested the way search_ingest.py does it,
+then asked in rounds for one pass over the 1,000 queries each, alternating which goes
+first; every search is timed right after a PING, as there. The verdict is the median
+over rounds of each server's p50, and of a's over b's.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from search_ingest import Conn, encode, ingest, latencies, load_vectors, start
+
+
+def named(text):
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, path
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--a", type=named, required=True, help="NAME=path of a shoal binary")
+    ap.add_argument("--b", type=named, required=True, help="NAME=path of another")
+    ap.add_argument("--data", type=Path, required=True, help="dataset directory (make bench-ann's)")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    base = load_vectors(args.data / "base.fvecs")
+    queries = load_vectors(args.data / "queries.fvecs")
+    payloads = [encode("FT.SEARCH", "idx", "*=>[KNN 10 @vec $q EF_RUNTIME 20]", "PARAMS",
+                       "2", "q", q.tobytes(), "RETURN", "1", "__vec_score", "DIALECT", "2")
+                for q in queries]
+
+    servers = []
+    try:
+        for name, binary in (args.a, args.b):
+            proc, port = start(binary)
+            servers.append((name, proc, Conn(port)))
+            rate, _ = ingest(servers[-1][2], base)
+            print(f"{name}: {rate:,.0f} vectors/s ingested", file=sys.stderr, flush=True)
+        # One untimed pass each: caches, and the index's last insertions settled.
+        for _, _, conn in servers:
+            latencies(conn, payloads, 1)
+        rows = {name: {"search_p50_us": [], "over_ping_p50_us": [], "ping_p50_us": []}
+                for name, _, _ in servers}
+        for r in range(args.rounds):
+            order = servers if r % 2 == 0 else servers[::-1]
+            for name, _, conn in order:
+                ping, search = latencies(conn, payloads, 1)
+                rows[name]["ping_p50_us"].append(statistics.median(ping))
+                rows[name]["search_p50_us"].append(statistics.median(search))
+                rows[name]["over_ping_p50_us"].append(
+                    statistics.median(s - p for p, s in zip(ping, search)))
+    finally:
+        for _, proc, conn in servers:
+            conn.sock.close()
+            proc.terminate()
+            proc.wait(timeout=60)
+
+    (a, _), (b, _) = args.a, args.b
+    ratio = [x / y for x, y in zip(rows[a]["search_p50_us"], rows[b]["search_p50_us"])]
+    print(f"\n| {args.rounds} rounds of 1,000 searches each | {a} | {b} |")
+    print("|---|---:|---:|")
+    for key, label in (("search_p50_us", "FT.SEARCH p50, us (median over rounds)"),
+                       ("over_ping_p50_us", "FT.SEARCH over the PING before it, p50, us"),
+                       ("ping_p50_us", "PING p50, us")):
+        print(f"| {label} | {statistics.median(rows[a][key]):.1f} | "
+              f"{statistics.median(rows[b][key]):.1f} |")
+    print(f"\n{a}'s p50 over {b}'s: median {statistics.median(ratio):.3f} "
+          f"(rounds {min(ratio):.3f}-{max(ratio):.3f})")
+    if args.json:
+        args.json.write_text(json.dumps({"rounds": rows, "a_over_b": ratio}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
