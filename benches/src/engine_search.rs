@@ -47,8 +47,9 @@ pub struct EngineSearchArgs {
     /// The index's name: HNSW level draws are seeded by it (and the field's).
     #[arg(long, default_value = "idx")]
     pub index_name: String,
-    /// Initial capacity of the bare index (default: the base set's size). The engine
-    /// starts an index at INITIAL_CAP clamped to 65,536 and grows it.
+    /// Initial capacity of the bare index (default: the base set's size). A smaller one
+    /// makes it grow past its first chunk, as an index created with a small INITIAL_CAP
+    /// does.
     #[arg(long)]
     pub bare_cap: Option<usize>,
     /// Timed passes of each kind over all queries (after one untimed pass).
@@ -72,6 +73,7 @@ struct Report {
     /// once, in id order, 2 threads, its default seed): the bar's in-process search.
     bare_walk_p50_us: f64,
     bare_recall: f64,
+    bare_cap: usize,
     /// `VectorIndex::search` on the engine's graph.
     walk_p50_us: f64,
     walk_p99_us: f64,
@@ -99,10 +101,11 @@ pub fn run(args: &EngineSearchArgs) -> Result<()> {
     let index = engine
         .index(&args.index_name)
         .context("FT.CREATE made no index")?;
+    let bare_cap = args.bare_cap.unwrap_or(base.rows);
     let bare = HnswIndex::new(
         base.cols,
         Metric::L2,
-        base.rows,
+        bare_cap,
         HnswParams {
             m: args.m,
             ef_construction: args.ef_construction,
@@ -184,6 +187,7 @@ pub fn run(args: &EngineSearchArgs) -> Result<()> {
         ingest_per_second,
         bare_walk_p50_us: percentile(&bare_times, 0.5),
         bare_recall: bare_hits / n_queries,
+        bare_cap,
         walk_p50_us: percentile(&walks, 0.5),
         walk_p99_us: percentile(&walks, 0.99),
         walk_recall: walk_hits / n_queries,

@@ -299,9 +299,10 @@ def test_engine_search_walks_the_engines_graph(dataset, tmp_path):
     out = tmp_path / "engine.json"
     run_script(shoal_bench_binary(), "engine-search", "--base", dataset / "base.fvecs",
                "--queries", dataset / "queries.fvecs", "--groundtruth", dataset / "gt_l2.ivecs",
-               "--chunk", "7", "--ef", "64", "--passes", "2", "--json", out)
+               "--chunk", "7", "--ef", "64", "--passes", "2", "--bare-cap", "100", "--json", out)
     result = json.loads(out.read_text())
     assert (result["n"], result["dim"], result["chunk"], result["ef"]) == (N, DIM, 7, 64)
+    assert result["bare_cap"] == 100
     assert result["ft_search_recall"] == result["walk_recall"]
     assert result["walk_recall"] >= HNSW_MIN_RECALL
     assert result["bare_recall"] >= HNSW_MIN_RECALL
