@@ -4,9 +4,10 @@
 //! index, built at once in id order. Between the two sit the engine (parse, plan, the
 //! walk over the graph the engine built from pipelined HSETs, fields, the reply) and the
 //! server (framing, sockets, tasks). This builds the index as a server does, FT.CREATE
-//! then HSETs applied `--chunk` at a time, and times per query, interleaved, the bare
-//! walk on that very graph and the engine's whole FT.SEARCH. So a slower server search
-//! can be split into the graph it walks, the engine around the walk, and the rest.
+//! then HSETs applied `--chunk` at a time, and times in whole passes, taking turns, the
+//! bare walk of an index built as `ann` builds it, the bare walk on the engine's graph
+//! and the engine's whole FT.SEARCH. So a slower server search can be split into the
+//! graph it walks, the engine around the walk, and the rest.
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -2,8 +2,8 @@
 //! move. Readers index it without locks while writers append: growth adds a chunk instead
 //! of reallocating, so a reference a search holds stays valid.
 //!
-//! Chunk 0 holds exactly `first` records (the index's INITIAL_CAP, so preallocation costs
-//! what was asked for); chunk `i >= 1` holds `step << (i - 1)` records with `step` a power
+//! Chunk 0 holds exactly `first` records (the index's INITIAL_CAP, up to 1 GiB of them, so
+//! preallocation costs what was asked for); chunk `i >= 1` holds `step << (i - 1)` records with `step` a power
 //! of two, so locating a record past chunk 0 is a shift and a leading-zeros count.
 //! Chunks are allocated zeroed, which the OS backs lazily: untouched capacity costs address
 //! space, not memory. Chunks of a megabyte or more are anonymous mappings advised to use
@@ -26,6 +26,12 @@ pub(crate) struct WordArena {
     step_shift: u32,
     chunks: [OnceLock<Chunk>; MAX_CHUNKS],
 }
+
+/// The most chunk 0 reserves, whatever INITIAL_CAP asks. Under Linux's default
+/// overcommit heuristic one mapping larger than the machine's memory is refused, and an
+/// index whose chunk 0 cannot be had indexes nothing; 1 GiB still holds 1.5M records of
+/// 128 dimensions, M 16, in one chunk.
+const MAX_FIRST_BYTES: usize = 1 << 30;
 
 /// Chunks at least this large are mapped with huge pages advised.
 const MAP_THRESHOLD: usize = 1 << 20;
@@ -72,12 +78,15 @@ impl Chunk {
 }
 
 impl WordArena {
-    /// An arena of records of `stride` words with room for `first` records in chunk 0.
+    /// An arena of records of `stride` words with room for `first` records in chunk 0,
+    /// or as many as [`MAX_FIRST_BYTES`] hold.
     pub(crate) fn new(stride: usize, first: usize) -> Self {
-        let first = first.max(1);
+        let stride = stride.max(1);
+        let most = (MAX_FIRST_BYTES / (stride * std::mem::size_of::<AtomicU32>())).max(1);
+        let first = first.clamp(1, most);
         let step_shift = first.next_power_of_two().trailing_zeros().clamp(6, 20);
         WordArena {
-            stride: stride.max(1),
+            stride,
             first,
             step_shift,
             chunks: std::array::from_fn(|_| OnceLock::new()),
@@ -245,6 +254,19 @@ mod tests {
             }
         }
         assert_eq!(seen, 2_000);
+    }
+
+    #[test]
+    fn a_huge_initial_cap_reserves_at_most_max_first_bytes() {
+        // DIM 32768 and INITIAL_CAP 10M, both allowed by FT.CREATE: 1.3 TB asked.
+        let arena = WordArena::new(32_768, 10_000_000);
+        assert!(arena.chunk_len(0) * 32_768 * 4 <= MAX_FIRST_BYTES);
+        arena.ensure(0).unwrap();
+        arena.record(0)[0].store(7, Ordering::Relaxed);
+        let past = arena.chunk_len(0) as u32;
+        arena.ensure(past).unwrap();
+        assert_eq!(arena.record(past)[0].load(Ordering::Relaxed), 0);
+        assert_eq!(arena.record(0)[0].load(Ordering::Relaxed), 7);
     }
 
     #[test]
