@@ -11,7 +11,7 @@ DATA_DIR ?= data
 
 SEED ?= 1
 
-.PHONY: all setup test lint unit pytest chaos chaos-quick run build bench-ann bench-resp bench-replication bench-cluster bench-kernels filter-threshold clean
+.PHONY: all setup test lint unit pytest chaos chaos-quick run build bench-ann bench-resp bench-replication bench-cluster bench-kernels bench-search-fixed filter-threshold clean
 
 all: test
 
@@ -111,6 +111,10 @@ bench-cluster: setup
 ## criterion micro-benchmarks of the distance kernels.
 bench-kernels:
 	cargo bench -p shoal-bench --bench distance
+
+## criterion: what an FT.SEARCH costs the engine besides its walk (a 16-document FLAT index).
+bench-search-fixed:
+	cargo bench -p shoal-bench --bench search_fixed
 
 ## Where an exact scan of a filter's ids beats the filtered walk.
 filter-threshold: setup

@@ -332,12 +332,18 @@ pub fn matching(
                 .is_some_and(|k| keyspace.get(k, now).is_some())
     };
     let matches: Vec<(u32, Option<f32>)> = match &plan.knn {
-        Some(knn) => eval
-            .knn(knn, allowed.as_ref())?
-            .into_iter()
-            .filter(|(d, _)| live(*d))
-            .map(|(d, dist)| (d, Some(dist)))
-            .collect(),
+        Some(knn) => {
+            let found = eval.knn(knn, allowed.as_ref())?;
+            // Sized once (a filtered collect grows from empty, reallocating as it goes).
+            let mut matches = Vec::with_capacity(found.len());
+            matches.extend(
+                found
+                    .into_iter()
+                    .filter(|(d, _)| live(*d))
+                    .map(|(d, dist)| (d, Some(dist))),
+            );
+            matches
+        }
         None => match &allowed {
             Some(b) => b.iter().filter(|d| live(*d)).map(|d| (d, None)).collect(),
             None => index

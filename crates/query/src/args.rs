@@ -87,12 +87,15 @@ pub fn parse_i64(token: &[u8]) -> Option<i64> {
 /// Redis accepts: `inf`, `+inf`, `-inf` in any case.
 pub fn parse_f64(token: &[u8]) -> Option<f64> {
     let text = std::str::from_utf8(token).ok()?;
-    let v: f64 = match text.to_ascii_lowercase().as_str() {
-        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
-        "-inf" | "-infinity" => f64::NEG_INFINITY,
-        // Rust's float grammar accepts "NaN" and "inf" spelled other ways; the match above
+    // Compared in place, not lowercased into a copy: this runs for every KNN clause and
+    // every numeric value indexed.
+    let infinite = |t: &str| t.eq_ignore_ascii_case("inf") || t.eq_ignore_ascii_case("infinity");
+    let v: f64 = match text.strip_prefix('-') {
+        Some(rest) if infinite(rest) => f64::NEG_INFINITY,
+        _ if infinite(text.strip_prefix('+').unwrap_or(text)) => f64::INFINITY,
+        // Rust's float grammar accepts "NaN" and "inf" spelled other ways; the arms above
         // already took the infinities, and NaN is never a valid number here.
-        other => other.parse().ok().filter(|v: &f64| v.is_finite())?,
+        _ => text.parse().ok().filter(|v: &f64| v.is_finite())?,
     };
     Some(v)
 }
@@ -125,6 +128,35 @@ mod tests {
         assert_eq!(parse_f64(b"1.5x"), None);
         assert_eq!(parse_i64(b"-7"), Some(-7));
         assert_eq!(parse_i64(b"7.0"), None);
+    }
+
+    /// The spelling rules as they were written first (lowercase a copy, then match), the
+    /// reference for the in-place comparison.
+    fn parse_f64_by_copy(token: &[u8]) -> Option<f64> {
+        let text = std::str::from_utf8(token).ok()?;
+        match text.to_ascii_lowercase().as_str() {
+            "inf" | "+inf" | "infinity" | "+infinity" => Some(f64::INFINITY),
+            "-inf" | "-infinity" => Some(f64::NEG_INFINITY),
+            other => other.parse().ok().filter(|v: &f64| v.is_finite()),
+        }
+    }
+
+    #[test]
+    fn numbers_parse_as_the_lowercased_copy_did() {
+        let signs = ["", "+", "-", "--", "+-", "-+", "++"];
+        let bodies = [
+            "inf", "INF", "Inf", "infinity", "InFiNiTy", "infin", "nan", "NaN", "1", "1.5E3",
+            "1e400", "-0", "0.000", "1_0", " 1", "1 ", "", "e5", ".5", "5.",
+        ];
+        for sign in signs {
+            for body in bodies {
+                let token = format!("{sign}{body}");
+                let want = parse_f64_by_copy(token.as_bytes());
+                let got = parse_f64(token.as_bytes());
+                assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "{token:?}");
+            }
+        }
+        assert_eq!(parse_f64(&[0xff, b'1']), None);
     }
 
     #[test]

@@ -153,6 +153,9 @@ pub fn parse_limit<A: AsRef<[u8]>>(args: &mut Args<'_, A>) -> Result<(usize, usi
     Ok((offset, num))
 }
 
+/// Up to this many PARAMS are checked for repeats by a scan, beyond it through a set.
+const PARAM_SCAN: usize = 16;
+
 /// `PARAMS n name value ...`.
 pub fn parse_params<A: AsRef<[u8]>>(args: &mut Args<'_, A>) -> Result<Vec<(String, Vec<u8>)>> {
     let count = args
@@ -170,18 +173,31 @@ pub fn parse_params<A: AsRef<[u8]>>(args: &mut Args<'_, A>) -> Result<Vec<(Strin
     let mut group = args
         .take(n)
         .map_err(|_| QueryError::param("PARAMS", "Missing argument"))?;
-    let mut params: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut params: Vec<(String, Vec<u8>)> = Vec::with_capacity(n / 2);
+    // Names seen, in a set only once there are enough of them for a scan to cost more
+    // (a search has one or two; the set's hashing and copies were most of this parse).
+    let mut seen: Option<std::collections::HashSet<String>> = None;
     while !group.is_empty() {
-        let name = group.next_str()?.to_owned();
-        let value = group.next_bytes()?.to_vec();
-        if !seen.insert(name.clone()) {
+        let name = group.next_str()?;
+        let value = group.next_bytes()?;
+        let repeated = match &mut seen {
+            Some(names) => !names.insert(name.to_owned()),
+            None if params.len() < PARAM_SCAN => params.iter().any(|(n, _)| n == name),
+            None => {
+                let mut names: std::collections::HashSet<String> =
+                    params.iter().map(|(n, _)| n.clone()).collect();
+                let repeated = !names.insert(name.to_owned());
+                seen = Some(names);
+                repeated
+            }
+        };
+        if repeated {
             return Err(QueryError::param(
                 "PARAMS",
                 format!("Parameter {name} is already defined."),
             ));
         }
-        params.push((name, value));
+        params.push((name.to_owned(), value.to_vec()));
     }
     Ok(params)
 }
@@ -270,6 +286,46 @@ mod tests {
             parse(&["i", "*", "RETURN", "3", "r1", "AS", "r11", "r2"]).unwrap_err(),
             QueryError::UnexpectedArgument("r2".into())
         );
+    }
+
+    /// A repeat is found whether it falls among the scanned names or past them, where a
+    /// set takes over; distinct names are all kept, in order.
+    #[test]
+    fn repeated_params_are_found_past_the_scan() {
+        let params = |names: &[String]| {
+            let mut args: Vec<String> = vec!["i".into(), "*".into(), "PARAMS".into()];
+            args.push((2 * names.len()).to_string());
+            for (i, name) in names.iter().enumerate() {
+                args.push(name.clone());
+                args.push(i.to_string());
+            }
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            parse(&refs)
+        };
+        let distinct: Vec<String> = (0..3 * PARAM_SCAN).map(|i| format!("p{i}")).collect();
+        let request = params(&distinct).unwrap();
+        assert_eq!(request.params.len(), distinct.len());
+        assert_eq!(
+            request.params[PARAM_SCAN + 1],
+            (
+                format!("p{}", PARAM_SCAN + 1),
+                (PARAM_SCAN + 1).to_string().into_bytes()
+            )
+        );
+        for (at, of) in [
+            (3, 1),
+            (PARAM_SCAN, 2),
+            (PARAM_SCAN + 1, PARAM_SCAN),
+            (2 * PARAM_SCAN, 0),
+        ] {
+            let mut names = distinct.clone();
+            names[at] = names[of].clone();
+            let message = params(&names).unwrap_err().to_string();
+            assert!(
+                message.ends_with(&format!("Parameter p{of} is already defined.")),
+                "{message}"
+            );
+        }
     }
 
     #[test]

@@ -80,8 +80,9 @@ fn upper<'b>(name: &[u8], buf: &'b mut [u8; 32]) -> &'b str {
 }
 
 /// A command's arguments as slices, on the stack for the usual few: this runs for every
-/// command of every pipeline.
-pub(crate) fn arg_refs<A: AsRef<[u8]>>(args: &[A]) -> smallvec::SmallVec<[&[u8]; 8]> {
+/// command of every pipeline. Sixteen covers an FT.SEARCH with PARAMS, RETURN and
+/// DIALECT (twelve), which spilled to the heap at eight.
+pub(crate) fn arg_refs<A: AsRef<[u8]>>(args: &[A]) -> smallvec::SmallVec<[&[u8]; 16]> {
     args.iter().map(AsRef::as_ref).collect()
 }
 
