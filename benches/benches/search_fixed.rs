@@ -1,7 +1,6 @@
 //! What an FT.SEARCH costs the engine besides its walk: the request parsed, the query
 //! parsed and bound, the hits' keys and fields, the reply built and dropped. Measured on
-//! a FLAT index of 16 documents, whose scan is a few hundred nanoseconds, so that the
-//! rest shows (docs/benchmarks.md, session 45: about 5 µs of a 25 µs search over 200k
+//! a FLAT index of 16 documents, whose scan is about 1 µs, so that the rest shows (docs/benchmarks.md, session 45: about 5 µs of a 25 µs search over 200k
 //! vectors, the part of issue #3's latency that is neither the walk nor the network).
 
 use criterion::{criterion_group, criterion_main, Criterion};

@@ -25,7 +25,8 @@ pub(crate) fn unique_neighbors(
 ) -> Vec<Neighbor> {
     let sorted = sorted.into_iter();
     // Sized once: growing from empty took three allocations for a k of 10 on every search.
-    let room = sorted.size_hint().1.unwrap_or(limit).min(limit);
+    // Only by a bound the input knows: range searches pass `usize::MAX` as the limit.
+    let room = sorted.size_hint().1.map_or(0, |upper| upper.min(limit));
     let mut out: Vec<Neighbor> = Vec::with_capacity(room);
     let mut seen: Option<std::collections::HashSet<u32>> = None;
     for (distance, id) in sorted {

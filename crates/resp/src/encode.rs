@@ -115,7 +115,9 @@ impl ReplyTree for Value {
 /// that did not fill its `Vec`), measured once for its length and dropped. That was
 /// 4.5 us of a 10-hit FT.SEARCH's 40 us in the server (docs/benchmarks.md, session 45).
 /// RESP's reply lines are a prefix, a decimal or the bytes, and CRLF; the property test
-/// `frames_as_redis_protocol_does` holds every shape to redis-protocol's bytes.
+/// `frames_as_redis_protocol_does` holds every shape to redis-protocol's bytes. A map is
+/// written pair by pair: its keys are the builder's to keep distinct (redis-protocol's
+/// RESP3 map folded repeats; CONFIG GET and FT.SEARCH's rows now do that themselves).
 pub fn encode<T: ReplyTree>(value: T, protocol: Protocol, out: &mut BytesMut) {
     write(value, protocol, out);
 }

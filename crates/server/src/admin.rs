@@ -379,13 +379,17 @@ fn config(args: &[Bytes]) -> Value {
                 ("proto-max-bulk-len", "536870912"),
             ];
             let mut out = Vec::new();
+            let mut names: Vec<&str> = Vec::new();
             for pattern in &args[2..] {
                 let matcher = text(pattern).to_ascii_lowercase();
                 for (k, v) in known {
                     let hit = matcher == "*"
                         || matcher == k
                         || matcher.strip_suffix('*').is_some_and(|p| k.starts_with(p));
-                    if hit {
+                    // Each parameter once, however many patterns match it, as Redis
+                    // answers (and a RESP3 map's keys are distinct).
+                    if hit && !names.contains(&k) {
+                        names.push(k);
                         out.push((Value::bulk(k), Value::bulk(v)));
                     }
                 }
@@ -398,5 +402,37 @@ fn config(args: &[Bytes]) -> Value {
             "ERR unknown subcommand '{}'. Try CONFIG HELP.",
             other.to_ascii_lowercase()
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(patterns: &[&str]) -> Value {
+        let args: Vec<Bytes> = ["CONFIG", "GET"]
+            .iter()
+            .chain(patterns)
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect();
+        config(&args)
+    }
+
+    #[test]
+    fn config_get_names_each_parameter_once() {
+        let Value::Map(pairs) = get(&["maxmemory", "MAXMEMORY", "maxmemory*"]) else {
+            panic!("CONFIG GET answers a map");
+        };
+        assert_eq!(
+            pairs,
+            vec![
+                (Value::bulk("maxmemory"), Value::bulk("0")),
+                (Value::bulk("maxmemory-policy"), Value::bulk("noeviction")),
+            ]
+        );
+        let Value::Map(all) = get(&["*", "timeout"]) else {
+            panic!("CONFIG GET answers a map");
+        };
+        assert_eq!(all.len(), 7);
     }
 }

@@ -1,5 +1,6 @@
 //! FT.CREATE, FT.DROPINDEX, FT.SEARCH, FT.AGGREGATE and FT.INFO.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use shoal_query::{
@@ -279,7 +280,7 @@ pub fn render_search(results: SearchResults, nocontent: bool, resp3: bool) -> Re
                     row.push((
                         "extra_attributes",
                         Reply::Map(
-                            hit.fields
+                            distinct_fields(hit.fields)
                                 .into_iter()
                                 .map(|(k, v)| (Reply::Bulk(k), Reply::Bulk(v)))
                                 .collect(),
@@ -313,6 +314,43 @@ pub fn render_search(results: SearchResults, nocontent: bool, resp3: bool) -> Re
     }
     Reply::Array(out)
 }
+
+/// A hit's fields with each name once, where it first appeared, holding its last value:
+/// a RESP3 map's keys are distinct, and `RETURN 2 f f`, or a hash field named like the
+/// KNN alias, would otherwise repeat one. (RESP2's flat array keeps them all, as
+/// RediSearch's does.)
+fn distinct_fields(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(fields.len());
+    // Positions by name once there are enough names for a scan to cost more.
+    let mut at: Option<HashMap<Vec<u8>, usize>> = None;
+    for (name, value) in fields {
+        let seen = match &mut at {
+            Some(index) => index.get(&name).copied(),
+            None => out.iter().position(|(n, _)| *n == name),
+        };
+        match seen {
+            Some(i) => out[i].1 = value,
+            None => {
+                if let Some(index) = &mut at {
+                    index.insert(name.clone(), out.len());
+                }
+                out.push((name, value));
+                if at.is_none() && out.len() > DISTINCT_SCAN {
+                    at = Some(
+                        out.iter()
+                            .enumerate()
+                            .map(|(i, (n, _))| (n.clone(), i))
+                            .collect(),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Up to this many fields a hit's names are checked for repeats by a scan.
+const DISTINCT_SCAN: usize = 16;
 
 pub(super) fn aggregate(engine: &Engine, a: &Args<'_>, ctx: ReadContext) -> Result<Reply> {
     a.arity(2, true)?;
@@ -358,4 +396,82 @@ pub(super) fn info(engine: &Engine, a: &Args<'_>, ctx: ReadContext) -> Result<Re
         .get(&name)
         .ok_or(EngineError::UnknownIndex(name))?;
     Ok(crate::info::ft_info(index, ctx.resp3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::{Hit, SearchResults};
+
+    fn hit(fields: &[(&str, &str)]) -> SearchResults {
+        SearchResults {
+            total: 1,
+            hits: vec![Hit {
+                key: b"doc:1".to_vec(),
+                distance: None,
+                sort_value: None,
+                fields: fields
+                    .iter()
+                    .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                    .collect(),
+            }],
+            knn: None,
+        }
+    }
+
+    fn extra_attributes(reply: Reply) -> Vec<(Reply, Reply)> {
+        let Reply::Map(top) = reply else {
+            panic!("not a map: {reply:?}");
+        };
+        let Some((_, Reply::Array(rows))) =
+            top.into_iter().find(|(k, _)| *k == Reply::bulk("results"))
+        else {
+            panic!("no results");
+        };
+        let Some(Reply::Map(row)) = rows.into_iter().next() else {
+            panic!("no row");
+        };
+        let Some((_, Reply::Map(fields))) = row
+            .into_iter()
+            .find(|(k, _)| *k == Reply::bulk("extra_attributes"))
+        else {
+            panic!("no extra_attributes");
+        };
+        fields
+    }
+
+    /// RESP3 names each field once (first place, last value); RESP2 keeps every pair.
+    #[test]
+    fn resp3_rows_name_each_field_once() {
+        let fields = [("f", "1"), ("g", "2"), ("f", "3")];
+        let map = extra_attributes(render_search(hit(&fields), false, true));
+        assert_eq!(
+            map,
+            vec![
+                (Reply::bulk("f"), Reply::bulk("3")),
+                (Reply::bulk("g"), Reply::bulk("2"))
+            ]
+        );
+        let Reply::Array(flat) = render_search(hit(&fields), false, false) else {
+            panic!("RESP2 FT.SEARCH is an array");
+        };
+        assert_eq!(
+            flat[2],
+            Reply::Array(["f", "1", "g", "2", "f", "3"].map(Reply::bulk).to_vec())
+        );
+    }
+
+    /// Past the scan's reach the same holds through the index of names.
+    #[test]
+    fn many_fields_are_made_distinct_too() {
+        let names: Vec<String> = (0..3 * DISTINCT_SCAN).map(|i| format!("f{i}")).collect();
+        let mut fields: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "a")).collect();
+        fields.push(("f2", "late"));
+        fields.push((names[2 * DISTINCT_SCAN].as_str(), "later"));
+        let map = extra_attributes(render_search(hit(&fields), false, true));
+        assert_eq!(map.len(), names.len());
+        assert_eq!(map[2], (Reply::bulk("f2"), Reply::bulk("late")));
+        assert_eq!(map[2 * DISTINCT_SCAN].1, Reply::bulk("later"));
+        assert_eq!(map[1].1, Reply::bulk("a"));
+    }
 }
