@@ -109,3 +109,24 @@ def test_paired_latency_measures_both_servers_in_turns(dataset, tmp_path):
         assert all(p > 0 for p in rows["search_p50_us"] + rows["ping_p50_us"])
     assert len(result["a_over_b"]) == 3 and all(r > 0 for r in result["a_over_b"])
     assert "over y's: median" in run.stdout
+
+
+def test_fixed_cost_times_a_search_without_a_walk(dataset, tmp_path):
+    """benches/resp/fixed_cost.py searches a FLAT index of a few documents right after
+    PINGs, ECHOs 500 bytes the same way, and parses the recorded reply with hiredis: each
+    figure is positive, and the 10-hit reply takes hiredis longer than `+PONG`."""
+    out = tmp_path / "fixed.json"
+    run = subprocess.run(
+        [sys.executable, str(BENCHES / "resp" / "fixed_cost.py"), "--shoal", shoal_binary(),
+         "--data", str(dataset), "--docs", "12", "--passes", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    assert result["docs"] == 12
+    assert all(len(v) == 2 for v in result["passes"].values())
+    assert all(p > 0 for p in result["passes"]["ping_p50_us"])
+    assert result["allowance_us"] == [0.3 * p for p in result["passes"]["ping_p50_us"]]
+    client = result["client"]
+    assert client["reply_bytes"] > 200
+    assert client["search_reply_parse_us"] > client["pong_parse_us"] > 0
+    assert "FLAT docs) over PING" in run.stdout
