@@ -115,6 +115,17 @@ impl WordArena {
         }
     }
 
+    /// Chunk `c`'s first record id: `first`, then chunks doubling from `1 << step_shift`,
+    /// so the ids before chunk `c >= 1` are `first + (2^(c-1) - 1) << step_shift`. In
+    /// closed form because a FLAT scan asks it of all 33 chunks of two arenas per search
+    /// (summing the lengths before each was a microsecond of every small FLAT search).
+    fn chunk_start(&self, c: usize) -> usize {
+        match c {
+            0 => 0,
+            _ => self.first + (((1usize << (c - 1)) - 1) << self.step_shift),
+        }
+    }
+
     /// Makes sure record `i` is backed by memory. Safe to race: one allocation wins.
     pub(crate) fn ensure(&self, i: u32) -> Result<()> {
         let (chunk, _) = self.locate(i);
@@ -174,7 +185,7 @@ impl WordArena {
     /// Chunk `c`'s first record id and its words for the records below `limit`, if the
     /// chunk is allocated and starts below `limit`: the contiguous shape a scan wants.
     pub(crate) fn chunk(&self, c: usize, limit: u32) -> Option<(u32, &[AtomicU32])> {
-        let start: usize = (0..c).map(|i| self.chunk_len(i)).sum();
+        let start = self.chunk_start(c);
         if start >= limit as usize {
             return None;
         }
@@ -254,6 +265,37 @@ mod tests {
             }
         }
         assert_eq!(seen, 2_000);
+    }
+
+    /// The closed form is the sum of the chunks before, and the first id of each chunk
+    /// is where `locate` puts the chunk's first record, for small, odd and huge starts.
+    #[test]
+    fn chunk_starts_are_the_lengths_before_them() {
+        for (stride, first) in [
+            (3, 5),
+            (1, 1),
+            (130, 10_240),
+            (16, 200_000),
+            (32_768, 10_000_000),
+        ] {
+            let arena = WordArena::new(stride, first);
+            let mut before = 0usize;
+            for c in 0..MAX_CHUNKS {
+                assert_eq!(
+                    arena.chunk_start(c),
+                    before,
+                    "stride {stride} first {first} chunk {c}"
+                );
+                if let Ok(id) = u32::try_from(before) {
+                    assert_eq!(
+                        arena.locate(id),
+                        (c, 0),
+                        "stride {stride} first {first} chunk {c}"
+                    );
+                }
+                before += arena.chunk_len(c);
+            }
+        }
     }
 
     #[test]
