@@ -118,10 +118,57 @@ impl ReplyTree for Value {
 /// `frames_as_redis_protocol_does` holds every shape to redis-protocol's bytes. A map is
 /// written pair by pair: its keys are the builder's to keep distinct (redis-protocol's
 /// RESP3 map folded repeats; CONFIG GET and FT.SEARCH's rows now do that themselves).
+///
+/// The protocols differ only where RESP2 lacks a type:
+///
+/// | node     | RESP2                     | RESP3            |
+/// |----------|---------------------------|------------------|
+/// | null     | `$-1`                     | `_`              |
+/// | map      | array of 2n, keys between | `%n`             |
+/// | double   | bulk string               | `,` line         |
+/// | boolean  | integer 0/1               | `#t` / `#f`      |
+/// | verbatim | bulk string               | `=` with `txt:`  |
 pub fn encode<T: ReplyTree>(value: T, protocol: Protocol, out: &mut BytesMut) {
-    write(value, protocol, out);
+    let resp3 = protocol == Protocol::Resp3;
+    match value.into_node() {
+        Node::Simple(s) => text_line(out, b'+', &one_line_bytes(s)),
+        Node::Error(e) => text_line(out, b'-', one_line(&e).as_bytes()),
+        Node::Int(i) => number_line(out, b':', i),
+        Node::Bulk(b) => bulk_string(out, &b),
+        Node::Null if resp3 => out.extend_from_slice(b"_\r\n"),
+        Node::Null => out.extend_from_slice(b"$-1\r\n"),
+        Node::Array(items) => {
+            number_line(out, b'*', length(items.len()));
+            for item in items {
+                encode(item, protocol, out);
+            }
+        }
+        Node::Map(pairs) => {
+            if resp3 {
+                number_line(out, b'%', length(pairs.len()));
+            } else {
+                number_line(out, b'*', length(pairs.len()).saturating_mul(2));
+            }
+            for (k, v) in pairs {
+                encode(k, protocol, out);
+                encode(v, protocol, out);
+            }
+        }
+        Node::Double(d) if resp3 => text_line(out, b',', resp3_double(d).as_bytes()),
+        Node::Double(d) => bulk_string(out, format_double(d).as_bytes()),
+        Node::Bool(b) if resp3 => out.extend_from_slice(if b { b"#t\r\n" } else { b"#f\r\n" }),
+        Node::Bool(b) => number_line(out, b':', i64::from(b)),
+        Node::Verbatim(s) if resp3 => {
+            // The length counts the `txt:` format prefix.
+            number_line(out, b'=', length(s.len()).saturating_add(4));
+            out.reserve(s.len() + 6);
+            out.put_slice(b"txt:");
+            out.put_slice(s.as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        Node::Verbatim(s) => bulk_string(out, s.as_bytes()),
+    }
 }
-
 /// A status or error line may not contain CR or LF: text echoed from a request (an index
 /// name, a bad argument) would otherwise inject replies. Redis replaces them too.
 fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
@@ -173,57 +220,6 @@ fn bulk_string(out: &mut BytesMut, bytes: &[u8]) {
     out.reserve(bytes.len() + 2);
     out.put_slice(bytes);
     out.put_slice(b"\r\n");
-}
-
-/// One node and its children. The protocols differ only where RESP2 lacks a type:
-///
-/// | node     | RESP2                     | RESP3            |
-/// |----------|---------------------------|------------------|
-/// | null     | `$-1`                     | `_`              |
-/// | map      | array of 2n, keys between | `%n`             |
-/// | double   | bulk string               | `,` line         |
-/// | boolean  | integer 0/1               | `#t` / `#f`      |
-/// | verbatim | bulk string               | `=` with `txt:`  |
-fn write<T: ReplyTree>(value: T, protocol: Protocol, out: &mut BytesMut) {
-    let resp3 = protocol == Protocol::Resp3;
-    match value.into_node() {
-        Node::Simple(s) => text_line(out, b'+', &one_line_bytes(s)),
-        Node::Error(e) => text_line(out, b'-', one_line(&e).as_bytes()),
-        Node::Int(i) => number_line(out, b':', i),
-        Node::Bulk(b) => bulk_string(out, &b),
-        Node::Null if resp3 => out.extend_from_slice(b"_\r\n"),
-        Node::Null => out.extend_from_slice(b"$-1\r\n"),
-        Node::Array(items) => {
-            number_line(out, b'*', length(items.len()));
-            for item in items {
-                write(item, protocol, out);
-            }
-        }
-        Node::Map(pairs) => {
-            if resp3 {
-                number_line(out, b'%', length(pairs.len()));
-            } else {
-                number_line(out, b'*', length(pairs.len()).saturating_mul(2));
-            }
-            for (k, v) in pairs {
-                write(k, protocol, out);
-                write(v, protocol, out);
-            }
-        }
-        Node::Double(d) if resp3 => text_line(out, b',', resp3_double(d).as_bytes()),
-        Node::Double(d) => bulk_string(out, format_double(d).as_bytes()),
-        Node::Bool(b) if resp3 => out.extend_from_slice(if b { b"#t\r\n" } else { b"#f\r\n" }),
-        Node::Bool(b) => number_line(out, b':', i64::from(b)),
-        Node::Verbatim(s) if resp3 => {
-            // The length counts the `txt:` format prefix.
-            number_line(out, b'=', length(s.len()).saturating_add(4));
-            out.reserve(s.len() + 6);
-            out.put_slice(b"txt:");
-            out.put_slice(s.as_bytes());
-            out.put_slice(b"\r\n");
-        }
-        Node::Verbatim(s) => bulk_string(out, s.as_bytes()),
-    }
 }
 
 /// Doubles as RESP3 spells them: `inf`, `-inf`, `nan`, else the shortest round trip.
