@@ -23,6 +23,7 @@ pub mod info;
 pub mod keyspace;
 pub mod layout;
 pub mod numeric;
+mod query_cache;
 pub mod reply;
 pub mod search;
 pub mod search_index;

@@ -14,7 +14,7 @@ use crate::error::{EngineError, Result};
 use crate::fields::{raw_field, words};
 use crate::keyspace::{Keyspace, Value};
 use crate::layout::Layout;
-use crate::reply::format_g12;
+use crate::reply::G12;
 use crate::search_index::{FieldIndex, SearchIndex};
 
 /// One returned document. Serializable: shards send their hits to the router.
@@ -470,27 +470,24 @@ pub fn execute(
         )
     });
 
-    let page: Vec<_> = match window {
+    // The page, cut from `ordered` in place.
+    match window {
         // A shard's part of a cluster-wide search: every KNN neighbour (the router picks
         // the k nearest of all shards), otherwise the first offset + num in order.
-        Some(_) if knn => ordered,
-        Some(w) => {
-            ordered.truncate(w);
-            ordered
+        Some(_) if knn => {}
+        Some(w) => ordered.truncate(w),
+        None => {
+            ordered.truncate(request.offset.saturating_add(request.num));
+            ordered.drain(..request.offset.min(ordered.len()));
         }
-        None => ordered
-            .into_iter()
-            .skip(request.offset)
-            .take(request.num)
-            .collect(),
-    };
-    let mut hits = Vec::with_capacity(page.len());
+    }
+    let mut hits = Vec::with_capacity(ordered.len());
     for Ranked {
         doc,
         key,
         distance,
         sort_value,
-    } in page
+    } in ordered
     {
         eval.check_deadline()?;
         let key = key.to_vec();
@@ -514,7 +511,7 @@ pub fn execute(
 }
 
 fn distance_text(d: f32) -> Vec<u8> {
-    format_g12(f64::from(d)).into_bytes()
+    G12::new(f64::from(d)).as_bytes().to_vec()
 }
 
 fn load_fields(

@@ -11,7 +11,7 @@ use std::time::Instant;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use shoal_query::expr::Scalar;
-use shoal_query::{filter::parse_query, plan::bind, AggregateRequest, AggregateStep, FieldKind};
+use shoal_query::{plan::bind, AggregateRequest, AggregateStep, FieldKind};
 
 use crate::error::{EngineError, Result};
 use crate::fields::raw_field;
@@ -154,7 +154,7 @@ fn source_rows(
     request: &AggregateRequest,
     deadline: Option<Instant>,
 ) -> Result<(Vec<Row>, Knn)> {
-    let parsed = parse_query(&request.query)?;
+    let parsed = crate::query_cache::parse(&request.query)?;
     let plan = bind(&source.index.schema, &parsed, &request.params)?;
     let (matches, _) = crate::search::matching(
         source.index,

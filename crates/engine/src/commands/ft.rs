@@ -4,8 +4,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use shoal_query::{
-    aggregate::parse_aggregate, filter::parse_query, plan::bind, schema::parse_create,
-    search::parse_search,
+    aggregate::parse_aggregate, plan::bind, schema::parse_create, search::parse_search,
 };
 
 use super::Args;
@@ -200,7 +199,7 @@ pub fn run_search<A: AsRef<[u8]>>(
 ) -> Result<(SearchResults, bool)> {
     let request = parse_search(args)?;
     let index = index_named(engine, &request.index)?;
-    let parsed = parse_query(&request.query)?;
+    let parsed = crate::query_cache::parse(&request.query)?;
     run_parsed(engine, index, &request, &parsed, ctx, window)
 }
 
@@ -213,14 +212,14 @@ pub struct PreparedSearch {
     request: shoal_query::SearchRequest,
     /// Kept as it came out: a bad query is reported after an unknown index, as
     /// [`run_search`] orders its errors.
-    query: std::result::Result<shoal_query::ParsedQuery, shoal_query::QueryError>,
+    query: std::result::Result<std::sync::Arc<shoal_query::ParsedQuery>, shoal_query::QueryError>,
 }
 
 impl PreparedSearch {
     /// From FT.SEARCH's arguments as `shoal_query::search::parse_search` gave them
     /// (arguments that do not parse are not prepared: each part refuses them itself).
     pub fn from_request(request: shoal_query::SearchRequest) -> Self {
-        let query = parse_query(&request.query);
+        let query = crate::query_cache::parse(&request.query);
         PreparedSearch { request, query }
     }
 }
