@@ -5,13 +5,19 @@
    rate is compared with hnswlib's 2-thread build of the same vectors, measured in the
    same run by benches/peers/run_peer.py.
 2. Latency: one client, `FT.SEARCH idx "*=>[KNN 10 @vec $q EF_RUNTIME 20]" ... RETURN 1
-   __vec_score` for the 1,000 queries, three passes; p50 and p99. Compared with the
-   in-process search latency at ef 20 (shoal-bench ann, same data) plus 1.3 x the PING
-   round trip measured by the same client. Each search is timed right after a PING, so
-   the two terms are measured at the same moments: the benchmark VM switches for seconds
-   at a time between loopback round trips of about 9 us and about 75 us
+   __vec_score` for the 1,000 queries, in rounds of one pass each; p50 and p99. Compared
+   with the in-process search latency at ef 20 (shoal-bench ann, same data) plus 1.3 x
+   the PING round trip measured by the same client. Each search is timed right after a
+   PING, so the two terms are measured at the same moments: the benchmark VM switches
+   for seconds at a time between loopback round trips of about 9 us and about 75 us
    (docs/benchmarks.md, session 36), and a PING phase run before the search phase could
-   land in the other state.
+   land in the other state. The in-process p50 is taken the same way: one
+   `shoal-bench ann --serve` holds its index for the whole run and times a pass before
+   every round through the server (`latency 20`), because that p50 moves by half from one
+   minute to the next on this VM (12.97 and 20.49 us, session 46), and measured once, a
+   minute before the server's rounds, it decided the verdict more than the server did.
+   The bar takes the median of the rounds' in-process p50s; each round's own bar is
+   reported beside it.
 
 Requests are pre-encoded and replies parsed with hiredis, so the client costs the same
 for PING and for FT.SEARCH and does not decide the ingest rate.
@@ -128,6 +134,9 @@ def main():
     ap.add_argument("--bench", required=True, help="release shoal-bench binary")
     ap.add_argument("--data", required=True, help="dataset directory (make bench-ann's)")
     ap.add_argument("--json", required=True)
+    ap.add_argument("--rounds", type=int, default=9,
+                    help="rounds through the server, each one pass of the queries after "
+                         "an in-process p50 [9]")
     ap.add_argument("--busy-poll-us", type=int, default=0,
                     help="also measure latency against a server started with this "
                          "--busy-poll-us (a second server, ingested the same way)")
@@ -136,14 +145,62 @@ def main():
     base = load_vectors(data / "base.fvecs")
     queries = load_vectors(data / "queries.fvecs")
 
+    # Built first and idle (its memory held) while hnswlib builds and the server ingests.
+    inproc = InProcess(args.bench, data)
+    try:
+        run(args, data, base, queries, inproc)
+    finally:
+        inproc.close()
+
+
+class InProcess:
+    """`shoal-bench ann --serve`: one build of the reference index, asked for the
+    in-process p50 at ef 20 between the rounds through the server."""
+
+    def __init__(self, bench, data):
+        self.proc = subprocess.Popen(
+            [str(bench), "ann", "--serve", "--base", str(data / "base.fvecs"), "--queries",
+             str(data / "queries.fvecs"), "--groundtruth", str(data / "gt_l2.ivecs"),
+             "--metric", "l2", "--algo", "hnsw"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("ready"):
+            raise RuntimeError(f"shoal-bench ann --serve did not start: {line!r}")
+
+    def p50_us(self, ef=20):
+        self.proc.stdin.write(f"latency {ef}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line.strip():
+            raise RuntimeError("shoal-bench ann --serve stopped")
+        return float(line)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+
+
+def rounds_through(conn, payloads, inproc, rounds):
+    """Each round: the in-process p50, then one pass of PING-then-search pairs through
+    the server. Returns every pair (ping, search lists) and the rounds' figures."""
+    ping, search = [], []
+    per_round = {"inprocess_p50_us": [], "ping_p50_us": [], "search_p50_us": [],
+                 "over_ping_p50_us": []}
+    for _ in range(rounds):
+        per_round["inprocess_p50_us"].append(inproc.p50_us())
+        p, s = latencies(conn, payloads, 1)
+        ping += p
+        search += s
+        per_round["ping_p50_us"].append(statistics.median(p))
+        per_round["search_p50_us"].append(statistics.median(s))
+        per_round["over_ping_p50_us"].append(statistics.median(b - a for a, b in zip(p, s)))
+    return ping, search, per_round
+
+
+def run(args, data, base, queries, inproc):
     with tempfile.TemporaryDirectory() as tmp:
-        inproc_json = Path(tmp) / "shoal.json"
-        subprocess.run([args.bench, "ann", "--base", data / "base.fvecs", "--queries",
-                        data / "queries.fvecs", "--groundtruth", data / "gt_l2.ivecs",
-                        "--metric", "l2", "--algo", "hnsw", "--ef-search", "20",
-                        "--builds", "1", "--json", inproc_json],
-                       check=True, stdout=subprocess.DEVNULL)
-        inproc = json.loads(inproc_json.read_text())["runs"][0]
         peer_json = Path(tmp) / "hnswlib.json"
         subprocess.run([sys.executable, Path(__file__).resolve().parents[1] / "peers/run_peer.py",
                         "--engine", "hnswlib", "--algo", "hnsw", "--base", data / "base.fvecs",
@@ -162,20 +219,22 @@ def main():
             info = conn.call(encode("FT.INFO", "idx"))
             fields = dict(zip(info[::2], info[1::2]))
             assert int(fields[b"num_docs"]) == len(base), fields[b"num_docs"]
-            ping, search = latencies(conn, [
+            ping, search, per_round = rounds_through(conn, [
                 encode("FT.SEARCH", "idx", "*=>[KNN 10 @vec $q EF_RUNTIME 20]", "PARAMS",
                        "2", "q", q.tobytes(), "RETURN", "1", "__vec_score", "DIALECT", "2")
-                for q in queries], 3)
+                for q in queries], inproc, args.rounds)
         finally:
             proc.terminate()
             proc.wait(timeout=60)
-        return rate, seconds, ping, search
+        return rate, seconds, ping, search, per_round
 
-    rate, seconds, ping, search = measure()
+    rate, seconds, ping, search, per_round = measure()
     polled = None
     if args.busy_poll_us:
-        _, _, poll_ping, poll_search = measure("--busy-poll-us", str(args.busy_poll_us))
+        _, _, poll_ping, poll_search, poll_rounds = measure(
+            "--busy-poll-us", str(args.busy_poll_us))
         polled = {"busy_poll_us": args.busy_poll_us,
+                  "inprocess_p50_us": statistics.median(poll_rounds["inprocess_p50_us"]),
                   "ping_p50_us": statistics.median(poll_ping),
                   "search_p50_us": statistics.median(poll_search),
                   "search_p99_us": float(np.percentile(poll_search, 99)),
@@ -186,19 +245,27 @@ def main():
     ping_p50 = statistics.median(ping)
     search_p50 = statistics.median(search)
     search_p99 = float(np.percentile(search, 99))
-    bar = inproc["p50_us"] + 1.3 * ping_p50
+    inproc_p50 = statistics.median(per_round["inprocess_p50_us"])
+    bar = inproc_p50 + 1.3 * ping_p50
     # What a search costs over the round trip sampled just before it; the bar allows the
     # in-process search plus 0.3 x PING for it.
     over_ping = statistics.median(s - p for p, s in zip(ping, search))
+    # Each round against its own bar: how far the verdict would move with the minute.
+    round_bars = [i + 1.3 * p for i, p in
+                  zip(per_round["inprocess_p50_us"], per_round["ping_p50_us"])]
+    round_margins = [s - b for s, b in zip(per_round["search_p50_us"], round_bars)]
+    rounds_met = sum(m <= 0 for m in round_margins)
     result = {
         "n": len(base), "dim": base.shape[1],
         "ingest_vectors_per_second": rate, "ingest_seconds": seconds,
         "hnswlib_build_seconds_2_threads": hnswlib_build,
         "hnswlib_vectors_per_second": hnswlib_rate,
         "ping_p50_us": ping_p50, "search_p50_us": search_p50, "search_p99_us": search_p99,
-        "inprocess_p50_us_ef20": inproc["p50_us"], "latency_bar_us": bar,
-        "latency_method": "each search timed right after a PING",
+        "inprocess_p50_us_ef20": inproc_p50, "latency_bar_us": bar,
+        "latency_method": "each search timed right after a PING; the in-process p50 "
+                          "before every round",
         "search_over_ping_p50_us": over_ping,
+        "rounds": per_round, "round_margin_us": round_margins, "rounds_met": rounds_met,
         "busy_poll": polled,
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -209,17 +276,22 @@ def main():
           f"{hnswlib_rate:,.0f} | >= 0.8 x = {0.8 * hnswlib_rate:,.0f} | "
           f"{'met' if rate >= 0.8 * hnswlib_rate else 'NOT met'} ({rate / hnswlib_rate:.2f} x) |")
     print(f"| FT.SEARCH KNN 10 ef 20 p50, us | {search_p50:.1f} (p99 {search_p99:.1f}) | "
-          f"in-process p50 {inproc['p50_us']:.1f} + 1.3 x PING p50 {ping_p50:.1f} | "
+          f"in-process p50 {inproc_p50:.1f} + 1.3 x PING p50 {ping_p50:.1f} | "
           f"<= {bar:.1f} | {'met' if search_p50 <= bar else 'NOT met'} |")
-    allowance = inproc["p50_us"] + 0.3 * ping_p50
+    allowance = inproc_p50 + 0.3 * ping_p50
     print(f"| FT.SEARCH over the PING before it, p50 of pairs, us | {over_ping:.1f} | "
-          f"in-process p50 {inproc['p50_us']:.1f} + 0.3 x PING p50 {ping_p50:.1f} | "
+          f"in-process p50 {inproc_p50:.1f} + 0.3 x PING p50 {ping_p50:.1f} | "
           f"<= {allowance:.1f} | {'met' if over_ping <= allowance else 'NOT met'} "
           f"(the bar's allowance, applied to each pair) |")
+    print(f"| each round against its own bar, FT.SEARCH p50 minus bar, us | median "
+          f"{statistics.median(round_margins):+.1f} (rounds {min(round_margins):+.1f} to "
+          f"{max(round_margins):+.1f}) | in-process p50 {min(per_round['inprocess_p50_us']):.1f}"
+          f"-{max(per_round['inprocess_p50_us']):.1f} | <= 0 | met in {rounds_met} of "
+          f"{len(round_margins)} rounds |")
     if polled:
-        pbar = inproc["p50_us"] + 1.3 * polled["ping_p50_us"]
+        pbar = polled["inprocess_p50_us"] + 1.3 * polled["ping_p50_us"]
         print(f"| same, --busy-poll-us {polled['busy_poll_us']} | {polled['search_p50_us']:.1f} "
-              f"(p99 {polled['search_p99_us']:.1f}) | in-process p50 {inproc['p50_us']:.1f} + "
+              f"(p99 {polled['search_p99_us']:.1f}) | in-process p50 {polled['inprocess_p50_us']:.1f} + "
               f"1.3 x PING p50 {polled['ping_p50_us']:.1f} | <= {pbar:.1f} | "
               f"{'met' if polled['search_p50_us'] <= pbar else 'NOT met'} |")
 

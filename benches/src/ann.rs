@@ -98,7 +98,9 @@ pub struct AnnArgs {
     pub json: Option<PathBuf>,
     /// Build once, print `ready`, then answer requests on stdin, one line each:
     /// `pass EF N` → one untimed pass over all queries, then the median seconds of N
-    /// timed single-threaded passes; `spaced EF GAP_US [spin]` → each query searched
+    /// timed single-threaded passes; `latency EF` → one untimed pass, then the p50 µs of
+    /// one timed pass's searches, as a run reports `p50_us` (`benches/resp/search_ingest.py`
+    /// asks between its rounds through the server); `spaced EF GAP_US [spin]` → each query searched
     /// alone after the thread slept (or spun) GAP_US, printing the searches' p50 µs and
     /// the mean gap, the idle a server sees between one client's requests; `recall EF` →
     /// recall@k; `quit`. `benches/paired.py` alternates passes of two engines this way,
@@ -502,6 +504,13 @@ fn serve(args: &AnnArgs, base: &Matrix<f32>, queries: &Matrix<f32>) -> Result<()
                     times.push(t.elapsed().as_secs_f64());
                 }
                 writeln!(out, "{:.9}", median(&times))?;
+            }
+            Some("latency") => {
+                search_all(index, queries, args.k, ef, 1, None)?;
+                let mut lat = Vec::with_capacity(queries.rows);
+                search_all(index, queries, args.k, ef, 1, Some(&mut lat))?;
+                lat.sort_by(f64::total_cmp);
+                writeln!(out, "{:.3}", percentile(&lat, 0.5))?;
             }
             Some("spaced") => {
                 let gap = match words.next().map(str::parse::<u64>) {

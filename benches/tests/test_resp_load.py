@@ -3,6 +3,7 @@ benches/cluster/cluster_search.py uses with `--driver rust`."""
 
 import json
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -130,3 +131,30 @@ def test_fixed_cost_times_a_search_without_a_walk(dataset, tmp_path):
     assert client["reply_bytes"] > 200
     assert client["search_reply_parse_us"] > client["pong_parse_us"] > 0
     assert "FLAT docs) over PING" in run.stdout
+
+
+def test_search_ingest_pairs_the_in_process_p50_with_each_round(dataset, tmp_path):
+    """benches/resp/search_ingest.py asks one `shoal-bench ann --serve` for the in-process
+    p50 before every round through the server: every round has its own positive figures,
+    the bar is the median of the rounds' in-process p50s plus 1.3 x PING, and each
+    round's margin is its search p50 minus its own bar."""
+    out = tmp_path / "search_ingest.json"
+    run = subprocess.run(
+        [sys.executable, str(BENCHES / "resp" / "search_ingest.py"), "--shoal", shoal_binary(),
+         "--bench", str(shoal_bench_binary()), "--data", str(dataset), "--rounds", "3",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    rounds = result["rounds"]
+    assert all(len(v) == 3 for v in rounds.values())
+    assert all(x > 0 for x in rounds["inprocess_p50_us"] + rounds["ping_p50_us"]
+               + rounds["search_p50_us"])
+    assert result["inprocess_p50_us_ef20"] == statistics.median(rounds["inprocess_p50_us"])
+    assert result["latency_bar_us"] == pytest.approx(
+        result["inprocess_p50_us_ef20"] + 1.3 * result["ping_p50_us"])
+    margins = [s - (i + 1.3 * p) for i, p, s in zip(
+        rounds["inprocess_p50_us"], rounds["ping_p50_us"], rounds["search_p50_us"])]
+    assert result["round_margin_us"] == pytest.approx(margins)
+    assert result["rounds_met"] == sum(m <= 0 for m in margins)
+    assert "each round against its own bar" in run.stdout
