@@ -141,6 +141,8 @@ def main():
                     help="also measure latency against a server started with this "
                          "--busy-poll-us (a second server, ingested the same way)")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     data = Path(args.data)
     base = load_vectors(data / "base.fvecs")
     queries = load_vectors(data / "queries.fvecs")
@@ -176,10 +178,16 @@ class InProcess:
         return float(line)
 
     def close(self):
-        if self.proc.poll() is None:
+        """Ends the process without hiding the exception a run may be unwinding with."""
+        if self.proc.poll() is not None:
+            return
+        try:
             self.proc.stdin.write("quit\n")
             self.proc.stdin.close()
             self.proc.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
 
 
 def rounds_through(conn, payloads, inproc, rounds):

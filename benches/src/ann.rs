@@ -99,8 +99,9 @@ pub struct AnnArgs {
     /// Build once, print `ready`, then answer requests on stdin, one line each:
     /// `pass EF N` → one untimed pass over all queries, then the median seconds of N
     /// timed single-threaded passes; `latency EF` → one untimed pass, then the p50 µs of
-    /// one timed pass's searches, as a run reports `p50_us` (`benches/resp/search_ingest.py`
-    /// asks between its rounds through the server); `spaced EF GAP_US [spin]` → each query searched
+    /// one timed pass's searches (a run times its `p50_us` pass the same way, but after
+    /// its QPS passes rather than one untimed pass; `benches/resp/search_ingest.py` asks
+    /// between its rounds through the server); `spaced EF GAP_US [spin]` → each query searched
     /// alone after the thread slept (or spun) GAP_US, printing the searches' p50 µs and
     /// the mean gap, the idle a server sees between one client's requests; `recall EF` →
     /// recall@k; `quit`. `benches/paired.py` alternates passes of two engines this way,

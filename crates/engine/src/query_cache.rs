@@ -8,8 +8,8 @@
 //! and tables are cold between one client's searches: a lookup is one hash of the text.
 //!
 //! Per thread, so a lookup takes no lock and the entries stay in the cache of the core
-//! that made them. Bounded in entries and in the length of a text kept; when full, the
-//! cache starts over rather than keeping order for an eviction policy: a workload with
+//! that made them. Bounded in entries, and in the length and predicates of a query
+//! kept; when full, the cache starts over rather than keeping order for an eviction policy: a workload with
 //! more distinct texts than it holds gains little from any policy, and loses only the
 //! hash and one copy of the text per search.
 
@@ -24,6 +24,10 @@ const ENTRIES: usize = 64;
 /// Longer texts are parsed every time: they are rarely repeated verbatim, and a full
 /// cache of them would hold `ENTRIES` times this much.
 const LONGEST: usize = 1024;
+/// Nor is a parse of more predicates kept: a short text can still hold hundreds
+/// (`a|b|c|...`), each an allocation of the tree, and 64 such trees would take megabytes
+/// per thread. A KNN template has one, a typical filter a few.
+const MOST_TERMS: usize = 64;
 
 type Cache = HashMap<Box<str>, Arc<ParsedQuery>>;
 
@@ -42,6 +46,9 @@ pub fn parse(text: &str) -> Result<Arc<ParsedQuery>, QueryError> {
         return Ok(hit);
     }
     let parsed = Arc::new(parse_query(text)?);
+    if parsed.filter.terms() > MOST_TERMS {
+        return Ok(parsed);
+    }
     PARSED.with_borrow_mut(|cache| {
         if cache.len() >= ENTRIES {
             cache.clear();
@@ -90,8 +97,9 @@ mod tests {
         }
     }
 
-    /// The bounds: a full cache starts over, and a text over the length limit is parsed
-    /// without being kept (its answer is the parser's all the same).
+    /// The bounds: a full cache starts over, and a text over the length limit, or with
+    /// more predicates than a kept parse may hold, is parsed without being kept (its
+    /// answer is the parser's all the same).
     #[test]
     fn the_cache_stays_bounded() {
         for i in 0..ENTRIES * 3 {
@@ -108,5 +116,16 @@ mod tests {
             parse_query(&long).expect("parses")
         );
         assert!(!cached(&long));
+        let many: Vec<String> = (0..=MOST_TERMS).map(|i| format!("t{i}")).collect();
+        let wide = format!("@t:{{{}}}", many.join("|"));
+        assert!(wide.len() <= LONGEST);
+        assert_eq!(
+            *parse(&wide).expect("parses"),
+            parse_query(&wide).expect("parses")
+        );
+        assert!(!cached(&wide));
+        let narrow = format!("@t:{{{}}}", many[..MOST_TERMS].join("|"));
+        parse(&narrow).expect("parses");
+        assert!(cached(&narrow));
     }
 }

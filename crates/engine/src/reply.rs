@@ -334,9 +334,9 @@ mod tests {
         }
     }
 
-    /// Next to every power of ten the fast path can reach, where its decade is found
-    /// by comparison with inexact powers, and the fast path is what ordinary values in
-    /// each decade take.
+    /// Next to every power of ten the fast path can reach, where its decade, estimated
+    /// from the binary exponent, is most often one off and put right, and the fast path
+    /// is what ordinary values in each decade take.
     #[test]
     fn decade_edges_format_as_the_exact_path() {
         for e in -5..=13 {

@@ -84,8 +84,8 @@ pub enum Node {
 }
 
 impl Node {
-    /// Predicates in the tree, for the term bound.
-    fn terms(&self) -> usize {
+    /// Predicates in the tree, for the term bound (and for what a cache keeps).
+    pub fn terms(&self) -> usize {
         match self {
             Node::All | Node::Numeric { .. } | Node::VectorRange { .. } => 1,
             Node::Tag { tags, .. } => tags.len(),
