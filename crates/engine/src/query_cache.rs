@@ -9,9 +9,9 @@
 //!
 //! Per thread, so a lookup takes no lock and the entries stay in the cache of the core
 //! that made them. Bounded in entries, and in the length and predicates of a query
-//! kept; when full, the cache starts over rather than keeping order for an eviction policy: a workload with
-//! more distinct texts than it holds gains little from any policy, and loses only the
-//! hash and one copy of the text per search.
+//! kept; when full, the cache starts over rather than keeping order for an eviction
+//! policy: a workload with more distinct texts than it holds gains little from any
+//! policy, and loses only the hash and one copy of the text per search.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

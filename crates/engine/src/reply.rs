@@ -77,11 +77,13 @@ pub struct G12 {
 const G12_CAPACITY: usize = 24;
 
 impl G12 {
+    const EMPTY: G12 = G12 {
+        buf: [0; G12_CAPACITY],
+        len: 0,
+    };
+
     pub fn new(v: f64) -> G12 {
-        let mut out = G12 {
-            buf: [0; G12_CAPACITY],
-            len: 0,
-        };
+        let mut out = G12::EMPTY;
         if v.is_nan() {
             out.push(b"nan");
         } else if v.is_infinite() {
@@ -93,7 +95,7 @@ impl G12 {
             // 12 digits: `digits` is in 10^11..10^12.
             out.fixed(v < 0.0, text.format(digits).as_bytes(), exponent);
         } else {
-            out.push(g12_exact(v).as_bytes());
+            out = g12_exact(v);
         }
         out
     }
@@ -156,24 +158,22 @@ impl std::fmt::Debug for G12 {
 /// [`format_g12`] of a finite non-zero value the exact way: one formatting pass
 /// (scientific, which fixes the digits and the exponent after rounding); the fixed
 /// form is rebuilt from its digits.
-fn g12_exact(v: f64) -> String {
+fn g12_exact(v: f64) -> G12 {
     const PRECISION: i32 = 12;
     let sci = format!("{:.*e}", (PRECISION - 1) as usize, v);
     let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
+    let mut out = G12::EMPTY;
     if !(-4..PRECISION).contains(&exponent) {
         let mantissa = trim_zeros(mantissa);
         let sign = if exponent < 0 { '-' } else { '+' };
-        return format!("{mantissa}e{sign}{:02}", exponent.abs());
+        out.push(format!("{mantissa}e{sign}{:02}", exponent.abs()).as_bytes());
+        return out;
     }
     let mantissa = mantissa.strip_prefix('-').unwrap_or(mantissa);
     let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
-    let mut out = G12 {
-        buf: [0; G12_CAPACITY],
-        len: 0,
-    };
     out.fixed(v < 0.0, &digits, exponent);
-    out.as_str().to_owned()
+    out
 }
 
 /// Powers of ten up to 10^15, each exact in an f64.
@@ -285,7 +285,8 @@ mod tests {
         fn fast_path_agrees_with_exact_formatting_on_f32(bits in proptest::prelude::any::<u32>()) {
             let v = f64::from(f32::from_bits(bits));
             proptest::prop_assume!(v.is_finite() && v != 0.0);
-            proptest::prop_assert_eq!(format_g12(v), g12_exact(v));
+            let exact = g12_exact(v);
+            proptest::prop_assert_eq!(format_g12(v), exact.as_str());
         }
 
         #[test]
@@ -293,7 +294,8 @@ mod tests {
             mantissa in 1.0f64..10.0, exponent in -6i32..14, negative in proptest::prelude::any::<bool>()
         ) {
             let v = mantissa * 10f64.powi(exponent) * if negative { -1.0 } else { 1.0 };
-            proptest::prop_assert_eq!(format_g12(v), g12_exact(v));
+            let exact = g12_exact(v);
+            proptest::prop_assert_eq!(format_g12(v), exact.as_str());
         }
     }
 
@@ -329,8 +331,8 @@ mod tests {
             2.0f64.sqrt(),
             123.456,
         ] {
-            assert_eq!(format_g12(v), g12_exact(v), "{v}");
-            assert_eq!(format_g12(-v), g12_exact(-v), "{v}");
+            assert_eq!(format_g12(v), g12_exact(v).as_str(), "{v}");
+            assert_eq!(format_g12(-v), g12_exact(-v).as_str(), "{v}");
         }
     }
 
@@ -354,7 +356,7 @@ mod tests {
             }
             around.extend([p * 0.9999999, p * 1.0000001, f64::from(p as f32)]);
             for v in around {
-                assert_eq!(format_g12(v), g12_exact(v), "{v:e}");
+                assert_eq!(format_g12(v), g12_exact(v).as_str(), "{v:e}");
             }
             if (-4..=11).contains(&e) {
                 let ordinary = p * 3.7;
