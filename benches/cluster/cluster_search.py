@@ -39,6 +39,9 @@ For each setup:
    reported as % of one core, and with the rust driver also the time its thread was
    runnable but waiting for a core (% of the window): while it waits, every reply
    that came in waits with it, so that share of the latencies is the driver's.
+   Beside each row, the host's own figures (`host.py`): the cores two busy processes
+   got at once just before it (2.0 when the VM has both vCPUs to give), and the CPUs'
+   busy and steal shares during it.
 
 The clients (--driver): `procs` (default) runs --client-procs processes, each driving
 its share of the connections from one epoll loop (requests pre-encoded, replies parsed
@@ -80,6 +83,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "resp"))
 from search_ingest import Conn, encode, ingest  # noqa: E402
 from loopback import free_port  # noqa: E402
 from vecs import exact_knn, load_ids, load_vectors  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import host  # noqa: E402
 
 K = 10
 CONN_TIMEOUT = 120.0
@@ -492,7 +498,10 @@ def load(args, ports, payloads, clients, readonly, server_pids):
            "warmup": getattr(args, "warmup", 0.0)}
     if job["warmup"] and args.driver != "rust":
         raise SystemExit("--warmup needs --driver rust")
+    # The host first (the servers idle): what two busy processes got at once.
+    cores, lone_rate = host.parallel_cores()
     before = [cpu_seconds(p) for p in server_pids]
+    stat_before = host.cpu_times()
     warmed = 0.0
     # Only the Rust driver is one thread whose run-queue wait can be read.
     client_wait = None
@@ -505,6 +514,7 @@ def load(args, ports, payloads, clients, readonly, server_pids):
     # The servers' CPU is read around the whole run, warm-up included, and taken over
     # the same span.
     server_cpu = sum(cpu_seconds(p) for p in server_pids) - sum(before)
+    cpus = host.cpu_shares(stat_before, host.cpu_times())
     server_cpu *= wall / (wall + warmed)
     assert len(lat) == args.requests, (len(lat), args.requests)
     return {"qps": len(lat) / wall, "p50_ms": statistics.median(lat) / 1000,
@@ -512,7 +522,9 @@ def load(args, ports, payloads, clients, readonly, server_pids):
             "mean_ms": statistics.fmean(lat) / 1000, "max_ms": max(lat) / 1000,
             "seconds": wall, "client_cpu_pct": 100 * client_cpu / wall,
             "client_wait_pct": None if client_wait is None else 100 * client_wait / wall,
-            "server_cpu_pct": 100 * server_cpu / wall}
+            "server_cpu_pct": 100 * server_cpu / wall,
+            "host_cores": cores, "host_lone_rate": lone_rate,
+            "cpus_busy_pct": cpus["busy_pct"], "cpus_steal_pct": cpus["steal_pct"]}
 
 
 # --- answers ------------------------------------------------------------------------
@@ -692,6 +704,18 @@ def waiting(row):
     return "—" if pct is None else f"{pct:.1f}"
 
 
+def host_cores(row):
+    """The cores two busy processes got at once just before the row ("—" for a row
+    recorded before it was measured)."""
+    cores = row.get("host_cores")
+    return "—" if cores is None else f"{cores:.2f}"
+
+
+def cpus_used(row):
+    busy = row.get("cpus_busy_pct")
+    return "—" if busy is None else f"{busy:.0f} / {row['cpus_steal_pct']:.1f}"
+
+
 def report(results, clients_list, args):
     setups = results["setups"]
     print(f"machine: {results['machine']}; n {results['n']} x {results['dim']}, "
@@ -712,14 +736,15 @@ def report(results, clients_list, args):
               f"{'—' if overlap is None else f'{overlap:.4f}'} |")
     print("\n| setup | clients | FT.SEARCH QPS | p50 ms | p99 ms | max ms | PING QPS "
           "(client ceiling) | PING p99 ms | client CPU % | client waiting for a core % "
-          "| servers CPU % |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| servers CPU % | host cores before | CPUs busy / steal % |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, s in setups.items():
         for clients, r in s["load"].items():
             print(f"| {name} | {clients} | {r['qps']:,.0f} | {r['p50_ms']:.3f} | "
                   f"{r['p99_ms']:.3f} | {r['max_ms']:.1f} | {r['ping']['qps']:,.0f} | "
                   f"{r['ping']['p99_ms']:.3f} | {r['client_cpu_pct']:.0f} | "
-                  f"{waiting(r)} | {r['server_cpu_pct']:.0f} |")
+                  f"{waiting(r)} | {r['server_cpu_pct']:.0f} | {host_cores(r)} | "
+                  f"{cpus_used(r)} |")
     top = str(max(clients_list))
     if "single" in setups:
         print()
@@ -733,7 +758,8 @@ def report(results, clients_list, args):
             p99 = s["load"][top]["p99_ms"]
             verdict = "met" if p99 < args.target_p99_ms else "NOT met"
             print(f"target p99 < {args.target_p99_ms:g} ms at {top} clients, {name}: "
-                  f"{p99:.2f} ms, {verdict}")
+                  f"{p99:.2f} ms, {verdict} (host cores before the row: "
+                  f"{host_cores(s['load'][top])})")
     for name, s in setups.items():
         if "leaders" in s:
             print(f"{name} leaders: " + ", ".join(f"{g} on node {l}"

@@ -7,6 +7,7 @@ Timings themselves are never asserted: they depend on the machine.
 """
 
 import json
+import os
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -484,3 +485,47 @@ def test_vecs_round_trip(tmp_path):
     write_ivecs(tmp_path / "i.ivecs", ids)
     np.testing.assert_array_equal(load_vectors(tmp_path / "v.fvecs"), vectors)
     np.testing.assert_array_equal(load_ids(tmp_path / "i.ivecs"), ids)
+
+
+# g. cluster/host.py: the host's figures beside each cluster_search row
+
+def test_host_cpu_shares_from_proc_stat(tmp_path):
+    """Per-CPU busy (user, nice, system, irq, softirq), idle (with iowait) and steal
+    ticks, and their shares of a window over every CPU; the aggregate `cpu` line and
+    the other lines are not CPUs."""
+    sys.path.insert(0, str(BENCHES / "cluster"))
+    import host
+
+    def stat(path, cpus):
+        lines = ["cpu  99 99 99 99 99 99 99 99 0 0", *(
+            f"cpu{i} {u} 0 {s} {idle} {io} {irq} {soft} {steal} 0 0"
+            for i, (u, s, idle, io, irq, soft, steal) in enumerate(cpus)),
+            "intr 12345 0 0", "ctxt 999"]
+        path.write_text("\n".join(lines) + "\n")
+        return host.cpu_times(str(path))
+
+    before = stat(tmp_path / "a", [(100, 10, 50, 5, 1, 2, 0), (200, 20, 60, 0, 0, 0, 3)])
+    assert before == [(113, 55, 0), (220, 60, 3)]
+    # Over the window: CPU 0 busy 60 and idle 40; CPU 1 busy 30, idle 50, steal 20.
+    after = stat(tmp_path / "b", [(150, 20, 80, 15, 1, 2, 0), (220, 30, 110, 0, 0, 0, 23)])
+    shares = host.cpu_shares(before, after)
+    assert shares["busy_pct"] == pytest.approx(45.0)
+    assert shares["idle_pct"] == pytest.approx(45.0)
+    assert shares["steal_pct"] == pytest.approx(10.0)
+    assert host.cpu_shares(after, after) == {"busy_pct": 0.0, "idle_pct": 0.0,
+                                             "steal_pct": 0.0}
+    # The running machine's own file parses, one entry per CPU.
+    assert len(host.cpu_times()) == os.cpu_count()
+
+
+def test_host_parallel_cores_counts_what_runs_at_once():
+    """One spinning process against itself is one core; two at once can get no more
+    than the machine has, and on any machine at least a share of one."""
+    sys.path.insert(0, str(BENCHES / "cluster"))
+    import host
+
+    one, rate = host.parallel_cores(workers=1, seconds=0.1)
+    assert rate > 0
+    assert 0.5 < one < 1.5
+    two, _ = host.parallel_cores(workers=2, seconds=0.1)
+    assert 0.3 < two <= min(2, os.cpu_count()) + 0.3
