@@ -39,8 +39,8 @@ For each setup:
    reported as % of one core, and with the rust driver also the time its thread was
    runnable but waiting for a core (% of the window): while it waits, every reply
    that came in waits with it, so that share of the latencies is the driver's.
-   Beside each row, the host's own figures (`host.py`): the cores two busy processes
-   got at once just before it (2.0 when the VM has both vCPUs to give), and the CPUs'
+   Beside each search row, the host's own figures (`host.py`): the cores two busy
+   processes got at once just before it (1.9-2.0 on this VM when idle), and the CPUs'
    busy and steal shares during it.
 
 The clients (--driver): `procs` (default) runs --client-procs processes, each driving
@@ -491,7 +491,10 @@ def run_rust(job, bench):
             report["warmup_seconds"], report["wait_seconds"])
 
 
-def load(args, ports, payloads, clients, readonly, server_pids):
+def load(args, ports, payloads, clients, readonly, server_pids, probe=True):
+    """One row: `payloads` from `clients` closed-loop clients. `probe`: measure the
+    host's cores first (the search rows; the PING rows after them skip it, their
+    figures are the client's ceiling, not a verdict)."""
     job = {"ports": ports, "payloads": payloads, "total": args.requests,
            "clients": clients, "readonly": readonly,
            "client_rt": getattr(args, "client_rt", False),
@@ -499,7 +502,7 @@ def load(args, ports, payloads, clients, readonly, server_pids):
     if job["warmup"] and args.driver != "rust":
         raise SystemExit("--warmup needs --driver rust")
     # The host first (the servers idle): what two busy processes got at once.
-    cores, lone_rate = host.parallel_cores()
+    cores, lone_rate = host.parallel_cores() if probe else (None, None)
     before = [cpu_seconds(p) for p in server_pids]
     stat_before = host.cpu_times()
     warmed = 0.0
@@ -524,7 +527,8 @@ def load(args, ports, payloads, clients, readonly, server_pids):
             "client_wait_pct": None if client_wait is None else 100 * client_wait / wall,
             "server_cpu_pct": 100 * server_cpu / wall,
             "host_cores": cores, "host_lone_rate": lone_rate,
-            "cpus_busy_pct": cpus["busy_pct"], "cpus_steal_pct": cpus["steal_pct"]}
+            "cpus_busy_pct": cpus and cpus["busy_pct"],
+            "cpus_steal_pct": cpus and cpus["steal_pct"]}
 
 
 # --- answers ------------------------------------------------------------------------
@@ -674,7 +678,8 @@ def main():
                     for clients in clients_list:
                         procs.check_alive()
                         r = load(args, ports, search, clients, readonly, procs.pids())
-                        r["ping"] = load(args, ports, ping, clients, readonly, procs.pids())
+                        r["ping"] = load(args, ports, ping, clients, readonly, procs.pids(),
+                                         probe=False)
                         v["load"][str(clients)] = r
                         print(f"{vname} x{clients}: {r['qps']:,.0f} QPS p50 {r['p50_ms']:.3f} "
                               f"p99 {r['p99_ms']:.3f} ms", file=sys.stderr, flush=True)
@@ -705,15 +710,17 @@ def waiting(row):
 
 
 def host_cores(row):
-    """The cores two busy processes got at once just before the row ("—" for a row
-    recorded before it was measured)."""
+    """The cores two busy processes got at once just before the row ("—" where it was
+    not probed)."""
     cores = row.get("host_cores")
     return "—" if cores is None else f"{cores:.2f}"
 
 
 def cpus_used(row):
+    """The CPUs' busy and steal shares over the row, whole percents: /proc/stat counts
+    10 ms ticks, about 100 of them in a short row on two CPUs."""
     busy = row.get("cpus_busy_pct")
-    return "—" if busy is None else f"{busy:.0f} / {row['cpus_steal_pct']:.1f}"
+    return "—" if busy is None else f"{busy:.0f} / {row['cpus_steal_pct']:.0f}"
 
 
 def report(results, clients_list, args):
