@@ -1,13 +1,13 @@
 """What the machine gave a benchmark row: how many cores two busy processes got at once
 just before it, and how the CPUs' time went during it.
 
-Why: this VM's speed is not a constant. In session 47 a `shoal dev` under 32 clients
-ran for minutes at about one core of CPU time (92% where it had taken 170%), the
-standalone node beside it lost a quarter of its searches a second, and one-client rows
-got faster; the run before and the run after had both cores throughout
-(docs/benchmarks.md, "Session 47"). A row measured in such a stretch says more about
-the host than about Shoal, so each row now carries the host's figures beside its own,
-and a verdict can be read against them instead of against the clock.
+Why: a row's figures depend on what else the machine runs, and the servers' own counters
+cannot tell. In session 47 a profiler's report, left running beside a benchmark loop,
+took one of the two vCPUs for about three minutes: the cluster's 32-client rows lost a
+third of their rate and its one-client rows got faster, with nothing in INFO to say why
+(docs/benchmarks.md, "Session 47"); the host can do the same to a run, and runs minutes
+apart have differed by a third since session 24. So each row carries the host's figures
+beside its own, and a verdict can be read against them instead of against the clock.
 
 - `parallel_cores`: two processes spin over the same fixed window, between two lone
   spins; their summed rate over the faster lone rate is the cores the two got. Compare
