@@ -38,7 +38,10 @@ For each setup:
    is the limit. The CPU time of the client and of the servers over each window is
    reported as % of one core, and with the rust driver also the time its thread was
    runnable but waiting for a core (% of the window): while it waits, every reply
-   that came in waits with it, so that share of the latencies is the driver's.
+   that came in waits with it, so that share of the latencies is the driver's. The
+   rust driver also times each request until its reply reached the driver's socket
+   (the kernel's receive stamp, taken on loopback while the server sends): "at the
+   socket" p50 / p99 are the servers' latencies without the driver's wait for a core.
    Beside each search row, the host's own figures (`host.py`): the cores two busy
    processes got at once just before it (1.9-2.0 on this VM when idle), and the CPUs'
    busy and steal shares during it.
@@ -488,7 +491,8 @@ def run_rust(job, bench):
         raise RuntimeError(f"shoal-bench resp-load failed: {out.stderr.strip()}")
     report = json.loads(out.stdout)
     return (report["seconds"], report["latencies_us"], report["cpu_seconds"],
-            report["warmup_seconds"], report["wait_seconds"])
+            report["warmup_seconds"], report["wait_seconds"],
+            report["arrival_latencies_us"])
 
 
 def load(args, ports, payloads, clients, readonly, server_pids, probe=True):
@@ -506,12 +510,13 @@ def load(args, ports, payloads, clients, readonly, server_pids, probe=True):
     before = [cpu_seconds(p) for p in server_pids]
     stat_before = host.cpu_times()
     warmed = 0.0
-    # Only the Rust driver is one thread whose run-queue wait can be read.
-    client_wait = None
+    # Only the Rust driver is one thread whose run-queue wait can be read, and only it
+    # reads when each reply reached its socket.
+    client_wait, arrival = None, None
     if args.driver == "threads":
         wall, lat, client_cpu = run_threads(job)
     elif args.driver == "rust":
-        wall, lat, client_cpu, warmed, client_wait = run_rust(job, args.bench)
+        wall, lat, client_cpu, warmed, client_wait, arrival = run_rust(job, args.bench)
     else:
         wall, lat, client_cpu = run_procs(job, args.client_procs)
     # The servers' CPU is read around the whole run, warm-up included, and taken over
@@ -520,8 +525,11 @@ def load(args, ports, payloads, clients, readonly, server_pids, probe=True):
     cpus = host.cpu_shares(stat_before, host.cpu_times())
     server_cpu *= wall / (wall + warmed)
     assert len(lat) == args.requests, (len(lat), args.requests)
+    assert arrival is None or len(arrival) == len(lat), (len(arrival), len(lat))
     return {"qps": len(lat) / wall, "p50_ms": statistics.median(lat) / 1000,
             "p99_ms": float(np.percentile(lat, 99)) / 1000,
+            "arrival_p50_ms": arrival and statistics.median(arrival) / 1000,
+            "arrival_p99_ms": arrival and float(np.percentile(arrival, 99)) / 1000,
             "mean_ms": statistics.fmean(lat) / 1000, "max_ms": max(lat) / 1000,
             "seconds": wall, "client_cpu_pct": 100 * client_cpu / wall,
             "client_wait_pct": None if client_wait is None else 100 * client_wait / wall,
@@ -709,6 +717,13 @@ def waiting(row):
     return "—" if pct is None else f"{pct:.1f}"
 
 
+def at_socket(row, key="arrival_p99_ms"):
+    """A latency until the replies reached the driver's socket ("—" for the Python
+    drivers, or a row recorded before it was measured)."""
+    ms = row.get(key)
+    return "—" if ms is None else f"{ms:.3f}"
+
+
 def host_cores(row):
     """The cores two busy processes got at once just before the row ("—" where it was
     not probed)."""
@@ -741,14 +756,16 @@ def report(results, clients_list, args):
         overlap = s.get("overlap_with_single")
         print(f"| {name} | {ingest_cols} | {s['recall_at_10']:.4f} | "
               f"{'—' if overlap is None else f'{overlap:.4f}'} |")
-    print("\n| setup | clients | FT.SEARCH QPS | p50 ms | p99 ms | max ms | PING QPS "
-          "(client ceiling) | PING p99 ms | client CPU % | client waiting for a core % "
-          "| servers CPU % | host cores before | CPUs busy / steal % |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| setup | clients | FT.SEARCH QPS | p50 ms | p99 ms | max ms | at the socket: "
+          "p50 / p99 ms | PING QPS (client ceiling) | PING p99 ms | client CPU % | client "
+          "waiting for a core % | servers CPU % | host cores before | CPUs busy / steal % |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, s in setups.items():
         for clients, r in s["load"].items():
             print(f"| {name} | {clients} | {r['qps']:,.0f} | {r['p50_ms']:.3f} | "
-                  f"{r['p99_ms']:.3f} | {r['max_ms']:.1f} | {r['ping']['qps']:,.0f} | "
+                  f"{r['p99_ms']:.3f} | {r['max_ms']:.1f} | "
+                  f"{at_socket(r, 'arrival_p50_ms')} / {at_socket(r)} | "
+                  f"{r['ping']['qps']:,.0f} | "
                   f"{r['ping']['p99_ms']:.3f} | {r['client_cpu_pct']:.0f} | "
                   f"{waiting(r)} | {r['server_cpu_pct']:.0f} | {host_cores(r)} | "
                   f"{cpus_used(r)} |")
@@ -765,7 +782,8 @@ def report(results, clients_list, args):
             p99 = s["load"][top]["p99_ms"]
             verdict = "met" if p99 < args.target_p99_ms else "NOT met"
             print(f"target p99 < {args.target_p99_ms:g} ms at {top} clients, {name}: "
-                  f"{p99:.2f} ms, {verdict} (host cores before the row: "
+                  f"{p99:.2f} ms, {verdict} (at the driver's socket: "
+                  f"{at_socket(s['load'][top])} ms; host cores before the row: "
                   f"{host_cores(s['load'][top])})")
     for name, s in setups.items():
         if "leaders" in s:

@@ -11,7 +11,19 @@
 //! bytes of RESP. Connection `c` of `n` sends requests `c, c + n, c + 2n, …` of
 //! `--requests`, cycling over the file, exactly as the Python drivers plan them. Output
 //! (stdout, JSON): the measured window's wall seconds, the driver's CPU seconds in it,
-//! the warm-up's seconds, and every measured request's latency in µs.
+//! the warm-up's seconds, and every measured request's latency in µs, twice: until the
+//! driver has read the whole reply, and until the reply's last bytes reached the
+//! driver's socket.
+//!
+//! The second is the servers' latency without the driver's: on a 2-vCPU machine whose
+//! cores the servers keep busy, the driver's one thread waits for a core for a fifth of
+//! a 32-client row (docs/benchmarks.md, "Session 43"), and every reply that came in
+//! meanwhile waits with it, so all in-flight requests look stalled at once. The kernel
+//! stamps each segment as it enters the receive path (`SO_TIMESTAMPNS`, read back with
+//! `recvmsg`), which on loopback is while the server's `send` runs; a request's arrival
+//! latency is that stamp of the read that completed its reply, less the wall-clock time
+//! just before the request was written. Both are `CLOCK_REALTIME`. A client on a machine
+//! of its own would add only its own wake-up to it.
 //!
 //! `--warmup-seconds`: every connection first runs its plan unmeasured, in a closed loop,
 //! until the warm-up ends, and then goes on to its measured requests without pausing.
@@ -22,16 +34,20 @@
 //! that did not all start together; each connection crosses into the measured window on
 //! its own, so the crossing does not line them up again.
 
+use std::io::IoSliceMut;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
+use nix::sys::time::TimeSpec;
 use redis_protocol::resp2::decode::decode_range;
 use redis_protocol::resp2::types::RangeFrame;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
@@ -69,6 +85,9 @@ struct Report {
     /// From the connections' start to the measured window's (0 without a warm-up).
     warmup_seconds: f64,
     latencies_us: Vec<f64>,
+    /// The same requests' latencies until their replies reached the socket (the module
+    /// doc), in the same order.
+    arrival_latencies_us: Vec<f64>,
 }
 
 pub fn run(args: &RespLoadArgs) -> Result<()> {
@@ -157,12 +176,14 @@ async fn drive(args: &RespLoadArgs, requests: Arc<Vec<Vec<u8>>>) -> Result<Repor
                 conn.call(&requests[j]).await?;
             }
             let mut lat = Vec::with_capacity(seq.len());
+            let mut arrival = Vec::with_capacity(seq.len());
             for j in seq {
-                let t = Instant::now();
-                conn.call(&requests[j]).await?;
+                let (t, sent) = (Instant::now(), SystemTime::now());
+                let reached = conn.call(&requests[j]).await?;
                 lat.push(t.elapsed().as_secs_f64() * 1e6);
+                arrival.push(micros_between(sent, reached)?);
             }
-            Ok::<_, anyhow::Error>((lat, Instant::now()))
+            Ok::<_, anyhow::Error>((lat, arrival, Instant::now()))
         });
     }
     // The driver's CPU and run-queue wait are read when the window opens, on this (the
@@ -170,10 +191,12 @@ async fn drive(args: &RespLoadArgs, requests: Arc<Vec<Vec<u8>>>) -> Result<Repor
     tokio::time::sleep_until(t0.into()).await;
     let (cpu0, wait0) = thread_sched_seconds()?;
     let mut latencies_us = Vec::with_capacity(args.requests);
+    let mut arrival_latencies_us = Vec::with_capacity(args.requests);
     let mut end = t0;
     while let Some(joined) = measuring.join_next().await {
-        let (lat, done) = joined??;
+        let (lat, arrival, done) = joined??;
         latencies_us.extend(lat);
+        arrival_latencies_us.extend(arrival);
         end = end.max(done);
     }
     let (cpu1, wait1) = thread_sched_seconds()?;
@@ -183,7 +206,18 @@ async fn drive(args: &RespLoadArgs, requests: Arc<Vec<Vec<u8>>>) -> Result<Repor
         wait_seconds: wait1 - wait0,
         warmup_seconds: t0.saturating_duration_since(start).as_secs_f64(),
         latencies_us,
+        arrival_latencies_us,
     })
+}
+
+/// Microseconds from `sent` to `reached`, both wall-clock times of this machine.
+fn micros_between(sent: SystemTime, reached: SystemTime) -> Result<f64> {
+    // A stamp before the send would mean the clock stepped back mid-request (or a stamp
+    // of some other segment): the row is not to be trusted then.
+    let span = reached
+        .duration_since(sent)
+        .context("a reply stamped before its request was sent: the wall clock moved")?;
+    Ok(span.as_secs_f64() * 1e6)
 }
 
 /// CPU time of the calling thread and its time waiting on a run queue (the first two
@@ -204,6 +238,8 @@ struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
     filled: usize,
+    /// Room for one `SO_TIMESTAMPNS` control message.
+    control: Vec<u8>,
 }
 
 impl Conn {
@@ -212,16 +248,22 @@ impl Conn {
             .await
             .with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
+        setsockopt(&stream, sockopt::ReceiveTimestampns, &true)
+            .context("asking for receive timestamps (SO_TIMESTAMPNS)")?;
         Ok(Conn {
             stream,
             buf: vec![0; 64 * 1024],
             filled: 0,
+            control: nix::cmsg_space!(TimeSpec),
         })
     }
 
     /// Sends one request and reads its whole reply; an error reply fails the run.
-    async fn call(&mut self, request: &[u8]) -> Result<()> {
+    /// Returns when the reply's last bytes reached the socket (the kernel's stamp of
+    /// the read that completed it).
+    async fn call(&mut self, request: &[u8]) -> Result<SystemTime> {
         self.stream.write_all(request).await?;
+        let mut reached = None;
         loop {
             if let Some((frame, used)) = decode_range(&self.buf[..self.filled])? {
                 if let RangeFrame::Error(range) = frame {
@@ -232,18 +274,57 @@ impl Conn {
                 }
                 self.buf.copy_within(used..self.filled, 0);
                 self.filled -= used;
-                return Ok(());
+                // One request is in flight, so the reply always needs a read of its own.
+                return reached.context("a reply completed without a read");
             }
             if self.filled == self.buf.len() {
                 self.buf.resize(self.buf.len() * 2, 0);
             }
-            let n = self.stream.read(&mut self.buf[self.filled..]).await?;
+            let (n, stamp) = self.read_stamped().await?;
             if n == 0 {
                 bail!("the server closed the connection");
             }
             self.filled += n;
+            reached = Some(stamp);
         }
     }
+
+    /// One read into the free end of the buffer, with the kernel's receive stamp of the
+    /// last segment it took.
+    async fn read_stamped(&mut self) -> Result<(usize, SystemTime)> {
+        let fd = self.stream.as_raw_fd();
+        loop {
+            self.stream.readable().await?;
+            let (buf, control) = (&mut self.buf[self.filled..], &mut self.control);
+            let read = self.stream.try_io(Interest::READABLE, || {
+                let mut iov = [IoSliceMut::new(buf)];
+                let msg = recvmsg::<()>(fd, &mut iov, Some(control), MsgFlags::empty())
+                    .map_err(std::io::Error::from)?;
+                let stamp = msg.cmsgs().map_err(std::io::Error::from)?.find_map(|c| {
+                    if let ControlMessageOwned::ScmTimestampns(ts) = c {
+                        Some(ts)
+                    } else {
+                        None
+                    }
+                });
+                Ok((msg.bytes, stamp))
+            });
+            match read {
+                Ok((0, _)) => return Ok((0, SystemTime::now())),
+                Ok((n, Some(ts))) => return Ok((n, wall_time(ts)?)),
+                Ok((_, None)) => bail!("the kernel gave no receive timestamp for a read"),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// A `CLOCK_REALTIME` stamp as a `SystemTime`.
+fn wall_time(ts: TimeSpec) -> Result<SystemTime> {
+    let secs = u64::try_from(ts.tv_sec()).context("a receive stamp before 1970")?;
+    let nanos = u32::try_from(ts.tv_nsec()).context("a receive stamp's nanoseconds")?;
+    Ok(UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
 #[cfg(test)]
@@ -254,6 +335,60 @@ mod tests {
     fn the_plan_deals_requests_round_robin() {
         let all: Vec<Vec<usize>> = (0..3).map(|c| plan(10, 3, c).collect()).collect();
         assert_eq!(all, vec![vec![0, 3, 6, 9], vec![1, 4, 7], vec![2, 5, 8]]);
+    }
+
+    /// The arrival latency leaves out the time the driver took to read a reply: here
+    /// the server answers after 10 ms while the driver's thread is blocked for 300.
+    #[test]
+    fn arrival_is_when_the_reply_reached_the_socket_not_when_it_was_read() -> Result<()> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let server = std::thread::spawn(move || -> std::io::Result<()> {
+            use std::io::{Read, Write};
+            let (mut peer, _) = listener.accept()?;
+            let mut request = [0u8; 14];
+            peer.read_exact(&mut request)?;
+            std::thread::sleep(Duration::from_millis(10));
+            peer.write_all(b"+PONG\r\n")?;
+            // Held open until the driver has read the reply.
+            let _ = peer.read(&mut request)?;
+            Ok(())
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (observed, arrival) = runtime.block_on(async {
+            let mut conn = Conn::open(addr).await?;
+            let (t, sent) = (Instant::now(), SystemTime::now());
+            let call = conn.call(b"*1\r\n$4\r\nPING\r\n");
+            tokio::pin!(call);
+            // The request goes out on the first poll; the thread then blocks.
+            let first = poll_once(&mut call).await;
+            std::thread::sleep(Duration::from_millis(300));
+            let reached = match first {
+                Some(done) => done?,
+                None => call.await?,
+            };
+            let observed = t.elapsed().as_secs_f64() * 1e3;
+            Ok::<_, anyhow::Error>((observed, micros_between(sent, reached)? / 1e3))
+        })?;
+        server
+            .join()
+            .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
+        assert!(observed >= 300.0, "observed {observed} ms");
+        assert!((10.0..250.0).contains(&arrival), "arrival {arrival} ms");
+        Ok(())
+    }
+
+    /// Polls `fut` once: its output if it is ready at once.
+    async fn poll_once<F: std::future::Future + Unpin>(fut: &mut F) -> Option<F::Output> {
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut *fut).poll(cx) {
+                std::task::Poll::Ready(out) => Some(out),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
     }
 
     #[test]

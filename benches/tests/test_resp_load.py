@@ -75,6 +75,12 @@ def test_every_planned_request_is_sent_once_and_timed(server, tmp_path):
     assert len(report["latencies_us"]) == 50
     assert all(x > 0 for x in report["latencies_us"])
     assert report["seconds"] >= max(report["latencies_us"]) / 1e6
+    # Each request is also timed until its reply reached the socket, which is before
+    # the driver read it: never longer than the same request's full latency, in order.
+    # (Both are read from clocks a few hundred ns apart: the slack covers that.)
+    arrival = report["arrival_latencies_us"]
+    assert len(arrival) == 50
+    assert all(0 < a <= x + 5 for a, x in zip(arrival, report["latencies_us"]))
     assert report["cpu_seconds"] >= 0
     # The driver's run-queue wait, read from its one thread over the same window: never
     # negative, never longer than the window (its reads bracket it within a few ms).
@@ -158,3 +164,22 @@ def test_search_ingest_pairs_the_in_process_p50_with_each_round(dataset, tmp_pat
     assert result["round_margin_us"] == pytest.approx(margins)
     assert result["rounds_met"] == sum(m <= 0 for m in margins)
     assert "each round against its own bar" in run.stdout
+
+
+def test_cluster_search_rows_carry_the_latency_at_the_socket(server):
+    """cluster_search.load with the Rust driver: a row's p50 and p99 until the replies
+    reached the driver's socket sit at or under the same row's p50 and p99, and the
+    report prints them beside the driver's."""
+    import argparse
+
+    sys.path.insert(0, str(BENCHES / "cluster"))
+    import cluster_search as cs
+
+    args = argparse.Namespace(driver="rust", bench=shoal_bench_binary(), requests=200,
+                              warmup=0.0, client_rt=False)
+    row = cs.load(args, [server], [encode("PING"), encode("ECHO", "x" * 500)], 4, False,
+                  [], probe=False)
+    assert 0 < row["arrival_p50_ms"] <= row["p50_ms"] + 0.005
+    assert 0 < row["arrival_p99_ms"] <= row["p99_ms"] + 0.005
+    assert cs.at_socket(row) == f"{row['arrival_p99_ms']:.3f}"
+    assert cs.at_socket({"p99_ms": 1.0}) == "—"
