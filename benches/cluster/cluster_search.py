@@ -490,6 +490,10 @@ def run_rust(job, bench):
     if out.returncode != 0:
         raise RuntimeError(f"shoal-bench resp-load failed: {out.stderr.strip()}")
     report = json.loads(out.stdout)
+    if report["unstamped"]:
+        print(f"note: {report['unstamped']} replies came without a receive stamp (the "
+              "kernel turns stamping on late); their read time stands in",
+              file=sys.stderr, flush=True)
     return (report["seconds"], report["latencies_us"], report["cpu_seconds"],
             report["warmup_seconds"], report["wait_seconds"],
             report["arrival_latencies_us"])

@@ -23,7 +23,10 @@
 //! `recvmsg`), which on loopback is while the server's `send` runs; a request's arrival
 //! latency is that stamp of the read that completed its reply, less the wall-clock time
 //! just before the request was written. Both are `CLOCK_REALTIME`. A client on a machine
-//! of its own would add only its own wake-up to it.
+//! of its own would add only its own wake-up to it. The kernel turns stamping on for
+//! the whole system in deferred work once a first socket asks, so the replies of the
+//! first moments can come unstamped: such a request counts its driver-observed time
+//! (an upper bound), and the report says how many did (`unstamped`).
 //!
 //! `--warmup-seconds`: every connection first runs its plan unmeasured, in a closed loop,
 //! until the warm-up ends, and then goes on to its measured requests without pausing.
@@ -88,6 +91,9 @@ struct Report {
     /// The same requests' latencies until their replies reached the socket (the module
     /// doc), in the same order.
     arrival_latencies_us: Vec<f64>,
+    /// Measured requests whose reply came without a receive stamp (their arrival is
+    /// the time the driver read it).
+    unstamped: usize,
 }
 
 pub fn run(args: &RespLoadArgs) -> Result<()> {
@@ -177,13 +183,18 @@ async fn drive(args: &RespLoadArgs, requests: Arc<Vec<Vec<u8>>>) -> Result<Repor
             }
             let mut lat = Vec::with_capacity(seq.len());
             let mut arrival = Vec::with_capacity(seq.len());
+            let mut unstamped = 0;
             for j in seq {
                 let (t, sent) = (Instant::now(), SystemTime::now());
                 let reached = conn.call(&requests[j]).await?;
                 lat.push(t.elapsed().as_secs_f64() * 1e6);
+                let reached = reached.unwrap_or_else(|| {
+                    unstamped += 1;
+                    SystemTime::now()
+                });
                 arrival.push(micros_between(sent, reached)?);
             }
-            Ok::<_, anyhow::Error>((lat, arrival, Instant::now()))
+            Ok::<_, anyhow::Error>((lat, arrival, unstamped, Instant::now()))
         });
     }
     // The driver's CPU and run-queue wait are read when the window opens, on this (the
@@ -192,11 +203,12 @@ async fn drive(args: &RespLoadArgs, requests: Arc<Vec<Vec<u8>>>) -> Result<Repor
     let (cpu0, wait0) = thread_sched_seconds()?;
     let mut latencies_us = Vec::with_capacity(args.requests);
     let mut arrival_latencies_us = Vec::with_capacity(args.requests);
-    let mut end = t0;
+    let (mut end, mut unstamped) = (t0, 0);
     while let Some(joined) = measuring.join_next().await {
-        let (lat, arrival, done) = joined??;
+        let (lat, arrival, missing, done) = joined??;
         latencies_us.extend(lat);
         arrival_latencies_us.extend(arrival);
+        unstamped += missing;
         end = end.max(done);
     }
     let (cpu1, wait1) = thread_sched_seconds()?;
@@ -207,6 +219,7 @@ async fn drive(args: &RespLoadArgs, requests: Arc<Vec<Vec<u8>>>) -> Result<Repor
         warmup_seconds: t0.saturating_duration_since(start).as_secs_f64(),
         latencies_us,
         arrival_latencies_us,
+        unstamped,
     })
 }
 
@@ -260,8 +273,8 @@ impl Conn {
 
     /// Sends one request and reads its whole reply; an error reply fails the run.
     /// Returns when the reply's last bytes reached the socket (the kernel's stamp of
-    /// the read that completed it).
-    async fn call(&mut self, request: &[u8]) -> Result<SystemTime> {
+    /// the read that completed it), if the kernel stamped them.
+    async fn call(&mut self, request: &[u8]) -> Result<Option<SystemTime>> {
         self.stream.write_all(request).await?;
         let mut reached = None;
         loop {
@@ -290,8 +303,8 @@ impl Conn {
     }
 
     /// One read into the free end of the buffer, with the kernel's receive stamp of the
-    /// last segment it took.
-    async fn read_stamped(&mut self) -> Result<(usize, SystemTime)> {
+    /// last segment it took (none for a segment received before stamping was on).
+    async fn read_stamped(&mut self) -> Result<(usize, Option<SystemTime>)> {
         let fd = self.stream.as_raw_fd();
         loop {
             self.stream.readable().await?;
@@ -310,9 +323,8 @@ impl Conn {
                 Ok((msg.bytes, stamp))
             });
             match read {
-                Ok((0, _)) => return Ok((0, SystemTime::now())),
-                Ok((n, Some(ts))) => return Ok((n, wall_time(ts)?)),
-                Ok((_, None)) => bail!("the kernel gave no receive timestamp for a read"),
+                Ok((n, Some(ts))) => return Ok((n, Some(wall_time(ts)?))),
+                Ok((n, None)) => return Ok((n, None)),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -341,6 +353,7 @@ mod tests {
     /// the server answers after 10 ms while the driver's thread is blocked for 300.
     #[test]
     fn arrival_is_when_the_reply_reached_the_socket_not_when_it_was_read() -> Result<()> {
+        stamping_on()?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let server = std::thread::spawn(move || -> std::io::Result<()> {
@@ -368,7 +381,8 @@ mod tests {
             let reached = match first {
                 Some(done) => done?,
                 None => call.await?,
-            };
+            }
+            .context("the reply came unstamped")?;
             let observed = t.elapsed().as_secs_f64() * 1e3;
             Ok::<_, anyhow::Error>((observed, micros_between(sent, reached)? / 1e3))
         })?;
@@ -378,6 +392,33 @@ mod tests {
         assert!(observed >= 300.0, "observed {observed} ms");
         assert!((10.0..250.0).contains(&arrival), "arrival {arrival} ms");
         Ok(())
+    }
+
+    /// Waits until the kernel stamps what loopback sockets receive: it turns stamping on
+    /// in deferred work after the first socket asks (the module doc).
+    fn stamping_on() -> Result<()> {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let mut sender = std::net::TcpStream::connect(listener.local_addr()?)?;
+        let (receiver, _) = listener.accept()?;
+        setsockopt(&receiver, sockopt::ReceiveTimestampns, &true)?;
+        let mut control = nix::cmsg_space!(TimeSpec);
+        for _ in 0..200 {
+            sender.write_all(b"x")?;
+            let mut byte = [0u8; 1];
+            let mut iov = [IoSliceMut::new(&mut byte)];
+            let msg = recvmsg::<()>(
+                receiver.as_raw_fd(),
+                &mut iov,
+                Some(&mut control),
+                MsgFlags::empty(),
+            )?;
+            if msg.cmsgs()?.next().is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        bail!("the kernel never stamped a received segment")
     }
 
     /// Polls `fut` once: its output if it is ready at once.

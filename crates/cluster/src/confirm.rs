@@ -12,8 +12,10 @@
 //! * **Votes.** A replica grants a newer candidate only by replacing its vote, and
 //!   votes only grow, so a replica whose vote still names leader (t, L) at some moment
 //!   after the read began granted no newer leader before the read began; if both of
-//!   the two still vote (t, L) and one of them is L, L's commit index (once L committed
-//!   an entry of its own term) covers every write acknowledged before the read began.
+//!   the two still vote (t, L) and one of them is L, L's applied index (once L applied
+//!   an entry of its own term) covers every write acknowledged before the read began:
+//!   L acknowledges a write only once it applied it, and older leaders' writes are
+//!   below L's first entry.
 //! * **Logs** (a quorum read, as Paxos Quorum Reads do). A write acknowledged before
 //!   the read began was committed, so it was in the logs of a quorum, and a committed
 //!   entry is never cut from a log that holds it (Raft overwrites only uncommitted
@@ -31,8 +33,8 @@
 //!
 //! | this node's replica, while the round is out | the peer's replica, when it answers | read at |
 //! |----------------------------------------------|-------------------------------------|---------|
-//! | leads as (t, me), committed in its own term  | votes for (t, me)                   | my commit index |
-//! | votes for (t, peer)                          | leads as (t, peer), committed in its own term | the peer's commit index |
+//! | elected as (t, me), applied in its own term  | votes for (t, me)                   | my applied index |
+//! | votes for (t, peer)                          | elected as (t, peer), applied in its own term | the peer's applied index |
 //! | the same committed membership                | the same committed membership       | the higher of the two last log indexes |
 //! | anything else: a joint or larger membership, the two on different memberships, one not yet known committed | | not confirmed: the read index or leader path |
 //!
@@ -43,8 +45,11 @@
 //! The logs proof further asks that both know that configuration committed at the same
 //! index: their logs then agree up to it, so an entry committed under an older
 //! configuration is in both. A round is sent after every read it serves began, and
-//! this node's own views are taken while it is out; the peer's when it answers. Both
-//! follow every read the round serves, which is all the proof needs of either.
+//! this node's own views are taken as it is sent; the peer's when it answers. Both
+//! follow every read the round serves, which is all the proof needs of either. The
+//! views are what each replica's log store and state machine keep as they write
+//! (`shoal_raft::view_mirror` says why that is never behind what the replica told
+//! anyone), not a message to its Raft core.
 
 use std::collections::HashMap;
 

@@ -101,19 +101,19 @@ impl Local {
         part
     }
 
-    /// This node's views of `groups`, each read inside its group's Raft core (see
-    /// `crate::confirm` and `Host::read_views`); `None` for a group it holds no
-    /// replica of, or whose core has stopped.
-    pub async fn vote_views(&self, groups: &[GroupId]) -> Vec<(GroupId, Option<View>)> {
-        let views = groups.iter().map(|&g| async move {
-            let view = self
-                .host
-                .read_views(g)
-                .await
-                .map(|(vote, log)| View { vote, log });
-            (g, view)
-        });
-        futures::future::join_all(views).await
+    /// This node's views of `groups` now (see `crate::confirm` and `Host::read_views`);
+    /// `None` for a group it holds no replica of, or one not yet started.
+    pub fn vote_views(&self, groups: &[GroupId]) -> Vec<(GroupId, Option<View>)> {
+        groups
+            .iter()
+            .map(|&g| {
+                let view = self
+                    .host
+                    .read_views(g)
+                    .map(|(vote, log)| View { vote, log });
+                (g, view)
+            })
+            .collect()
     }
 
     /// The leader's half of a follower read: the index the follower must have applied

@@ -43,7 +43,7 @@ pub type AnswerStream = Pin<Box<dyn Stream<Item = Result<ShardAnswer, Status>> +
 /// The answer to one `Votes` call: this node's views of the groups named.
 async fn votes_answer(local: &Local, call: &ShardCall) -> Result<VotesAnswer, ShardError> {
     let groups: Vec<u64> = decode(&call.payload)?;
-    Ok(VotesAnswer::new(local.vote_views(&groups).await))
+    Ok(VotesAnswer::new(local.vote_views(&groups)))
 }
 
 fn answer<T: serde::Serialize>(

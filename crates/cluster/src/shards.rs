@@ -834,7 +834,7 @@ impl Shards {
 
     /// A confirmation round with `peer` sent after this call began, carrying `groups`
     /// and the groups of every other caller waiting for one (`crate::rounds`). This
-    /// node's views are taken while the round is out.
+    /// node's views are taken as the round is sent.
     async fn fence(
         &self,
         groups: Vec<GroupId>,
@@ -859,19 +859,15 @@ impl Shards {
                 groups.sort_unstable();
                 groups.dedup();
                 let payload = encode(&groups)?;
-                // This node's views and the peer's are taken at the same time: each
-                // only has to be taken after every read the round serves began, in
-                // either order (docs/consistency.md), and a round that waited for its
-                // own Raft cores before it sent the call took one hop longer, queued
-                // behind the walks under load.
-                //
-                // Bounded: a stuck Raft core would hold the slot for every later round.
-                let own = tokio::time::timeout(CONFIRM_WAIT, local.vote_views(&groups));
-                // Bounded too: the callers give up after CONFIRM_WAIT, and a round that
+                // This node's views as the round is sent, the peer's when it answers:
+                // each only has to be taken after every read the round serves began
+                // (they all did before this round started), in either order
+                // (docs/consistency.md).
+                let own = local.vote_views(&groups);
+                // Bounded: the callers give up after CONFIRM_WAIT, and a round that
                 // hung on a partitioned peer would hold the slot for every later one.
-                let round = tokio::time::timeout(CONFIRM_WAIT, link.round(payload, CONFIRM_WAIT));
-                let (own, reply) = futures::join!(own, round);
-                let own = own.map_err(|_| no_answer(0, local.host.id(), CONFIRM_WAIT))?;
+                let reply =
+                    tokio::time::timeout(CONFIRM_WAIT, link.round(payload, CONFIRM_WAIT)).await;
                 let reply = match reply {
                     Ok(Ok(reply)) => reply,
                     Ok(Err(status)) => return Err(failed_call(0, peer, &status)),

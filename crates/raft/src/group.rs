@@ -14,6 +14,7 @@ use crate::db::GroupId;
 use crate::network::Raft;
 use crate::state_machine::Replica;
 use crate::types::{NodeAddr, NodeId, Request, Response};
+use crate::view_mirror::ViewMirror;
 use crate::vote_view::{LogView, VoteView};
 
 /// How a leader makes sure it still leads before it answers a read.
@@ -92,11 +93,22 @@ pub struct Group {
     id: GroupId,
     raft: Raft,
     replica: Arc<RwLock<Replica>>,
+    views: Arc<ViewMirror>,
 }
 
 impl Group {
-    pub(crate) fn new(id: GroupId, raft: Raft, replica: Arc<RwLock<Replica>>) -> Group {
-        Group { id, raft, replica }
+    pub(crate) fn new(
+        id: GroupId,
+        raft: Raft,
+        replica: Arc<RwLock<Replica>>,
+        views: Arc<ViewMirror>,
+    ) -> Group {
+        Group {
+            id,
+            raft,
+            replica,
+            views,
+        }
     }
 
     pub fn id(&self) -> GroupId {
@@ -224,14 +236,16 @@ impl Group {
         }
     }
 
-    /// This replica's vote and log as its Raft core holds them now (see
-    /// [`crate::vote_view`]).
-    pub async fn vote_view(&self) -> Result<(VoteView, LogView), GroupError> {
-        let me = self.raft.metrics().borrow_watched().id;
-        self.raft
-            .with_raft_state(move |st| crate::vote_view::of_state(me, st))
-            .await
-            .map_err(|e| self.error(e))
+    /// This replica's vote and log views now (see [`crate::vote_view`]), from what its
+    /// log store and state machine keep as they write ([`crate::view_mirror`]); `None`
+    /// until the replica has read its vote and log at start.
+    pub fn vote_view(&self) -> Option<(VoteView, LogView)> {
+        let watch = self.raft.metrics();
+        let (me, leads) = {
+            let m = watch.borrow_watched();
+            (m.id, m.state == ServerState::Leader)
+        };
+        self.views.views(me, leads)
     }
 
     /// The index this replica has applied (cheap: no copy of the metrics).

@@ -20,10 +20,12 @@ use crate::log_store::LogStore;
 use crate::network::{GroupNetwork, Groups, Network, Raft, TransportService};
 use crate::state_machine::{Replica, Retirement, StateMachine};
 use crate::types::NodeId;
+use crate::view_mirror::ViewMirror;
 use crate::vote_view::{LogView, VoteView};
 
-/// An open group's replica, with what retires its snapshot writes when it is closed.
-type Opened = (Arc<RwLock<Replica>>, Retirement);
+/// An open group's replica, with what retires its snapshot writes when it is closed,
+/// and its views (`crate::view_mirror`).
+type Opened = (Arc<RwLock<Replica>>, Retirement, Arc<ViewMirror>);
 
 /// The Raft groups of one node.
 #[derive(Debug)]
@@ -154,9 +156,9 @@ impl Host {
     /// has already left, which the logs proof cannot tell. Its vote still counts: the
     /// votes proof needs the leader's own view, which names the membership it commits
     /// by.
-    pub async fn read_views(&self, group: GroupId) -> Option<(VoteView, Option<LogView>)> {
+    pub fn read_views(&self, group: GroupId) -> Option<(VoteView, Option<LogView>)> {
         let replica = self.group(group).filter(|r| r.is_member())?;
-        let (vote, log) = replica.vote_view().await.ok()?;
+        let (vote, log) = replica.vote_view()?;
         Some((vote, (!self.was_erased(group)).then_some(log)))
     }
 
@@ -170,7 +172,7 @@ impl Host {
         let log = LogStore::new(self.db.clone(), group);
         let sm = StateMachine::open(self.group_dir(group), &log)
             .map_err(|e| RaftError::Io(e.to_string()))?;
-        let replica = (sm.replica(), sm.retirement());
+        let replica = (sm.replica(), sm.retirement(), log.views());
         let raft = Raft::new(
             self.id,
             self.config.clone(),
@@ -196,7 +198,7 @@ impl Host {
     /// reopen, an erase) must not have the old state machine write its snapshot file
     /// under it.
     async fn close_locked(&self, group: GroupId) -> Result<()> {
-        let retirement = self.replicas.lock().remove(&group).map(|(_, r)| r);
+        let retirement = self.replicas.lock().remove(&group).map(|(_, r, _)| r);
         let stopped = match self.groups.remove(group) {
             Some(raft) => raft
                 .shutdown()
@@ -219,7 +221,7 @@ impl Host {
     /// What retires the state machine of this node's replica of `group` now; for
     /// tests that check a closed replica's old state machine stays quiet.
     pub fn retirement(&self, group: GroupId) -> Option<Retirement> {
-        self.replicas.lock().get(&group).map(|(_, r)| r.clone())
+        self.replicas.lock().get(&group).map(|(_, r, _)| r.clone())
     }
 
     /// Erases this node's replica of `group` — log, vote, snapshot — and opens it again
@@ -330,13 +332,13 @@ impl Host {
     /// The handle the node's fronts use for `group`, if this node hosts it.
     pub fn group(&self, group: GroupId) -> Option<Group> {
         let raft = self.groups.get(group)?;
-        let replica = self.replica(group)?;
-        Some(Group::new(group, raft, replica))
+        let (replica, _, views) = self.replicas.lock().get(&group)?.clone();
+        Some(Group::new(group, raft, replica, views))
     }
 
     /// The engine of this node's replica of `group`, for local reads.
     pub fn replica(&self, group: GroupId) -> Option<Arc<RwLock<Replica>>> {
-        self.replicas.lock().get(&group).map(|(r, _)| r.clone())
+        self.replicas.lock().get(&group).map(|(r, _, _)| r.clone())
     }
 
     pub fn group_ids(&self) -> Vec<GroupId> {

@@ -13,6 +13,7 @@ pub mod runtime;
 mod snapshot_file;
 pub mod state_machine;
 pub mod types;
+pub mod view_mirror;
 pub mod vote_view;
 
 pub use db::{GroupId, LogDb};

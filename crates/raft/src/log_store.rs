@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::db::{index_of, log_key, meta_key, GroupId, LogDb, LOGS, META};
 use crate::error::RaftError;
 use crate::types::{Entry, LogId, TypeConfig, Vote};
+use crate::view_mirror::ViewMirror;
 
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
@@ -28,6 +29,9 @@ const PURGED: &str = "purged";
 pub struct LogStore {
     db: Arc<LogDb>,
     group: GroupId,
+    /// What this log tells the replica's views (`crate::view_mirror`), shared with the
+    /// state machine and the group's handles.
+    views: Arc<ViewMirror>,
 }
 
 /// A handle that reads a group's log without keeping the database open: what the state
@@ -54,6 +58,7 @@ impl WeakLog {
         LogStore {
             db,
             group: self.group,
+            views: Arc::default(),
         }
         .read_range(start, end, max_bytes)
     }
@@ -61,7 +66,16 @@ impl WeakLog {
 
 impl LogStore {
     pub fn new(db: Arc<LogDb>, group: GroupId) -> Self {
-        LogStore { db, group }
+        LogStore {
+            db,
+            group,
+            views: Arc::new(ViewMirror::new()),
+        }
+    }
+
+    /// The replica's views as this log and its state machine keep them.
+    pub fn views(&self) -> Arc<ViewMirror> {
+        self.views.clone()
     }
 
     /// A reader of this log that does not keep the database open.
@@ -219,7 +233,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
-        self.get_meta(VOTE)
+        let vote = self.get_meta(VOTE)?;
+        self.views.read_vote(vote.as_ref());
+        Ok(vote)
     }
 }
 
@@ -232,6 +248,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some(entry) => Some(entry.log_id()),
             None => last_purged_log_id,
         };
+        self.views
+            .log_state(last_log_id.as_ref().map(|l| l.index()));
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -243,6 +261,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
+        // Shown before it is durable: openraft answers by it only after this returns.
+        self.views.save_vote(vote);
         let batch = self.meta_batch(VOTE, vote)?;
         Ok(self.db.write_durable(batch).await?)
     }
@@ -265,10 +285,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let cf = self.db.cf(LOGS)?;
         let mut batch = WriteBatch::default();
-        for entry in entries {
-            batch.put_cf(cf, log_key(self.group, entry.index()), encode(&entry)?);
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        for entry in &entries {
+            batch.put_cf(cf, log_key(self.group, entry.index()), encode(entry)?);
         }
-        // Readable now; durable when the syncer says so.
+        // Readable now; durable when the syncer says so. The views learn of them first.
+        self.views.append(&entries);
         self.db.write(batch)?;
         self.db.when_durable(Box::new(move |result| {
             callback.io_completed(result.map_err(io::Error::other));
@@ -284,7 +306,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             log_key(self.group, from),
             log_key(self.group, u64::MAX),
         );
-        Ok(self.db.write_durable(batch).await?)
+        self.db.write_durable(batch).await?;
+        self.views.truncate_after(last_log_id.map(|id| id.index()));
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
@@ -295,7 +319,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             log_key(self.group, 0),
             log_key(self.group, log_id.index() + 1),
         );
-        Ok(self.db.write_durable(batch).await?)
+        self.db.write_durable(batch).await?;
+        self.views.purge(log_id.index());
+        Ok(())
     }
 }
 

@@ -19,6 +19,7 @@ use shoal_engine::{Engine, Write};
 use crate::log_store::{LogStore, WeakLog};
 use crate::snapshot_file;
 use crate::types::{LogId, Response, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::view_mirror::ViewMirror;
 
 /// Entries taken from openraft's apply stream per engine batch: enough that a pipelined
 /// ingest inserts its vectors in parallel, few enough that readers wait little.
@@ -169,6 +170,22 @@ pub struct StateMachine {
     /// `true` once the replica is retired ([`Retirement::retire`]): a build that
     /// finishes after that must not write into a directory that is being erased.
     snapshot_writes: Arc<parking_lot::Mutex<bool>>,
+    /// The replica's views (`crate::view_mirror`): told what is applied before any
+    /// response of a batch is sent.
+    views: Arc<ViewMirror>,
+}
+
+/// Applies `items` to the replica and shows the replica's views what it now holds,
+/// under the write lock, before the caller sends any response.
+fn apply_and_show(
+    replica: &RwLock<Replica>,
+    views: &ViewMirror,
+    items: &mut [EntryResponder<TypeConfig>],
+) -> Vec<Response> {
+    let mut r = replica.write();
+    let outcomes = r.apply_entries(items);
+    views.applied(r.applied, &r.membership);
+    outcomes
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -193,12 +210,15 @@ impl StateMachine {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Replica::default(),
             Err(e) => return Err(e),
         };
+        let views = log.views();
+        views.applied(replica.applied, &replica.membership);
         Ok(StateMachine {
             replica: Arc::new(RwLock::new(replica)),
             dir: Arc::new(dir),
             log: log.weak(),
             replay_bytes: REPLAY_BYTES,
             snapshot_writes: Arc::default(),
+            views,
         })
     }
 
@@ -270,15 +290,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             // commands are cheaper applied in place. Readers of this replica still wait
             // for the write lock's release, on whatever thread they run.
             let (items_back, outcomes) = if commands > INLINE_APPLY_COMMANDS {
-                let replica = self.replica.clone();
+                let (replica, views) = (self.replica.clone(), self.views.clone());
                 tokio::task::spawn_blocking(move || {
-                    let outcomes = replica.write().apply_entries(&mut items);
+                    let outcomes = apply_and_show(&replica, &views, &mut items);
                     (items, outcomes)
                 })
                 .await
                 .map_err(io_err)?
             } else {
-                let outcomes = self.replica.write().apply_entries(&mut items);
+                let outcomes = apply_and_show(&self.replica, &self.views, &mut items);
                 (items, outcomes)
             };
             let items = items_back;
@@ -322,6 +342,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         r.engine = engine;
         r.applied = meta.last_log_id;
         r.membership = meta.last_membership;
+        self.views.applied(r.applied, &r.membership);
         Ok(())
     }
 

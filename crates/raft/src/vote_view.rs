@@ -12,9 +12,9 @@
 
 use crate::types::NodeId;
 
-/// A replica's vote and what it leads, read inside its Raft core: the vote is the one
-/// the replica answers vote requests by at that moment, not a metrics copy that may
-/// trail a vote it has already granted.
+/// A replica's vote and what it leads, as its log store saved the vote
+/// ([`crate::view_mirror`]): never behind a vote the replica has granted, unlike
+/// openraft's metrics, which may trail one.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VoteView {
     /// The node whose replica this is: a confirmation counts the votes of the nodes
@@ -23,9 +23,10 @@ pub struct VoteView {
     /// The term and node of the leader the replica votes for.
     pub term: u64,
     pub node: NodeId,
-    /// When the replica leads under that vote and has committed an entry of its own
-    /// term: its commit index, which covers every write acknowledged before now
-    /// (Raft's read index). `None` otherwise.
+    /// When the replica was elected under that vote and has applied an entry of its
+    /// own term: its applied index, which covers every write acknowledged before now
+    /// (a leader acknowledges a write once it applied it, and every entry of an older
+    /// term is below its own first). `None` otherwise.
     pub read_index: Option<u64>,
     /// The voters of the membership the replica goes by, when it is one configuration
     /// (`None` while the group changes membership: a joint configuration).
@@ -33,7 +34,7 @@ pub struct VoteView {
 }
 
 /// A replica's log, as the quorum-read proof of shoal-cluster's `confirm` needs it,
-/// read inside the Raft core with the [`VoteView`]. Sent beside the vote views, not in
+/// read with the [`VoteView`]. Sent beside the vote views, not in
 /// them: a node of the previous version decodes the votes and never sees these.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogView {
@@ -43,7 +44,7 @@ pub struct LogView {
     /// below this in at least one replica of every quorum.
     pub last_log: u64,
     /// The log index of the membership the replica goes by, when the replica knows it
-    /// committed (`None` while a newer one is only in its log): two replicas naming
+    /// committed, having applied it (`None` while a newer one is only in its log): two replicas naming
     /// the same committed membership hold the same log up to it, and a newer one that
     /// reached a quorum of it would be in one of their logs, and gone by.
     pub settled_membership: Option<u64>,
@@ -54,47 +55,4 @@ impl VoteView {
     pub fn votes_for(&self, term: u64, leader: NodeId) -> bool {
         self.term == term && self.node == leader
     }
-}
-
-pub(crate) fn of_state(
-    me: NodeId,
-    st: &openraft::RaftState<crate::TypeConfig>,
-) -> (VoteView, LogView) {
-    let vote = st.vote_ref();
-    let leader_id = vote.leader_id();
-    let leads = st.server_state == openraft::ServerState::Leader
-        && leader_id.node_id == me
-        && vote.is_committed();
-    // The commit index is a read index only once the leader committed an entry of its
-    // own term (its blank entry): before, it may not know which of its predecessor's
-    // entries committed.
-    let read_index = st
-        .local_committed()
-        .filter(|c| leads && c.committed_leader_id() == leader_id)
-        .map(|c| c.index);
-    let configs = st.membership_state.effective().get_joint_config();
-    let voters = match configs.as_slice() {
-        [one] => Some(one.iter().copied().collect()),
-        _ => None,
-    };
-    let membership = &st.membership_state;
-    let settled_membership = match (
-        membership.effective().log_id(),
-        membership.committed().log_id(),
-    ) {
-        (Some(effective), Some(committed)) if effective == committed => Some(effective.index),
-        (Some(_) | None, Some(_) | None) => None,
-    };
-    let vote = VoteView {
-        id: me,
-        term: leader_id.term,
-        node: leader_id.node_id,
-        read_index,
-        voters,
-    };
-    let log = LogView {
-        last_log: st.log_ids.last().map_or(0, |l| l.index),
-        settled_membership,
-    };
-    (vote, log)
 }

@@ -735,9 +735,9 @@ async fn a_removed_replica_is_erased_and_can_be_added_back() {
     // given back may be older than what its erased log had acknowledged. A replica
     // never erased does.
     group.promote(removed).await.unwrap();
-    let (_, log) = cluster.nodes[at].host.read_views(GROUP).await.unwrap();
+    let (_, log) = cluster.nodes[at].host.read_views(GROUP).unwrap();
     assert_eq!(log, None);
-    let (_, log) = cluster.node(leader).host.read_views(GROUP).await.unwrap();
+    let (_, log) = cluster.node(leader).host.read_views(GROUP).unwrap();
     assert!(log.is_some_and(|l| l.settled_membership.is_some()));
 }
 
@@ -817,7 +817,7 @@ async fn vote_views_name_the_leader_and_only_it_gives_a_read_index() {
     let cluster = &cluster;
     let views = |id: NodeId| async move {
         let group = cluster.node(id).host.group(GROUP).unwrap();
-        group.vote_view().await.unwrap()
+        group.vote_view().unwrap()
     };
     let view = |id: NodeId| async move { views(id).await.0 };
     let log = |id: NodeId| async move { views(id).await.1 };
