@@ -3,7 +3,7 @@
 //! replica's Raft core.
 //!
 //! Asking the core cost every round one message per group on each of its two nodes, and
-//! each woke the core for a pass of its loop (metrics included): about a tenth of the
+//! each woke the core for a pass of its loop (metrics included): about 6% of the
 //! CPU of a search with default reads at 32 clients (docs/benchmarks.md, "Session 48").
 //! openraft's metrics are no substitute: they are published after the pass that changed
 //! the state, so they may trail a vote already granted (docs/consistency.md). What is
