@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 DATA ?= $(HOME)/.cache/shoal-bench-data
 RESULTS ?= benches/results
 RESP ?= 127.0.0.1:6379
+CLUSTER_ARGS ?= --dev --readonly --requests 30000 --warmup 0.5
 DATA_DIR ?= data
 
 SEED ?= 1
@@ -62,7 +63,8 @@ chaos: setup
 build:
 	cargo build --release --workspace
 
-## Starts a Shoal node on $(RESP) with its snapshot in $(DATA_DIR); Ctrl-C stops it.
+## Starts shoal dev (3 nodes in zones a/b/c, 3 shard groups of 3 replicas, in one process)
+## with RESP on $(RESP) and its RocksDB under $(DATA_DIR); Ctrl-C stops it.
 run: setup
 	cargo build --release -p shoal-server
 	$(CARGO_TARGET_DIR)/release/shoal dev --resp $(RESP) --data-dir $(DATA_DIR)
@@ -98,9 +100,12 @@ bench-replication: setup
 	$(PY) benches/replication/snapshot_stall.py --shoal $(CARGO_TARGET_DIR)/release/shoal \
 		--json $(RESULTS)/snapshot_stall.json
 
-## FT.SEARCH KNN 10 through the routers of 3 shoal node processes over 3 shard groups
-## beside one shoal dev --standalone with the same data, at 1 and 32 clients (QPS, p50,
-## p99, recall), and pipelined-HSET ingest through the router, on the bench-ann dataset.
+## FT.SEARCH KNN 10 through a router over 3 shard groups -- 3 shoal node processes and
+## shoal dev, default reads and READONLY -- beside one shoal dev --standalone with the same
+## data, at 1 and 32 clients (QPS, p50, p99, recall), and pipelined-HSET ingest through the
+## router, on the bench-ann dataset. CLUSTER_ARGS defaults to the rows docs/benchmarks.md
+## records (30,000 requests a row after a 0.5 s warm-up); add --no-processes for shoal dev
+## alone.
 bench-cluster: setup
 	cargo build --release -p shoal-server -p shoal-bench
 	$(PY) benches/gen_dataset.py --n 200000 --dim 128 --clusters 1000 --queries 1000 --seed 42 --out $(DATA)

@@ -1,0 +1,71 @@
+"""`shoal dev`'s count flags: the cluster it embeds takes the shape asked for, and a data
+directory keeps the shape it was made with."""
+
+import subprocess
+
+import numpy as np
+from redis.commands.search.query import Query
+
+from conftest import Server, binary, free_port, wait_for
+
+
+def voters(info, group):
+    return sorted(int(v) for v in str(info[f"group{group}"]["voters"]).split("|") if v)
+
+
+def test_nodes_groups_replicas_and_zones_take_the_shape_asked_for(tmp_path):
+    server = Server(tmp_path / "data", "--nodes", "4", "--groups", "2",
+                    "--replication-factor", "2", "--zones", "a,b").start()
+    try:
+        client = server.client(protocol=2, decode_responses=True)
+        # Every node reports itself to the map within a second of starting, and every
+        # group's leader its voters (node 1 shows a group it holds no replica of from that).
+        info = wait_for(lambda: (i := client.info("cluster")) and int(i["shoal_nodes"]) == 4
+                        and all(voters(i, g) for g in range(2)) and i,
+                        what="four nodes and both groups' voters in the map")
+        assert int(info["shoal_shard_groups"]) == 2
+        assert "group2" not in info
+        zones = {n: info[f"node{n}"]["zone"] for n in (1, 2, 3, 4)}
+        assert zones == {1: "a", 2: "b", 3: "a", 4: "b"}
+        for g in range(2):
+            members = voters(info, g)
+            assert len(members) == 2, (g, members)
+            assert sorted(zones[v] for v in members) == ["a", "b"], (g, members)
+
+        # Keys spread over both groups: writes, multi-key commands and a KNN answer whole.
+        r = server.client()
+        r.execute_command("FT.CREATE", "idx", "PREFIX", "1", "d:", "SCHEMA",
+                          "v", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", "2",
+                          "DISTANCE_METRIC", "L2")
+        pipe = r.pipeline(transaction=False)
+        for i in range(100):
+            pipe.hset(f"d:{i}", mapping={"v": np.array([i, 0], dtype=np.float32).tobytes()})
+        pipe.execute()
+        assert r.dbsize() == 100
+        assert r.exists(*[f"d:{i}" for i in range(100)]) == 100
+        q = Query("*=>[KNN 3 @v $q]").dialect(2).no_content()
+        res = r.ft("idx").search(q, query_params={"q": np.array([50.2, 0], dtype=np.float32).tobytes()})
+        assert [d.id for d in res.docs] == ["d:50", "d:51", "d:49"]
+    finally:
+        server.stop()
+
+
+def test_a_data_directory_refuses_another_shape(tmp_path):
+    data = tmp_path / "data"
+    server = Server(data).start()
+    server.client().set("k", "kept")
+    assert server.stop() == 0
+
+    proc = subprocess.run(
+        [binary(), "dev", "--resp", f"127.0.0.1:{free_port()}", "--api", f"127.0.0.1:{free_port()}",
+         "--data-dir", str(data), "--groups", "2"],
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "holds a cluster of 3 nodes and 3 groups; start it with --nodes 3 --groups 3" in proc.stderr
+
+    # Refused without harm: the shape it was made with still starts, with its data.
+    server.start()
+    try:
+        assert server.client().get("k") == b"kept"
+    finally:
+        server.stop()
