@@ -101,7 +101,8 @@ def test_an_error_reply_fails_the_run(server, tmp_path):
 def test_paired_latency_measures_both_servers_in_turns(dataset, tmp_path):
     """benches/resp/paired_latency.py starts two standalone servers (here one binary
     twice), ingests the dataset into each and times FT.SEARCH on both in alternating
-    rounds: every round gives each server a positive p50 and a positive ratio."""
+    rounds: every round gives each server a positive p50, a positive ratio, and the
+    server CPU each pass took."""
     out = tmp_path / "paired.json"
     run = subprocess.run(
         [sys.executable, str(BENCHES / "resp" / "paired_latency.py"),
@@ -114,8 +115,12 @@ def test_paired_latency_measures_both_servers_in_turns(dataset, tmp_path):
     for rows in result["rounds"].values():
         assert all(len(v) == 3 for v in rows.values())
         assert all(p > 0 for p in rows["search_p50_us"] + rows["ping_p50_us"])
+        # A PING and a search cost the server CPU, and not a whole millisecond of it.
+        assert all(0 < c < 1000 for c in rows["server_cpu_us_per_pair"])
     assert len(result["a_over_b"]) == 3 and all(r > 0 for r in result["a_over_b"])
+    assert len(result["a_minus_b_cpu_us"]) == 3
     assert "over y's: median" in run.stdout
+    assert "x's server CPU per pair minus y's" in run.stdout
 
 
 def test_fixed_cost_times_a_search_without_a_walk(dataset, tmp_path):

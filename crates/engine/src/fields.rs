@@ -114,11 +114,11 @@ impl Raw<'_> {
         }
     }
 
-    /// The bytes a reply carries for this field.
-    pub fn reply_bytes(&self) -> Vec<u8> {
+    /// The bytes a reply carries for this field: borrowed where the document holds it that way.
+    pub fn reply_cow(&self) -> std::borrow::Cow<'_, [u8]> {
         match self {
-            Raw::Bytes(b) => b.to_vec(),
-            Raw::Json(_) => self.as_text().into_bytes(),
+            Raw::Bytes(b) => std::borrow::Cow::Borrowed(b),
+            Raw::Json(_) => std::borrow::Cow::Owned(self.as_text().into_bytes()),
         }
     }
 }

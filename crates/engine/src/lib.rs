@@ -36,7 +36,7 @@ pub use commands::ft::{render_search, PreparedSearch};
 pub use error::{EngineError, Result};
 pub use keyspace::{Entry, Keyspace, Value};
 pub use reply::{format_g12, Reply};
-pub use search::{Hit, SearchResults, SortValue};
+pub use search::{Hit, HitSink, SearchResults, SortValue};
 pub use search_index::{IndexState, SearchIndex};
 
 /// One entry of the replicated log: commands applied together, atomically, at `now_ms`.
@@ -146,6 +146,18 @@ impl Engine {
     /// Answers a read. Write commands are refused (they must go through `apply`).
     pub fn query<A: AsRef<[u8]>>(&self, args: &[A], ctx: ReadContext) -> Reply {
         commands::read(self, &commands::arg_refs(args), ctx)
+    }
+
+    /// An FT.SEARCH (`args` after the command name) into `sink` hit by hit, for a
+    /// server that frames the reply itself; the error is the text [`Engine::query`]
+    /// would have answered. The sink may hold part of a page when this fails.
+    pub fn search_into<A: AsRef<[u8]>, S: HitSink>(
+        &self,
+        args: &[A],
+        ctx: ReadContext,
+        sink: &mut S,
+    ) -> std::result::Result<(), String> {
+        commands::ft::visit_search(self, args, ctx, sink).map_err(|e| e.to_string())
     }
 
     /// A shard's part of an FT.SEARCH (`args` after the command name): its first

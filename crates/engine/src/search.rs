@@ -4,6 +4,7 @@
 //! The result is typed ([`SearchResults`]) so that a router can merge the answers of
 //! many shards before anything is framed.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -384,6 +385,62 @@ struct Ranked<'a> {
     sort_value: Option<SortValue>,
 }
 
+/// Where a search's page goes, hit by hit: into owned [`Hit`]s for a router to merge
+/// ([`execute`]), or straight into a client's reply by the server. A reply framed from
+/// here skips copying every key and field into buffers of their own only to copy them
+/// again into the reply, and building and dropping a tree of the reply in between.
+pub trait HitSink {
+    /// Before the first hit: the matches before LIMIT, how many hits follow, and
+    /// whether they carry fields (not under NOCONTENT).
+    fn begin(&mut self, total: usize, hits: usize, with_fields: bool);
+    /// A hit's key, then its fields in reply order, then [`HitSink::end_hit`]. `fields`
+    /// is how many fields the request names (0 when it returns every field).
+    fn hit(
+        &mut self,
+        key: &[u8],
+        distance: Option<f32>,
+        sort_value: Option<SortValue>,
+        fields: usize,
+    );
+    fn field(&mut self, name: &[u8], value: Cow<'_, [u8]>);
+    fn end_hit(&mut self);
+}
+
+/// The hits as [`SearchResults`] keeps them.
+#[derive(Default)]
+struct Collect {
+    hits: Vec<Hit>,
+}
+
+impl HitSink for Collect {
+    fn begin(&mut self, _total: usize, hits: usize, _with_fields: bool) {
+        self.hits.reserve_exact(hits);
+    }
+
+    fn hit(
+        &mut self,
+        key: &[u8],
+        distance: Option<f32>,
+        sort_value: Option<SortValue>,
+        fields: usize,
+    ) {
+        self.hits.push(Hit {
+            key: key.to_vec(),
+            distance,
+            sort_value,
+            fields: Vec::with_capacity(fields),
+        });
+    }
+
+    fn field(&mut self, name: &[u8], value: Cow<'_, [u8]>) {
+        if let Some(hit) = self.hits.last_mut() {
+            hit.fields.push((name.to_vec(), value.into_owned()));
+        }
+    }
+
+    fn end_hit(&mut self) {}
+}
+
 /// Runs a bound query against one index. `window`, for a shard's part of a cluster-wide
 /// search, replaces LIMIT: see [`merge`].
 #[allow(clippy::too_many_arguments)]
@@ -397,6 +454,31 @@ pub fn execute(
     deadline: Option<Instant>,
     window: Option<usize>,
 ) -> Result<SearchResults> {
+    let mut sink = Collect::default();
+    let total = visit(
+        index, keyspace, layout, request, plan, now, deadline, window, &mut sink,
+    )?;
+    Ok(SearchResults {
+        total,
+        hits: sink.hits,
+        knn: plan.knn.as_ref().map(|k| k.k),
+    })
+}
+
+/// [`execute`] into a [`HitSink`]; returns the matches before LIMIT. On an error the
+/// sink may hold part of the page: its owner drops it.
+#[allow(clippy::too_many_arguments)]
+pub fn visit<S: HitSink>(
+    index: &SearchIndex,
+    keyspace: &Keyspace,
+    layout: &Layout,
+    request: &SearchRequest,
+    plan: &SearchPlan,
+    now: u64,
+    deadline: Option<Instant>,
+    window: Option<usize>,
+    sink: &mut S,
+) -> Result<usize> {
     let (mut matches, yielded) = matching(index, keyspace, layout, plan, now, deadline)?;
     let eval = Evaluation {
         index,
@@ -481,7 +563,8 @@ pub fn execute(
             ordered.drain(..request.offset.min(ordered.len()));
         }
     }
-    let mut hits = Vec::with_capacity(ordered.len());
+    let fields = request.return_fields.as_ref().map_or(0, Vec::len);
+    sink.begin(total, ordered.len(), !request.nocontent);
     for Ranked {
         doc,
         key,
@@ -490,73 +573,76 @@ pub fn execute(
     } in ordered
     {
         eval.check_deadline()?;
-        let key = key.to_vec();
-        let fields = if request.nocontent {
-            Vec::new()
-        } else {
-            load_fields(&eval, doc, distance, knn_alias, request, &yielded_distance)
-        };
-        hits.push(Hit {
-            key,
-            distance,
-            sort_value,
-            fields,
-        });
+        sink.hit(key, distance, sort_value, fields);
+        if !request.nocontent {
+            load_fields(
+                &eval,
+                doc,
+                distance,
+                knn_alias,
+                request,
+                &yielded_distance,
+                sink,
+            );
+        }
+        sink.end_hit();
     }
-    Ok(SearchResults {
-        total,
-        hits,
-        knn: plan.knn.as_ref().map(|k| k.k),
-    })
+    Ok(total)
 }
 
-fn distance_text(d: f32) -> Vec<u8> {
-    G12::new(f64::from(d)).as_bytes().to_vec()
+/// A distance as FT.SEARCH shows it (`%.12g`), formatted on the stack.
+fn distance_text(d: f32) -> G12 {
+    G12::new(f64::from(d))
 }
 
-fn load_fields(
+/// Sends a hit's fields to `sink`, in reply order.
+fn load_fields<S: HitSink>(
     eval: &Evaluation<'_>,
     doc: u32,
     distance: Option<f32>,
     knn_alias: Option<&str>,
     request: &SearchRequest,
     yielded_distance: &dyn Fn(&str, u32) -> Option<f32>,
-) -> Vec<(Vec<u8>, Vec<u8>)> {
+    sink: &mut S,
+) {
     let schema = &eval.index.schema;
     // Looked up only when a field needs the document (a RETURN of the score alone does not).
     let document = std::cell::OnceCell::new();
     let value = || *document.get_or_init(|| eval.document(doc));
-    let mut out = Vec::new();
+    let score = |sink: &mut S, name: &[u8], d: f32| {
+        sink.field(name, Cow::Borrowed(distance_text(d).as_bytes()));
+    };
     match &request.return_fields {
         None => {
             if let (Some(alias), Some(d)) = (knn_alias, distance) {
-                out.push((alias.as_bytes().to_vec(), distance_text(d)));
+                score(sink, alias.as_bytes(), d);
             }
             for (name, _) in &eval.yielded {
                 if let Some(d) = yielded_distance(name, doc) {
-                    out.push((name.as_bytes().to_vec(), distance_text(d)));
+                    score(sink, name.as_bytes(), d);
                 }
             }
             match value() {
                 Some(Value::Hash(h)) => {
-                    out.extend(h.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    for (k, v) in h.iter() {
+                        sink.field(k, Cow::Borrowed(v));
+                    }
                 }
-                Some(Value::Json(j)) => out.push((b"$".to_vec(), j.to_string().into_bytes())),
+                Some(Value::Json(j)) => sink.field(b"$", Cow::Owned(j.to_string().into_bytes())),
                 Some(Value::Str(_)) | None => {}
             }
         }
         Some(list) => {
-            out.reserve_exact(list.len());
             for wanted in list {
-                let name = wanted.name.as_bytes().to_vec();
+                let name = wanted.name.as_bytes();
                 if Some(wanted.field.as_str()) == knn_alias {
                     if let Some(d) = distance {
-                        out.push((name, distance_text(d)));
+                        score(sink, name, d);
                     }
                     continue;
                 }
                 if let Some(d) = yielded_distance(&wanted.field, doc) {
-                    out.push((name, distance_text(d)));
+                    score(sink, name, d);
                     continue;
                 }
                 let Some(value) = value() else {
@@ -564,21 +650,21 @@ fn load_fields(
                 };
                 if let Some((_, field)) = schema.field(&wanted.field) {
                     if let Some(raw) = raw_field(value, field) {
-                        out.push((name, raw.reply_bytes()));
+                        sink.field(name, raw.reply_cow());
                     }
                     continue;
                 }
                 match value {
                     Value::Hash(h) => {
                         if let Some(v) = h.get(wanted.field.as_bytes()) {
-                            out.push((name, v.clone()));
+                            sink.field(name, Cow::Borrowed(v));
                         }
                     }
                     Value::Json(j) => {
                         if wanted.field.starts_with('$') {
                             if let Some(nodes) = crate::fields::json_query(j, &wanted.field) {
                                 if !nodes.is_empty() {
-                                    out.push((name, crate::fields::Raw::Json(nodes).reply_bytes()));
+                                    sink.field(name, crate::fields::Raw::Json(nodes).reply_cow());
                                 }
                             }
                         }
@@ -588,5 +674,4 @@ fn load_fields(
             }
         }
     }
-    out
 }

@@ -214,8 +214,19 @@ fn length(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// `*<n>\r\n`: the length line of an array whose items the caller frames next (a
+/// reply framed as it is found, without a tree first).
+pub fn array_len(out: &mut BytesMut, n: usize) {
+    number_line(out, b'*', length(n));
+}
+
+/// `:<n>\r\n`.
+pub fn integer(out: &mut BytesMut, n: i64) {
+    number_line(out, b':', n);
+}
+
 /// `$<len>\r\n<bytes>\r\n`.
-fn bulk_string(out: &mut BytesMut, bytes: &[u8]) {
+pub fn bulk_string(out: &mut BytesMut, bytes: &[u8]) {
     number_line(out, b'$', length(bytes.len()));
     out.reserve(bytes.len() + 2);
     out.put_slice(bytes);

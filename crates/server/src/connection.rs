@@ -163,13 +163,9 @@ impl Run {
         if !self.reads.is_empty() {
             let batch = std::mem::take(&mut self.reads);
             let span = tracing::trace_span!("read", commands = batch.len());
-            let replies = node
-                .read_each(&batch, client.protocol == Protocol::Resp3, client.readonly)
+            node.read_into(&batch, client.protocol, client.readonly, output)
                 .instrument(span)
                 .await;
-            for reply in replies {
-                encode(EngineReply(reply), client.protocol, output);
-            }
         }
     }
 }

@@ -27,6 +27,7 @@ mod node_config;
 mod persist;
 mod raft_admin;
 mod reshard_admin;
+mod search_frame;
 mod tls;
 
 use std::net::SocketAddr;

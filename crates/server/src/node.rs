@@ -14,13 +14,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
+use bytes::BytesMut;
 use parking_lot::RwLock;
 use shoal_cluster::turns::ARRIVED;
 use shoal_cluster::Router;
 use shoal_engine::{Engine, ReadContext, Reply, Write};
 use shoal_raft::{Group, GroupError, GroupId, Host, Replica, Request};
+use shoal_resp::{encode, Protocol};
 
 use crate::access::Access;
+use crate::convert::EngineReply;
 use crate::persist;
 
 /// How long INFO waits for this node's replicas to catch up with their leaders.
@@ -331,6 +334,40 @@ impl Node {
         });
         self.counters.active_queries.fetch_sub(1, Ordering::Relaxed);
         replies
+    }
+
+    /// [`Node::read_each`] framed into `out` for a connection speaking `protocol`. On
+    /// one engine a RESP2 FT.SEARCH is framed as its hits are found
+    /// ([`crate::search_frame`]), without a reply tree in between.
+    // #[PerformanceCriticalPath]: a one-node search's reply is framed here.
+    pub async fn read_into(
+        &self,
+        requests: &[Vec<bytes::Bytes>],
+        protocol: Protocol,
+        stale_ok: bool,
+        out: &mut BytesMut,
+    ) {
+        let resp3 = protocol == Protocol::Resp3;
+        if let Store::Replicated(_) = &self.store {
+            for reply in self.read_each(requests, resp3, stale_ok).await {
+                encode(EngineReply(reply), protocol, out);
+            }
+            return;
+        }
+        self.counters.active_queries.fetch_add(1, Ordering::Relaxed);
+        let ctx = ReadContext {
+            now_ms: now_ms(),
+            resp3,
+            in_apply: false,
+        };
+        self.with_engine(|engine| {
+            for args in requests {
+                if !crate::search_frame::frame(engine, args, ctx, out) {
+                    encode(EngineReply(engine.query(args, ctx)), protocol, out);
+                }
+            }
+        });
+        self.counters.active_queries.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Waits, at most [`CATCH_UP_LIMIT`], until this node's replica of every group has

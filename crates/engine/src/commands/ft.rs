@@ -10,7 +10,7 @@ use shoal_query::{
 use super::Args;
 use crate::error::{EngineError, Result};
 use crate::reply::Reply;
-use crate::search::SearchResults;
+use crate::search::{HitSink, SearchResults};
 use crate::search_index::SearchIndex;
 use crate::{Engine, ReadContext};
 
@@ -257,6 +257,32 @@ fn run_parsed(
         window,
     )?;
     Ok((results, request.nocontent))
+}
+
+/// An FT.SEARCH (`args` after the command name) into a [`HitSink`], for a server that
+/// frames the reply itself: the same parsing, binding and errors as [`run_search`].
+pub fn visit_search<A: AsRef<[u8]>, S: HitSink>(
+    engine: &Engine,
+    args: &[A],
+    ctx: ReadContext,
+    sink: &mut S,
+) -> Result<()> {
+    let request = parse_search(args)?;
+    let index = index_named(engine, &request.index)?;
+    let parsed = crate::query_cache::parse(&request.query)?;
+    let plan = bind(&index.schema, &parsed, &request.params)?;
+    crate::search::visit(
+        index,
+        &engine.keyspace,
+        &engine.layout,
+        &request,
+        &plan,
+        ctx.now_ms,
+        deadline(request.timeout_ms, ctx.in_apply),
+        None,
+        sink,
+    )?;
+    Ok(())
 }
 
 pub(super) fn search(engine: &Engine, a: &Args<'_>, ctx: ReadContext) -> Result<Reply> {

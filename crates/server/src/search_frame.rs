@@ -1,0 +1,251 @@
+//! FT.SEARCH replies framed into RESP2 as the engine finds the hits.
+//!
+//! Through `Engine::query` a 10-hit search copies every key and field into buffers of
+//! their own, builds a reply tree of them, then copies them again into the output and
+//! frees it all: five allocations a hit. Framed here, the keys and the fields go from
+//! the documents into the output once, which is what a one-node search's latency
+//! (issue #3) is short of. RESP3's map shape stays with the tree.
+
+use bytes::{Bytes, BytesMut};
+use shoal_engine::{Engine, HitSink, ReadContext, Reply, SortValue};
+use shoal_resp::encode::{array_len, bulk_string, integer};
+use shoal_resp::{encode, Protocol};
+
+use crate::convert::EngineReply;
+
+/// RESP2's `[total, key, [name, value, ...], ...]`, written as the hits come.
+struct Resp2Hits<'a> {
+    out: &'a mut BytesMut,
+    /// The current hit's fields: their count leads them, and is known only at the end.
+    fields: BytesMut,
+    count: usize,
+    with_fields: bool,
+}
+
+impl HitSink for Resp2Hits<'_> {
+    fn begin(&mut self, total: usize, hits: usize, with_fields: bool) {
+        self.with_fields = with_fields;
+        let per_hit = if with_fields { 2 } else { 1 };
+        array_len(self.out, hits.saturating_mul(per_hit).saturating_add(1));
+        integer(self.out, i64::try_from(total).unwrap_or(i64::MAX));
+    }
+
+    fn hit(
+        &mut self,
+        key: &[u8],
+        _distance: Option<f32>,
+        _sort_value: Option<SortValue>,
+        _fields: usize,
+    ) {
+        bulk_string(self.out, key);
+        self.fields.clear();
+        self.count = 0;
+    }
+
+    fn field(&mut self, name: &[u8], value: std::borrow::Cow<'_, [u8]>) {
+        bulk_string(&mut self.fields, name);
+        bulk_string(&mut self.fields, &value);
+        self.count += 2;
+    }
+
+    fn end_hit(&mut self) {
+        if self.with_fields {
+            array_len(self.out, self.count);
+            self.out.extend_from_slice(&self.fields);
+        }
+    }
+}
+
+/// Answers `request` into `out` if it is an FT.SEARCH this module frames (RESP2);
+/// false leaves it to `Engine::query`. The bytes are those `query`'s reply encodes to,
+/// errors included (`tests` hold the two to each other).
+// #[PerformanceCriticalPath]: every one-node FT.SEARCH in RESP2 comes through here.
+pub fn frame(engine: &Engine, request: &[Bytes], ctx: ReadContext, out: &mut BytesMut) -> bool {
+    let is_search = request
+        .first()
+        .is_some_and(|name| name.eq_ignore_ascii_case(b"FT.SEARCH"));
+    // Fewer than an index and a query: `query`'s arity error.
+    if ctx.resp3 || !is_search || request.len() < 3 {
+        return false;
+    }
+    let start = out.len();
+    let mut sink = Resp2Hits {
+        out,
+        fields: BytesMut::new(),
+        count: 0,
+        with_fields: false,
+    };
+    if let Err(text) = engine.search_into(&request[1..], ctx, &mut sink) {
+        // A deadline can pass mid-page: nothing of the page goes out, only the error.
+        out.truncate(start);
+        encode(EngineReply(Reply::Error(text)), Protocol::Resp2, out);
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_engine::Write;
+
+    const NOW: u64 = 1_000_000;
+
+    fn ctx(resp3: bool) -> ReadContext {
+        ReadContext {
+            now_ms: NOW,
+            resp3,
+            in_apply: false,
+        }
+    }
+
+    /// A command's arguments from `|`-separated text; `<q>` and `<j>` stand for the two
+    /// query vectors.
+    fn args(text: &str) -> Vec<Bytes> {
+        text.split('|')
+            .map(|a| match a {
+                "<q>" => Bytes::from(vector(11.2, 0.5)),
+                "<j>" => Bytes::from(vector(3.3, 1.0)),
+                _ => Bytes::copy_from_slice(a.as_bytes()),
+            })
+            .collect()
+    }
+
+    fn vector(x: f32, y: f32) -> Vec<u8> {
+        [x, y].iter().flat_map(|f| f.to_le_bytes()).collect()
+    }
+
+    fn write(engine: &mut Engine, args: Vec<Bytes>) {
+        let write = Write::single(NOW, args.iter().map(|a| a.to_vec()).collect());
+        let replies = engine.apply(&write);
+        assert!(
+            !matches!(replies.first(), Some(Reply::Error(_))),
+            "{replies:?}"
+        );
+    }
+
+    /// An index over hashes and one over JSON, with fields some documents lack.
+    fn engine() -> Engine {
+        let mut engine = Engine::new();
+        write(
+            &mut engine,
+            args("FT.CREATE|idx|PREFIX|1|d:|SCHEMA|v|VECTOR|HNSW|6|TYPE|FLOAT32|DIM|2|DISTANCE_METRIC|L2|n|NUMERIC|t|TAG"),
+        );
+        for i in 0..40u8 {
+            let tag = if i % 2 == 0 { "even" } else { "odd" };
+            // Every fifth document lacks `n` and has a field outside the schema.
+            let rest = if i % 5 == 0 {
+                format!("t|{tag}|extra|x")
+            } else {
+                format!("n|{}|t|{tag}", i % 7)
+            };
+            let mut hset = args(&format!("HSET|d:{i}|v|<v>|{rest}"));
+            hset[3] = Bytes::from(vector(f32::from(i), 0.5));
+            write(&mut engine, hset);
+        }
+        write(
+            &mut engine,
+            args("FT.CREATE|jidx|ON|JSON|PREFIX|1|j:|SCHEMA|$.n|AS|n|NUMERIC|$.v|AS|v|VECTOR|FLAT|6|TYPE|FLOAT32|DIM|2|DISTANCE_METRIC|L2"),
+        );
+        for i in 0..10 {
+            let doc = format!(r#"{{"n":{i},"v":[{i}.0,1.0],"s":"x{i}"}}"#);
+            write(&mut engine, args(&format!("JSON.SET|j:{i}|$|{doc}")));
+        }
+        engine
+    }
+
+    fn through_the_tree(engine: &Engine, request: &[Bytes]) -> BytesMut {
+        let mut out = BytesMut::new();
+        encode(
+            EngineReply(engine.query(request, ctx(false))),
+            Protocol::Resp2,
+            &mut out,
+        );
+        out
+    }
+
+    /// Searches of every reply shape, then four that fail.
+    const SEARCHES: &[&str] = &[
+        // KNN with the score alone (the issue's benchmark), with every field, with
+        // NOCONTENT, with a LIMIT page, with SORTBY.
+        "FT.SEARCH|idx|*=>[KNN 10 @v $q EF_RUNTIME 20]|PARAMS|2|q|<q>|RETURN|1|__v_score|DIALECT|2",
+        "FT.SEARCH|idx|*=>[KNN 5 @v $q]|PARAMS|2|q|<q>|DIALECT|2",
+        "ft.search|idx|*=>[KNN 5 @v $q AS dist]|PARAMS|2|q|<q>|NOCONTENT|DIALECT|2",
+        "FT.SEARCH|idx|*=>[KNN 8 @v $q AS dist]|PARAMS|2|q|<q>|RETURN|3|dist|n|extra|LIMIT|2|3|DIALECT|2",
+        "FT.SEARCH|idx|*=>[KNN 8 @v $q AS dist]|PARAMS|2|q|<q>|SORTBY|n|DESC|RETURN|2|n|dist|DIALECT|2",
+        // Filters without KNN, RETURN ... AS, an empty answer, LIMIT 0 0, a page.
+        "FT.SEARCH|idx|@t:{odd} @n:[2 4]|RETURN|3|n|AS|count",
+        "FT.SEARCH|idx|@n:[100 200]",
+        "FT.SEARCH|idx|*|LIMIT|0|0",
+        "FT.SEARCH|idx|@t:{even}|SORTBY|n|LIMIT|3|4",
+        // VECTOR_RANGE's yielded distance; JSON documents whole and by path.
+        "FT.SEARCH|idx|@v:[VECTOR_RANGE 2.5 $q]=>{$YIELD_DISTANCE_AS: r}|PARAMS|2|q|<q>|SORTBY|r|DIALECT|2",
+        "FT.SEARCH|jidx|*=>[KNN 3 @v $q]|PARAMS|2|q|<j>|DIALECT|2",
+        "FT.SEARCH|jidx|@n:[2 6]|RETURN|3|$.s|n|$.missing",
+        // An unknown index, a query that does not parse, a vector of the wrong size, a
+        // LIMIT that is not a number.
+        "FT.SEARCH|nope|*",
+        "FT.SEARCH|idx|@n:[1",
+        "FT.SEARCH|idx|*=>[KNN 3 @v $q]|PARAMS|2|q|short|DIALECT|2",
+        "FT.SEARCH|idx|*|LIMIT|x|1",
+    ];
+    const FAILING: usize = 4;
+
+    /// Every shape of FT.SEARCH reply, and its errors, frames to the bytes the reply
+    /// tree encodes to, after whatever the output already held.
+    #[test]
+    fn framed_searches_are_the_bytes_the_reply_tree_encodes_to() {
+        let engine = engine();
+        for text in SEARCHES {
+            let request = args(text);
+            let mut framed = BytesMut::from(&b"+before\r\n"[..]);
+            assert!(frame(&engine, &request, ctx(false), &mut framed));
+            let mut expected = BytesMut::from(&b"+before\r\n"[..]);
+            expected.extend_from_slice(&through_the_tree(&engine, &request));
+            assert_eq!(framed, expected, "{text}");
+        }
+    }
+
+    /// The searches above answer what they are meant to: hits with fields, JSON paths,
+    /// and errors from the failing ones alone.
+    #[test]
+    fn the_searches_compared_answer_hits_and_errors() {
+        let engine = engine();
+        let replies: Vec<BytesMut> = SEARCHES
+            .iter()
+            .map(|text| through_the_tree(&engine, &args(text)))
+            .collect();
+        assert!(replies[0].starts_with(b"*21\r\n:10\r\n$4\r\nd:11\r\n*2\r\n$9\r\n__v_score\r\n"));
+        assert!(replies[11].windows(8).any(|w| w == b"$2\r\nx3\r\n"));
+        let failed: Vec<bool> = replies.iter().map(|r| r.starts_with(b"-")).collect();
+        let ok = SEARCHES.len() - FAILING;
+        assert!(failed[..ok].iter().all(|f| !f), "{failed:?}");
+        assert!(failed[ok..].iter().all(|f| *f), "{failed:?}");
+    }
+
+    /// RESP3 keeps the tree's map; other commands and short requests are not framed.
+    #[test]
+    fn only_resp2_searches_are_framed() {
+        let engine = engine();
+        let mut out = BytesMut::new();
+        assert!(!frame(
+            &engine,
+            &args("FT.SEARCH|idx|*"),
+            ctx(true),
+            &mut out
+        ));
+        assert!(!frame(
+            &engine,
+            &args("FT.SEARCH|idx"),
+            ctx(false),
+            &mut out
+        ));
+        assert!(!frame(&engine, &args("HGETALL|d:1"), ctx(false), &mut out));
+        assert!(!frame(
+            &engine,
+            &args("FT.AGGREGATE|idx|*"),
+            ctx(false),
+            &mut out
+        ));
+        assert!(out.is_empty());
+    }
+}
