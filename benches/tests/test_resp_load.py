@@ -123,6 +123,26 @@ def test_paired_latency_measures_both_servers_in_turns(dataset, tmp_path):
     assert "x's server CPU per pair minus y's" in run.stdout
 
 
+def test_paired_latency_pipelined_prices_each_server_s_cpu_per_search(dataset, tmp_path):
+    """`--pipelined` sends each server all the searches in one write per round: every
+    round gives each server a positive CPU and wall time per search, and the paired
+    difference is reported."""
+    out = tmp_path / "pipelined.json"
+    run = subprocess.run(
+        [sys.executable, str(BENCHES / "resp" / "paired_latency.py"),
+         "--a", f"x={shoal_binary()}", "--b", f"y={shoal_binary()}",
+         "--data", str(dataset), "--rounds", "2", "--pipelined", "--json", str(out)],
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    for rows in result["pipelined"].values():
+        assert len(rows["server_cpu_us_per_search"]) == 2
+        assert all(0 < c < 1000 for c in rows["server_cpu_us_per_search"])
+        assert all(w > 0 for w in rows["wall_us_per_search"])
+    assert len(result["a_minus_b_cpu_us"]) == 2
+    assert "x's server CPU per search minus y's" in run.stdout
+
+
 def test_fixed_cost_times_a_search_without_a_walk(dataset, tmp_path):
     """benches/resp/fixed_cost.py searches a FLAT index of a few documents right after
     PINGs, ECHOs 500 bytes the same way, and parses the recorded reply with hiredis: each

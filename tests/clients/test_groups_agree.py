@@ -117,3 +117,24 @@ def test_hnsw_recall_at_ef_64_on_one_engine_and_six_groups(pair):
                 q(v), "NOCONTENT", "DIALECT", "2")
             found += len(truth & {int(k.decode().split(":")[1]) for k in reply[1:]})
         assert found / (10 * len(QUERIES)) >= 0.95
+
+
+def test_a_pipeline_of_searches_and_other_reads_answers_in_order(pair):
+    """One engine answers a pipeline's searches framed and its other reads through the
+    reply tree, in runs: the replies still come in request order, as a router's do."""
+    answers = []
+    for client in pair:
+        pipe = client.pipeline(transaction=False)
+        for i, v in enumerate(QUERIES[:3]):
+            pipe.execute_command("FT.SEARCH", "flat", "*=>[KNN 3 @v $q AS d]", "SORTBY", "d",
+                                 "RETURN", "1", "d", "PARAMS", "2", "q", q(v), "DIALECT", "2")
+            pipe.execute_command("FT.SEARCH", "flat", "*=>[KNN 2 @v $q]", "PARAMS", "2", "q",
+                                 q(v), "NOCONTENT", "DIALECT", "2")
+            pipe.hget(f"doc:{i}", "color")
+            pipe.exists(f"doc:{i}", "doc:none")
+        answers.append(pipe.execute())
+    single, six = answers
+    assert single == six
+    assert [single[k] for k in (2, 6, 10)] == [c.encode() for c in COLORS]
+    assert all(single[k] == 1 for k in (3, 7, 11))
+    assert all(single[k][0] == 3 and len(single[k]) == 7 for k in (0, 4, 8))

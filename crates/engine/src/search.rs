@@ -402,7 +402,10 @@ pub trait HitSink {
         sort_value: Option<SortValue>,
         fields: usize,
     );
+    /// One of the hit's fields; `value` is borrowed from the document unless it had to
+    /// be computed (a score's text, a JSON path's answer).
     fn field(&mut self, name: &[u8], value: Cow<'_, [u8]>);
+    /// The hit is complete (a framer writes its field count only now).
     fn end_hit(&mut self);
 }
 
@@ -563,7 +566,10 @@ pub fn visit<S: HitSink>(
             ordered.drain(..request.offset.min(ordered.len()));
         }
     }
-    let fields = request.return_fields.as_ref().map_or(0, Vec::len);
+    let fields = match &request.return_fields {
+        Some(list) if !request.nocontent => list.len(),
+        Some(_) | None => 0,
+    };
     sink.begin(total, ordered.len(), !request.nocontent);
     for Ranked {
         doc,

@@ -99,6 +99,15 @@ pub struct Node {
     next_client_id: AtomicU64,
 }
 
+/// A read on this node's own engine, outside any transaction.
+fn local_read(resp3: bool) -> ReadContext {
+    ReadContext {
+        now_ms: now_ms(),
+        resp3,
+        in_apply: false,
+    }
+}
+
 /// Milliseconds since the epoch: the time a write carries into the engine.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -321,11 +330,7 @@ impl Node {
             self.counters.active_queries.fetch_sub(1, Ordering::Relaxed);
             return replies;
         }
-        let ctx = ReadContext {
-            now_ms: now_ms(),
-            resp3,
-            in_apply: false,
-        };
+        let ctx = local_read(resp3);
         let replies = self.with_engine(|engine| {
             requests
                 .iter()
@@ -337,9 +342,10 @@ impl Node {
     }
 
     /// [`Node::read_each`] framed into `out` for a connection speaking `protocol`. On
-    /// one engine a RESP2 FT.SEARCH is framed as its hits are found
-    /// ([`crate::search_frame`]), without a reply tree in between.
-    // #[PerformanceCriticalPath]: a one-node search's reply is framed here.
+    /// one engine (`--standalone`) a RESP2 FT.SEARCH is framed as its hits are found
+    /// ([`crate::search_frame`]); other replies are encoded once the engine's lock is
+    /// released, as before, so a long pipeline of them does not hold writers back.
+    // #[PerformanceCriticalPath]: a --standalone search's reply is framed here.
     pub async fn read_into(
         &self,
         requests: &[Vec<bytes::Bytes>],
@@ -355,18 +361,33 @@ impl Node {
             return;
         }
         self.counters.active_queries.fetch_add(1, Ordering::Relaxed);
-        let ctx = ReadContext {
-            now_ms: now_ms(),
-            resp3,
-            in_apply: false,
-        };
-        self.with_engine(|engine| {
-            for args in requests {
-                if !crate::search_frame::frame(engine, args, ctx, out) {
-                    encode(EngineReply(engine.query(args, ctx)), protocol, out);
+        let ctx = local_read(resp3);
+        let mut rest = requests;
+        // Runs of framed searches and of other reads, in order.
+        while let Some(first) = rest.first() {
+            let framed = crate::search_frame::frames(first, resp3);
+            let len = rest
+                .iter()
+                .take_while(|r| crate::search_frame::frames(r, resp3) == framed)
+                .count();
+            let (run, tail) = rest.split_at(len);
+            if framed {
+                self.with_engine(|engine| {
+                    for args in run {
+                        if !crate::search_frame::frame(engine, args, ctx, out) {
+                            encode(EngineReply(engine.query(args, ctx)), protocol, out);
+                        }
+                    }
+                });
+            } else {
+                let replies: Vec<Reply> = self
+                    .with_engine(|engine| run.iter().map(|args| engine.query(args, ctx)).collect());
+                for reply in replies {
+                    encode(EngineReply(reply), protocol, out);
                 }
             }
-        });
+            rest = tail;
+        }
         self.counters.active_queries.fetch_sub(1, Ordering::Relaxed);
     }
 

@@ -1,10 +1,12 @@
-//! FT.SEARCH replies framed into RESP2 as the engine finds the hits.
+//! FT.SEARCH replies framed into RESP2 as the engine finds the hits, on a
+//! `--standalone` node (a router merges its parts' owned hits first).
 //!
-//! Through `Engine::query` a 10-hit search copies every key and field into buffers of
-//! their own, builds a reply tree of them, then copies them again into the output and
-//! frees it all: five allocations a hit. Framed here, the keys and the fields go from
-//! the documents into the output once, which is what a one-node search's latency
-//! (issue #3) is short of. RESP3's map shape stays with the tree.
+//! Through `Engine::query` a search copies each hit's key and fields into buffers of
+//! their own, builds a reply tree of them, encodes it and frees it all: for the issue
+//! #3 benchmark's `RETURN 1 __vec_score`, five allocations a hit. Framed here, keys and
+//! fields are written from the documents into the output, through one scratch buffer
+//! per search for each hit's fields (their count leads them). RESP3's map shape stays
+//! with the tree.
 
 use bytes::{Bytes, BytesMut};
 use shoal_engine::{Engine, HitSink, ReadContext, Reply, SortValue};
@@ -56,31 +58,45 @@ impl HitSink for Resp2Hits<'_> {
     }
 }
 
-/// Answers `request` into `out` if it is an FT.SEARCH this module frames (RESP2);
-/// false leaves it to `Engine::query`. The bytes are those `query`'s reply encodes to,
-/// errors included (`tests` hold the two to each other).
-// #[PerformanceCriticalPath]: every one-node FT.SEARCH in RESP2 comes through here.
+/// Whether [`frame`] answers `request`: an FT.SEARCH with an index and a query, to a
+/// RESP2 connection (fewer arguments get `query`'s arity error).
+pub fn frames(request: &[Bytes], resp3: bool) -> bool {
+    !resp3
+        && request.len() >= 3
+        && request
+            .first()
+            .is_some_and(|name| name.eq_ignore_ascii_case(b"FT.SEARCH"))
+}
+
+/// Answers `request` into `out` if [`frames`] holds; false leaves it to `Engine::query`.
+/// The bytes are those `query`'s reply encodes to, errors included (`tests` hold the
+/// two to each other).
+// #[PerformanceCriticalPath]: every --standalone FT.SEARCH in RESP2 comes through here.
 pub fn frame(engine: &Engine, request: &[Bytes], ctx: ReadContext, out: &mut BytesMut) -> bool {
-    let is_search = request
-        .first()
-        .is_some_and(|name| name.eq_ignore_ascii_case(b"FT.SEARCH"));
-    // Fewer than an index and a query: `query`'s arity error.
-    if ctx.resp3 || !is_search || request.len() < 3 {
+    if !frames(request, ctx.resp3) {
         return false;
     }
+    frame_with(out, |sink| engine.search_into(&request[1..], ctx, sink));
+    true
+}
+
+/// Runs `search` into a framer over `out`; on its error, whatever of the page it wrote
+/// is taken back and the error goes out alone (a deadline can pass mid-page).
+fn frame_with(out: &mut BytesMut, search: impl FnOnce(&mut Resp2Hits<'_>) -> Result<(), String>) {
     let start = out.len();
-    let mut sink = Resp2Hits {
-        out,
-        fields: BytesMut::new(),
-        count: 0,
-        with_fields: false,
+    let result = {
+        let mut sink = Resp2Hits {
+            out: &mut *out,
+            fields: BytesMut::new(),
+            count: 0,
+            with_fields: false,
+        };
+        search(&mut sink)
     };
-    if let Err(text) = engine.search_into(&request[1..], ctx, &mut sink) {
-        // A deadline can pass mid-page: nothing of the page goes out, only the error.
+    if let Err(text) = result {
         out.truncate(start);
         encode(EngineReply(Reply::Error(text)), Protocol::Resp2, out);
     }
-    true
 }
 
 #[cfg(test)]
@@ -222,6 +238,38 @@ mod tests {
         assert!(failed[ok..].iter().all(|f| *f), "{failed:?}");
     }
 
+    /// An error after part of the page was written (a deadline passing mid-page) sends
+    /// the error alone, after what the output held before.
+    #[test]
+    fn an_error_mid_page_takes_the_page_back() {
+        let mut out = BytesMut::from(&b"+before\r\n"[..]);
+        frame_with(&mut out, |sink| {
+            sink.begin(7, 2, true);
+            sink.hit(b"d:1", Some(0.5), None, 1);
+            sink.field(b"score", std::borrow::Cow::Borrowed(b"0.5"));
+            sink.end_hit();
+            sink.hit(b"d:2", Some(0.7), None, 1);
+            Err("Search operation cancelled due to timeout".into())
+        });
+        assert_eq!(
+            out,
+            &b"+before\r\n-Search operation cancelled due to timeout\r\n"[..]
+        );
+        // And without the error, the same calls frame the page.
+        let mut out = BytesMut::new();
+        frame_with(&mut out, |sink| {
+            sink.begin(7, 1, true);
+            sink.hit(b"d:1", Some(0.5), None, 1);
+            sink.field(b"score", std::borrow::Cow::Borrowed(b"0.5"));
+            sink.end_hit();
+            Ok(())
+        });
+        assert_eq!(
+            out,
+            &b"*3\r\n:7\r\n$3\r\nd:1\r\n*2\r\n$5\r\nscore\r\n$3\r\n0.5\r\n"[..]
+        );
+    }
+
     /// RESP3 keeps the tree's map; other commands and short requests are not framed.
     #[test]
     fn only_resp2_searches_are_framed() {
@@ -247,5 +295,11 @@ mod tests {
             &mut out
         ));
         assert!(out.is_empty());
+        // `search_into` itself answers a short request as `query` does.
+        frame_with(&mut out, |sink| {
+            engine.search_into(&args("idx"), ctx(false), sink)
+        });
+        assert_eq!(out, through_the_tree(&engine, &args("FT.SEARCH|idx")));
+        assert!(out.starts_with(b"-ERR wrong number of arguments for 'ft.search'"));
     }
 }

@@ -197,10 +197,24 @@ pub fn run_search<A: AsRef<[u8]>>(
     ctx: ReadContext,
     window: Option<usize>,
 ) -> Result<(SearchResults, bool)> {
+    let (request, index, parsed) = parse_for(engine, args)?;
+    run_parsed(engine, index, &request, &parsed, ctx, window)
+}
+
+/// An FT.SEARCH's arguments, its index and its query, errors in the order the command
+/// reports them (the arguments, then an unknown index, then the query).
+fn parse_for<'e, A: AsRef<[u8]>>(
+    engine: &'e Engine,
+    args: &[A],
+) -> Result<(
+    shoal_query::SearchRequest,
+    &'e SearchIndex,
+    std::sync::Arc<shoal_query::ParsedQuery>,
+)> {
     let request = parse_search(args)?;
     let index = index_named(engine, &request.index)?;
     let parsed = crate::query_cache::parse(&request.query)?;
-    run_parsed(engine, index, &request, &parsed, ctx, window)
+    Ok((request, index, parsed))
 }
 
 /// An FT.SEARCH's arguments and query parsed once, for the parts of one search that
@@ -267,9 +281,10 @@ pub fn visit_search<A: AsRef<[u8]>, S: HitSink>(
     ctx: ReadContext,
     sink: &mut S,
 ) -> Result<()> {
-    let request = parse_search(args)?;
-    let index = index_named(engine, &request.index)?;
-    let parsed = crate::query_cache::parse(&request.query)?;
+    if args.len() < 2 {
+        return Err(EngineError::Arity("ft.search".into()));
+    }
+    let (request, index, parsed) = parse_for(engine, args)?;
     let plan = bind(&index.schema, &parsed, &request.params)?;
     crate::search::visit(
         index,
