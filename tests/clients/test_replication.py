@@ -289,6 +289,36 @@ def test_reads_follow_the_leader_and_readonly_reads_a_follower(cluster):
     assert fc.info("replication")["role"] == "slave"
 
 
+def test_readonly_searches_read_the_follower_s_replica(cluster):
+    """FT.SEARCH on a READONLY connection answers from the follower's own replica (stale
+    reads, docs/consistency.md): once it has applied the writes, its answers are the
+    leader's; its own searches still see them after READWRITE."""
+    leader = cluster.leader()
+    follower = next(n for n in cluster.nodes if n is not leader)
+    lc = leader.client(protocol=2)
+    create_index(lc)
+    assert len(write_docs(lc, 0, 300)) == 300
+    fc = follower.client(protocol=2)
+    assert fc.execute_command("READONLY") in (b"OK", "OK", True)
+    deadline = time.time() + 10
+    while int(fc.execute_command("FT.SEARCH", "idx", "*", "LIMIT", "0", "0")[0]) != 300:
+        assert time.time() < deadline, "the follower's replica never held the 300 documents"
+        time.sleep(0.02)
+    # Each replica builds its own graph (inserts run in parallel, so the graphs differ):
+    # a walk wide enough to see every document gives the exact neighbours on both.
+    def exact(client, i):
+        return client.execute_command(
+            "FT.SEARCH", "idx", "*=>[KNN 3 @v $q EF_RUNTIME 400 AS d]", "PARAMS", "2", "q",
+            vec(i).tobytes(), "SORTBY", "d", "RETURN", "1", "d", "DIALECT", "2")
+
+    for i in (0, 17, 299):
+        found = exact(fc, i)
+        assert found == exact(lc, i)
+        assert found[0] == 3 and found[1] == f"doc:{i}".encode()
+    assert fc.execute_command("READWRITE") in (b"OK", "OK", True)
+    assert exact(fc, 17) == exact(lc, 17)
+
+
 def test_watch_guard_decides_the_same_on_every_replica(cluster):
     leader = cluster.leader()
     r = leader.client()
