@@ -220,6 +220,12 @@ impl Engine {
         self.indexes.values().any(|i| i.schema.covers(key))
     }
 
+    /// Whether any index still has keys to backfill: the background loop asks under the
+    /// read lock and takes the write lock only when there is work (`Node::backfill`).
+    pub fn backfilling(&self) -> bool {
+        self.indexes.values().any(|i| i.backfill.in_progress())
+    }
+
     /// Advances backfills by up to `budget` keys. Returns whether any is still pending.
     ///
     /// Backfill is local work, not a log entry: every replica runs it against the same
@@ -233,7 +239,7 @@ impl Engine {
             left -= index.backfill_step(&self.keyspace, left);
             index.flush_vectors();
         }
-        self.indexes.values().any(|i| i.backfill.in_progress())
+        self.backfilling()
     }
 
     /// Versions of `keys` at `now` (None: absent), for WATCH.

@@ -470,8 +470,12 @@ impl Node {
         let now = now_ms();
         match &self.store {
             Store::Local { engine } => {
-                let mut engine = engine.write();
-                engine.apply(&Write {
+                // Only when some key is due: see `backfill` for why an idle write lock
+                // is not free.
+                if !engine.read().expiry_due(now) {
+                    return;
+                }
+                engine.write().apply(&Write {
                     now_ms: now,
                     commands: Vec::new(),
                     resp3: false,
@@ -495,13 +499,26 @@ impl Node {
 
     /// Advances index backfills; whether work remains. Backfill is local work on every
     /// replica (see `Engine::backfill`).
+    ///
+    /// A replica with nothing to backfill is only looked at under the read lock. This
+    /// loop runs every 50 ms on every replica, and a write lock is not free even when
+    /// the work under it is nothing: it waits for the searches that hold the read lock,
+    /// and parking_lot's lock then holds back every new reader until it is through. A
+    /// search preempted with the read lock held (two vCPUs, a load driver beside the
+    /// server) turned each of those waits into a stall of every search of that replica.
     pub fn backfill(&self, budget: usize) -> bool {
         match &self.store {
-            Store::Local { engine } => engine.write().backfill(budget),
+            Store::Local { engine } => {
+                // Its own statement: the read guard is dropped before the write lock.
+                let pending = engine.read().backfilling();
+                pending && engine.write().backfill(budget)
+            }
             Store::Replicated(r) => {
                 let mut more = false;
                 for replica in r.replicas() {
-                    more |= replica.write().engine.backfill(budget);
+                    if replica.read().engine.backfilling() {
+                        more |= replica.write().engine.backfill(budget);
+                    }
                 }
                 more
             }
@@ -567,5 +584,90 @@ impl Node {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command's arguments, written as one line.
+    fn words(line: &str) -> Vec<Vec<u8>> {
+        line.split(' ').map(|w| w.as_bytes().to_vec()).collect()
+    }
+
+    /// Runs `pass` on a thread of its own while this thread holds the engine's read
+    /// lock, as a search does: `Some` if it returned within five seconds, `None` if it
+    /// was still waiting (for the write lock).
+    fn beside_a_reader<T: Send + 'static>(
+        node: &Arc<Node>,
+        pass: impl FnOnce(Arc<Node>) -> T + Send + 'static,
+    ) -> Option<T> {
+        let Store::Local { engine } = &node.store else {
+            panic!("a local node");
+        };
+        let _reading = engine.read();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let node = Arc::clone(node);
+        std::thread::spawn(move || {
+            let _ = tx.send(pass(node));
+        });
+        rx.recv_timeout(Duration::from_secs(5)).ok()
+    }
+
+    /// The background passes run every 50 and 100 ms. With nothing to backfill and no
+    /// key due they must not take the write lock: it would wait for every search in
+    /// flight and hold back every new one meanwhile (`Node::backfill`). With work to do
+    /// they still take it and do the work.
+    #[tokio::test]
+    async fn idle_background_passes_leave_searches_alone_and_busy_ones_still_work() {
+        let node = Node::open(None, 0).unwrap();
+        node.apply_each(
+            (0..3000)
+                .map(|i| words(&format!("HSET d:{i} n 1")))
+                .collect(),
+        )
+        .await;
+
+        let backfilled = beside_a_reader(&node, |n| n.backfill(2048));
+        assert_eq!(
+            backfilled,
+            Some(false),
+            "an idle backfill pass waited for the reader"
+        );
+        let ticked = beside_a_reader(&node, |n| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(n.tick());
+        });
+        assert_eq!(
+            ticked,
+            Some(()),
+            "an idle expiry tick waited for the reader"
+        );
+
+        // An index over the 3,000 keys already there: two passes of 2,048 index them.
+        let create = words("FT.CREATE idx ON HASH PREFIX 1 d: SCHEMA n NUMERIC");
+        node.apply_each(vec![create]).await;
+        assert!(node.with_engine(Engine::backfilling));
+        assert!(node.backfill(2048), "a first pass leaves 952 keys");
+        assert!(!node.backfill(2048), "the second pass finishes");
+        assert!(!node.with_engine(Engine::backfilling));
+        let indexed = node.with_engine(|e| {
+            e.query(
+                &["FT.SEARCH", "idx", "@n:[1 1]", "LIMIT", "0", "0"],
+                local_read(false),
+            )
+        });
+        assert_eq!(indexed, Reply::Array(vec![Reply::Int(3000)]));
+
+        // A key due: the tick takes the write lock and expires it.
+        node.apply_each(vec![words("PEXPIRE d:0 1")]).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(node.with_engine(|e| e.expiry_due(now_ms())));
+        node.tick().await;
+        assert!(!node.with_engine(|e| e.expiry_due(now_ms())));
     }
 }
