@@ -79,6 +79,18 @@ def knn(client, query, *options):
     return [reply[i].decode() for i in range(1, len(reply), 2)]
 
 
+def applied(readonly, count):
+    """Whether a READONLY connection's node shows `count` documents at n = 5000 in its
+    own replicas. A replica that has the group but not yet FT.CREATE answers "no such
+    index": not yet, rather than a failure."""
+    try:
+        reply = readonly.execute_command(
+            "FT.SEARCH", "idx", "@n:[5000 5000]", "NOCONTENT", "LIMIT", "0", "0")
+    except redis.exceptions.ResponseError:
+        return False
+    return reply[0] == count
+
+
 def loaded(cluster):
     """A client, the vectors loaded through it, every key, and the group node 2 leads."""
     client = cluster.client(protocol=2)
@@ -176,12 +188,19 @@ def test_a_frozen_leader_stops_no_search_and_a_lost_quorum_fails_by_name(confirm
     # refused during node 3's start; node 3 held no entry of the group, not even its
     # membership, and the group could not be confirmed (docs/consistency.md).
     for port in (confirmed.port, confirmed.ports[2][0]):
-        readonly = redis.Redis(host="127.0.0.1", port=port, protocol=2,
-                               single_connection_client=True)
-        readonly.execute_command("READONLY")
-        wait_for(lambda: readonly.execute_command(
-            "FT.SEARCH", "idx", "@n:[5000 5000]", "NOCONTENT", "LIMIT", "0", "0")[0]
-            == len(keys), timeout=10, what=f"the node on {port} applied the writes")
+        node = redis.Redis(host="127.0.0.1", port=port, protocol=2,
+                           single_connection_client=True)
+        # A READONLY part is read on the node's own replica only once that replica
+        # knows the group's membership (INFO's local_role is `none` until then, and the
+        # part goes to another replica): wait for that first, or the count below could
+        # come from elsewhere.
+        wait_for(lambda: all(
+            node.info("cluster")[f"group{g}"]["local_role"] != "none"
+            for g in range(confirmed.groups)),
+            timeout=10, what=f"the node on {port} holds a replica of every group")
+        node.execute_command("READONLY")
+        wait_for(lambda: applied(node, len(keys)), timeout=10,
+                 what=f"the node on {port} applied the writes")
     # Frozen only once the router has no back-off left from the search before (in
     # `loaded`, right after the bulk load). Had node 1's replica lagged a round's index
     # then by more than its 200 ms catch-up, the router leaves that peer alone, or reads
