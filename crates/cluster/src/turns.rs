@@ -100,6 +100,10 @@ struct State {
     next_seq: u64,
 }
 
+/// The waiters one pass granted turns to: as many as there are turns (one per worker),
+/// kept on the stack.
+type Granted = smallvec::SmallVec<[Waiter; 4]>;
+
 /// A registered walk, ordered by its request's arrival, then by registration.
 struct Waiter {
     since: Instant,
@@ -237,8 +241,23 @@ impl Shared {
     /// Hands every free turn to the oldest waiting walk still there whose task holds
     /// none.
     fn grant_free(&self) {
+        let granted = {
+            let mut state = self.state.lock();
+            self.pick(&mut state)
+        };
+        self.send(granted);
+    }
+
+    /// Marks the turns that are free as held by the oldest eligible waiters, and
+    /// returns those waiters: their grants are sent by [`Self::send`] once the lock is
+    /// released. Sending wakes a task, which can wake a parked worker thread (a futex
+    /// call, an IPI on a VM). Done under the lock, it made every walk's three passes
+    /// through this lock longer: the other worker spun and yielded on it (about 770
+    /// `sched_yield` calls a second at 32 clients on `shoal dev`, 97% of them here), and
+    /// a holder preempted there holds up every walk of the process.
+    fn pick(&self, state: &mut State) -> Granted {
         let max = self.max_turns();
-        let mut state = self.state.lock();
+        let mut granted = Granted::new();
         let mut passed = Vec::new();
         while state.held < max {
             let Some(Reverse(waiter)) = state.waiting.pop() else {
@@ -249,24 +268,40 @@ impl Shared {
                 continue;
             }
             // A walk whose caller gave up has dropped its receiver: skip it.
-            if waiter.grant.send(()).is_ok() {
-                state.held += 1;
-                state.holders.push(waiter.task);
+            if waiter.grant.is_closed() {
+                continue;
             }
+            state.held += 1;
+            state.holders.push(waiter.task);
+            granted.push(waiter);
         }
         state.waiting.extend(passed.into_iter().map(Reverse));
+        granted
+    }
+
+    /// Sends the grants [`Self::pick`] chose. A caller that gave up after it was picked
+    /// cannot take its grant: the turn is given back (and goes on). One that gives up
+    /// after the send finds the grant in its `Pending` and gives it back there; either
+    /// way exactly once.
+    fn send(&self, granted: Granted) {
+        for waiter in granted {
+            if waiter.grant.send(()).is_err() {
+                self.release(waiter.task);
+            }
+        }
     }
 
     fn release(&self, task: Option<task::Id>) {
-        {
+        let granted = {
             let mut state = self.state.lock();
             // Never below zero: a wrapped count would stop every grant for good.
             state.held = state.held.saturating_sub(1);
             if let Some(i) = state.holders.iter().position(|t| *t == task) {
                 state.holders.swap_remove(i);
             }
-        }
-        self.grant_free();
+            self.pick(&mut state)
+        };
+        self.send(granted);
     }
 }
 
@@ -355,6 +390,29 @@ mod tests {
         assert_eq!(turns.shared.state.lock().held, 0);
         let next = tokio::time::timeout(Duration::from_secs(5), turns.take(Instant::now()));
         assert!(next.await.is_ok(), "a turn was lost");
+    }
+
+    /// The window the grants' sending outside the lock opens: a walk picked for a turn
+    /// whose caller gives up before the grant is sent. The turn must come back.
+    #[test]
+    fn a_turn_picked_for_a_walk_that_gave_up_before_the_send_comes_back() {
+        let turns = Turns::with_max(1);
+        let shared = &turns.shared;
+        let (grant, rx) = oneshot::channel();
+        let granted = {
+            let mut state = shared.state.lock();
+            state.waiting.push(Reverse(Waiter {
+                since: Instant::now(),
+                seq: 0,
+                task: None,
+                grant,
+            }));
+            shared.pick(&mut state)
+        };
+        assert_eq!((granted.len(), shared.state.lock().held), (1, 1));
+        drop(rx);
+        shared.send(granted);
+        assert_eq!(shared.state.lock().held, 0, "the turn was lost");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
