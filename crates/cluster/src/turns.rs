@@ -252,7 +252,7 @@ impl Shared {
     /// returns those waiters: their grants are sent by [`Self::send`] once the lock is
     /// released. Sending wakes a task, which can wake a parked worker thread (a futex
     /// call, an IPI on a VM). Done under the lock, it made every walk's three passes
-    /// through this lock longer: the other worker spun and yielded on it (about 770
+    /// through this lock longer: the other worker spun and yielded on it (about 790
     /// `sched_yield` calls a second at 32 clients on `shoal dev`, 97% of them here), and
     /// a holder preempted there holds up every walk of the process.
     fn pick(&self, state: &mut State) -> Granted {
