@@ -505,7 +505,8 @@ impl Node {
     /// the work under it is nothing: it waits for the searches that hold the read lock,
     /// and parking_lot's lock then holds back every new reader until it is through. A
     /// search preempted with the read lock held (two vCPUs, a load driver beside the
-    /// server) turned each of those waits into a stall of every search of that replica.
+    /// server) can turn such a wait into a stall of every search of that replica (none
+    /// showed in a paired benchmark: docs/benchmarks.md, "Session 50").
     pub fn backfill(&self, budget: usize) -> bool {
         match &self.store {
             Store::Local { engine } => {
