@@ -61,18 +61,30 @@ def pipelined(servers, payloads, args):
             rows[name]["server_cpu_us_per_search"].append(
                 (cpu_ns(proc.pid) - before) / 1000 / len(payloads))
     (a, _), (b, _) = args.a, args.b
-    print(f"\n| {args.rounds} rounds of {len(payloads):,} pipelined searches | {a} | {b} |")
-    print("|---|---:|---:|")
-    for key, label in (("server_cpu_us_per_search", "server CPU per search, us (median)"),
-                       ("wall_us_per_search", "wall time per search, us (median)")):
-        print(f"| {label} | {statistics.median(rows[a][key]):.2f} | "
-              f"{statistics.median(rows[b][key]):.2f} |")
-    cpu = [x - y for x, y in zip(rows[a]["server_cpu_us_per_search"],
-                                 rows[b]["server_cpu_us_per_search"])]
-    print(f"\n{a}'s server CPU per search minus {b}'s: median {statistics.median(cpu):+.2f} us "
-          f"(rounds {min(cpu):+.2f} to {max(cpu):+.2f})")
+    table(f"{args.rounds} rounds of {len(payloads):,} pipelined searches", rows, a, b, 2,
+          (("server_cpu_us_per_search", "server CPU per search, us (median)"),
+           ("wall_us_per_search", "wall time per search, us (median)")))
+    print()
+    cpu = cpu_difference(rows, a, b, "server_cpu_us_per_search", "per search")
     if args.json:
         args.json.write_text(json.dumps({"pipelined": rows, "a_minus_b_cpu_us": cpu}, indent=2))
+
+
+def table(title, rows, a, b, digits, keys):
+    """The two servers' medians over the rounds, one row per (key, label)."""
+    print(f"\n| {title} | {a} | {b} |")
+    print("|---|---:|---:|")
+    for key, label in keys:
+        print(f"| {label} | {statistics.median(rows[a][key]):.{digits}f} | "
+              f"{statistics.median(rows[b][key]):.{digits}f} |")
+
+
+def cpu_difference(rows, a, b, key, per):
+    """Server CPU of a minus b's, paired by round: printed, and returned per round."""
+    cpu = [x - y for x, y in zip(rows[a][key], rows[b][key])]
+    print(f"{a}'s server CPU {per} minus {b}'s: median {statistics.median(cpu):+.2f} us "
+          f"(rounds {min(cpu):+.2f} to {max(cpu):+.2f})")
+    return cpu
 
 
 def named(text):
@@ -133,20 +145,14 @@ def main():
 
     (a, _), (b, _) = args.a, args.b
     ratio = [x / y for x, y in zip(rows[a]["search_p50_us"], rows[b]["search_p50_us"])]
-    print(f"\n| {args.rounds} rounds of 1,000 searches each | {a} | {b} |")
-    print("|---|---:|---:|")
-    for key, label in (("search_p50_us", "FT.SEARCH p50, us (median over rounds)"),
-                       ("over_ping_p50_us", "FT.SEARCH over the PING before it, p50, us"),
-                       ("ping_p50_us", "PING p50, us"),
-                       ("server_cpu_us_per_pair", "server CPU per PING and FT.SEARCH, us")):
-        print(f"| {label} | {statistics.median(rows[a][key]):.1f} | "
-              f"{statistics.median(rows[b][key]):.1f} |")
+    table(f"{args.rounds} rounds of 1,000 searches each", rows, a, b, 1,
+          (("search_p50_us", "FT.SEARCH p50, us (median over rounds)"),
+           ("over_ping_p50_us", "FT.SEARCH over the PING before it, p50, us"),
+           ("ping_p50_us", "PING p50, us"),
+           ("server_cpu_us_per_pair", "server CPU per PING and FT.SEARCH, us")))
     print(f"\n{a}'s p50 over {b}'s: median {statistics.median(ratio):.3f} "
           f"(rounds {min(ratio):.3f}-{max(ratio):.3f})")
-    cpu = [x - y for x, y in zip(rows[a]["server_cpu_us_per_pair"],
-                                 rows[b]["server_cpu_us_per_pair"])]
-    print(f"{a}'s server CPU per pair minus {b}'s: median {statistics.median(cpu):+.2f} us "
-          f"(rounds {min(cpu):+.2f} to {max(cpu):+.2f})")
+    cpu = cpu_difference(rows, a, b, "server_cpu_us_per_pair", "per pair")
     if args.json:
         args.json.write_text(json.dumps({"rounds": rows, "a_over_b": ratio,
                                          "a_minus_b_cpu_us": cpu}, indent=2))
