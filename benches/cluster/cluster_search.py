@@ -12,8 +12,9 @@ one setup's processes run at a time):
 - with --dev, `dev-gN`: `shoal dev --groups N` (what `make run` starts), the same
   three nodes and N groups in one process: one tokio runtime instead of three, so the
   nodes do not outnumber the machine's cores with worker threads. Its one RESP port
-  hands connections to the three nodes' routers in turn. --no-processes skips the
-  three-process setups.
+  hands every connection to node 1's router (`shoal dev --routers`: the routers would
+  share the same cores, and each would send its own confirmation rounds).
+  --no-processes skips the three-process setups.
 - with --readonly, `cluster-gN-readonly`: the same cluster and data, every client
   connection sends READONLY first, so each node searches its own replicas (stale reads,
   no leader hop or ReadIndex round).
@@ -225,15 +226,17 @@ def node_flags(args):
     return flags
 
 
-def start_dev(shoal, procs, root, args, groups):
+def start_dev(shoal, procs, root, args, groups, extra=()):
     """`shoal dev` (what `make run` starts): three nodes in one process, `groups`
-    groups of three replicas. Returns its one RESP port three times: the server hands
-    connections to its nodes in turn, so three connections reach the three routers."""
+    groups of three replicas, `extra` more flags. Returns its one RESP port, served by
+    node 1's router unless `extra` asks for more;
+    the other nodes' replicas are not asked whether they are indexed (`wait_quiet`
+    waits for their work to end)."""
     port = free_port()
     procs.start(f"dev-g{groups}", [
         shoal, "dev", "--resp", f"127.0.0.1:{port}", "--api", "127.0.0.1:0",
         "--data-dir", str(root / f"dev-g{groups}"), "--groups", str(groups),
-        *node_flags(args)])
+        *node_flags(args), *extra])
     conn = connect(port)
     try:
         deadline = time.time() + 60
@@ -242,7 +245,7 @@ def start_dev(shoal, procs, root, args, groups):
             view = info_fields(conn, "cluster")
             leads = [view.get(f"group{g}", "").split(",")[0] for g in range(groups)]
             if all(x.startswith("leader=") and x != "leader=none" for x in leads):
-                return [port] * 3
+                return [port]
             time.sleep(0.1)
         raise TimeoutError(f"shard groups elected no leaders: {view}")
     finally:
@@ -251,8 +254,7 @@ def start_dev(shoal, procs, root, args, groups):
 
 def follower_read_counts(ports):
     """Each router's (follower reads, read index rounds, confirmed reads, confirmation
-    rounds) from INFO cluster; on `shoal dev` the three connections reach its three
-    nodes in turn."""
+    rounds) from INFO cluster; `shoal dev` has one router."""
     conns = [connect(p) for p in ports]
     try:
         views = [info_fields(c, "cluster") for c in conns]

@@ -10,9 +10,23 @@ import time
 import pytest
 import redis
 
-from conftest import Server, wait_ready
+from conftest import ClusterServer, Server, cluster_groups, wait_ready
 
 DEFAULT_RULES = "user default on nopass ~* &* +@all"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """As conftest's, but a `shoal dev` cluster hands new connections to all three of
+    its nodes' routers in turn (`--routers 3`), so that the tests below reach every
+    router there too."""
+    groups = cluster_groups()
+    if groups:
+        s = ClusterServer(tmp_path_factory.mktemp("shoal-cluster"), 3, groups).start()
+    else:
+        s = Server(tmp_path_factory.mktemp("shoal"), "--routers", "3").start()
+    yield s
+    s.stop()
 
 
 @pytest.fixture
@@ -43,8 +57,8 @@ def login(server, user, password, port=None, **kwargs):
 
 
 def router_ports(server):
-    """Every router's RESP port: all of a process cluster's nodes (a `shoal dev`
-    cluster hands its one port's connections to its nodes in turn)."""
+    """Every router's RESP port: all of a process cluster's nodes (the `shoal dev`
+    cluster here hands its one port's connections to its nodes in turn)."""
     ports = getattr(server, "ports", None)
     return [resp for resp, _ in ports] if ports else [server.port]
 

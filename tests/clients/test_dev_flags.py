@@ -1,5 +1,6 @@
-"""`shoal dev`'s count flags: the cluster it embeds takes the shape asked for, and a data
-directory keeps the shape it was made with."""
+"""`shoal dev`'s count flags: the cluster it embeds takes the shape asked for, a data
+directory keeps the shape it was made with, and `--routers` picks the nodes that serve
+the clients."""
 
 import subprocess
 
@@ -69,3 +70,53 @@ def test_a_data_directory_refuses_another_shape(tmp_path):
         assert server.client().get("k") == b"kept"
     finally:
         server.stop()
+
+
+def node_ids(server, connections):
+    """The node that serves each of `connections` fresh RESP connections."""
+    ids = []
+    for _ in range(connections):
+        client = server.client(protocol=2, decode_responses=True)
+        try:
+            ids.append(int(client.info("cluster")["shoal_node_id"]))
+        finally:
+            client.close()
+    return ids
+
+
+def test_routers_choose_which_nodes_serve_the_clients(tmp_path):
+    # By default node 1's router serves every connection.
+    server = Server(tmp_path / "one").start()
+    try:
+        assert node_ids(server, 4) == [1, 1, 1, 1]
+        r = server.client()
+        r.hset("h:1", mapping={"f": "v"})
+        assert r.hgetall("h:1") == {b"f": b"v"}
+    finally:
+        server.stop()
+
+    # --routers 3: new connections go to the three nodes' routers in turn, and each
+    # router serves every group's keys.
+    server = Server(tmp_path / "three", "--routers", "3").start()
+    try:
+        assert node_ids(server, 6) == [1, 2, 3, 1, 2, 3]
+        clients = [server.client() for _ in range(3)]
+        for i, c in enumerate(clients):
+            pipe = c.pipeline(transaction=False)
+            for j in range(20):
+                pipe.set(f"k{i}:{j}", f"{i}.{j}")
+            assert pipe.execute() == [True] * 20
+        for c in clients:
+            assert c.dbsize() == 60
+            assert c.get("k2:19") == b"2.19"
+    finally:
+        server.stop()
+
+    # More routers than nodes is refused before anything starts.
+    proc = subprocess.run(
+        [binary(), "dev", "--resp", f"127.0.0.1:{free_port()}", "--api", f"127.0.0.1:{free_port()}",
+         "--data-dir", str(tmp_path / "four"), "--routers", "4"],
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "--routers must be between 1 and --nodes (3), not 4" in proc.stderr
+    assert not (tmp_path / "four").exists()

@@ -328,7 +328,8 @@ def test_errors_carry_the_resp_text(server, r, api, pb, case):
 
 def node_info(server, node_id):
     """INFO cluster from the embedded node `node_id`: `shoal dev` hands each new RESP
-    connection to the next of its nodes, so a few fresh connections reach every one."""
+    connection to the next of its routing nodes (`--routers`; node 1 alone by default),
+    as the gRPC API does its calls."""
     seen = []
     for _ in range(12):
         client = server.client(protocol=2)

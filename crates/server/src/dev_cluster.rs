@@ -1,7 +1,7 @@
 //! `shoal dev`'s embedded cluster: several nodes in one process, each with its own
 //! RocksDB under the data directory and its own gRPC port on loopback, replicating every
-//! shard group over real sockets. One RESP listener hands connections to the nodes in
-//! turn, so every node's router serves clients.
+//! shard group over real sockets. One RESP listener hands connections to the first
+//! `--routers` nodes in turn (node 1's router alone by default).
 //!
 //! The nodes' gRPC ports are picked free on the first start and kept in
 //! `<data-dir>/dev-cluster.toml`: the groups' Raft memberships hold those addresses, so a

@@ -106,6 +106,13 @@ struct DevArgs {
     /// spinning. 0 (the default) never spins; at most 1000.
     #[arg(long, default_value_t = 0)]
     busy_poll_us: u64,
+    /// Nodes whose routers serve the RESP port's and the gRPC API's clients, each new
+    /// connection going to the next of them. One (the default) sends every client
+    /// through node 1: the nodes share this process's cores, so more routers add no
+    /// capacity, and a router's confirmation rounds are shared only by its own searches
+    /// (docs/operations.md). More exercise every node's router.
+    #[arg(long, default_value_t = 1)]
+    routers: usize,
     /// See `shoal node --read-mode` [default: votes].
     #[arg(long)]
     read_mode: Option<String>,
@@ -139,6 +146,13 @@ fn main() -> Result<()> {
 }
 
 async fn dev(mut args: DevArgs) -> Result<()> {
+    if !args.standalone && !(1..=args.nodes).contains(&args.routers) {
+        anyhow::bail!(
+            "--routers must be between 1 and --nodes ({}), not {}",
+            args.nodes,
+            args.routers
+        );
+    }
     let tls = load_tls(std::mem::take(&mut args.tls).resolve(node_config::TlsTable::default())?)?;
     let listener = TcpListener::bind(args.resp)
         .await
@@ -177,8 +191,13 @@ async fn dev(mut args: DevArgs) -> Result<()> {
         tls: tls.clone(),
     };
     let cluster = dev_cluster::DevCluster::start(&shape).await?;
-    let nodes: Vec<Arc<node::Node>> = cluster.nodes.iter().map(|n| n.node.clone()).collect();
-    let api = ApiServer::start(args.api, nodes.clone(), tls.as_ref()).await?;
+    let routers: Vec<Arc<node::Node>> = cluster
+        .nodes
+        .iter()
+        .take(args.routers)
+        .map(|n| n.node.clone())
+        .collect();
+    let api = ApiServer::start(args.api, routers.clone(), tls.as_ref()).await?;
     let settings = connection::Settings {
         limits: Limits {
             max_bulk_len: args.max_bulk_len.min(node_config::MAX_BULK_LEN),
@@ -187,7 +206,7 @@ async fn dev(mut args: DevArgs) -> Result<()> {
         ..settings
     };
     tracing::info!(resp = %local, api = %api.addr, nodes = args.nodes, groups = args.groups,
-        data_dir = %data_dir.display(), tls = tls.is_some(), "shoal dev cluster ready");
+        routers = args.routers, data_dir = %data_dir.display(), tls = tls.is_some(), "shoal dev cluster ready");
     // The line tests and scripts wait for.
     println!("shoal dev listening on {local}");
     let misfit = Arc::new(parking_lot::Mutex::new(None));
@@ -201,7 +220,7 @@ async fn dev(mut args: DevArgs) -> Result<()> {
             }
         }
     };
-    serve_resp(&nodes, listener, settings, tls, stop).await;
+    serve_resp(&routers, listener, settings, tls, stop).await;
     tracing::info!("shutting down");
     api.stop().await;
     cluster.stop().await?;
@@ -259,7 +278,7 @@ fn load_tls(files: Option<tls::TlsFiles>) -> Result<Option<tls::Tls>> {
 }
 
 /// Accepts RESP connections until `shutdown` completes, handing them to `nodes` in
-/// turn (every node's router serves clients); over TLS only when `tls` is set.
+/// turn (`shoal dev --routers`); over TLS only when `tls` is set.
 async fn serve_resp(
     nodes: &[Arc<node::Node>],
     listener: TcpListener,

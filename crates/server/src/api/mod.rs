@@ -33,8 +33,9 @@ const MAX_MESSAGE: usize = 64 << 20;
 /// Documents per pipelined write of a BulkUpsert.
 const BULK_BATCH: usize = 256;
 
-/// The service, over the nodes of this process (one for `shoal node`, every embedded
-/// node for `shoal dev`, taken in turn as RESP connections are).
+/// The service, over the routing nodes of this process (one for `shoal node`, the
+/// first `--routers` embedded nodes for `shoal dev`, taken in turn as RESP connections
+/// are).
 #[derive(Debug)]
 pub struct Api {
     nodes: Vec<Arc<Node>>,
