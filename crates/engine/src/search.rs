@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Instant;
 
-use shoal_index::{RoaringBitmap, VectorIndex};
+use shoal_index::{RoaringBitmap, SharedBound, VectorIndex};
 use shoal_query::{FieldKind, Filter, KnnPlan, SearchPlan, SearchRequest};
 
 use crate::error::{EngineError, Result};
@@ -274,7 +274,12 @@ impl Evaluation<'_> {
         self.keyspace.get(key, self.now).map(|e| &e.value)
     }
 
-    fn knn(&self, knn: &KnnPlan, allowed: Option<&RoaringBitmap>) -> Result<Vec<(u32, f32)>> {
+    fn knn(
+        &self,
+        knn: &KnnPlan,
+        allowed: Option<&RoaringBitmap>,
+        bar: Option<&SharedBound>,
+    ) -> Result<Vec<(u32, f32)>> {
         let index = self.vector_index(knn.field)?;
         if allowed.is_some_and(RoaringBitmap::is_empty) || index.is_empty() {
             return Ok(Vec::new());
@@ -283,15 +288,17 @@ impl Evaluation<'_> {
         // its ids exactly when it is small, walking the graph otherwise (shoal-index's
         // `exact_filter_fraction`, measured in docs/index.md).
         let filter = allowed.map(|b| b as &dyn shoal_index::IdFilter);
-        let found = index
-            .search(&knn.vector, knn.k, knn.ef_runtime, filter)
-            .map_err(|e| EngineError::QueryVector(e.to_string()))?;
+        let found = match bar {
+            Some(bar) => index.search_under(&knn.vector, knn.k, knn.ef_runtime, filter, bar),
+            None => index.search(&knn.vector, knn.k, knn.ef_runtime, filter),
+        }
+        .map_err(|e| EngineError::QueryVector(e.to_string()))?;
         Ok(found.into_iter().map(|n| (n.id, n.distance)).collect())
     }
 }
 
 /// Documents a plan matches (live keys only), with their KNN distance when there is a
-/// KNN clause, and the distances VECTOR_RANGE clauses yielded.
+/// KNN clause, and the distances VECTOR_RANGE clauses yielded. `bar`: see [`visit`].
 #[allow(clippy::type_complexity)]
 pub fn matching(
     index: &SearchIndex,
@@ -300,6 +307,7 @@ pub fn matching(
     plan: &SearchPlan,
     now: u64,
     deadline: Option<Instant>,
+    bar: Option<&SharedBound>,
 ) -> Result<(Vec<(u32, Option<f32>)>, Vec<(String, HashMap<u32, f32>)>)> {
     let mut eval = Evaluation {
         index,
@@ -334,7 +342,7 @@ pub fn matching(
     };
     let matches: Vec<(u32, Option<f32>)> = match &plan.knn {
         Some(knn) => {
-            let found = eval.knn(knn, allowed.as_ref())?;
+            let found = eval.knn(knn, allowed.as_ref(), bar)?;
             // Sized once (a filtered collect grows from empty, reallocating as it goes).
             let mut matches = Vec::with_capacity(found.len());
             matches.extend(
@@ -445,7 +453,7 @@ impl HitSink for Collect {
 }
 
 /// Runs a bound query against one index. `window`, for a shard's part of a cluster-wide
-/// search, replaces LIMIT: see [`merge`].
+/// search, replaces LIMIT: see [`merge`]. `bar`: see [`visit`].
 #[allow(clippy::too_many_arguments)]
 pub fn execute(
     index: &SearchIndex,
@@ -456,10 +464,11 @@ pub fn execute(
     now: u64,
     deadline: Option<Instant>,
     window: Option<usize>,
+    bar: Option<&SharedBound>,
 ) -> Result<SearchResults> {
     let mut sink = Collect::default();
     let total = visit(
-        index, keyspace, layout, request, plan, now, deadline, window, &mut sink,
+        index, keyspace, layout, request, plan, now, deadline, window, bar, &mut sink,
     )?;
     Ok(SearchResults {
         total,
@@ -470,6 +479,12 @@ pub fn execute(
 
 /// [`execute`] into a [`HitSink`]; returns the matches before LIMIT. On an error the
 /// sink may hold part of the page: its owner drops it.
+///
+/// `bar` is shared by the parts of one cluster-wide KNN search that run on this node
+/// (`shoal_index::SharedBound`): this part's walk need not look beyond the k-th nearest
+/// neighbour the parts before it returned, and its own neighbours join the bar for the
+/// parts after it. Only a part (`window`) of a KNN search publishes: its hits are its
+/// neighbours that are shown, which the router merges.
 #[allow(clippy::too_many_arguments)]
 pub fn visit<S: HitSink>(
     index: &SearchIndex,
@@ -480,9 +495,11 @@ pub fn visit<S: HitSink>(
     now: u64,
     deadline: Option<Instant>,
     window: Option<usize>,
+    bar: Option<&SharedBound>,
     sink: &mut S,
 ) -> Result<usize> {
-    let (mut matches, yielded) = matching(index, keyspace, layout, plan, now, deadline)?;
+    let bar = bar.filter(|_| window.is_some());
+    let (mut matches, yielded) = matching(index, keyspace, layout, plan, now, deadline, bar)?;
     let eval = Evaluation {
         index,
         keyspace,
@@ -559,7 +576,12 @@ pub fn visit<S: HitSink>(
     match window {
         // A shard's part of a cluster-wide search: every KNN neighbour (the router picks
         // the k nearest of all shards), otherwise the first offset + num in order.
-        Some(_) if knn => {}
+        Some(_) if knn => {
+            if let (Some(bar), Some(k)) = (bar, plan.knn.as_ref().map(|k| k.k)) {
+                let source = std::ptr::from_ref(index).addr();
+                bar.publish(source, k, ordered.iter().filter_map(|r| r.distance));
+            }
+        }
         Some(w) => ordered.truncate(w),
         None => {
             ordered.truncate(request.offset.saturating_add(request.num));

@@ -15,6 +15,7 @@ mod head_dot;
 mod hnsw;
 mod metric;
 pub mod prefetch;
+mod shared_bound;
 mod slots;
 mod sq8;
 mod topk;
@@ -29,6 +30,7 @@ pub use flat::FlatIndex;
 pub use hnsw::{FilterStrategy, HnswIndex, HnswParams};
 pub use metric::{scalar, Metric};
 pub use roaring::RoaringBitmap;
+pub use shared_bound::SharedBound;
 pub use slots::MAX_ID;
 pub use topk::Neighbor;
 
@@ -90,6 +92,20 @@ pub trait VectorIndex: Send + Sync + std::fmt::Debug {
         ef: Option<usize>,
         filter: Option<&dyn IdFilter>,
     ) -> Result<Vec<Neighbor>>;
+    /// [`VectorIndex::search`] for one part of a search over several indexes: the
+    /// neighbours farther than `bar` (the k-th nearest that the other parts returned so
+    /// far) cannot enter the search's answer, so an HNSW walk stops looking among them
+    /// (see `SharedBound`). FLAT measures everything anyway.
+    fn search_under(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        filter: Option<&dyn IdFilter>,
+        _bar: &SharedBound,
+    ) -> Result<Vec<Neighbor>> {
+        self.search(query, k, ef, filter)
+    }
     /// Every allowed id within `radius` of `query`, closest first. `epsilon` widens the
     /// HNSW walk's boundary (default [`DEFAULT_EPSILON`]); FLAT is exact.
     fn range_search(

@@ -8,7 +8,7 @@ use common::*;
 use proptest::prelude::*;
 use shoal_index::{
     build, Algorithm, FilterStrategy, HnswIndex, HnswParams, IdFilter, IndexConfig, IndexError,
-    Metric, Predicate, RoaringBitmap, VectorIndex, MAX_ID,
+    Metric, Neighbor, Predicate, RoaringBitmap, SharedBound, VectorIndex, MAX_ID,
 };
 
 fn hnsw(dim: usize, metric: Metric, cap: usize, params: HnswParams) -> HnswIndex {
@@ -24,6 +24,63 @@ fn recall_at_ef_64_is_at_least_095_on_every_metric() {
         fill(index.as_ref(), &data);
         let r = mean_recall(index.as_ref(), &data, &queries, 10, 64, None);
         assert!(r >= 0.95, "{metric:?}: recall {r}");
+    }
+}
+
+/// A search split over three indexes (a router's parts on three shard groups), merged,
+/// with and without the bar the parts share: walks that stop at the k-th nearest of the
+/// parts before them keep nearly all the recall of walks that do not, and the answer
+/// always lies within the bar the parts left.
+#[test]
+fn parts_under_a_shared_bar_keep_recall() {
+    let (n, dim, k, ef) = (9_000, 32, 10, 20);
+    let data = clustered(n, dim, 60, 41);
+    let queries = clustered(150, dim, 60, 42);
+    for metric in [Metric::L2, Metric::Cosine, Metric::Ip] {
+        let parts: Vec<_> = (0..3)
+            .map(|p| {
+                let index = build(&hnsw_config(dim, metric, n / 3)).unwrap();
+                for (i, v) in data.iter().enumerate().filter(|(i, _)| i % 3 == p) {
+                    index.add(i as u32, v).unwrap();
+                }
+                index
+            })
+            .collect();
+        let merged = |mut all: Vec<Neighbor>| {
+            all.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+            all.truncate(k);
+            all
+        };
+        let (mut free, mut barred) = (0.0, 0.0);
+        for q in &queries {
+            let truth = brute_force(&data, q, k, metric, None);
+            let all: Vec<Neighbor> = parts
+                .iter()
+                .flat_map(|p| p.search(q, k, Some(ef), None).unwrap())
+                .collect();
+            free += recall(&merged(all), &truth);
+            let bar = SharedBound::new();
+            let mut all = Vec::new();
+            for (source, p) in parts.iter().enumerate() {
+                let found = p.search_under(q, k, Some(ef), None, &bar).unwrap();
+                bar.publish(source, k, found.iter().map(|nb| nb.distance));
+                all.extend(found);
+            }
+            let answer = merged(all);
+            let last = answer.last().map_or(f32::INFINITY, |nb| nb.distance);
+            assert!(
+                answer.len() == k && last <= bar.get(),
+                "{metric:?}: {last} over {}",
+                bar.get()
+            );
+            barred += recall(&answer, &truth);
+        }
+        let (free, barred) = (free / queries.len() as f64, barred / queries.len() as f64);
+        eprintln!("{metric:?}: recall {barred} under a bar, {free} without");
+        assert!(
+            barred >= 0.9 && barred >= free - 0.05,
+            "{metric:?}: {barred} against {free}"
+        );
     }
 }
 

@@ -163,6 +163,7 @@ fn source_rows(
         &plan,
         source.now,
         deadline,
+        None,
     )?;
     let rows = matches
         .iter()

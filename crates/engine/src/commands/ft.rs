@@ -198,7 +198,7 @@ pub fn run_search<A: AsRef<[u8]>>(
     window: Option<usize>,
 ) -> Result<(SearchResults, bool)> {
     let (request, index, parsed) = parse_for(engine, args)?;
-    run_parsed(engine, index, &request, &parsed, ctx, window)
+    run_parsed(engine, index, &request, &parsed, ctx, window, None)
 }
 
 /// An FT.SEARCH's arguments, its index and its query, errors in the order the command
@@ -227,6 +227,8 @@ pub struct PreparedSearch {
     /// Kept as it came out: a bad query is reported after an unknown index, as
     /// [`run_search`] orders its errors.
     query: std::result::Result<std::sync::Arc<shoal_query::ParsedQuery>, shoal_query::QueryError>,
+    /// The KNN neighbours the parts returned so far (`crate::search::visit`).
+    bar: shoal_index::SharedBound,
 }
 
 impl PreparedSearch {
@@ -234,7 +236,11 @@ impl PreparedSearch {
     /// (arguments that do not parse are not prepared: each part refuses them itself).
     pub fn from_request(request: shoal_query::SearchRequest) -> Self {
         let query = crate::query_cache::parse(&request.query);
-        PreparedSearch { request, query }
+        PreparedSearch {
+            request,
+            query,
+            bar: shoal_index::SharedBound::new(),
+        }
     }
 }
 
@@ -248,7 +254,15 @@ pub fn run_prepared(
     let request = &prepared.request;
     let index = index_named(engine, &request.index)?;
     let parsed = prepared.query.as_ref().map_err(|e| e.clone())?;
-    run_parsed(engine, index, request, parsed, ctx, window)
+    run_parsed(
+        engine,
+        index,
+        request,
+        parsed,
+        ctx,
+        window,
+        Some(&prepared.bar),
+    )
 }
 
 fn run_parsed(
@@ -258,6 +272,7 @@ fn run_parsed(
     parsed: &shoal_query::ParsedQuery,
     ctx: ReadContext,
     window: Option<usize>,
+    bar: Option<&shoal_index::SharedBound>,
 ) -> Result<(SearchResults, bool)> {
     let plan = bind(&index.schema, parsed, &request.params)?;
     let results = crate::search::execute(
@@ -269,6 +284,7 @@ fn run_parsed(
         ctx.now_ms,
         deadline(request.timeout_ms, ctx.in_apply),
         window,
+        bar,
     )?;
     Ok((results, request.nocontent))
 }
@@ -294,6 +310,7 @@ pub fn visit_search<A: AsRef<[u8]>, S: HitSink>(
         &plan,
         ctx.now_ms,
         deadline(request.timeout_ms, ctx.in_apply),
+        None,
         None,
         sink,
     )?;

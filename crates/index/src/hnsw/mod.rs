@@ -21,6 +21,7 @@ use crate::error::{IndexError, Result};
 use crate::filter::IdFilter;
 use crate::grace::Grace;
 use crate::metric::Metric;
+use crate::shared_bound::SharedBound;
 use crate::slots::{check_id, IdMap, SlotPool};
 use crate::topk::Neighbor;
 use crate::visited::Pool;
@@ -191,6 +192,19 @@ impl HnswIndex {
         filter: Option<&dyn IdFilter>,
         strategy: FilterStrategy,
     ) -> Result<Vec<Neighbor>> {
+        self.search_within(query, k, ef, filter, strategy, None)
+    }
+
+    /// [`HnswIndex::search_with`], looking no farther than `bar` allows where given.
+    fn search_within(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        filter: Option<&dyn IdFilter>,
+        strategy: FilterStrategy,
+        bar: Option<&SharedBound>,
+    ) -> Result<Vec<Neighbor>> {
         if k == 0 {
             return Err(IndexError::ZeroK);
         }
@@ -205,7 +219,7 @@ impl HnswIndex {
         // from sizing allocations.
         let k = k.min(self.ids.len().max(1));
         let ef = ef.max(k).min(self.ids.len().max(k));
-        Ok(self.knn(&q, k, ef, filter, strategy))
+        Ok(self.knn(&q, k, ef, filter, strategy, bar))
     }
 
     /// Removed vectors not yet repaired out of the graph.
@@ -301,6 +315,17 @@ impl VectorIndex for HnswIndex {
         filter: Option<&dyn IdFilter>,
     ) -> Result<Vec<Neighbor>> {
         self.search_with(query, k, ef, filter, FilterStrategy::Auto)
+    }
+
+    fn search_under(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        filter: Option<&dyn IdFilter>,
+        bar: &SharedBound,
+    ) -> Result<Vec<Neighbor>> {
+        self.search_within(query, k, ef, filter, FilterStrategy::Auto, Some(bar))
     }
 
     fn range_search(

@@ -7,6 +7,7 @@ use super::{FilterStrategy, HnswIndex};
 use crate::filter::IdFilter;
 use crate::metric::Metric;
 use crate::prefetch::prefetch;
+use crate::shared_bound::SharedBound;
 use crate::slots::{id_of, label_word, DELETED};
 use crate::sq8::{Sq8Query, Sq8Store};
 use crate::topk::{unique_neighbors, Candidates, Key, Neighbor, TopK};
@@ -29,6 +30,8 @@ pub(crate) struct WalkState {
     pub(super) candidates: Candidates,
     pub(super) fresh: Vec<u32>,
     pub(super) results: TopK,
+    /// A capped walk's own k nearest (`walk_layer_within`).
+    pub(super) own: TopK,
     pub(super) sorted: Vec<Key>,
     /// Floors of `sorted`'s nodes in a coded re-rank.
     pub(super) floors: Vec<f32>,
@@ -39,6 +42,7 @@ impl WalkState {
         self.visited.bytes()
             + self.candidates.bytes()
             + self.results.bytes()
+            + self.own.bytes()
             + (self.fresh.capacity() + 2 * self.sorted.capacity() + self.floors.capacity()) * 4
     }
 }
@@ -51,6 +55,35 @@ impl WalkState {
 /// every ef.
 pub(super) fn sq8_width(ef: usize) -> usize {
     ef + ef.div_ceil(4)
+}
+
+/// How far past a shared bar (an exact distance) a walk still looks: the walk compares
+/// the codes' approximate distances against it, and a node whose code lies a little
+/// beyond the bar may lie under it. A fraction of the bar's size, and an absolute
+/// floor for bars at or near 0.
+fn beyond_bar(bar: f32) -> f32 {
+    bar + bar.abs() * BAR_SLACK + BAR_SLACK_MIN
+}
+
+/// See [`beyond_bar`].
+const BAR_SLACK: f32 = 0.05;
+/// See [`beyond_bar`].
+const BAR_SLACK_MIN: f32 = 1e-6;
+
+/// How far a walk looks: the beam's bound, or `reach` where nearer, but only once the
+/// beam is full: until then every node found may yet lead somewhere (a walk that
+/// admitted only nodes nearer than its nearest would descend greedily and stall in a
+/// local minimum, as a first version did: recall@10 0.83 through a router instead of
+/// 0.997). `reach` is compared first so that an infinite one folds away where it is a
+/// constant.
+#[inline(always)]
+fn within(results: &TopK, reach: f32) -> f32 {
+    let bound = results.bound();
+    if reach < bound && results.is_full() {
+        reach
+    } else {
+        bound
+    }
 }
 
 /// How a walk measures a query's distance to a node: what a graph walk is generic over,
@@ -170,6 +203,7 @@ impl HnswIndex {
     /// the search of the HNSW paper; with one, the walk goes on until `ef` admitted nodes
     /// are found or the reachable region is exhausted.
     // #[PerformanceCriticalPath]: the inner loop of every query and every insert.
+    #[inline]
     pub(super) fn walk_layer(
         &self,
         probe: &impl Probe,
@@ -179,10 +213,34 @@ impl HnswIndex {
         state: &mut WalkState,
         results: &mut TopK,
     ) {
+        let everywhere = |_: f32| f32::INFINITY;
+        self.walk_layer_within(probe, start, level, accept, everywhere, 0, state, results);
+    }
+
+    /// [`HnswIndex::walk_layer`] that, once its beam is full, looks no farther than
+    /// `reach(own)`, where `own` is the distance of its `own_k`-th nearest admitted node
+    /// (infinite until it has that many, or with `own_k` 0): nodes beyond are neither
+    /// expanded nor kept. A search's later parts reach to the bar of its earlier ones
+    /// (`SharedBound`) but never short of their own k nearest, so a walk with nothing
+    /// under the bar still walks as a beam of k would (Lucene's greediness).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(super) fn walk_layer_within(
+        &self,
+        probe: &impl Probe,
+        start: (u32, f32),
+        level: usize,
+        accept: impl Fn(u32) -> bool,
+        reach: impl Fn(f32) -> f32,
+        own_k: usize,
+        state: &mut WalkState,
+        results: &mut TopK,
+    ) {
         let WalkState {
             visited,
             candidates,
             fresh,
+            own,
             ..
         } = state;
         candidates.clear();
@@ -190,11 +248,20 @@ impl HnswIndex {
         visited.insert(start.0);
         let start_key = Key::new(start.1, start.0);
         candidates.push(start_key);
+        let track = own_k > 0;
+        own.reset(own_k.max(1));
         if accept(start.0) {
             results.push(start_key);
+            if track {
+                own.push(start_key);
+            }
         }
+        // Infinite until the walk has its own k.
+        let own_bound = |own: &TopK| if track { own.bound() } else { f32::INFINITY };
         while let Some(c) = candidates.pop() {
-            if results.is_full() && c.distance() > results.bound() {
+            // The beam's bound is infinite until it is full.
+            let mut bound = within(results, reach(own_bound(own)));
+            if c.distance() > bound {
                 break;
             }
             // The node expanded next is the closest candidate: the one on top now,
@@ -221,7 +288,6 @@ impl HnswIndex {
                     fresh.push(n);
                 }
             }
-            let mut bound = results.bound();
             for (i, &n) in fresh.iter().enumerate() {
                 if let Some(&later) = fresh.get(i + AHEAD) {
                     probe.prefetch(later);
@@ -238,7 +304,10 @@ impl HnswIndex {
                     }
                     if accept(n) {
                         results.push(key);
-                        bound = results.bound();
+                        if track {
+                            own.push(key);
+                        }
+                        bound = within(results, reach(own_bound(own)));
                     }
                 }
             }
@@ -301,7 +370,9 @@ impl HnswIndex {
         })
     }
 
-    /// K nearest neighbours of a prepared query.
+    /// K nearest neighbours of a prepared query; with `bar`, only those a search's
+    /// earlier parts leave room for need be found (see `SharedBound`).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn knn(
         &self,
         q: &[f32],
@@ -309,6 +380,7 @@ impl HnswIndex {
         ef: usize,
         filter: Option<&dyn IdFilter>,
         strategy: FilterStrategy,
+        bar: Option<&SharedBound>,
     ) -> Vec<Neighbor> {
         let _reading = self.grace.read();
         if let Some(f) = self.use_exact(filter, strategy) {
@@ -318,15 +390,37 @@ impl HnswIndex {
             }
         }
         let mut state = self.scratch.take();
-        let answer = match &self.graph.sq8 {
-            Some(codes) => self.coded_knn(codes, q, k, ef, filter, &mut state),
-            None if self.knn_walk(&self.exact(q), ef, filter, &mut state) => {
-                self.to_neighbors(state.sorted.iter().copied(), k)
+        let answer = match bar {
+            None => self.knn_within(q, k, ef, filter, |_| f32::INFINITY, 0, &mut state),
+            Some(bar) => {
+                let reach = |own: f32| beyond_bar(bar.get()).max(own);
+                self.knn_within(q, k, ef, filter, reach, k, &mut state)
             }
-            None => Vec::new(),
         };
         self.scratch.give_back(state);
         answer
+    }
+
+    /// The walk of [`HnswIndex::knn`] and its answer, within `reach` of its own `own_k`
+    /// nearest.
+    #[allow(clippy::too_many_arguments)]
+    fn knn_within(
+        &self,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        filter: Option<&dyn IdFilter>,
+        reach: impl Fn(f32) -> f32,
+        own_k: usize,
+        state: &mut WalkState,
+    ) -> Vec<Neighbor> {
+        match &self.graph.sq8 {
+            Some(codes) => self.coded_knn(codes, q, k, ef, filter, reach, own_k, state),
+            None if self.knn_walk(&self.exact(q), ef, filter, reach, own_k, state) => {
+                self.to_neighbors(state.sorted.iter().copied(), k)
+            }
+            None => Vec::new(),
+        }
     }
 
     /// The coded walk of a KNN query and its answer: the walk's nodes re-ranked by their
@@ -344,6 +438,7 @@ impl HnswIndex {
     /// is always the one re-ranking every node would give. Measured in pairs
     /// (docs/benchmarks.md, session 37): on 200k × 128 L2, searches 4%, 10% and 17%
     /// faster at ef 40, 80 and 160; narrower beams are measured whole.
+    #[allow(clippy::too_many_arguments)]
     fn coded_knn(
         &self,
         codes: &Sq8Store,
@@ -351,6 +446,8 @@ impl HnswIndex {
         k: usize,
         ef: usize,
         filter: Option<&dyn IdFilter>,
+        reach: impl Fn(f32) -> f32,
+        own_k: usize,
         state: &mut WalkState,
     ) -> Vec<Neighbor> {
         let mut probe = Coded {
@@ -358,7 +455,7 @@ impl HnswIndex {
             q: codes.query(q, self.metric),
             lines: codes.lines(),
         };
-        if !self.knn_walk(&probe, sq8_width(ef), filter, state) {
+        if !self.knn_walk(&probe, sq8_width(ef), filter, reach, own_k, state) {
             return Vec::new();
         }
         // Where floors pay, measured in pairs (docs/benchmarks.md, sessions 37–38):
@@ -463,12 +560,15 @@ impl HnswIndex {
     }
 
     /// The walk of a KNN query: leaves the `ef` best admitted nodes in `state.sorted`,
-    /// closest first by `probe`; false for an empty graph.
+    /// closest first by `probe`, looking no farther than `reach` (see
+    /// [`HnswIndex::walk_layer_within`]); false for an empty graph.
     fn knn_walk(
         &self,
         probe: &impl Probe,
         ef: usize,
         filter: Option<&dyn IdFilter>,
+        reach: impl Fn(f32) -> f32,
+        own_k: usize,
         state: &mut WalkState,
     ) -> bool {
         let Some((cur, cur_d, _)) = self.descend(probe, 0) else {
@@ -476,11 +576,12 @@ impl HnswIndex {
         };
         let mut results = std::mem::take(&mut state.results);
         results.reset(ef);
+        let start = (cur, cur_d);
         if filter.is_none() && self.tombstones() == 0 {
-            self.walk_layer(probe, (cur, cur_d), 0, |_| true, state, &mut results);
+            self.walk_layer_within(probe, start, 0, |_| true, reach, own_k, state, &mut results);
         } else {
             let accept = |slot| self.admits(slot, filter);
-            self.walk_layer(probe, (cur, cur_d), 0, accept, state, &mut results);
+            self.walk_layer_within(probe, start, 0, accept, reach, own_k, state, &mut results);
         }
         results.drain_sorted(&mut state.sorted);
         state.results = results;
