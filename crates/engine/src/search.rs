@@ -576,12 +576,7 @@ pub fn visit<S: HitSink>(
     match window {
         // A shard's part of a cluster-wide search: every KNN neighbour (the router picks
         // the k nearest of all shards), otherwise the first offset + num in order.
-        Some(_) if knn => {
-            if let (Some(bar), Some(k)) = (bar, plan.knn.as_ref().map(|k| k.k)) {
-                let source = std::ptr::from_ref(index).addr();
-                bar.publish(source, k, ordered.iter().filter_map(|r| r.distance));
-            }
-        }
+        Some(_) if knn => {}
         Some(w) => ordered.truncate(w),
         None => {
             ordered.truncate(request.offset.saturating_add(request.num));
@@ -591,6 +586,16 @@ pub fn visit<S: HitSink>(
     let fields = match &request.return_fields {
         Some(list) if !request.nocontent => list.len(),
         Some(_) | None => 0,
+    };
+    // What this part shows joins the bar once it has all been shown: a part that fails
+    // on the way (its deadline, mid-page) is left out of a SOMESHARDS answer, and its
+    // neighbours must not hold the later parts back.
+    let publish = match (bar, &plan.knn, window) {
+        (Some(bar), Some(plan), Some(_)) => {
+            let shown: Vec<f32> = ordered.iter().filter_map(|r| r.distance).collect();
+            Some((bar, plan.k, shown))
+        }
+        _ => None,
     };
     sink.begin(total, ordered.len(), !request.nocontent);
     for Ranked {
@@ -614,6 +619,9 @@ pub fn visit<S: HitSink>(
             );
         }
         sink.end_hit();
+    }
+    if let Some((bar, k, shown)) = publish {
+        bar.publish(std::ptr::from_ref(index).addr(), k, shown);
     }
     Ok(total)
 }

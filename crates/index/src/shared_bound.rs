@@ -6,7 +6,8 @@
 //! have returned k neighbours between them, a node farther than the k-th of those
 //! cannot enter the answer, so a later walk need not go on looking among such nodes.
 //! Lucene shares a bar between the segments of one KNN query the same way
-//! (`MultiLeafKnnCollector`). How a walk uses the bar is `hnsw::search`'s `walk_layer`.
+//! (`MultiLeafKnnCollector`). How a walk uses the bar: `hnsw::search`'s
+//! `walk_layer_within`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
