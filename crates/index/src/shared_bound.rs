@@ -47,8 +47,8 @@ impl SharedBound {
     /// Sets what `source` returns: the distances of all its neighbours, for a KNN of
     /// `k`. The sources' neighbours must be distinct documents (shard groups' are). NaNs
     /// are ignored; k of 0 sets no bar.
-    pub fn publish(&self, source: usize, k: usize, distances: impl IntoIterator<Item = f32>) {
-        let mine: Vec<f32> = distances.into_iter().filter(|d| !d.is_nan()).collect();
+    pub fn publish(&self, source: usize, k: usize, mut mine: Vec<f32>) {
+        mine.retain(|d| !d.is_nan());
         let mut parts = self.parts.lock();
         match parts.iter_mut().find(|(s, _)| *s == source) {
             Some((_, theirs)) => *theirs = mine,
@@ -109,19 +109,19 @@ mod tests {
     fn the_bar_is_the_kth_nearest_of_every_sources_latest_answer() {
         let b = SharedBound::new();
         assert_eq!(b.get(), f32::INFINITY);
-        b.publish(1, 3, [5.0, 1.0]);
+        b.publish(1, 3, vec![5.0, 1.0]);
         assert_eq!(b.get(), f32::INFINITY, "two of three known: no bar yet");
-        b.publish(2, 3, [4.0, f32::NAN, 9.0]);
+        b.publish(2, 3, vec![4.0, f32::NAN, 9.0]);
         assert_eq!(b.get(), 5.0);
-        b.publish(3, 3, [0.5, -2.0]);
+        b.publish(3, 3, vec![0.5, -2.0]);
         assert_eq!(b.get(), 1.0, "-2, 0.5, 1 nearest");
         // A source that answers again replaces its first answer: the same neighbours
         // are not counted twice.
-        b.publish(3, 3, [0.5, -2.0]);
+        b.publish(3, 3, vec![0.5, -2.0]);
         assert_eq!(b.get(), 1.0);
-        b.publish(3, 3, [8.0]);
+        b.publish(3, 3, vec![8.0]);
         assert_eq!(b.get(), 5.0, "1, 4, 5 nearest");
-        b.publish(4, 0, [-100.0]);
+        b.publish(4, 0, vec![-100.0]);
         assert_eq!(b.get(), f32::INFINITY, "k of 0: no bar");
     }
 }

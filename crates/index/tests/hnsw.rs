@@ -63,7 +63,7 @@ fn parts_under_a_shared_bar_keep_recall() {
             let mut all = Vec::new();
             for (source, p) in parts.iter().enumerate() {
                 let found = p.search_under(q, k, Some(ef), None, &bar).unwrap();
-                bar.publish(source, k, found.iter().map(|nb| nb.distance));
+                bar.publish(source, k, found.iter().map(|nb| nb.distance).collect());
                 all.extend(found);
             }
             let answer = merged(all);
