@@ -124,6 +124,11 @@ impl Plan {
 /// early: a key may come back twice, which SCAN allows, but none is skipped.
 const GROUP_MASK: u64 = 0xff;
 
+/// The most shard groups a cluster may hold: a SCAN cursor names its group's position
+/// in one byte, `1 +` the position, so a 256th group could never be scanned. Node
+/// configuration and `RESHARD ADD-GROUP` refuse more.
+pub const MAX_GROUPS: usize = GROUP_MASK as usize;
+
 fn owned<A: AsRef<[u8]>>(args: &[A]) -> Vec<Vec<u8>> {
     args.iter().map(|a| a.as_ref().to_vec()).collect()
 }
@@ -306,7 +311,7 @@ fn scan<A: AsRef<[u8]>>(owners: &[GroupId], args: &[A]) -> Option<Plan> {
         .parse()
         .ok()?;
     let (index, inner) = split_cursor(cursor);
-    // One byte names the group: a ring of more groups scans the first 255.
+    // One byte names the group; a cluster holds at most MAX_GROUPS of them.
     let group = *owners.get(index)?;
     let mut part = owned(args);
     part[1] = inner.to_string().into_bytes();

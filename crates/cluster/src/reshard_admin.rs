@@ -8,6 +8,7 @@ use shoal_raft::{GroupId, NodeAddr, NodeId};
 
 use crate::layout::Layout;
 use crate::placement::group_members;
+use crate::plan::MAX_GROUPS;
 use crate::reshard_record::{Phase, ReshardRecord};
 use crate::reshard_run::hset_record;
 use crate::router::Router;
@@ -19,6 +20,18 @@ pub struct Status {
     pub record: Option<ReshardRecord>,
     /// The layout keys are routed by.
     pub layout: Layout,
+}
+
+/// The id of the group a reshard adds: one past the highest, while the cluster holds
+/// fewer than [`MAX_GROUPS`].
+fn next_group(groups: &[GroupId]) -> Result<GroupId, String> {
+    if groups.len() >= MAX_GROUPS {
+        return Err(format!(
+            "ERR the cluster has {} shard groups, the most it may hold ({MAX_GROUPS}: SCAN cursors name a group in one byte)",
+            groups.len()
+        ));
+    }
+    Ok(groups.iter().max().map_or(0, |g| g.saturating_add(1)))
 }
 
 impl Router {
@@ -35,12 +48,7 @@ impl Router {
         }
         let map = self.cached_map();
         let shape = &current.shape;
-        let target = current
-            .layout
-            .all_groups()
-            .into_iter()
-            .max()
-            .map_or(0, |g| g.saturating_add(1));
+        let target = next_group(&current.layout.all_groups())?;
         let alive: BTreeMap<NodeId, NodeAddr> = map
             .nodes
             .iter()
@@ -122,5 +130,27 @@ impl Router {
             return Err("ERR the reshard record changed meanwhile; try again".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_group_is_one_past_the_highest_until_a_scan_cursor_could_not_name_it() {
+        assert_eq!(next_group(&[]), Ok(0));
+        assert_eq!(next_group(&[0, 1, 2]), Ok(3));
+        assert_eq!(next_group(&[0, 2, 5]), Ok(6));
+        let full: Vec<GroupId> = (0..MAX_GROUPS as GroupId).collect();
+        assert_eq!(
+            next_group(&full[..MAX_GROUPS - 1]),
+            Ok(MAX_GROUPS as GroupId - 1)
+        );
+        let refused = next_group(&full).unwrap_err();
+        assert!(
+            refused.starts_with("ERR the cluster has 255 shard groups"),
+            "{refused}"
+        );
     }
 }

@@ -232,7 +232,8 @@ pub struct NodeArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Number of shard groups (ids 0..N); keys are spread over them by a
-    /// consistent-hash ring and searches fan out to all [default: 1].
+    /// consistent-hash ring and searches fan out to all; at most 255, the groups a
+    /// SCAN cursor can name [default: 1].
     #[arg(long)]
     pub groups: Option<u64>,
     /// Replicas of each shard group, placed on the members in distinct zones (where
@@ -498,6 +499,13 @@ impl NodeConfig {
         if self.groups == 0 {
             return Err(ConfigError::Invalid("groups must be at least 1".into()));
         }
+        if self.groups > shoal_cluster::plan::MAX_GROUPS as u64 {
+            return Err(ConfigError::Invalid(format!(
+                "groups ({}) may be at most {} (SCAN cursors name a group in one byte)",
+                self.groups,
+                shoal_cluster::plan::MAX_GROUPS
+            )));
+        }
         if self.replication_factor == 0 {
             return Err(ConfigError::Invalid(
                 "replication_factor must be at least 1".into(),
@@ -545,6 +553,15 @@ mod tests {
         assert!(c.members.is_empty());
         assert_eq!(c.read_mode, ReadMode::Votes);
         assert!(c.rebalance && !c.join);
+    }
+
+    #[test]
+    fn groups_are_one_to_the_most_a_scan_cursor_can_name() {
+        for (groups, ok) in [(0, false), (1, true), (255, true), (256, false)] {
+            let mut a = args(Some(1));
+            a.groups = Some(groups);
+            assert_eq!(a.resolve().is_ok(), ok, "{groups} groups");
+        }
     }
 
     #[test]
