@@ -37,7 +37,7 @@ unit:
 	fi
 
 CLUSTER_CLIENT_TESTS := test_redis_py_seed.py test_langchain.py test_errors.py test_json.py \
-	test_transactions.py test_resp3.py test_cluster.py test_acl.py test_surface.py
+	test_transactions.py test_resp3.py test_cluster.py test_acl.py test_surface.py test_grpc.py
 
 ## Python tests: the benchmark harness, and the real clients against the real binary.
 pytest:

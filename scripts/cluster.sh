@@ -8,7 +8,8 @@
 #   scripts/cluster.sh kill ID    SIGKILL one node (it comes back with `up N` again)
 #   scripts/cluster.sh clean      stop every node and delete the data
 #
-# Node i serves RESP on BASE+i and gRPC on BASE+100+i. Settings, from the environment:
+# Node i serves RESP on BASE+i, its peers' gRPC on BASE+100+i and the gRPC client API
+# (proto/shoal.proto) on BASE+200+i. Settings, from the environment:
 #   SHOAL_BIN            the binary       (default: $CARGO_TARGET_DIR/release/shoal,
 #                                          else target/release/shoal)
 #   SHOAL_CLUSTER_DIR    data and logs    (default: /tmp/shoal-cluster)
@@ -31,6 +32,7 @@ usage() {
 
 resp_port() { echo $((base + $1)); }
 grpc_port() { echo $((base + 100 + $1)); }
+api_port() { echo $((base + 200 + $1)); }
 
 # The nodes started by the last `up`, one id per line.
 ids() { [[ -f $dir/nodes ]] && cat "$dir/nodes" || true; }
@@ -90,7 +92,7 @@ up() {
         echo "--- cluster.sh up: starting node $i at $(date -u +%FT%TZ)" >>"$dir/node-$i.log"
         "$bin" node --id "$i" --zone "${zones[$(((i - 1) % 3))]}" \
             --resp "127.0.0.1:$(resp_port $i)" --grpc "127.0.0.1:$(grpc_port $i)" \
-            --data-dir "$dir/node-$i" --groups "$groups" "${members[@]}" \
+            --api "127.0.0.1:$(api_port $i)" --data-dir "$dir/node-$i" --groups "$groups" "${members[@]}" \
             >>"$dir/node-$i.out" 2>>"$dir/node-$i.log" &
         echo $! >"$dir/$i.pid"
     done
@@ -110,7 +112,7 @@ up() {
             ((led == groups)) || ready=0
         done
         if ((ready)); then
-            echo "cluster of $n nodes and $groups groups up; RESP on $(resp_port 1)..$(resp_port "$n")"
+            echo "cluster of $n nodes and $groups groups up; RESP on $(resp_port 1)..$(resp_port "$n"), gRPC API on $(api_port 1)..$(api_port "$n")"
             return 0
         fi
         sleep 0.2
@@ -139,7 +141,7 @@ status() {
     fi
     for i in $list; do
         if alive "$i"; then
-            echo "node $i  pid $(cat "$dir/$i.pid")  resp $(resp_port "$i")  grpc $(grpc_port "$i")"
+            echo "node $i  pid $(cat "$dir/$i.pid")  resp $(resp_port "$i")  grpc $(grpc_port "$i")  api $(api_port "$i")"
             { ask "$i" INFO cluster | grep -E '^(group|meta_group|node[0-9]|shoal_)' || echo "(no answer)"; } | sed 's/^/    /'
         else
             echo "node $i  down"

@@ -82,12 +82,15 @@ class ClusterServer:
     talk to the first node's router, exactly as they talk to `shoal dev`."""
 
     def __init__(self, data_dir: pathlib.Path, nodes: int, groups: int,
-                 election_timeout_ms: int = 500, extra=()):
+                 election_timeout_ms: int = 500, extra=(), api: bool = False):
         self.data_dir = data_dir
         self.groups = groups
         self.election_timeout_ms = election_timeout_ms
         self.extra = list(extra)
         self.ports = [(free_port(), free_port()) for _ in range(nodes)]
+        # With `api`, every node also serves the gRPC client API, node i + 1 on
+        # api_ports[i].
+        self.api_ports = [free_port() for _ in range(nodes)] if api else []
         self.procs = []
         self.port = self.ports[0][0]
 
@@ -100,8 +103,9 @@ class ClusterServer:
             members += ["--member",
                         f"{j + 1},{zones[j % 3]},127.0.0.1:{grpc},127.0.0.1:{resp}"]
         resp, grpc = self.ports[i]
+        api = ["--api", f"127.0.0.1:{self.api_ports[i]}"] if i < len(self.api_ports) else []
         return [binary(), "node", "--id", str(i + 1), "--zone", zones[i % 3],
-                "--resp", f"127.0.0.1:{resp}", "--grpc", f"127.0.0.1:{grpc}",
+                "--resp", f"127.0.0.1:{resp}", "--grpc", f"127.0.0.1:{grpc}", *api,
                 "--data-dir", str(self.data_dir / f"node-{i + 1}"),
                 "--groups", str(self.groups if groups is None else groups),
                 "--election-timeout-ms", str(self.election_timeout_ms),

@@ -6,6 +6,7 @@ import pathlib
 import socket
 import subprocess
 
+import grpc
 import redis
 
 from conftest import ROOT, binary
@@ -15,16 +16,16 @@ SCRIPT = ROOT / "scripts" / "cluster.sh"
 
 
 def base_port() -> int:
-    """A base whose 3 RESP ports (base+1..3) and 3 gRPC ports (base+101..103) are free
-    and below the ephemeral range: node 1 binds its ports again after its restart, while
-    its peers keep dialling it, and a port in that range can meanwhile be taken as a
-    source port (see `loopback`)."""
+    """A base whose 3 RESP ports (base+1..3), 3 peer gRPC ports (base+101..103) and 3
+    client API ports (base+201..203) are free and below the ephemeral range: node 1
+    binds its ports again after its restart, while its peers keep dialling it, and a
+    port in that range can meanwhile be taken as a source port (see `loopback`)."""
     while True:
         base = free_port()
-        if base + 103 >= ephemeral_low():
+        if base + 203 >= ephemeral_low():
             continue
         try:
-            for offset in (1, 2, 3, 101, 102, 103):
+            for offset in (1, 2, 3, 101, 102, 103, 201, 202, 203):
                 with socket.socket() as s:
                     s.bind(("127.0.0.1", base + offset))
         except OSError:
@@ -76,7 +77,16 @@ def test_up_status_kill_up_down_clean(tmp_path: pathlib.Path):
         status = run(env, "status").stdout
         for i in (1, 2, 3):
             assert f"node {i}  pid" in status
+            assert f"api {base + 200 + i}" in status
         assert status.count("group2:leader=") == 3
+        # Every node serves the gRPC client API too (test_grpc.py calls it): each answers
+        # ClusterStatus with its own node id, so the three serialized answers differ.
+        answers = set()
+        for i in (1, 2, 3):
+            with grpc.insecure_channel(f"127.0.0.1:{base + 200 + i}") as channel:
+                answers.add(channel.unary_unary("/shoal.v1.Shoal/ClusterStatus")(
+                    b"", timeout=10))
+        assert len(answers) == 3 and all(answers)
 
         nodes = [redis.Redis(port=base + i) for i in (1, 2, 3)]
         assert nodes[0].mset({f"k{i}": i for i in range(50)})

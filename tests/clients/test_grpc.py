@@ -23,7 +23,7 @@ from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 from grpc_tools import protoc
 
-from conftest import ROOT, Server, wait_for
+from conftest import ROOT, ClusterServer, Server, cluster_groups, wait_for
 from loopback import free_port
 
 DIM = 8
@@ -51,8 +51,18 @@ def pb(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`shoal dev` with the gRPC API on its own port. Named like conftest's fixture so
+    """`shoal dev` with the gRPC API on its own port; with SHOAL_CLUSTER_GROUPS, three
+    `shoal node` processes each serving the API, called on node 2 while RESP goes to
+    node 1, so the two fronts are different routers. Named like conftest's fixture so
     that `r` (a clean redis-py client) talks to this server."""
+    groups = cluster_groups()
+    if groups:
+        s = ClusterServer(tmp_path_factory.mktemp("shoal-grpc-cluster"), 3, groups,
+                          api=True).start()
+        s.api_port = s.api_ports[1]
+        yield s
+        s.stop()
+        return
     for _ in range(3):
         api_port = free_port()
         s = Server(tmp_path_factory.mktemp("shoal-grpc"), "--api", f"127.0.0.1:{api_port}")
@@ -327,9 +337,16 @@ def test_errors_carry_the_resp_text(server, r, api, pb, case):
 
 
 def node_info(server, node_id):
-    """INFO cluster from the embedded node `node_id`: `shoal dev` hands each new RESP
-    connection to the next of its routing nodes (`--routers`; node 1 alone by default),
-    as the gRPC API does its calls."""
+    """INFO cluster from node `node_id`: on processes, through its own RESP port; on
+    `shoal dev`, which hands each new RESP connection to the next of its routing nodes
+    (`--routers`; node 1 alone by default) as the gRPC API does its calls, through the
+    connection that reached it."""
+    if isinstance(server, ClusterServer):
+        client = redis.Redis(host="127.0.0.1", port=server.ports[node_id - 1][0], protocol=2)
+        try:
+            return client.info("cluster")
+        finally:
+            client.close()
     seen = []
     for _ in range(12):
         client = server.client(protocol=2)
@@ -471,4 +488,13 @@ def test_calls_run_as_the_user_their_credentials_name(server, r, api, pb, docs):
             admin = server.client(protocol=2)
         admin.execute_command("ACL", "SETUSER", "default", "nopass")
         admin.execute_command("ACL", "DELUSER", "reader", "other")
-    assert api.ListIndexes(pb.ListIndexesRequest()).indexes is not None
+
+    def listed():
+        try:
+            return api.ListIndexes(pb.ListIndexesRequest()).indexes is not None
+        except grpc.RpcError:
+            return False
+
+    # On processes the API is another node's router, which reads the users again within
+    # a second (its forced re-reads are budgeted, and the refusals above spent them).
+    wait_for(listed, timeout=10, what="calls without credentials to be served again")
