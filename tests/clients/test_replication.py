@@ -311,12 +311,20 @@ def test_readonly_searches_read_the_follower_s_replica(cluster):
             "FT.SEARCH", "idx", "*=>[KNN 3 @v $q EF_RUNTIME 400 AS d]", "PARAMS", "2", "q",
             vec(i).tobytes(), "SORTBY", "d", "RETURN", "1", "d", "DIALECT", "2")
 
+    def stale_reads():
+        return int(fc.info("cluster")["stale_reads"])
+
+    before = stale_reads()
     for i in (0, 17, 299):
         found = exact(fc, i)
         assert found == exact(lc, i)
         assert found[0] == 3 and found[1] == f"doc:{i}".encode()
+    # Each READONLY search was answered by the follower's own replica, unconfirmed.
+    assert stale_reads() - before == 3
     assert fc.execute_command("READWRITE") in (b"OK", "OK", True)
+    before = stale_reads()
     assert exact(fc, 17) == exact(lc, 17)
+    assert stale_reads() == before
 
 
 def test_watch_guard_decides_the_same_on_every_replica(cluster):

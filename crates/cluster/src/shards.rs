@@ -176,6 +176,9 @@ pub struct Shards {
     follower_backoff: Mutex<HashMap<GroupId, Instant>>,
     /// Parts answered from this node's replicas by follower reads.
     answered_here: AtomicU64,
+    /// Reads and parts a `READONLY` connection had answered from this node's replicas
+    /// as they were, unconfirmed.
+    stale: AtomicU64,
     /// Confirmation rounds to peers (`crate::confirm`), and the parts they confirmed.
     fences: Arc<Fences>,
     confirmed: AtomicU64,
@@ -204,6 +207,7 @@ impl Shards {
             read_indexes: Arc::default(),
             follower_backoff: Mutex::new(HashMap::new()),
             answered_here: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
             fences: Arc::default(),
             confirmed: AtomicU64::new(0),
             confirmed_by_search: AtomicU64::new(0),
@@ -316,6 +320,11 @@ impl Shards {
             millis: u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
         };
         if op.stale_ok() && self.local.host.group(group).is_some_and(|g| g.is_member()) {
+            // The router's own reads of the cluster map are stale too; only clients'
+            // are counted.
+            if group != crate::meta::META {
+                self.stale.fetch_add(1, Ordering::Relaxed);
+            }
             return tokio::time::timeout(budget, self.call_local(group, op))
                 .await
                 .unwrap_or_else(|_| Err(expired(Some(self.local.host.id()))));
@@ -971,6 +980,12 @@ impl Shards {
             self.answered_here.load(Ordering::Relaxed),
             self.read_indexes.rounds(),
         )
+    }
+
+    /// Reads and search or aggregate parts of `READONLY` connections this router
+    /// answered from its own replicas, unconfirmed (stale reads).
+    pub fn stale_read_count(&self) -> u64 {
+        self.stale.load(Ordering::Relaxed)
     }
 
     /// Parts this router answered from its own replicas after a confirmation round,

@@ -321,5 +321,10 @@ fn cluster_section(node: &Node) -> String {
         "read_backoffs:{}\r\n",
         r.router.shards().read_backoffs()
     ));
+    // What READONLY connections read here unconfirmed, as the replicas were.
+    out.push_str(&format!(
+        "stale_reads:{}\r\n",
+        r.router.shards().stale_read_count()
+    ));
     out
 }
