@@ -23,6 +23,11 @@ use crate::words::load;
 /// pairs measured the two together.
 const AHEAD: usize = 8;
 
+/// The widest beam a range walk keeps outside its radius. An index's EF_RUNTIME may be
+/// in the thousands for its KNN queries; a range query, which has no EF_RUNTIME of its
+/// own, should not pay a walk that wide when it finds nothing.
+const RANGE_BEAM: usize = 64;
+
 /// Reusable buffers of one walk, pooled per index.
 #[derive(Debug, Default)]
 pub(crate) struct WalkState {
@@ -30,7 +35,8 @@ pub(crate) struct WalkState {
     pub(super) candidates: Candidates,
     pub(super) fresh: Vec<u32>,
     pub(super) results: TopK,
-    /// A capped walk's own k nearest (`walk_layer_within`).
+    /// A capped walk's own k nearest (`walk_layer_within`); a range walk's beam of the
+    /// nearest nodes outside its radius (`HnswIndex::range`).
     pub(super) own: TopK,
     pub(super) sorted: Vec<Key>,
     /// Floors of `sorted`'s nodes in a coded re-rank.
@@ -595,13 +601,13 @@ impl HnswIndex {
     /// gap between the entry point and the query's neighbourhood and then stays a little
     /// beyond the radius, where the graph's paths between in-radius nodes run.
     ///
-    /// It also expands the `ef_runtime` nearest nodes it has seen outside the radius, as
-    /// a KNN walk's beam would, wherever they lie. Where few nodes fall inside the radius
-    /// they are seldom linked to one another, and a walk held to the boundary stops at
-    /// the first: a
-    /// shard group's part of a search holds a fraction of the nodes, and over 3 groups
-    /// the boundary alone found 0.76 of the nodes within the radius where one graph of
-    /// all of them found 0.95 (`crates/cluster/tests/scatter_gather.rs`).
+    /// It also expands the `ef_runtime` nearest nodes it has seen outside the radius (at
+    /// most [`RANGE_BEAM`]), as a KNN walk's beam would, wherever they lie. Where few
+    /// nodes fall inside the radius they are seldom linked to one another, and a walk
+    /// held to the boundary stops at the first: a shard group's part of a search holds a
+    /// fraction of the nodes, and over 3 groups the boundary alone found 0.76 of the
+    /// nodes within the radius where one graph of all of them found 0.95
+    /// (`crates/cluster/tests/scatter_gather.rs`).
     pub(super) fn range(
         &self,
         q: &[f32],
@@ -637,7 +643,7 @@ impl HnswIndex {
         visited.insert(start);
         candidates.clear();
         candidates.push(Key::new(start_d, start));
-        beam.reset(self.params.ef_runtime);
+        beam.reset(self.params.ef_runtime.min(RANGE_BEAM));
         if start_d > radius {
             beam.push(Key::new(start_d, start));
         } else if self.admits(start, filter) {
