@@ -208,3 +208,25 @@ def test_cluster_search_rows_carry_the_latency_at_the_socket(server):
     assert 0 < row["arrival_p99_ms"] <= row["p99_ms"] + 0.005
     assert cs.at_socket(row) == f"{row['arrival_p99_ms']:.3f}"
     assert cs.at_socket({"p99_ms": 1.0}) == "—"
+
+
+def test_paired_range_gives_each_server_recall_and_cpu(dataset, tmp_path):
+    """benches/resp/paired_range.py: both servers (one binary twice) find documents
+    within each radius, none beyond it, and each round prices each server's CPU."""
+    out = tmp_path / "range.json"
+    run = subprocess.run(
+        [sys.executable, str(BENCHES / "resp" / "paired_range.py"),
+         "--a", f"x={shoal_binary()}", "--b", f"y={shoal_binary()}",
+         "--data", str(dataset), "--queries", "20", "--ranks", "5,20", "--rounds", "2",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    assert set(result["ranks"]) == {"5", "20"}
+    for rows in result["ranks"].values():
+        assert set(rows) == {"x", "y"}
+        for row in rows.values():
+            assert 0.5 < row["recall"] <= 1.0
+            assert row["beyond"] == 0
+            assert len(row["cpu_us"]) == 2 and all(0 < c < 10000 for c in row["cpu_us"])
+    assert "| 20 | y |" in run.stdout
