@@ -176,8 +176,8 @@ pub struct Shards {
     follower_backoff: Mutex<HashMap<GroupId, Instant>>,
     /// Parts answered from this node's replicas by follower reads.
     answered_here: AtomicU64,
-    /// Reads and parts a `READONLY` connection had answered from this node's replicas
-    /// as they were, unconfirmed.
+    /// Reads and parts of `READONLY` connections answered from this node's replicas as
+    /// they were, unconfirmed.
     stale: AtomicU64,
     /// Confirmation rounds to peers (`crate::confirm`), and the parts they confirmed.
     fences: Arc<Fences>,
@@ -320,14 +320,15 @@ impl Shards {
             millis: u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
         };
         if op.stale_ok() && self.local.host.group(group).is_some_and(|g| g.is_member()) {
-            // The router's own reads of the cluster map are stale too; only clients'
-            // are counted.
-            if group != crate::meta::META {
-                self.stale.fetch_add(1, Ordering::Relaxed);
-            }
-            return tokio::time::timeout(budget, self.call_local(group, op))
+            let answer = tokio::time::timeout(budget, self.call_local(group, op))
                 .await
                 .unwrap_or_else(|_| Err(expired(Some(self.local.host.id()))));
+            // The router's own reads of the cluster map are stale too; only clients'
+            // answered reads are counted.
+            if answer.is_ok() && group != crate::meta::META {
+                self.stale.fetch_add(1, Ordering::Relaxed);
+            }
+            return answer;
         }
         // A part its search's round covers reads by that round first: no leader to
         // look up and no watch on a remote call, within the part's deadline as any
