@@ -19,7 +19,7 @@ all: test
 setup:
 	@scripts/setup.sh
 
-## Everything CI checks: formatting, lints, Rust tests, Python tests.
+## Everything CI checks: formatting, lints, Rust tests, Python tests, a short fault run.
 test: setup lint unit pytest chaos-quick
 
 lint:
@@ -37,7 +37,8 @@ unit:
 	fi
 
 CLUSTER_CLIENT_TESTS := test_redis_py_seed.py test_langchain.py test_errors.py test_json.py \
-	test_transactions.py test_resp3.py test_cluster.py test_acl.py test_surface.py test_grpc.py
+	test_transactions.py test_resp3.py test_cluster.py test_acl.py test_surface.py test_grpc.py \
+	test_connection_and_keys.py
 
 ## Python tests: the benchmark harness, and the real clients against the real binary.
 pytest:

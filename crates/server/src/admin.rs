@@ -8,6 +8,7 @@ use shoal_resp::{lookup, Protocol, Value, COMMANDS};
 
 use crate::access;
 use crate::connection::Client;
+use crate::live_config::LiveConfig;
 use crate::node::Node;
 
 /// Commands the connection or the node answer, not the engine.
@@ -91,7 +92,7 @@ pub fn answer(node: &Arc<Node>, client: &mut Client, name: &str, args: &[Bytes])
                 Protocol::Resp2 => Value::Bulk(body.into()),
             }
         }
-        "CONFIG" => config(args),
+        "CONFIG" => config(&client.config, args),
         "READONLY" => {
             client.readonly = true;
             Value::ok()
@@ -365,38 +366,33 @@ fn command(args: &[Bytes]) -> Value {
     }
 }
 
-fn config(args: &[Bytes]) -> Value {
+fn config(live: &LiveConfig, args: &[Bytes]) -> Value {
     match text(&args[1]).to_ascii_uppercase().as_str() {
         "GET" => {
-            // The handful of parameters clients ask about, with Redis's defaults.
-            let known = [
-                ("maxmemory", "0"),
-                ("maxmemory-policy", "noeviction"),
-                ("appendonly", "no"),
-                ("save", ""),
-                ("databases", "1"),
-                ("timeout", "0"),
-                ("proto-max-bulk-len", "536870912"),
-            ];
-            let mut out = Vec::new();
-            let mut names: Vec<&str> = Vec::new();
-            for pattern in &args[2..] {
-                let matcher = text(pattern).to_ascii_lowercase();
-                for (k, v) in known {
-                    let hit = matcher == "*"
-                        || matcher == k
-                        || matcher.strip_suffix('*').is_some_and(|p| k.starts_with(p));
-                    // Each parameter once, however many patterns match it, as Redis
-                    // answers (and a RESP3 map's keys are distinct).
-                    if hit && !names.contains(&k) {
-                        names.push(k);
-                        out.push((Value::bulk(k), Value::bulk(v)));
-                    }
-                }
-            }
-            Value::Map(out)
+            let patterns: Vec<&[u8]> = args[2..].iter().map(|p| p.as_ref()).collect();
+            Value::Map(
+                live.get(&patterns)
+                    .into_iter()
+                    .map(|(k, v)| (Value::bulk(k), Value::bulk(v)))
+                    .collect(),
+            )
         }
-        "SET" => Value::Error("ERR CONFIG SET is not supported by Shoal yet".into()),
+        "SET" => {
+            // Redis's arity for CONFIG SET: at least one pair, and only pairs.
+            if args.len() < 4 || !args.len().is_multiple_of(2) {
+                return Value::Error(
+                    "ERR wrong number of arguments for 'config|set' command".into(),
+                );
+            }
+            let pairs: Vec<(&[u8], &[u8])> = args[2..]
+                .chunks_exact(2)
+                .map(|pair| (pair[0].as_ref(), pair[1].as_ref()))
+                .collect();
+            match live.set(&pairs) {
+                Ok(()) => Value::ok(),
+                Err(why) => Value::Error(format!("ERR {why}")),
+            }
+        }
         "RESETSTAT" => Value::ok(),
         other => Value::Error(format!(
             "ERR unknown subcommand '{}'. Try CONFIG HELP.",
@@ -409,18 +405,21 @@ fn config(args: &[Bytes]) -> Value {
 mod tests {
     use super::*;
 
-    fn get(patterns: &[&str]) -> Value {
-        let args: Vec<Bytes> = ["CONFIG", "GET"]
+    fn call(live: &LiveConfig, args: &[&str]) -> Value {
+        let args: Vec<Bytes> = args
             .iter()
-            .chain(patterns)
             .map(|a| Bytes::copy_from_slice(a.as_bytes()))
             .collect();
-        config(&args)
+        config(live, &args)
     }
 
     #[test]
     fn config_get_names_each_parameter_once() {
-        let Value::Map(pairs) = get(&["maxmemory", "MAXMEMORY", "maxmemory*"]) else {
+        let live = LiveConfig::new(16 << 20, 16 << 20);
+        let Value::Map(pairs) = call(
+            &live,
+            &["CONFIG", "GET", "maxmemory", "MAXMEMORY", "maxmemory*"],
+        ) else {
             panic!("CONFIG GET answers a map");
         };
         assert_eq!(
@@ -430,9 +429,32 @@ mod tests {
                 (Value::bulk("maxmemory-policy"), Value::bulk("noeviction")),
             ]
         );
-        let Value::Map(all) = get(&["*", "timeout"]) else {
+        let Value::Map(all) = call(&live, &["CONFIG", "GET", "*", "timeout"]) else {
             panic!("CONFIG GET answers a map");
         };
         assert_eq!(all.len(), 7);
+    }
+
+    #[test]
+    fn config_set_answers_ok_or_redis_errors() {
+        let live = LiveConfig::new(16 << 20, 16 << 20);
+        assert_eq!(call(&live, &["CONFIG", "SET", "timeout", "7"]), Value::ok());
+        assert_eq!(
+            call(&live, &["CONFIG", "GET", "timeout"]),
+            Value::Map(vec![(Value::bulk("timeout"), Value::bulk("7"))])
+        );
+        let arity = Value::Error("ERR wrong number of arguments for 'config|set' command".into());
+        assert_eq!(call(&live, &["CONFIG", "SET"]), arity);
+        assert_eq!(call(&live, &["CONFIG", "SET", "timeout"]), arity);
+        assert_eq!(
+            call(&live, &["CONFIG", "SET", "timeout", "1", "save"]),
+            arity
+        );
+        assert_eq!(
+            call(&live, &["CONFIG", "SET", "bogus", "1"]),
+            Value::Error(
+                "ERR Unknown option or number of arguments for CONFIG SET - 'bogus'".into()
+            )
+        );
     }
 }

@@ -20,6 +20,7 @@ use tracing::Instrument;
 use crate::access::{Denial, Session};
 use crate::busy_poll::{poll_for, Polled};
 use crate::convert::{to_value, EngineReply};
+use crate::live_config::LiveConfig;
 use crate::node::Node;
 
 /// Bytes asked of the socket per read.
@@ -28,12 +29,15 @@ const READ_CHUNK: usize = 64 * 1024;
 const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// How every connection of a node is served.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
+    /// The fixed limits; the longest argument is `live`'s, which CONFIG SET changes.
     pub limits: Limits,
     /// How long an answered connection polls for its next request before parking
     /// (see `busy_poll`); zero parks at once.
     pub busy_poll: std::time::Duration,
+    /// What CONFIG SET changes, shared by every connection of the listener.
+    pub live: Arc<LiveConfig>,
 }
 
 /// What a connection reads requests from: a plain socket, or a TLS session over one.
@@ -110,6 +114,8 @@ pub struct Client {
     pub readonly: bool,
     /// Who the connection is logged in as.
     pub session: Session,
+    /// The listener's CONFIG GET / SET parameters.
+    pub config: Arc<LiveConfig>,
     closing: bool,
 }
 
@@ -191,6 +197,7 @@ pub async fn serve(
         watched: Vec::new(),
         readonly: false,
         session: Session::new(),
+        config: settings.live.clone(),
         closing: false,
     };
     node.counters
@@ -203,7 +210,7 @@ pub async fn serve(
     let _ = stream.set_nodelay(true);
     match tls {
         None => {
-            run(&node, &mut stream, &mut client, settings)
+            run(&node, &mut stream, &mut client, &settings)
                 .instrument(span)
                 .await
         }
@@ -212,7 +219,7 @@ pub async fn serve(
                 tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream));
             let failure = match handshake.instrument(span.clone()).await {
                 Ok(Ok(mut stream)) => {
-                    run(&node, &mut stream, &mut client, settings)
+                    run(&node, &mut stream, &mut client, &settings)
                         .instrument(span.clone())
                         .await;
                     // close_notify, so the client sees a clean end (not waiting on a
@@ -242,9 +249,9 @@ async fn run(
     node: &Arc<Node>,
     stream: &mut impl Transport,
     client: &mut Client,
-    settings: Settings,
+    settings: &Settings,
 ) {
-    let decoder = Decoder::new(settings.limits);
+    let mut decoder = Decoder::new(settings.limits);
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
     loop {
@@ -254,11 +261,24 @@ async fn run(
         match stream.poll_for(&mut input, settings.busy_poll) {
             Polled::Data => {}
             Polled::Closed => return,
-            Polled::Idle => match stream.read_buf(&mut input).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            },
+            Polled::Idle => {
+                let read = stream.read_buf(&mut input);
+                let got = match client.config.idle_timeout() {
+                    None => read.await,
+                    // CONFIG SET timeout: a connection idle that long is closed.
+                    Some(limit) => match tokio::time::timeout(limit, read).await {
+                        Ok(got) => got,
+                        Err(_) => return,
+                    },
+                };
+                match got {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
         }
+        // CONFIG SET proto-max-bulk-len holds from the next batch on.
+        decoder.limits.max_bulk_len = client.config.max_bulk_len();
         // Take everything already waiting, up to a bound: a pipeline's writes are then
         // applied as one batch, whose vector inserts run in parallel.
         while input.len() < MAX_BATCH_BYTES {

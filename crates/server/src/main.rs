@@ -22,6 +22,7 @@ mod connection;
 mod convert;
 mod dev_cluster;
 mod info;
+mod live_config;
 mod node;
 mod node_config;
 mod persist;
@@ -38,6 +39,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use shoal_resp::Limits;
+
+use crate::live_config::LiveConfig;
 use tokio::net::TcpListener;
 
 /// mimalloc: every request allocates a few small buffers, and glibc's allocator was a
@@ -158,13 +161,18 @@ async fn dev(mut args: DevArgs) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", args.resp))?;
     let local = listener.local_addr()?;
+    // One engine alone takes arguments up to Redis's default 512 MiB (or what was asked),
+    // a cluster's only what fits one Raft message.
+    let ceiling = if args.standalone {
+        args.max_bulk_len.max(Limits::default().max_bulk_len)
+    } else {
+        node_config::MAX_BULK_LEN
+    };
     let settings = connection::Settings {
-        limits: Limits {
-            max_bulk_len: args.max_bulk_len,
-            ..Limits::default()
-        },
+        limits: Limits::default(),
         // Capped: a longer spin holds a worker thread that other clients and timers need.
         busy_poll: Duration::from_micros(args.busy_poll_us.min(1_000)),
+        live: Arc::new(LiveConfig::new(args.max_bulk_len, ceiling)),
     };
     if args.standalone {
         return standalone(args, listener, settings, tls).await;
@@ -198,13 +206,6 @@ async fn dev(mut args: DevArgs) -> Result<()> {
         .map(|n| n.node.clone())
         .collect();
     let api = ApiServer::start(args.api, routers.clone(), tls.as_ref()).await?;
-    let settings = connection::Settings {
-        limits: Limits {
-            max_bulk_len: args.max_bulk_len.min(node_config::MAX_BULK_LEN),
-            ..settings.limits
-        },
-        ..settings
-    };
     tracing::info!(resp = %local, api = %api.addr, nodes = args.nodes, groups = args.groups,
         routers = args.routers, data_dir = %data_dir.display(), tls = tls.is_some(), "shoal dev cluster ready");
     // The line tests and scripts wait for.
@@ -297,7 +298,7 @@ async fn serve_resp(
                         tokio::spawn(connection::serve(
                             node.clone(),
                             stream,
-                            settings,
+                            settings.clone(),
                             acceptor.clone(),
                         ));
                     }
@@ -336,11 +337,12 @@ async fn replicated_node(config: node_config::NodeConfig) -> Result<()> {
         None => None,
     };
     let settings = connection::Settings {
-        limits: Limits {
-            max_bulk_len: config.max_bulk_len,
-            ..Limits::default()
-        },
+        limits: Limits::default(),
         busy_poll: Duration::from_micros(config.busy_poll_us.min(1_000)),
+        live: Arc::new(LiveConfig::new(
+            config.max_bulk_len,
+            node_config::MAX_BULK_LEN,
+        )),
     };
     tracing::info!(id = config.id, zone = %config.zone, resp = %config.resp, grpc = %config.grpc,
         groups = config.groups, members = config.members.len(), tls = tls.is_some(),
@@ -447,5 +449,46 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README promises `make run` serves redis-py at 127.0.0.1:6379 and gRPC at
+    /// :50051; the tests all pick free ports, so the defaults are held here, and the
+    /// Makefile's own RESP default beside them.
+    #[test]
+    fn dev_defaults_are_the_addresses_the_readme_gives() {
+        let cli = Cli::try_parse_from(["shoal", "dev"]).unwrap();
+        let Command::Dev(args) = cli.command else {
+            panic!("`shoal dev` parsed as another command");
+        };
+        assert_eq!(args.resp, "127.0.0.1:6379".parse::<SocketAddr>().unwrap());
+        assert_eq!(args.api, "127.0.0.1:50051".parse::<SocketAddr>().unwrap());
+        assert!(!args.standalone);
+        assert_eq!(
+            (args.nodes, args.groups, args.replication_factor),
+            (3, 3, 3)
+        );
+        assert_eq!(args.zones, ["a", "b", "c"]);
+        assert_eq!(args.data_dir, None);
+
+        let makefile = include_str!("../../../Makefile");
+        assert!(
+            makefile
+                .lines()
+                .any(|l| l.trim() == "RESP ?= 127.0.0.1:6379"),
+            "the Makefile's RESP default moved"
+        );
+        assert!(makefile.contains("shoal dev --resp $(RESP)"));
+    }
+
+    #[test]
+    fn dev_refuses_what_it_cannot_serve() {
+        assert!(Cli::try_parse_from(["shoal", "dev", "--resp", "not-an-address"]).is_err());
+        assert!(Cli::try_parse_from(["shoal", "dev", "--groups", "many"]).is_err());
+        assert!(Cli::try_parse_from(["shoal", "dev", "--what"]).is_err());
     }
 }
