@@ -72,41 +72,90 @@ def test_config_get_and_set_report_and_change_the_live_values(server, r):
     assert r.ping()
 
 
+def refused_at_its_header(server, declared: int) -> bytes:
+    """What the server answers a SET whose value declares `declared` bytes, sent as the
+    header alone: a refusal comes before any of the body (which would then meet a
+    closed socket)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(b"*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$%d\r\n" % declared)
+        got = b""
+        try:
+            while b"\r\n" not in got:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+        except socket.timeout:
+            pass  # accepted: the server waits for the body
+        return got
+
+
 def test_config_set_proto_max_bulk_len_bounds_the_next_requests(server, r):
     assert r.config_set("proto-max-bulk-len", "1mb") is True
     try:
         assert text(r.config_get("proto-max-bulk-len")["proto-max-bulk-len"]) == str(1 << 20)
-        big = b"x" * ((1 << 20) + 10)
-        got = raw(server, resp("SET", "big", big))
-        assert got.startswith(b"-ERR Protocol error: invalid bulk length"), got[:80]
-        # Under the limit is still fine, and other clients were not affected.
-        assert r.set("small", b"x" * 1000) is True
+        assert refused_at_its_header(server, (1 << 20) + 10) == b"-ERR Protocol error: invalid bulk length\r\n"
+        # Up to the limit is still taken.
+        assert r.set("small", b"x" * (1 << 20)) is True
+        # In one pipeline: the SET after the CONFIG SET meets the new limit.
+        pipe = r.pipeline(transaction=False)
+        pipe.config_set("proto-max-bulk-len", "2mb")
+        pipe.set("bigger", b"y" * ((1 << 20) + 100))
+        assert pipe.execute() == [True, True]
     finally:
-        fresh = server.client()
-        assert fresh.config_set("proto-max-bulk-len", str(16 << 20)) is True
-        fresh.close()
-    assert server.client().set("big", big) is True
+        with server.client() as fresh:
+            assert fresh.config_set("proto-max-bulk-len", str(16 << 20)) is True
+    with server.client() as fresh:
+        assert fresh.set("big", b"x" * (4 << 20)) is True
+
+
+def idle_socket(server):
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=15)
+    s.sendall(resp("PING"))
+    assert s.recv(100) == b"+PONG\r\n"
+    return s
+
+
+def closed_after(s) -> float:
+    """Seconds until the server closes `s` (the socket's timeout if it never does)."""
+    started = time.monotonic()
+    assert s.recv(100) == b"", "the connection got bytes instead of being closed"
+    return time.monotonic() - started
 
 
 def test_config_set_timeout_closes_idle_connections_only(server, r):
-    assert r.config_set("timeout", 1) is True
+    assert r.config_set("timeout", 2) is True
     try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as idle:
-            idle.sendall(resp("PING"))
-            assert idle.recv(100) == b"+PONG\r\n"
-            # A connection that keeps talking stays open past the timeout.
-            busy = server.client(socket_timeout=10)
-            for _ in range(6):
-                assert busy.ping()
-                time.sleep(0.4)
+        with idle_socket(server) as idle, server.client(socket_timeout=15) as busy:
             started = time.monotonic()
-            assert idle.recv(100) == b"", "the idle connection was not closed"
-            assert time.monotonic() - started < 5
-            busy.close()
+            # A connection that keeps talking stays open past the timeout.
+            while time.monotonic() - started < 4.5:
+                assert busy.ping()
+                time.sleep(0.2)
+            # Idle for more than 2 s, in whole seconds of a once-a-second sweep: closed
+            # between 2 and 4 s after its last request, so by now.
+            assert closed_after(idle) < 1.0
+            assert busy.ping()
     finally:
-        fresh = server.client()
-        assert fresh.config_set("timeout", 0) is True
-        fresh.close()
+        with server.client() as fresh:
+            assert fresh.config_set("timeout", 0) is True
+
+
+def test_config_set_timeout_reaches_connections_already_waiting(server, r):
+    with idle_socket(server) as idle:
+        time.sleep(1.5)  # waiting with no timeout set
+        assert r.config_set("timeout", 1) is True
+        try:
+            # Already idle for longer: closed at one of the next sweeps.
+            assert closed_after(idle) < 4.0
+        finally:
+            with server.client() as fresh:
+                assert fresh.config_set("timeout", 0) is True
+    # And with the timeout back at 0, an idle connection stays.
+    with idle_socket(server) as idle:
+        time.sleep(2.5)
+        idle.sendall(resp("PING"))
+        assert idle.recv(100) == b"+PONG\r\n"
 
 
 # --- the connection ----------------------------------------------------------------------

@@ -217,6 +217,11 @@ pub fn plan<A: AsRef<[u8]>>(routing: &Routing, args: &[A]) -> Option<Plan> {
     };
     let step = command.step.max(1) as usize;
     let positions: Vec<usize> = (first_key..=last_key).step_by(step).collect();
+    // A key without its whole step (MSET's value missing) is a malformed command: one
+    // group answers it, with the engine's arity error, rather than a part being cut.
+    if positions.last().is_some_and(|&i| i + step > args.len()) {
+        return Some(single(first, args));
+    }
     let group_of = |i: usize| routing.group_of(args[i].as_ref()).unwrap_or(first);
     let home = group_of(first_key);
     if positions.iter().all(|&i| group_of(i) == home) {
@@ -418,6 +423,24 @@ mod tests {
         assert!(p.parts.iter().all(|part| part.args.len() == 3));
         let del = cmd(&format!("DEL {} {}", k[1], k[2]));
         assert_eq!(plan(&ring, &del).map(|p| p.merge), Some(Merge::Sum));
+    }
+
+    #[test]
+    fn a_key_without_its_value_goes_whole_to_one_group() {
+        // Found by tests/clients/test_random_commands.py: MSET a 1 b split as pairs
+        // read past the arguments.
+        let ring = Routing::stable(0..3, 0);
+        let k = keys_on_distinct_groups(&ring, 3);
+        for line in [
+            format!("MSET {} 1 {}", k[0], k[1]),
+            format!("MSET {} 1 {} 2 {}", k[0], k[1], k[2]),
+        ] {
+            let args = cmd(&line);
+            let p = plan(&ring, &args).unwrap_or_else(|| unreachable!());
+            assert_eq!(p.merge, Merge::Single, "{line}");
+            assert_eq!(p.parts.len(), 1, "{line}");
+            assert_eq!(p.parts[0].args, args, "{line}");
+        }
     }
 
     #[test]

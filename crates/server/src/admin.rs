@@ -369,6 +369,11 @@ fn command(args: &[Bytes]) -> Value {
 fn config(live: &LiveConfig, args: &[Bytes]) -> Value {
     match text(&args[1]).to_ascii_uppercase().as_str() {
         "GET" => {
+            if args.len() < 3 {
+                return Value::Error(
+                    "ERR wrong number of arguments for 'config|get' command".into(),
+                );
+            }
             let patterns: Vec<&[u8]> = args[2..].iter().map(|p| p.as_ref()).collect();
             Value::Map(
                 live.get(&patterns)
@@ -442,6 +447,10 @@ mod tests {
         assert_eq!(
             call(&live, &["CONFIG", "GET", "timeout"]),
             Value::Map(vec![(Value::bulk("timeout"), Value::bulk("7"))])
+        );
+        assert_eq!(
+            call(&live, &["CONFIG", "GET"]),
+            Value::Error("ERR wrong number of arguments for 'config|get' command".into())
         );
         let arity = Value::Error("ERR wrong number of arguments for 'config|set' command".into());
         assert_eq!(call(&live, &["CONFIG", "SET"]), arity);

@@ -254,31 +254,34 @@ async fn run(
     let mut decoder = Decoder::new(settings.limits);
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
+    // CONFIG SET timeout: the listener's sweep closes this connection when it has
+    // waited for a request longer than that (`idle_clients`).
+    let idle = client.config.idle.register(client.id);
     loop {
         if input.capacity() - input.len() < READ_CHUNK / 2 {
             input.reserve(READ_CHUNK);
         }
+        idle.idle();
         match stream.poll_for(&mut input, settings.busy_poll) {
             Polled::Data => {}
             Polled::Closed => return,
-            Polled::Idle => {
-                let read = stream.read_buf(&mut input);
-                let got = match client.config.idle_timeout() {
-                    None => read.await,
-                    // CONFIG SET timeout: a connection idle that long is closed.
-                    Some(limit) => match tokio::time::timeout(limit, read).await {
-                        Ok(got) => got,
-                        Err(_) => return,
+            Polled::Idle => loop {
+                tokio::select! {
+                    biased;
+                    got = stream.read_buf(&mut input) => match got {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => break,
                     },
-                };
-                match got {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
+                    // Both reads are cancel-safe: a read that lost the race took nothing.
+                    () = idle.woken() => {
+                        if idle.expired(client.config.idle_timeout_secs()) {
+                            return;
+                        }
+                    }
                 }
-            }
+            },
         }
-        // CONFIG SET proto-max-bulk-len holds from the next batch on.
-        decoder.limits.max_bulk_len = client.config.max_bulk_len();
+        idle.busy();
         // Take everything already waiting, up to a bound: a pipeline's writes are then
         // applied as one batch, whose vector inserts run in parallel.
         while input.len() < MAX_BATCH_BYTES {
@@ -291,6 +294,9 @@ async fn run(
         }
         let mut run = Run::default();
         loop {
+            // CONFIG SET proto-max-bulk-len holds from the next request on, also in a
+            // pipeline that sent it.
+            decoder.limits.max_bulk_len = client.config.max_bulk_len();
             let request = match decoder.decode(&mut input) {
                 Ok(Some(args)) => args,
                 Ok(None) => break,

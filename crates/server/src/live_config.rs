@@ -24,41 +24,50 @@
 //! whole before any is applied, as Redis 7 does.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::Arc;
+
+use crate::idle_clients::IdleClients;
 
 /// Redis's floor for `proto-max-bulk-len`.
 const MIN_BULK_LEN: usize = 1024 * 1024;
 /// Redis's ceiling for `timeout` (a C int of seconds).
-const MAX_TIMEOUT: u64 = i32::MAX as u64;
+const MAX_TIMEOUT: i64 = i32::MAX as i64;
 
-/// The values of the parameters SET can change.
+/// The values of the parameters SET can change, and the connections they apply to.
 #[derive(Debug)]
 pub struct LiveConfig {
     max_bulk_len: AtomicUsize,
+    /// The least `proto-max-bulk-len` may be set to: Redis's floor, or less when the
+    /// server started below it (so its starting value can be set back).
+    min_bulk_len: usize,
     /// The most `proto-max-bulk-len` may be raised to on this server.
     max_bulk_ceiling: usize,
     idle_timeout_secs: AtomicU64,
+    /// The listener's connections, for `timeout`.
+    pub idle: Arc<IdleClients>,
 }
 
-/// A parameter whose value is fixed in Shoal, and that value.
-const FIXED: [(&str, &str); 5] = [
-    ("maxmemory", "0"),
-    ("maxmemory-policy", "noeviction"),
-    ("appendonly", "no"),
-    ("save", ""),
-    ("databases", "1"),
+/// The parameters in GET's order: the fixed ones, then those SET changes.
+const NAMES: [&str; 7] = [
+    "maxmemory",
+    "maxmemory-policy",
+    "appendonly",
+    "save",
+    "databases",
+    "timeout",
+    "proto-max-bulk-len",
 ];
-
-/// The parameters SET may change, in GET's order after the fixed ones.
-const LIVE: [&str; 2] = ["timeout", "proto-max-bulk-len"];
 
 impl LiveConfig {
     /// A server that starts with `max_bulk_len` and may go up to `ceiling`.
     pub fn new(max_bulk_len: usize, ceiling: usize) -> Self {
+        let start = max_bulk_len.min(ceiling);
         LiveConfig {
-            max_bulk_len: AtomicUsize::new(max_bulk_len.min(ceiling)),
+            max_bulk_len: AtomicUsize::new(start),
+            min_bulk_len: MIN_BULK_LEN.min(start),
             max_bulk_ceiling: ceiling,
             idle_timeout_secs: AtomicU64::new(0),
+            idle: Arc::new(IdleClients::default()),
         }
     }
 
@@ -67,89 +76,106 @@ impl LiveConfig {
         self.max_bulk_len.load(Ordering::Relaxed)
     }
 
-    /// How long a connection may sit without a request before it is closed.
-    pub fn idle_timeout(&self) -> Option<Duration> {
+    /// Seconds a connection may wait for a request before it is closed; None: forever.
+    pub fn idle_timeout_secs(&self) -> Option<u64> {
         match self.idle_timeout_secs.load(Ordering::Relaxed) {
             0 => None,
-            secs => Some(Duration::from_secs(secs)),
+            secs => Some(secs),
         }
     }
 
     fn value(&self, name: &str) -> Option<String> {
-        match name {
-            "timeout" => Some(self.idle_timeout_secs.load(Ordering::Relaxed).to_string()),
-            "proto-max-bulk-len" => Some(self.max_bulk_len().to_string()),
-            _ => FIXED
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned()),
-        }
+        let fixed = match name {
+            "timeout" => return Some(self.idle_timeout_secs.load(Ordering::Relaxed).to_string()),
+            "proto-max-bulk-len" => return Some(self.max_bulk_len().to_string()),
+            "maxmemory" => "0",
+            "maxmemory-policy" => "noeviction",
+            "appendonly" => "no",
+            "save" => "",
+            "databases" => "1",
+            _ => return None,
+        };
+        Some(fixed.to_owned())
     }
 
     /// `CONFIG GET pattern...`: each matching parameter once, in the table's order.
     pub fn get(&self, patterns: &[&[u8]]) -> Vec<(String, String)> {
-        let names = FIXED.iter().map(|(k, _)| *k).chain(LIVE);
-        let patterns: Vec<String> = patterns
+        let patterns: Vec<Vec<u8>> = patterns.iter().map(|p| p.to_ascii_lowercase()).collect();
+        NAMES
             .iter()
-            .map(|p| String::from_utf8_lossy(p).to_ascii_lowercase())
-            .collect();
-        names
-            .filter(|name| patterns.iter().any(|p| glob_match(p, name)))
-            .filter_map(|name| Some((name.to_owned(), self.value(name)?)))
+            .filter(|name| patterns.iter().any(|p| glob_match(p, name.as_bytes())))
+            .filter_map(|name| Some(((*name).to_owned(), self.value(name)?)))
             .collect()
     }
 
-    /// `CONFIG SET name value [name value ...]`: every pair checked, then all applied;
-    /// the error names the first pair refused, in Redis's words (without the `ERR `).
+    /// `CONFIG SET name value [name value ...]`, in Redis 7's order: every name is
+    /// checked first (unknown, immutable, repeated; the error echoes the name as sent),
+    /// then every value (the error names the parameter), then all are applied. The
+    /// error is Redis's text without its `ERR `.
     pub fn set(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), String> {
-        let mut changes: Vec<Change> = Vec::with_capacity(pairs.len());
-        let mut seen: Vec<String> = Vec::with_capacity(pairs.len());
-        for (name, value) in pairs {
-            let name = String::from_utf8_lossy(name).to_ascii_lowercase();
-            let value = String::from_utf8_lossy(value);
+        let mut names: Vec<String> = Vec::with_capacity(pairs.len());
+        for (sent, _) in pairs {
+            let name = String::from_utf8_lossy(sent).to_ascii_lowercase();
+            let sent = String::from_utf8_lossy(sent);
             if self.value(&name).is_none() {
                 return Err(format!(
-                    "Unknown option or number of arguments for CONFIG SET - '{name}'"
+                    "Unknown option or number of arguments for CONFIG SET - '{sent}'"
                 ));
             }
-            let failed = |why: &str| {
-                format!("CONFIG SET failed (possibly related to argument '{name}') - {why}")
-            };
-            if seen.contains(&name) {
-                return Err(failed("duplicate parameter"));
+            if name == "databases" {
+                return Err(failed(&sent, "can't set immutable config"));
             }
+            if names.contains(&name) {
+                return Err(failed(&sent, "duplicate parameter"));
+            }
+            names.push(name);
+        }
+        let mut changes: Vec<Change> = Vec::with_capacity(pairs.len());
+        for (name, (_, value)) in names.iter().zip(pairs) {
+            let value = String::from_utf8_lossy(value);
+            let value = value.as_ref();
             let change = match name.as_str() {
                 "timeout" => {
-                    let secs: u64 = value
-                        .parse()
-                        .map_err(|_| failed("argument couldn't be parsed into an integer"))?;
-                    if secs > MAX_TIMEOUT {
-                        return Err(failed(&format!(
-                            "argument must be between 0 and {MAX_TIMEOUT} inclusive"
-                        )));
-                    }
+                    let secs = redis_integer(value).ok_or_else(|| {
+                        failed(name, "argument couldn't be parsed into an integer")
+                    })?;
+                    let secs = u64::try_from(secs)
+                        .ok()
+                        .filter(|s| *s <= MAX_TIMEOUT as u64)
+                        .ok_or_else(|| {
+                            failed(
+                                name,
+                                &format!("argument must be between 0 and {MAX_TIMEOUT} inclusive"),
+                            )
+                        })?;
                     Change::Timeout(secs)
                 }
                 "proto-max-bulk-len" => {
-                    let bytes = memory_value(&value)
-                        .ok_or_else(|| failed("argument must be a memory value"))?;
-                    if !(MIN_BULK_LEN..=self.max_bulk_ceiling).contains(&bytes) {
-                        return Err(failed(&format!(
-                            "argument must be between {MIN_BULK_LEN} and {} inclusive",
-                            self.max_bulk_ceiling
-                        )));
+                    let bytes = memory_value(value)
+                        .ok_or_else(|| failed(name, "argument must be a memory value"))?;
+                    if !(self.min_bulk_len..=self.max_bulk_ceiling).contains(&bytes) {
+                        return Err(failed(
+                            name,
+                            &format!(
+                                "argument must be between {} and {} inclusive",
+                                self.min_bulk_len, self.max_bulk_ceiling
+                            ),
+                        ));
                     }
                     Change::MaxBulkLen(bytes)
                 }
-                // A fixed parameter: its own value is a no-op, anything else refused.
-                _ if self.value(&name).as_deref() == Some(value.as_ref())
-                    && name != "databases" =>
+                // A fixed parameter: its own value, as Redis would read it, is a no-op.
+                "maxmemory" if memory_value(value) == Some(0) => Change::None,
+                "maxmemory-policy" | "appendonly"
+                    if self
+                        .value(name)
+                        .is_some_and(|v| v.eq_ignore_ascii_case(value)) =>
                 {
                     Change::None
                 }
-                _ => return Err(failed("can't set immutable config")),
+                "save" if value.trim().is_empty() => Change::None,
+                _ => return Err(failed(name, "can't set immutable config")),
             };
-            seen.push(name);
             changes.push(change);
         }
         for change in changes {
@@ -163,11 +189,31 @@ impl LiveConfig {
     }
 }
 
+/// Redis's `CONFIG SET failed` error for one parameter.
+fn failed(name: &str, why: &str) -> String {
+    format!("CONFIG SET failed (possibly related to argument '{name}') - {why}")
+}
+
 /// One checked pair of a SET.
 enum Change {
     Timeout(u64),
     MaxBulkLen(usize),
     None,
+}
+
+/// An integer as Redis's `string2ll` reads one: an optional `-`, then digits with no
+/// leading zero (besides `0` itself); no `+`, no spaces.
+fn redis_integer(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let well_formed = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && text != "-0";
+    if well_formed {
+        text.parse().ok()
+    } else {
+        None
+    }
 }
 
 /// Redis's memory values: digits, then an optional unit (`k` 1000, `kb` 1024, `m`, `mb`,
@@ -191,19 +237,34 @@ fn memory_value(text: &str) -> Option<usize> {
     n.checked_mul(scale)
 }
 
-/// CONFIG GET's patterns: Redis's glob, of which clients use `*`, a prefix with `*` and
-/// exact names; `?` matches one character.
-fn glob_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            (Some(_), _) | (None, Some(_)) => false,
+/// CONFIG GET's patterns, Redis's glob without classes: `*` any run, `?` one byte.
+/// Iterative, remembering only the last `*`: time bounded by the pattern's length times
+/// the name's, however many stars a client sends.
+fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            Some(_) | None => match star {
+                // Let the last star take one more byte, and try again after it.
+                Some((sp, sn)) => {
+                    p = sp + 1;
+                    n = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
         }
     }
-    go(pattern.as_bytes(), name.as_bytes())
+    pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
@@ -230,67 +291,131 @@ mod tests {
         c.get(&patterns)
     }
 
+    fn pair(k: &str, v: &str) -> (String, String) {
+        (k.to_owned(), v.to_owned())
+    }
+
     #[test]
     fn get_names_each_matching_parameter_once_with_its_live_value() {
         let c = config();
         assert_eq!(
             get(&c, &["maxmemory", "MAXMEMORY", "maxmemory*"]),
             [
-                ("maxmemory".to_owned(), "0".to_owned()),
-                ("maxmemory-policy".to_owned(), "noeviction".to_owned())
+                pair("maxmemory", "0"),
+                pair("maxmemory-policy", "noeviction")
             ]
         );
-        assert_eq!(get(&c, &["*"]).len(), FIXED.len() + LIVE.len());
+        assert_eq!(get(&c, &["*"]).len(), NAMES.len());
         assert_eq!(
             get(&c, &["proto-max-bulk-len", "t?meout"]),
             [
-                ("timeout".to_owned(), "0".to_owned()),
-                ("proto-max-bulk-len".to_owned(), (16usize << 20).to_string())
+                pair("timeout", "0"),
+                pair("proto-max-bulk-len", &(16usize << 20).to_string())
             ]
         );
+        assert_eq!(
+            get(&c, &["*-*-*"]),
+            [pair("proto-max-bulk-len", &(16usize << 20).to_string())]
+        );
+        assert_eq!(get(&c, &["*ory"]), [pair("maxmemory", "0")]);
         assert!(get(&c, &["nothing-like-it"]).is_empty());
+        assert!(get(&c, &[""]).is_empty());
+    }
+
+    #[test]
+    fn a_pattern_of_many_stars_is_answered_at_once() {
+        // A recursive matcher takes exponential time (or the stack) on these.
+        let c = config();
+        let stars = format!("{}z", "*".repeat(100_000));
+        let started = std::time::Instant::now();
+        assert!(get(&c, &[&stars]).is_empty());
+        assert_eq!(get(&c, &[&"*".repeat(100_000)]).len(), NAMES.len());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn glob_matches_as_redis_does_for_stars_and_question_marks() {
+        for (pattern, name, want) in [
+            ("*", "timeout", true),
+            ("", "timeout", false),
+            ("timeout", "timeout", true),
+            ("time*", "timeout", true),
+            ("*out", "timeout", true),
+            ("t*t", "timeout", true),
+            ("t*o*t", "timeout", true),
+            ("t??eout", "timeout", true),
+            ("t?eout", "timeout", false),
+            ("timeout?", "timeout", false),
+            ("timeout*", "timeout", true),
+            ("**t**", "timeout", true),
+            ("*x*", "timeout", false),
+            ("max*-*", "maxmemory-policy", true),
+            ("max*-*", "maxmemory", false),
+        ] {
+            assert_eq!(
+                glob_match(pattern.as_bytes(), name.as_bytes()),
+                want,
+                "{pattern} ~ {name}"
+            );
+        }
     }
 
     #[test]
     fn set_changes_what_get_and_the_connections_read() {
         let c = config();
-        assert_eq!(c.idle_timeout(), None);
+        assert_eq!(c.idle_timeout_secs(), None);
         set(&c, &[("timeout", "30"), ("proto-max-bulk-len", "2mb")]).unwrap();
-        assert_eq!(c.idle_timeout(), Some(Duration::from_secs(30)));
+        assert_eq!(c.idle_timeout_secs(), Some(30));
         assert_eq!(c.max_bulk_len(), 2 << 20);
-        assert_eq!(
-            get(&c, &["timeout"]),
-            [("timeout".to_owned(), "30".to_owned())]
-        );
-        set(&c, &[("TIMEOUT", "0"), ("proto-max-bulk-len", "1048576")]).unwrap();
-        assert_eq!(c.idle_timeout(), None);
+        assert_eq!(get(&c, &["timeout"]), [pair("timeout", "30")]);
+        set(&c, &[("TIMEOUT", "0"), ("Proto-Max-Bulk-Len", "1048576")]).unwrap();
+        assert_eq!(c.idle_timeout_secs(), None);
         assert_eq!(c.max_bulk_len(), 1 << 20);
     }
 
     #[test]
     fn a_refused_pair_leaves_every_pair_unapplied_and_says_why_in_redis_words() {
         let c = config();
-        let failed = |name: &str, why: &str| {
+        let failed = |name: &str, why: &str| Err(super::failed(name, why));
+        let unknown = |name: &str| {
             Err(format!(
-                "CONFIG SET failed (possibly related to argument '{name}') - {why}"
+                "Unknown option or number of arguments for CONFIG SET - '{name}'"
             ))
         };
         let cases: &[Case] = &[
+            (&[("timeout", "5"), ("Nope", "1")], unknown("Nope")),
+            // Names before values: the unknown name wins over the bad value before it.
+            (&[("timeout", "x"), ("nope", "1")], unknown("nope")),
             (
-                &[("timeout", "5"), ("nope", "1")],
-                Err("Unknown option or number of arguments for CONFIG SET - 'nope'".to_owned()),
+                &[("TIMEOUT", "5"), ("timeout", "6")],
+                failed("timeout", "duplicate parameter"),
             ),
             (
-                &[("timeout", "5"), ("timeout", "6")],
-                failed("timeout", "duplicate parameter"),
+                &[("timeout", "5"), ("Databases", "1")],
+                failed("Databases", "can't set immutable config"),
             ),
             (
                 &[("timeout", "soon")],
                 failed("timeout", "argument couldn't be parsed into an integer"),
             ),
             (
-                &[("timeout", "-1")],
+                &[("timeout", "+5")],
                 failed("timeout", "argument couldn't be parsed into an integer"),
+            ),
+            (
+                &[("timeout", "05")],
+                failed("timeout", "argument couldn't be parsed into an integer"),
+            ),
+            (
+                &[("timeout", " 5")],
+                failed("timeout", "argument couldn't be parsed into an integer"),
+            ),
+            (
+                &[("Timeout", "-1")],
+                failed(
+                    "timeout",
+                    "argument must be between 0 and 2147483647 inclusive",
+                ),
             ),
             (
                 &[("timeout", "2147483648")],
@@ -322,35 +447,60 @@ mod tests {
                 failed("proto-max-bulk-len", "argument must be a memory value"),
             ),
             (
-                &[("maxmemory", "100mb")],
+                &[("MAXMEMORY", "100mb")],
                 failed("maxmemory", "can't set immutable config"),
             ),
             (
-                &[("databases", "1")],
-                failed("databases", "can't set immutable config"),
+                &[("appendonly", "yes")],
+                failed("appendonly", "can't set immutable config"),
+            ),
+            (
+                &[("save", "3600 1")],
+                failed("save", "can't set immutable config"),
             ),
         ];
         for (pairs, want) in cases {
             assert_eq!(&set(&c, pairs), want, "{pairs:?}");
-            assert_eq!(c.idle_timeout(), None, "{pairs:?} applied a part");
+            assert_eq!(c.idle_timeout_secs(), None, "{pairs:?} applied a part");
             assert_eq!(c.max_bulk_len(), 16 << 20, "{pairs:?} applied a part");
         }
     }
 
     #[test]
-    fn a_fixed_parameter_takes_its_own_value() {
+    fn a_fixed_parameter_takes_its_own_value_as_redis_reads_it() {
         let c = config();
         set(
             &c,
             &[
                 ("save", ""),
-                ("appendonly", "no"),
-                ("maxmemory", "0"),
-                ("maxmemory-policy", "noeviction"),
+                ("appendonly", "NO"),
+                ("maxmemory", "0mb"),
+                ("maxmemory-policy", "NoEviction"),
             ],
         )
         .unwrap();
-        assert_eq!(get(&c, &["save"]), [("save".to_owned(), String::new())]);
+        assert_eq!(get(&c, &["save"]), [pair("save", "")]);
+        assert_eq!(get(&c, &["appendonly"]), [pair("appendonly", "no")]);
+    }
+
+    #[test]
+    fn integers_are_read_as_redis_reads_them() {
+        for (text, want) in [
+            ("0", Some(0)),
+            ("7", Some(7)),
+            ("-3", Some(-3)),
+            ("9223372036854775807", Some(i64::MAX)),
+            ("9223372036854775808", None),
+            ("", None),
+            ("-", None),
+            ("-0", None),
+            ("+1", None),
+            ("01", None),
+            ("1 ", None),
+            ("1.0", None),
+        ] {
+            assert_eq!(redis_integer(text), want, "{text:?}");
+        }
     }
 
     #[test]
@@ -376,8 +526,21 @@ mod tests {
     }
 
     #[test]
-    fn a_start_above_the_ceiling_is_held_to_it() {
-        let c = LiveConfig::new(512 << 20, 16 << 20);
-        assert_eq!(c.max_bulk_len(), 16 << 20);
+    fn the_start_is_held_to_the_ceiling_and_a_low_start_can_be_set_back() {
+        assert_eq!(
+            LiveConfig::new(512 << 20, 16 << 20).max_bulk_len(),
+            16 << 20
+        );
+        let low = LiveConfig::new(1000, 16 << 20);
+        set(&low, &[("proto-max-bulk-len", "2mb")]).unwrap();
+        set(&low, &[("proto-max-bulk-len", "1000")]).unwrap();
+        assert_eq!(low.max_bulk_len(), 1000);
+        assert_eq!(
+            set(&low, &[("proto-max-bulk-len", "999")]),
+            Err(failed(
+                "proto-max-bulk-len",
+                "argument must be between 1000 and 16777216 inclusive"
+            ))
+        );
     }
 }

@@ -21,6 +21,7 @@ mod cluster_shape;
 mod connection;
 mod convert;
 mod dev_cluster;
+mod idle_clients;
 mod info;
 mod live_config;
 mod node;
@@ -289,6 +290,19 @@ async fn serve_resp(
 ) {
     let acceptor = tls.map(|t| t.acceptor);
     tokio::pin!(shutdown);
+    // CONFIG SET timeout's sweep, once a second, as long as the listener accepts.
+    let sweeps = {
+        let live = settings.live.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                live.idle.sweep(live.idle_timeout_secs());
+            }
+        })
+    };
     let mut next = 0usize;
     loop {
         tokio::select! {
@@ -309,6 +323,7 @@ async fn serve_resp(
             () = &mut shutdown => break,
         }
     }
+    sweeps.abort();
 }
 
 /// `shoal node`: opens the node's groups over its RocksDB, serves the Raft transport and
