@@ -133,8 +133,9 @@ def test_config_set_timeout_closes_idle_connections_only(server, r):
                 assert busy.ping()
                 time.sleep(0.2)
             # Idle for more than 2 s, in whole seconds of a once-a-second sweep: closed
-            # between 2 and 4 s after its last request, so by now.
-            assert closed_after(idle) < 1.0
+            # between 2 and 4 s after its last request (a loaded machine may run the
+            # sweep late: up to 3 s more allowed).
+            assert closed_after(idle) < 3.0
             assert busy.ping()
     finally:
         with server.client() as fresh:
@@ -147,7 +148,7 @@ def test_config_set_timeout_reaches_connections_already_waiting(server, r):
         assert r.config_set("timeout", 1) is True
         try:
             # Already idle for longer: closed at one of the next sweeps.
-            assert closed_after(idle) < 4.0
+            assert closed_after(idle) < 5.0
         finally:
             with server.client() as fresh:
                 assert fresh.config_set("timeout", 0) is True

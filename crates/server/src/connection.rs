@@ -256,7 +256,7 @@ async fn run(
     let mut output = BytesMut::with_capacity(16 * 1024);
     // CONFIG SET timeout: the listener's sweep closes this connection when it has
     // waited for a request longer than that (`idle_clients`).
-    let idle = client.config.idle.register(client.id);
+    let idle = client.config.idle.register();
     loop {
         if input.capacity() - input.len() < READ_CHUNK / 2 {
             input.reserve(READ_CHUNK);

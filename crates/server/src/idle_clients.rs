@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -20,11 +21,27 @@ use tokio::sync::Notify;
 const BUSY: u64 = u64::MAX;
 
 /// The connections of one listener, and the sweep's clock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct IdleClients {
-    /// Seconds since the listener started, advanced by each sweep.
+    started: Instant,
+    /// Whole seconds since `started` at the last sweep: real seconds, however late a
+    /// busy machine runs the sweep.
     clock: AtomicU64,
+    /// Registrations are numbered here, not by client id: a listener that hands its
+    /// connections to several nodes' routers (`shoal dev --routers`) sees each node's ids.
+    next: AtomicU64,
     open: Mutex<HashMap<u64, Arc<Mark>>>,
+}
+
+impl Default for IdleClients {
+    fn default() -> Self {
+        IdleClients {
+            started: Instant::now(),
+            clock: AtomicU64::new(0),
+            next: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 /// One connection's state as the sweep sees it.
@@ -45,8 +62,9 @@ pub struct Registration {
 }
 
 impl IdleClients {
-    /// Enters connection `id`, busy until it first waits.
-    pub fn register(self: &Arc<Self>, id: u64) -> Registration {
+    /// Enters a connection, busy until it first waits.
+    pub fn register(self: &Arc<Self>) -> Registration {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
         let mark = Arc::new(Mark {
             since: AtomicU64::new(BUSY),
             wake: Notify::new(),
@@ -59,16 +77,27 @@ impl IdleClients {
         }
     }
 
-    /// One second passed: with a timeout set, wakes every connection idle past it.
+    /// The once-a-second sweep: with a timeout set, wakes every connection idle past it.
     pub fn sweep(&self, timeout_secs: Option<u64>) {
-        let now = self.clock.fetch_add(1, Ordering::Relaxed) + 1;
+        self.sweep_at(self.started.elapsed().as_secs(), timeout_secs);
+    }
+
+    /// The sweep at `now` seconds of the listener's clock.
+    fn sweep_at(&self, now: u64, timeout_secs: Option<u64>) {
+        self.clock.fetch_max(now, Ordering::Relaxed);
         let Some(timeout) = timeout_secs else {
             return;
         };
-        for mark in self.open.lock().values() {
-            if idle_past(mark.since.load(Ordering::Relaxed), now, timeout) {
-                mark.wake.notify_one();
-            }
+        // Woken after the lock is released: accepts and closes do not wait on wake-ups.
+        let due: Vec<Arc<Mark>> = self
+            .open
+            .lock()
+            .values()
+            .filter(|mark| idle_past(mark.since.load(Ordering::Relaxed), now, timeout))
+            .cloned()
+            .collect();
+        for mark in due {
+            mark.wake.notify_one();
         }
     }
 
@@ -126,14 +155,14 @@ mod tests {
     #[test]
     fn only_a_connection_waiting_longer_than_the_timeout_is_woken() {
         let clients = Arc::new(IdleClients::default());
-        let waiting = clients.register(1);
-        let busy = clients.register(2);
+        let waiting = clients.register();
+        let busy = clients.register();
         waiting.idle();
         // A timeout of 2: idle for 1, 2 seconds is not enough, 3 is (Redis's `>`).
-        clients.sweep(Some(2));
-        clients.sweep(Some(2));
+        clients.sweep_at(1, Some(2));
+        clients.sweep_at(2, Some(2));
         assert!(!waiting.expired(Some(2)));
-        clients.sweep(Some(2));
+        clients.sweep_at(3, Some(2));
         assert!(waiting.expired(Some(2)));
         assert!(!busy.expired(Some(2)), "a busy connection is never idle");
         // The sweep left a wake-up for the idle connection only.
@@ -148,22 +177,51 @@ mod tests {
     #[test]
     fn a_timeout_set_later_reaches_a_connection_already_waiting() {
         let clients = Arc::new(IdleClients::default());
-        let waiting = clients.register(7);
+        let waiting = clients.register();
         waiting.idle();
-        for _ in 0..5 {
-            clients.sweep(None);
+        for now in 1..=5 {
+            clients.sweep_at(now, None);
         }
         assert!(waiting.woken().now_or_never().is_none());
-        clients.sweep(Some(1));
+        clients.sweep_at(6, Some(1));
         assert!(waiting.woken().now_or_never().is_some());
         assert!(waiting.expired(Some(1)));
     }
 
     #[test]
+    fn connections_of_several_routers_with_the_same_client_id_are_each_swept() {
+        // `shoal dev --routers 2`: two nodes both number their first client 1.
+        let clients = Arc::new(IdleClients::default());
+        let a = clients.register();
+        let b = clients.register();
+        a.idle();
+        b.idle();
+        drop(a);
+        assert_eq!(
+            clients.len(),
+            1,
+            "ending one connection unregistered the other"
+        );
+        clients.sweep_at(5, Some(1));
+        assert!(b.woken().now_or_never().is_some());
+    }
+
+    #[test]
+    fn the_clock_is_the_listener_s_real_seconds() {
+        let clients = Arc::new(IdleClients::default());
+        let waiting = clients.register();
+        waiting.idle();
+        clients.sweep(Some(1));
+        // Well under a second after the start: nothing is idle past a second.
+        assert!(!waiting.expired(Some(1)));
+        assert!(clients.clock.load(Ordering::Relaxed) <= 1);
+    }
+
+    #[test]
     fn an_ended_connection_leaves_the_sweep() {
         let clients = Arc::new(IdleClients::default());
-        let a = clients.register(1);
-        let b = clients.register(2);
+        let a = clients.register();
+        let b = clients.register();
         assert_eq!(clients.len(), 2);
         drop(a);
         assert_eq!(clients.len(), 1);

@@ -291,9 +291,9 @@ async fn serve_resp(
     let acceptor = tls.map(|t| t.acceptor);
     tokio::pin!(shutdown);
     // CONFIG SET timeout's sweep, once a second, as long as the listener accepts.
-    let sweeps = {
+    let _sweeps = {
         let live = settings.live.clone();
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
@@ -301,7 +301,7 @@ async fn serve_resp(
                 tick.tick().await;
                 live.idle.sweep(live.idle_timeout_secs());
             }
-        })
+        }))
     };
     let mut next = 0usize;
     loop {
@@ -323,7 +323,15 @@ async fn serve_resp(
             () = &mut shutdown => break,
         }
     }
-    sweeps.abort();
+}
+
+/// A task that ends with its owner, however the owner ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// `shoal node`: opens the node's groups over its RocksDB, serves the Raft transport and
