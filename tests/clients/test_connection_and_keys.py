@@ -230,6 +230,21 @@ def test_type_persist_and_flushdb(r):
     assert r.dbsize() == 0
 
 
+def test_keys_and_scan_take_redis_globs(r):
+    for key in ("user:1", "user:2", "user:x", "user:10", "u*er", "other", b"bin:\xff"):
+        r.set(key, "v")
+    got = lambda pattern: sorted(r.keys(pattern))  # noqa: E731
+    assert got("user:?") == [b"user:1", b"user:2", b"user:x"]
+    assert got("user:[0-9]") == [b"user:1", b"user:2"]
+    assert got("user:[^0-9]") == [b"user:x"]
+    assert got("user:[0-9]*") == [b"user:1", b"user:10", b"user:2"]
+    assert got("u\\*er") == [b"u*er"]
+    assert got("bin:?") == [b"bin:\xff"]
+    assert got("[ou][st]*") == [b"other", b"user:1", b"user:10", b"user:2", b"user:x"]
+    assert sorted(r.scan_iter(match="user:[12]*", count=100)) == [b"user:1", b"user:10", b"user:2"]
+    assert sorted(r.scan_iter(match="*[^a-z0-9:*]*", count=100)) == [b"bin:\xff"]
+
+
 def test_jsonpath_array_index(r):
     r.execute_command("JSON.SET", "doc", "$", '{"arr": [10, 20, 30], "o": {"list": [{"v": 1}]}}')
     assert r.execute_command("JSON.GET", "doc", "$.arr[0]") in (b"[10]", "[10]")

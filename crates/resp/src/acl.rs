@@ -19,7 +19,6 @@
 use std::collections::BTreeSet;
 
 use sha2::{Digest, Sha256};
-use wildmatch::WildMatch;
 
 use crate::commands::{Command, COMMANDS};
 
@@ -99,27 +98,26 @@ impl KeyPattern {
     }
 
     fn matches(&self, key: &[u8]) -> bool {
-        self.pattern == "*" || WildMatch::new(&self.pattern).matches(&String::from_utf8_lossy(key))
+        self.pattern == "*" || crate::glob::matches(self.pattern.as_bytes(), key)
     }
 
     /// Whether every key that starts with `prefix` matches: the pattern ends in `*` and
     /// what comes before it matches some leading part of the prefix (the `*` then takes
     /// the rest of the prefix and whatever follows it). Conservative: a pattern that
-    /// covers the prefix some other way (none in practice) is not recognised.
+    /// covers the prefix some other way (none in practice) is not recognised, nor one
+    /// with a class or an escape before its last `*` (which may belong to them: `a\*`,
+    /// `[a*`).
     fn covers_prefix(&self, prefix: &[u8]) -> bool {
         let Some(head) = self.pattern.strip_suffix('*') else {
             return false;
         };
-        if head.is_empty() {
+        if head.bytes().all(|b| b == b'*') {
             return true;
         }
-        let prefix = String::from_utf8_lossy(prefix);
-        let head = WildMatch::new(head);
-        prefix
-            .char_indices()
-            .map(|(i, _)| i)
-            .chain(std::iter::once(prefix.len()))
-            .any(|end| head.matches(&prefix[..end]))
+        if head.contains(['[', '\\']) {
+            return false;
+        }
+        (1..=prefix.len()).any(|end| crate::glob::matches(head.as_bytes(), &prefix[..end]))
     }
 }
 
@@ -622,6 +620,20 @@ mod tests {
         assert!(user("~d?c*").covers_prefix(b"doc:"));
         assert!(user("~d*:*").covers_prefix(b"doc:"));
         assert!(!user("~d*:x*").covers_prefix(b"doc:"));
+        assert!(user("~***").covers_prefix(b""));
+        // A star that is escaped or inside a class does not end the pattern.
+        assert!(!user("~doc\\*").covers_prefix(b"doc"));
+        assert!(!user("~[d*").covers_prefix(b"d"));
+    }
+
+    #[test]
+    fn key_patterns_are_redis_globs_over_bytes() {
+        let u = user("~user:[0-9]* ~k\\?");
+        assert!(u.may_access(b"user:7", KeyAccess::Read));
+        assert!(!u.may_access(b"user:x", KeyAccess::Read));
+        assert!(u.may_access(b"k?", KeyAccess::Read));
+        assert!(!u.may_access(b"kx", KeyAccess::Read), "the ? was escaped");
+        assert!(user("~b?").may_access(b"b\xff", KeyAccess::Write));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod acl;
 pub mod commands;
 pub mod decode;
 pub mod encode;
+pub mod glob;
 
 pub use commands::{lookup, Command, COMMANDS};
 pub use decode::{Decoder, Limits, RespError};

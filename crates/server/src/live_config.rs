@@ -100,10 +100,13 @@ impl LiveConfig {
 
     /// `CONFIG GET pattern...`: each matching parameter once, in the table's order.
     pub fn get(&self, patterns: &[&[u8]]) -> Vec<(String, String)> {
-        let patterns: Vec<Vec<u8>> = patterns.iter().map(|p| p.to_ascii_lowercase()).collect();
         NAMES
             .iter()
-            .filter(|name| patterns.iter().any(|p| glob_match(p, name.as_bytes())))
+            .filter(|name| {
+                patterns
+                    .iter()
+                    .any(|p| shoal_resp::glob::matches_case(p, name.as_bytes(), true))
+            })
             .filter_map(|name| Some(((*name).to_owned(), self.value(name)?)))
             .collect()
     }
@@ -237,36 +240,6 @@ fn memory_value(text: &str) -> Option<usize> {
     n.checked_mul(scale)
 }
 
-/// CONFIG GET's patterns, Redis's glob without classes: `*` any run, `?` one byte.
-/// Iterative, remembering only the last `*`: time bounded by the pattern's length times
-/// the name's, however many stars a client sends.
-fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
-    let (mut p, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, n));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c == name[n] => {
-                p += 1;
-                n += 1;
-            }
-            Some(_) | None => match star {
-                // Let the last star take one more byte, and try again after it.
-                Some((sp, sn)) => {
-                    p = sp + 1;
-                    n = sn + 1;
-                    star = Some((sp, sn + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,6 +291,11 @@ mod tests {
             [pair("proto-max-bulk-len", &(16usize << 20).to_string())]
         );
         assert_eq!(get(&c, &["*ory"]), [pair("maxmemory", "0")]);
+        assert_eq!(
+            get(&c, &["[st]*"]),
+            [pair("save", ""), pair("timeout", "0")]
+        );
+        assert_eq!(get(&c, &["TIME?UT"]), [pair("timeout", "0")]);
         assert!(get(&c, &["nothing-like-it"]).is_empty());
         assert!(get(&c, &[""]).is_empty());
     }
@@ -331,33 +309,6 @@ mod tests {
         assert!(get(&c, &[&stars]).is_empty());
         assert_eq!(get(&c, &[&"*".repeat(100_000)]).len(), NAMES.len());
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
-    }
-
-    #[test]
-    fn glob_matches_as_redis_does_for_stars_and_question_marks() {
-        for (pattern, name, want) in [
-            ("*", "timeout", true),
-            ("", "timeout", false),
-            ("timeout", "timeout", true),
-            ("time*", "timeout", true),
-            ("*out", "timeout", true),
-            ("t*t", "timeout", true),
-            ("t*o*t", "timeout", true),
-            ("t??eout", "timeout", true),
-            ("t?eout", "timeout", false),
-            ("timeout?", "timeout", false),
-            ("timeout*", "timeout", true),
-            ("**t**", "timeout", true),
-            ("*x*", "timeout", false),
-            ("max*-*", "maxmemory-policy", true),
-            ("max*-*", "maxmemory", false),
-        ] {
-            assert_eq!(
-                glob_match(pattern.as_bytes(), name.as_bytes()),
-                want,
-                "{pattern} ~ {name}"
-            );
-        }
     }
 
     #[test]

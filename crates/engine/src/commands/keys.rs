@@ -1,7 +1,5 @@
 //! Commands over keys of any type: DEL, EXISTS, TYPE, expiry, KEYS, SCAN, FLUSHALL.
 
-use wildmatch::WildMatch;
-
 use super::Args;
 use crate::error::{EngineError, Result};
 use crate::keyspace::Keyspace;
@@ -170,8 +168,9 @@ pub(super) fn ttl(engine: &Engine, a: &Args<'_>, now: u64, unit: u64) -> Result<
     }))
 }
 
-fn matcher(pattern: &[u8]) -> WildMatch {
-    WildMatch::new(&String::from_utf8_lossy(pattern))
+/// KEYS's and SCAN MATCH's pattern: Redis's glob over the key's bytes.
+fn matcher(pattern: &[u8]) -> impl Fn(&[u8]) -> bool + '_ {
+    move |key| shoal_resp::glob::matches(pattern, key)
 }
 
 pub(super) fn keys(engine: &Engine, a: &Args<'_>, now: u64) -> Result<Reply> {
@@ -182,7 +181,7 @@ pub(super) fn keys(engine: &Engine, a: &Args<'_>, now: u64) -> Result<Reply> {
             .keyspace
             .iter(now)
             .filter(|(k, _)| engine.layout.visible(k))
-            .filter(|(k, _)| pattern.matches(&String::from_utf8_lossy(k)))
+            .filter(|(k, _)| pattern(k))
             .map(|(k, _)| Reply::Bulk(k.to_vec()))
             .collect(),
     ))
@@ -219,11 +218,7 @@ pub(super) fn scan(engine: &Engine, a: &Args<'_>, now: u64) -> Result<Reply> {
     let keys = found
         .into_iter()
         .filter(|k| engine.layout.visible(k))
-        .filter(|k| {
-            pattern
-                .as_ref()
-                .is_none_or(|p| p.matches(&String::from_utf8_lossy(k)))
-        })
+        .filter(|k| pattern.as_ref().is_none_or(|p| p(k)))
         .filter(|k| {
             type_filter.as_ref().is_none_or(|t| {
                 engine
