@@ -243,6 +243,11 @@ def test_keys_and_scan_take_redis_globs(r):
     assert got("[ou][st]*") == [b"other", b"user:1", b"user:10", b"user:2", b"user:x"]
     assert sorted(r.scan_iter(match="user:[12]*", count=100)) == [b"user:1", b"user:10", b"user:2"]
     assert sorted(r.scan_iter(match="*[^a-z0-9:*]*", count=100)) == [b"bin:\xff"]
+    # A bare `*` is every key, the empty name included (as Redis's KEYS and SCAN take it);
+    # as a glob, `**` is not.
+    r.set("", "empty")
+    assert b"" in r.keys("*") and b"" in set(r.scan_iter(match="*", count=100))
+    assert b"" not in r.keys("**")
 
 
 def test_jsonpath_array_index(r):

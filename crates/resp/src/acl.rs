@@ -111,8 +111,10 @@ impl KeyPattern {
         let Some(head) = self.pattern.strip_suffix('*') else {
             return false;
         };
+        // `~*` is every key, the empty one included (Redis's allkeys); `~**` is the glob,
+        // which no empty key matches, so it covers every prefix but the empty one.
         if head.bytes().all(|b| b == b'*') {
-            return true;
+            return head.is_empty() || !prefix.is_empty();
         }
         if head.contains(['[', '\\']) {
             return false;
@@ -620,7 +622,11 @@ mod tests {
         assert!(user("~d?c*").covers_prefix(b"doc:"));
         assert!(user("~d*:*").covers_prefix(b"doc:"));
         assert!(!user("~d*:x*").covers_prefix(b"doc:"));
-        assert!(user("~***").covers_prefix(b""));
+        assert!(
+            !user("~***").covers_prefix(b""),
+            "`**` does not match the empty key"
+        );
+        assert!(user("~***").covers_prefix(b"d"));
         // A star that is escaped or inside a class does not end the pattern.
         assert!(!user("~doc\\*").covers_prefix(b"doc"));
         assert!(!user("~[d*").covers_prefix(b"d"));

@@ -168,9 +168,11 @@ pub(super) fn ttl(engine: &Engine, a: &Args<'_>, now: u64, unit: u64) -> Result<
     }))
 }
 
-/// KEYS's and SCAN MATCH's pattern: Redis's glob over the key's bytes.
+/// KEYS's and SCAN MATCH's pattern: Redis's glob over the key's bytes, and a bare `*`
+/// every key, the empty one included (which the glob alone would leave out), as
+/// Redis's KEYS and SCAN take it.
 fn matcher(pattern: &[u8]) -> impl Fn(&[u8]) -> bool + '_ {
-    move |key| shoal_resp::glob::matches(pattern, key)
+    move |key| pattern == b"*" || shoal_resp::glob::matches(pattern, key)
 }
 
 pub(super) fn keys(engine: &Engine, a: &Args<'_>, now: u64) -> Result<Reply> {
