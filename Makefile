@@ -38,7 +38,7 @@ unit:
 
 CLUSTER_CLIENT_TESTS := test_redis_py_seed.py test_langchain.py test_errors.py test_json.py \
 	test_transactions.py test_resp3.py test_cluster.py test_acl.py test_surface.py test_grpc.py \
-	test_connection_and_keys.py test_random_commands.py
+	test_connection_and_keys.py test_random_commands.py test_redispy_search_api.py
 
 ## Python tests: the benchmark harness, and the real clients against the real binary.
 pytest:

@@ -629,3 +629,30 @@ fn a_prepared_search_answers_as_its_arguments_do() {
     }
     assert_eq!(errors, 4, "the last four are refused");
 }
+
+/// JSON.GET as RedisJSON answers it: NOESCAPE (redis-py's `no_escape=True`) is an
+/// option, not a path; several legacy paths give each its first match under the path
+/// as written; any JSONPath among them gives every path its array of matches.
+#[test]
+fn json_get_options_and_several_paths() {
+    let mut e = Engine::new();
+    apply(
+        &mut e,
+        1,
+        cmd(&[b"JSON.SET", b"j", b"$", br#"{"a":1,"b":{"c":[2,3]}}"#]),
+    );
+    let get = |args: &[&[u8]]| {
+        let mut all: Vec<&[u8]> = vec![b"JSON.GET", b"j"];
+        all.extend_from_slice(args);
+        String::from_utf8(bulk(&read(&e, 2, cmd(&all)))).expect("utf-8")
+    };
+    assert_eq!(get(&[b"noescape", b"."]), r#"{"a":1,"b":{"c":[2,3]}}"#);
+    assert_eq!(get(&[b"NOESCAPE"]), r#"{"a":1,"b":{"c":[2,3]}}"#);
+    assert_eq!(get(&[b"INDENT", b"  ", b"NOESCAPE", b"$.a"]), "[1]");
+    assert_eq!(get(&[b".a", b".b.c"]), r#"{".a":1,".b.c":[2,3]}"#);
+    assert_eq!(get(&[b".a", b".missing"]), r#"{".a":1,".missing":null}"#);
+    assert_eq!(
+        get(&[b"$.a", b".b.c", b"$..c[*]"]),
+        r#"{"$.a":[1],".b.c":[[2,3]],"$..c[*]":[2,3]}"#
+    );
+}

@@ -30,6 +30,11 @@ impl<'a, A: AsRef<[u8]>> Args<'a, A> {
         self.items.get(self.pos).map(AsRef::as_ref)
     }
 
+    /// The token `n` places after the next one, without consuming anything.
+    pub fn peek_at(&self, n: usize) -> Option<&'a [u8]> {
+        self.items.get(self.pos + n).map(AsRef::as_ref)
+    }
+
     /// The next raw token, or [`QueryError::MissingArgument`].
     pub fn next_bytes(&mut self) -> Result<&'a [u8]> {
         let item = self

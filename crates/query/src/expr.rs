@@ -3,19 +3,21 @@
 //! ```text
 //! or   := and ( "||" and )*          and := cmp ( "&&" cmp )*
 //! cmp  := sum ( ("=="|"!="|"<="|">="|"<"|">") sum )?
-//! sum  := prod ( ("+"|"-") prod )*   prod := unary ( ("*"|"/"|"%") unary )*
+//! sum  := prod ( ("+"|"-") prod )*   prod := pow ( ("*"|"/"|"%") pow )*
+//! pow  := unary ( "^" pow )?         (right-associative, as RediSearch's)
 //! unary:= "!" unary | "-" unary | primary
 //! primary := number | 'string' | "string" | @field | name "(" args ")" | "(" or ")"
+//! number  := [0-9.]+ ( [eE] [+-]? [0-9]+ )?
 //! ```
 //!
 //! Values are numbers or strings as in RediSearch; a missing field is null, and null
 //! propagates through arithmetic.
 
-use winnow::ascii::multispace0;
+use winnow::ascii::{digit1, multispace0};
 use winnow::combinator::{alt, cut_err, delimited, fail, opt, preceded, repeat, separated};
 use winnow::error::{StrContext, StrContextValue};
 use winnow::prelude::*;
-use winnow::token::{none_of, take_while};
+use winnow::token::{none_of, one_of, take_while};
 
 use crate::args::parse_f64;
 use crate::error::{QueryError, Result};
@@ -81,6 +83,7 @@ pub enum BinaryOp {
     Mul,
     Div,
     Mod,
+    Pow,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +99,13 @@ pub enum Function {
     Exp,
     Strlen,
     Exists,
+    /// `substr(s, offset, count)`: `count` characters from `offset` (from the end when
+    /// negative); a negative `count` stops that many characters before the end.
+    Substr,
+    /// `contains(s, sub)`: how many times `sub` occurs in `s`, overlaps counted.
+    Contains,
+    /// `startswith(s, prefix)`: 1 or 0.
+    StartsWith,
 }
 
 /// A parsed expression.
@@ -190,10 +200,16 @@ fn binary(op: BinaryOp, a: Scalar, b: impl FnOnce() -> Scalar) -> Scalar {
                 | BinaryOp::Sub
                 | BinaryOp::Mul
                 | BinaryOp::Div
-                | BinaryOp::Mod => false,
+                | BinaryOp::Mod
+                | BinaryOp::Pow => false,
             })
         }
-        BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Mod => {
+        BinaryOp::Add
+        | BinaryOp::Sub
+        | BinaryOp::Mul
+        | BinaryOp::Div
+        | BinaryOp::Mod
+        | BinaryOp::Pow => {
             let (Some(x), Some(y)) = (a.as_number(), b().as_number()) else {
                 return Scalar::Null;
             };
@@ -203,6 +219,7 @@ fn binary(op: BinaryOp, a: Scalar, b: impl FnOnce() -> Scalar) -> Scalar {
                 BinaryOp::Mul => x * y,
                 BinaryOp::Div => x / y,
                 BinaryOp::Mod => x % y,
+                BinaryOp::Pow => x.powf(y),
                 BinaryOp::Or
                 | BinaryOp::And
                 | BinaryOp::Eq
@@ -234,7 +251,57 @@ fn call(f: Function, args: &[Scalar]) -> Scalar {
         Function::Log => math(f64::ln),
         Function::Log2 => math(f64::log2),
         Function::Exp => math(f64::exp),
+        Function::Substr => substr(args),
+        Function::Contains => {
+            let (text, sub) = (first.text(), arg_text(args, 1));
+            Scalar::Number(if sub.is_empty() {
+                text.chars().count() as f64 + 1.0
+            } else {
+                occurrences(&text, &sub) as f64
+            })
+        }
+        Function::StartsWith => bool_value(first.text().starts_with(&arg_text(args, 1))),
     }
+}
+
+fn arg_text(args: &[Scalar], at: usize) -> String {
+    args.get(at).map(Scalar::text).unwrap_or_default()
+}
+
+/// Occurrences of `sub` in `text`, each search resuming one character after the last
+/// match's start (RediSearch's `contains("aaa", "aa")` is 2).
+fn occurrences(text: &str, sub: &str) -> usize {
+    let mut count = 0;
+    let mut from = 0;
+    while let Some(at) = text[from..].find(sub) {
+        count += 1;
+        let start = from + at;
+        from = start + text[start..].chars().next().map_or(1, char::len_utf8);
+    }
+    count
+}
+
+/// RediSearch's `substr`, over characters: offsets past either end are clamped, and a
+/// negative count ends that many characters before the end.
+fn substr(args: &[Scalar]) -> Scalar {
+    let number = |at: usize| args.get(at).and_then(Scalar::as_number);
+    let (Some(text), Some(offset), Some(count)) = (args.first(), number(1), number(2)) else {
+        return Scalar::Null;
+    };
+    let chars: Vec<char> = text.text().chars().collect();
+    let len = chars.len() as i64;
+    let mut start = offset as i64;
+    if start < 0 {
+        start += len;
+    }
+    let start = start.clamp(0, len);
+    let end = if count < 0.0 {
+        len.saturating_add(count as i64)
+    } else {
+        start.saturating_add(count as i64).min(len)
+    };
+    let (start, end) = (start as usize, end.max(start) as usize);
+    Scalar::Str(chars[start..end].iter().collect())
 }
 
 /// Longest APPLY/FILTER expression. Operator chains build left-deep trees that are
@@ -324,13 +391,32 @@ fn prod_expr(i: &mut In<'_>, depth: usize) -> ModalResult<Expr> {
     chain(
         i,
         depth,
-        unary,
+        pow_expr,
         &[
             ("*", BinaryOp::Mul),
             ("/", BinaryOp::Div),
             ("%", BinaryOp::Mod),
         ],
     )
+}
+
+fn pow_expr(i: &mut In<'_>, depth: usize) -> ModalResult<Expr> {
+    let base = unary(i, depth)?;
+    let checkpoint = *i;
+    ws(i)?;
+    if !i.starts_with('^') {
+        *i = checkpoint;
+        return Ok(base);
+    }
+    *i = &i[1..];
+    ws(i)?;
+    // Right-associative: `2 ^ 3 ^ 2` is 2 ^ 9. Each `^` is a level of nesting.
+    let exponent = cut_err(|i: &mut In<'_>| pow_expr(i, depth + 1)).parse_next(i)?;
+    Ok(Expr::Binary(
+        BinaryOp::Pow,
+        Box::new(base),
+        Box::new(exponent),
+    ))
 }
 
 fn unary(i: &mut In<'_>, depth: usize) -> ModalResult<Expr> {
@@ -361,7 +447,11 @@ fn primary(i: &mut In<'_>, depth: usize) -> ModalResult<Expr> {
         )
         .map(|f: &str| Expr::Field(f.to_owned())),
         string.map(|s| Expr::Literal(Scalar::Str(s))),
-        take_while(1.., |c: char| c.is_ascii_digit() || c == '.')
+        (
+            take_while(1.., |c: char| c.is_ascii_digit() || c == '.'),
+            opt((one_of(['e', 'E']), opt(one_of(['+', '-'])), digit1)),
+        )
+            .take()
             .verify_map(|s: &str| s.parse::<f64>().ok())
             .map(|n| Expr::Literal(Scalar::Number(n))),
         |i: &mut In<'_>| function(i, depth),
@@ -391,6 +481,9 @@ fn function(i: &mut In<'_>, depth: usize) -> ModalResult<Expr> {
         "exp" => Function::Exp,
         "strlen" => Function::Strlen,
         "exists" => Function::Exists,
+        "substr" => Function::Substr,
+        "contains" => Function::Contains,
+        "startswith" => Function::StartsWith,
         _ => return fail.parse_next(i),
     };
     let args: Vec<Expr> = delimited(
@@ -463,6 +556,31 @@ mod tests {
             parse_expr(&chain).unwrap().eval(&|_| None),
             Scalar::Number(1001.0)
         );
+    }
+
+    #[test]
+    fn powers_exponents_and_string_functions() {
+        assert_eq!(eval("2 ^ 3 ^ 2", &[]), Scalar::Number(512.0));
+        assert_eq!(eval("2 * 3 ^ 2", &[]), Scalar::Number(18.0));
+        assert_eq!(eval("(2 * 3)^2", &[]), Scalar::Number(36.0));
+        assert_eq!(eval("1e3 + 2.5E-1", &[]), Scalar::Number(1000.25));
+        assert_eq!(eval("1.5e+2", &[]), Scalar::Number(150.0));
+        assert!(parse_expr("1e").is_err());
+        let hello = [("s", Scalar::Str("hello".into()))];
+        assert_eq!(eval("substr(@s, 1, 3)", &hello), Scalar::Str("ell".into()));
+        assert_eq!(eval("substr(@s, -2, 5)", &hello), Scalar::Str("lo".into()));
+        assert_eq!(eval("substr(@s, 2, -1)", &hello), Scalar::Str("ll".into()));
+        assert_eq!(eval("substr(@s, 1, -9)", &hello), Scalar::Str("".into()));
+        assert_eq!(eval("substr(@s, 9, 2)", &hello), Scalar::Str("".into()));
+        assert_eq!(eval("substr(@s, 1)", &hello), Scalar::Null);
+        assert_eq!(eval("contains(@s, 'l')", &hello), Scalar::Number(2.0));
+        assert_eq!(eval("contains(@s, '')", &hello), Scalar::Number(6.0));
+        assert_eq!(eval("contains('aaa', 'aa')", &[]), Scalar::Number(2.0));
+        assert_eq!(eval("contains('éé', 'é')", &[]), Scalar::Number(2.0));
+        assert_eq!(eval("startswith(@s, 'he')", &hello), Scalar::Number(1.0));
+        assert_eq!(eval("startswith(@s, 'lo')", &hello), Scalar::Number(0.0));
+        let deep = "2^".repeat(500) + "1";
+        assert!(parse_expr(&deep).is_err());
     }
 
     #[test]

@@ -258,6 +258,18 @@ fn index_options<A: AsRef<[u8]>>(args: &mut Args<'_, A>, schema: &mut IndexSchem
     }
 }
 
+/// RediSearch field flags with a meaning this index cannot give: NOINDEX (a field only
+/// sorted by), INDEXMISSING and INDEXEMPTY (queries for absent or empty values) and
+/// PHONETIC (text matching by sound).
+const UNSUPPORTED_FIELD_FLAGS: [&str; 4] = ["NOINDEX", "INDEXMISSING", "INDEXEMPTY", "PHONETIC"];
+
+/// Whether `token` begins a field's definition after its identifier.
+fn starts_field(token: &[u8]) -> bool {
+    ["AS", "NUMERIC", "TAG", "TEXT", "VECTOR", "GEO", "GEOSHAPE"]
+        .iter()
+        .any(|k| token.eq_ignore_ascii_case(k.as_bytes()))
+}
+
 /// One field after its identifier. Errors are the detail of "Invalid field type ...".
 fn parse_field<A: AsRef<[u8]>>(
     args: &mut Args<'_, A>,
@@ -287,8 +299,29 @@ fn parse_field<A: AsRef<[u8]>>(
     } else {
         return Err(unknown_argument(&show(kind_token)));
     };
-    // Accepted for RediSearch compatibility: every index here is already sortable.
-    while args.eat("SORTABLE") || args.eat("UNF") {}
+    loop {
+        // Accepted for RediSearch compatibility: every index here is already sortable.
+        if args.eat("SORTABLE") || args.eat("UNF") {
+            continue;
+        }
+        // RediSearch's other field flags (redis-py sends them before SORTABLE) are
+        // refused by name, not read as the next field's identifier; a field of that
+        // name is followed by its type or AS.
+        match args.peek() {
+            Some(token)
+                if UNSUPPORTED_FIELD_FLAGS
+                    .iter()
+                    .any(|f| token.eq_ignore_ascii_case(f.as_bytes()))
+                    && !args.peek_at(1).is_some_and(starts_field) =>
+            {
+                return Err(format!(
+                    "The parameter `{}` is not supported",
+                    show(token).to_ascii_uppercase()
+                ));
+            }
+            _ => break,
+        }
+    }
     Ok(Field {
         identifier: identifier.to_owned(),
         alias,
@@ -322,6 +355,8 @@ fn tag_options<A: AsRef<[u8]>>(args: &mut Args<'_, A>) -> std::result::Result<Ta
             }
         } else if args.eat("CASESENSITIVE") {
             options.case_sensitive = true;
+        } else if args.eat("WITHSUFFIXTRIE") {
+            // Only speeds up RediSearch's suffix and contains matches.
         } else {
             return Ok(options);
         }
@@ -634,10 +669,26 @@ mod tests {
             ("idx", "Missing argument"),
             ("idx SCHEMA", "Index schema must have at least one attribute"),
             ("idx SCHEMA t TEXT WEIGHT 2", "Invalid field type for field `t`: The `WEIGHT` clause with a value other than `1.0` is not supported."),
+            // redis-py's NumericField(no_index=True), TagField(index_missing=True), ...
+            ("idx SCHEMA n NUMERIC SORTABLE NOINDEX t TAG", "Invalid field type for field `n`: The parameter `NOINDEX` is not supported"),
+            ("idx SCHEMA t TAG SEPARATOR , indexmissing", "Invalid field type for field `t`: The parameter `INDEXMISSING` is not supported"),
+            ("idx SCHEMA t TEXT INDEXEMPTY", "Invalid field type for field `t`: The parameter `INDEXEMPTY` is not supported"),
+            ("idx SCHEMA t TEXT PHONETIC dm:en", "Invalid field type for field `t`: The parameter `PHONETIC` is not supported"),
         ];
         for (line, want) in cases {
             assert_eq!(err(line), want, "{line}");
         }
+    }
+
+    /// TAG's WITHSUFFIXTRIE (redis-py's `withsuffixtrie=True`) is accepted as TEXT's
+    /// is, and a field named like a flag is still a field when its type follows.
+    #[test]
+    fn suffix_tries_and_fields_named_like_flags() {
+        let s = parse("i SCHEMA t TAG SEPARATOR , WITHSUFFIXTRIE SORTABLE n NUMERIC").unwrap();
+        assert_eq!(s.fields.len(), 2);
+        let s = parse("i SCHEMA n NUMERIC SORTABLE noindex TAG phonetic AS p TEXT").unwrap();
+        let names: Vec<&str> = s.fields.iter().map(|f| f.alias.as_str()).collect();
+        assert_eq!(names, ["n", "noindex", "p"]);
     }
 
     #[test]

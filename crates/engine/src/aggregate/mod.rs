@@ -173,14 +173,16 @@ fn source_rows(
                 cells.insert(knn.alias.clone(), Cell::Number(f64::from(*d)));
             }
             match &request.load {
-                Some(fields) if fields.is_empty() => {
-                    if let Some(Value::Hash(h)) = source
-                        .index
-                        .docs
-                        .key(*doc)
-                        .and_then(|k| source.keyspace.get(k, source.now))
-                        .map(|e| &e.value)
-                    {
+                // LOAD *: a hash's every field, as RediSearch; a JSON document's
+                // declared fields under their names, as MemoryDB's LOAD * reads.
+                Some(fields) if fields.is_empty() => match source
+                    .index
+                    .docs
+                    .key(*doc)
+                    .and_then(|k| source.keyspace.get(k, source.now))
+                    .map(|e| &e.value)
+                {
+                    Some(Value::Hash(h)) => {
                         for (k, v) in h {
                             cells.insert(
                                 String::from_utf8_lossy(k).into_owned(),
@@ -188,7 +190,14 @@ fn source_rows(
                             );
                         }
                     }
-                }
+                    Some(Value::Json(_)) => {
+                        for field in &source.index.schema.fields {
+                            let cell = source.field(*doc, &field.alias);
+                            cells.insert(field.alias.clone(), cell);
+                        }
+                    }
+                    Some(Value::Str(_)) | None => {}
+                },
                 Some(fields) => {
                     for (field, name) in fields {
                         cells.insert(name.clone(), source.field(*doc, field));

@@ -22,7 +22,7 @@
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use shoal_query::{AggregateRequest, AggregateStep};
+use shoal_query::{AggregateRequest, AggregateStep, Reducer};
 
 use super::group::{Groups, PartialGroup};
 use super::{compare, lookup, run, source_rows, Cell, Detached, Documents, Row, Source};
@@ -110,7 +110,7 @@ fn fields_read(steps: &[AggregateStep]) -> Vec<&str> {
         match step {
             AggregateStep::GroupBy { fields, reducers } => {
                 out.extend(fields.iter().map(String::as_str));
-                out.extend(reducers.iter().filter_map(|r| r.field.as_deref()));
+                out.extend(reducers.iter().flat_map(Reducer::reads));
                 break;
             }
             AggregateStep::SortBy { keys, .. } => out.extend(keys.iter().map(|(k, _)| k.as_str())),
@@ -204,13 +204,27 @@ pub fn merge_parts(request: &AggregateRequest, parts: Vec<AggregatePart>) -> Res
     let mut rows = Vec::new();
     let mut groups: Option<Groups> = None;
     let mut knn = None;
+    // Shards group at the first GROUPBY after the leading APPLY and FILTER steps.
+    let leading = request
+        .steps
+        .iter()
+        .take_while(|s| matches!(s, AggregateStep::Apply { .. } | AggregateStep::Filter(_)))
+        .count();
+    let reducers: &[Reducer] =
+        if let Some(AggregateStep::GroupBy { reducers, .. }) = request.steps.get(leading) {
+            reducers
+        } else {
+            &[]
+        };
     for part in parts {
         match part {
             AggregatePart::Rows { rows: more, knn: k } => {
                 rows.extend(more);
                 knn = knn.or(k);
             }
-            AggregatePart::Groups(more) => groups.get_or_insert_with(Groups::default).merge(more),
+            AggregatePart::Groups(more) => groups
+                .get_or_insert_with(Groups::default)
+                .merge(more, reducers),
         }
     }
     let steps = &request.steps;

@@ -192,7 +192,9 @@ pub(crate) fn get(engine: &Engine, a: &Args<'_>, now: u64) -> Result<Reply> {
     let Some(doc) = document(engine, a.get(0)?, now)? else {
         return Ok(Reply::Null);
     };
-    // Formatting options of RedisJSON (INDENT, NEWLINE, SPACE) are accepted and ignored.
+    // Formatting options of RedisJSON (INDENT, NEWLINE, SPACE, each with a value, and
+    // the legacy NOESCAPE, which redis-py's `get(no_escape=True)` sends) are accepted
+    // and ignored.
     let mut paths = Vec::new();
     let mut i = 1;
     while i < a.len() {
@@ -204,13 +206,17 @@ pub(crate) fn get(engine: &Engine, a: &Args<'_>, now: u64) -> Result<Reply> {
             i += 2;
             continue;
         }
-        paths.push(path(token)?);
+        if token.eq_ignore_ascii_case(b"NOESCAPE") {
+            i += 1;
+            continue;
+        }
+        paths.push((token, path(token)?));
         i += 1;
     }
     if paths.is_empty() {
-        paths.push(root_path()?);
+        paths.push((b".".as_slice(), root_path()?));
     }
-    if let [only] = paths.as_slice() {
+    if let [(_, only)] = paths.as_slice() {
         let found = only.compiled.query(doc).all();
         if only.legacy {
             return Ok(match found.first() {
@@ -220,10 +226,19 @@ pub(crate) fn get(engine: &Engine, a: &Args<'_>, now: u64) -> Result<Reply> {
         }
         return Ok(Reply::Bulk(serialize(&found)));
     }
+    // Several paths: an object keyed by each path as written. As in RedisJSON, when
+    // every path is a legacy one each holds its first match (null when none); when
+    // any is a JSONPath, each holds the array of all its matches.
+    let legacy = paths.iter().all(|(_, p)| p.legacy);
     let mut out = serde_json::Map::new();
-    for p in &paths {
-        let found: Vec<Json> = p.compiled.query(doc).all().into_iter().cloned().collect();
-        out.insert(p.text.clone(), Json::Array(found));
+    for (given, p) in &paths {
+        let found = p.compiled.query(doc).all();
+        let value = if legacy {
+            found.first().map_or(Json::Null, |v| (*v).clone())
+        } else {
+            Json::Array(found.into_iter().cloned().collect())
+        };
+        out.insert(String::from_utf8_lossy(given).into_owned(), value);
     }
     Ok(Reply::Bulk(serde_json::to_vec(&out).unwrap_or_default()))
 }
