@@ -11,7 +11,7 @@ use shoal_index::RoaringBitmap;
 #[derive(Debug, Default, Clone)]
 pub struct DocTable {
     ids: HashMap<Vec<u8>, u32>,
-    keys: Vec<Option<Vec<u8>>>,
+    keys: Vec<Slot>,
     free: Vec<u32>,
     live: RoaringBitmap,
 }
@@ -22,7 +22,24 @@ impl DocTable {
     }
 
     pub fn key(&self, id: u32) -> Option<&[u8]> {
-        self.keys.get(id as usize)?.as_deref()
+        self.keys.get(id as usize)?.key()
+    }
+
+    /// Hints that the table's entries for `ids` will be read soon. A search's hits are
+    /// scattered over the table (and every key lives in an allocation of its own), so
+    /// reading them hit by hit waits for a cache miss per entry and then one per key;
+    /// asking for all the entries at once, right after the walk, overlaps the first
+    /// misses, and the keys' own are overlapped where the entries are read
+    /// (`crate::search::visit`).
+    pub fn prefetch_entries(&self, ids: impl Iterator<Item = u32>) {
+        for id in ids {
+            if let Some(slot) = self.keys.get(id as usize) {
+                // A slot may straddle two lines: its first and its last byte's.
+                let first = std::ptr::from_ref(slot).cast::<u8>();
+                shoal_index::prefetch::prefetch(first, 1);
+                shoal_index::prefetch::prefetch(first.wrapping_add(SLOT_BYTES - 1), 1);
+            }
+        }
     }
 
     /// The id of `key`, assigning one if it has none; `true` when newly assigned.
@@ -33,11 +50,11 @@ impl DocTable {
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
-                self.keys.push(None);
+                self.keys.push(Slot::Free);
                 (self.keys.len() - 1) as u32
             }
         };
-        self.keys[id as usize] = Some(key.to_vec());
+        self.keys[id as usize] = Slot::new(key);
         self.ids.insert(key.to_vec(), id);
         self.live.insert(id);
         (id, true)
@@ -45,7 +62,7 @@ impl DocTable {
 
     pub fn release(&mut self, key: &[u8]) -> Option<u32> {
         let id = self.ids.remove(key)?;
-        self.keys[id as usize] = None;
+        self.keys[id as usize] = Slot::Free;
         self.free.push(id);
         self.live.remove(id);
         Some(id)
@@ -65,8 +82,8 @@ impl DocTable {
     }
 
     /// Slots (key or free) and the free list, for snapshots.
-    pub fn parts(&self) -> (&[Option<Vec<u8>>], &[u32]) {
-        (&self.keys, &self.free)
+    pub fn parts(&self) -> (impl ExactSizeIterator<Item = Option<&[u8]>> + '_, &[u32]) {
+        (self.keys.iter().map(Slot::key), &self.free)
     }
 
     /// Rebuilds a table from [`DocTable::parts`]; `None` if they are inconsistent.
@@ -76,15 +93,18 @@ impl DocTable {
             return None;
         }
         let mut table = DocTable {
-            keys,
+            keys: Vec::with_capacity(keys.len()),
             free,
             ..DocTable::default()
         };
-        for (id, key) in table.keys.iter().enumerate() {
+        for (id, key) in keys.into_iter().enumerate() {
             let id = u32::try_from(id).ok()?;
+            table
+                .keys
+                .push(key.as_deref().map_or(Slot::Free, Slot::new));
             match key {
                 Some(k) => {
-                    if table.ids.insert(k.clone(), id).is_some() {
+                    if table.ids.insert(k, id).is_some() {
                         return None;
                     }
                     table.live.insert(id);
@@ -96,11 +116,12 @@ impl DocTable {
                 }
             }
         }
-        let consistent = table
-            .free
-            .iter()
-            .all(|&f| table.keys.get(f as usize).is_some_and(Option::is_none))
-            && table.free.len() + table.ids.len() == table.keys.len();
+        let consistent = table.free.iter().all(|&f| {
+            table
+                .keys
+                .get(f as usize)
+                .is_some_and(|s| s.key().is_none())
+        }) && table.free.len() + table.ids.len() == table.keys.len();
         consistent.then_some(table)
     }
 
@@ -109,9 +130,80 @@ impl DocTable {
     }
 }
 
+/// Keys up to this long live in their slot.
+const INLINE: usize = 22;
+const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
+// As small as the `Option<Vec<u8>>` it replaced: the table costs no more per document.
+const _: () = assert!(SLOT_BYTES == 24);
+
+/// One slot of the table: a short key (`v:123`, `doc:42`, most keys) held in the slot
+/// itself, a longer one in an allocation of its own. A search reads its hits' slots
+/// right after the walk, scattered over the table; a key in its slot comes with the
+/// slot's cache line instead of after a second miss on its own allocation, which cost
+/// about 2 µs a 10-hit search (docs/benchmarks.md, session 55).
+#[derive(Debug, Clone)]
+enum Slot {
+    Free,
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl Slot {
+    fn new(key: &[u8]) -> Slot {
+        match u8::try_from(key.len()) {
+            Ok(len) if key.len() <= INLINE => {
+                let mut bytes = [0; INLINE];
+                bytes[..key.len()].copy_from_slice(key);
+                Slot::Inline { len, bytes }
+            }
+            Ok(_) | Err(_) => Slot::Heap(key.into()),
+        }
+    }
+
+    fn key(&self) -> Option<&[u8]> {
+        match self {
+            Slot::Free => None,
+            Slot::Inline { len, bytes } => bytes.get(..usize::from(*len)),
+            Slot::Heap(key) => Some(key),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keys of every length around the inline bound, the empty key included, come
+    /// back as they went in, through a release and a snapshot's parts.
+    #[test]
+    fn keys_short_and_long_come_back_whole() {
+        let keys: Vec<Vec<u8>> = (0..=INLINE + 2)
+            .map(|n| (0..n).map(|i| b'a' + (i % 26) as u8).collect())
+            .chain([
+                vec![0xff; 300],
+                b"doc:8c1d9c0e-5b1f-4a44-9d8e-0d6a3b7f2e11".to_vec(),
+            ])
+            .collect();
+        let mut t = DocTable::default();
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(t.assign(k), (i as u32, true));
+        }
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(t.key(i as u32), Some(&k[..]), "key of length {}", k.len());
+            assert_eq!(t.id(k), Some(i as u32));
+        }
+        assert_eq!(t.release(&keys[INLINE]), Some(INLINE as u32));
+        assert_eq!(t.key(INLINE as u32), None);
+        let (slots, free) = t.parts();
+        let slots: Vec<Option<Vec<u8>>> = slots.map(|s| s.map(<[u8]>::to_vec)).collect();
+        let copy = DocTable::from_parts(slots, free.to_vec()).expect("consistent parts");
+        for (i, k) in keys.iter().enumerate() {
+            let want = (i != INLINE).then_some(&k[..]);
+            assert_eq!(copy.key(i as u32), want);
+        }
+        // The prefetch hint takes any ids, those past the table's end included.
+        copy.prefetch_entries([0, 5, u32::MAX].into_iter());
+    }
 
     #[test]
     fn ids_are_reused_deterministically() {

@@ -343,6 +343,7 @@ pub fn matching(
     let matches: Vec<(u32, Option<f32>)> = match &plan.knn {
         Some(knn) => {
             let found = eval.knn(knn, allowed.as_ref(), bar)?;
+            index.docs.prefetch_entries(found.iter().map(|&(d, _)| d));
             // Sized once (a filtered collect grows from empty, reallocating as it goes).
             let mut matches = Vec::with_capacity(found.len());
             matches.extend(
