@@ -25,13 +25,13 @@ impl DocTable {
         self.keys.get(id as usize)?.key()
     }
 
-    /// Hints that the table's entries for `ids` will be read soon. A search's hits are
-    /// scattered over the table (and every key lives in an allocation of its own), so
-    /// reading them hit by hit waits for a cache miss per entry and then one per key;
-    /// asking for all the entries at once, right after the walk, overlaps the first
-    /// misses, and the keys' own are overlapped where the entries are read
+    /// Hints that the table's slots for `ids` will be read soon. A search's hits are
+    /// scattered over the table, so reading them hit by hit waits for a cache miss per
+    /// slot; asking for them all at once, right after the walk, overlaps those misses.
+    /// A key of up to [`INLINE`] bytes comes with its slot; a longer one, in an
+    /// allocation of its own, is asked for where the slots are read
     /// (`crate::search::visit`).
-    pub fn prefetch_entries(&self, ids: impl Iterator<Item = u32>) {
+    pub fn prefetch_entries(&self, ids: impl IntoIterator<Item = u32>) {
         for id in ids {
             if let Some(slot) = self.keys.get(id as usize) {
                 // A slot may straddle two lines: its first and its last byte's.
@@ -125,15 +125,22 @@ impl DocTable {
         consistent.then_some(table)
     }
 
+    /// An estimate: each key once in `ids`, again in its slot's own allocation when it
+    /// does not fit the slot, and the table's and the map's fixed parts.
     pub fn bytes(&self) -> usize {
-        self.ids.keys().map(|k| k.len() * 2 + 48).sum::<usize>() + self.free.len() * 4
+        self.ids
+            .keys()
+            .map(|k| k.len() + if k.len() > INLINE { k.len() } else { 0 } + 48)
+            .sum::<usize>()
+            + self.free.len() * 4
     }
 }
 
 /// Keys up to this long live in their slot.
 const INLINE: usize = 22;
 const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
-// As small as the `Option<Vec<u8>>` it replaced: the table costs no more per document.
+// On 64-bit targets as small as the `Option<Vec<u8>>` it replaced: the table costs no
+// more per document.
 const _: () = assert!(SLOT_BYTES == 24);
 
 /// One slot of the table: a short key (`v:123`, `doc:42`, most keys) held in the slot
@@ -151,7 +158,7 @@ enum Slot {
 impl Slot {
     fn new(key: &[u8]) -> Slot {
         match u8::try_from(key.len()) {
-            Ok(len) if key.len() <= INLINE => {
+            Ok(len) if usize::from(len) <= INLINE => {
                 let mut bytes = [0; INLINE];
                 bytes[..key.len()].copy_from_slice(key);
                 Slot::Inline { len, bytes }
@@ -201,8 +208,28 @@ mod tests {
             let want = (i != INLINE).then_some(&k[..]);
             assert_eq!(copy.key(i as u32), want);
         }
+        // The copy's parts are the original's, slot for slot: what a snapshot writes.
+        assert!(t.parts().0.eq(copy.parts().0));
+        assert_eq!(t.parts().1, copy.parts().1);
         // The prefetch hint takes any ids, those past the table's end included.
-        copy.prefetch_entries([0, 5, u32::MAX].into_iter());
+        copy.prefetch_entries([0, 5, u32::MAX]);
+    }
+
+    /// Keys up to the bound live in the slot, longer ones on the heap; lengths that a
+    /// cast to `u8` would wrap into the inline range (256, 278) stay on the heap.
+    #[test]
+    fn short_keys_live_in_their_slot() {
+        for n in [0, 1, INLINE] {
+            assert!(
+                matches!(Slot::new(&vec![7; n]), Slot::Inline { .. }),
+                "length {n}"
+            );
+        }
+        for n in [INLINE + 1, 255, 256, 256 + INLINE, 300] {
+            let slot = Slot::new(&vec![7; n]);
+            assert!(matches!(slot, Slot::Heap(_)), "length {n}");
+            assert_eq!(slot.key().map(<[u8]>::len), Some(n));
+        }
     }
 
     #[test]

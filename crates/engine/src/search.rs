@@ -548,8 +548,9 @@ pub fn visit<S: HitSink>(
     };
 
     // Each match's key looked up once, not at every comparison of the sort, and its
-    // bytes asked for now: every key lives in an allocation of its own, cold after the
-    // walk, and the copies into the hits below would otherwise stall on them one by one.
+    // bytes asked for now: a key longer than a table slot holds lives in an allocation
+    // of its own, cold after the walk, and the copies into the hits below would
+    // otherwise stall on them one by one (a short key came with its slot).
     let mut ordered: Vec<Ranked<'_>> = matches
         .drain(..)
         .map(|(doc, distance)| {
