@@ -101,8 +101,9 @@ pub struct AnnArgs {
     /// timed single-threaded passes; `latency EF` → one untimed pass, then the p50 µs of
     /// one timed pass's searches (a run times its `p50_us` pass the same way, but after
     /// its QPS passes rather than one untimed pass; `benches/resp/search_ingest.py` asks
-    /// between its rounds through the server); `spaced EF GAP_US [spin]` → each query searched
-    /// alone after the thread slept (or spun) GAP_US, printing the searches' p50 µs and
+    /// between its rounds through the server); `spaced EF GAP_US [spin|busy]` → each query
+    /// searched alone after the thread slept GAP_US (or spun with `pause`, or without it),
+    /// printing the searches' p50 µs and
     /// the mean gap, the idle a server sees between one client's requests; `recall EF` →
     /// recall@k; `quit`. `benches/paired.py` alternates passes of two engines this way,
     /// so a drift of the machine's speed hits both alike.
@@ -518,8 +519,13 @@ fn serve(args: &AnnArgs, base: &Matrix<f32>, queries: &Matrix<f32>) -> Result<()
                     Some(Ok(us)) => Duration::from_micros(us),
                     _ => bail!("spaced needs a gap in µs: {line:?}"),
                 };
-                let spin = words.next() == Some("spin");
-                let (p50, slept) = spaced(index, queries, args.k, ef, gap, spin)?;
+                let idle = match words.next() {
+                    None => Idle::Sleep,
+                    Some("spin") => Idle::Spin,
+                    Some("busy") => Idle::Busy,
+                    Some(other) => bail!("spaced waits by sleep, spin or busy, not {other:?}"),
+                };
+                let (p50, slept) = spaced(index, queries, args.k, ef, gap, idle)?;
                 writeln!(out, "{p50:.2} {slept:.1}")?;
             }
             Some("recall") => {
@@ -539,6 +545,18 @@ fn serve(args: &AnnArgs, base: &Matrix<f32>, queries: &Matrix<f32>) -> Result<()
     Ok(())
 }
 
+/// How `spaced` passes the gap before each search.
+#[derive(Debug, Clone, Copy)]
+enum Idle {
+    /// The thread sleeps: an idle vCPU halts.
+    Sleep,
+    /// It spins with `pause` (`spin_loop`), which a hypervisor's pause-loop exiting may
+    /// take for a vCPU waiting on a lock and answer by running something else.
+    Spin,
+    /// It spins on the clock alone, without `pause`.
+    Busy,
+}
+
 /// Searches every query alone after an idle gap, slept or spun; returns the searches' p50 in µs and
 /// the mean time the thread was away, in µs (sleeps overshoot by the timer's slack). The
 /// tight loop of a `pass` keeps the core busy and its caches warm; a server answering
@@ -550,18 +568,20 @@ fn spaced(
     k: usize,
     ef: Option<usize>,
     gap: Duration,
-    spin: bool,
+    idle: Idle,
 ) -> Result<(f64, f64)> {
     let mut lat = Vec::with_capacity(queries.rows);
     let mut away = 0.0;
     for i in 0..queries.rows {
         let t = Instant::now();
-        if spin {
-            while t.elapsed() < gap {
-                std::hint::spin_loop();
+        match idle {
+            Idle::Sleep => std::thread::sleep(gap),
+            Idle::Spin => {
+                while t.elapsed() < gap {
+                    std::hint::spin_loop();
+                }
             }
-        } else {
-            std::thread::sleep(gap);
+            Idle::Busy => while std::hint::black_box(t.elapsed()) < gap {},
         }
         away += t.elapsed().as_secs_f64() * 1e6;
         let t = Instant::now();

@@ -328,23 +328,28 @@ def test_serve_refuses_a_bad_request(dataset):
 
 
 def test_serve_spaced_searches_after_each_gap(dataset):
-    """`spaced EF GAP_US [spin]` times each query alone after a gap: it reports a
-    positive p50 and a mean gap at least the one asked (slept or spun), and refuses a
-    request without a gap."""
+    """`spaced EF GAP_US [spin|busy]` times each query alone after a gap: it reports a
+    positive p50 and a mean gap at least the one asked (slept, spun with or without
+    `pause`), and refuses a request without a gap or with another way to wait."""
     binary = shoal_bench_binary()
     cmd = [str(c) for c in (binary, "ann", "--algo", "hnsw", "--serve",
                             *common_args(dataset, "l2"))]
-    proc = subprocess.run(cmd, input="spaced 20 200\nspaced 20 200 spin\nspaced 20 0\nspaced 20\n",
+    requests = "spaced 20 200\nspaced 20 200 spin\nspaced 20 200 busy\nspaced 20 0\n"
+    proc = subprocess.run(cmd, input=requests + "spaced 20\n",
                           capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("ready ")
-    slept, spun, tight = ([float(x) for x in line.split()] for line in lines[1:4])
-    for p50, _ in (slept, spun, tight):
+    slept, spun, busy, tight = ([float(x) for x in line.split()] for line in lines[1:5])
+    for p50, _ in (slept, spun, busy, tight):
         assert p50 > 0
-    assert slept[1] >= 200 and spun[1] >= 200
+    assert slept[1] >= 200 and spun[1] >= 200 and busy[1] >= 200
     assert tight[1] < 200
     assert proc.returncode != 0
     assert "spaced needs a gap" in proc.stderr
+    proc = subprocess.run(cmd, input="spaced 20 10 nap\n", capture_output=True, text=True,
+                          timeout=SUBPROCESS_TIMEOUT)
+    assert proc.returncode != 0
+    assert "not \"nap\"" in proc.stderr
 
 
 def test_shoal_flat_end_to_end_and_schema(dataset, faiss_flat, tmp_path):
