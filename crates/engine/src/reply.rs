@@ -188,8 +188,13 @@ const POW10: [f64; 16] = [
 /// costs a few hundred nanoseconds each; here one multiplication by an exact power of
 /// ten does. Its result is within 2^-53 relative (under 1.2e-4 absolute below 10^12)
 /// of the exact product, so rounding it to an integer agrees with exact rounding
-/// unless the fraction is that close to one half: then, and outside the range, None,
-/// and the caller formats exactly.
+/// unless the fraction is that close to one half. There the product's exact error,
+/// from a fused multiply-add, decides, and an exact tie goes to the even digit as
+/// `{:.11e}` and C's printf round it. Ties are common: an f32 distance times a power
+/// of ten often has a fraction of a few bits, and one score in 64 of 200k × 128 L2
+/// distances landed on exactly one half (each then took the exact path, 1–2% of a
+/// small search's framing, until session 56). Outside the range, None, and the caller
+/// formats exactly.
 fn g12_digits_fast(a: f64) -> Option<(u64, i32)> {
     const TIE_MARGIN: f64 = 2.5e-4;
     if !(a.is_finite() && a > 0.0) {
@@ -226,11 +231,30 @@ fn g12_digits_fast(a: f64) -> Option<(u64, i32)> {
     // from a tie (refused just above) rounding is one comparison. `floor` and `round`
     // are libm calls on the baseline target.
     let whole = x as u64;
+    // Exact: `whole` is `x` truncated, within a factor of two of it.
     let fraction = x - whole as f64;
-    if (fraction - 0.5).abs() < TIE_MARGIN {
-        return None;
-    }
-    let mut digits = whole + u64::from(fraction > 0.5);
+    let up = if (fraction - 0.5).abs() < TIE_MARGIN {
+        // `x` is the product rounded; `a * p - x` is representable, so the fused
+        // multiply-add gives it exactly, and the exact product minus `whole + 0.5` is
+        // `(fraction - 0.5) + error`: the first term exact (within a factor of two of
+        // 0.5), the sum rounded but never across zero. Decision table:
+        //
+        //   sum    digit
+        //   > 0    up
+        //   < 0    down
+        //   = 0    a tie: up only if `whole` is odd (to even)
+        let p = POW10[usize::try_from(11 - exponent).ok()?];
+        let error = a.mul_add(p, -x);
+        let off = (fraction - 0.5) + error;
+        if off == 0.0 {
+            whole % 2 == 1
+        } else {
+            off > 0.0
+        }
+    } else {
+        fraction > 0.5
+    };
+    let mut digits = whole + u64::from(up);
     if digits == 1_000_000_000_000 {
         // Rounded up to the next power of ten: 9.99...95 becomes 1.00000000000e+1.
         digits = 100_000_000_000;
@@ -315,6 +339,33 @@ mod tests {
             assert_eq!(G12::new(v).as_str(), text, "{v:e}");
             assert_eq!(format_g12(v), text);
         }
+    }
+
+    /// Exact ties at the twelfth digit, and the floats either side of them: f32
+    /// distances whose scaled fraction is exactly one half (both parities of the digit
+    /// before it), as C's printf rounds them (expected texts through Python's `%`).
+    #[test]
+    fn ties_round_to_even_as_printf_does() {
+        for (v, text) in [
+            (274.0009765625, "274.000976562"),
+            (274.0029296875, "274.002929688"),
+            (274.0048828125, "274.004882812"),
+            (274.0068359375, "274.006835938"),
+            (1.5, "1.5"),
+        ] {
+            assert_eq!(format_g12(v), text, "{v:e}");
+            assert_eq!(format_g12(-v), format!("-{text}"), "{v:e}");
+        }
+        let mut ties = 0;
+        for bits in (0x4389_0000u32..0x438a_0000).step_by(7) {
+            let v = f64::from(f32::from_bits(bits));
+            for v in [v, v.next_up(), v.next_down()] {
+                assert_eq!(format_g12(v), g12_exact(v).as_str(), "{v:e}");
+            }
+            let scaled = v * 1e9;
+            ties += usize::from(scaled - scaled.trunc() == 0.5);
+        }
+        assert!(ties > 100, "{ties} ties: the range no longer tests them");
     }
 
     #[test]

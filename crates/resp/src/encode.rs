@@ -192,7 +192,24 @@ fn one_line_bytes(bytes: Bytes) -> Bytes {
 }
 
 /// `<kind><decimal>\r\n`: an integer, or the length line of an aggregate or a string.
+///
+/// Nearly every line a reply frames holds a number under 100 (a hit's key length, a
+/// field count, a score's length): those are written as one copy of a fixed size, which
+/// compiles to a few stores, where the general path makes three copies of unknown size
+/// (profiled: a tenth of a small search's framing; docs/benchmarks.md, session 56).
+#[inline]
 fn number_line(out: &mut BytesMut, kind: u8, n: i64) {
+    match u8::try_from(n) {
+        Ok(n @ 0..=9) => out.extend_from_slice(&[kind, b'0' + n, b'\r', b'\n']),
+        Ok(n @ 10..=99) => {
+            out.extend_from_slice(&[kind, b'0' + n / 10, b'0' + n % 10, b'\r', b'\n'])
+        }
+        Ok(_) | Err(_) => number_line_long(out, kind, n),
+    }
+}
+
+/// [`number_line`] for any other number.
+fn number_line_long(out: &mut BytesMut, kind: u8, n: i64) {
     let mut digits = itoa::Buffer::new();
     let digits = digits.format(n);
     out.reserve(digits.len() + 3);
@@ -227,8 +244,10 @@ pub fn integer(out: &mut BytesMut, n: i64) {
 
 /// `$<len>\r\n<bytes>\r\n`.
 pub fn bulk_string(out: &mut BytesMut, bytes: &[u8]) {
+    // One reservation for the whole string: its length line (at most 22 bytes), the
+    // bytes and the CRLF.
+    out.reserve(bytes.len() + 24);
     number_line(out, b'$', length(bytes.len()));
-    out.reserve(bytes.len() + 2);
     out.put_slice(bytes);
     out.put_slice(b"\r\n");
 }
@@ -459,5 +478,37 @@ mod tests {
             bytes(&Value::Verbatim("a".into()), Protocol::Resp3),
             b"=5\r\ntxt:a\r\n"
         );
+    }
+
+    /// The short forms of a number line meet the general one at their bounds.
+    #[test]
+    fn number_lines_at_the_short_forms_bounds() {
+        for n in [
+            i64::MIN,
+            -100,
+            -10,
+            -1,
+            0,
+            1,
+            9,
+            10,
+            11,
+            99,
+            100,
+            255,
+            256,
+            1000,
+            i64::MAX,
+        ] {
+            for kind in [b'*', b'$', b':', b'%'] {
+                let mut out = BytesMut::new();
+                number_line(&mut out, kind, n);
+                assert_eq!(out, format!("{}{n}\r\n", kind as char).as_bytes(), "{n}");
+            }
+        }
+        let mut out = BytesMut::new();
+        bulk_string(&mut out, b"0123456789");
+        bulk_string(&mut out, b"");
+        assert_eq!(out, &b"$10\r\n0123456789\r\n$0\r\n\r\n"[..]);
     }
 }
