@@ -243,7 +243,7 @@ fn g12_digits_fast(a: f64) -> Option<(u64, i32)> {
         //   > 0    up
         //   < 0    down
         //   = 0    a tie: up only if `whole` is odd (to even)
-        let p = POW10[usize::try_from(11 - exponent).ok()?];
+        let p = *POW10.get(usize::try_from(11 - exponent).ok()?)?;
         let error = a.mul_add(p, -x);
         let off = (fraction - 0.5) + error;
         if off == 0.0 {

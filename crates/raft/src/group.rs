@@ -17,6 +17,11 @@ use crate::types::{NodeAddr, NodeId, Request, Response};
 use crate::view_mirror::ViewMirror;
 use crate::vote_view::{LogView, VoteView};
 
+/// How long a membership change waits for the one before it to commit (see
+/// `Group::settle_membership`): a commit takes a replication round, so this is room for
+/// a slow disk or a busy leader, not a wait anyone should see.
+const MEMBERSHIP_SETTLE: Duration = Duration::from_secs(5);
+
 /// How a leader makes sure it still leads before it answers a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadMode {
@@ -409,15 +414,39 @@ impl Group {
         }
     }
 
+    /// Waits, at most [`MEMBERSHIP_SETTLE`], until the membership this replica last
+    /// appended is committed. openraft refuses a change while another is uncommitted,
+    /// and the last one is visible (`RAFT STATUS` members) from its append: a change
+    /// asked for right after seeing one, by an operator or by repair after the leader
+    /// removed a stalled learner, would otherwise fail for a few milliseconds with
+    /// "already undergoing a configuration change". Past the bound the change is
+    /// proposed anyway and gets openraft's answer (a group without a quorum cannot
+    /// commit either change).
+    async fn settle_membership(&self) {
+        let settled = |m: &openraft::RaftMetrics<crate::TypeConfig>| {
+            m.membership_config.log_id() == m.committed_membership_config.log_id()
+        };
+        if settled(&self.raft.metrics().borrow_watched()) {
+            return;
+        }
+        let _ = self
+            .raft
+            .wait(Some(MEMBERSHIP_SETTLE))
+            .metrics(settled, "the last membership change committed")
+            .await;
+    }
+
     /// Adds `id` as a learner: it receives the log (or a snapshot) but does not vote.
     /// Returns once the membership entry is committed, not when the learner caught up.
     pub async fn add_learner(&self, id: NodeId, addr: NodeAddr) -> Result<(), GroupError> {
+        self.settle_membership().await;
         let r = self.raft.add_learner(id, addr, false).await;
         self.membership_result(r)
     }
 
     /// Makes a learner a voter (through joint consensus).
     pub async fn promote(&self, id: NodeId) -> Result<(), GroupError> {
+        self.settle_membership().await;
         let r = self
             .raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
@@ -446,6 +475,7 @@ impl Group {
 
     /// Removes `id` from the group, voter or learner.
     pub async fn remove(&self, id: NodeId) -> Result<(), GroupError> {
+        self.settle_membership().await;
         let m = self.raft.metrics().borrow_watched().clone();
         if m.membership_config.voter_ids().any(|v| v == id) {
             let r = self

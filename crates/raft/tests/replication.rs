@@ -741,6 +741,59 @@ async fn a_removed_replica_is_erased_and_can_be_added_back() {
     assert!(log.is_some_and(|l| l.settled_membership.is_some()));
 }
 
+/// A membership change asked for while the last one is appended but not yet committed
+/// waits for that commit instead of failing: the leader's links are slowed so that its
+/// first change stays uncommitted for a while, and a second change is asked for inside
+/// that window (openraft alone refuses it: "already undergoing a configuration change").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_change_waits_for_the_one_before_it() {
+    const SLOW: Duration = Duration::from_millis(250);
+    let cluster = Cluster::start(config()).await;
+    let leader = cluster.leader(&[1, 2, 3]).await;
+    let group = cluster.node(leader).host.group(GROUP).unwrap();
+    let learner = |id: NodeId| NodeAddr {
+        zone: format!("zone-{id}"),
+        // Nobody listens there: a learner that never catches up is fine for this.
+        raft: "127.0.0.1:9".into(),
+        resp: String::new(),
+    };
+    for n in &cluster.nodes {
+        if n.id != leader {
+            cluster
+                .node(leader)
+                .host
+                .network()
+                .faults()
+                .set_delay(n.id, SLOW);
+        }
+    }
+    let first = {
+        let group = group.clone();
+        let addr = learner(4);
+        tokio::spawn(async move { group.add_learner(4, addr).await })
+    };
+    // The first change appended and not committed: the window the second lands in.
+    let raft = cluster.node(leader).raft();
+    raft.wait(WAIT)
+        .metrics(
+            |m| {
+                m.membership_config.nodes().any(|(id, _)| *id == 4)
+                    && m.membership_config.log_id() != m.committed_membership_config.log_id()
+            },
+            "the first change appended, uncommitted",
+        )
+        .await
+        .unwrap();
+    group.add_learner(5, learner(5)).await.unwrap();
+    first.await.unwrap().unwrap();
+    let (_, committed) = group.status().committed_membership;
+    assert!(
+        committed.contains(&4) && committed.contains(&5),
+        "{committed:?}"
+    );
+    cluster.node(leader).host.network().faults().heal();
+}
+
 /// What a restart reopens: groups with a directory, and a group whose erase a crash
 /// cut short after its directory went (the open finishes it); no mark, nothing else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
