@@ -786,11 +786,22 @@ async fn a_membership_change_waits_for_the_one_before_it() {
         .unwrap();
     group.add_learner(5, learner(5)).await.unwrap();
     first.await.unwrap().unwrap();
-    let (_, committed) = group.status().committed_membership;
-    assert!(
-        committed.contains(&4) && committed.contains(&5),
-        "{committed:?}"
-    );
+    // Both committed. The metrics follow a change's commit by a report, so they are
+    // waited for, not read at once.
+    raft.wait(WAIT)
+        .metrics(
+            |m| {
+                let committed: Vec<NodeId> = m
+                    .committed_membership_config
+                    .nodes()
+                    .map(|(id, _)| *id)
+                    .collect();
+                committed.contains(&4) && committed.contains(&5)
+            },
+            "both learners in the committed membership",
+        )
+        .await
+        .unwrap();
     cluster.node(leader).host.network().faults().heal();
 }
 
