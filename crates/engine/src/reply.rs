@@ -191,10 +191,10 @@ const POW10: [f64; 16] = [
 /// unless the fraction is that close to one half. There the product's exact error,
 /// from a fused multiply-add, decides, and an exact tie goes to the even digit as
 /// `{:.11e}` and C's printf round it. Ties are common: an f32 distance times a power
-/// of ten often has a fraction of a few bits, and one score in 64 of 200k × 128 L2
-/// distances landed on exactly one half (each then took the exact path, 1–2% of a
-/// small search's framing, until session 56). Outside the range, None, and the caller
-/// formats exactly.
+/// of ten often has a fraction of a few bits, and one in 64 of the benchmark's L2
+/// distances (10,000 checked, at 256–512) landed on exactly one half (each then took
+/// the exact path, 2.5% of a small search's server CPU, until session 56). Outside the
+/// range, None, and the caller formats exactly.
 fn g12_digits_fast(a: f64) -> Option<(u64, i32)> {
     const TIE_MARGIN: f64 = 2.5e-4;
     if !(a.is_finite() && a > 0.0) {
@@ -228,8 +228,8 @@ fn g12_digits_fast(a: f64) -> Option<(u64, i32)> {
         return None;
     }
     // `x` is in 10^11..10^12: truncating to u64 is exact and is its floor, and away
-    // from a tie (refused just above) rounding is one comparison. `floor` and `round`
-    // are libm calls on the baseline target.
+    // from a tie rounding is one comparison. `floor` and `round` are libm calls on the
+    // baseline target.
     let whole = x as u64;
     // Exact: `whole` is `x` truncated, within a factor of two of it.
     let fraction = x - whole as f64;
