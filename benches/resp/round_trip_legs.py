@@ -98,6 +98,14 @@ def requests(lines, client_pid, kinds):
                 if cur is not None:
                     out.append(cur)
                 continue
+            if not client and event == "sys_exit" and nr == SENDTO:
+                # The send being left is the one entered last (one connection, one task);
+                # it can return after the client has sent its next request.
+                for r in reversed(out[-2:]):
+                    if "s_send" in r and "s_sent" not in r:
+                        r["s_sent"] = t
+                        break
+                continue
             if cur is None:
                 continue
             if not client and event == "sys_exit" and nr == RECVFROM and val > 0:
@@ -105,8 +113,6 @@ def requests(lines, client_pid, kinds):
                 cur.setdefault("s_cpu", int(m["cpu"]))
             elif not client and event == "sys_enter" and nr == SENDTO and "s_recv" in cur:
                 cur.setdefault("s_send", t)
-            elif not client and event == "sys_exit" and nr == SENDTO and "s_send" in cur:
-                cur.setdefault("s_sent", t)
             elif client and event == "sys_exit" and nr == RECVFROM and val > 0 and "s_send" in cur:
                 cur.setdefault("c_recv", t)
         elif cur is not None and not client and event in ("walk_in", "walk_out"):
@@ -153,50 +159,95 @@ def file_offset(binary, prefix):
 
 
 class Trace:
-    """ftrace on the given threads: the three syscalls, and uprobes if asked."""
+    """ftrace on the given threads while in the `with` block: the three syscalls, and
+    uprobes at the index search if asked. Leaves tracefs as it found it (its buffer size,
+    clock and other uprobes), also when setting up fails; the record is in `lines`."""
 
     EVENTS = ("raw_syscalls/sys_enter", "raw_syscalls/sys_exit")
+    PROBES = ("walk_in", "walk_out")
 
     def __init__(self, pids, probe=None):
-        if not (TRACEFS / "tracing_on").exists():
-            subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)], check=True)
-        self.probe = probe
-        self.write("tracing_on", "0")
-        self.write("trace", "")
-        self.write("buffer_size_kb", "65536")
-        self.write("trace_clock", "mono")
-        self.write("set_event", "")
-        self.write("set_event_pid", " ".join(map(str, pids)))
-        only = f"id == {SENDTO} || id == {RECVFROM} || id == {EPOLL_WAIT}"
-        for event in self.EVENTS:
-            self.write(f"events/{event}/filter", only)
-            self.write(f"events/{event}/enable", "1")
-        if probe:
-            binary, offset = probe
-            self.write("uprobe_events", "")
-            self.write("uprobe_events", f"p:walk_in {binary}:0x{offset:x}\n"
-                                        f"r:walk_out {binary}:0x{offset:x}\n")
-            self.write("events/uprobes/enable", "1")
+        self.pids, self.probe, self.lines = pids, probe, []
+        self.saved = {}
 
     @staticmethod
-    def write(name, text):
-        with open(TRACEFS / name, "w") as f:
-            f.write(text)
+    def write(name, text, append=False):
+        """One write(2) of `text`. Truncating `uprobe_events` removes every uprobe on the
+        machine, so ours are added and removed by appending; and Python's append mode
+        seeks to the end, which tracefs refuses."""
+        flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
+        fd = os.open(TRACEFS / name, flags)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def read(name):
+        return (TRACEFS / name).read_text()
 
     def __enter__(self):
-        self.write("tracing_on", "1")
+        if not (TRACEFS / "tracing_on").exists():
+            subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)], check=True)
+        # `trace_clock` lists them all with the current one in brackets.
+        self.saved = {"buffer_size_kb": self.read("buffer_size_kb").split()[0],
+                      "trace_clock": re.search(r"\[(\w+)\]", self.read("trace_clock"))[1]}
+        try:
+            self.write("tracing_on", "0")
+            self.write("buffer_size_kb", "65536")
+            self.write("trace_clock", "mono")
+            self.write("trace", "")
+            self.write("set_event_pid", " ".join(map(str, self.pids)))
+            only = f"id == {SENDTO} || id == {RECVFROM} || id == {EPOLL_WAIT}"
+            for event in self.EVENTS:
+                self.write(f"events/{event}/filter", only)
+                self.write(f"events/{event}/enable", "1")
+            if self.probe:
+                binary, offset = self.probe
+                self.remove_probes()
+                self.write("uprobe_events", f"p:walk_in {binary}:0x{offset:x}\n"
+                                            f"r:walk_out {binary}:0x{offset:x}\n", append=True)
+                for name in self.PROBES:
+                    self.write(f"events/uprobes/{name}/enable", "1")
+            self.write("tracing_on", "1")
+        except BaseException:
+            self.restore()
+            raise
         return self
 
     def __exit__(self, *exc):
-        self.write("tracing_on", "0")
+        try:
+            self.write("tracing_on", "0")
+            # Read before the uprobes go: removing a dynamic event empties the buffer.
+            self.lines = self.read("trace").splitlines()
+        finally:
+            self.restore()
+
+    def remove_probes(self):
+        for name in self.PROBES:
+            if (TRACEFS / "events" / "uprobes" / name).exists():
+                self.write(f"events/uprobes/{name}/enable", "0")
+                self.write("uprobe_events", f"-:{name}\n", append=True)
+
+    def restore(self):
+        """Undoes `__enter__` step by step; a step that fails does not keep the others
+        from running."""
+        steps = [lambda: self.write("tracing_on", "0")]
         for event in self.EVENTS:
-            self.write(f"events/{event}/enable", "0")
-        # Read before the uprobes go: removing a dynamic event empties the buffer.
-        self.lines = (TRACEFS / "trace").read_text().splitlines()
-        if self.probe:
-            self.write("events/uprobes/enable", "0")
-            self.write("uprobe_events", "")
-        self.write("set_event_pid", "")
+            steps.append(lambda e=event: self.write(f"events/{e}/enable", "0"))
+            steps.append(lambda e=event: self.write(f"events/{e}/filter", "0"))
+        steps.append(self.remove_probes)
+        steps.append(lambda: self.write("set_event_pid", ""))
+        steps.append(lambda: self.write("trace", ""))
+        steps += [lambda k=k, v=v: self.write(k, v) for k, v in self.saved.items()]
+        failed = None
+        for step in steps:
+            try:
+                step()
+            except OSError as e:
+                failed = failed or e
+        if failed is not None:
+            print(f"round_trip_legs: tracefs not fully restored: {failed}", file=sys.stderr)
 
 
 def main():
@@ -257,6 +308,10 @@ def main():
                 for r, kind in zip(requests_, ("PING", "search", "short search")):
                     client[kind].append(timed(conn, r))
         reqs = requests(trace.lines, os.getpid(), kinds)
+        if len(reqs) != 3 * args.cycles:
+            print(f"round_trip_legs: {len(reqs)} requests in the record, {3 * args.cycles} "
+                  "sent (events lost, or a record format this parser does not know)",
+                  file=sys.stderr)
     finally:
         proc.terminate()
         proc.wait(timeout=60)

@@ -47,6 +47,7 @@ def record():
         leave(SERVER, 1, 1035, 45, -11),
         leave(CLIENT, 0, 1037, 45, 7),
         enter(CLIENT, 0, 1060, 44, 0x2A0),
+        leave(SERVER, 1, 1061, 45, -11),  # a poll of the socket before the bytes are there
         leave(CLIENT, 0, 1075, 44, 0x2A0),
         leave(SERVER, 0, 1082, 45, 0x2A0),
         ev(SERVER, 0, 1090, "walk_in", "(0x55743811c5a0)"),
@@ -55,25 +56,33 @@ def record():
         leave(SERVER, 0, 1138, 44, 519),
         leave(CLIENT, 1, 1150, 45, 519),
         enter(CLIENT, 1, 1170, 44, 5),  # not a request of the run
-        enter(SERVER, 0, 1171, 44, 9),  # and what the server sends for it is not counted
+        leave(SERVER, 0, 1171, 45, 5),
+        enter(SERVER, 0, 1172, 44, 9),
+        leave(SERVER, 0, 1173, 44, 9),
+        leave(CLIENT, 1, 1180, 45, 9),
+        enter(CLIENT, 1, 1190, 44, 14),  # and after it, a PING again
+        leave(SERVER, 0, 1200, 45, 14),
     ]
 
 
 def test_each_request_is_cut_into_its_legs():
     reqs = rtl.requests(record(), CLIENT, KINDS)
-    assert [r["kind"] for r in reqs] == ["PING", "search"]
-    ping, search = reqs
+    assert [r["kind"] for r in reqs] == ["PING", "search", "PING"]
+    ping, search, after = reqs
     assert (ping["c_send"], ping["s_recv"], ping["s_send"], ping["s_sent"],
             ping["c_recv"], ping["next"]) == (1000, 1024, 1026, 1033, 1037, 1060)
-    # The EAGAIN before the server parks is not the next request's arrival.
+    # A receive that found nothing is not the request's arrival.
     assert search["s_recv"] == 1082
     assert (search["walk_in"], search["walk_out"], search["s_send"], search["c_recv"]) == (
         1090, 1120, 1127, 1150)
     assert search["next"] == 1170
     assert ping["s_cpu"] != ping["c_cpu"] and search["s_cpu"] == search["c_cpu"]
+    # Nothing of the foreign request's round trip lands on the requests around it.
+    assert (search["s_sent"], search["c_recv"]) == (1138, 1150)
+    assert after == {"kind": "PING", "c_send": 1190, "c_cpu": 1, "s_recv": 1200, "s_cpu": 0}
 
     table = rtl.legs(reqs)
-    assert table["request leg"] == {"PING": 24, "search": 22}
+    assert table["request leg"] == {"PING": (24 + 10) / 2, "search": 22}
     assert table["server"] == {"PING": 2, "search": 45}
     assert table["index search"] == {"search": 30}
     assert table["server, after the index search"] == {"search": 7}
@@ -81,6 +90,25 @@ def test_each_request_is_cut_into_its_legs():
     assert table["reply leg"] == {"PING": 11, "search": 23}
     assert table["round trip"] == {"PING": 37, "search": 90}
     assert table["client"] == {"PING": 23, "search": 20}
+
+
+def test_a_send_that_returns_after_the_next_request_is_its_own():
+    """The server's `sendto` can return after the client, woken by it, has sent again
+    (the server's core was taken meanwhile): its end belongs to the request it answered."""
+    lines = [
+        enter(CLIENT, 0, 1000, 44, 14),
+        leave(SERVER, 1, 1010, 45, 14),
+        enter(SERVER, 1, 1012, 44, 7),
+        leave(CLIENT, 0, 1020, 45, 7),
+        enter(CLIENT, 0, 1030, 44, 0x2A0),
+        leave(SERVER, 1, 1040, 44, 7),
+        leave(SERVER, 1, 1045, 45, 0x2A0),
+        enter(SERVER, 1, 1080, 44, 519),
+        leave(SERVER, 1, 1090, 44, 519),
+    ]
+    ping, search = rtl.requests(lines, CLIENT, KINDS)
+    assert ping["s_sent"] == 1040
+    assert (search["s_send"], search["s_sent"]) == (1080, 1090)
 
 
 def test_a_reply_is_only_the_clients_after_the_server_sent():

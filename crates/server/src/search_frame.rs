@@ -20,8 +20,8 @@ struct Resp2Hits<'a> {
     out: &'a mut BytesMut,
     /// Where the current hit's fields begin in `out`. Their count leads them and is known
     /// only at the end, when its line is written after them and rotated to the front:
-    /// a few dozen bytes moved instead of a scratch buffer allocated, grown and copied
-    /// for every search.
+    /// the hit's field bytes move once within `out`, where a scratch buffer had to be
+    /// allocated and grown for every search and copied from for every hit.
     fields_at: usize,
     count: usize,
     with_fields: bool,
@@ -210,6 +210,8 @@ mod tests {
         "FT.SEARCH|idx|@v:[VECTOR_RANGE 2.5 $q]=>{$YIELD_DISTANCE_AS: r}|PARAMS|2|q|<q>|SORTBY|r|DIALECT|2",
         "FT.SEARCH|jidx|*=>[KNN 3 @v $q]|PARAMS|2|q|<j>|DIALECT|2",
         "FT.SEARCH|jidx|@n:[2 6]|RETURN|3|$.s|n|$.missing",
+        // A field most documents lack: hits with no fields at all.
+        "FT.SEARCH|idx|*=>[KNN 6 @v $q]|PARAMS|2|q|<q>|RETURN|1|extra|DIALECT|2",
         // An unknown index, a query that does not parse, a vector of the wrong size, a
         // LIMIT that is not a number.
         "FT.SEARCH|nope|*",
@@ -244,8 +246,10 @@ mod tests {
             .map(|text| through_the_tree(&engine, &args(text)))
             .collect();
         assert!(replies[0].starts_with(b"*21\r\n:10\r\n$4\r\nd:11\r\n*2\r\n$9\r\n__v_score\r\n"));
-        // The hits of ten fields: their count line has two digits.
+        // Hits of ten fields (a count line of two digits) and of six; hits of none.
         assert!(replies[5].windows(5).any(|w| w == b"*10\r\n"));
+        assert!(replies[5].windows(4).any(|w| w == b"*6\r\n"));
+        assert!(replies[13].windows(4).any(|w| w == b"*0\r\n"));
         assert!(replies[12].windows(8).any(|w| w == b"$2\r\nx3\r\n"));
         let failed: Vec<bool> = replies.iter().map(|r| r.starts_with(b"-")).collect();
         let ok = SEARCHES.len() - FAILING;
