@@ -16,6 +16,11 @@ sys.path.insert(0, str(BENCHES.parent / "tests" / "clients"))
 from loopback import free_port  # noqa: E402
 
 
+# A bound on the CPU microseconds a request of these small indexes costs the debug
+# server: loose enough for a slow VM, tight enough to catch nanoseconds taken for them.
+UNIT_SLIP_US = 100_000
+
+
 def encode(*args):
     out = [f"*{len(args)}\r\n".encode()]
     for a in args:
@@ -115,8 +120,10 @@ def test_paired_latency_measures_both_servers_in_turns(dataset, tmp_path):
     for rows in result["rounds"].values():
         assert all(len(v) == 3 for v in rows.values())
         assert all(p > 0 for p in rows["search_p50_us"] + rows["ping_p50_us"])
-        # A PING and a search cost the server CPU, and not a whole millisecond of it.
-        assert all(0 < c < 1000 for c in rows["server_cpu_us_per_pair"])
+        # A PING and a search cost the server CPU, in microseconds: under a tenth of a
+        # second even for this debug build on a slow VM (CI saw 1,146 µs), where a slip
+        # to nanoseconds would be a thousand times off.
+        assert all(0 < c < UNIT_SLIP_US for c in rows["server_cpu_us_per_pair"])
     assert len(result["a_over_b"]) == 3 and all(r > 0 for r in result["a_over_b"])
     assert len(result["a_minus_b_cpu_us"]) == 3
     assert "over y's: median" in run.stdout
@@ -137,7 +144,7 @@ def test_paired_latency_pipelined_prices_each_server_s_cpu_per_search(dataset, t
     result = json.loads(out.read_text())
     for rows in result["pipelined"].values():
         assert len(rows["server_cpu_us_per_search"]) == 2
-        assert all(0 < c < 1000 for c in rows["server_cpu_us_per_search"])
+        assert all(0 < c < UNIT_SLIP_US for c in rows["server_cpu_us_per_search"])
         assert all(w > 0 for w in rows["wall_us_per_search"])
     assert len(result["a_minus_b_cpu_us"]) == 2
     assert "x's server CPU per search minus y's" in run.stdout
@@ -242,5 +249,5 @@ def test_paired_range_gives_each_server_recall_and_cpu(dataset, tmp_path):
         for row in rows.values():
             assert 0.5 < row["recall"] <= 1.0
             assert row["beyond"] == 0
-            assert len(row["cpu_us"]) == 2 and all(0 < c < 10000 for c in row["cpu_us"])
+            assert len(row["cpu_us"]) == 2 and all(0 < c < UNIT_SLIP_US for c in row["cpu_us"])
     assert "| 20 | y |" in run.stdout
