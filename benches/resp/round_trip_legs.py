@@ -9,7 +9,7 @@ Why: issue #3's bar compares a search's round trip with a PING's (search_ingest.
 the client alone sees only their totals. Here one client sends, in turn, a PING, the
 benchmark's FT.SEARCH (KNN 10 ef 20, RETURN __vec_score) and the same search with
 `NOCONTENT LIMIT 0 0` on another query (a walk, a reply of a few bytes), while ftrace
-records both processes' `sendto`, `recvfrom` and `epoll_wait`. Each request is cut into legs:
+records both processes' `sendto` and `recvfrom`. Each request is cut into legs:
 
   request leg      client `sendto` entered -> the server's `recvfrom` returned it
   server           that return -> the server's `sendto` entered (with --probe also split
@@ -38,7 +38,7 @@ from pathlib import Path
 from search_ingest import Conn, encode, ingest, load_vectors, start, timed
 
 TRACEFS = Path("/sys/kernel/tracing")
-SENDTO, RECVFROM, EPOLL_WAIT = 44, 45, 232  # x86_64
+SENDTO, RECVFROM = 44, 45  # x86_64
 LINE = re.compile(r"^\s*(?P<comm>.+?)-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\]\s+\S+\s+"
                   r"(?P<ts>\d+\.\d+): (?P<event>\w+): (?P<rest>.*)$")
 SPANS = [
@@ -159,7 +159,7 @@ def file_offset(binary, prefix):
 
 
 class Trace:
-    """ftrace on the given threads while in the `with` block: the three syscalls, and
+    """ftrace on the given threads while in the `with` block: the two syscalls, and
     uprobes at the index search if asked. Leaves tracefs as it found it (its buffer size,
     clock and other uprobes), also when setting up fails; the record is in `lines`."""
 
@@ -198,7 +198,8 @@ class Trace:
             self.write("trace_clock", "mono")
             self.write("trace", "")
             self.write("set_event_pid", " ".join(map(str, self.pids)))
-            only = f"id == {SENDTO} || id == {RECVFROM} || id == {EPOLL_WAIT}"
+            # Only what the legs are cut at: every traced event adds to the spans.
+            only = f"id == {SENDTO} || id == {RECVFROM}"
             for event in self.EVENTS:
                 self.write(f"events/{event}/filter", only)
                 self.write(f"events/{event}/enable", "1")
